@@ -1,0 +1,35 @@
+# The two commands of the README: `make demo` and `make test`. Both bootstrap first.
+SHELL := bash
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+export VIRTUAL_ENV := $(CURDIR)/.venv
+export LIBTORCH_USE_PYTORCH := 1
+
+DEMO_DIR ?= demo-output
+HINT_RELEASE := target/release/hint
+
+.PHONY: demo test bootstrap bench lint
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+## demo: a generated example (images + seeded tiny CNN) through `hint extract`.
+demo: bootstrap
+	cargo build --release -p hint-coordinator
+	$(HINT_RELEASE) example --out $(DEMO_DIR)/example
+	$(HINT_RELEASE) extract --model tiny_cnn --weights $(DEMO_DIR)/example/tiny_cnn.safetensors \
+		--layer features.4 --images $(DEMO_DIR)/example/images --method gradient_x_activation \
+		--out $(DEMO_DIR)/regions --overwrite
+	.venv/bin/python tests/python/read_regions.py $(DEMO_DIR)/regions/regions-00000.parquet --brief
+
+## test: formatting, lints, then every test (unit, PyTorch oracles, end to end).
+test: bootstrap lint
+	cargo build -p hint-coordinator
+	cargo test --workspace
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+## bench: extraction throughput of every method against the libtorch floor.
+bench: bootstrap
+	cargo bench -p hint-worker --bench extraction

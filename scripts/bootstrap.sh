@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Makes a fresh machine ready to build and test hint, idempotently and quickly when
+# already done: a project-local virtualenv (.venv) whose torch 2.11.0 wheel provides
+# libtorch for tch (LIBTORCH_USE_PYTORCH=1). protoc comes from a crate; nothing else
+# is installed outside the project.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+command -v cargo >/dev/null || { echo "bootstrap: cargo is not installed (https://rustup.rs)" >&2; exit 1; }
+PYTHON=${PYTHON:-python3}
+command -v "$PYTHON" >/dev/null || { echo "bootstrap: $PYTHON is not installed" >&2; exit 1; }
+
+stamp=".venv/.hint-requirements-$(sha256sum scripts/requirements.txt | cut -c1-16)"
+if [[ -f "$stamp" ]]; then
+    exit 0
+fi
+if [[ ! -x .venv/bin/python ]]; then
+    echo "bootstrap: creating .venv"
+    "$PYTHON" -m venv .venv
+fi
+echo "bootstrap: installing Python packages into .venv (torch is ~4.7 GB the first time)"
+.venv/bin/pip install --disable-pip-version-check --quiet -r scripts/requirements.txt
+version=$(.venv/bin/python -c 'import torch; print(torch.__version__.split("+")[0])')
+if [[ "$version" != "2.11.0" ]]; then
+    echo "bootstrap: .venv has torch $version, tch 0.24 needs 2.11.0" >&2
+    exit 1
+fi
+rm -f .venv/.hint-requirements-*
+touch "$stamp"
+echo "bootstrap: ready (torch $version)"

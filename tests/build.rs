@@ -1,0 +1,11 @@
+//! The test binaries link libtorch through hint-worker: give them its rpath, and force
+//! libtorch_cuda in so that CUDA tests can see a GPU (see ../shared/GPU.md).
+
+fn main() {
+    let lib = std::env::var("DEP_HINT_TORCH_LIBTORCH_LIB")
+        .expect("hint-worker reports the libtorch directory (DEP_HINT_TORCH_LIBTORCH_LIB)");
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+    if std::path::Path::new(&lib).join("libtorch_cuda.so").exists() {
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+    }
+}

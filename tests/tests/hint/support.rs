@@ -1,0 +1,57 @@
+//! Helpers shared by the end-to-end tests: the project's Python, the `hint` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The project's virtualenv Python (torch, torchvision, safetensors, pyarrow), made by
+/// `scripts/bootstrap.sh`.
+pub fn python() -> PathBuf {
+    let python = root().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `make test` (or scripts/bootstrap.sh) first",
+        python.display()
+    );
+    python
+}
+
+/// Runs `tests/python/<script>` with `args`; panics with its stderr when it fails.
+pub fn run_python(script: &str, args: &[&std::ffi::OsStr]) -> String {
+    let output = Command::new(python())
+        .arg(root().join("tests/python").join(script))
+        .args(args)
+        .output()
+        .expect("starting the project's python");
+    assert!(
+        output.status.success(),
+        "{script} failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("python printed UTF-8")
+}
+
+/// The `hint` binary of this build (`cargo build` puts it beside the test binary's
+/// parent directory; the Makefile builds it before the tests run).
+pub fn hint_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/..");
+    let bin = profile_dir.join("hint");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (`cargo build -p hint-coordinator`)",
+        bin.display()
+    );
+    bin
+}

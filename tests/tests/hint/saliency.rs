@@ -1,0 +1,148 @@
+//! Hidden-layer saliency, aggregation, normalisation and thresholding against PyTorch:
+//! identical weights and inputs, every method × every aggregation, on a VGG-style (the
+//! tiny CNN) and a ResNet-style (torchvision resnet18) model.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::path::Path;
+
+use hint_worker::models::{Architecture, Backbone};
+use hint_worker::responsible::{self, Aggregation};
+use hint_worker::saliency::{self, Baseline, Method, SaliencyInput};
+use tch::{Device, Kind, Tensor};
+
+use crate::support::run_python;
+
+const SAMPLES: usize = 3;
+const NOISE_LEVEL: f64 = 0.15;
+const STEPS: usize = 6;
+const THRESHOLD: f64 = 0.5;
+const SEED: u64 = 11;
+const IMAGENET: ([f32; 3], [f32; 3]) = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);
+
+#[test]
+fn vgg_style_saliency_matches_pytorch() {
+    check_against_pytorch(Architecture::TinyCnn, "features.4", 64, Baseline::Zero);
+}
+
+#[test]
+fn vgg_style_saliency_at_a_convolution_matches_pytorch() {
+    check_against_pytorch(Architecture::TinyCnn, "features.3", 64, Baseline::Black);
+}
+
+#[test]
+fn resnet_style_saliency_matches_pytorch() {
+    check_against_pytorch(Architecture::Resnet18, "layer2.1", 96, Baseline::Zero);
+}
+
+#[test]
+fn resnet_style_saliency_at_a_stage_alias_matches_pytorch() {
+    check_against_pytorch(Architecture::Resnet18, "layer3", 96, Baseline::Black);
+}
+
+fn check_against_pytorch(arch: Architecture, layer_name: &str, size: usize, baseline: Baseline) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let batch = 3;
+    python_step(&["setup", arch.name(), path_str(d), "--size", &size.to_string(), "--batch", &batch.to_string()]);
+
+    let inputs: HashMap<String, Tensor> = Tensor::read_safetensors(d.join("input.safetensors"))
+        .unwrap()
+        .into_iter()
+        .collect();
+    let x = &inputs["x"];
+    let targets = inputs["targets"].to_kind(Kind::Int64);
+    let ids: Vec<u64> = (0..batch as u64).map(|i| 100 + i).collect();
+    // SmoothGrad's noise is ours (seeded per image); PyTorch gets exactly the same draws.
+    let noise: Vec<(String, Tensor)> = (0..SAMPLES)
+        .map(|k| (format!("noise.{k}"), saliency::smoothgrad_noise(SEED, &ids, k, &x.size())))
+        .collect();
+    Tensor::write_safetensors(&noise, d.join("noise.safetensors")).unwrap();
+    python_step(&[
+        "reference", arch.name(), path_str(d), "--layer", layer_name,
+        "--samples", &SAMPLES.to_string(), "--noise-level", &NOISE_LEVEL.to_string(),
+        "--steps", &STEPS.to_string(), "--baseline", &baseline.to_string(),
+    ]);
+    let reference: HashMap<String, Tensor> =
+        Tensor::read_safetensors(d.join("reference.safetensors")).unwrap().into_iter().collect();
+
+    let model = Backbone::from_safetensors(arch, &d.join("weights.safetensors"), Device::Cpu).unwrap();
+    let layer = model.layer(layer_name).unwrap();
+    let input = SaliencyInput {
+        images: x,
+        targets: &targets,
+        image_ids: &ids,
+        seed: SEED,
+        normalisation: IMAGENET,
+    };
+    let methods = [
+        Method::Gradient,
+        Method::GradientTimesActivation,
+        Method::GuidedBackprop,
+        Method::SmoothGrad { samples: SAMPLES, noise: NOISE_LEVEL },
+        Method::IntegratedGradients { steps: STEPS, baseline },
+    ];
+    // Guard against a vacuous pass: guided hooks that did nothing on both sides.
+    let plain = &reference["sal:gradient"];
+    let guided = &reference["sal:guided_backprop"];
+    assert!(
+        !plain.allclose(guided, 1e-3, 1e-6, false),
+        "{arch} {layer_name}: guided backpropagation equals the plain gradient"
+    );
+    let mut masks_compared = 0;
+    for method in methods {
+        let ours = saliency::compute(&model, layer, &method, &input).unwrap();
+        let what = format!("{arch} {layer_name} {}", method.name());
+        assert_close(&ours.activation, &reference["act"], &format!("{what}: activation"));
+        let reference_saliency = &reference[&format!("sal:{}", method.name())];
+        assert_close(&ours.saliency, reference_saliency, &format!("{what}: saliency"));
+        for aggregation in Aggregation::ALL {
+            let map = responsible::normalise(&aggregation.apply(&ours.saliency));
+            let reference_map = &reference[&format!("map:{}:{}", method.name(), aggregation)];
+            let what = format!("{what} {aggregation}");
+            assert_close(&map, reference_map, &format!("{what}: normalised map"));
+            masks_compared += assert_masks_equal(&map, reference_map, &what);
+        }
+    }
+    assert!(masks_compared > 0);
+}
+
+fn python_step(args: &[&str]) {
+    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    run_python("reference_saliency.py", &args);
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Max |ours − reference| ≤ 1e-4 · max |reference| + 1e-6, with a readable report.
+fn assert_close(ours: &Tensor, reference: &Tensor, what: &str) {
+    assert_eq!(ours.size(), reference.size(), "{what}: shapes differ");
+    let scale = reference.abs().max().double_value(&[]);
+    let diff = (ours - reference).abs();
+    let worst = diff.max().double_value(&[]);
+    let tolerance = 1e-4 * scale + 1e-6;
+    assert!(
+        worst <= tolerance,
+        "{what}: max |diff| {worst:.3e} > tolerance {tolerance:.3e} (max |reference| {scale:.3e}, \
+         worst at flat index {})",
+        diff.flatten(0, -1).argmax(0, false).int64_value(&[])
+    );
+}
+
+/// Responsible-region masks (`ŝ > t`) agree everywhere except where the reference value
+/// is within 1e-5 of the threshold. Returns how many positions were compared.
+fn assert_masks_equal(ours: &Tensor, reference: &Tensor, what: &str) -> i64 {
+    let ours_mask = ours.gt(THRESHOLD);
+    let reference_mask = reference.gt(THRESHOLD);
+    let decidable = (reference - THRESHOLD).abs().gt(1e-5);
+    let disagree = ours_mask.logical_xor(&reference_mask).logical_and(&decidable);
+    let n = disagree.sum(Kind::Int64).int64_value(&[]);
+    assert_eq!(n, 0, "{what}: {n} responsible-region positions differ from PyTorch");
+    assert!(
+        reference_mask.sum(Kind::Int64).int64_value(&[]) > 0,
+        "{what}: the reference has no responsible region at all; the test would prove nothing"
+    );
+    decidable.sum(Kind::Int64).int64_value(&[])
+}

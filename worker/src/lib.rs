@@ -1,0 +1,23 @@
+//! hint's worker library: everything that touches images and the model.
+//!
+//! - [`models`]: backbones with torchvision layer names ([`models::Backbone`]), weights from
+//!   safetensors `state_dict`s.
+//! - [`images`]: ImageFolder trees and CSV manifests, the label map, parallel decoding and
+//!   preprocessing through a bounded queue; bad images are skipped and recorded.
+//! - [`saliency`]: hidden-layer saliency (gradient, gradient × activation, guided
+//!   backpropagation, SmoothGrad, integrated gradients), batched, stopped at layer `l`.
+//! - [`responsible`]: channel aggregation, normalisation and thresholding into responsible
+//!   regions.
+//! - [`extract`]: the extraction stage end to end: images → region Parquet files.
+#![deny(missing_docs)]
+
+pub mod device;
+pub mod error;
+pub mod extract;
+pub mod guided;
+pub mod images;
+pub mod models;
+pub mod responsible;
+pub mod saliency;
+
+pub use error::{Error, Result};

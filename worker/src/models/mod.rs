@@ -1,0 +1,266 @@
+//! Backbones with torchvision's layer names, split at any addressable layer.
+//!
+//! A [`Backbone`] is a list of named [`Stage`]s run in order plus a head that turns the
+//! last stage's output into logits. Every stage name is a torchvision module name
+//! (`features.30`, `layer3.5`, `Mixed_6b`), so HINT's hidden layer `l` is "the output of
+//! stage `l`": [`Backbone::forward_to`] computes `z = f_{≤l}(x)` and
+//! [`Backbone::forward_from`] the logits `f_{>l}(z)`, which is all the saliency methods
+//! need (backpropagation stopped at `l`).
+//!
+//! Weights come from a safetensors file holding a torchvision `state_dict`
+//! ([`Backbone::from_safetensors`]); the number of classes is read from the classifier's
+//! weight in the file.
+
+mod inception;
+mod resnet;
+mod tiny;
+mod vgg;
+mod weights;
+
+use std::fmt;
+use std::path::Path;
+
+use tch::{nn, Device, Tensor};
+
+pub use crate::guided::ReluMode;
+use crate::error::{Error, Result};
+
+/// The architectures hint can build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Architecture {
+    /// A three-convolution VGG-style network for tests and the demo (see `tiny.rs`).
+    TinyCnn,
+    /// torchvision `vgg11`.
+    Vgg11,
+    /// torchvision `vgg16`.
+    Vgg16,
+    /// torchvision `vgg19`.
+    Vgg19,
+    /// torchvision `resnet18`.
+    Resnet18,
+    /// torchvision `resnet50`.
+    Resnet50,
+    /// torchvision `inception_v3` (eval mode: no auxiliary classifier; `transform_input`
+    /// on, as in the ImageNet weights torchvision ships).
+    InceptionV3,
+}
+
+impl Architecture {
+    /// Every architecture, in the order they are listed to users.
+    pub const ALL: [Architecture; 7] = [
+        Architecture::TinyCnn,
+        Architecture::Vgg11,
+        Architecture::Vgg16,
+        Architecture::Vgg19,
+        Architecture::Resnet18,
+        Architecture::Resnet50,
+        Architecture::InceptionV3,
+    ];
+
+    /// The name used on the command line and in torchvision (`vgg16`, `inception_v3`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Architecture::TinyCnn => "tiny_cnn",
+            Architecture::Vgg11 => "vgg11",
+            Architecture::Vgg16 => "vgg16",
+            Architecture::Vgg19 => "vgg19",
+            Architecture::Resnet18 => "resnet18",
+            Architecture::Resnet50 => "resnet50",
+            Architecture::InceptionV3 => "inception_v3",
+        }
+    }
+
+    /// Parses a name as given by [`Architecture::name`].
+    pub fn parse(name: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name() == name)
+            .ok_or_else(|| Error::UnknownArchitecture {
+                name: name.to_string(),
+                valid: Self::ALL.iter().map(|a| a.name().to_string()).collect(),
+            })
+    }
+
+    /// The state_dict key of the final classifier's weight, whose first dimension is the
+    /// number of classes.
+    pub fn classifier_weight(self) -> &'static str {
+        match self {
+            Architecture::TinyCnn => tiny::CLASSIFIER_WEIGHT,
+            Architecture::Vgg11 | Architecture::Vgg16 | Architecture::Vgg19 => {
+                vgg::CLASSIFIER_WEIGHT
+            }
+            Architecture::Resnet18 | Architecture::Resnet50 => resnet::CLASSIFIER_WEIGHT,
+            Architecture::InceptionV3 => inception::CLASSIFIER_WEIGHT,
+        }
+    }
+
+    /// The preprocessing torchvision's ImageNet weights expect.
+    pub fn default_input(self) -> InputSize {
+        match self {
+            Architecture::TinyCnn => InputSize { resize: 64, crop: 64 },
+            Architecture::InceptionV3 => InputSize {
+                resize: 342,
+                crop: 299,
+            },
+            _ => InputSize {
+                resize: 256,
+                crop: 224,
+            },
+        }
+    }
+}
+
+impl fmt::Display for Architecture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Image preprocessing sizes: resize the shorter side to `resize`, then centre-crop a
+/// `crop × crop` square.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InputSize {
+    /// Shorter side after resizing, in pixels.
+    pub resize: u32,
+    /// Side of the centre crop fed to the model, in pixels.
+    pub crop: u32,
+}
+
+/// One piece of a backbone whose output is an addressable layer, or the head.
+pub trait Stage: Send + fmt::Debug {
+    /// Runs the stage. `relu` says whether ReLUs inside it are guided.
+    fn forward(&self, x: &Tensor, relu: ReluMode) -> Tensor;
+}
+
+/// An addressable layer of a [`Backbone`], resolved from its torchvision name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layer {
+    /// Index of the stage whose output is this layer.
+    stage: usize,
+}
+
+/// A CNN split into named stages, with its weights.
+#[derive(Debug)]
+pub struct Backbone {
+    arch: Architecture,
+    num_classes: i64,
+    vs: nn::VarStore,
+    /// Run in order; the name of each is an addressable layer.
+    stages: Vec<(String, Box<dyn Stage>)>,
+    /// Extra names for stages: ResNet's `layer3` is its last block, `layer3.5`.
+    aliases: Vec<(String, usize)>,
+    head: Box<dyn Stage>,
+}
+
+impl Backbone {
+    /// Builds `arch` with randomly initialised weights (seeded through `tch::manual_seed`
+    /// by the caller where that matters).
+    pub fn new(arch: Architecture, num_classes: i64, device: Device) -> Self {
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let parts = match arch {
+            Architecture::TinyCnn => tiny::build(&root, num_classes),
+            Architecture::Vgg11 => vgg::build(&root, vgg::Depth::D11, num_classes),
+            Architecture::Vgg16 => vgg::build(&root, vgg::Depth::D16, num_classes),
+            Architecture::Vgg19 => vgg::build(&root, vgg::Depth::D19, num_classes),
+            Architecture::Resnet18 => resnet::build(&root, resnet::Depth::D18, num_classes),
+            Architecture::Resnet50 => resnet::build(&root, resnet::Depth::D50, num_classes),
+            Architecture::InceptionV3 => inception::build(&root, num_classes),
+        };
+        Backbone {
+            arch,
+            num_classes,
+            vs,
+            stages: parts.stages,
+            aliases: parts.aliases,
+            head: parts.head,
+        }
+    }
+
+    /// Builds `arch` and loads a torchvision `state_dict` saved as safetensors. The number
+    /// of classes comes from the file. Every tensor the architecture needs must be there
+    /// with its exact shape; tensors it does not use (`num_batches_tracked`, Inception's
+    /// `AuxLogits.*`) are ignored; anything else unknown is an error.
+    pub fn from_safetensors(arch: Architecture, path: &Path, device: Device) -> Result<Self> {
+        let tensors = weights::read(path)?;
+        let num_classes = weights::num_classes(arch, path, &tensors)?;
+        let mut backbone = Backbone::new(arch, num_classes, device);
+        weights::load_into(&mut backbone.vs, arch, path, tensors)?;
+        Ok(backbone)
+    }
+
+    /// Saves the weights as a torchvision-compatible safetensors `state_dict`.
+    pub fn save_safetensors(&self, path: &Path) -> Result<()> {
+        self.vs.save(path)?;
+        Ok(())
+    }
+
+    /// The architecture.
+    pub fn arch(&self) -> Architecture {
+        self.arch
+    }
+
+    /// Number of model outputs (classes).
+    pub fn num_classes(&self) -> i64 {
+        self.num_classes
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// Every addressable layer name, in forward order (aliases after the stage names).
+    pub fn layer_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.stages.iter().map(|(n, _)| n.clone()).collect();
+        names.extend(self.aliases.iter().map(|(n, _)| n.clone()));
+        names
+    }
+
+    /// Resolves a torchvision layer name; the error lists the valid ones.
+    pub fn layer(&self, name: &str) -> Result<Layer> {
+        let stage = self
+            .stages
+            .iter()
+            .position(|(n, _)| n == name)
+            .or_else(|| self.aliases.iter().find(|(n, _)| n == name).map(|(_, i)| *i));
+        stage.map(|stage| Layer { stage }).ok_or_else(|| Error::UnknownLayer {
+            arch: self.arch.to_string(),
+            layer: name.to_string(),
+            valid: self.layer_names(),
+        })
+    }
+
+    /// `z = f_{≤l}(x)`: the activation of `layer` for a batch of preprocessed images.
+    pub fn forward_to(&self, x: &Tensor, layer: Layer, relu: ReluMode) -> Tensor {
+        let mut z = x.shallow_clone();
+        for (_, stage) in &self.stages[..=layer.stage] {
+            z = stage.forward(&z, relu);
+        }
+        z
+    }
+
+    /// Logits `f_{>l}(z)` from the activation of `layer`.
+    pub fn forward_from(&self, z: &Tensor, layer: Layer, relu: ReluMode) -> Tensor {
+        let mut y = z.shallow_clone();
+        for (_, stage) in &self.stages[layer.stage + 1..] {
+            y = stage.forward(&y, relu);
+        }
+        self.head.forward(&y, relu)
+    }
+
+    /// Logits for a batch of preprocessed images.
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let last = Layer {
+            stage: self.stages.len() - 1,
+        };
+        self.forward_from(&self.forward_to(x, last, ReluMode::Plain), last, ReluMode::Plain)
+    }
+}
+
+/// What an architecture's `build` returns.
+struct Parts {
+    stages: Vec<(String, Box<dyn Stage>)>,
+    aliases: Vec<(String, usize)>,
+    head: Box<dyn Stage>,
+}

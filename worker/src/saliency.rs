@@ -1,0 +1,334 @@
+//! Hidden-layer saliency `s = Λ(z, C_k)`: backpropagation from the logit of each image's
+//! class, stopped at layer `l`.
+//!
+//! Every method works on a whole batch at once. The forward pass up to `l` runs without
+//! autograd; the activation `z` then becomes a leaf that requires grad, so the backward
+//! pass never goes below `l` (HINT only needs `∂ logit / ∂ z`). Images in a batch are
+//! independent (models run in eval mode), so one backward of the summed selected logits
+//! gives every image's own gradient.
+//!
+//! Randomness (SmoothGrad's noise) is drawn per image from `(seed, image id)` alone, so
+//! the result does not depend on batch composition or on which worker ran it.
+
+use std::fmt;
+
+use hint_common::seed;
+use rand::RngExt;
+use rayon::prelude::*;
+use tch::{Kind, Tensor};
+
+use crate::error::{Error, Result};
+use crate::guided::ReluMode;
+use crate::models::{Backbone, Layer};
+
+/// Where integrated gradients' path starts, in the model's (normalised) input space.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Baseline {
+    /// All zeros after normalisation: the dataset's mean colour.
+    Zero,
+    /// A black image: pixel value 0 before normalisation, i.e. `−mean/std` per channel.
+    Black,
+}
+
+/// A saliency method Λ.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Method {
+    /// Vanilla gradient `∂ y_c / ∂ z`.
+    Gradient,
+    /// Gradient × activation, `z ⊙ ∂ y_c / ∂ z`.
+    GradientTimesActivation,
+    /// Guided backpropagation: ReLUs above `l` pass back only positive gradients.
+    GuidedBackprop,
+    /// SmoothGrad: the mean gradient at `l` over `samples` copies of the input with
+    /// Gaussian noise of σ = `noise` × (max(x) − min(x)) per image (the SmoothGrad
+    /// paper's "noise level" `σ / (x_max − x_min)` is `noise`).
+    SmoothGrad {
+        /// Number of noisy copies `n`.
+        samples: usize,
+        /// Noise level: σ as a fraction of the image's value range.
+        noise: f64,
+    },
+    /// Integrated gradients along the straight input path from a baseline: the mean of
+    /// the gradients at `l` for inputs `x₀ + (k/steps)(x − x₀)`, `k = 1..=steps` (right
+    /// Riemann sum), times `z(x) − z(x₀)`.
+    IntegratedGradients {
+        /// Number of points on the path.
+        steps: usize,
+        /// The path's start.
+        baseline: Baseline,
+    },
+}
+
+impl Method {
+    /// The method's name as written on the command line and in region files.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Method::Gradient => "gradient",
+            Method::GradientTimesActivation => "gradient_x_activation",
+            Method::GuidedBackprop => "guided_backprop",
+            Method::SmoothGrad { .. } => "smoothgrad",
+            Method::IntegratedGradients { .. } => "integrated_gradients",
+        }
+    }
+
+    /// Every method name.
+    pub const NAMES: [&'static str; 5] = [
+        "gradient",
+        "gradient_x_activation",
+        "guided_backprop",
+        "smoothgrad",
+        "integrated_gradients",
+    ];
+
+    /// Builds a method from its name and the parameters of the parametrised ones.
+    pub fn parse(
+        name: &str,
+        samples: usize,
+        noise: f64,
+        steps: usize,
+        baseline: Baseline,
+    ) -> Result<Self> {
+        let method = match name {
+            "gradient" => Method::Gradient,
+            "gradient_x_activation" => Method::GradientTimesActivation,
+            "guided_backprop" => Method::GuidedBackprop,
+            "smoothgrad" => Method::SmoothGrad { samples, noise },
+            "integrated_gradients" => Method::IntegratedGradients { steps, baseline },
+            _ => {
+                return Err(Error::Config(format!(
+                    "unknown saliency method '{name}'; known: {}",
+                    Self::NAMES.join(", ")
+                )))
+            }
+        };
+        method.validate()?;
+        Ok(method)
+    }
+
+    /// Checks the parameters.
+    pub fn validate(&self) -> Result<()> {
+        match *self {
+            Method::SmoothGrad { samples, noise } => {
+                if samples == 0 {
+                    return Err(Error::Config("smoothgrad needs at least 1 sample".into()));
+                }
+                if !(noise.is_finite() && noise >= 0.0) {
+                    return Err(Error::Config(format!(
+                        "smoothgrad noise level must be a finite number ≥ 0, got {noise}"
+                    )));
+                }
+            }
+            Method::IntegratedGradients { steps, .. } if steps == 0 => {
+                return Err(Error::Config(
+                    "integrated gradients needs at least 1 step".into(),
+                ))
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The parameters worth recording next to the method's name (region-file metadata).
+    pub fn parameters(&self) -> Vec<(&'static str, String)> {
+        match *self {
+            Method::SmoothGrad { samples, noise } => {
+                vec![("samples", samples.to_string()), ("noise", noise.to_string())]
+            }
+            Method::IntegratedGradients { steps, baseline } => vec![
+                ("steps", steps.to_string()),
+                ("baseline", baseline.to_string()),
+            ],
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl fmt::Display for Baseline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Baseline::Zero => "zero",
+            Baseline::Black => "black",
+        })
+    }
+}
+
+impl Baseline {
+    /// Parses `zero` or `black`.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "zero" => Ok(Baseline::Zero),
+            "black" => Ok(Baseline::Black),
+            _ => Err(Error::Config(format!(
+                "unknown integrated-gradients baseline '{name}'; known: zero, black"
+            ))),
+        }
+    }
+}
+
+/// The activation of layer `l` and its saliency, both `[B, D, H, W]`, without grad.
+#[derive(Debug)]
+pub struct LayerSaliency {
+    /// `z = f_{≤l}(x)` for the clean input.
+    pub activation: Tensor,
+    /// `s = Λ(z, C_k)`.
+    pub saliency: Tensor,
+}
+
+/// What [`compute`] needs besides the model: the batch and where its randomness comes from.
+#[derive(Debug)]
+pub struct SaliencyInput<'a> {
+    /// Preprocessed images, `[B, 3, H, W]`, on the model's device.
+    pub images: &'a Tensor,
+    /// Model-output index of each image's class, `[B]` (i64), on the model's device.
+    pub targets: &'a Tensor,
+    /// Each image's id: with `seed`, the only source of per-image randomness.
+    pub image_ids: &'a [u64],
+    /// The job seed.
+    pub seed: u64,
+    /// Per-channel normalisation `(mean, std)` the images went through (for
+    /// [`Baseline::Black`]).
+    pub normalisation: ([f32; 3], [f32; 3]),
+}
+
+/// Computes the saliency of `method` at `layer` for a batch.
+pub fn compute(
+    model: &Backbone,
+    layer: Layer,
+    method: &Method,
+    input: &SaliencyInput<'_>,
+) -> Result<LayerSaliency> {
+    let x = input.images;
+    let activation = tch::no_grad(|| model.forward_to(x, layer, ReluMode::Plain));
+    let saliency = match *method {
+        Method::Gradient => gradient_at(model, layer, &activation, input.targets, ReluMode::Plain)?,
+        Method::GradientTimesActivation => {
+            gradient_at(model, layer, &activation, input.targets, ReluMode::Plain)? * &activation
+        }
+        Method::GuidedBackprop => {
+            gradient_at(model, layer, &activation, input.targets, ReluMode::Guided)?
+        }
+        Method::SmoothGrad { samples, noise } => {
+            let sigma = noise_sigma(x, noise);
+            let mut sum = activation.zeros_like();
+            for sample in 0..samples {
+                let eps = smoothgrad_noise(input.seed, input.image_ids, sample, &x.size())
+                    .to_device(x.device());
+                let noisy = x + &sigma * eps;
+                let z = tch::no_grad(|| model.forward_to(&noisy, layer, ReluMode::Plain));
+                sum += gradient_at(model, layer, &z, input.targets, ReluMode::Plain)?;
+            }
+            sum / samples as f64
+        }
+        Method::IntegratedGradients { steps, baseline } => {
+            let x0 = baseline_input(x, baseline, input.normalisation);
+            let z0 = tch::no_grad(|| model.forward_to(&x0, layer, ReluMode::Plain));
+            let mut sum = activation.zeros_like();
+            for k in 1..=steps {
+                let alpha = k as f64 / steps as f64;
+                let xk = &x0 + (x - &x0) * alpha;
+                let zk = tch::no_grad(|| model.forward_to(&xk, layer, ReluMode::Plain));
+                sum += gradient_at(model, layer, &zk, input.targets, ReluMode::Plain)?;
+            }
+            sum / steps as f64 * (&activation - z0)
+        }
+    };
+    Ok(LayerSaliency {
+        activation,
+        saliency,
+    })
+}
+
+/// `∂ Σ_b logit_b[target_b] / ∂ z` with backpropagation stopped at `z`.
+fn gradient_at(
+    model: &Backbone,
+    layer: Layer,
+    z: &Tensor,
+    targets: &Tensor,
+    relu: ReluMode,
+) -> Result<Tensor> {
+    let leaf = z.detach().set_requires_grad(true);
+    let logits = model.forward_from(&leaf, layer, relu);
+    let selected = logits.f_gather(1, &targets.unsqueeze(1), false)?.sum(Kind::Float);
+    let mut grads = Tensor::f_run_backward(&[selected], &[&leaf], false, false)?;
+    Ok(grads.pop().expect("one gradient per input"))
+}
+
+/// σ per image, `[B, 1, 1, 1]`: `noise × (max(x) − min(x))`.
+fn noise_sigma(x: &Tensor, noise: f64) -> Tensor {
+    let flat = x.flatten(1, -1);
+    let range = flat.amax(1, false) - flat.amin(1, false);
+    (range * noise).view([-1, 1, 1, 1])
+}
+
+/// The standard-normal noise SmoothGrad adds to each image for noisy copy `sample`,
+/// shaped like the batch (`[B, 3, H, W]`, on the CPU). Image `b`'s noise depends only on
+/// `(seed, image_ids[b], sample)`. Public so that tests can hand the same noise to an
+/// independent implementation.
+pub fn smoothgrad_noise(seed: u64, image_ids: &[u64], sample: usize, shape: &[i64]) -> Tensor {
+    let per_image: usize = shape[1..].iter().product::<i64>() as usize;
+    let mut values = vec![0f32; per_image * image_ids.len()];
+    values
+        .par_chunks_mut(per_image)
+        .zip(image_ids.par_iter())
+        .for_each(|(chunk, &id)| {
+            let mut rng = seed::rng(seed, &[SMOOTHGRAD_STREAM, id, sample as u64]);
+            fill_standard_normal(&mut rng, chunk);
+        });
+    Tensor::from_slice(&values).view(shape)
+}
+
+/// Seed-stream tag that keeps SmoothGrad's draws apart from other per-image randomness.
+const SMOOTHGRAD_STREAM: u64 = 0x5347; // "SG"
+
+/// Box–Muller: pairs of uniforms in (0, 1] to pairs of independent standard normals.
+fn fill_standard_normal(rng: &mut impl RngExt, out: &mut [f32]) {
+    for pair in out.chunks_mut(2) {
+        let u1: f64 = 1.0 - rng.random::<f64>();
+        let u2: f64 = rng.random::<f64>();
+        let radius = (-2.0 * u1.ln()).sqrt();
+        let angle = std::f64::consts::TAU * u2;
+        pair[0] = (radius * angle.cos()) as f32;
+        if let Some(second) = pair.get_mut(1) {
+            *second = (radius * angle.sin()) as f32;
+        }
+    }
+}
+
+/// The integrated-gradients baseline shaped like `x`.
+fn baseline_input(x: &Tensor, baseline: Baseline, (mean, std): ([f32; 3], [f32; 3])) -> Tensor {
+    match baseline {
+        Baseline::Zero => x.zeros_like(),
+        Baseline::Black => {
+            let black: Vec<f32> = (0..3).map(|c| -mean[c] / std[c]).collect();
+            x.zeros_like() + Tensor::from_slice(&black).view([1, 3, 1, 1]).to_device(x.device())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn noise_is_per_image_and_standard() {
+        let a = smoothgrad_noise(7, &[1, 2], 0, &[2, 3, 16, 16]);
+        let b = smoothgrad_noise(7, &[2], 0, &[1, 3, 16, 16]);
+        // Image 2's noise does not depend on its neighbours in the batch.
+        assert!(a.get(1).equal(&b.get(0)));
+        let other_sample = smoothgrad_noise(7, &[2], 1, &[1, 3, 16, 16]);
+        assert!(!other_sample.equal(&b));
+        let big = smoothgrad_noise(3, &[0], 0, &[1, 3, 100, 100]);
+        let mean = big.mean(Kind::Float).double_value(&[]);
+        let std = big.std(true).double_value(&[]);
+        assert!(mean.abs() < 0.02, "mean {mean}");
+        assert!((std - 1.0).abs() < 0.02, "std {std}");
+    }
+
+    #[test]
+    fn parameters_are_checked() {
+        let bad = Method::parse("smoothgrad", 0, 0.15, 1, Baseline::Zero);
+        assert!(bad.unwrap_err().to_string().contains("at least 1 sample"));
+        let unknown = Method::parse("lrp", 1, 0.1, 1, Baseline::Zero).unwrap_err();
+        assert!(unknown.to_string().contains("guided_backprop"));
+    }
+}

@@ -22,8 +22,8 @@ use std::path::Path;
 
 use tch::{nn, Device, Tensor};
 
-pub use crate::guided::ReluMode;
 use crate::error::{Error, Result};
+pub use crate::guided::ReluMode;
 
 /// The architectures hint can build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -97,7 +97,10 @@ impl Architecture {
     /// The preprocessing torchvision's ImageNet weights expect.
     pub fn default_input(self) -> InputSize {
         match self {
-            Architecture::TinyCnn => InputSize { resize: 64, crop: 64 },
+            Architecture::TinyCnn => InputSize {
+                resize: 64,
+                crop: 64,
+            },
             Architecture::InceptionV3 => InputSize {
                 resize: 342,
                 crop: 299,
@@ -219,16 +222,19 @@ impl Backbone {
 
     /// Resolves a torchvision layer name; the error lists the valid ones.
     pub fn layer(&self, name: &str) -> Result<Layer> {
-        let stage = self
-            .stages
-            .iter()
-            .position(|(n, _)| n == name)
-            .or_else(|| self.aliases.iter().find(|(n, _)| n == name).map(|(_, i)| *i));
-        stage.map(|stage| Layer { stage }).ok_or_else(|| Error::UnknownLayer {
-            arch: self.arch.to_string(),
-            layer: name.to_string(),
-            valid: self.layer_names(),
-        })
+        let stage = self.stages.iter().position(|(n, _)| n == name).or_else(|| {
+            self.aliases
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, i)| *i)
+        });
+        stage
+            .map(|stage| Layer { stage })
+            .ok_or_else(|| Error::UnknownLayer {
+                arch: self.arch.to_string(),
+                layer: name.to_string(),
+                valid: self.layer_names(),
+            })
     }
 
     /// `z = f_{≤l}(x)`: the activation of `layer` for a batch of preprocessed images.
@@ -254,7 +260,11 @@ impl Backbone {
         let last = Layer {
             stage: self.stages.len() - 1,
         };
-        self.forward_from(&self.forward_to(x, last, ReluMode::Plain), last, ReluMode::Plain)
+        self.forward_from(
+            &self.forward_to(x, last, ReluMode::Plain),
+            last,
+            ReluMode::Plain,
+        )
     }
 }
 

@@ -1,0 +1,233 @@
+//! Round trips through real Parquet files in a temporary directory.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::*;
+
+fn meta(d: usize, t: ActivationType) -> RegionFileMeta {
+    RegionFileMeta {
+        model: "vgg19".into(),
+        layer: "features.30".into(),
+        method: "guided_backprop".into(),
+        aggregation: "sum_abs".into(),
+        threshold: 0.3,
+        channels: d,
+        height: 4,
+        width: 5,
+        activation_type: t,
+        labels: vec!["n01".into(), "n02".into(), "cat \"tabby\"".into()],
+        job_id: Some("job-7".into()),
+        task_id: None,
+        extra: BTreeMap::from([
+            ("seed".to_string(), "42".to_string()),
+            ("background_ratio".to_string(), "0.5".to_string()),
+        ]),
+    }
+}
+
+fn sample_rows(n: usize, d: usize) -> RegionRows {
+    let mut rows = RegionRows::default();
+    for i in 0..n {
+        let activation: Vec<f32> = (0..d).map(|c| (i * d + c) as f32 * 0.37 - 5.0).collect();
+        rows.push(RegionRow {
+            image_id: (i / 3) as u64,
+            label: (i % 3) as u32,
+            y: (i % 4) as u16,
+            x: (i % 5) as u16,
+            saliency: i as f32 / n as f32,
+            foreground: i % 2 == 0,
+            activation: &activation,
+        });
+    }
+    rows
+}
+
+#[test]
+fn round_trip_f32_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.parquet");
+    let (d, n) = (6, 100);
+    let rows = sample_rows(n, d);
+    let mut writer = RegionWriter::create(&path, meta(d, ActivationType::F32)).unwrap();
+    assert!(partial_path(&path).exists());
+    assert!(!path.exists(), "final name appears only on finish");
+    // Two writes: batches append.
+    let mut first = RegionRows::default();
+    let mut second = RegionRows::default();
+    for i in 0..n {
+        let target = if i < 40 { &mut first } else { &mut second };
+        target.push(rows.row(i, d));
+    }
+    writer.write(&first).unwrap();
+    writer.write(&RegionRows::default()).unwrap();
+    writer.write(&second).unwrap();
+    let summary = writer.finish().unwrap();
+    assert_eq!(summary.rows, n as u64);
+    assert_eq!(summary.foreground_rows, 50);
+    assert_eq!(summary.background_rows, 50);
+    assert!(!partial_path(&path).exists());
+    let (back_meta, back) = read_regions(&path).unwrap();
+    assert_eq!(back_meta, meta(d, ActivationType::F32));
+    assert_eq!(back, rows);
+}
+
+#[test]
+fn round_trip_f16_within_half_precision() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.parquet");
+    let (d, n) = (3, 50);
+    let rows = sample_rows(n, d);
+    let mut writer = RegionWriter::create(&path, meta(d, ActivationType::F16)).unwrap();
+    writer.write(&rows).unwrap();
+    writer.finish().unwrap();
+    let (back_meta, back) = read_regions(&path).unwrap();
+    assert_eq!(back_meta.activation_type, ActivationType::F16);
+    assert_eq!(back.image_id, rows.image_id);
+    assert_eq!(back.saliency, rows.saliency);
+    assert_eq!(back.activation.len(), rows.activation.len());
+    for (a, b) in back.activation.iter().zip(&rows.activation) {
+        // f16 has an 11-bit significand: relative error ≤ 2^-11.
+        assert!((a - b).abs() <= b.abs() * 4.9e-4 + 1e-7, "{a} vs {b}");
+    }
+}
+
+#[test]
+fn metadata_round_trips_and_reports_problems() {
+    let mut m = meta(8, ActivationType::F16);
+    m.task_id = Some("task-3".into());
+    m.threshold = 0.1 + 0.2;
+    let kv = m.to_key_values();
+    let pairs = || kv.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    assert_eq!(RegionFileMeta::from_key_values(pairs()).unwrap(), m);
+    assert!(kv.iter().any(|(k, v)| k == "hint.param.seed" && v == "42"));
+    assert!(kv.iter().any(|(k, v)| k == "D" && v == "8"));
+
+    let without_layer = pairs().filter(|(k, _)| *k != "layer");
+    assert_eq!(
+        RegionFileMeta::from_key_values(without_layer),
+        Err(MetadataProblem::Missing("layer"))
+    );
+    let bad_d = pairs().map(|(k, v)| if k == "D" { (k, "eight") } else { (k, v) });
+    let err = RegionFileMeta::from_key_values(bad_d).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "key 'D' = 'eight': expected a non-negative integer"
+    );
+    let bad_labels = pairs().map(|(k, v)| if k == "labels" { (k, "[1") } else { (k, v) });
+    assert!(matches!(
+        RegionFileMeta::from_key_values(bad_labels),
+        Err(MetadataProblem::BadValue { key, .. }) if key == "labels"
+    ));
+}
+
+#[test]
+fn dropping_an_unfinished_writer_removes_the_partial_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gone.parquet");
+    let mut writer = RegionWriter::create(&path, meta(2, ActivationType::F32)).unwrap();
+    writer.write(&sample_rows(10, 2)).unwrap();
+    assert!(partial_path(&path).exists());
+    drop(writer);
+    assert!(!partial_path(&path).exists());
+    assert!(!path.exists());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn wrong_activation_length_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.parquet");
+    let mut writer = RegionWriter::create(&path, meta(4, ActivationType::F32)).unwrap();
+    let mut rows = sample_rows(5, 4);
+    rows.activation.pop();
+    let err = writer.write(&rows).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RegionsError::RowShape {
+                column: "activation",
+                expected: 20,
+                actual: 19,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("bad.parquet"), "{err}");
+    let mut rows = sample_rows(5, 4);
+    rows.saliency.pop();
+    assert!(matches!(
+        writer.write(&rows),
+        Err(RegionsError::RowShape {
+            column: "saliency",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn out_of_range_positions_and_labels_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("range.parquet");
+    let mut writer = RegionWriter::create(&path, meta(1, ActivationType::F32)).unwrap();
+    let mut rows = sample_rows(3, 1);
+    rows.x[2] = 5;
+    assert!(matches!(
+        writer.write(&rows),
+        Err(RegionsError::OutOfRange {
+            row: 2,
+            column: "x",
+            value: 5,
+            limit: 5,
+            ..
+        })
+    ));
+    let mut rows = sample_rows(3, 1);
+    rows.label[1] = 3;
+    assert!(matches!(
+        writer.write(&rows),
+        Err(RegionsError::OutOfRange {
+            row: 1,
+            column: "label",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn invalid_sizes_are_rejected_at_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("z.parquet");
+    let err = RegionWriter::create(&path, meta(0, ActivationType::F32)).unwrap_err();
+    assert!(matches!(err, RegionsError::Metadata { .. }), "{err:?}");
+    assert!(!partial_path(&path).exists());
+}
+
+#[test]
+fn reading_a_missing_file_names_it() {
+    let err = read_regions(Path::new("/nonexistent/r.parquet")).unwrap_err();
+    assert!(
+        err.to_string().starts_with("/nonexistent/r.parquet: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn activation_type_parses_and_displays() {
+    for t in [ActivationType::F32, ActivationType::F16] {
+        assert_eq!(t.to_string().parse::<ActivationType>(), Ok(t));
+    }
+    assert!("f64".parse::<ActivationType>().is_err());
+}
+
+#[test]
+fn empty_file_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.parquet");
+    let writer = RegionWriter::create(&path, meta(3, ActivationType::F16)).unwrap();
+    let summary = writer.finish().unwrap();
+    assert_eq!(summary.rows, 0);
+    let (_, rows) = read_regions(&path).unwrap();
+    assert!(rows.is_empty());
+}

@@ -1,0 +1,287 @@
+//! [`RegionWriter`]: Parquet encoding, partial-file naming and the atomic rename.
+
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanArray, FixedSizeListArray, Float16Array, Float32Array, UInt16Array,
+    UInt32Array, UInt64Array,
+};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
+
+use super::{item_field, region_schema, ActivationType, RegionFileMeta, RegionRows, RegionsError};
+
+/// Uncompressed bytes aimed at per row group: big enough for efficient scans, small enough
+/// that the writer's buffered row group stays modest in memory.
+const ROW_GROUP_TARGET_BYTES: usize = 64 << 20;
+
+/// Bytes of one row besides the activation (ids, position, saliency, flag).
+const FIXED_ROW_BYTES: usize = 8 + 4 + 2 + 2 + 4 + 1;
+
+/// What a finished [`RegionWriter`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionFileSummary {
+    /// The final path of the file.
+    pub path: PathBuf,
+    /// Rows written.
+    pub rows: u64,
+    /// Rows with `foreground = true`.
+    pub foreground_rows: u64,
+    /// Rows with `foreground = false`.
+    pub background_rows: u64,
+}
+
+impl From<&RegionFileSummary> for crate::proto::RegionFile {
+    fn from(summary: &RegionFileSummary) -> Self {
+        crate::proto::RegionFile {
+            url: summary.path.display().to_string(),
+            rows: summary.rows,
+            foreground_rows: summary.foreground_rows,
+            background_rows: summary.background_rows,
+        }
+    }
+}
+
+/// Writes one region file; see the [`regions`](super) docs for the crash-safety rule.
+pub struct RegionWriter {
+    /// `None` once finished (so `Drop` knows not to remove anything).
+    writer: Option<ArrowWriter<File>>,
+    schema: SchemaRef,
+    meta: RegionFileMeta,
+    path: PathBuf,
+    partial: PathBuf,
+    rows: u64,
+    foreground_rows: u64,
+}
+
+impl fmt::Debug for RegionWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegionWriter")
+            .field("path", &self.path)
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The temporary name of `path` while it is being written: `.<name>.partial` beside it.
+pub fn partial_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.partial"))
+}
+
+impl RegionWriter {
+    /// Starts writing `path` (through its partial name) with file metadata `meta`.
+    pub fn create(path: &Path, meta: RegionFileMeta) -> Result<Self, RegionsError> {
+        meta.validate().map_err(|problem| RegionsError::Metadata {
+            path: path.to_path_buf(),
+            problem,
+        })?;
+        let key_values = meta.to_key_values();
+        // In the Arrow schema too: pyarrow shows a file's `table.schema.metadata` from the
+        // embedded Arrow schema, not from Parquet's key/value list.
+        let schema = Arc::new(
+            region_schema(meta.channels, meta.activation_type).with_metadata(
+                key_values
+                    .iter()
+                    .cloned()
+                    .collect::<std::collections::HashMap<_, _>>(),
+            ),
+        );
+        let row_bytes = FIXED_ROW_BYTES + meta.channels * meta.activation_type.bytes();
+        let rows_per_group = (ROW_GROUP_TARGET_BYTES / row_bytes).clamp(1024, 1 << 20);
+        let kv = key_values
+            .into_iter()
+            .map(|(k, v)| KeyValue::new(k, v))
+            .collect();
+        let activation_column =
+            ColumnPath::new(vec!["activation".into(), "list".into(), "item".into()]);
+        let props = WriterProperties::builder()
+            // zstd level 1: most of zstd's gain on float data at close to snappy's speed.
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(1).expect("valid level"),
+            ))
+            .set_max_row_group_row_count(Some(rows_per_group))
+            // Activations almost never repeat: a dictionary is wasted work and gets dropped.
+            .set_column_dictionary_enabled(activation_column, false)
+            .set_key_value_metadata(Some(kv))
+            .build();
+        let partial = partial_path(path);
+        let file = File::create(&partial).map_err(|source| RegionsError::Io {
+            path: partial.clone(),
+            source,
+        })?;
+        let writer = match ArrowWriter::try_new(file, schema.clone(), Some(props)) {
+            Ok(writer) => writer,
+            Err(source) => {
+                let _ = std::fs::remove_file(&partial);
+                return Err(RegionsError::Parquet {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        Ok(RegionWriter {
+            writer: Some(writer),
+            schema,
+            meta,
+            path: path.to_path_buf(),
+            partial,
+            rows: 0,
+            foreground_rows: 0,
+        })
+    }
+
+    /// The metadata the file is written with.
+    pub fn meta(&self) -> &RegionFileMeta {
+        &self.meta
+    }
+
+    /// The final path of the file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Appends `rows`, checking column lengths, positions against `H × W` and labels against
+    /// the label names (when there are any). Activations are converted to f16 when the file
+    /// stores f16.
+    pub fn write(&mut self, rows: &RegionRows) -> Result<(), RegionsError> {
+        let d = self.meta.channels;
+        rows.check_shape(d)
+            .map_err(|(column, expected, actual)| RegionsError::RowShape {
+                path: self.path.clone(),
+                column,
+                expected,
+                actual,
+            })?;
+        self.check_ranges(rows)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let values: ArrayRef = match self.meta.activation_type {
+            ActivationType::F32 => Arc::new(Float32Array::from(rows.activation.clone())),
+            ActivationType::F16 => {
+                let mut halves = vec![f16::ZERO; rows.activation.len()];
+                halves.convert_from_f32_slice(&rows.activation);
+                Arc::new(Float16Array::from(halves))
+            }
+        };
+        let arrow_err = |source| RegionsError::Arrow {
+            path: self.path.clone(),
+            source,
+        };
+        let size = i32::try_from(d).expect("validated in create");
+        let activation =
+            FixedSizeListArray::try_new(item_field(self.meta.activation_type), size, values, None)
+                .map_err(arrow_err)?;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(UInt64Array::from(rows.image_id.clone())),
+            Arc::new(UInt32Array::from(rows.label.clone())),
+            Arc::new(UInt16Array::from(rows.y.clone())),
+            Arc::new(UInt16Array::from(rows.x.clone())),
+            Arc::new(Float32Array::from(rows.saliency.clone())),
+            Arc::new(BooleanArray::from(rows.foreground.clone())),
+            Arc::new(activation),
+        ];
+        let batch = RecordBatch::try_new(self.schema.clone(), columns).map_err(arrow_err)?;
+        let writer = self
+            .writer
+            .as_mut()
+            .expect("a writer is present until finish");
+        writer
+            .write(&batch)
+            .map_err(|source| RegionsError::Parquet {
+                path: self.path.clone(),
+                source,
+            })?;
+        let foreground = rows.foreground.iter().filter(|&&f| f).count() as u64;
+        self.rows += rows.len() as u64;
+        self.foreground_rows += foreground;
+        Ok(())
+    }
+
+    /// Rejects positions outside the feature map and labels without a name.
+    fn check_ranges(&self, rows: &RegionRows) -> Result<(), RegionsError> {
+        let out_of_range = |row, column, value: u64, limit: usize| RegionsError::OutOfRange {
+            path: self.path.clone(),
+            row,
+            column,
+            value,
+            limit: limit as u64,
+        };
+        let (h, w) = (self.meta.height, self.meta.width);
+        for (i, (&y, &x)) in rows.y.iter().zip(&rows.x).enumerate() {
+            if usize::from(y) >= h {
+                return Err(out_of_range(i, "y", y.into(), h));
+            }
+            if usize::from(x) >= w {
+                return Err(out_of_range(i, "x", x.into(), w));
+            }
+        }
+        let names = self.meta.labels.len();
+        if names > 0 {
+            if let Some((i, &label)) = rows
+                .label
+                .iter()
+                .enumerate()
+                .find(|(_, &l)| l as usize >= names)
+            {
+                return Err(out_of_range(i, "label", label.into(), names));
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the file, flushes it to disk and renames it to its final path.
+    pub fn finish(mut self) -> Result<RegionFileSummary, RegionsError> {
+        let writer = self.writer.take().expect("finish runs once");
+        let file = writer
+            .into_inner()
+            .map_err(|source| RegionsError::Parquet {
+                path: self.path.clone(),
+                source,
+            })?;
+        let io_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| RegionsError::Io { path, source }
+        };
+        // Data must be on disk before the rename makes the file look complete.
+        file.sync_all().map_err(io_err(&self.partial))?;
+        drop(file);
+        std::fs::rename(&self.partial, &self.path).map_err(io_err(&self.path))?;
+        Ok(RegionFileSummary {
+            path: self.path.clone(),
+            rows: self.rows,
+            foreground_rows: self.foreground_rows,
+            background_rows: self.rows - self.foreground_rows,
+        })
+    }
+}
+
+impl Drop for RegionWriter {
+    fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            // An unfinished file must not survive; errors here have nowhere to go and the
+            // partial name already marks the file as incomplete.
+            drop(writer);
+            let _ = std::fs::remove_file(&self.partial);
+        }
+    }
+}

@@ -1,0 +1,84 @@
+"""PyTorch twins of the backbones hint builds, for tests and for exporting weights.
+
+hint loads a torchvision ``state_dict`` saved as safetensors. To export a model of your
+own (any of ``tiny_cnn``, ``vgg11``, ``vgg16``, ``vgg19``, ``resnet18``, ``resnet50``,
+``inception_v3``)::
+
+    from safetensors.torch import save_file
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, "model.safetensors")
+
+(``save_state_dict(model, path)`` below does the same.) Keys must be torchvision's: save
+``model.module.state_dict()`` for a model wrapped in ``nn.DataParallel``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torchvision
+from safetensors.torch import save_file
+from torch import nn
+
+ARCHITECTURES = ("tiny_cnn", "vgg11", "vgg16", "vgg19", "resnet18", "resnet50", "inception_v3")
+
+
+class TinyCnn(nn.Module):
+    """The three-convolution VGG-shaped network of ``worker/src/models/tiny.rs``.
+
+    Module names (``features.N``, ``classifier.N``) are what hint's layer names and the
+    ``state_dict`` keys are made of; keep both files identical module for module.
+    """
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2, 2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2, 2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(inplace=True),
+        )
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(
+            nn.Linear(64, 64),
+            nn.ReLU(inplace=True),
+            nn.Linear(64, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        x = torch.flatten(self.avgpool(x), 1)
+        return self.classifier(x)
+
+
+def tiny_cnn(num_classes: int) -> TinyCnn:
+    """hint's ``tiny_cnn``, in eval mode."""
+    return TinyCnn(num_classes).eval()
+
+
+def build(arch: str, num_classes: int) -> nn.Module:
+    """The torchvision model (random weights, eval mode) hint builds for ``arch``."""
+    if arch == "tiny_cnn":
+        return tiny_cnn(num_classes)
+    if arch in ("vgg11", "vgg16", "vgg19", "resnet18", "resnet50"):
+        model = getattr(torchvision.models, arch)(weights=None, num_classes=num_classes)
+    elif arch == "inception_v3":
+        # transform_input=True as in torchvision's ImageNet weights (hint applies it too);
+        # the auxiliary classifier is saved but only used in training.
+        model = torchvision.models.inception_v3(
+            weights=None,
+            aux_logits=True,
+            init_weights=True,
+            transform_input=True,
+            num_classes=num_classes,
+        )
+    else:
+        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+    return model.eval()
+
+
+def save_state_dict(model: nn.Module, path: str) -> None:
+    """Writes ``model.state_dict()`` as safetensors, the format hint loads."""
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(path))

@@ -1,0 +1,440 @@
+//! torchvision's Inception-v3 in eval mode.
+//!
+//! Stages are the top-level modules of torchvision's `Inception3` in forward order
+//! (`Conv2d_1a_3x3` … `Mixed_7c`). The auxiliary classifier only runs in training, so it
+//! is not built (its `AuxLogits.*` weights are skipped when loading). `transform_input`
+//! is on, as in torchvision's ImageNet weights: the first stage re-normalises its
+//! ImageNet-normalised input to the `[-1, 1]` scaling the ported Google weights expect.
+//!
+//! Every mixed block is a concatenation of branches, each an optional pooling, a chain of
+//! `BasicConv2d`s and, in `InceptionE`, a final split into two parallel convolutions whose
+//! outputs are concatenated; [`Mixed`] covers `InceptionA` … `InceptionE` that way, with
+//! the branches in torchvision's `torch.cat` order.
+
+use tch::nn::{self, Module, ModuleT};
+use tch::Tensor;
+
+use super::{Parts, ReluMode, Stage};
+
+/// State_dict key of Inception-v3's final classifier weight.
+pub(super) const CLASSIFIER_WEIGHT: &str = "fc.weight";
+
+/// Builds torchvision's `inception_v3` (without `AuxLogits`) under `root`.
+pub(super) fn build(root: &nn::Path, num_classes: i64) -> Parts {
+    let basic = |name: &str, i, o, k| BasicConv::new(&(root / name), i, o, (k, k), 1, (0, 0));
+    let stages: Vec<(&str, Box<dyn Stage>)> = vec![
+        (
+            "Conv2d_1a_3x3",
+            Box::new(TransformInput(BasicConv::new(
+                &(root / "Conv2d_1a_3x3"),
+                3,
+                32,
+                (3, 3),
+                2,
+                (0, 0),
+            ))),
+        ),
+        ("Conv2d_2a_3x3", Box::new(basic("Conv2d_2a_3x3", 32, 32, 3))),
+        (
+            "Conv2d_2b_3x3",
+            Box::new(BasicConv::new(
+                &(root / "Conv2d_2b_3x3"),
+                32,
+                64,
+                (3, 3),
+                1,
+                (1, 1),
+            )),
+        ),
+        ("maxpool1", Box::new(MaxPool3x3)),
+        ("Conv2d_3b_1x1", Box::new(basic("Conv2d_3b_1x1", 64, 80, 1))),
+        (
+            "Conv2d_4a_3x3",
+            Box::new(basic("Conv2d_4a_3x3", 80, 192, 3)),
+        ),
+        ("maxpool2", Box::new(MaxPool3x3)),
+        (
+            "Mixed_5b",
+            Box::new(inception_a(&(root / "Mixed_5b"), 192, 32)),
+        ),
+        (
+            "Mixed_5c",
+            Box::new(inception_a(&(root / "Mixed_5c"), 256, 64)),
+        ),
+        (
+            "Mixed_5d",
+            Box::new(inception_a(&(root / "Mixed_5d"), 288, 64)),
+        ),
+        ("Mixed_6a", Box::new(inception_b(&(root / "Mixed_6a"), 288))),
+        (
+            "Mixed_6b",
+            Box::new(inception_c(&(root / "Mixed_6b"), 768, 128)),
+        ),
+        (
+            "Mixed_6c",
+            Box::new(inception_c(&(root / "Mixed_6c"), 768, 160)),
+        ),
+        (
+            "Mixed_6d",
+            Box::new(inception_c(&(root / "Mixed_6d"), 768, 160)),
+        ),
+        (
+            "Mixed_6e",
+            Box::new(inception_c(&(root / "Mixed_6e"), 768, 192)),
+        ),
+        ("Mixed_7a", Box::new(inception_d(&(root / "Mixed_7a"), 768))),
+        (
+            "Mixed_7b",
+            Box::new(inception_e(&(root / "Mixed_7b"), 1280)),
+        ),
+        (
+            "Mixed_7c",
+            Box::new(inception_e(&(root / "Mixed_7c"), 2048)),
+        ),
+    ];
+    let fc = nn::linear(root / "fc", 2048, num_classes, Default::default());
+    Parts {
+        stages: stages
+            .into_iter()
+            .map(|(name, stage)| (name.to_string(), stage))
+            .collect(),
+        aliases: Vec::new(),
+        head: Box::new(Head { fc }),
+    }
+}
+
+/// torchvision's `BasicConv2d`: convolution without bias, batch norm (eps 0.001), ReLU.
+#[derive(Debug)]
+struct BasicConv {
+    conv: nn::Conv2D,
+    bn: nn::BatchNorm,
+}
+
+impl BasicConv {
+    fn new(
+        path: &nn::Path,
+        inputs: i64,
+        outputs: i64,
+        kernel: (i64, i64),
+        stride: i64,
+        padding: (i64, i64),
+    ) -> Self {
+        let config = nn::ConvConfigND::<[i64; 2]> {
+            stride: [stride, stride],
+            padding: [padding.0, padding.1],
+            dilation: [1, 1],
+            groups: 1,
+            bias: false,
+            ws_init: nn::init::DEFAULT_KAIMING_UNIFORM,
+            bs_init: nn::Init::Const(0.0),
+            padding_mode: nn::PaddingMode::Zeros,
+        };
+        let conv = nn::conv(path / "conv", inputs, outputs, [kernel.0, kernel.1], config);
+        let bn_config = nn::BatchNormConfig {
+            eps: 0.001,
+            ws_init: nn::Init::Const(1.0),
+            ..Default::default()
+        };
+        let bn = nn::batch_norm2d(path / "bn", outputs, bn_config);
+        BasicConv { conv, bn }
+    }
+
+    fn forward(&self, x: &Tensor, relu: ReluMode) -> Tensor {
+        crate::guided::relu(&self.bn.forward_t(&self.conv.forward(x), false), relu)
+    }
+}
+
+impl Stage for BasicConv {
+    fn forward(&self, x: &Tensor, relu: ReluMode) -> Tensor {
+        BasicConv::forward(self, x, relu)
+    }
+}
+
+/// The first stage: torchvision's `_transform_input`, then `Conv2d_1a_3x3`. Putting the
+/// transform inside the stage keeps the model's input the usual ImageNet-normalised image.
+#[derive(Debug)]
+struct TransformInput(BasicConv);
+
+impl Stage for TransformInput {
+    fn forward(&self, x: &Tensor, relu: ReluMode) -> Tensor {
+        // Same operations and constants as torchvision, so the results agree bit for bit.
+        let channel = |c: i64, std: f64, mean: f64| {
+            x.select(1, c).unsqueeze(1) * (std / 0.5) + (mean - 0.5) / 0.5
+        };
+        let x = Tensor::cat(
+            &[
+                channel(0, 0.229, 0.485),
+                channel(1, 0.224, 0.456),
+                channel(2, 0.225, 0.406),
+            ],
+            1,
+        );
+        self.0.forward(&x, relu)
+    }
+}
+
+/// `MaxPool2d(kernel_size=3, stride=2)` (the stem's pools and InceptionB/D's pool branch).
+#[derive(Debug)]
+struct MaxPool3x3;
+
+impl Stage for MaxPool3x3 {
+    fn forward(&self, x: &Tensor, _relu: ReluMode) -> Tensor {
+        max_pool_3x3(x)
+    }
+}
+
+fn max_pool_3x3(x: &Tensor) -> Tensor {
+    x.max_pool2d([3, 3], [2, 2], [0, 0], [1, 1], false)
+}
+
+/// The pooling a branch starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pool {
+    None,
+    /// `F.avg_pool2d(x, kernel_size=3, stride=1, padding=1)`; PyTorch's default
+    /// `count_include_pad=True` counts the zero padding in the border averages.
+    Avg3x3,
+    /// `F.max_pool2d(x, kernel_size=3, stride=2)`.
+    Max3x3Stride2,
+}
+
+/// One branch of a mixed block.
+#[derive(Debug)]
+struct Branch {
+    pool: Pool,
+    convs: Vec<BasicConv>,
+    /// InceptionE's `branch3x3_2a`/`_2b` (or `_3a`/`_3b`): two convolutions applied to the
+    /// chain's output, concatenated.
+    split: Option<[BasicConv; 2]>,
+}
+
+impl Branch {
+    fn convs(convs: Vec<BasicConv>) -> Self {
+        Branch {
+            pool: Pool::None,
+            convs,
+            split: None,
+        }
+    }
+
+    fn forward(&self, x: &Tensor, relu: ReluMode) -> Tensor {
+        let mut y = match self.pool {
+            Pool::None => x.shallow_clone(),
+            Pool::Avg3x3 => x.avg_pool2d([3, 3], [1, 1], [1, 1], false, true, None),
+            Pool::Max3x3Stride2 => max_pool_3x3(x),
+        };
+        for conv in &self.convs {
+            y = conv.forward(&y, relu);
+        }
+        match &self.split {
+            Some([a, b]) => Tensor::cat(&[a.forward(&y, relu), b.forward(&y, relu)], 1),
+            None => y,
+        }
+    }
+}
+
+/// InceptionA … InceptionE: the branches' outputs concatenated along channels.
+#[derive(Debug)]
+struct Mixed {
+    branches: Vec<Branch>,
+}
+
+impl Stage for Mixed {
+    fn forward(&self, x: &Tensor, relu: ReluMode) -> Tensor {
+        let outputs: Vec<Tensor> = self.branches.iter().map(|b| b.forward(x, relu)).collect();
+        Tensor::cat(&outputs, 1)
+    }
+}
+
+/// `BasicConv2d` named `name` inside block `p`.
+fn bc(
+    p: &nn::Path,
+    name: &str,
+    inputs: i64,
+    outputs: i64,
+    kernel: (i64, i64),
+    stride: i64,
+    padding: (i64, i64),
+) -> BasicConv {
+    BasicConv::new(&(p / name), inputs, outputs, kernel, stride, padding)
+}
+
+/// A `branch_pool`: average pool then a 1×1 `BasicConv2d`.
+fn avg_pool_branch(p: &nn::Path, inputs: i64, outputs: i64) -> Branch {
+    Branch {
+        pool: Pool::Avg3x3,
+        convs: vec![bc(p, "branch_pool", inputs, outputs, (1, 1), 1, (0, 0))],
+        split: None,
+    }
+}
+
+/// A max-pool branch (no parameters).
+fn max_pool_branch() -> Branch {
+    Branch {
+        pool: Pool::Max3x3Stride2,
+        convs: Vec::new(),
+        split: None,
+    }
+}
+
+fn inception_a(p: &nn::Path, c: i64, pool_features: i64) -> Mixed {
+    Mixed {
+        branches: vec![
+            Branch::convs(vec![bc(p, "branch1x1", c, 64, (1, 1), 1, (0, 0))]),
+            Branch::convs(vec![
+                bc(p, "branch5x5_1", c, 48, (1, 1), 1, (0, 0)),
+                bc(p, "branch5x5_2", 48, 64, (5, 5), 1, (2, 2)),
+            ]),
+            Branch::convs(vec![
+                bc(p, "branch3x3dbl_1", c, 64, (1, 1), 1, (0, 0)),
+                bc(p, "branch3x3dbl_2", 64, 96, (3, 3), 1, (1, 1)),
+                bc(p, "branch3x3dbl_3", 96, 96, (3, 3), 1, (1, 1)),
+            ]),
+            avg_pool_branch(p, c, pool_features),
+        ],
+    }
+}
+
+fn inception_b(p: &nn::Path, c: i64) -> Mixed {
+    Mixed {
+        branches: vec![
+            Branch::convs(vec![bc(p, "branch3x3", c, 384, (3, 3), 2, (0, 0))]),
+            Branch::convs(vec![
+                bc(p, "branch3x3dbl_1", c, 64, (1, 1), 1, (0, 0)),
+                bc(p, "branch3x3dbl_2", 64, 96, (3, 3), 1, (1, 1)),
+                bc(p, "branch3x3dbl_3", 96, 96, (3, 3), 2, (0, 0)),
+            ]),
+            max_pool_branch(),
+        ],
+    }
+}
+
+fn inception_c(p: &nn::Path, c: i64, c7: i64) -> Mixed {
+    Mixed {
+        branches: vec![
+            Branch::convs(vec![bc(p, "branch1x1", c, 192, (1, 1), 1, (0, 0))]),
+            Branch::convs(vec![
+                bc(p, "branch7x7_1", c, c7, (1, 1), 1, (0, 0)),
+                bc(p, "branch7x7_2", c7, c7, (1, 7), 1, (0, 3)),
+                bc(p, "branch7x7_3", c7, 192, (7, 1), 1, (3, 0)),
+            ]),
+            Branch::convs(vec![
+                bc(p, "branch7x7dbl_1", c, c7, (1, 1), 1, (0, 0)),
+                bc(p, "branch7x7dbl_2", c7, c7, (7, 1), 1, (3, 0)),
+                bc(p, "branch7x7dbl_3", c7, c7, (1, 7), 1, (0, 3)),
+                bc(p, "branch7x7dbl_4", c7, c7, (7, 1), 1, (3, 0)),
+                bc(p, "branch7x7dbl_5", c7, 192, (1, 7), 1, (0, 3)),
+            ]),
+            avg_pool_branch(p, c, 192),
+        ],
+    }
+}
+
+fn inception_d(p: &nn::Path, c: i64) -> Mixed {
+    Mixed {
+        branches: vec![
+            Branch::convs(vec![
+                bc(p, "branch3x3_1", c, 192, (1, 1), 1, (0, 0)),
+                bc(p, "branch3x3_2", 192, 320, (3, 3), 2, (0, 0)),
+            ]),
+            Branch::convs(vec![
+                bc(p, "branch7x7x3_1", c, 192, (1, 1), 1, (0, 0)),
+                bc(p, "branch7x7x3_2", 192, 192, (1, 7), 1, (0, 3)),
+                bc(p, "branch7x7x3_3", 192, 192, (7, 1), 1, (3, 0)),
+                bc(p, "branch7x7x3_4", 192, 192, (3, 3), 2, (0, 0)),
+            ]),
+            max_pool_branch(),
+        ],
+    }
+}
+
+fn inception_e(p: &nn::Path, c: i64) -> Mixed {
+    Mixed {
+        branches: vec![
+            Branch::convs(vec![bc(p, "branch1x1", c, 320, (1, 1), 1, (0, 0))]),
+            Branch {
+                pool: Pool::None,
+                convs: vec![bc(p, "branch3x3_1", c, 384, (1, 1), 1, (0, 0))],
+                split: Some([
+                    bc(p, "branch3x3_2a", 384, 384, (1, 3), 1, (0, 1)),
+                    bc(p, "branch3x3_2b", 384, 384, (3, 1), 1, (1, 0)),
+                ]),
+            },
+            Branch {
+                pool: Pool::None,
+                convs: vec![
+                    bc(p, "branch3x3dbl_1", c, 448, (1, 1), 1, (0, 0)),
+                    bc(p, "branch3x3dbl_2", 448, 384, (3, 3), 1, (1, 1)),
+                ],
+                split: Some([
+                    bc(p, "branch3x3dbl_3a", 384, 384, (1, 3), 1, (0, 1)),
+                    bc(p, "branch3x3dbl_3b", 384, 384, (3, 1), 1, (1, 0)),
+                ]),
+            },
+            avg_pool_branch(p, c, 192),
+        ],
+    }
+}
+
+/// `AdaptiveAvgPool2d((1, 1))`, dropout (the identity in eval mode), `flatten(1)`, `fc`.
+#[derive(Debug)]
+struct Head {
+    fc: nn::Linear,
+}
+
+impl Stage for Head {
+    fn forward(&self, x: &Tensor, _relu: ReluMode) -> Tensor {
+        self.fc
+            .forward(&x.adaptive_avg_pool2d([1, 1]).flatten(1, -1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    #[test]
+    fn stages_and_variables_follow_torchvision() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let parts = build(&vs.root(), 10);
+        let names: Vec<&str> = parts.stages.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names.len(), 18);
+        assert_eq!(names[7], "Mixed_5b");
+        assert_eq!(names[11], "Mixed_6b");
+        let vars = vs.variables();
+        assert_eq!(
+            vars["Mixed_6b.branch7x7_2.conv.weight"].size(),
+            [128, 128, 1, 7]
+        );
+        assert_eq!(
+            vars["Mixed_7c.branch3x3dbl_3b.conv.weight"].size(),
+            [384, 384, 3, 1]
+        );
+        assert_eq!(vars["Mixed_5b.branch_pool.bn.running_mean"].size(), [32]);
+        assert_eq!(vars[CLASSIFIER_WEIGHT].size(), [10, 2048]);
+        // torchvision's inception_v3 state_dict without AuxLogits: 566 entries, 94 of them
+        // num_batches_tracked.
+        assert_eq!(vars.len(), 566 - 94);
+    }
+
+    #[test]
+    fn channel_counts_through_the_mixed_blocks() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let parts = build(&vs.root(), 10);
+        // 75×75 is torchvision's minimum input size: Mixed_7c's map is 1×1.
+        let mut x = Tensor::rand([1, 3, 75, 75], (Kind::Float, Device::Cpu));
+        let mut channels = Vec::new();
+        for (i, (_, stage)) in parts.stages.iter().enumerate() {
+            x = stage.forward(&x, ReluMode::Plain);
+            if i >= 7 {
+                channels.push(x.size()[1]);
+            }
+        }
+        assert_eq!(
+            channels,
+            [256, 288, 288, 768, 768, 768, 768, 768, 1280, 2048, 2048]
+        );
+        assert_eq!(x.size(), [1, 2048, 1, 1]);
+    }
+}

@@ -19,7 +19,11 @@ demo: bootstrap
 	$(HINT_RELEASE) extract --model tiny_cnn --weights $(DEMO_DIR)/example/tiny_cnn.safetensors \
 		--layer features.4 --images $(DEMO_DIR)/example/images --method gradient_x_activation \
 		--out $(DEMO_DIR)/regions --overwrite
-	.venv/bin/python tests/python/read_regions.py $(DEMO_DIR)/regions/regions-00000.parquet --brief
+	@echo "pyarrow reads it:"
+	@.venv/bin/python -c 'import sys, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]); \
+		m = t.schema.metadata; print(t.num_rows, "rows;", t.schema.to_string(show_schema_metadata=False)); \
+		print({k.decode(): m[k].decode() for k in (b"model", b"layer", b"method", b"D", b"H", b"W")})' \
+		$(DEMO_DIR)/regions/regions-00000.parquet
 
 ## test: formatting, lints, then every test (unit, PyTorch oracles, end to end).
 test: bootstrap lint

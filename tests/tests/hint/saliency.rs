@@ -44,7 +44,15 @@ fn check_against_pytorch(arch: Architecture, layer_name: &str, size: usize, base
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let batch = 3;
-    python_step(&["setup", arch.name(), path_str(d), "--size", &size.to_string(), "--batch", &batch.to_string()]);
+    python_step(&[
+        "setup",
+        arch.name(),
+        path_str(d),
+        "--size",
+        &size.to_string(),
+        "--batch",
+        &batch.to_string(),
+    ]);
 
     let inputs: HashMap<String, Tensor> = Tensor::read_safetensors(d.join("input.safetensors"))
         .unwrap()
@@ -55,18 +63,37 @@ fn check_against_pytorch(arch: Architecture, layer_name: &str, size: usize, base
     let ids: Vec<u64> = (0..batch as u64).map(|i| 100 + i).collect();
     // SmoothGrad's noise is ours (seeded per image); PyTorch gets exactly the same draws.
     let noise: Vec<(String, Tensor)> = (0..SAMPLES)
-        .map(|k| (format!("noise.{k}"), saliency::smoothgrad_noise(SEED, &ids, k, &x.size())))
+        .map(|k| {
+            (
+                format!("noise.{k}"),
+                saliency::smoothgrad_noise(SEED, &ids, k, &x.size()),
+            )
+        })
         .collect();
     Tensor::write_safetensors(&noise, d.join("noise.safetensors")).unwrap();
     python_step(&[
-        "reference", arch.name(), path_str(d), "--layer", layer_name,
-        "--samples", &SAMPLES.to_string(), "--noise-level", &NOISE_LEVEL.to_string(),
-        "--steps", &STEPS.to_string(), "--baseline", &baseline.to_string(),
+        "reference",
+        arch.name(),
+        path_str(d),
+        "--layer",
+        layer_name,
+        "--samples",
+        &SAMPLES.to_string(),
+        "--noise-level",
+        &NOISE_LEVEL.to_string(),
+        "--steps",
+        &STEPS.to_string(),
+        "--baseline",
+        &baseline.to_string(),
     ]);
     let reference: HashMap<String, Tensor> =
-        Tensor::read_safetensors(d.join("reference.safetensors")).unwrap().into_iter().collect();
+        Tensor::read_safetensors(d.join("reference.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect();
 
-    let model = Backbone::from_safetensors(arch, &d.join("weights.safetensors"), Device::Cpu).unwrap();
+    let model =
+        Backbone::from_safetensors(arch, &d.join("weights.safetensors"), Device::Cpu).unwrap();
     let layer = model.layer(layer_name).unwrap();
     let input = SaliencyInput {
         images: x,
@@ -79,8 +106,14 @@ fn check_against_pytorch(arch: Architecture, layer_name: &str, size: usize, base
         Method::Gradient,
         Method::GradientTimesActivation,
         Method::GuidedBackprop,
-        Method::SmoothGrad { samples: SAMPLES, noise: NOISE_LEVEL },
-        Method::IntegratedGradients { steps: STEPS, baseline },
+        Method::SmoothGrad {
+            samples: SAMPLES,
+            noise: NOISE_LEVEL,
+        },
+        Method::IntegratedGradients {
+            steps: STEPS,
+            baseline,
+        },
     ];
     // Guard against a vacuous pass: guided hooks that did nothing on both sides.
     let plain = &reference["sal:gradient"];
@@ -93,9 +126,17 @@ fn check_against_pytorch(arch: Architecture, layer_name: &str, size: usize, base
     for method in methods {
         let ours = saliency::compute(&model, layer, &method, &input).unwrap();
         let what = format!("{arch} {layer_name} {}", method.name());
-        assert_close(&ours.activation, &reference["act"], &format!("{what}: activation"));
+        assert_close(
+            &ours.activation,
+            &reference["act"],
+            &format!("{what}: activation"),
+        );
         let reference_saliency = &reference[&format!("sal:{}", method.name())];
-        assert_close(&ours.saliency, reference_saliency, &format!("{what}: saliency"));
+        assert_close(
+            &ours.saliency,
+            reference_saliency,
+            &format!("{what}: saliency"),
+        );
         for aggregation in Aggregation::ALL {
             let map = responsible::normalise(&aggregation.apply(&ours.saliency));
             let reference_map = &reference[&format!("map:{}:{}", method.name(), aggregation)];
@@ -137,9 +178,14 @@ fn assert_masks_equal(ours: &Tensor, reference: &Tensor, what: &str) -> i64 {
     let ours_mask = ours.gt(THRESHOLD);
     let reference_mask = reference.gt(THRESHOLD);
     let decidable = (reference - THRESHOLD).abs().gt(1e-5);
-    let disagree = ours_mask.logical_xor(&reference_mask).logical_and(&decidable);
+    let disagree = ours_mask
+        .logical_xor(&reference_mask)
+        .logical_and(&decidable);
     let n = disagree.sum(Kind::Int64).int64_value(&[]);
-    assert_eq!(n, 0, "{what}: {n} responsible-region positions differ from PyTorch");
+    assert_eq!(
+        n, 0,
+        "{what}: {n} responsible-region positions differ from PyTorch"
+    );
     assert!(
         reference_mask.sum(Kind::Int64).int64_value(&[]) > 0,
         "{what}: the reference has no responsible region at all; the test would prove nothing"

@@ -1,0 +1,179 @@
+//! `hint extract`: flags → [`ExtractConfig`], a progress bar, a closing summary.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use hint_common::regions::ActivationType;
+use hint_worker::extract::{self, ExtractConfig, ExtractReport, Progress, SUMMARY_FILE};
+use hint_worker::models::{Architecture, InputSize};
+use hint_worker::responsible::Aggregation;
+use hint_worker::saliency::{Baseline, Method};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Flags of `hint extract`.
+#[derive(Args, Debug)]
+pub struct ExtractArgs {
+    /// Architecture: tiny_cnn, vgg11, vgg16, vgg19, resnet18, resnet50, inception_v3.
+    #[arg(long, env = "HINT_MODEL")]
+    model: String,
+    /// Weights: a torchvision state_dict saved as safetensors.
+    #[arg(long, env = "HINT_WEIGHTS")]
+    weights: PathBuf,
+    /// The hidden layer, by torchvision module name (`features.26`, `layer3.5`, `Mixed_6b`).
+    #[arg(long)]
+    layer: String,
+    /// An ImageFolder directory (one folder per class) or a CSV manifest with `path,label`.
+    #[arg(long)]
+    images: PathBuf,
+    /// Label → model output map (one class name per line, line k = output k). Default:
+    /// the sorted class names, torchvision's ImageFolder rule.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Saliency method: gradient, gradient_x_activation, guided_backprop, smoothgrad,
+    /// integrated_gradients.
+    #[arg(long, default_value = "gradient")]
+    method: String,
+    /// Channel aggregation: norm, sum, filter_norm, max, abs_sum, abs_max.
+    #[arg(long, default_value = "norm")]
+    aggregation: String,
+    /// Threshold t on the normalised saliency: positions with ŝ > t are responsible.
+    #[arg(long, default_value_t = 0.5)]
+    threshold: f32,
+    /// Fraction of background positions kept per image (seeded), in [0, 1].
+    #[arg(long, default_value_t = 1.0)]
+    background_ratio: f64,
+    /// Stored activation precision: f32 or f16.
+    #[arg(long, default_value = "f32")]
+    activation_type: String,
+    /// SmoothGrad: number of noisy copies.
+    #[arg(long, default_value_t = 20)]
+    samples: usize,
+    /// SmoothGrad: noise level, σ / (max(x) − min(x)).
+    #[arg(long, default_value_t = 0.15)]
+    noise: f64,
+    /// Integrated gradients: points on the path.
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Integrated gradients: baseline, zero (mean colour) or black.
+    #[arg(long, default_value = "zero")]
+    baseline: String,
+    /// Images per model batch.
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// cpu, cuda, cuda:N, or auto.
+    #[arg(long, default_value = "auto", env = "HINT_DEVICE")]
+    device: String,
+    /// Seed of every random choice (SmoothGrad noise, background subsampling).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Resize the shorter side to this many pixels (default: the architecture's).
+    #[arg(long)]
+    resize: Option<u32>,
+    /// Centre-crop side in pixels (default: the architecture's).
+    #[arg(long)]
+    crop: Option<u32>,
+    /// Image decoding threads (default: all cores).
+    #[arg(long)]
+    decode_threads: Option<usize>,
+    /// Images per Parquet file.
+    #[arg(long, default_value_t = 10_000)]
+    images_per_file: usize,
+    /// Output directory for regions-NNNNN.parquet and summary.json.
+    #[arg(long)]
+    out: PathBuf,
+    /// Replace region files left in --out by an earlier run.
+    #[arg(long)]
+    overwrite: bool,
+}
+
+impl ExtractArgs {
+    fn config(self) -> anyhow::Result<ExtractConfig> {
+        let arch = Architecture::parse(&self.model)?;
+        let baseline = Baseline::parse(&self.baseline)?;
+        let mut config = ExtractConfig::new(arch, self.weights, self.layer, self.images, self.out);
+        let defaults = arch.default_input();
+        config.input = InputSize {
+            resize: self.resize.unwrap_or(defaults.resize),
+            crop: self.crop.unwrap_or(defaults.crop),
+        };
+        config.label_map = self.labels;
+        config.method =
+            Method::parse(&self.method, self.samples, self.noise, self.steps, baseline)?;
+        config.aggregation = Aggregation::parse(&self.aggregation)?;
+        config.threshold = self.threshold;
+        config.background_ratio = self.background_ratio;
+        config.activation_type = self
+            .activation_type
+            .parse::<ActivationType>()
+            .map_err(|e| anyhow::anyhow!("--activation-type: {e}"))?;
+        config.batch_size = self.batch_size;
+        config.device = hint_worker::device::parse(&self.device)?;
+        config.seed = self.seed;
+        if let Some(threads) = self.decode_threads {
+            config.decode_threads = threads;
+        }
+        config.images_per_file = self.images_per_file;
+        config.overwrite = self.overwrite;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Runs `hint extract`.
+pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
+    let config = args.config()?;
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template(
+            "{spinner} extract [{elapsed_precise}] {wide_bar} {pos}/{len} images ({per_sec}, eta {eta}) {msg}",
+        )
+        .expect("valid template"),
+    );
+    let mut on_progress = |p: Progress| {
+        bar.set_length(p.images_total as u64);
+        bar.set_position(p.images_done as u64);
+        bar.set_message(format!(
+            "{} fg / {} bg rows",
+            p.foreground_rows, p.background_rows
+        ));
+    };
+    let report = extract::run(&config, &mut on_progress)
+        .with_context(|| format!("extracting regions from {}", config.images.display()))?;
+    bar.finish_and_clear();
+    print_summary(&config, &report);
+    Ok(())
+}
+
+fn print_summary(config: &ExtractConfig, report: &ExtractReport) {
+    let (d, h, w) = report.layer_shape;
+    let rate = report.images_processed as f64 / report.seconds.max(1e-9);
+    println!(
+        "extracted {} of {} images in {:.1} s ({rate:.1} images/s)",
+        report.images_processed, report.images_total, report.seconds
+    );
+    println!(
+        "  model {} layer {} [D={d}, H={h}, W={w}], method {}, aggregation {}, threshold {}, device {:?}",
+        config.arch, config.layer, config.method.name(), config.aggregation, config.threshold, config.device
+    );
+    println!(
+        "  regions: {} foreground, {} background (ratio {}) in {} file(s) under {}",
+        report.foreground_rows(),
+        report.background_rows(),
+        config.background_ratio,
+        report.files.len(),
+        config.out.display()
+    );
+    if report.skipped.is_empty() {
+        println!("  skipped: none");
+    } else {
+        println!("  skipped {} image(s):", report.skipped.len());
+        for skipped in &report.skipped {
+            println!(
+                "    {}: {}",
+                skipped.path.display(),
+                skipped.reason.trim_end()
+            );
+        }
+    }
+    println!("  summary: {}", config.out.join(SUMMARY_FILE).display());
+}

@@ -1,0 +1,54 @@
+//! `hint`: the command-line tool. Thin: flags become the libraries' validated configs.
+//!
+//! - `hint extract …`: images → responsible-region Parquet files on one machine.
+//! - `hint layers --model ARCH`: the addressable layers of an architecture.
+//! - `hint example --out DIR`: a small generated dataset and a seeded tiny CNN to try
+//!   `hint extract` on.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+
+/// HINT — which neurons of a CNN layer carry which concepts, at every level of a hierarchy.
+#[derive(Parser, Debug)]
+#[command(name = "hint", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Extract responsible regions: hidden-layer saliency → thresholded regions → Parquet.
+    Extract(Box<cli::extract::ExtractArgs>),
+    /// List the layers an architecture can be cut at (torchvision module names).
+    Layers(cli::layers::LayersArgs),
+    /// Write a small generated dataset and a seeded tiny CNN to try `hint extract` on.
+    Example(cli::example::ExampleArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HINT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Extract(args) => cli::extract::run(*args),
+        Command::Layers(args) => cli::layers::run(args),
+        Command::Example(args) => cli::example::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! `hint extract` as a user runs it: the real binary on a generated folder that contains a
+//! corrupt image, read back with pyarrow; and the errors a user meets before work starts.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use hint_common::regions::read_regions;
+
+use crate::support::{hint_bin, run_python};
+
+fn hint(args: &[&str]) -> Output {
+    Command::new(hint_bin())
+        .args(args)
+        .env("HINT_DEVICE", "cpu")
+        .output()
+        .expect("starting hint")
+}
+
+fn ok(output: Output, what: &str) -> String {
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn example(dir: &Path) {
+    ok(
+        hint(&[
+            "example",
+            "--out",
+            dir.to_str().unwrap(),
+            "--per-class",
+            "5",
+            "--seed",
+            "3",
+        ]),
+        "hint example",
+    );
+}
+
+fn extract(dir: &Path, out: &str, extra: &[&str]) -> Output {
+    let weights = dir.join("tiny_cnn.safetensors");
+    let images = dir.join("images");
+    let out = dir.join(out);
+    let mut args = vec![
+        "extract",
+        "--model",
+        "tiny_cnn",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--layer",
+        "features.4",
+        "--images",
+        images.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--batch-size",
+        "4",
+    ];
+    args.extend_from_slice(extra);
+    hint(&args)
+}
+
+#[test]
+fn extract_skips_a_corrupt_image_and_writes_regions_pyarrow_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    example(dir.path());
+    let stdout = ok(
+        extract(
+            dir.path(),
+            "regions",
+            &["--method", "guided_backprop", "--background-ratio", "0.3"],
+        ),
+        "hint extract",
+    );
+    assert!(
+        stdout.contains("extracted 15 of 16 images"),
+        "summary:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("broken.jpg"),
+        "the corrupt file is named:\n{stdout}"
+    );
+
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("regions/summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["images_skipped"], 1);
+    let skipped = &summary["skipped"][0];
+    assert!(skipped["path"].as_str().unwrap().ends_with("broken.jpg"));
+    assert!(!skipped["reason"].as_str().unwrap().is_empty());
+
+    let file = dir.path().join("regions/regions-00000.parquet");
+    let (meta, rows) = read_regions(&file).unwrap();
+    assert_eq!(meta.model, "tiny_cnn");
+    assert_eq!(meta.layer, "features.4");
+    assert_eq!(meta.method, "guided_backprop");
+    assert_eq!((meta.channels, meta.height, meta.width), (32, 32, 32));
+    assert_eq!(meta.labels, vec!["disc", "square", "stripes"]);
+    let foreground = rows.foreground.iter().filter(|f| **f).count() as u64;
+    assert_eq!(summary["foreground_rows"].as_u64().unwrap(), foreground);
+    assert_eq!(
+        summary["background_rows"].as_u64().unwrap(),
+        rows.len() as u64 - foreground
+    );
+    assert!(foreground > 0);
+    // Every processed image has rows; the corrupt one (id 0: first file of "disc") has none.
+    let mut ids: Vec<u64> = rows.image_id.clone();
+    ids.dedup();
+    assert_eq!(ids.len(), 15);
+    assert!(rows
+        .saliency
+        .iter()
+        .zip(&rows.foreground)
+        .all(|(s, f)| (*s > 0.5) == *f));
+
+    let pyarrow = run_python("read_regions.py", &[file.as_os_str()]);
+    let read: serde_json::Value = serde_json::from_str(&pyarrow).unwrap();
+    assert_eq!(
+        read["num_rows"].as_u64().unwrap(),
+        rows.len() as u64,
+        "pyarrow: {pyarrow}"
+    );
+}
+
+#[test]
+fn extraction_is_deterministic_for_a_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    example(dir.path());
+    let args = [
+        "--method",
+        "smoothgrad",
+        "--samples",
+        "2",
+        "--background-ratio",
+        "0.5",
+        "--seed",
+        "9",
+    ];
+    ok(extract(dir.path(), "a", &args), "first run");
+    ok(extract(dir.path(), "b", &args), "second run");
+    // Same seed, same batch size: bit-identical rows. (A different batch size may change
+    // libtorch's kernels and so the last bits, which can flip positions at the threshold.)
+    let (_, a) = read_regions(&dir.path().join("a/regions-00000.parquet")).unwrap();
+    let (_, b) = read_regions(&dir.path().join("b/regions-00000.parquet")).unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn a_wrong_layer_name_lists_the_valid_ones_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    example(dir.path());
+    let weights = dir.path().join("tiny_cnn.safetensors");
+    let output = hint(&[
+        "extract",
+        "--model",
+        "tiny_cnn",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--layer",
+        "features.40",
+        "--images",
+        dir.path().join("images").to_str().unwrap(),
+        "--out",
+        dir.path().join("out").to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("features.40") && stderr.contains("features.7"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("out").exists());
+}
+
+#[test]
+fn a_class_without_a_model_output_is_an_error_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    example(dir.path());
+    // A fourth class folder; the model has three outputs.
+    let extra = dir.path().join("images/zebra");
+    std::fs::create_dir_all(&extra).unwrap();
+    std::fs::copy(
+        dir.path().join("images/disc/disc_000.png"),
+        extra.join("zebra_000.png"),
+    )
+    .unwrap();
+    let output = extract(dir.path(), "out", &[]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("zebra"), "{stderr}");
+    assert!(!dir.path().join("out/regions-00000.parquet").exists());
+}
+
+#[test]
+fn an_earlier_run_is_not_overwritten_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    example(dir.path());
+    ok(extract(dir.path(), "out", &[]), "first run");
+    let again = extract(dir.path(), "out", &[]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--overwrite"));
+    ok(extract(dir.path(), "out", &["--overwrite"]), "overwrite");
+}

@@ -1,0 +1,8 @@
+//! hint's end-to-end suite: one test binary, one module per area. PyTorch (the
+//! project's `.venv`) is the oracle for numerics; pyarrow reads what hint writes.
+
+mod architectures;
+mod extract_cli;
+mod regions_pyarrow;
+mod saliency;
+mod support;

@@ -1,0 +1,210 @@
+//! The region dataset contract, checked from the outside: files written by
+//! [`RegionWriter`] read in pyarrow alone with the documented column types, metadata and
+//! values (`tests/python/read_regions.py`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use hint_common::regions::{
+    read_regions, ActivationType, RegionFileMeta, RegionRow, RegionRows, RegionWriter,
+};
+use serde_json::Value;
+
+use crate::support::run_python;
+
+const D: usize = 5;
+const H: usize = 3;
+const W: usize = 4;
+const ROWS: usize = 37;
+
+fn meta(activation_type: ActivationType) -> RegionFileMeta {
+    RegionFileMeta {
+        model: "tiny_cnn".into(),
+        layer: "features.4".into(),
+        method: "smoothgrad".into(),
+        aggregation: "sum_abs".into(),
+        threshold: 0.35,
+        channels: D,
+        height: H,
+        width: W,
+        activation_type,
+        labels: vec![
+            "n02084071".into(),
+            "n02121808".into(),
+            "ünïcode, \"quoted\"".into(),
+        ],
+        job_id: Some("job-1".into()),
+        task_id: Some("task-2".into()),
+        extra: BTreeMap::from([
+            ("seed".to_string(), "11".to_string()),
+            ("samples".to_string(), "3".to_string()),
+        ]),
+    }
+}
+
+/// Rows with varied, exactly checkable values (activations span signs and magnitudes).
+fn rows() -> RegionRows {
+    let mut rows = RegionRows::with_capacity(ROWS, D);
+    for i in 0..ROWS {
+        let activation: Vec<f32> = (0..D)
+            .map(|c| ((i * D + c) as f32 - 90.0) * 0.731)
+            .collect();
+        rows.push(RegionRow {
+            image_id: 1_000_000_007 + (i / 4) as u64,
+            label: (i % 3) as u32,
+            y: (i % H) as u16,
+            x: ((i * 7) % W) as u16,
+            saliency: (i as f32 * 0.1).sin().abs(),
+            foreground: i % 3 != 1,
+            activation: &activation,
+        });
+    }
+    rows
+}
+
+fn write(path: &Path, activation_type: ActivationType) -> RegionRows {
+    let rows = rows();
+    let mut writer = RegionWriter::create(path, meta(activation_type)).expect("create");
+    // Two writes, so that the file holds more than one record batch's worth of calls.
+    let (first, second) = split(&rows, 20);
+    writer.write(&first).expect("write");
+    writer.write(&second).expect("write");
+    let summary = writer.finish().expect("finish");
+    assert_eq!(summary.rows, ROWS as u64);
+    rows
+}
+
+fn split(rows: &RegionRows, at: usize) -> (RegionRows, RegionRows) {
+    let (mut a, mut b) = (RegionRows::default(), RegionRows::default());
+    for i in 0..rows.len() {
+        let target = if i < at { &mut a } else { &mut b };
+        target.push(rows.row(i, D));
+    }
+    (a, b)
+}
+
+fn check_with_pyarrow(activation_type: ActivationType, value_type: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("regions.parquet");
+    let written = write(&path, activation_type);
+    // What a reader of the file gets back (f16 rounding included) is the reference for
+    // the activation values; the other columns must equal what was written.
+    let (_, stored) = read_regions(&path).expect("read back");
+
+    let out = run_python("read_regions.py", &[path.as_os_str()]);
+    let v: Value = serde_json::from_str(&out).expect("read_regions.py prints JSON");
+
+    let fields: Vec<(String, String, bool)> = v["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .map(|f| {
+            (
+                f["name"].as_str().unwrap().to_string(),
+                f["type"].as_str().unwrap().to_string(),
+                f["nullable"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    let expected_types = [
+        ("image_id", "uint64"),
+        ("label", "uint32"),
+        ("y", "uint16"),
+        ("x", "uint16"),
+        ("saliency", "float"),
+        ("foreground", "bool"),
+    ];
+    assert_eq!(fields.len(), 7, "{fields:?}");
+    for ((name, ty, nullable), (want_name, want_ty)) in fields.iter().zip(expected_types) {
+        assert_eq!((name.as_str(), ty.as_str()), (want_name, want_ty));
+        assert!(!nullable, "{name} must be non-nullable");
+    }
+    assert_eq!(fields[6].0, "activation");
+    assert!(
+        fields[6].1.starts_with("fixed_size_list<"),
+        "{}",
+        fields[6].1
+    );
+    assert!(!fields[6].2, "activation must be non-nullable");
+    assert_eq!(v["activation"]["value_type"], value_type);
+    assert_eq!(v["activation"]["list_size"], D);
+
+    assert_eq!(v["num_rows"], ROWS);
+    let metadata: BTreeMap<String, String> =
+        serde_json::from_value(v["metadata"].clone()).expect("metadata is a string map");
+    let expected: BTreeMap<String, String> =
+        meta(activation_type).to_key_values().into_iter().collect();
+    assert_eq!(metadata, expected);
+    assert_eq!(metadata["D"], "5");
+    assert_eq!(metadata["activation_type"], activation_type.to_string());
+    assert_eq!(metadata["hint.param.seed"], "11");
+    let labels: Vec<String> = serde_json::from_str(&metadata["labels"]).expect("labels JSON");
+    assert_eq!(labels, meta(activation_type).labels);
+
+    let first = &v["first_row"];
+    assert_eq!(first["image_id"], written.image_id[0]);
+    assert_eq!(first["label"], written.label[0]);
+    assert_eq!(first["y"], written.y[0]);
+    assert_eq!(first["x"], written.x[0]);
+    assert_eq!(
+        first["saliency"].as_f64(),
+        Some(f64::from(written.saliency[0]))
+    );
+    assert_eq!(first["foreground"], written.foreground[0]);
+    let first_activation: Vec<f64> = serde_json::from_value(first["activation"].clone()).unwrap();
+    let stored_first: Vec<f64> = stored.activation[..D].iter().map(|&a| a.into()).collect();
+    assert_eq!(first_activation, stored_first);
+
+    let sums = &v["sums"];
+    assert_eq!(sums["image_id"], written.image_id.iter().sum::<u64>());
+    assert_eq!(
+        sums["label"],
+        written.label.iter().map(|&l| u64::from(l)).sum::<u64>()
+    );
+    assert_eq!(
+        sums["y"],
+        written.y.iter().map(|&y| u64::from(y)).sum::<u64>()
+    );
+    assert_eq!(
+        sums["x"],
+        written.x.iter().map(|&x| u64::from(x)).sum::<u64>()
+    );
+    let close = |got: &Value, want: f64| {
+        let got = got.as_f64().expect("a number");
+        assert!(
+            (got - want).abs() <= 1e-9 * want.abs().max(1.0),
+            "{got} vs {want}"
+        );
+    };
+    close(
+        &sums["saliency"],
+        written.saliency.iter().map(|&s| f64::from(s)).sum(),
+    );
+    close(
+        &sums["activation"],
+        stored.activation.iter().map(|&a| f64::from(a)).sum(),
+    );
+    let foreground = written.foreground.iter().filter(|&&f| f).count();
+    assert_eq!(v["foreground_rows"], foreground);
+
+    // The columns besides activation round-trip exactly; activations within the type.
+    assert_eq!(stored.image_id, written.image_id);
+    assert_eq!(stored.saliency, written.saliency);
+    for (got, want) in stored.activation.iter().zip(&written.activation) {
+        let tolerance = match activation_type {
+            ActivationType::F32 => 0.0,
+            ActivationType::F16 => want.abs() * 4.9e-4,
+        };
+        assert!((got - want).abs() <= tolerance, "{got} vs {want}");
+    }
+}
+
+#[test]
+fn f32_region_files_read_in_pyarrow() {
+    check_with_pyarrow(ActivationType::F32, "float");
+}
+
+#[test]
+fn f16_region_files_read_in_pyarrow() {
+    check_with_pyarrow(ActivationType::F16, "halffloat");
+}

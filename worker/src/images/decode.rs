@@ -1,0 +1,272 @@
+//! Decoding and preprocessing one image the way torchvision's ImageNet evaluation transform
+//! does: `Resize(resize)` (shorter side, bilinear), `CenterCrop(crop)`, `ToTensor()`,
+//! `Normalize(mean, std)`.
+//!
+//! The geometry (output sizes, crop offsets, padding) follows torchvision exactly. Pixel
+//! values are close to PIL's but not bit-identical: the `image` crate's triangle filter
+//! widens its support when shrinking, like PIL's antialiased bilinear, but rounds
+//! differently, and its JPEG decoder's IDCT is not libjpeg-turbo's. Checked once against
+//! torchvision 0.26 / Pillow 13 on a 500×375 image with `imagenet(256, 224)`: PNG within 1
+//! grey level of 255 everywhere, JPEG within 3 (mean 0.4). Like torchvision's `pil_loader`,
+//! EXIF orientation is ignored and alpha is dropped.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use image::imageops::FilterType;
+use image::{ImageReader, RgbImage};
+
+/// How images become model input.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Preprocess {
+    /// The shorter side after resizing (torchvision `Resize(int)`).
+    pub resize: u32,
+    /// The side of the square centre crop.
+    pub crop: u32,
+    /// Per-channel mean subtracted from values in `[0, 1]` (RGB order).
+    pub mean: [f32; 3],
+    /// Per-channel standard deviation divided by (RGB order).
+    pub std: [f32; 3],
+}
+
+impl Preprocess {
+    /// ImageNet normalisation with the given sizes (the classic evaluation transform is
+    /// `imagenet(256, 224)`; Inception-v3 uses `imagenet(342, 299)`).
+    pub fn imagenet(resize: u32, crop: u32) -> Self {
+        Preprocess {
+            resize,
+            crop,
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+        }
+    }
+
+    /// Values per preprocessed image: `3 × crop × crop`.
+    pub fn pixels_per_image(&self) -> usize {
+        3 * self.crop as usize * self.crop as usize
+    }
+
+    /// Size of an image after `Resize(resize)`: the shorter side becomes `resize` and the
+    /// longer side `floor(resize × long / short)`, as torchvision computes it.
+    pub fn resized_size(&self, width: u32, height: u32) -> (u32, u32) {
+        let (short, long) = if width <= height {
+            (width, height)
+        } else {
+            (height, width)
+        };
+        // u64 so that large images cannot overflow the product.
+        let new_long = (u64::from(self.resize) * u64::from(long) / u64::from(short.max(1))) as u32;
+        if width <= height {
+            (self.resize, new_long)
+        } else {
+            (new_long, self.resize)
+        }
+    }
+}
+
+/// Where a centre crop of `crop` starts along a side of `size` pixels, as torchvision's
+/// `CenterCrop` does: `round((size − crop) / 2)` with Python's round-half-to-even, or, when
+/// the image is smaller than the crop, minus the left/top zero padding `(crop − size) // 2`.
+pub fn crop_offset(size: u32, crop: u32) -> i64 {
+    if crop > size {
+        -i64::from((crop - size) / 2)
+    } else {
+        (f64::from(size - crop) / 2.0).round_ties_even() as i64
+    }
+}
+
+/// Reads, decodes and preprocesses the image at `path` into CHW `f32` values (length
+/// [`Preprocess::pixels_per_image`]). Any problem — unreadable file, unknown format,
+/// truncated or corrupt data — is returned as a short human reason, for the skip record.
+pub fn load(path: &Path, p: &Preprocess) -> Result<Vec<f32>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    // The format comes from the content, not the extension: some datasets (ImageNet among
+    // them) hold PNGs named .JPEG.
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if reader.format().is_none() {
+        return Err("not a JPEG or PNG image (unrecognised content)".to_string());
+    }
+    let image = reader.decode().map_err(|e| format!("decode error: {e}"))?;
+    if image.width() == 0 || image.height() == 0 {
+        return Err(format!(
+            "empty image ({}×{})",
+            image.width(),
+            image.height()
+        ));
+    }
+    Ok(preprocess(&image.to_rgb8(), p))
+}
+
+/// Resizes, centre-crops and normalises a decoded RGB image into CHW `f32` values.
+pub fn preprocess(rgb: &RgbImage, p: &Preprocess) -> Vec<f32> {
+    let (w, h) = p.resized_size(rgb.width(), rgb.height());
+    let resized;
+    let source = if (w, h) == rgb.dimensions() {
+        rgb
+    } else {
+        resized = image::imageops::resize(rgb, w, h, FilterType::Triangle);
+        &resized
+    };
+    let crop = p.crop as usize;
+    let (left, top) = (crop_offset(w, p.crop), crop_offset(h, p.crop));
+    let plane = crop * crop;
+    let mut out = vec![0f32; 3 * plane];
+    // Padding (an image smaller than the crop) is black before normalisation, as in
+    // torchvision, so padded values are -mean/std.
+    for (c, channel) in out.chunks_exact_mut(plane).enumerate() {
+        channel.fill(-p.mean[c] / p.std[c]);
+    }
+    let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * p.std[c]));
+    let shift: [f32; 3] = std::array::from_fn(|c| -p.mean[c] / p.std[c]);
+    for oy in 0..crop {
+        let sy = top + oy as i64;
+        if sy < 0 || sy >= i64::from(h) {
+            continue;
+        }
+        for ox in 0..crop {
+            let sx = left + ox as i64;
+            if sx < 0 || sx >= i64::from(w) {
+                continue;
+            }
+            let pixel = source.get_pixel(sx as u32, sy as u32).0;
+            for c in 0..3 {
+                out[c * plane + oy * crop + ox] = f32::from(pixel[c]) * scale[c] + shift[c];
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{GrayImage, Luma, Rgb, RgbaImage};
+
+    fn unit(p: &Preprocess) -> Preprocess {
+        // Identity normalisation so values are plain [0, 1] intensities.
+        Preprocess {
+            mean: [0.0; 3],
+            std: [1.0; 3],
+            ..*p
+        }
+    }
+
+    #[test]
+    fn resize_geometry_matches_torchvision() {
+        let p = Preprocess::imagenet(256, 224);
+        assert_eq!(p.resized_size(500, 375), (341, 256)); // int(256 * 500 / 375) = 341
+        assert_eq!(p.resized_size(375, 500), (256, 341));
+        assert_eq!(p.resized_size(300, 300), (256, 256));
+        assert_eq!(p.resized_size(100, 50), (512, 256));
+        // torchvision: round((341 - 224) / 2) = round(58.5) = 58 (half to even).
+        assert_eq!(crop_offset(341, 224), 58);
+        assert_eq!(crop_offset(343, 224), 60); // round(59.5) = 60
+        assert_eq!(crop_offset(256, 224), 16);
+        assert_eq!(crop_offset(224, 224), 0);
+        assert_eq!(crop_offset(221, 224), -1); // padding (224 - 221) // 2 = 1
+    }
+
+    #[test]
+    fn crop_takes_the_centre_and_normalises() {
+        // 8×6 image, no resize needed (shorter side 6); crop 4 → left = 2, top = 1.
+        let p = Preprocess {
+            resize: 6,
+            crop: 4,
+            mean: [0.5, 0.25, 0.0],
+            std: [0.5, 0.25, 2.0],
+        };
+        let img = RgbImage::from_fn(8, 6, |x, y| Rgb([(10 * x + y) as u8, 255, 0]));
+        let out = preprocess(&img, &p);
+        assert_eq!(out.len(), p.pixels_per_image());
+        for oy in 0..4 {
+            for ox in 0..4 {
+                let r = (10 * (ox + 2) + (oy + 1)) as f32 / 255.0;
+                let got = out[oy * 4 + ox];
+                assert!((got - (r - 0.5) / 0.5).abs() < 1e-6, "({oy},{ox}) {got}");
+                assert!((out[16 + oy * 4 + ox] - 3.0).abs() < 1e-6); // (1 − 0.25) / 0.25
+                assert_eq!(out[32 + oy * 4 + ox], 0.0);
+            }
+        }
+    }
+
+    #[test]
+    fn resize_keeps_flat_colour_and_aspect() {
+        let p = unit(&Preprocess::imagenet(32, 24));
+        // A wide image whose left half is black and right half white: after resizing the
+        // shorter side to 32 (64×32) and cropping 24 centred (left = 20), the crop's left
+        // part stays black, its right part white.
+        let img = RgbImage::from_fn(200, 100, |x, _| {
+            if x < 100 {
+                Rgb([0, 0, 0])
+            } else {
+                Rgb([255, 255, 255])
+            }
+        });
+        let out = preprocess(&img, &p);
+        let at = |c: usize, y: usize, x: usize| out[c * 576 + y * 24 + x];
+        assert_eq!(at(0, 5, 0), 0.0);
+        assert_eq!(at(1, 12, 9), 0.0); // source column 29 of 64: still black
+        assert_eq!(at(2, 20, 14), 1.0); // source column 34: white
+        assert_eq!(at(0, 23, 23), 1.0);
+        // The edge (source 32) is blurred, not shifted.
+        assert!(at(0, 0, 11) < 0.5 && at(0, 0, 12) > 0.5);
+    }
+
+    #[test]
+    fn small_images_are_padded_with_black() {
+        let p = unit(&Preprocess::imagenet(2, 4));
+        let img = RgbImage::from_pixel(2, 2, Rgb([255, 255, 255]));
+        let out = preprocess(&img, &p);
+        // Padding (4 − 2) // 2 = 1 on each side.
+        let row = |y: usize| &out[y * 4..y * 4 + 4];
+        assert_eq!(row(0), [0.0; 4]);
+        assert_eq!(row(1), [0.0, 1.0, 1.0, 0.0]);
+        assert_eq!(row(3), [0.0; 4]);
+    }
+
+    #[test]
+    fn grey_and_rgba_files_become_rgb() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = unit(&Preprocess::imagenet(4, 4));
+        let grey = dir.path().join("g.png");
+        GrayImage::from_pixel(4, 4, Luma([51])).save(&grey).unwrap();
+        let out = load(&grey, &p).unwrap();
+        assert!(out.iter().all(|v| (v - 0.2).abs() < 1e-6));
+        let rgba = dir.path().join("a.png");
+        RgbaImage::from_pixel(4, 4, image::Rgba([255, 0, 0, 0]))
+            .save(&rgba)
+            .unwrap();
+        let out = load(&rgba, &p).unwrap();
+        assert_eq!((out[0], out[16], out[32]), (1.0, 0.0, 0.0));
+        // A JPEG named .png decodes by content.
+        let jpeg = dir.path().join("really_a_jpeg.png");
+        RgbImage::from_pixel(8, 8, Rgb([200, 100, 50]))
+            .save_with_format(&jpeg, image::ImageFormat::Jpeg)
+            .unwrap();
+        let out = load(&jpeg, &p).unwrap();
+        assert!((out[0] - 200.0 / 255.0).abs() < 0.02, "{}", out[0]);
+    }
+
+    #[test]
+    fn bad_files_give_reasons() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Preprocess::imagenet(8, 8);
+        let err = load(&dir.path().join("missing.jpg"), &p).unwrap_err();
+        assert!(err.starts_with("cannot read: "), "{err}");
+        let garbage = dir.path().join("garbage.jpg");
+        std::fs::write(&garbage, b"definitely not an image").unwrap();
+        let err = load(&garbage, &p).unwrap_err();
+        assert!(err.contains("not a JPEG or PNG"), "{err}");
+        // A real PNG cut in half.
+        let png = dir.path().join("cut.png");
+        RgbImage::from_fn(64, 64, |x, y| Rgb([x as u8, y as u8, 7]))
+            .save(&png)
+            .unwrap();
+        let bytes = std::fs::read(&png).unwrap();
+        std::fs::write(&png, &bytes[..bytes.len() / 2]).unwrap();
+        let err = load(&png, &p).unwrap_err();
+        assert!(err.starts_with("decode error: "), "{err}");
+    }
+}

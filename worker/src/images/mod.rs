@@ -1,0 +1,20 @@
+//! Image input: from a dataset on disk to batches of preprocessed pixels.
+//!
+//! - [`manifest`]: [`scan`] reads an ImageFolder tree or a CSV manifest into a [`Dataset`];
+//!   [`LabelMap`] maps its label names to model outputs and [`LabelMap::check`]s them before
+//!   any work starts.
+//! - [`decode`]: [`load`] decodes one JPEG/PNG and applies the torchvision evaluation
+//!   transform described by [`Preprocess`].
+//! - [`pipeline`]: [`spawn_decoder`] decodes in parallel, ahead of the model, through a
+//!   bounded queue, yielding [`DecodedBatch`]es in input order; bad images become
+//!   [`SkippedImage`]s, never silent drops.
+
+pub mod decode;
+pub mod manifest;
+pub mod pipeline;
+
+pub use decode::{load, Preprocess};
+pub use manifest::{scan, Dataset, ImageRecord, LabelMap};
+pub use pipeline::{
+    spawn_decoder, DecodeStream, DecodedBatch, DecodedImage, LabelledImage, SkippedImage,
+};

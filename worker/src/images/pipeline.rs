@@ -1,0 +1,305 @@
+//! Decoding ahead of the model through a bounded queue.
+//!
+//! [`spawn_decoder`] starts a background thread that cuts the image list into consecutive
+//! chunks of `batch_size`, decodes each chunk in parallel on its own rayon pool, and sends
+//! the batches, in order, through a channel holding at most `queue_depth` batches. Decoding
+//! thus overlaps the model's work while memory stays bounded: at most `queue_depth` queued
+//! batches, one being decoded and one being used. A bad image becomes a [`SkippedImage`] in
+//! its chunk's batch, so a batch may hold fewer images than `batch_size`, but every input
+//! image comes out exactly once, decoded or skipped.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, Receiver};
+use rayon::prelude::*;
+
+use super::decode::{load, Preprocess};
+use crate::error::{Error, Result};
+
+/// An image to decode, with its label already mapped to a model output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelledImage {
+    /// The image's id in the dataset.
+    pub id: u64,
+    /// The image file.
+    pub path: PathBuf,
+    /// The model output index of its label.
+    pub label: u32,
+}
+
+/// A decoded, preprocessed image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedImage {
+    /// The image's id in the dataset.
+    pub id: u64,
+    /// The model output index of its label.
+    pub label: u32,
+    /// CHW values, `3 × crop × crop` of them.
+    pub pixels: Vec<f32>,
+}
+
+/// An image that could not be used, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedImage {
+    /// The image's id in the dataset.
+    pub id: u64,
+    /// The image file.
+    pub path: PathBuf,
+    /// A human reason (`cannot read: …`, `decode error: …`).
+    pub reason: String,
+}
+
+impl From<&SkippedImage> for hint_common::proto::SkippedImage {
+    fn from(skipped: &SkippedImage) -> Self {
+        hint_common::proto::SkippedImage {
+            path: skipped.path.display().to_string(),
+            reason: skipped.reason.clone(),
+        }
+    }
+}
+
+/// The outcome of one chunk of `batch_size` consecutive input images.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DecodedBatch {
+    /// The images that decoded, in input order.
+    pub images: Vec<DecodedImage>,
+    /// The images that did not, in input order.
+    pub skipped: Vec<SkippedImage>,
+}
+
+/// The receiving end of [`spawn_decoder`]: an iterator over batches in input order.
+///
+/// Dropping it stops the decoding thread (after the chunk it is working on) and waits for
+/// it. If the decoding thread panicked, the iterator re-raises the panic instead of ending,
+/// so a crash can never look like the end of the data.
+#[derive(Debug)]
+pub struct DecodeStream {
+    /// `None` only during drop, so the channel closes before the thread is joined.
+    batches: Option<Receiver<DecodedBatch>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl DecodeStream {
+    /// Batches decoded and waiting in the queue (at most `queue_depth`).
+    pub fn queued(&self) -> usize {
+        self.batches.as_ref().map_or(0, Receiver::len)
+    }
+
+    /// Whether the decoding thread has finished (all batches sent, or stopped).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Joins the thread once the channel has closed, re-raising a panic.
+    fn join(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            if let Err(panic) = thread.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
+}
+
+impl Iterator for DecodeStream {
+    type Item = DecodedBatch;
+
+    fn next(&mut self) -> Option<DecodedBatch> {
+        let batch = self.batches.as_ref()?.recv().ok();
+        if batch.is_none() {
+            self.join();
+        }
+        batch
+    }
+}
+
+impl Drop for DecodeStream {
+    fn drop(&mut self) {
+        // Closing the channel makes the thread's next send fail, which stops it.
+        self.batches = None;
+        if let Some(thread) = self.thread.take() {
+            // Do not panic while dropping (perhaps already unwinding); a panic in the
+            // decoder thread has been printed by the panic hook.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts decoding `images` in the background; see the [module docs](self).
+///
+/// `threads` is the decoding pool's size (0: one per core); `queue_depth` bounds the batches
+/// decoded ahead (0: the decoder hands over each batch directly). Errors if `batch_size` is
+/// 0 or the threads cannot be started.
+pub fn spawn_decoder(
+    images: Vec<LabelledImage>,
+    preprocess: Preprocess,
+    batch_size: usize,
+    threads: usize,
+    queue_depth: usize,
+) -> Result<DecodeStream> {
+    if batch_size == 0 {
+        return Err(Error::Config("decode batch size must be at least 1".into()));
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("hint-decode-{i}"))
+        .build()
+        .map_err(|e| Error::Config(format!("cannot start {threads} decoding threads: {e}")))?;
+    let (sender, receiver) = bounded(queue_depth);
+    let thread = std::thread::Builder::new()
+        .name("hint-decode".into())
+        .spawn(move || {
+            for chunk in images.chunks(batch_size) {
+                let outcomes: Vec<_> = pool.install(|| {
+                    chunk
+                        .par_iter()
+                        .map(|image| load_guarded(image, &preprocess))
+                        .collect()
+                });
+                let mut batch = DecodedBatch::default();
+                for (image, outcome) in chunk.iter().zip(outcomes) {
+                    match outcome {
+                        Ok(pixels) => batch.images.push(DecodedImage {
+                            id: image.id,
+                            label: image.label,
+                            pixels,
+                        }),
+                        Err(reason) => batch.skipped.push(SkippedImage {
+                            id: image.id,
+                            path: image.path.clone(),
+                            reason,
+                        }),
+                    }
+                }
+                if sender.send(batch).is_err() {
+                    return; // The consumer is gone.
+                }
+            }
+        })
+        .map_err(|e| Error::Config(format!("cannot start the decoding thread: {e}")))?;
+    Ok(DecodeStream {
+        batches: Some(receiver),
+        thread: Some(thread),
+    })
+}
+
+/// [`load`], with a panic inside a decoder (a bug triggered by one malformed file) turned
+/// into a skip reason so that one file cannot end the task.
+fn load_guarded(image: &LabelledImage, preprocess: &Preprocess) -> Result<Vec<f32>, String> {
+    catch_unwind(AssertUnwindSafe(|| load(&image.path, preprocess))).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(format!("decoder crashed: {message}"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{Rgb, RgbImage};
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    /// Writes `n` 4×4 PNGs whose red value is the image index, and returns them labelled.
+    fn images(dir: &Path, n: usize) -> Vec<LabelledImage> {
+        (0..n)
+            .map(|i| {
+                let path = dir.join(format!("{i}.png"));
+                RgbImage::from_pixel(4, 4, Rgb([i as u8, 0, 0]))
+                    .save(&path)
+                    .unwrap();
+                LabelledImage {
+                    id: i as u64,
+                    path,
+                    label: (i % 3) as u32,
+                }
+            })
+            .collect()
+    }
+
+    fn unit() -> Preprocess {
+        Preprocess {
+            resize: 4,
+            crop: 4,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+        }
+    }
+
+    #[test]
+    fn batches_keep_input_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let stream = spawn_decoder(images(dir.path(), 23), unit(), 5, 3, 2).unwrap();
+        let batches: Vec<DecodedBatch> = stream.collect();
+        assert_eq!(
+            batches.iter().map(|b| b.images.len()).collect::<Vec<_>>(),
+            [5, 5, 5, 5, 3]
+        );
+        for (i, image) in batches.iter().flat_map(|b| &b.images).enumerate() {
+            assert_eq!(image.id, i as u64);
+            assert_eq!(image.label, (i % 3) as u32);
+            assert_eq!(image.pixels.len(), 48);
+            // The red plane identifies the file.
+            assert!((image.pixels[0] * 255.0 - i as f32).abs() < 1e-3);
+        }
+    }
+
+    #[test]
+    fn bad_files_become_skips_with_reasons() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut list = images(dir.path(), 6);
+        std::fs::write(&list[1].path, b"corrupt").unwrap();
+        list[4].path = dir.path().join("missing.png");
+        let batches: Vec<_> = spawn_decoder(list, unit(), 4, 2, 1).unwrap().collect();
+        assert_eq!(batches.len(), 2);
+        let ids = |b: &DecodedBatch| b.images.iter().map(|i| i.id).collect::<Vec<_>>();
+        assert_eq!(ids(&batches[0]), [0, 2, 3]);
+        assert_eq!(ids(&batches[1]), [5]);
+        let corrupt = &batches[0].skipped[0];
+        assert_eq!(corrupt.id, 1);
+        assert!(corrupt.reason.contains("not a JPEG or PNG"), "{corrupt:?}");
+        let missing = &batches[1].skipped[0];
+        assert_eq!(
+            (missing.id, missing.path.clone()),
+            (4, dir.path().join("missing.png"))
+        );
+        assert!(missing.reason.starts_with("cannot read: "), "{missing:?}");
+        let proto = hint_common::proto::SkippedImage::from(missing);
+        assert!(proto.path.ends_with("missing.png"));
+    }
+
+    #[test]
+    fn queue_is_bounded_and_drop_stops_the_decoder() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = images(dir.path(), 20);
+        let stream = spawn_decoder(list.clone(), unit(), 2, 2, 3).unwrap();
+        // Ten batches to decode, but only three may wait in the queue.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while stream.queued() < 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(stream.queued(), 3);
+        assert!(!stream.is_finished(), "the decoder waits for room");
+        let all: Vec<_> = stream.flat_map(|b| b.images).map(|i| i.id).collect();
+        assert_eq!(all, (0..20).collect::<Vec<u64>>());
+
+        // Dropping the consumer early ends the thread (drop joins it, so this returns).
+        let mut stream = spawn_decoder(list, unit(), 1, 1, 1).unwrap();
+        assert_eq!(stream.next().unwrap().images[0].id, 0);
+        drop(stream);
+    }
+
+    #[test]
+    fn zero_batch_size_is_a_config_error() {
+        assert!(matches!(
+            spawn_decoder(vec![], unit(), 0, 1, 1),
+            Err(Error::Config(_))
+        ));
+        assert_eq!(spawn_decoder(vec![], unit(), 4, 1, 1).unwrap().count(), 0);
+    }
+}

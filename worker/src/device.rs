@@ -44,7 +44,10 @@ mod tests {
         assert_eq!(parse("cpu").unwrap(), Device::Cpu);
         assert!(parse("tpu").unwrap_err().to_string().contains("cpu, cuda"));
         if !Cuda::is_available() {
-            assert!(parse("cuda").unwrap_err().to_string().contains("no CUDA GPU"));
+            assert!(parse("cuda")
+                .unwrap_err()
+                .to_string()
+                .contains("no CUDA GPU"));
             assert_eq!(parse("auto").unwrap(), Device::Cpu);
         }
     }

@@ -26,7 +26,8 @@ pub enum ReluMode {
 pub fn relu(x: &Tensor, mode: ReluMode) -> Tensor {
     let y = x.relu();
     if mode == ReluMode::Guided && y.requires_grad() {
-        register_guided_hook(&y).expect("registering a gradient hook on a tensor that requires grad");
+        register_guided_hook(&y)
+            .expect("registering a gradient hook on a tensor that requires grad");
     }
     y
 }
@@ -41,7 +42,9 @@ pub fn register_guided_hook(output: &Tensor) -> Result<()> {
         return Ok(());
     }
     // SAFETY: the shim returns a NUL-terminated string from strdup, freed right after copying.
-    let text = unsafe { CStr::from_ptr(message) }.to_string_lossy().into_owned();
+    let text = unsafe { CStr::from_ptr(message) }
+        .to_string_lossy()
+        .into_owned();
     unsafe { hint_free_error(message) };
     Err(Error::Torch(tch::TchError::Torch(text)))
 }

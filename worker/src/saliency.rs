@@ -118,7 +118,7 @@ impl Method {
                     )));
                 }
             }
-            Method::IntegratedGradients { steps, .. } if steps == 0 => {
+            Method::IntegratedGradients { steps: 0, .. } => {
                 return Err(Error::Config(
                     "integrated gradients needs at least 1 step".into(),
                 ))
@@ -132,7 +132,10 @@ impl Method {
     pub fn parameters(&self) -> Vec<(&'static str, String)> {
         match *self {
             Method::SmoothGrad { samples, noise } => {
-                vec![("samples", samples.to_string()), ("noise", noise.to_string())]
+                vec![
+                    ("samples", samples.to_string()),
+                    ("noise", noise.to_string()),
+                ]
             }
             Method::IntegratedGradients { steps, baseline } => vec![
                 ("steps", steps.to_string()),
@@ -248,7 +251,9 @@ fn gradient_at(
 ) -> Result<Tensor> {
     let leaf = z.detach().set_requires_grad(true);
     let logits = model.forward_from(&leaf, layer, relu);
-    let selected = logits.f_gather(1, &targets.unsqueeze(1), false)?.sum(Kind::Float);
+    let selected = logits
+        .f_gather(1, &targets.unsqueeze(1), false)?
+        .sum(Kind::Float);
     let mut grads = Tensor::f_run_backward(&[selected], &[&leaf], false, false)?;
     Ok(grads.pop().expect("one gradient per input"))
 }
@@ -300,7 +305,10 @@ fn baseline_input(x: &Tensor, baseline: Baseline, (mean, std): ([f32; 3], [f32; 
         Baseline::Zero => x.zeros_like(),
         Baseline::Black => {
             let black: Vec<f32> = (0..3).map(|c| -mean[c] / std[c]).collect();
-            x.zeros_like() + Tensor::from_slice(&black).view([1, 3, 1, 1]).to_device(x.device())
+            x.zeros_like()
+                + Tensor::from_slice(&black)
+                    .view([1, 3, 1, 1])
+                    .to_device(x.device())
         }
     }
 }

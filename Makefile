@@ -1,5 +1,6 @@
 # The two commands of the README: `make demo` and `make test`. Both bootstrap first.
 SHELL := bash
+.SHELLFLAGS := -o pipefail -c
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export VIRTUAL_ENV := $(CURDIR)/.venv
 export LIBTORCH_USE_PYTORCH := 1
@@ -28,7 +29,9 @@ demo: bootstrap
 ## test: formatting, lints, then every test (unit, PyTorch oracles, end to end).
 test: bootstrap lint
 	cargo build -p hint-coordinator
-	cargo test --workspace
+	cargo test --workspace 2>&1 | tee target/test.log
+	@# One closing line for the whole suite (cargo prints one per test binary).
+	@awk '/^test result:/ { p += $$4; f += $$6 } END { print p " passed, " f " failed" }' target/test.log
 
 lint:
 	cargo fmt --all --check

@@ -23,7 +23,7 @@ use hint_common::regions::{
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
-use crate::images::{self, DecodedBatch, LabelMap, LabelledImage, Preprocess, SkippedImage};
+use crate::images::{self, DecodedBatch, LabelMap, Preprocess, SkippedImage};
 use crate::models::{Architecture, Backbone, InputSize, Layer};
 use crate::responsible::{self, Aggregation};
 use crate::saliency::{self, Method, SaliencyInput};
@@ -196,15 +196,7 @@ pub fn run(config: &ExtractConfig, on_progress: &mut dyn FnMut(Progress)) -> Res
 
     let preprocess = Preprocess::imagenet(config.input.resize, config.input.crop);
     let normalisation = (preprocess.mean, preprocess.std);
-    let labelled: Vec<LabelledImage> = dataset
-        .images
-        .iter()
-        .map(|r| LabelledImage {
-            id: r.id,
-            path: r.path.clone(),
-            label: label_map.index(&r.label).expect("checked above"),
-        })
-        .collect();
+    let labelled = label_map.labelled(&dataset)?;
     let images_total = labelled.len();
     let decoded = images::spawn_decoder(
         labelled,
@@ -310,17 +302,8 @@ pub fn regions_of_batch(
     normalisation: ([f32; 3], [f32; 3]),
     images: &[images::DecodedImage],
 ) -> Result<BatchRegions> {
-    let crop = config.input.crop as i64;
     let device = model.device();
-    let pixels: Vec<f32> = images
-        .iter()
-        .flat_map(|i| i.pixels.iter().copied())
-        .collect();
-    let x = Tensor::from_slice(&pixels)
-        .view([images.len() as i64, 3, crop, crop])
-        .to_device(device);
-    let labels: Vec<i64> = images.iter().map(|i| i64::from(i.label)).collect();
-    let targets = Tensor::from_slice(&labels).to_device(device);
+    let (x, targets) = batch_tensors(images, i64::from(config.input.crop), device);
     let ids: Vec<u64> = images.iter().map(|i| i.id).collect();
     let input = SaliencyInput {
         images: &x,
@@ -386,6 +369,23 @@ pub fn regions_of_batch(
             shape: (d, h, w),
         })
     })
+}
+
+/// A batch's pixels as `[B, 3, crop, crop]` and its class indices as `[B]` (i64), on `device`.
+pub fn batch_tensors(
+    images: &[images::DecodedImage],
+    crop: i64,
+    device: Device,
+) -> (Tensor, Tensor) {
+    let pixels: Vec<f32> = images
+        .iter()
+        .flat_map(|i| i.pixels.iter().copied())
+        .collect();
+    let x = Tensor::from_slice(&pixels)
+        .view([images.len() as i64, 3, crop, crop])
+        .to_device(device);
+    let labels: Vec<i64> = images.iter().map(|i| i64::from(i.label)).collect();
+    (x, Tensor::from_slice(&labels).to_device(device))
 }
 
 /// The rows of one batch on their way to the writer, with how many images they cover.

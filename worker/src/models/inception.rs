@@ -14,7 +14,7 @@
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 
-use super::{Parts, ReluMode, Stage};
+use super::{GlobalPoolHead, Parts, ReluMode, Stage};
 
 /// State_dict key of Inception-v3's final classifier weight.
 pub(super) const CLASSIFIER_WEIGHT: &str = "fc.weight";
@@ -99,7 +99,7 @@ pub(super) fn build(root: &nn::Path, num_classes: i64) -> Parts {
             .map(|(name, stage)| (name.to_string(), stage))
             .collect(),
         aliases: Vec::new(),
-        head: Box::new(Head { fc }),
+        head: Box::new(GlobalPoolHead { fc }),
     }
 }
 
@@ -373,19 +373,6 @@ fn inception_e(p: &nn::Path, c: i64) -> Mixed {
             },
             avg_pool_branch(p, c, 192),
         ],
-    }
-}
-
-/// `AdaptiveAvgPool2d((1, 1))`, dropout (the identity in eval mode), `flatten(1)`, `fc`.
-#[derive(Debug)]
-struct Head {
-    fc: nn::Linear,
-}
-
-impl Stage for Head {
-    fn forward(&self, x: &Tensor, _relu: ReluMode) -> Tensor {
-        self.fc
-            .forward(&x.adaptive_avg_pool2d([1, 1]).flatten(1, -1))
     }
 }
 

@@ -268,6 +268,21 @@ impl Backbone {
     }
 }
 
+/// The head of ResNet and Inception: `AdaptiveAvgPool2d((1, 1))`, `flatten(1)`, `fc`
+/// (Inception's dropout in between is the identity in eval mode).
+#[derive(Debug)]
+struct GlobalPoolHead {
+    fc: nn::Linear,
+}
+
+impl Stage for GlobalPoolHead {
+    fn forward(&self, x: &Tensor, _relu: ReluMode) -> Tensor {
+        use tch::nn::Module;
+        self.fc
+            .forward(&x.adaptive_avg_pool2d([1, 1]).flatten(1, -1))
+    }
+}
+
 /// What an architecture's `build` returns.
 struct Parts {
     stages: Vec<(String, Box<dyn Stage>)>,

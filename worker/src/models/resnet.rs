@@ -9,7 +9,7 @@ use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 
 use super::vgg::{Conv, Relu};
-use super::{Parts, ReluMode, Stage};
+use super::{GlobalPoolHead, Parts, ReluMode, Stage};
 
 /// State_dict key of ResNet's final classifier weight.
 pub(super) const CLASSIFIER_WEIGHT: &str = "fc.weight";
@@ -78,7 +78,7 @@ pub(super) fn build(root: &nn::Path, depth: Depth, num_classes: i64) -> Parts {
     Parts {
         stages,
         aliases,
-        head: Box::new(Head { fc }),
+        head: Box::new(GlobalPoolHead { fc }),
     }
 }
 
@@ -186,19 +186,6 @@ impl Stage for Block {
             None => x.shallow_clone(),
         };
         crate::guided::relu(&(y + identity), relu)
-    }
-}
-
-/// `AdaptiveAvgPool2d((1, 1))`, `flatten(1)`, `fc`.
-#[derive(Debug)]
-struct Head {
-    fc: nn::Linear,
-}
-
-impl Stage for Head {
-    fn forward(&self, x: &Tensor, _relu: ReluMode) -> Tensor {
-        self.fc
-            .forward(&x.adaptive_avg_pool2d([1, 1]).flatten(1, -1))
     }
 }
 

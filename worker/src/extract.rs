@@ -208,10 +208,9 @@ pub fn run(config: &ExtractConfig, on_progress: &mut dyn FnMut(Progress)) -> Res
 
     let started = Instant::now();
     let (rows_tx, rows_rx) = bounded::<RowBatch>(WRITE_QUEUE_BATCHES);
-    let (shape_tx, shape_rx) = bounded::<(usize, usize, usize)>(1);
     let writer_config = config.clone();
     let labels = label_map.names();
-    let writer = thread::spawn(move || write_files(&writer_config, labels, shape_rx, rows_rx));
+    let writer = thread::spawn(move || write_files(&writer_config, labels, rows_rx));
 
     let mut progress = Progress {
         images_total,
@@ -239,10 +238,7 @@ pub fn run(config: &ExtractConfig, on_progress: &mut dyn FnMut(Progress)) -> Res
                 break;
             }
         };
-        if layer_shape.is_none() {
-            layer_shape = Some(rows.shape);
-            let _ = shape_tx.send(rows.shape);
-        }
+        layer_shape = Some(rows.shape);
         images_processed += images.len();
         progress.foreground_rows += rows.foreground;
         progress.background_rows += rows.rows.len() as u64 - rows.foreground;
@@ -250,6 +246,7 @@ pub fn run(config: &ExtractConfig, on_progress: &mut dyn FnMut(Progress)) -> Res
             .send(RowBatch {
                 rows: rows.rows,
                 images: images.len(),
+                shape: rows.shape,
             })
             .is_err()
         {
@@ -257,7 +254,6 @@ pub fn run(config: &ExtractConfig, on_progress: &mut dyn FnMut(Progress)) -> Res
         }
         on_progress(progress);
     }
-    drop(shape_tx);
     drop(rows_tx);
     let files = writer.join().expect("region writer thread panicked");
     if let Some(e) = failure {
@@ -392,21 +388,24 @@ pub fn batch_tensors(
 struct RowBatch {
     rows: RegionRows,
     images: usize,
+    /// `(D, H, W)` of the layer, for the metadata of the file the rows open.
+    shape: (usize, usize, usize),
 }
 
 /// The writer thread: rolls over to a new file every `images_per_file` images.
 fn write_files(
     config: &ExtractConfig,
     labels: Vec<String>,
-    shape: crossbeam_channel::Receiver<(usize, usize, usize)>,
     rows: crossbeam_channel::Receiver<RowBatch>,
 ) -> Result<Vec<RegionFileSummary>> {
     let mut files = Vec::new();
-    let Ok((d, h, w)) = shape.recv() else {
-        return Ok(files); // no image reached the model
-    };
     let mut current: Option<(RegionWriter, usize)> = None;
-    for RowBatch { rows, images } in rows {
+    for RowBatch {
+        rows,
+        images,
+        shape: (d, h, w),
+    } in rows
+    {
         let (writer, images_in_file) = match current.as_mut() {
             Some(open) => open,
             None => {

@@ -216,9 +216,7 @@ pub fn compute(
             for sample in 0..samples {
                 let eps = smoothgrad_noise(input.seed, input.image_ids, sample, &x.size())
                     .to_device(x.device());
-                let noisy = x + &sigma * eps;
-                let z = tch::no_grad(|| model.forward_to(&noisy, layer, ReluMode::Plain));
-                sum += gradient_at(model, layer, &z, input.targets, ReluMode::Plain)?;
+                sum += gradient_for_input(model, layer, &(x + &sigma * eps), input.targets)?;
             }
             sum / samples as f64
         }
@@ -228,9 +226,7 @@ pub fn compute(
             let mut sum = activation.zeros_like();
             for k in 1..=steps {
                 let alpha = k as f64 / steps as f64;
-                let xk = &x0 + (x - &x0) * alpha;
-                let zk = tch::no_grad(|| model.forward_to(&xk, layer, ReluMode::Plain));
-                sum += gradient_at(model, layer, &zk, input.targets, ReluMode::Plain)?;
+                sum += gradient_for_input(model, layer, &(&x0 + (x - &x0) * alpha), input.targets)?;
             }
             sum / steps as f64 * (&activation - z0)
         }
@@ -256,6 +252,18 @@ fn gradient_at(
         .sum(Kind::Float);
     let mut grads = Tensor::f_run_backward(&[selected], &[&leaf], false, false)?;
     Ok(grads.pop().expect("one gradient per input"))
+}
+
+/// The plain gradient at `l` for another input than the batch's own (a noisy copy, a
+/// point on the integration path).
+fn gradient_for_input(
+    model: &Backbone,
+    layer: Layer,
+    x: &Tensor,
+    targets: &Tensor,
+) -> Result<Tensor> {
+    let z = tch::no_grad(|| model.forward_to(x, layer, ReluMode::Plain));
+    gradient_at(model, layer, &z, targets, ReluMode::Plain)
 }
 
 /// σ per image, `[B, 1, 1, 1]`: `noise × (max(x) − min(x))`.

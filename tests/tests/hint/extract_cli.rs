@@ -43,6 +43,10 @@ fn example(dir: &Path) {
 }
 
 fn extract(dir: &Path, out: &str, extra: &[&str]) -> Output {
+    extract_at(dir, "features.4", out, extra)
+}
+
+fn extract_at(dir: &Path, layer: &str, out: &str, extra: &[&str]) -> Output {
     let weights = dir.join("tiny_cnn.safetensors");
     let images = dir.join("images");
     let out = dir.join(out);
@@ -53,7 +57,7 @@ fn extract(dir: &Path, out: &str, extra: &[&str]) -> Output {
         "--weights",
         weights.to_str().unwrap(),
         "--layer",
-        "features.4",
+        layer,
         "--images",
         images.to_str().unwrap(),
         "--out",
@@ -155,20 +159,7 @@ fn extraction_is_deterministic_for_a_seed() {
 fn a_wrong_layer_name_lists_the_valid_ones_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     example(dir.path());
-    let weights = dir.path().join("tiny_cnn.safetensors");
-    let output = hint(&[
-        "extract",
-        "--model",
-        "tiny_cnn",
-        "--weights",
-        weights.to_str().unwrap(),
-        "--layer",
-        "features.40",
-        "--images",
-        dir.path().join("images").to_str().unwrap(),
-        "--out",
-        dir.path().join("out").to_str().unwrap(),
-    ]);
+    let output = extract_at(dir.path(), "features.40", "out", &[]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

@@ -14,7 +14,7 @@
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 
-use super::{GlobalPoolHead, Parts, ReluMode, Stage};
+use super::{GlobalPoolHead, MaxPool, Parts, ReluMode, Stage};
 
 /// State_dict key of Inception-v3's final classifier weight.
 pub(super) const CLASSIFIER_WEIGHT: &str = "fc.weight";
@@ -46,13 +46,13 @@ pub(super) fn build(root: &nn::Path, num_classes: i64) -> Parts {
                 (1, 1),
             )),
         ),
-        ("maxpool1", Box::new(MaxPool3x3)),
+        ("maxpool1", Box::new(MAX_POOL_3X3)),
         ("Conv2d_3b_1x1", Box::new(basic("Conv2d_3b_1x1", 64, 80, 1))),
         (
             "Conv2d_4a_3x3",
             Box::new(basic("Conv2d_4a_3x3", 80, 192, 3)),
         ),
-        ("maxpool2", Box::new(MaxPool3x3)),
+        ("maxpool2", Box::new(MAX_POOL_3X3)),
         (
             "Mixed_5b",
             Box::new(inception_a(&(root / "Mixed_5b"), 192, 32)),
@@ -173,19 +173,12 @@ impl Stage for TransformInput {
     }
 }
 
-/// `MaxPool2d(kernel_size=3, stride=2)` (the stem's pools and InceptionB/D's pool branch).
-#[derive(Debug)]
-struct MaxPool3x3;
-
-impl Stage for MaxPool3x3 {
-    fn forward(&self, x: &Tensor, _relu: ReluMode) -> Tensor {
-        max_pool_3x3(x)
-    }
-}
-
-fn max_pool_3x3(x: &Tensor) -> Tensor {
-    x.max_pool2d([3, 3], [2, 2], [0, 0], [1, 1], false)
-}
+/// `MaxPool2d(kernel_size=3, stride=2)`: the stem's pools and InceptionB/D's pool branch.
+const MAX_POOL_3X3: MaxPool = MaxPool {
+    kernel: 3,
+    stride: 2,
+    padding: 0,
+};
 
 /// The pooling a branch starts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,7 +214,7 @@ impl Branch {
         let mut y = match self.pool {
             Pool::None => x.shallow_clone(),
             Pool::Avg3x3 => x.avg_pool2d([3, 3], [1, 1], [1, 1], false, true, None),
-            Pool::Max3x3Stride2 => max_pool_3x3(x),
+            Pool::Max3x3Stride2 => MAX_POOL_3X3.forward(x, ReluMode::Plain),
         };
         for conv in &self.convs {
             y = conv.forward(&y, relu);

@@ -268,6 +268,21 @@ impl Backbone {
     }
 }
 
+/// `MaxPool2d(kernel, stride, padding)` with square windows, as a stage.
+#[derive(Debug)]
+struct MaxPool {
+    kernel: i64,
+    stride: i64,
+    padding: i64,
+}
+
+impl Stage for MaxPool {
+    fn forward(&self, x: &Tensor, _relu: ReluMode) -> Tensor {
+        let (k, s, p) = (self.kernel, self.stride, self.padding);
+        x.max_pool2d([k, k], [s, s], [p, p], [1, 1], false)
+    }
+}
+
 /// The head of ResNet and Inception: `AdaptiveAvgPool2d((1, 1))`, `flatten(1)`, `fc`
 /// (Inception's dropout in between is the identity in eval mode).
 #[derive(Debug)]

@@ -9,7 +9,7 @@ use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 
 use super::vgg::{Conv, Relu};
-use super::{GlobalPoolHead, Parts, ReluMode, Stage};
+use super::{GlobalPoolHead, MaxPool, Parts, ReluMode, Stage};
 
 /// State_dict key of ResNet's final classifier weight.
 pub(super) const CLASSIFIER_WEIGHT: &str = "fc.weight";
@@ -53,7 +53,14 @@ pub(super) fn build(root: &nn::Path, depth: Depth, num_classes: i64) -> Parts {
             Box::new(BatchNorm(batch_norm(&(root / "bn1"), 64))),
         ),
         ("relu".into(), Box::new(Relu)),
-        ("maxpool".into(), Box::new(MaxPool3x3)),
+        (
+            "maxpool".into(),
+            Box::new(MaxPool {
+                kernel: 3,
+                stride: 2,
+                padding: 1,
+            }),
+        ),
     ];
     let mut aliases = Vec::new();
     let mut in_channels = 64;
@@ -116,16 +123,6 @@ struct BatchNorm(nn::BatchNorm);
 impl Stage for BatchNorm {
     fn forward(&self, x: &Tensor, _relu: ReluMode) -> Tensor {
         self.0.forward_t(x, false)
-    }
-}
-
-/// `MaxPool2d(kernel_size=3, stride=2, padding=1)`.
-#[derive(Debug)]
-struct MaxPool3x3;
-
-impl Stage for MaxPool3x3 {
-    fn forward(&self, x: &Tensor, _relu: ReluMode) -> Tensor {
-        x.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)
     }
 }
 

@@ -9,7 +9,7 @@
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-use super::{Parts, ReluMode, Stage};
+use super::{MaxPool, Parts, ReluMode, Stage};
 
 /// State_dict key of VGG's final classifier weight (`classifier.6`).
 pub(super) const CLASSIFIER_WEIGHT: &str = "classifier.6.weight";
@@ -115,7 +115,14 @@ pub(super) fn features(
                 channels = out;
             }
             Block::Pool => {
-                stages.push((format!("features.{}", stages.len()), Box::new(MaxPool2x2)));
+                stages.push((
+                    format!("features.{}", stages.len()),
+                    Box::new(MaxPool {
+                        kernel: 2,
+                        stride: 2,
+                        padding: 0,
+                    }),
+                ));
             }
         }
     }
@@ -139,16 +146,6 @@ pub(super) struct Relu;
 impl Stage for Relu {
     fn forward(&self, x: &Tensor, relu: ReluMode) -> Tensor {
         crate::guided::relu(x, relu)
-    }
-}
-
-/// `MaxPool2d(kernel_size=2, stride=2)`.
-#[derive(Debug)]
-struct MaxPool2x2;
-
-impl Stage for MaxPool2x2 {
-    fn forward(&self, x: &Tensor, _relu: ReluMode) -> Tensor {
-        x.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)
     }
 }
 

@@ -10,6 +10,26 @@ command -v cargo >/dev/null || { echo "bootstrap: cargo is not installed (https:
 PYTHON=${PYTHON:-python3}
 command -v "$PYTHON" >/dev/null || { echo "bootstrap: $PYTHON is not installed" >&2; exit 1; }
 
+# WordNet 3.0 noun database (concept hierarchies of ImageNet-style labels): Debian's
+# wordnet-base, the one system package hint needs. HINT_WORDNET points elsewhere.
+wordnet_dir=${HINT_WORDNET:-/usr/share/wordnet}
+if [[ ! -f "$wordnet_dir/data.noun" || ! -f "$wordnet_dir/index.noun" ]]; then
+    if [[ -n "${HINT_WORDNET:-}" ]]; then
+        echo "bootstrap: HINT_WORDNET=$HINT_WORDNET has no data.noun and index.noun" >&2
+        exit 1
+    fi
+    echo "bootstrap: installing WordNet 3.0 (Debian package wordnet-base)"
+    sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo="sudo"
+    if ! { $sudo apt-get install -y -q --no-install-recommends wordnet-base >/dev/null \
+            || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q --no-install-recommends wordnet-base >/dev/null; }; } \
+        || [[ ! -f /usr/share/wordnet/data.noun ]]; then
+        echo "bootstrap: could not install wordnet-base; install it (apt-get install wordnet-base)" \
+             "or set HINT_WORDNET to a directory with the WordNet 3.0 data.noun and index.noun" >&2
+        exit 1
+    fi
+fi
+
 stamp=".venv/.hint-requirements-$(sha256sum scripts/requirements.txt | cut -c1-16)"
 if [[ -f "$stamp" ]]; then
     exit 0

@@ -5,6 +5,10 @@
 //! - [`seed`]: deterministic seeds derived from a job seed and an identity.
 #![deny(missing_docs)]
 
+pub mod annotations;
+pub mod hierarchy;
 pub mod proto;
 pub mod regions;
 pub mod seed;
+pub mod shapley;
+pub mod synth;

@@ -25,6 +25,16 @@ enum Command {
     Layers(cli::layers::LayersArgs),
     /// Write a small generated dataset and a seeded tiny CNN to try `hint extract` on.
     Example(cli::example::ExampleArgs),
+    /// Print the concept hierarchy of a dataset's labels, with image counts per concept.
+    Concepts(cli::concepts::ConceptsArgs),
+    /// Generate the synthetic world: hierarchical classes, boxes, masks, hierarchy file.
+    Synth(cli::synth::SynthArgs),
+    /// Train a small CNN on an ImageFolder (the synthetic world) and save it as safetensors.
+    TrainModel(cli::train_model::TrainModelArgs),
+    /// Train one linear classifier per concept on a region dataset.
+    Classify(cli::classify::ClassifyArgs),
+    /// Monte-Carlo Shapley values of every neuron for every concept → Φ.
+    Shapley(cli::shapley::ShapleyArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -40,6 +50,11 @@ fn main() -> std::process::ExitCode {
         Command::Extract(args) => cli::extract::run(*args),
         Command::Layers(args) => cli::layers::run(args),
         Command::Example(args) => cli::example::run(args),
+        Command::Concepts(args) => cli::concepts::run(args),
+        Command::Synth(args) => cli::synth::run(args),
+        Command::TrainModel(args) => cli::train_model::run(args),
+        Command::Classify(args) => cli::classify::run(args),
+        Command::Shapley(args) => cli::shapley::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

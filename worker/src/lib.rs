@@ -11,6 +11,7 @@
 //! - [`extract`]: the extraction stage end to end: images → region Parquet files.
 #![deny(missing_docs)]
 
+pub mod classify;
 pub mod device;
 pub mod error;
 pub mod extract;
@@ -19,5 +20,7 @@ pub mod images;
 pub mod models;
 pub mod responsible;
 pub mod saliency;
+pub mod shapley;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -2,7 +2,12 @@
 //! project's `.venv`) is the oracle for numerics; pyarrow reads what hint writes.
 
 mod architectures;
+mod classify;
 mod extract_cli;
+mod hierarchy;
 mod regions_pyarrow;
 mod saliency;
+mod shapley;
 mod support;
+mod synth_world;
+mod train_model;

@@ -198,6 +198,13 @@ impl Backbone {
         Ok(())
     }
 
+    /// The trainable weights, named by their torchvision `state_dict` keys. Training
+    /// (`crate::train`) builds its optimiser on them and initialises them; it then runs
+    /// [`Backbone::forward`], the very path extraction uses.
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
     /// The architecture.
     pub fn arch(&self) -> Architecture {
         self.arch

@@ -25,6 +25,7 @@
 mod meta;
 mod reader;
 mod rows;
+pub mod sample;
 mod writer;
 
 #[cfg(test)]
@@ -38,7 +39,9 @@ use arrow::error::ArrowError;
 use parquet::errors::ParquetError;
 
 pub use meta::{ActivationType, MetadataProblem, RegionFileMeta, PARAM_PREFIX};
-pub use reader::read_regions;
+pub use reader::{
+    open_regions, read_region_meta, read_regions, RegionBatch, RegionBatchReader, RegionProjection,
+};
 pub use rows::{RegionRow, RegionRows};
 pub use writer::{partial_path, RegionFileSummary, RegionWriter};
 

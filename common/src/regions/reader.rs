@@ -1,7 +1,8 @@
-//! [`read_regions`]: a whole region file back into [`RegionRows`].
+//! [`read_regions`]: a whole region file back into [`RegionRows`]; [`open_regions`]: a file
+//! streamed record batch by record batch, only the columns asked for.
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use arrow::array::{
     Array, BooleanArray, FixedSizeListArray, Float16Array, Float32Array, UInt16Array, UInt32Array,
@@ -10,26 +11,48 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Schema};
 use arrow::record_batch::RecordBatch;
 use half::slice::HalfFloatSliceExt;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::ProjectionMask;
 
 use super::{region_schema, RegionFileMeta, RegionRows, RegionsError, COLUMNS};
 
 /// Reads a whole region file: its metadata and its rows, activations as f32 whichever type
 /// the file stores.
 pub fn read_regions(path: &Path) -> Result<(RegionFileMeta, RegionRows), RegionsError> {
-    let parquet_err = |source| RegionsError::Parquet {
-        path: path.to_path_buf(),
-        source,
-    };
-    let schema_err = |problem: String| RegionsError::Schema {
-        path: path.to_path_buf(),
-        problem,
-    };
+    let (builder, meta) = open_builder(path)?;
+    let total = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+    let mut rows = RegionRows::with_capacity(total, meta.channels);
+    for batch in builder
+        .build()
+        .map_err(|source| parquet_error(path, source))?
+    {
+        let batch = batch.map_err(|source| RegionsError::Arrow {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        append_batch(&mut rows, &batch).map_err(|problem| schema_error(path, problem))?;
+    }
+    Ok((meta, rows))
+}
+
+/// Reads only a region file's footer: its metadata and its number of rows. The schema is
+/// checked too, so a file that passes here reads without schema errors.
+pub fn read_region_meta(path: &Path) -> Result<(RegionFileMeta, u64), RegionsError> {
+    let (builder, meta) = open_builder(path)?;
+    let rows = u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+    Ok((meta, rows))
+}
+
+/// Opens `path`, parses its metadata and checks its columns against the region schema.
+fn open_builder(
+    path: &Path,
+) -> Result<(ParquetRecordBatchReaderBuilder<File>, RegionFileMeta), RegionsError> {
     let file = File::open(path).map_err(|source| RegionsError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err)?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(path, e))?;
     let kv = builder
         .metadata()
         .file_metadata()
@@ -45,17 +68,272 @@ pub fn read_regions(path: &Path) -> Result<(RegionFileMeta, RegionRows), Regions
         problem,
     })?;
     let expected = region_schema(meta.channels, meta.activation_type);
-    check_schema(builder.schema(), &expected).map_err(schema_err)?;
-    let total = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
-    let mut rows = RegionRows::with_capacity(total, meta.channels);
-    for batch in builder.build().map_err(parquet_err)? {
-        let batch = batch.map_err(|source| RegionsError::Arrow {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        append_batch(&mut rows, &batch).map_err(schema_err)?;
+    check_schema(builder.schema(), &expected).map_err(|p| schema_error(path, p))?;
+    Ok((builder, meta))
+}
+
+fn parquet_error(path: &Path, source: parquet::errors::ParquetError) -> RegionsError {
+    RegionsError::Parquet {
+        path: path.to_path_buf(),
+        source,
     }
-    Ok((meta, rows))
+}
+
+fn schema_error(path: &Path, problem: String) -> RegionsError {
+    RegionsError::Schema {
+        path: path.to_path_buf(),
+        problem,
+    }
+}
+
+/// Which of the optional columns a [`RegionBatchReader`] decodes. The identity columns
+/// (`image_id`, `label`, `y`, `x`, `foreground`) are always read; skipping `activation`
+/// skips almost all of a file's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegionProjection {
+    /// Decode `saliency`.
+    pub saliency: bool,
+    /// Decode `activation`.
+    pub activation: bool,
+}
+
+impl RegionProjection {
+    /// Every column.
+    pub const ALL: RegionProjection = RegionProjection {
+        saliency: true,
+        activation: true,
+    };
+}
+
+/// Streams a region file record batch by record batch (see [`open_regions`]), so memory is
+/// one batch, not the file.
+pub struct RegionBatchReader {
+    path: PathBuf,
+    meta: RegionFileMeta,
+    rows: u64,
+    projection: RegionProjection,
+    inner: ParquetRecordBatchReader,
+}
+
+impl std::fmt::Debug for RegionBatchReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegionBatchReader")
+            .field("path", &self.path)
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens `path` for streaming: metadata and schema are checked now, rows are decoded
+/// `batch_rows` at a time as the reader is iterated, only the columns in `projection`.
+pub fn open_regions(
+    path: &Path,
+    projection: RegionProjection,
+    batch_rows: usize,
+) -> Result<RegionBatchReader, RegionsError> {
+    let (builder, meta) = open_builder(path)?;
+    let rows = u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+    // Column indices in COLUMNS order; the region schema has no nesting above them.
+    let mut roots = vec![0, 1, 2, 3, 5];
+    if projection.saliency {
+        roots.push(4);
+    }
+    if projection.activation {
+        roots.push(6);
+    }
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let inner = builder
+        .with_projection(mask)
+        .with_batch_size(batch_rows.max(1))
+        .build()
+        .map_err(|e| parquet_error(path, e))?;
+    Ok(RegionBatchReader {
+        path: path.to_path_buf(),
+        meta,
+        rows,
+        projection,
+        inner,
+    })
+}
+
+impl RegionBatchReader {
+    /// The file's metadata.
+    pub fn meta(&self) -> &RegionFileMeta {
+        &self.meta
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Rows in the whole file (from the footer).
+    pub fn total_rows(&self) -> u64 {
+        self.rows
+    }
+
+    fn convert(&self, batch: &RecordBatch) -> Result<RegionBatch, String> {
+        fn column<T: Array + Clone + 'static>(
+            batch: &RecordBatch,
+            name: &'static str,
+        ) -> Result<T, String> {
+            let array = batch
+                .column_by_name(name)
+                .ok_or_else(|| format!("column {name} is missing from a record batch"))?;
+            if array.null_count() > 0 {
+                return Err(format!("column {name} has nulls"));
+            }
+            array
+                .as_any()
+                .downcast_ref::<T>()
+                .cloned()
+                .ok_or_else(|| format!("column {name} has an unexpected array type"))
+        }
+        let activation = if self.projection.activation {
+            let list = column::<FixedSizeListArray>(batch, "activation")?;
+            // A sliced FixedSizeListArray slices its child too: values() starts at row 0.
+            let values = list.values();
+            let len = list.len() * self.meta.channels;
+            if values.len() != len {
+                return Err(format!(
+                    "activation has {} values for {} rows of D = {}",
+                    values.len(),
+                    list.len(),
+                    self.meta.channels
+                ));
+            }
+            let values = if let Some(f32s) = values.as_any().downcast_ref::<Float32Array>() {
+                BatchActivations::F32(f32s.clone())
+            } else if let Some(f16s) = values.as_any().downcast_ref::<Float16Array>() {
+                BatchActivations::F16(f16s.clone())
+            } else {
+                return Err(format!("activation values are {}", values.data_type()));
+            };
+            Some(values)
+        } else {
+            None
+        };
+        Ok(RegionBatch {
+            d: self.meta.channels,
+            image_id: column(batch, "image_id")?,
+            label: column(batch, "label")?,
+            y: column(batch, "y")?,
+            x: column(batch, "x")?,
+            foreground: column(batch, "foreground")?,
+            saliency: if self.projection.saliency {
+                Some(column(batch, "saliency")?)
+            } else {
+                None
+            },
+            activation,
+        })
+    }
+}
+
+impl Iterator for RegionBatchReader {
+    type Item = Result<RegionBatch, RegionsError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let batch = match self.inner.next()? {
+            Ok(batch) => batch,
+            Err(source) => {
+                return Some(Err(RegionsError::Arrow {
+                    path: self.path.clone(),
+                    source,
+                }))
+            }
+        };
+        Some(
+            self.convert(&batch)
+                .map_err(|problem| schema_error(&self.path, problem)),
+        )
+    }
+}
+
+/// Activation values of a batch as stored: converted to f32 only when asked for.
+#[derive(Debug, Clone)]
+enum BatchActivations {
+    F32(Float32Array),
+    F16(Float16Array),
+}
+
+/// One record batch of a region file, columns as Arrow decoded them (no copies).
+#[derive(Debug, Clone)]
+pub struct RegionBatch {
+    d: usize,
+    image_id: UInt64Array,
+    label: UInt32Array,
+    y: UInt16Array,
+    x: UInt16Array,
+    foreground: BooleanArray,
+    saliency: Option<Float32Array>,
+    activation: Option<BatchActivations>,
+}
+
+impl RegionBatch {
+    /// Rows in the batch.
+    pub fn len(&self) -> usize {
+        self.image_id.len()
+    }
+
+    /// Whether the batch has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.image_id.is_empty()
+    }
+
+    /// Image id per row.
+    pub fn image_id(&self) -> &[u64] {
+        self.image_id.values()
+    }
+
+    /// Label index per row.
+    pub fn label(&self) -> &[u32] {
+        self.label.values()
+    }
+
+    /// Feature-map row per row.
+    pub fn y(&self) -> &[u16] {
+        self.y.values()
+    }
+
+    /// Feature-map column per row.
+    pub fn x(&self) -> &[u16] {
+        self.x.values()
+    }
+
+    /// Whether row `i` is foreground.
+    ///
+    /// # Panics
+    /// If `i` is out of range.
+    pub fn foreground(&self, i: usize) -> bool {
+        self.foreground.value(i)
+    }
+
+    /// Saliency per row, when the projection read it.
+    pub fn saliency(&self) -> Option<&[f32]> {
+        self.saliency.as_ref().map(|s| s.values().as_ref())
+    }
+
+    /// Whether the projection read the activations.
+    pub fn has_activations(&self) -> bool {
+        self.activation.is_some()
+    }
+
+    /// Writes row `i`'s `D` activations, as f32, into `out` (f16 files are converted).
+    ///
+    /// # Panics
+    /// If the activations were not projected, `i` is out of range or `out` is not `D` long.
+    pub fn activation_into(&self, i: usize, out: &mut [f32]) {
+        let range = i * self.d..(i + 1) * self.d;
+        match self
+            .activation
+            .as_ref()
+            .expect("activation column projected")
+        {
+            BatchActivations::F32(values) => out.copy_from_slice(&values.values()[range]),
+            BatchActivations::F16(values) => values.values()[range].convert_to_f32_slice(out),
+        }
+    }
 }
 
 /// Checks `actual` has the region columns with the expected types, in order.

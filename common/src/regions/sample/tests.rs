@@ -1,0 +1,400 @@
+//! Sampling on real Parquet files in a temporary directory.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::hierarchy::ConceptId;
+use crate::regions::{
+    open_regions, ActivationType, RegionFileMeta, RegionProjection, RegionRow, RegionRows,
+    RegionWriter,
+};
+
+const D: usize = 3;
+const LABELS: [&str; 3] = ["cat", "dog", "car"];
+
+/// (image_id, label, y, x, foreground, activation).
+type Row = (u64, u32, u16, u16, bool, [f32; D]);
+
+fn meta(d: usize, t: ActivationType) -> RegionFileMeta {
+    RegionFileMeta {
+        model: "tiny_cnn".into(),
+        layer: "features.4".into(),
+        method: "gradient".into(),
+        aggregation: "norm".into(),
+        threshold: 0.5,
+        channels: d,
+        height: 4,
+        width: 4,
+        activation_type: t,
+        labels: LABELS.iter().map(|s| s.to_string()).collect(),
+        job_id: None,
+        task_id: None,
+        extra: BTreeMap::new(),
+    }
+}
+
+/// `images` images, label `id % 3`, 16 positions each; foreground where `(y + x + id) % 3
+/// == 0`; activations encode the row's identity so a test can check where a row came from.
+fn dataset(images: u64) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for id in 0..images {
+        for y in 0..4u16 {
+            for x in 0..4u16 {
+                let fg = (u64::from(y + x) + id) % 3 == 0;
+                let act = [id as f32, f32::from(y), f32::from(x)];
+                rows.push((id, (id % 3) as u32, y, x, fg, act));
+            }
+        }
+    }
+    rows
+}
+
+fn write(path: &Path, rows: &[Row], t: ActivationType) {
+    let mut out = RegionRows::default();
+    for &(image_id, label, y, x, foreground, ref act) in rows {
+        out.push(RegionRow {
+            image_id,
+            label,
+            y,
+            x,
+            saliency: 0.5,
+            foreground,
+            activation: act,
+        });
+    }
+    let mut writer = RegionWriter::create(path, meta(D, t)).unwrap();
+    writer.write(&out).unwrap();
+    writer.finish().unwrap();
+}
+
+fn concepts() -> Vec<(ConceptId, Vec<u32>)> {
+    // animal = {cat, dog}, then the three labels.
+    vec![
+        (ConceptId(0), vec![0, 1]),
+        (ConceptId(1), vec![0]),
+        (ConceptId(2), vec![1]),
+        (ConceptId(3), vec![2]),
+    ]
+}
+
+fn samples_of(files: &[PathBuf], config: &SampleConfig) -> ConceptSamples {
+    let info = check_region_set(files).unwrap();
+    let mut sampler = RegionSampler::new(config, D, LABELS.len()).unwrap();
+    for f in files {
+        sampler.offer_file(f, &mut |_| {}).unwrap();
+    }
+    let concepts = concepts();
+    let refs: Vec<(ConceptId, &[u32])> = concepts.iter().map(|(c, l)| (*c, l.as_slice())).collect();
+    ConceptSamples::from_sampler(sampler, info, &refs)
+}
+
+/// A concept's samples as comparable values: (region, target, activation) per split.
+type Flat = Vec<(SampledRegion, u32, Vec<u32>)>;
+
+fn flat(samples: &ConceptSamples, split: &ConceptSplit) -> Flat {
+    let d = samples.d();
+    split
+        .rows
+        .iter()
+        .zip(&split.targets)
+        .map(|(&r, &t)| {
+            let r = r as usize;
+            let act = samples.activations()[r * d..(r + 1) * d]
+                .iter()
+                .map(|v| v.to_bits())
+                .collect();
+            (samples.regions()[r], t.to_bits(), act)
+        })
+        .collect()
+}
+
+fn all_flat(samples: &ConceptSamples) -> Vec<(Flat, Flat)> {
+    samples
+        .concepts()
+        .iter()
+        .map(|c| (flat(samples, &c.train), flat(samples, &c.eval)))
+        .collect()
+}
+
+fn config(k: usize) -> SampleConfig {
+    SampleConfig {
+        seed: 11,
+        max_per_class: k,
+        holdout: 0.3,
+    }
+}
+
+#[test]
+fn samples_do_not_depend_on_file_order_or_splitting() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = dataset(60);
+    let one = dir.path().join("one.parquet");
+    write(&one, &rows, ActivationType::F32);
+    // The same rows in three files, shuffled between and within files.
+    let mut shuffled = rows.clone();
+    shuffled.sort_by_key(|r| (r.0 * 7919 + u64::from(r.2) * 31 + u64::from(r.3)) % 101);
+    let parts: Vec<PathBuf> = (0..3)
+        .map(|i| dir.path().join(format!("part-{i}.parquet")))
+        .collect();
+    let third = shuffled.len() / 3 + 1;
+    for (i, chunk) in shuffled.chunks(third).enumerate() {
+        write(&parts[i], chunk, ActivationType::F32);
+    }
+    let config = config(20);
+    let whole = samples_of(&[one], &config);
+    let forward = samples_of(&parts, &config);
+    let backward = samples_of(
+        &[parts[2].clone(), parts[0].clone(), parts[1].clone()],
+        &config,
+    );
+    assert_eq!(all_flat(&whole), all_flat(&forward));
+    assert_eq!(all_flat(&whole), all_flat(&backward));
+
+    // Separate samplers per file, merged: the same again (the distributed path).
+    let info = check_region_set(&parts).unwrap();
+    let mut merged = RegionSampler::new(&config, D, 3).unwrap();
+    for f in parts.iter().rev() {
+        let mut s = RegionSampler::new(&config, D, 3).unwrap();
+        s.offer_file(f, &mut |_| {}).unwrap();
+        merged.merge(s);
+    }
+    assert_eq!(merged.population(), {
+        let mut s = RegionSampler::new(&config, D, 3).unwrap();
+        s.offer_file(&dir.path().join("one.parquet"), &mut |_| {})
+            .unwrap();
+        s.population()
+    });
+    let concepts = concepts();
+    let refs: Vec<(ConceptId, &[u32])> = concepts.iter().map(|(c, l)| (*c, l.as_slice())).collect();
+    let merged = ConceptSamples::from_sampler(merged, info, &refs);
+    assert_eq!(all_flat(&whole), all_flat(&merged));
+
+    // Another seed draws other rows.
+    let other = samples_of(
+        &parts,
+        &SampleConfig {
+            seed: 12,
+            ..config.clone()
+        },
+    );
+    assert_ne!(all_flat(&whole), all_flat(&other));
+}
+
+#[test]
+fn samples_are_the_smallest_keys_within_budget_and_balanced() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = dataset(90);
+    let path = dir.path().join("r.parquet");
+    write(&path, &rows, ActivationType::F32);
+    let k = 25;
+    let config = config(k);
+    let samples = samples_of(&[path], &config);
+    for (sample, (_, labels)) in samples.concepts().iter().zip(concepts()) {
+        // Brute force: the k smallest keys of the positive pool.
+        let mut pool: Vec<_> = rows
+            .iter()
+            .filter(|r| r.4 && labels.contains(&r.1))
+            .map(|r| (config.key(r.0, r.2, r.3), r.0, r.2, r.3))
+            .collect();
+        pool.sort();
+        let expected: BTreeSet<(u64, u16, u16)> =
+            pool.iter().take(k).map(|p| (p.1, p.2, p.3)).collect();
+        let chosen: BTreeSet<(u64, u16, u16)> = [&sample.train, &sample.eval]
+            .iter()
+            .flat_map(|s| s.rows.iter().zip(&s.targets))
+            .filter(|(_, &t)| t == 1.0)
+            .map(|(&r, _)| {
+                let g = samples.regions()[r as usize];
+                (g.image_id, g.y, g.x)
+            })
+            .collect();
+        assert_eq!(chosen, expected, "concept {:?}", sample.concept);
+        let pos = sample.train.positives() + sample.eval.positives();
+        let neg = sample.train.negatives() + sample.eval.negatives();
+        assert_eq!(pos, k.min(pool.len()));
+        assert_eq!(neg, pos, "balanced: the pools are large enough");
+        assert_eq!(sample.pool.positives, pool.len() as u64);
+        assert_eq!(
+            sample.pool.background,
+            rows.iter().filter(|r| !r.4).count() as u64
+        );
+        // Activations are those of the row (they encode its identity).
+        for (region, _, act) in flat(&samples, &sample.train) {
+            let want = [
+                region.image_id as f32,
+                f32::from(region.y),
+                f32::from(region.x),
+            ];
+            assert_eq!(act, want.map(f32::to_bits).to_vec());
+            assert_eq!(region.label, (region.image_id % 3) as u32);
+            assert_eq!(
+                region.foreground,
+                (u64::from(region.y + region.x) + region.image_id) % 3 == 0
+            );
+        }
+    }
+    // Stored rows are bounded by the budget: at most (labels + 1) × k.
+    assert!(samples.regions().len() <= (LABELS.len() + 1) * k);
+}
+
+#[test]
+fn split_is_by_image_and_disjoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.parquet");
+    write(&path, &dataset(120), ActivationType::F32);
+    let config = config(1000);
+    let samples = samples_of(&[path], &config);
+    let mut eval_images = HashSet::new();
+    let mut train_images = HashSet::new();
+    for sample in samples.concepts() {
+        for &r in &sample.train.rows {
+            train_images.insert(samples.regions()[r as usize].image_id);
+        }
+        for &r in &sample.eval.rows {
+            eval_images.insert(samples.regions()[r as usize].image_id);
+        }
+        assert!(!sample.eval.is_empty() && !sample.train.is_empty());
+    }
+    assert!(train_images.is_disjoint(&eval_images));
+    // Stratified: each label holds out round(0.3 × 40) = 12 of its 40 images.
+    for label in 0..3u32 {
+        let held = eval_images
+            .iter()
+            .filter(|&&id| (id % 3) as u32 == label)
+            .count();
+        assert_eq!(held, 12, "label {label}");
+    }
+    for &id in &eval_images {
+        assert!(samples.is_held_out((id % 3) as u32, id));
+    }
+    for &id in &train_images {
+        assert!(!samples.is_held_out((id % 3) as u32, id));
+    }
+    assert_eq!(samples.images_per_label(), &[40, 40, 40]);
+    // Small labels keep at least one image on each side.
+    assert_eq!(config.eval_images(2), 1);
+    assert_eq!(config.eval_images(3), 1);
+    assert_eq!(config.eval_images(1), 0);
+    assert_eq!(config.eval_images(100), 30);
+}
+
+#[test]
+fn f16_files_sample_like_f32_files_within_half_precision() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = dataset(30);
+    let a = dir.path().join("a.parquet");
+    let b = dir.path().join("b.parquet");
+    write(&a, &rows, ActivationType::F32);
+    write(&b, &rows, ActivationType::F16);
+    let config = config(10);
+    let full = samples_of(&[a], &config);
+    let half = samples_of(&[b], &config);
+    assert_eq!(full.regions(), half.regions());
+    for (x, y) in full.activations().iter().zip(half.activations()) {
+        assert!((x - y).abs() <= x.abs() * 1e-3, "{x} vs {y}");
+    }
+}
+
+#[test]
+fn mismatched_files_and_labels_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = dataset(3);
+    write(&dir.path().join("a.parquet"), &rows, ActivationType::F32);
+    let mut other = RegionWriter::create(
+        &dir.path().join("b.parquet"),
+        meta(D + 1, ActivationType::F32),
+    )
+    .unwrap();
+    other.write(&RegionRows::default()).unwrap();
+    other.finish().unwrap();
+    let files = region_files(dir.path()).unwrap();
+    let err = check_region_set(&files).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, SampleError::Inconsistent { field: "D", .. }),
+        "{err:?}"
+    );
+    assert!(
+        text.contains("b.parquet") && text.contains("a.parquet"),
+        "{text}"
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        region_files(empty.path()),
+        Err(SampleError::NoRegionFiles { .. })
+    ));
+
+    let info = check_region_set(&files[..1]).unwrap();
+    let wrong: Vec<String> = vec!["cat".into(), "dog".into(), "truck".into()];
+    let err = check_labels(&wrong, &info).unwrap_err().to_string();
+    assert!(
+        err.contains("label 2 is 'truck'") && err.contains("'car'"),
+        "{err}"
+    );
+
+    assert!(SampleConfig {
+        holdout: 1.0,
+        ..SampleConfig::default()
+    }
+    .validate()
+    .is_err());
+    assert!(SampleConfig {
+        max_per_class: 0,
+        ..SampleConfig::default()
+    }
+    .validate()
+    .is_err());
+}
+
+#[test]
+fn streaming_reads_batches_with_only_the_projected_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = dataset(10);
+    let path = dir.path().join("r.parquet");
+    write(&path, &rows, ActivationType::F16);
+    let (meta, total) = crate::regions::read_region_meta(&path).unwrap();
+    assert_eq!((meta.channels, total), (D, rows.len() as u64));
+
+    let ids_only = RegionProjection {
+        saliency: false,
+        activation: false,
+    };
+    let reader = open_regions(&path, ids_only, 7).unwrap();
+    assert_eq!(reader.total_rows(), rows.len() as u64);
+    let mut seen = Vec::new();
+    let mut batches = 0;
+    for batch in reader {
+        let batch = batch.unwrap();
+        assert!(batch.len() <= 7);
+        assert!(!batch.has_activations() && batch.saliency().is_none());
+        for i in 0..batch.len() {
+            seen.push((
+                batch.image_id()[i],
+                batch.label()[i],
+                batch.y()[i],
+                batch.x()[i],
+                batch.foreground(i),
+            ));
+        }
+        batches += 1;
+    }
+    assert_eq!(batches, rows.len().div_ceil(7));
+    let want: Vec<_> = rows.iter().map(|r| (r.0, r.1, r.2, r.3, r.4)).collect();
+    assert_eq!(seen, want);
+
+    // With every column: f16 activations come back as f32, row by row.
+    let mut out = [0f32; D];
+    let mut row = 0;
+    for batch in open_regions(&path, RegionProjection::ALL, 5).unwrap() {
+        let batch = batch.unwrap();
+        assert_eq!(batch.saliency().unwrap().len(), batch.len());
+        for i in 0..batch.len() {
+            batch.activation_into(i, &mut out);
+            assert_eq!(out, rows[row].5, "row {row}");
+            row += 1;
+        }
+    }
+    assert_eq!(row, rows.len());
+}

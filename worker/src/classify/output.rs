@@ -1,0 +1,247 @@
+//! The classifier directory on disk: `concept-<id:05>.safetensors`, `metrics.json`,
+//! `concepts.json`, `classify.json` — and [`ClassifierDir`], which reads it back and rebuilds
+//! the samples (the evaluation regions Shapley values are computed on).
+
+use std::path::{Path, PathBuf};
+
+use hint_common::hierarchy::{ConceptId, Hierarchy};
+use hint_common::regions::sample::{ConceptSamples, SampleConfig, SampleProgress};
+use serde::{Deserialize, Serialize};
+
+use super::logistic::LogisticSettings;
+use super::{ClassifyError, ConceptClassifier};
+
+/// Per-concept metrics file.
+pub const METRICS_FILE: &str = "metrics.json";
+/// The hierarchy used.
+pub const CONCEPTS_FILE: &str = "concepts.json";
+/// The settings.
+pub const SETTINGS_FILE: &str = "classify.json";
+/// Version of the `classify.json` layout.
+pub const SETTINGS_FORMAT: u32 = 1;
+
+/// One trained concept's numbers in `metrics.json`. Metrics are on the held-out split, with
+/// a region called positive when `weightᵀr + bias > 0`; precision (recall) is 0 when nothing
+/// is predicted (nothing is) positive, and every metric is 0 when the split is empty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConceptMetrics {
+    /// Concept id (position in `concepts.json`).
+    pub id: ConceptId,
+    /// Stable key.
+    pub key: String,
+    /// Name.
+    pub name: String,
+    /// Level (0 = a root).
+    pub level: u32,
+    /// Training rows.
+    pub n_train: usize,
+    /// Positive training rows.
+    pub n_train_pos: usize,
+    /// Negative training rows.
+    pub n_train_neg: usize,
+    /// Held-out rows.
+    pub n_eval: usize,
+    /// Positive held-out rows.
+    pub n_eval_pos: usize,
+    /// Negative held-out rows.
+    pub n_eval_neg: usize,
+    /// Held-out accuracy.
+    pub accuracy: f64,
+    /// Held-out precision.
+    pub precision: f64,
+    /// Held-out recall.
+    pub recall: f64,
+    /// Held-out F1.
+    pub f1: f64,
+    /// Accuracy on the training rows.
+    pub train_accuracy: f64,
+    /// Newton iterations.
+    pub iterations: usize,
+    /// Whether the solver reached its tolerance.
+    pub converged: bool,
+    /// Foreground rows of the dataset under the concept (before sampling).
+    pub pool_positives: u64,
+    /// Foreground rows of other concepts (before sampling).
+    pub pool_other_foreground: u64,
+    /// Background rows (before sampling).
+    pub pool_background: u64,
+}
+
+/// A concept with no classifier, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkippedConcept {
+    /// Concept id.
+    pub id: ConceptId,
+    /// Stable key.
+    pub key: String,
+    /// Name.
+    pub name: String,
+    /// Level.
+    pub level: u32,
+    /// Why it has no classifier (no positive or no negative training rows).
+    pub reason: String,
+}
+
+/// `metrics.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsFile {
+    /// Model of the region files.
+    pub model: String,
+    /// Layer of the region files.
+    pub layer: String,
+    /// `D`.
+    pub d: usize,
+    /// Trained concepts, by id.
+    pub concepts: Vec<ConceptMetrics>,
+    /// Concepts without a classifier, by id.
+    pub skipped: Vec<SkippedConcept>,
+}
+
+/// `classify.json`: everything that, with the region files and `concepts.json`, determines
+/// the classifiers and their train / evaluation split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassifySettings {
+    /// Layout version ([`SETTINGS_FORMAT`]).
+    pub format: u32,
+    /// The region directory (absolute).
+    pub regions: PathBuf,
+    /// The hierarchy file given to `hint classify`, if any (`concepts.json` is what was used).
+    pub hierarchy_source: Option<PathBuf>,
+    /// Sampling and split.
+    pub sample: SampleConfig,
+    /// Solver.
+    pub solver: LogisticSettings,
+    /// Keys of the concepts asked for; `None` = every concept.
+    pub concepts: Option<Vec<String>>,
+    /// Model of the region files.
+    pub model: String,
+    /// Layer of the region files.
+    pub layer: String,
+    /// `D`.
+    pub d: usize,
+    /// The region files read (names in `regions`).
+    pub files: Vec<String>,
+    /// Rows in them.
+    pub rows: u64,
+    /// Device the classifiers were trained on (results agree across devices to rounding).
+    pub device: String,
+}
+
+/// Writes `bytes` to `path` through `.<name>.tmp` and a rename, so a reader never sees half a
+/// file.
+pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ClassifyError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes).map_err(|e| ClassifyError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| ClassifyError::io(path, e))
+}
+
+/// Writes `value` as pretty JSON.
+pub(super) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ClassifyError> {
+    let mut text = serde_json::to_string_pretty(value).expect("plain data serialises");
+    text.push('\n');
+    write_atomic(path, text.as_bytes())
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ClassifyError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ClassifyError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|source| ClassifyError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// A classifier directory written by [`run`](super::run), read back.
+#[derive(Debug, Clone)]
+pub struct ClassifierDir {
+    /// The directory.
+    pub dir: PathBuf,
+    /// `classify.json`.
+    pub settings: ClassifySettings,
+    /// `concepts.json`.
+    pub hierarchy: Hierarchy,
+    /// `metrics.json`.
+    pub metrics: MetricsFile,
+}
+
+impl ClassifierDir {
+    /// Reads `classify.json`, `concepts.json` and `metrics.json` of `dir`.
+    pub fn open(dir: &Path) -> Result<Self, ClassifyError> {
+        let settings: ClassifySettings = read_json(&dir.join(SETTINGS_FILE))?;
+        if settings.format != SETTINGS_FORMAT {
+            return Err(ClassifyError::Config(format!(
+                "{}: format {} is not the {SETTINGS_FORMAT} this hint reads",
+                dir.join(SETTINGS_FILE).display(),
+                settings.format
+            )));
+        }
+        let hierarchy = Hierarchy::read_json(&dir.join(CONCEPTS_FILE))?;
+        let metrics = read_json(&dir.join(METRICS_FILE))?;
+        Ok(ClassifierDir {
+            dir: dir.to_path_buf(),
+            settings,
+            hierarchy,
+            metrics,
+        })
+    }
+
+    /// Concepts that have a classifier, by id.
+    pub fn trained(&self) -> Vec<ConceptId> {
+        self.metrics.concepts.iter().map(|m| m.id).collect()
+    }
+
+    /// Loads concept `id`'s classifier.
+    pub fn classifier(&self, id: ConceptId) -> Result<ConceptClassifier, ClassifyError> {
+        ConceptClassifier::load(&self.dir.join(ConceptClassifier::file_name(id)))
+    }
+
+    /// Rebuilds the samples the classifiers were trained and evaluated on — the same rows,
+    /// split and targets — from the region directory recorded in `classify.json` (or
+    /// `regions`, when the files have moved), for the concepts `only` (all when `None`).
+    pub fn rebuild_samples(
+        &self,
+        regions: Option<&Path>,
+        only: Option<&[ConceptId]>,
+        progress: &mut dyn FnMut(SampleProgress),
+    ) -> Result<ConceptSamples, ClassifyError> {
+        let dir = regions.unwrap_or(&self.settings.regions);
+        let samples = ConceptSamples::build_with(
+            dir,
+            &self.hierarchy,
+            &self.settings.sample,
+            only,
+            progress,
+        )?;
+        let info = samples.info();
+        if info.model != self.settings.model
+            || info.layer != self.settings.layer
+            || info.channels != self.settings.d
+        {
+            return Err(ClassifyError::Config(format!(
+                "{} holds {} {} D={}, but the classifiers in {} were trained on {} {} D={}",
+                dir.display(),
+                info.model,
+                info.layer,
+                info.channels,
+                self.dir.display(),
+                self.settings.model,
+                self.settings.layer,
+                self.settings.d
+            )));
+        }
+        if info.rows != self.settings.rows {
+            return Err(ClassifyError::Config(format!(
+                "{} now holds {} rows, but the classifiers in {} were trained when it held {}: \
+                 the samples would differ",
+                dir.display(),
+                info.rows,
+                self.dir.display(),
+                self.settings.rows
+            )));
+        }
+        Ok(samples)
+    }
+}

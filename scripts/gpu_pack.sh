@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
 # Packs what scripts/gpu_check.sh needs into .gpu/ (ignored by git, < 64 MiB) for the
-# `device` tool: stripped release binaries (hint, the extraction bench), the tiny example
+# `device` tool: stripped release binaries (hint, the extraction and Shapley benches), the tiny example
 # and 384 generated 500×375 JPEGs in 4 classes. See ../shared/GPU.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 cargo build --release -p hint-coordinator
-bench=$(cargo bench -p hint-worker --bench extraction --no-run --message-format=json 2>/dev/null |
-    python3 -c 'import sys, json
+# The path of a bench's executable, from cargo's JSON messages.
+bench_binary() {
+    cargo bench -p hint-worker --bench "$1" --no-run --message-format=json 2>/dev/null |
+        python3 -c 'import sys, json
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "extraction" and m.get("executable"):
-        print(m["executable"])')
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[1] and m.get("executable"):
+        print(m["executable"])' "$1"
+}
+extraction=$(bench_binary extraction)
+shapley=$(bench_binary shapley)
 rm -rf .gpu && mkdir -p .gpu
 cp target/release/hint .gpu/hint
-cp "$bench" .gpu/bench-extraction
-strip .gpu/hint .gpu/bench-extraction
+cp "$extraction" .gpu/bench-extraction
+cp "$shapley" .gpu/bench-shapley
+strip .gpu/hint .gpu/bench-extraction .gpu/bench-shapley
 cp scripts/gpu_check.sh scripts/gpu_weights.py .gpu/
 .gpu/hint example --out .gpu/example > /dev/null
 .venv/bin/python - <<'PY'

@@ -1,0 +1,153 @@
+//! When to stop sampling permutations: the question the scheduler asks between rounds.
+//!
+//! - [`StoppingRule::StderrBelow`]: every neuron's standard error is below a bound.
+//! - [`StoppingRule::TopKSeparated`]: every neuron of the current top-k beats every other
+//!   neuron by `z · √(se_i² + se_j²)`, `z` the one-sided normal quantile of the requested
+//!   confidence — a pairwise z-test per (inside, outside) pair, without a multiple-comparison
+//!   correction (ask for a higher confidence to be stricter).
+//!
+//! Neither rule answers before `min_samples` samples: a standard error from a handful of
+//! samples is itself too noisy to trust (and is NaN below two).
+
+use super::ShapleyEstimate;
+
+/// A rule that says when the estimates of one concept are good enough.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StoppingRule {
+    /// Stop when every standard error is below the bound.
+    StderrBelow(f64),
+    /// Stop when the top `k` neurons by φ are separated from the rest with `confidence`
+    /// (e.g. 0.95).
+    TopKSeparated {
+        /// How many top neurons.
+        k: usize,
+        /// One-sided confidence of each pairwise separation, in (0.5, 1).
+        confidence: f64,
+    },
+}
+
+impl StoppingRule {
+    /// Whether sampling may stop, given the current estimates and the samples they rest on.
+    pub fn satisfied(&self, estimates: &[ShapleyEstimate], samples: u64, min_samples: u64) -> bool {
+        if samples < min_samples.max(2) || estimates.is_empty() {
+            return false;
+        }
+        match *self {
+            StoppingRule::StderrBelow(bound) => estimates.iter().all(|e| e.stderr < bound),
+            StoppingRule::TopKSeparated { k, confidence } => {
+                top_k_separated(estimates, k, normal_quantile(confidence))
+            }
+        }
+    }
+}
+
+/// Whether the `k` largest φ all exceed every other φ by `z` combined standard errors.
+pub fn top_k_separated(estimates: &[ShapleyEstimate], k: usize, z: f64) -> bool {
+    if k == 0 || k >= estimates.len() {
+        return true;
+    }
+    let mut order: Vec<usize> = (0..estimates.len()).collect();
+    order.sort_by(|&a, &b| estimates[b].phi.total_cmp(&estimates[a].phi));
+    let (top, rest) = order.split_at(k);
+    top.iter().all(|&i| {
+        rest.iter().all(|&j| {
+            let (a, b) = (estimates[i], estimates[j]);
+            a.phi - b.phi > z * (a.stderr * a.stderr + b.stderr * b.stderr).sqrt()
+        })
+    })
+}
+
+/// The standard normal quantile Φ⁻¹(p) (Acklam's rational approximation, relative error
+/// below 1.2·10⁻⁹), for 0 < p < 1.
+pub fn normal_quantile(p: f64) -> f64 {
+    const A: [f64; 6] = [
+        -3.969_683_028_665_376e1,
+        2.209_460_984_245_205e2,
+        -2.759_285_104_469_687e2,
+        1.383_577_518_672_69e2,
+        -3.066_479_806_614_716e1,
+        2.506_628_277_459_239,
+    ];
+    const B: [f64; 5] = [
+        -5.447_609_879_822_406e1,
+        1.615_858_368_580_409e2,
+        -1.556_989_798_598_866e2,
+        6.680_131_188_771_972e1,
+        -1.328_068_155_288_572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784_894_002_430_293e-3,
+        -3.223_964_580_411_365e-1,
+        -2.400_758_277_161_838,
+        -2.549_732_539_343_734,
+        4.374_664_141_464_968,
+        2.938_163_982_698_783,
+    ];
+    const D: [f64; 4] = [
+        7.784_695_709_041_462e-3,
+        3.224_671_290_700_398e-1,
+        2.445_134_137_142_996,
+        3.754_408_661_907_416,
+    ];
+    let p = p.clamp(1e-300, 1.0 - 1e-16);
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    if p < 0.02425 {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - 0.02425 {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn est(phi: f64, stderr: f64) -> ShapleyEstimate {
+        ShapleyEstimate {
+            phi,
+            stderr,
+            n_permutations: 10,
+        }
+    }
+
+    #[test]
+    fn quantiles() {
+        assert!((normal_quantile(0.975) - 1.959_963_985).abs() < 1e-6);
+        assert!((normal_quantile(0.5)).abs() < 1e-12);
+        assert!((normal_quantile(0.001) + 3.090_232_306).abs() < 1e-6);
+    }
+
+    #[test]
+    fn top_k_needs_separation() {
+        let clear = [
+            est(1.0, 0.01),
+            est(0.9, 0.01),
+            est(0.1, 0.01),
+            est(0.0, 0.01),
+        ];
+        let rule = StoppingRule::TopKSeparated {
+            k: 2,
+            confidence: 0.99,
+        };
+        assert!(rule.satisfied(&clear, 10, 5));
+        assert!(!rule.satisfied(&clear, 3, 5), "too few samples");
+        let blurred = [est(1.0, 0.5), est(0.9, 0.01), est(0.1, 0.5), est(0.0, 0.01)];
+        assert!(!rule.satisfied(&blurred, 10, 5));
+    }
+
+    #[test]
+    fn stderr_bound() {
+        let e = [est(1.0, 0.01), est(0.0, 0.02)];
+        assert!(StoppingRule::StderrBelow(0.05).satisfied(&e, 10, 2));
+        assert!(!StoppingRule::StderrBelow(0.015).satisfied(&e, 10, 2));
+        assert!(!StoppingRule::StderrBelow(1.0).satisfied(&[est(0.0, f64::NAN)], 10, 2));
+    }
+}

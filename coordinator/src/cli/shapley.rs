@@ -1,0 +1,379 @@
+//! `hint shapley`: classifiers + regions → Φ on one machine. Flags → [`ShapleyConfig`] and a
+//! [`Budget`]; the evaluation (and, for retrain, training) regions of every concept are
+//! rebuilt from `classify.json` by the classifier stage's sampling API, so they are exactly
+//! the held-out split the classifiers were scored on.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use hint_common::hierarchy::ConceptId;
+use hint_common::shapley::phi::{
+    multimodal, top_neurons, write_multimodal_csv, write_phi_csv, write_phi_parquet, write_top_csv,
+    ConceptPhi,
+};
+use hint_common::shapley::{Quality, Replacement, Sampling, StoppingRule};
+use hint_worker::classify::ClassifierDir;
+use hint_worker::shapley::{
+    estimate, Budget, ConceptInput, Mode, RetrainConfig, ShapleyConfig, ShapleyEngine,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+/// Flags of `hint shapley`.
+#[derive(Args, Debug)]
+pub struct ShapleyArgs {
+    /// The classifier directory written by `hint classify`.
+    #[arg(long)]
+    classifiers: PathBuf,
+    /// The region directory (default: the one recorded in the classifiers' classify.json).
+    #[arg(long)]
+    regions: Option<PathBuf>,
+    /// Output directory: phi.parquet, phi.csv, top_neurons.csv, multimodal.csv,
+    /// concepts.json, shapley.json.
+    #[arg(long)]
+    out: PathBuf,
+    /// Permutations per concept (the most, when a stopping rule is given).
+    #[arg(long, default_value_t = 100)]
+    permutations: u64,
+    /// Stop a concept once every neuron's standard error is below this.
+    #[arg(long)]
+    until_stderr: Option<f64>,
+    /// Stop a concept once its top-K neurons are separated from the rest (with --confidence).
+    #[arg(long)]
+    until_top_k: Option<usize>,
+    /// One-sided confidence of each top-K separation.
+    #[arg(long, default_value_t = 0.95)]
+    confidence: f64,
+    /// Permutations between two checks of the stopping rule.
+    #[arg(long, default_value_t = 20)]
+    round: u64,
+    /// Value mode: fixed (the trained classifier) or retrain (a fit per coalition).
+    #[arg(long, default_value = "fixed")]
+    mode: String,
+    /// What replaces neurons outside a coalition: marginal, mean or zero.
+    #[arg(long, default_value = "marginal")]
+    replacement: String,
+    /// Quality measure: log_likelihood, balanced_log_likelihood or accuracy.
+    #[arg(long, default_value = "log_likelihood")]
+    quality: String,
+    /// Independent permutations instead of antithetic pairs.
+    #[arg(long)]
+    no_antithetic: bool,
+    /// Fixed mode: stop a sweep once |v(all) − v(prefix)| ≤ this.
+    #[arg(long)]
+    truncation: Option<f64>,
+    /// Seed of the permutations and the replacement rows.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Device: cpu, cuda, cuda:N, or auto. Fixed mode on cpu is the pure-Rust sweep
+    /// (bit-identical on every machine); on a GPU, permutations are swept in batches by
+    /// libtorch (Φ agrees with cpu to float tolerance, not bits). Retrain fits run there too.
+    #[arg(long, default_value = "auto", env = "HINT_DEVICE")]
+    device: String,
+    /// Retrain mode: Newton iterations per fit.
+    #[arg(long, default_value_t = 10)]
+    retrain_iterations: usize,
+    /// Retrain mode: L2 penalty on the raw weights.
+    #[arg(long, default_value_t = 1e-3)]
+    l2: f64,
+    /// Neurons listed per concept in top_neurons.csv (and the multimodal rule).
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+    /// Only these concepts (key or name; repeat the flag). Default: every trained concept.
+    #[arg(long = "concept")]
+    concepts: Vec<String>,
+}
+
+impl ShapleyArgs {
+    fn config(&self) -> anyhow::Result<(ShapleyConfig, Budget)> {
+        let parse = |what: &str, e: String| anyhow::anyhow!("--{what}: {e}");
+        let mode: Mode = self.mode.parse().map_err(|e| parse("mode", e))?;
+        let device = hint_worker::device::parse(&self.device)?;
+        let config = ShapleyConfig {
+            mode,
+            quality: self
+                .quality
+                .parse::<Quality>()
+                .map_err(|e| parse("quality", e))?,
+            replacement: self
+                .replacement
+                .parse::<Replacement>()
+                .map_err(|e| parse("replacement", e))?,
+            sampling: if self.no_antithetic {
+                Sampling::Independent
+            } else {
+                Sampling::Antithetic
+            },
+            truncation: self.truncation,
+            seed: self.seed,
+            retrain: RetrainConfig {
+                iterations: self.retrain_iterations,
+                l2: self.l2,
+                ..RetrainConfig::default()
+            },
+            ..ShapleyConfig::default()
+        }
+        .with_device(device);
+        config.validate()?;
+        let rule = match (self.until_stderr, self.until_top_k) {
+            (Some(_), Some(_)) => anyhow::bail!("give --until-stderr or --until-top-k, not both"),
+            (Some(bound), None) => Some(StoppingRule::StderrBelow(bound)),
+            (None, Some(k)) => {
+                anyhow::ensure!(
+                    self.confidence > 0.5 && self.confidence < 1.0,
+                    "--confidence must be in (0.5, 1)"
+                );
+                Some(StoppingRule::TopKSeparated {
+                    k,
+                    confidence: self.confidence,
+                })
+            }
+            (None, None) => None,
+        };
+        anyhow::ensure!(self.permutations > 0, "--permutations must be at least 1");
+        let budget = Budget {
+            max_permutations: self.permutations,
+            rule,
+            min_samples: 5,
+            round: self.round.max(1),
+        };
+        Ok((config, budget))
+    }
+}
+
+/// What happened to one concept.
+struct ConceptRun {
+    phi: ConceptPhi,
+    eval_regions: usize,
+    seconds: f64,
+    stopped_early: bool,
+}
+
+/// Runs `hint shapley`.
+pub fn run(args: ShapleyArgs) -> anyhow::Result<()> {
+    let (config, budget) = args.config()?;
+    let dir = ClassifierDir::open(&args.classifiers)
+        .with_context(|| format!("reading classifiers in {}", args.classifiers.display()))?;
+    let hierarchy = &dir.hierarchy;
+    let mut ids = dir.trained();
+    if !args.concepts.is_empty() {
+        let mut wanted = Vec::new();
+        for name in &args.concepts {
+            let id = hierarchy
+                .find(name)
+                .with_context(|| format!("--concept {name}: not in the hierarchy"))?;
+            anyhow::ensure!(ids.contains(&id), "--concept {name}: has no classifier");
+            wanted.push(id);
+        }
+        ids = wanted;
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template(
+            "{spinner} shapley [{elapsed_precise}] {wide_bar} {pos}/{len} {msg} (eta {eta})",
+        )
+        .expect("valid template"),
+    );
+    bar.set_message("reading regions");
+    let samples = dir
+        .rebuild_samples(args.regions.as_deref(), Some(&ids), &mut |p| {
+            bar.set_length(p.rows_total);
+            bar.set_position(p.rows_done);
+        })
+        .context("rebuilding the classifiers' evaluation regions")?;
+    let per_sample = config.sampling.permutations_per_sample();
+    bar.set_length(ids.len() as u64 * budget.max_permutations.div_ceil(per_sample) * per_sample);
+    bar.set_position(0);
+
+    let mut runs = Vec::new();
+    let mut skipped = Vec::new();
+    for &id in &ids {
+        let concept = hierarchy.concept(id);
+        bar.set_message(format!("permutations · {}", concept.name));
+        let classifier = dir.classifier(id)?;
+        let eval = samples
+            .eval(id)
+            .context("concept missing from the samples")?;
+        let positives = eval.targets.iter().filter(|&&t| t > 0.5).count();
+        if eval.len() < 2 || positives == 0 || positives == eval.len() {
+            skipped.push(json!({"concept": id.0, "name": concept.name,
+                "reason": format!("evaluation split has {} regions, {positives} positive", eval.len())}));
+            continue;
+        }
+        let (fit_x, fit_targets) = match (config.mode, samples.train(id)) {
+            (Mode::Retrain, Some(train)) => (
+                train.activations,
+                train.targets.iter().map(|&t| t > 0.5).collect(),
+            ),
+            _ => (Vec::new(), Vec::new()),
+        };
+        let input = ConceptInput {
+            concept: id.0,
+            eval_targets: eval.targets.iter().map(|&t| t > 0.5).collect(),
+            eval_x: eval.activations,
+            fit_x,
+            fit_targets,
+            weight: classifier.weight,
+            bias: classifier.bias,
+        };
+        let start = Instant::now();
+        let engine = ShapleyEngine::new(&input, &config)
+            .with_context(|| format!("concept {} ({})", concept.name, id.0))?;
+        let base = bar.position();
+        let sums = estimate(&engine, &budget, |s| {
+            bar.set_position(base + s.permutations())
+        })
+        .with_context(|| format!("concept {} ({})", concept.name, id.0))?;
+        runs.push(ConceptRun {
+            stopped_early: sums.permutations() < budget.max_permutations,
+            phi: ConceptPhi {
+                concept: id.0,
+                name: concept.name.clone(),
+                level: concept.level,
+                estimates: sums.estimates(),
+            },
+            eval_regions: input.eval_targets.len(),
+            seconds: start.elapsed().as_secs_f64(),
+        });
+    }
+    bar.finish_and_clear();
+    write_outputs(&args, &config, &budget, &dir, &runs, &skipped)?;
+    print_summary(&args, &config, &runs, &skipped, hierarchy);
+    Ok(())
+}
+
+fn settings(args: &ShapleyArgs, config: &ShapleyConfig) -> Vec<(String, String)> {
+    vec![
+        ("hint.shapley.mode".into(), config.mode.to_string()),
+        ("hint.shapley.quality".into(), config.quality.to_string()),
+        (
+            "hint.shapley.replacement".into(),
+            config.replacement.to_string(),
+        ),
+        (
+            "hint.shapley.antithetic".into(),
+            (config.sampling == Sampling::Antithetic).to_string(),
+        ),
+        ("hint.shapley.seed".into(), config.seed.to_string()),
+        (
+            "hint.shapley.classifiers".into(),
+            args.classifiers.display().to_string(),
+        ),
+    ]
+}
+
+fn write_outputs(
+    args: &ShapleyArgs,
+    config: &ShapleyConfig,
+    budget: &Budget,
+    dir: &ClassifierDir,
+    runs: &[ConceptRun],
+    skipped: &[serde_json::Value],
+) -> anyhow::Result<()> {
+    let phis: Vec<ConceptPhi> = runs.iter().map(|r| r.phi.clone()).collect();
+    let out = &args.out;
+    write_phi_parquet(&out.join("phi.parquet"), &phis, &settings(args, config))?;
+    write_phi_csv(&out.join("phi.csv"), &phis)?;
+    write_top_csv(&out.join("top_neurons.csv"), &top_neurons(&phis, args.top))?;
+    write_multimodal_csv(&out.join("multimodal.csv"), &multimodal(&phis, args.top))?;
+    dir.hierarchy.write_json(&out.join("concepts.json"))?;
+    let concepts: Vec<_> = runs
+        .iter()
+        .map(|r| {
+            json!({
+                "concept": r.phi.concept,
+                "name": r.phi.name,
+                "level": r.phi.level,
+                "eval_regions": r.eval_regions,
+                "n_permutations": r.phi.estimates.first().map_or(0, |e| e.n_permutations),
+                "stopped_by_rule": r.stopped_early,
+                "seconds": r.seconds,
+            })
+        })
+        .collect();
+    let summary = json!({
+        "settings": settings(args, config).into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+        "max_permutations": budget.max_permutations,
+        "rule": budget.rule.map(|r| format!("{r:?}")),
+        "top": args.top,
+        "concepts": concepts,
+        "skipped": skipped,
+    });
+    let path = out.join("shapley.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&summary)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn print_summary(
+    args: &ShapleyArgs,
+    config: &ShapleyConfig,
+    runs: &[ConceptRun],
+    skipped: &[serde_json::Value],
+    hierarchy: &hint_common::hierarchy::Hierarchy,
+) {
+    let seconds: f64 = runs.iter().map(|r| r.seconds).sum();
+    let permutations: u64 = runs
+        .iter()
+        .map(|r| r.phi.estimates.first().map_or(0, |e| e.n_permutations))
+        .sum();
+    println!(
+        "Shapley values of {} concept(s): {permutations} permutations in {seconds:.1} s \
+         (mode {}, quality {}, replacement {}, seed {})",
+        runs.len(),
+        config.mode,
+        config.quality,
+        config.replacement,
+        config.seed
+    );
+    let shown = args.top.min(5);
+    let mut levels: Vec<u32> = runs.iter().map(|r| r.phi.level).collect();
+    levels.sort_unstable();
+    levels.dedup();
+    for level in levels {
+        println!("  level {level}:");
+        for r in runs.iter().filter(|r| r.phi.level == level) {
+            let top: Vec<String> = r
+                .phi
+                .ranking()
+                .into_iter()
+                .take(shown)
+                .map(|d| {
+                    let e = r.phi.estimates[d as usize];
+                    format!("{d} ({:.4}±{:.4})", e.phi, e.stderr)
+                })
+                .collect();
+            println!(
+                "    {:<24} {} regions, {} perms: {}",
+                r.phi.name,
+                r.eval_regions,
+                r.phi.estimates.first().map_or(0, |e| e.n_permutations),
+                top.join(", ")
+            );
+        }
+    }
+    let phis: Vec<ConceptPhi> = runs.iter().map(|r| r.phi.clone()).collect();
+    let multi = multimodal(&phis, args.top);
+    let unexplained = multi.iter().filter(|m| m.max_same_level >= 2).count();
+    println!(
+        "  multimodal neurons (top-{} of ≥ 2 concepts): {} ({unexplained} across concepts of one level)",
+        args.top,
+        multi.len()
+    );
+    for m in multi.iter().filter(|m| m.max_same_level >= 2).take(10) {
+        let names: Vec<&str> = m.concepts.iter().map(|c| c.1.as_str()).collect();
+        println!("    neuron {}: {}", m.neuron, names.join(", "));
+    }
+    for s in skipped {
+        let name = s["concept"]
+            .as_u64()
+            .map(|id| hierarchy.concept(ConceptId(id as u32)).name.clone())
+            .unwrap_or_default();
+        println!("  skipped {name}: {}", s["reason"].as_str().unwrap_or(""));
+    }
+    println!("  output: {}", args.out.display());
+}

@@ -1,0 +1,573 @@
+//! The Shapley stage: Monte-Carlo φ(d, e) of every neuron `d` for one concept `e`.
+//!
+//! [`ShapleyEngine`] holds one concept's game, prepared from a [`ConceptInput`] (evaluation
+//! activations, targets, the classifier; independent of files so tests build it directly),
+//! and turns a [`PermutationBlock`] into [`PartialSums`] — the result of one Shapley task.
+//! The math (games, permutations, exact sums, stopping) is in [`hint_common::shapley`].
+//!
+//! Two value modes ([`Mode`]):
+//! - `fixed`: the trained classifier, unchanged. A permutation is one incremental sweep of
+//!   [`LinearGame`] (O(N·D), sparse columns O(nonzeros)); samples run in parallel on the CPU
+//!   (rayon), each on one thread in a fixed order, so a permutation's marginals are
+//!   bit-identical wherever it runs. No libtorch is involved: the sweep is column additions
+//!   plus a vectorised log σ, and libtorch's CPU kernels give no bit-identity across thread
+//!   counts (their chunking decides which elements take the scalar tail path). This is the
+//!   backend of `--device cpu` ([`SweepBackend::Rust`]).
+//! - `fixed` on a libtorch device ([`SweepBackend::Torch`], chosen for CUDA devices by
+//!   [`ShapleyConfig::with_device`]): [`batched::BatchedSweep`] sweeps a group of `P`
+//!   permutations at once (`[T, P, N]` chunks of margins, the quality of all `T·P`
+//!   coalitions in one pass) and hands the same f64 marginals to [`PartialSums`]. Its margins
+//!   are bit-identical to the CPU sweep's; its values agree with them to float tolerance
+//!   (libtorch's `log σ` and reductions), not bits — see [`batched`] for the contract.
+//! - `retrain` (the paper's `L*_e`): every coalition gets its own logistic regression, fitted
+//!   by [`retrain::RetrainGame`] — all `D + 1` nested coalitions of a permutation at once, as
+//!   one batched Newton optimisation in libtorch (CPU or GPU).
+//!
+//! Determinism: the permutations of a block and the replacement rows come from the job seed
+//! alone, retrain mode always batches exactly one permutation's coalitions, and the batched
+//! fixed sweep always computes whole groups `gP..(g+1)P` (the same shapes for any split), so
+//! splitting the permutations of a concept into any blocks and merging the partial sums gives
+//! bit-identical Φ on a given device kind and thread count. Across backends (pure Rust,
+//! libtorch CPU, GPU) Φ agrees to float tolerance only: every permutation block of one
+//! concept must run on one device kind, with one [`FixedConfig`].
+
+pub mod batched;
+pub mod retrain;
+
+use hint_common::seed;
+use hint_common::shapley::{
+    exact, permutation, replacement_rows, LinearGame, PartialSums, PermutationBlock, Quality,
+    Replacement, Sampling, ShapleyError, StoppingRule,
+};
+use rayon::prelude::*;
+use tch::{Device, Kind};
+
+pub use batched::BatchedSweep;
+pub use retrain::RetrainGame;
+
+/// Errors of the Shapley stage.
+#[derive(Debug, thiserror::Error)]
+pub enum ShapleyRunError {
+    /// The inputs or the sums are unusable.
+    #[error(transparent)]
+    Shapley(#[from] ShapleyError),
+    /// A libtorch operation failed (retrain mode).
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    /// An invalid setting.
+    #[error("invalid Shapley configuration: {0}")]
+    Config(String),
+}
+
+/// Result of the Shapley stage.
+pub type Result<T, E = ShapleyRunError> = std::result::Result<T, E>;
+
+/// How the value of a coalition is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// The classifier trained once on all neurons.
+    #[default]
+    Fixed,
+    /// A classifier re-fitted on each coalition (the paper's `L*_e`).
+    Retrain,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "fixed" => Ok(Mode::Fixed),
+            "retrain" => Ok(Mode::Retrain),
+            _ => Err(format!("unknown mode '{s}' (expected fixed or retrain)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Fixed => "fixed",
+            Mode::Retrain => "retrain",
+        })
+    }
+}
+
+/// Settings of retrain mode's batched fits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetrainConfig {
+    /// Newton iterations per fit, a fixed number so the fit is a fixed function of the
+    /// coalition (10: converged to working precision on well-posed problems).
+    pub iterations: usize,
+    /// L2 penalty λ on the weights (not the bias) of the mean log-loss; must be > 0 so that
+    /// the Newton systems of coalitions with constant features are solvable.
+    pub l2: f64,
+    /// Where the fits run.
+    pub device: Device,
+    /// Floating-point kind of the fits (`Double` on the CPU; `Float` is faster on GPUs).
+    pub kind: Kind,
+    /// Bytes of coalition design matrices held at once (bounds memory at large N·D).
+    pub memory_budget: usize,
+}
+
+impl Default for RetrainConfig {
+    fn default() -> Self {
+        RetrainConfig {
+            iterations: 10,
+            l2: 1e-3,
+            device: Device::Cpu,
+            kind: Kind::Double,
+            memory_budget: 1 << 30,
+        }
+    }
+}
+
+/// Where fixed mode's permutation sweeps run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SweepBackend {
+    /// The pure-Rust sweep on the CPU (rayon): bit-identical on every machine.
+    #[default]
+    Rust,
+    /// Groups of permutations swept at once by libtorch on this device ([`BatchedSweep`]);
+    /// `Torch(Device::Cpu)` exists for tests and benchmarks.
+    Torch(Device),
+}
+
+impl SweepBackend {
+    /// The backend of a device: the pure-Rust sweep on the CPU, libtorch elsewhere.
+    pub fn for_device(device: Device) -> Self {
+        match device {
+            Device::Cpu => SweepBackend::Rust,
+            other => SweepBackend::Torch(other),
+        }
+    }
+}
+
+/// Settings of fixed mode's sweeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FixedConfig {
+    /// Where the sweeps run.
+    pub backend: SweepBackend,
+    /// Permutations swept at once by the libtorch backend (`P`, even so that an antithetic
+    /// pair is never split). With the memory budget it fixes the kernels' shapes, so it is
+    /// part of the determinism contract: every worker of a job must use the same value.
+    pub group: usize,
+    /// Device bytes of one chunk of a group's margins and scores (20 bytes × steps ×
+    /// `group` × N); the `[D, N]` contributions come on top.
+    pub memory_budget: usize,
+}
+
+impl Default for FixedConfig {
+    fn default() -> Self {
+        FixedConfig {
+            backend: SweepBackend::Rust,
+            group: 64,
+            memory_budget: 1 << 30,
+        }
+    }
+}
+
+/// Settings of the Shapley stage.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ShapleyConfig {
+    /// Value mode.
+    pub mode: Mode,
+    /// Quality measure of the game.
+    pub quality: Quality,
+    /// What replaces neurons outside a coalition.
+    pub replacement: Replacement,
+    /// Independent permutations or antithetic pairs (default).
+    pub sampling: Sampling,
+    /// Fixed mode only: stop a sweep once |v(all) − v(prefix)| ≤ this (off by default).
+    pub truncation: Option<f64>,
+    /// The job seed.
+    pub seed: u64,
+    /// Fixed mode's sweeps.
+    pub fixed: FixedConfig,
+    /// Retrain mode's fits.
+    pub retrain: RetrainConfig,
+}
+
+impl Default for ShapleyConfig {
+    fn default() -> Self {
+        ShapleyConfig {
+            mode: Mode::Fixed,
+            quality: Quality::LogLikelihood,
+            replacement: Replacement::Marginal,
+            sampling: Sampling::Antithetic,
+            truncation: None,
+            seed: 0,
+            fixed: FixedConfig::default(),
+            retrain: RetrainConfig::default(),
+        }
+    }
+}
+
+impl ShapleyConfig {
+    /// Runs both modes on `device`: fixed mode's sweep backend
+    /// ([`SweepBackend::for_device`]) and retrain mode's fits (f64 on the CPU, f32 on GPUs).
+    pub fn with_device(mut self, device: Device) -> Self {
+        self.fixed.backend = SweepBackend::for_device(device);
+        self.retrain.device = device;
+        self.retrain.kind = if device.is_cuda() {
+            Kind::Float
+        } else {
+            Kind::Double
+        };
+        self
+    }
+
+    /// Rejects combinations that cannot run.
+    pub fn validate(&self) -> Result<()> {
+        if self.fixed.group < 2 || !self.fixed.group.is_multiple_of(2) {
+            return Err(ShapleyRunError::Config(format!(
+                "the batched sweep's group must be even and ≥ 2, not {}",
+                self.fixed.group
+            )));
+        }
+        if self.mode == Mode::Retrain && self.truncation.is_some() {
+            return Err(ShapleyRunError::Config(
+                "truncation applies to fixed mode only (retrain fits a permutation's coalitions as one batch)".into(),
+            ));
+        }
+        if self.truncation.is_some_and(|t| t.is_nan() || t < 0.0) {
+            return Err(ShapleyRunError::Config("truncation must be ≥ 0".into()));
+        }
+        if self.mode == Mode::Retrain && (self.retrain.l2.is_nan() || self.retrain.l2 <= 0.0) {
+            return Err(ShapleyRunError::Config(
+                "retrain needs an L2 penalty > 0".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One concept's inputs: evaluation regions, the classifier and (for retrain mode) the
+/// regions to re-fit on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConceptInput {
+    /// The concept's id: part of every seed.
+    pub concept: u32,
+    /// Evaluation activations, `N × D` row-major.
+    pub eval_x: Vec<f32>,
+    /// Whether each evaluation region is a positive of the concept.
+    pub eval_targets: Vec<bool>,
+    /// Retrain mode's fitting regions (`N_fit × D`); empty = fit on the evaluation regions.
+    pub fit_x: Vec<f32>,
+    /// Targets of the fitting regions.
+    pub fit_targets: Vec<bool>,
+    /// The trained classifier's weights, `[D]`.
+    pub weight: Vec<f32>,
+    /// The trained classifier's bias.
+    pub bias: f32,
+}
+
+impl ConceptInput {
+    /// Neurons `D`.
+    pub fn neurons(&self) -> usize {
+        self.weight.len()
+    }
+}
+
+/// Seed part that separates the fitting set's replacement rows from the evaluation set's.
+const FIT_REPLACEMENT_TAG: u64 = 0x4649_5452_4550_4C00; // "FITREPL"
+
+/// The game of one concept, ready to sweep permutation blocks.
+#[derive(Debug)]
+pub struct ShapleyEngine {
+    concept: u32,
+    neurons: usize,
+    config: ShapleyConfig,
+    game: Game,
+}
+
+#[derive(Debug)]
+enum Game {
+    /// The pure-Rust game (values, exact sums, and the sweeps unless `batched` is there).
+    Fixed {
+        game: LinearGame,
+        batched: Option<BatchedSweep>,
+    },
+    Retrain(RetrainGame),
+}
+
+impl ShapleyEngine {
+    /// Prepares the game: draws the replacement rows and builds the fixed-mode kernel or the
+    /// retrain-mode tensors.
+    pub fn new(input: &ConceptInput, config: &ShapleyConfig) -> Result<Self> {
+        config.validate()?;
+        let (n, d) = (input.eval_targets.len(), input.neurons());
+        let rows = replacement_rows(
+            &input.eval_x,
+            n,
+            d,
+            config.replacement,
+            config.seed,
+            input.concept,
+        )?;
+        let game = match config.mode {
+            Mode::Fixed => Game::Fixed {
+                game: LinearGame::new(
+                    &input.eval_x,
+                    &input.eval_targets,
+                    &rows,
+                    &input.weight,
+                    input.bias,
+                    config.quality,
+                )?,
+                batched: match config.fixed.backend {
+                    SweepBackend::Rust => None,
+                    SweepBackend::Torch(device) => Some(BatchedSweep::new(
+                        &input.eval_x,
+                        &input.eval_targets,
+                        &rows,
+                        &input.weight,
+                        input.bias,
+                        config.quality,
+                        &config.fixed,
+                        device,
+                    )?),
+                },
+            },
+            Mode::Retrain => {
+                let (fit_x, fit_targets, fit_rows) = if input.fit_targets.is_empty() {
+                    (&input.eval_x, &input.eval_targets, rows.clone())
+                } else {
+                    let fit_seed = seed::derive(config.seed, &[FIT_REPLACEMENT_TAG]);
+                    let fit_rows = replacement_rows(
+                        &input.fit_x,
+                        input.fit_targets.len(),
+                        d,
+                        config.replacement,
+                        fit_seed,
+                        input.concept,
+                    )?;
+                    (&input.fit_x, &input.fit_targets, fit_rows)
+                };
+                Game::Retrain(RetrainGame::new(
+                    retrain::Regions::new(&input.eval_x, &input.eval_targets, &rows, d)?,
+                    retrain::Regions::new(fit_x, fit_targets, &fit_rows, d)?,
+                    d,
+                    config.quality,
+                    &config.retrain,
+                )?)
+            }
+        };
+        Ok(ShapleyEngine {
+            concept: input.concept,
+            neurons: d,
+            config: *config,
+            game,
+        })
+    }
+
+    /// Neurons (players).
+    pub fn neurons(&self) -> usize {
+        self.neurons
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ShapleyConfig {
+        &self.config
+    }
+
+    /// v(S) of each coalition (`masks[i][d]`: is neuron `d` in coalition `i`).
+    pub fn values(&self, masks: &[Vec<bool>]) -> Result<Vec<f64>> {
+        match &self.game {
+            Game::Fixed { game, .. } => Ok(masks.iter().map(|m| game.value(|d| m[d])).collect()),
+            Game::Retrain(game) => game.values(masks),
+        }
+    }
+
+    /// Exact Shapley values by enumerating all 2^D coalitions (D ≤ 16).
+    pub fn exact(&self) -> Result<Vec<f64>> {
+        let d = self.neurons;
+        if d > 16 {
+            return Err(ShapleyRunError::Config(format!(
+                "exact enumeration needs D ≤ 16, not {d}"
+            )));
+        }
+        let masks: Vec<Vec<bool>> = (0..1u64 << d)
+            .map(|m| (0..d).map(|k| m >> k & 1 == 1).collect())
+            .collect();
+        Ok(exact::exact_from_values(d, &self.values(&masks)?))
+    }
+
+    /// The partial sums of the permutations of `block` — one Shapley task.
+    pub fn run_block(&self, block: PermutationBlock) -> Result<PartialSums> {
+        let sampling = self.config.sampling;
+        let samples = block.samples(sampling)?;
+        let mut sums = PartialSums::new(self.neurons, sampling, block);
+        // Samples are computed in parallel, in bounded chunks, and added in index order
+        // (the sums are exact, so the order is for readability, not for the result).
+        let chunk = 256u64;
+        let mut start = samples.start;
+        while start < samples.end {
+            let end = (start + chunk).min(samples.end);
+            let marginals: Vec<Vec<f64>> = match &self.game {
+                // Groups of permutations on the device; the host only applies marginals.
+                Game::Fixed {
+                    batched: Some(sweep),
+                    ..
+                } => (start..end)
+                    .map(|j| {
+                        let mut out = vec![0.0f64; self.neurons];
+                        for (k, scale) in self.permutations_of(j) {
+                            sweep.sweep(
+                                self.source(),
+                                k,
+                                self.config.truncation,
+                                scale,
+                                &mut out,
+                            )?;
+                        }
+                        Ok(out)
+                    })
+                    .collect::<Result<_>>()?,
+                Game::Fixed { game, .. } => {
+                    let sampler = FixedSampler {
+                        game,
+                        config: &self.config,
+                        concept: self.concept,
+                    };
+                    (start..end)
+                        .into_par_iter()
+                        .map(|j| sampler.sample(j))
+                        .collect()
+                }
+                // libtorch parallelises inside each fit; one permutation at a time keeps
+                // the batch shapes independent of the block.
+                Game::Retrain(game) => (start..end)
+                    .map(|j| {
+                        let mut out = vec![0.0f64; self.neurons];
+                        for (k, scale) in self.permutations_of(j) {
+                            game.sweep(&self.order(k), scale, &mut out)?;
+                        }
+                        Ok(out)
+                    })
+                    .collect::<Result<_>>()?,
+            };
+            for m in &marginals {
+                sums.add_sample(m)?;
+            }
+            start = end;
+        }
+        Ok(sums)
+    }
+
+    /// The permutation indices of sample `j` with the weight of each.
+    fn permutations_of(&self, j: u64) -> impl Iterator<Item = (u64, f64)> {
+        permutations_of(self.config.sampling, j)
+    }
+
+    /// The batched sweep, when fixed mode runs on libtorch.
+    pub fn batched(&self) -> Option<&BatchedSweep> {
+        match &self.game {
+            Game::Fixed { batched, .. } => batched.as_ref(),
+            Game::Retrain(_) => None,
+        }
+    }
+
+    fn source(&self) -> batched::PermutationSource {
+        batched::PermutationSource {
+            seed: self.config.seed,
+            concept: self.concept,
+            sampling: self.config.sampling,
+        }
+    }
+
+    fn order(&self, k: u64) -> Vec<u32> {
+        permutation(
+            self.config.seed,
+            self.concept,
+            k,
+            self.neurons,
+            self.config.sampling,
+        )
+    }
+}
+
+/// The permutation indices of sample `j` and the weight of each (½ for a pair's halves).
+fn permutations_of(sampling: Sampling, j: u64) -> impl Iterator<Item = (u64, f64)> {
+    let per = sampling.permutations_per_sample();
+    (j * per..(j + 1) * per).map(move |k| (k, 1.0 / per as f64))
+}
+
+/// What a fixed-mode sample needs, all shareable across rayon's threads.
+struct FixedSampler<'a> {
+    game: &'a LinearGame,
+    config: &'a ShapleyConfig,
+    concept: u32,
+}
+
+impl FixedSampler<'_> {
+    /// The marginals of sample `j` (a permutation, or the mean over an antithetic pair).
+    fn sample(&self, j: u64) -> Vec<f64> {
+        let d = self.game.neurons();
+        let mut out = vec![0.0f64; d];
+        for (k, scale) in permutations_of(self.config.sampling, j) {
+            let order = permutation(self.config.seed, self.concept, k, d, self.config.sampling);
+            self.game
+                .sweep(&order, self.config.truncation, scale, &mut out);
+        }
+        out
+    }
+}
+
+/// How many permutations to run for a concept.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    /// The most permutations (rounded up to whole samples).
+    pub max_permutations: u64,
+    /// Stop earlier when this rule holds, checked after every round.
+    pub rule: Option<StoppingRule>,
+    /// Samples before the rule is first asked.
+    pub min_samples: u64,
+    /// Permutations per round (the granularity of the rule's checks and of progress).
+    pub round: u64,
+}
+
+/// Runs rounds of permutation blocks `0..r, r..2r, …` for one concept until the budget is
+/// spent or the rule is satisfied; `on_round` sees the merged sums after each round. The
+/// rounds are contiguous blocks from 0, so the result equals one block of the same length.
+pub fn estimate(
+    engine: &ShapleyEngine,
+    budget: &Budget,
+    mut on_round: impl FnMut(&PartialSums),
+) -> Result<PartialSums> {
+    let per = engine.config.sampling.permutations_per_sample();
+    let round_up = |p: u64| p.div_ceil(per) * per;
+    let max = round_up(budget.max_permutations);
+    let round = round_up(budget.round.max(1));
+    let mut sums: Option<PartialSums> = None;
+    let mut done = 0;
+    while done < max {
+        let end = (done + round).min(max);
+        let part = engine.run_block(PermutationBlock::new(done, end))?;
+        let merged = match sums.take() {
+            None => PartialSums::merge([part])?,
+            Some(previous) => PartialSums::merge([previous, part])?,
+        };
+        on_round(&merged);
+        done = end;
+        let stop = budget.rule.is_some_and(|rule| {
+            rule.satisfied(&merged.estimates(), merged.samples(), budget.min_samples)
+        });
+        sums = Some(merged);
+        if stop {
+            break;
+        }
+    }
+    sums.map_or_else(
+        || {
+            Ok(PartialSums::new(
+                engine.neurons,
+                engine.config.sampling,
+                PermutationBlock::new(0, 0),
+            ))
+        },
+        Ok,
+    )
+}
+
+#[cfg(test)]
+mod tests;

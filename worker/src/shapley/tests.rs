@@ -1,0 +1,480 @@
+//! The Shapley engine against exact enumeration and the Shapley axioms, a planted concept
+//! signal, and shard invariance.
+
+use super::*;
+use rand::Rng;
+use tch::Tensor;
+
+/// `n` regions × `d` neurons, uniform noise in [0, 1) plus, on the `planted` neurons, a
+/// signal of `strength` on the positives (every other region is positive).
+fn synthetic(
+    n: usize,
+    d: usize,
+    planted: &[usize],
+    strength: f32,
+    seed: u64,
+) -> (Vec<f32>, Vec<bool>) {
+    let mut rng = hint_common::seed::rng(seed, &[1]);
+    let targets: Vec<bool> = (0..n).map(|i| i.is_multiple_of(2)).collect();
+    let mut x = vec![0.0f32; n * d];
+    for i in 0..n {
+        for k in 0..d {
+            let noise = (rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32;
+            let signal = if targets[i] && planted.contains(&k) {
+                strength
+            } else {
+                0.0
+            };
+            x[i * d + k] = noise + signal;
+        }
+    }
+    (x, targets)
+}
+
+/// A logistic regression fitted by Newton's method (the classifier of the tests).
+fn fit(x: &[f32], targets: &[bool], d: usize) -> (Vec<f32>, f32) {
+    let n = targets.len() as i64;
+    let xs = Tensor::cat(
+        &[
+            Tensor::from_slice(x)
+                .reshape([n, d as i64])
+                .to_kind(Kind::Double),
+            Tensor::ones([n, 1], (Kind::Double, Device::Cpu)),
+        ],
+        1,
+    );
+    let y = Tensor::from_slice(
+        &targets
+            .iter()
+            .map(|&t| f64::from(u8::from(t)))
+            .collect::<Vec<_>>(),
+    );
+    let mut theta = Tensor::zeros([d as i64 + 1], (Kind::Double, Device::Cpu));
+    let ridge = Tensor::eye(d as i64 + 1, (Kind::Double, Device::Cpu)) * 1e-2;
+    for _ in 0..12 {
+        let p = xs.matmul(&theta).sigmoid();
+        let grad = xs.tr().matmul(&(&p - &y)) + &theta * 1e-2;
+        let curvature: Tensor = &p * (1.0 - &p);
+        let h = xs.tr().matmul(&(&xs * curvature.unsqueeze(1))) + &ridge;
+        theta -= Tensor::linalg_solve(&h, &grad, true);
+    }
+    let theta = Vec::<f64>::try_from(theta).unwrap();
+    (
+        theta[..d].iter().map(|&v| v as f32).collect(),
+        theta[d] as f32,
+    )
+}
+
+fn input(n: usize, d: usize, planted: &[usize], strength: f32) -> ConceptInput {
+    let (eval_x, eval_targets) = synthetic(n, d, planted, strength, 11);
+    let (fit_x, fit_targets) = synthetic(n, d, planted, strength, 12);
+    let (weight, bias) = fit(&fit_x, &fit_targets, d);
+    ConceptInput {
+        concept: 3,
+        eval_x,
+        eval_targets,
+        fit_x,
+        fit_targets,
+        weight,
+        bias,
+    }
+}
+
+fn config(mode: Mode) -> ShapleyConfig {
+    ShapleyConfig {
+        mode,
+        seed: 42,
+        ..ShapleyConfig::default()
+    }
+}
+
+fn run(engine: &ShapleyEngine, permutations: u64) -> PartialSums {
+    engine
+        .run_block(PermutationBlock::new(0, permutations))
+        .unwrap()
+}
+
+/// Every Monte-Carlo φ within 3 standard errors of the exact value, and the efficiency axiom
+/// for both.
+fn check_against_exact(mode: Mode, d: usize, permutations: u64) {
+    let input = input(240, d, &[1, 4], 0.6);
+    for replacement in [Replacement::Marginal, Replacement::Mean, Replacement::Zero] {
+        let engine = ShapleyEngine::new(
+            &input,
+            &ShapleyConfig {
+                replacement,
+                ..config(mode)
+            },
+        )
+        .unwrap();
+        let exact = engine.exact().unwrap();
+        let sums = run(&engine, permutations);
+        let estimates = sums.estimates();
+        for (k, (e, x)) in estimates.iter().zip(&exact).enumerate() {
+            assert!(
+                (e.phi - x).abs() <= 3.0 * e.stderr + 1e-9,
+                "{mode} {replacement} neuron {k}: MC {} ± {} vs exact {x}",
+                e.phi,
+                e.stderr
+            );
+            assert_eq!(e.n_permutations, permutations);
+        }
+        let values = engine.values(&[vec![true; d], vec![false; d]]).unwrap();
+        let total = values[0] - values[1];
+        let exact_sum: f64 = exact.iter().sum();
+        let mc_sum: f64 = estimates.iter().map(|e| e.phi).sum();
+        assert!(
+            (exact_sum - total).abs() < 1e-9,
+            "exact efficiency {exact_sum} vs {total}"
+        );
+        assert!(
+            (mc_sum - total).abs() < 1e-5,
+            "MC efficiency {mc_sum} vs {total}"
+        );
+        // The planted neurons matter: the test is not comparing zeros.
+        assert!(exact[1].abs() > 0.01 && exact[4].abs() > 0.01, "{exact:?}");
+    }
+}
+
+#[test]
+fn fixed_mode_agrees_with_exact_shapley() {
+    check_against_exact(Mode::Fixed, 8, 200);
+}
+
+#[test]
+fn retrain_mode_agrees_with_exact_shapley() {
+    check_against_exact(Mode::Retrain, 6, 40);
+}
+
+/// A duplicated neuron gets the same φ; a constant neuron gets 0.
+fn check_symmetry_and_dummy(mode: Mode, permutations: u64) {
+    let d = 6;
+    let mut input = input(200, d, &[0, 2], 0.5);
+    // Neuron 3 := neuron 2 (same activations, same weight); neuron 5 := constant.
+    for i in 0..input.eval_targets.len() {
+        input.eval_x[i * d + 3] = input.eval_x[i * d + 2];
+        input.fit_x[i * d + 3] = input.fit_x[i * d + 2];
+        input.eval_x[i * d + 5] = 0.7;
+        input.fit_x[i * d + 5] = 0.7;
+    }
+    input.weight[3] = input.weight[2];
+    let engine = ShapleyEngine::new(&input, &config(mode)).unwrap();
+    let exact = engine.exact().unwrap();
+    assert!((exact[2] - exact[3]).abs() < 1e-7, "symmetry: {exact:?}");
+    assert!(
+        exact[2].abs() > 1e-3,
+        "the duplicated neuron matters: {exact:?}"
+    );
+    assert!(exact[5].abs() < 1e-6, "dummy: {exact:?}");
+    let e = run(&engine, permutations).estimates();
+    let joint = (e[2].stderr.powi(2) + e[3].stderr.powi(2)).sqrt();
+    assert!(
+        (e[2].phi - e[3].phi).abs() <= 3.0 * joint + 1e-9,
+        "MC symmetry {e:?}"
+    );
+    assert!(e[5].phi.abs() < 1e-6, "MC dummy {:?}", e[5]);
+}
+
+#[test]
+fn fixed_mode_symmetry_and_dummy() {
+    check_symmetry_and_dummy(Mode::Fixed, 100);
+}
+
+#[test]
+fn retrain_mode_symmetry_and_dummy() {
+    check_symmetry_and_dummy(Mode::Retrain, 20);
+}
+
+#[test]
+fn top_neurons_are_the_planted_group() {
+    let planted = [5usize, 17, 33, 40];
+    let input = input(1000, 48, &planted, 0.8);
+    let engine = ShapleyEngine::new(&input, &config(Mode::Fixed)).unwrap();
+    let budget = Budget {
+        max_permutations: 400,
+        rule: Some(StoppingRule::TopKSeparated {
+            k: planted.len(),
+            confidence: 0.99,
+        }),
+        min_samples: 5,
+        round: 10,
+    };
+    let mut rounds = 0;
+    let sums = estimate(&engine, &budget, |_| rounds += 1).unwrap();
+    assert!(
+        sums.permutations() < 400,
+        "the top-k rule stopped early ({rounds} rounds)"
+    );
+    let estimates = sums.estimates();
+    let mut order: Vec<usize> = (0..48).collect();
+    order.sort_by(|&a, &b| estimates[b].phi.total_cmp(&estimates[a].phi));
+    let mut top: Vec<usize> = order[..planted.len()].to_vec();
+    top.sort_unstable();
+    assert_eq!(top, planted);
+}
+
+/// Splitting the permutations into 1, 3 or 7 blocks, run in a shuffled order, merges to
+/// bit-identical sums and Φ.
+fn check_shards(mode: Mode, d: usize, permutations: u64) {
+    let input = input(150, d, &[1], 0.5);
+    let engine = ShapleyEngine::new(&input, &config(mode)).unwrap();
+    let reference = PartialSums::merge([run(&engine, permutations)]).unwrap();
+    for shards in [1u64, 3, 7] {
+        // Even cut points (antithetic pairs stay whole), uneven block sizes.
+        let mut cuts: Vec<u64> = (0..=shards)
+            .map(|s| (permutations / 2 * s * s / (shards * shards)) * 2)
+            .collect();
+        cuts.dedup();
+        let mut blocks: Vec<PermutationBlock> = cuts
+            .windows(2)
+            .map(|w| PermutationBlock::new(w[0], w[1]))
+            .collect();
+        // Completion order: reversed and interleaved.
+        blocks.reverse();
+        let half = blocks.len() / 2;
+        blocks.rotate_left(half);
+        let parts: Vec<PartialSums> = blocks
+            .iter()
+            .map(|&b| engine.run_block(b).unwrap())
+            .collect();
+        let merged = PartialSums::merge(parts).unwrap();
+        assert_eq!(merged, reference, "{mode}, {shards} shards");
+        for (a, b) in merged.estimates().iter().zip(reference.estimates()) {
+            assert_eq!(a.phi.to_bits(), b.phi.to_bits());
+            assert_eq!(a.stderr.to_bits(), b.stderr.to_bits());
+        }
+    }
+}
+
+#[test]
+fn fixed_mode_shards_merge_bit_identically() {
+    check_shards(Mode::Fixed, 24, 84);
+}
+
+#[test]
+fn retrain_mode_shards_merge_bit_identically() {
+    check_shards(Mode::Retrain, 5, 28);
+}
+
+#[test]
+fn truncation_keeps_efficiency_within_the_tolerance() {
+    let input = input(200, 16, &[2, 3], 1.0);
+    let tol = 1e-3;
+    let cfg = ShapleyConfig {
+        truncation: Some(tol),
+        ..config(Mode::Fixed)
+    };
+    let engine = ShapleyEngine::new(&input, &cfg).unwrap();
+    let v = engine.values(&[vec![true; 16], vec![false; 16]]).unwrap();
+    let sum: f64 = run(&engine, 20).estimates().iter().map(|e| e.phi).sum();
+    assert!((sum - (v[0] - v[1])).abs() <= tol + 1e-6);
+    assert!(ShapleyEngine::new(
+        &input,
+        &ShapleyConfig {
+            truncation: Some(tol),
+            ..config(Mode::Retrain)
+        }
+    )
+    .is_err());
+}
+
+#[test]
+fn sparse_activations_agree_with_exact_and_shard_bit_identically() {
+    // Mostly-zero (ReLU-like) activations: with zero replacement most columns are swept
+    // sparsely, with marginal replacement some are.
+    let d = 8;
+    let mut input = input(300, d, &[1, 4], 0.6);
+    for (i, v) in input.eval_x.iter_mut().enumerate() {
+        if !(i * 7 + i / d).is_multiple_of(5) {
+            *v = 0.0;
+        }
+    }
+    for replacement in [Replacement::Zero, Replacement::Marginal] {
+        let cfg = ShapleyConfig {
+            replacement,
+            ..config(Mode::Fixed)
+        };
+        let engine = ShapleyEngine::new(&input, &cfg).unwrap();
+        let exact = engine.exact().unwrap();
+        let sums = run(&engine, 200);
+        for (k, (e, x)) in sums.estimates().iter().zip(&exact).enumerate() {
+            assert!(
+                (e.phi - x).abs() <= 3.0 * e.stderr + 1e-9,
+                "{replacement} neuron {k}: MC {} ± {} vs exact {x}",
+                e.phi,
+                e.stderr
+            );
+        }
+        let parts = [
+            PermutationBlock::new(120, 200),
+            PermutationBlock::new(0, 58),
+            PermutationBlock::new(58, 120),
+        ]
+        .map(|b| engine.run_block(b).unwrap());
+        assert_eq!(
+            PartialSums::merge(parts).unwrap(),
+            PartialSums::merge([sums]).unwrap()
+        );
+    }
+}
+
+/// The libtorch backend on the CPU, with small groups and chunks so that blocks straddle
+/// groups and the steps split into uneven chunks.
+fn batched(config: ShapleyConfig, regions: usize, steps_per_chunk: usize) -> ShapleyConfig {
+    ShapleyConfig {
+        fixed: FixedConfig {
+            backend: SweepBackend::Torch(Device::Cpu),
+            group: 6,
+            memory_budget: 20 * 6 * regions * steps_per_chunk,
+        },
+        ..config
+    }
+}
+
+#[test]
+fn batched_sweep_reproduces_the_rust_sweep() {
+    let d = 24;
+    let input = input(300, d, &[1, 4, 9], 0.6);
+    for quality in [
+        Quality::LogLikelihood,
+        Quality::BalancedLogLikelihood,
+        Quality::Accuracy,
+    ] {
+        for (replacement, sampling) in [
+            (Replacement::Marginal, Sampling::Antithetic),
+            (Replacement::Zero, Sampling::Independent),
+            (Replacement::Mean, Sampling::Antithetic),
+        ] {
+            let cpu = ShapleyConfig {
+                quality,
+                replacement,
+                sampling,
+                ..config(Mode::Fixed)
+            };
+            let rust = ShapleyEngine::new(&input, &cpu).unwrap();
+            let torch = ShapleyEngine::new(&input, &batched(cpu, 300, 5)).unwrap();
+            let sweep = torch.batched().expect("the libtorch backend");
+            assert_eq!((sweep.group(), sweep.chunk()), (6, 5));
+            let what = format!("{quality} {replacement} {sampling:?}");
+            // v(∅), v(all): the margins are the same; only libtorch's f64 log σ differs
+            // from the CPU's f32 one.
+            let v = rust.values(&[vec![false; d], vec![true; d]]).unwrap();
+            assert!((sweep.v_none() - v[0]).abs() < 1e-6, "{what}: v(∅)");
+            assert!((sweep.v_all() - v[1]).abs() < 1e-6, "{what}: v(all)");
+            let block = PermutationBlock::new(4, 40);
+            let (a, b) = (
+                rust.run_block(block).unwrap(),
+                torch.run_block(block).unwrap(),
+            );
+            if quality == Quality::Accuracy {
+                // 0/1 scores of bit-identical margins, summed exactly: the same bits.
+                assert_eq!(a, b, "{what}");
+                continue;
+            }
+            let (ea, eb) = (a.estimates(), b.estimates());
+            for (k, (x, y)) in ea.iter().zip(&eb).enumerate() {
+                assert!(
+                    (x.phi - y.phi).abs() <= 1e-3 * x.stderr + 1e-8,
+                    "{what} neuron {k}: Rust {} ± {} vs libtorch {}",
+                    x.phi,
+                    x.stderr,
+                    y.phi
+                );
+                assert!((x.stderr - y.stderr).abs() <= 1e-3 * x.stderr + 1e-8);
+            }
+            // Efficiency: the marginals of a sweep telescope to v(all) − v(∅).
+            let sum: f64 = eb.iter().map(|e| e.phi).sum();
+            assert!(
+                (sum - (v[1] - v[0])).abs() < 1e-6,
+                "{what}: Σφ {sum} vs {}",
+                v[1] - v[0]
+            );
+            assert!(
+                ea[1].phi.abs() > 10.0 * ea[1].stderr,
+                "{what}: a planted neuron matters"
+            );
+        }
+    }
+}
+
+#[test]
+fn batched_sweep_is_deterministic_and_shards_bit_identically() {
+    let d = 20;
+    let input = input(200, d, &[2, 7], 0.5);
+    let config = batched(config(Mode::Fixed), 200, 3);
+    let reference = {
+        let engine = ShapleyEngine::new(&input, &config).unwrap();
+        PartialSums::merge([engine.run_block(PermutationBlock::new(0, 40)).unwrap()]).unwrap()
+    };
+    // A fresh engine (no kept group), then blocks that start and end inside groups of 6,
+    // run out of order so the kept group is replaced and recomputed.
+    let engine = ShapleyEngine::new(&input, &config).unwrap();
+    let again = engine.run_block(PermutationBlock::new(0, 40)).unwrap();
+    assert_eq!(
+        PartialSums::merge([again]).unwrap(),
+        reference,
+        "run to run"
+    );
+    for cuts in [vec![0u64, 2, 14, 16, 40], vec![0, 8, 10, 26, 34, 40]] {
+        let mut blocks: Vec<PermutationBlock> = cuts
+            .windows(2)
+            .map(|w| PermutationBlock::new(w[0], w[1]))
+            .collect();
+        blocks.reverse();
+        let parts = blocks.iter().map(|&b| engine.run_block(b).unwrap());
+        let merged = PartialSums::merge(parts).unwrap();
+        assert_eq!(merged, reference, "blocks {cuts:?}");
+        for (a, b) in merged.estimates().iter().zip(reference.estimates()) {
+            assert_eq!(a.phi.to_bits(), b.phi.to_bits());
+            assert_eq!(a.stderr.to_bits(), b.stderr.to_bits());
+        }
+    }
+}
+
+#[test]
+fn batched_sweep_truncates_like_the_rust_sweep() {
+    let d = 16;
+    let input = input(200, d, &[2, 3], 1.0);
+    let cpu = ShapleyConfig {
+        truncation: Some(1e-3),
+        ..config(Mode::Fixed)
+    };
+    let rust = ShapleyEngine::new(&input, &cpu).unwrap();
+    let torch = ShapleyEngine::new(&input, &batched(cpu, 200, 4)).unwrap();
+    let block = PermutationBlock::new(0, 20);
+    let (a, b) = (
+        rust.run_block(block).unwrap().estimates(),
+        torch.run_block(block).unwrap().estimates(),
+    );
+    // Both backends stop at the same steps (their values differ by far less than any
+    // prefix's distance to the tolerance), so φ agrees to float tolerance.
+    for (k, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!(
+            (x.phi - y.phi).abs() <= 1e-3 * x.stderr + 1e-8,
+            "neuron {k}: {x:?} vs {y:?}"
+        );
+    }
+    // Truncation did cut sweeps short: without it, φ differs.
+    let full = ShapleyEngine::new(&input, &batched(config(Mode::Fixed), 200, 4)).unwrap();
+    let untruncated = full.run_block(block).unwrap().estimates();
+    assert!(untruncated
+        .iter()
+        .zip(&b)
+        .any(|(u, t)| (u.phi - t.phi).abs() > 1e-6));
+    let v = rust.values(&[vec![true; d], vec![false; d]]).unwrap();
+    let sum: f64 = b.iter().map(|e| e.phi).sum();
+    assert!((sum - (v[0] - v[1])).abs() <= 1e-3 + 1e-6);
+}
+
+#[test]
+fn device_selects_the_sweep_and_odd_groups_are_rejected() {
+    let cpu = ShapleyConfig::default().with_device(Device::Cpu);
+    assert_eq!(cpu.fixed.backend, SweepBackend::Rust);
+    assert_eq!(cpu.retrain.kind, Kind::Double);
+    let gpu = ShapleyConfig::default().with_device(Device::Cuda(0));
+    assert_eq!(gpu.fixed.backend, SweepBackend::Torch(Device::Cuda(0)));
+    assert_eq!(gpu.retrain.kind, Kind::Float);
+    let mut odd = ShapleyConfig::default();
+    odd.fixed.group = 5;
+    assert!(odd.validate().is_err());
+}

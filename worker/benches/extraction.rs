@@ -3,15 +3,23 @@
 //!
 //! The floor is the least any method must do: a batched forward to `l` without autograd,
 //! then forward from `l` and backward of the selected logits to the layer activation.
-//! Each method is timed through `extract::regions_of_batch`, i.e. everything the model
-//! thread does per batch: tensor upload, saliency, aggregation, normalisation, threshold
-//! and the gather of kept rows back to the CPU. Decoding runs on other threads in a real
-//! run and is not part of either number.
+//! Each method is timed as `extract::run` drives it: `iters` batches launched on this
+//! thread (`extract::launch_regions`: upload, saliency, aggregation, normalisation,
+//! threshold, the gather of kept rows launched on the device) while an
+//! `extract::GatherStage` copies each batch's kept activations to the host. The column
+//! "one at a time" is the same work without the overlap (median of `iters` batches, each
+//! gathered before the next starts). Decoding and Parquet writing run on other threads
+//! in a real run and are not part of either number.
+//!
+//! `--profile` adds, per method, the median milliseconds of each step of one batch, with
+//! the device synchronised between steps (so the steps add up to more than a pipelined
+//! batch takes): where the time beyond the floor goes.
 //!
 //! ```text
 //! cargo bench -p hint-worker --bench extraction -- \
 //!     [--model vgg16] [--layer features.26] [--batch 16] [--iters 3] [--device auto] \
-//!     [--methods gradient,gradient_x_activation,…] [--samples 20] [--steps 20]
+//!     [--methods gradient,gradient_x_activation,…] [--samples 20] [--steps 20] \
+//!     [--background-ratio 1.0] [--profile]
 //! ```
 //! (`make bench` runs it with the defaults.) Weights are random: speed does not depend
 //! on their values.
@@ -19,7 +27,7 @@
 use std::time::Instant;
 
 use hint_common::regions::ActivationType;
-use hint_worker::extract::{self, ExtractConfig};
+use hint_worker::extract::{self, ExtractConfig, GatherStage, HostStaging, Phase};
 use hint_worker::guided::ReluMode;
 use hint_worker::images::DecodedImage;
 use hint_worker::models::{Architecture, Backbone, Layer};
@@ -35,6 +43,8 @@ struct Options {
     methods: Vec<String>,
     samples: usize,
     steps: usize,
+    background_ratio: f64,
+    profile: bool,
 }
 
 fn options() -> Options {
@@ -47,17 +57,19 @@ fn options() -> Options {
         methods: Method::NAMES.iter().map(|s| s.to_string()).collect(),
         samples: 20,
         steps: 20,
+        background_ratio: 1.0,
+        profile: false,
     };
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    for pair in args.chunks(2) {
-        let value = pair
-            .get(1)
-            .cloned()
-            .unwrap_or_else(|| panic!("{} needs a value", pair[0]));
-        match pair[0].as_str() {
+    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
+    while let Some(flag) = args.next() {
+        if flag == "--profile" {
+            o.profile = true;
+            continue;
+        }
+        let value = args
+            .next()
+            .unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
             "--model" => o.model = value,
             "--layer" => o.layer = value,
             "--batch" => o.batch = value.parse().expect("--batch N"),
@@ -66,11 +78,31 @@ fn options() -> Options {
             "--methods" => o.methods = value.split(',').map(String::from).collect(),
             "--samples" => o.samples = value.parse().expect("--samples N"),
             "--steps" => o.steps = value.parse().expect("--steps N"),
+            "--background-ratio" => {
+                o.background_ratio = value.parse().expect("--background-ratio R")
+            }
             other => panic!("unknown option {other}"),
         }
     }
     o
 }
+
+/// One method's numbers: seconds per batch pipelined and one at a time, and the profile.
+struct MethodTimes {
+    label: String,
+    pipelined: f64,
+    one_at_a_time: f64,
+    phases: Option<[f64; PHASES.len()]>,
+}
+
+/// The profiled steps: the model thread's [`Phase`]s, then the gather.
+const PHASES: [&str; 5] = [
+    "upload",
+    "saliency",
+    "normalise+map→host",
+    "host loop",
+    "gather+copy",
+];
 
 fn main() {
     let o = options();
@@ -92,12 +124,14 @@ fn main() {
         })
         .collect();
     println!(
-        "model {} layer {} batch {} input {crop}×{crop} device {device:?} threads {} iters {}",
+        "model {} layer {} batch {} input {crop}×{crop} device {device:?} threads {} iters {} \
+         background ratio {}",
         arch,
         o.layer,
         o.batch,
         tch::get_num_threads(),
-        o.iters
+        o.iters,
+        o.background_ratio
     );
 
     // The floor is timed before and after the methods: the spread shows how steady the
@@ -105,7 +139,8 @@ fn main() {
     let floor_before = time(o.iters, device, || {
         floor_pass(&model, layer, &images, device)
     });
-    let mut rows = Vec::new();
+    let normalisation = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);
+    let mut results = Vec::new();
     for name in &o.methods {
         let method = Method::parse(name, o.samples, 0.15, o.steps, Baseline::Zero).expect("method");
         let mut config = ExtractConfig::new(
@@ -118,17 +153,32 @@ fn main() {
         config.method = method;
         config.device = device;
         config.activation_type = ActivationType::F32;
-        let normalisation = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);
-        let seconds = time(o.iters, device, || {
-            extract::regions_of_batch(&model, layer, &config, normalisation, &images)
-                .expect("extraction");
+        config.background_ratio = o.background_ratio;
+        let launch = |on_phase: &mut dyn FnMut(Phase)| {
+            extract::launch_regions(&model, layer, &config, normalisation, &images, on_phase)
+                .expect("extraction")
+        };
+        // One staging buffer for the whole method, as the gather stage keeps one: the
+        // one-at-a-time number then differs from the pipelined one by the overlap only.
+        let mut staging = HostStaging::default();
+        let one_at_a_time = time(o.iters, device, || {
+            launch(&mut |_| {}).gather(&mut staging).expect("gather");
         });
+        let pipelined = time_pipelined(o.iters, device, || launch(&mut |_| {}));
+        let phases = o
+            .profile
+            .then(|| profile(o.iters, device, &mut staging, launch));
         let label = match method {
             Method::SmoothGrad { samples, .. } => format!("{name} (n={samples})"),
             Method::IntegratedGradients { steps, .. } => format!("{name} (steps={steps})"),
             _ => name.clone(),
         };
-        rows.push((label, seconds));
+        results.push(MethodTimes {
+            label,
+            pipelined,
+            one_at_a_time,
+            phases,
+        });
     }
     let floor_after = time(o.iters, device, || {
         floor_pass(&model, layer, &images, device)
@@ -142,12 +192,36 @@ fn main() {
         rate(floor_before),
         rate(floor_after)
     );
-    for (label, seconds) in rows {
+    for m in &results {
         println!(
-            "{label:<34} {:>9.2} images/s   {:.2}× floor",
-            rate(seconds),
-            floor / seconds
+            "{:<34} {:>9.2} images/s   {:.2}× floor (one batch at a time: {:.2} images/s, {:.2}×)",
+            m.label,
+            rate(m.pipelined),
+            floor / m.pipelined,
+            rate(m.one_at_a_time),
+            floor / m.one_at_a_time
         );
+    }
+    if o.profile {
+        println!(
+            "profile: median ms per batch of {}, device synchronised between steps; \
+             floor {:.2} ms",
+            o.batch,
+            floor * 1e3
+        );
+        print!("{:<34}", "method");
+        for phase in PHASES {
+            print!(" {phase:>18}");
+        }
+        println!(" {:>10}", "sum");
+        for m in &results {
+            let phases = m.phases.expect("profiled");
+            print!("{:<34}", m.label);
+            for ms in phases {
+                print!(" {ms:>18.2}");
+            }
+            println!(" {:>10.2}", phases.iter().sum::<f64>());
+        }
     }
 }
 
@@ -166,6 +240,12 @@ fn floor_pass(model: &Backbone, layer: Layer, images: &[DecodedImage], device: D
     let _ = grads[0].sum(Kind::Float).double_value(&[]);
 }
 
+fn synchronize(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
 /// Median seconds per call over `iters` calls, after one warm-up call.
 fn time(iters: usize, device: Device, mut f: impl FnMut()) -> f64 {
     f();
@@ -173,12 +253,67 @@ fn time(iters: usize, device: Device, mut f: impl FnMut()) -> f64 {
         .map(|_| {
             let start = Instant::now();
             f();
-            if let Device::Cuda(i) = device {
-                tch::Cuda::synchronize(i as i64);
-            }
+            synchronize(device);
             start.elapsed().as_secs_f64()
         })
         .collect();
     seconds.sort_by(f64::total_cmp);
     seconds[seconds.len() / 2]
+}
+
+/// Seconds per batch of `iters` batches (at least 2, so that there is something to
+/// overlap) through a gather stage, as `extract::run` drives them: from the first launch
+/// to the last batch on the host. The tail (the last gather, which nothing overlaps) is
+/// included, so few iterations understate the steady state a little.
+fn time_pipelined(
+    iters: usize,
+    device: Device,
+    mut launch: impl FnMut() -> extract::PendingRegions,
+) -> f64 {
+    let batches = iters.max(2);
+    synchronize(device);
+    let start = Instant::now();
+    let stage = GatherStage::spawn(2, |_| true);
+    for _ in 0..batches {
+        assert!(stage.send(launch()), "the gather stage stopped");
+    }
+    stage.finish().expect("gather");
+    synchronize(device);
+    start.elapsed().as_secs_f64() / batches as f64
+}
+
+/// Median milliseconds of each step of one batch over `iters` batches (after a warm-up),
+/// synchronising the device at every step's end so that each step's device work is
+/// counted in that step.
+fn profile(
+    iters: usize,
+    device: Device,
+    staging: &mut HostStaging,
+    launch: impl Fn(&mut dyn FnMut(Phase)) -> extract::PendingRegions,
+) -> [f64; PHASES.len()] {
+    let mut samples: Vec<[f64; PHASES.len()]> = Vec::new();
+    for iteration in 0..=iters.max(1) {
+        synchronize(device);
+        let mut marks = vec![Instant::now()];
+        let pending = launch(&mut |_| {
+            synchronize(device);
+            marks.push(Instant::now());
+        });
+        pending.gather(staging).expect("gather");
+        synchronize(device);
+        marks.push(Instant::now());
+        assert_eq!(marks.len(), PHASES.len() + 1, "one mark per phase");
+        if iteration > 0 {
+            let mut ms = [0.0; PHASES.len()];
+            for (i, pair) in marks.windows(2).enumerate() {
+                ms[i] = (pair[1] - pair[0]).as_secs_f64() * 1e3;
+            }
+            samples.push(ms);
+        }
+    }
+    std::array::from_fn(|i| {
+        let mut column: Vec<f64> = samples.iter().map(|s| s[i]).collect();
+        column.sort_by(f64::total_cmp);
+        column[column.len() / 2]
+    })
 }

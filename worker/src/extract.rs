@@ -1,11 +1,19 @@
 //! The extraction stage: labelled images → responsible-region Parquet files.
 //!
 //! ```text
-//!  decoder threads ──bounded queue──▶ model thread ──bounded queue──▶ writer thread
-//!  (decode, resize, crop,            (forward to l, saliency,          (Parquet, one file
-//!   normalise; skips recorded)        ζ, normalise, threshold,          per `images_per_file`
-//!                                     gather kept rows)                 images, atomic rename)
+//!  decoder threads ──queue──▶ model thread ──queue──▶ gather thread ──queue──▶ writer thread
+//!  (decode, resize, crop,     (upload, saliency,      (kept activations     (Parquet, one file
+//!   normalise; skips          ζ, normalise, map to     device → pinned →     per `images_per_file`
+//!   recorded)                 host, threshold, rows,   rows)                 images, atomic
+//!                             launch gather of kept                          rename)
+//!                             rows on the device)
 //! ```
+//!
+//! The model thread only waits for the device once per batch (the normalised map, which
+//! the host needs to choose rows); the large copy of the kept activations to the host
+//! happens on the gather thread while the model thread runs the next batch
+//! ([`GatherStage`]). Rows, their order and the files do not depend on this: the gather
+//! stage keeps batches in order and copies values bit for bit.
 //!
 //! Everything that must be ready before work starts is checked first: the weights fit
 //! the architecture, the layer exists, every label has a model output, the output
@@ -207,10 +215,16 @@ pub fn run(config: &ExtractConfig, on_progress: &mut dyn FnMut(Progress)) -> Res
     )?;
 
     let started = Instant::now();
-    let (rows_tx, rows_rx) = bounded::<RowBatch>(WRITE_QUEUE_BATCHES);
+    // model thread (this one) ──▶ gather thread ──▶ writer thread: while the gather
+    // thread copies batch n's activations to the host and the writer encodes earlier
+    // ones, the model thread already runs batch n + 1 (see `GatherStage`).
+    let (rows_tx, rows_rx) = bounded::<BatchRegions>(WRITE_QUEUE_BATCHES);
     let writer_config = config.clone();
     let labels = label_map.names();
     let writer = thread::spawn(move || write_files(&writer_config, labels, rows_rx));
+    let gather = GatherStage::spawn(GATHER_QUEUE_BATCHES, move |batch| {
+        rows_tx.send(batch).is_ok()
+    });
 
     let mut progress = Progress {
         images_total,
@@ -231,34 +245,30 @@ pub fn run(config: &ExtractConfig, on_progress: &mut dyn FnMut(Progress)) -> Res
             on_progress(progress);
             continue;
         }
-        let rows = match regions_of_batch(&model, layer, config, normalisation, &images) {
-            Ok(rows) => rows,
+        let launched = launch_regions(&model, layer, config, normalisation, &images, &mut |_| {});
+        let pending = match launched {
+            Ok(pending) => pending,
             Err(e) => {
                 failure = Some(e);
                 break;
             }
         };
-        layer_shape = Some(rows.shape);
+        layer_shape = Some(pending.shape());
         images_processed += images.len();
-        progress.foreground_rows += rows.foreground;
-        progress.background_rows += rows.rows.len() as u64 - rows.foreground;
-        if rows_tx
-            .send(RowBatch {
-                rows: rows.rows,
-                images: images.len(),
-                shape: rows.shape,
-            })
-            .is_err()
-        {
-            break; // the writer failed; its error is collected below
+        progress.foreground_rows += pending.foreground();
+        progress.background_rows += pending.len() as u64 - pending.foreground();
+        if !gather.send(pending) {
+            break; // the gather or the writer failed; the error is collected below
         }
         on_progress(progress);
     }
-    drop(rows_tx);
+    // In this order: the writer's queue closes when the gather thread ends.
+    let gathered = gather.finish();
     let files = writer.join().expect("region writer thread panicked");
     if let Some(e) = failure {
         return Err(e);
     }
+    gathered?;
     let files = files?;
     let report = ExtractReport {
         images_total,
@@ -274,6 +284,10 @@ pub fn run(config: &ExtractConfig, on_progress: &mut dyn FnMut(Progress)) -> Res
 
 /// Decoded batches buffered ahead of the model.
 const DECODE_QUEUE_BATCHES: usize = 4;
+/// Launched batches (activations still on the device) buffered ahead of the gather
+/// thread. Two are enough to keep the model thread from waiting; each holds its kept
+/// activations in device memory until gathered.
+const GATHER_QUEUE_BATCHES: usize = 2;
 /// Region batches buffered ahead of the Parquet writer.
 const WRITE_QUEUE_BATCHES: usize = 4;
 
@@ -286,20 +300,136 @@ pub struct BatchRegions {
     pub foreground: u64,
     /// `(D, H, W)` of the layer.
     pub shape: (usize, usize, usize),
+    /// Images the rows come from (some may have no rows).
+    pub images: usize,
 }
 
-/// The model-side work of extraction for one batch of decoded images: saliency,
-/// aggregation, normalisation, threshold, and gathering the kept rows to the CPU.
-/// Public for the benchmark, which times it against the bare libtorch floor.
-pub fn regions_of_batch(
+/// The steps of one batch on the model thread, in order. [`launch_regions`] calls its
+/// `on_phase` with each step as the step ends: the benchmark's `--profile` synchronises
+/// the device there and reads the clock; [`run`] does nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Pixels and labels are on the device.
+    Upload,
+    /// Saliency at `l` is computed (forward to `l`, the method's backward passes).
+    Saliency,
+    /// ζ and normalisation are done and the normalised map is on the host.
+    NormaliseToHost,
+    /// The kept positions are chosen and the rows' scalar columns built, on the host.
+    HostLoop,
+}
+
+/// One batch's region rows whose activations are still on the device: what the model
+/// thread hands to the gather stage. Every column but `activation` is filled.
+#[derive(Debug)]
+pub struct PendingRegions {
+    rows: RegionRows,
+    /// `[rows, D]` f32 activations of the kept positions in row order, on the model's
+    /// device. The gather is launched, not necessarily finished.
+    activation: Tensor,
+    foreground: u64,
+    shape: (usize, usize, usize),
+    images: usize,
+}
+
+impl PendingRegions {
+    /// Rows of the batch.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether the batch kept no row at all.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// How many rows are foreground.
+    pub fn foreground(&self) -> u64 {
+        self.foreground
+    }
+
+    /// `(D, H, W)` of the layer.
+    pub fn shape(&self) -> (usize, usize, usize) {
+        self.shape
+    }
+
+    /// Copies the kept activations to the host straight into the rows' own vector, waiting
+    /// for the device. From a GPU the values go by DMA into `staging`'s pinned buffer and
+    /// from there by one memcpy into the rows (a copy into pageable memory would go through
+    /// the driver's bounce buffer and hold the device's stream for far longer); from the
+    /// CPU, one memcpy.
+    pub fn gather(self, staging: &mut HostStaging) -> Result<BatchRegions> {
+        let PendingRegions {
+            mut rows,
+            activation,
+            foreground,
+            shape,
+            images,
+        } = self;
+        let numel = activation.numel();
+        // Zeroed by calloc: the pages are only mapped when the copy first writes them.
+        let mut values = vec![0f32; numel];
+        if numel > 0 {
+            match activation.device() {
+                Device::Cpu => activation.f_copy_data(&mut values, numel)?,
+                device => {
+                    let mut pinned = staging.buffer(numel, device)?;
+                    // Not `non_blocking`: the copy must be complete before the memcpy reads
+                    // the buffer, and libtorch then synchronises the stream for us.
+                    pinned.f_copy_(&activation.f_reshape([-1])?)?;
+                    pinned.f_copy_data(&mut values, numel)?;
+                }
+            }
+        }
+        rows.activation = values;
+        Ok(BatchRegions {
+            rows,
+            foreground,
+            shape,
+            images,
+        })
+    }
+}
+
+/// A page-locked (pinned) host buffer that the gather reuses batch after batch: pinning is
+/// slow, so it happens only when a batch needs more room than any before it.
+#[derive(Debug, Default)]
+pub struct HostStaging {
+    pinned: Option<Tensor>,
+}
+
+impl HostStaging {
+    /// The first `numel` f32 of the buffer, pinned for copies from `device`.
+    fn buffer(&mut self, numel: usize, device: Device) -> Result<Tensor> {
+        if self.pinned.as_ref().is_none_or(|p| p.numel() < numel) {
+            // Headroom: the number of kept rows varies from batch to batch.
+            let len = (numel + numel / 8) as i64;
+            let pageable = Tensor::f_empty([len], (Kind::Float, Device::Cpu))?;
+            // `_pin_memory`: tch always passes a device, for which `pin_memory` prints a
+            // deprecation warning.
+            self.pinned = Some(pageable.f_internal_pin_memory(device)?);
+        }
+        let pinned = self.pinned.as_ref().expect("pinned just above");
+        Ok(pinned.f_narrow(0, 0, numel as i64)?)
+    }
+}
+
+/// The model-side work of extraction for one batch of decoded images — upload, saliency,
+/// aggregation, normalisation, threshold and background subsampling — ending with the
+/// gather of the kept rows *launched* on the device. [`PendingRegions::gather`] brings
+/// them to the host; in [`run`] a [`GatherStage`] does that on its own thread while the
+/// model thread starts the next batch.
+pub fn launch_regions(
     model: &Backbone,
     layer: Layer,
     config: &ExtractConfig,
     normalisation: ([f32; 3], [f32; 3]),
     images: &[images::DecodedImage],
-) -> Result<BatchRegions> {
+    on_phase: &mut dyn FnMut(Phase),
+) -> Result<PendingRegions> {
     let device = model.device();
     let (x, targets) = batch_tensors(images, i64::from(config.input.crop), device);
+    on_phase(Phase::Upload);
     let ids: Vec<u64> = images.iter().map(|i| i.id).collect();
     let input = SaliencyInput {
         images: &x,
@@ -309,6 +439,7 @@ pub fn regions_of_batch(
         normalisation,
     };
     let result = saliency::compute(model, layer, &config.method, &input)?;
+    on_phase(Phase::Saliency);
     let (d, h, w) = match result.activation.size().as_slice() {
         &[_, d, h, w] => (d as usize, h as usize, w as usize),
         other => {
@@ -321,7 +452,12 @@ pub fn regions_of_batch(
     };
     tch::no_grad(|| {
         let normalised = responsible::normalise(&config.aggregation.apply(&result.saliency));
+        // The model thread's one wait for the device: background subsampling draws from a
+        // generator seeded per image on the host, so the choice of rows needs the map
+        // here. The map is 1/D of the activations, so bringing all of it back (rather
+        // than a device-side mask plus the kept values) costs next to nothing.
         let normalised = Vec::<f32>::try_from(normalised.to_device(Device::Cpu).flatten(0, -1))?;
+        on_phase(Phase::NormaliseToHost);
         let mut rows = RegionRows::default();
         let mut flat_indices = Vec::new();
         let mut foreground = 0u64;
@@ -348,23 +484,93 @@ pub fn regions_of_batch(
                 }
             }
         }
-        // Gather only the kept positions on the device: far less to copy than the map.
+        on_phase(Phase::HostLoop);
+        // Gather only the kept positions on the device: far less to copy than the map
+        // when backgrounds are subsampled. Only launched here; the copy to the host is
+        // the gather stage's.
         let index = Tensor::from_slice(&flat_indices).to_device(device);
         let activation = result
             .activation
             .permute([0, 2, 3, 1])
             .reshape([-1, d as i64])
             .index_select(0, &index)
-            .to_kind(Kind::Float)
-            .to_device(Device::Cpu)
-            .contiguous();
-        rows.activation = Vec::<f32>::try_from(activation.flatten(0, -1))?;
-        Ok(BatchRegions {
+            .to_kind(Kind::Float);
+        Ok(PendingRegions {
             rows,
+            activation,
             foreground,
             shape: (d, h, w),
+            images: images.len(),
         })
     })
+}
+
+/// [`launch_regions`] and [`PendingRegions::gather`] one after the other, with a staging
+/// buffer of its own: for a single batch. Many batches go faster through a
+/// [`GatherStage`], or at least with one [`HostStaging`] kept across batches.
+pub fn regions_of_batch(
+    model: &Backbone,
+    layer: Layer,
+    config: &ExtractConfig,
+    normalisation: ([f32; 3], [f32; 3]),
+    images: &[images::DecodedImage],
+) -> Result<BatchRegions> {
+    launch_regions(model, layer, config, normalisation, images, &mut |_| {})?
+        .gather(&mut HostStaging::default())
+}
+
+/// The gather stage: a thread that takes [`PendingRegions`] in order, gathers each to the
+/// host and hands the finished [`BatchRegions`] on, in the same order.
+///
+/// Why a thread: the device→host copy and the memcpy into the rows (tens of MB per batch
+/// for a big layer) would otherwise run on the model thread while the device idles. Here
+/// the model thread launches batch `n + 1` while this thread waits for and copies batch
+/// `n`. Both threads use the device's default stream, so the copy of batch `n` is ordered
+/// with the model's work; it never races it, and with pinned memory it holds the stream
+/// only for a DMA at full bandwidth.
+#[derive(Debug)]
+pub struct GatherStage {
+    pending: Option<crossbeam_channel::Sender<PendingRegions>>,
+    thread: thread::JoinHandle<Result<()>>,
+}
+
+impl GatherStage {
+    /// Starts the thread with room for `queue` launched batches. `deliver` gets every
+    /// gathered batch in order; when it returns `false` (its receiver is gone) the stage
+    /// stops.
+    pub fn spawn(
+        queue: usize,
+        mut deliver: impl FnMut(BatchRegions) -> bool + Send + 'static,
+    ) -> GatherStage {
+        let (pending, batches) = bounded::<PendingRegions>(queue);
+        let thread = thread::spawn(move || {
+            let mut staging = HostStaging::default();
+            for batch in batches {
+                if !deliver(batch.gather(&mut staging)?) {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        GatherStage {
+            pending: Some(pending),
+            thread,
+        }
+    }
+
+    /// Queues a launched batch, waiting while the queue is full. `false` means the stage
+    /// has stopped (a failed gather, or `deliver` said stop): send no more and call
+    /// [`GatherStage::finish`] for the reason.
+    pub fn send(&self, batch: PendingRegions) -> bool {
+        let pending = self.pending.as_ref().expect("open until finish");
+        pending.send(batch).is_ok()
+    }
+
+    /// Waits until every queued batch is gathered and delivered, and ends the thread.
+    pub fn finish(mut self) -> Result<()> {
+        drop(self.pending.take());
+        self.thread.join().expect("gather thread panicked")
+    }
 }
 
 /// A batch's pixels as `[B, 3, crop, crop]` and its class indices as `[B]` (i64), on `device`.
@@ -384,26 +590,19 @@ pub fn batch_tensors(
     (x, Tensor::from_slice(&labels).to_device(device))
 }
 
-/// The rows of one batch on their way to the writer, with how many images they cover.
-struct RowBatch {
-    rows: RegionRows,
-    images: usize,
-    /// `(D, H, W)` of the layer, for the metadata of the file the rows open.
-    shape: (usize, usize, usize),
-}
-
 /// The writer thread: rolls over to a new file every `images_per_file` images.
 fn write_files(
     config: &ExtractConfig,
     labels: Vec<String>,
-    rows: crossbeam_channel::Receiver<RowBatch>,
+    rows: crossbeam_channel::Receiver<BatchRegions>,
 ) -> Result<Vec<RegionFileSummary>> {
     let mut files = Vec::new();
     let mut current: Option<(RegionWriter, usize)> = None;
-    for RowBatch {
+    for BatchRegions {
         rows,
         images,
         shape: (d, h, w),
+        ..
     } in rows
     {
         let (writer, images_in_file) = match current.as_mut() {
@@ -528,4 +727,138 @@ fn write_summary(config: &ExtractConfig, report: &ExtractReport) -> Result<()> {
     let path = config.out.join(SUMMARY_FILE);
     let text = serde_json::to_string_pretty(&summary).expect("JSON values serialise");
     std::fs::write(&path, text + "\n").map_err(|e| Error::io(&path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny_batch(first_id: u64, n: usize) -> Vec<images::DecodedImage> {
+        (0..n as u64)
+            .map(|i| images::DecodedImage {
+                id: first_id + i,
+                label: ((first_id + i) % 3) as u32,
+                pixels: Vec::<f32>::try_from(Tensor::randn(
+                    [3 * 64 * 64],
+                    (Kind::Float, Device::Cpu),
+                ))
+                .unwrap(),
+            })
+            .collect()
+    }
+
+    fn tiny_setup() -> (Backbone, Layer, ExtractConfig) {
+        tch::manual_seed(5);
+        let model = Backbone::new(Architecture::TinyCnn, 3, Device::Cpu);
+        let layer = model.layer("features.4").unwrap();
+        let mut config = ExtractConfig::new(
+            Architecture::TinyCnn,
+            "random".into(),
+            "features.4".into(),
+            ".".into(),
+            ".".into(),
+        );
+        config.background_ratio = 0.3;
+        config.seed = 11;
+        (model, layer, config)
+    }
+
+    const IMAGENET: ([f32; 3], [f32; 3]) = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);
+
+    #[test]
+    fn gathered_rows_hold_the_activation_at_their_position() {
+        let (model, layer, config) = tiny_setup();
+        let images = tiny_batch(0, 3);
+        let batch = regions_of_batch(&model, layer, &config, IMAGENET, &images).unwrap();
+        let (d, h, w) = batch.shape;
+        let rows = &batch.rows;
+        assert_eq!(batch.images, 3);
+        assert_eq!(rows.activation.len(), rows.len() * d);
+        assert_eq!(
+            batch.foreground,
+            rows.foreground.iter().filter(|f| **f).count() as u64
+        );
+        // Some background is dropped (ratio 0.3), so the rows are a proper subset.
+        assert!(!rows.is_empty() && rows.len() < 3 * h * w);
+
+        let (x, targets) = batch_tensors(&images, 64, Device::Cpu);
+        let ids: Vec<u64> = images.iter().map(|i| i.id).collect();
+        let input = SaliencyInput {
+            images: &x,
+            targets: &targets,
+            image_ids: &ids,
+            seed: config.seed,
+            normalisation: IMAGENET,
+        };
+        let z = saliency::compute(&model, layer, &config.method, &input)
+            .unwrap()
+            .activation;
+        for r in 0..rows.len() {
+            let expected = Vec::<f32>::try_from(
+                z.get(rows.image_id[r] as i64)
+                    .select(1, i64::from(rows.y[r]))
+                    .select(1, i64::from(rows.x[r])),
+            )
+            .unwrap();
+            assert_eq!(
+                &rows.activation[r * d..(r + 1) * d],
+                expected.as_slice(),
+                "row {r}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_gather_stage_delivers_batches_in_order_as_computed_one_at_a_time() {
+        let (model, layer, config) = tiny_setup();
+        let batches: Vec<_> = (0..4).map(|k| tiny_batch(10 * k, 2)).collect();
+        let expected: Vec<RegionRows> = batches
+            .iter()
+            .map(|b| {
+                regions_of_batch(&model, layer, &config, IMAGENET, b)
+                    .unwrap()
+                    .rows
+            })
+            .collect();
+
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let stage = GatherStage::spawn(1, move |batch| tx.send(batch.rows).is_ok());
+        for images in &batches {
+            let pending =
+                launch_regions(&model, layer, &config, IMAGENET, images, &mut |_| {}).unwrap();
+            assert!(stage.send(pending));
+        }
+        stage.finish().unwrap();
+        let delivered: Vec<RegionRows> = rx.iter().collect();
+        assert_eq!(delivered, expected);
+    }
+
+    #[test]
+    fn phases_are_reported_in_order_and_the_stage_stops_when_delivery_does() {
+        let (model, layer, config) = tiny_setup();
+        let images = tiny_batch(0, 1);
+        let mut phases = Vec::new();
+        let pending = launch_regions(&model, layer, &config, IMAGENET, &images, &mut |p| {
+            phases.push(p)
+        })
+        .unwrap();
+        assert_eq!(
+            phases,
+            [
+                Phase::Upload,
+                Phase::Saliency,
+                Phase::NormaliseToHost,
+                Phase::HostLoop
+            ]
+        );
+        // A receiver that is gone: the stage stops after the first batch and refuses more.
+        let stage = GatherStage::spawn(1, |_| false);
+        assert!(stage.send(pending));
+        let refused = (0..3).any(|_| {
+            let again = launch_regions(&model, layer, &config, IMAGENET, &images, &mut |_| {});
+            !stage.send(again.unwrap())
+        });
+        assert!(refused);
+        stage.finish().unwrap();
+    }
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use hint_common::regions::{
     read_regions, ActivationType, RegionFileMeta, RegionRow, RegionRows, RegionWriter,
@@ -14,7 +14,7 @@ use hint_common::seed;
 use hint_worker::classify::{ClassifierDir, ConceptClassifier, MetricsFile};
 use serde_json::Value;
 
-use crate::support::{hint_bin, run_python};
+use crate::support::{failed, hint_command, run_python, succeeded};
 
 const LABELS: [&str; 4] = ["cat", "dog", "car", "truck"];
 /// Channels: one per leaf (0–3), one per group (4 animal, 5 vehicle), the rest noise.
@@ -123,7 +123,7 @@ fn dataset(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 fn classify(regions: &Path, hierarchy: &Path, out: &Path, extra: &[&str]) -> Output {
-    let mut cmd = Command::new(hint_bin());
+    let mut cmd = hint_command();
     cmd.arg("classify")
         .arg("--regions")
         .arg(regions)
@@ -139,26 +139,6 @@ fn classify(regions: &Path, hierarchy: &Path, out: &Path, extra: &[&str]) -> Out
     cmd.output().expect("running hint classify")
 }
 
-fn ok(output: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "hint classify failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
-
-fn failed(output: &Output) -> String {
-    assert!(
-        !output.status.success(),
-        "hint classify should have failed; stdout:\n{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 fn metrics(out: &Path) -> MetricsFile {
     serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap()
 }
@@ -168,7 +148,7 @@ fn classifiers_find_planted_concepts_and_load_in_python() {
     let tmp = tempfile::tempdir().unwrap();
     let (regions, hierarchy) = dataset(tmp.path());
     let out = tmp.path().join("out");
-    let stdout = ok(&classify(&regions, &hierarchy, &out, &[]));
+    let stdout = succeeded(&classify(&regions, &hierarchy, &out, &[]), "hint classify");
     for name in [
         "whole",
         "animal",
@@ -304,7 +284,10 @@ fn logistic_regression_matches_an_independent_fit() {
     let tmp = tempfile::tempdir().unwrap();
     let (regions, hierarchy) = dataset(tmp.path());
     let out = tmp.path().join("out");
-    ok(&classify(&regions, &hierarchy, &out, &["--l2", "0.01"]));
+    succeeded(
+        &classify(&regions, &hierarchy, &out, &["--l2", "0.01"]),
+        "hint classify",
+    );
     let dir = ClassifierDir::open(&out).unwrap();
     for name in ["whole", "animal", "truck"] {
         let id = dir.hierarchy.find(name).unwrap();
@@ -350,8 +333,8 @@ fn outputs_are_deterministic_selectable_and_never_silently_replaced() {
     let tmp = tempfile::tempdir().unwrap();
     let (regions, hierarchy) = dataset(tmp.path());
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    ok(&classify(&regions, &hierarchy, &a, &[]));
-    ok(&classify(&regions, &hierarchy, &b, &[]));
+    succeeded(&classify(&regions, &hierarchy, &a, &[]), "hint classify");
+    succeeded(&classify(&regions, &hierarchy, &b, &[]), "hint classify");
     let mut names: Vec<String> = std::fs::read_dir(&a)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -369,7 +352,10 @@ fn outputs_are_deterministic_selectable_and_never_silently_replaced() {
     // The concepts.json a run wrote is a hierarchy file too: the same concepts, the same
     // classifiers.
     let again = tmp.path().join("again");
-    ok(&classify(&regions, &a.join("concepts.json"), &again, &[]));
+    succeeded(
+        &classify(&regions, &a.join("concepts.json"), &again, &[]),
+        "hint classify",
+    );
     for name in names.iter().filter(|n| *n != "classify.json") {
         assert_eq!(
             std::fs::read(a.join(name)).unwrap(),
@@ -380,25 +366,29 @@ fn outputs_are_deterministic_selectable_and_never_silently_replaced() {
 
     // Another seed draws another sample.
     let c = tmp.path().join("c");
-    ok(&classify(&regions, &hierarchy, &c, &["--seed", "4"]));
+    succeeded(
+        &classify(&regions, &hierarchy, &c, &["--seed", "4"]),
+        "hint classify",
+    );
     assert_ne!(
         std::fs::read(a.join("metrics.json")).unwrap(),
         std::fs::read(c.join("metrics.json")).unwrap()
     );
 
     // Refuses to overwrite; --overwrite replaces.
-    let err = failed(&classify(&regions, &hierarchy, &a, &[]));
+    let err = failed(&classify(&regions, &hierarchy, &a, &[]), "hint classify");
     assert!(err.contains("--overwrite"), "{err}");
-    ok(&classify(&regions, &hierarchy, &a, &["--overwrite"]));
+    succeeded(
+        &classify(&regions, &hierarchy, &a, &["--overwrite"]),
+        "hint classify",
+    );
 
     // One concept alone: the same samples, so the same classifier up to rounding.
     let only = tmp.path().join("only");
-    ok(&classify(
-        &regions,
-        &hierarchy,
-        &only,
-        &["--concept", "animal"],
-    ));
+    succeeded(
+        &classify(&regions, &hierarchy, &only, &["--concept", "animal"]),
+        "hint classify",
+    );
     let m = metrics(&only);
     assert_eq!(m.concepts.len(), 1);
     assert_eq!(m.concepts[0].name, "animal");
@@ -413,12 +403,15 @@ fn outputs_are_deterministic_selectable_and_never_silently_replaced() {
     for (x, y) in alone.weight.iter().zip(&together.weight) {
         assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
     }
-    let err = failed(&classify(
-        &regions,
-        &hierarchy,
-        &tmp.path().join("none"),
-        &["--concept", "unicorn"],
-    ));
+    let err = failed(
+        &classify(
+            &regions,
+            &hierarchy,
+            &tmp.path().join("none"),
+            &["--concept", "unicorn"],
+        ),
+        "hint classify",
+    );
     assert!(err.contains("unicorn"), "{err}");
 }
 
@@ -434,7 +427,10 @@ fn wrong_hierarchies_and_mixed_region_sets_are_clear_errors() {
         r#"{"children": {"whole": ["animal", "vehicle"], "animal": ["cat", "dog"], "vehicle": ["car", "bus"]}}"#,
     )
     .unwrap();
-    let err = failed(&classify(&regions, &bad, &tmp.path().join("o1"), &[]));
+    let err = failed(
+        &classify(&regions, &bad, &tmp.path().join("o1"), &[]),
+        "hint classify",
+    );
     assert!(err.contains("bus"), "{err}");
 
     // A file of another layer width in the region directory.
@@ -453,7 +449,10 @@ fn wrong_hierarchies_and_mixed_region_sets_are_clear_errors() {
         ActivationType::F32,
     );
     let hierarchy = tmp.path().join("hierarchy.json");
-    let err = failed(&classify(&mixed, &hierarchy, &tmp.path().join("o2"), &[]));
+    let err = failed(
+        &classify(&mixed, &hierarchy, &tmp.path().join("o2"), &[]),
+        "hint classify",
+    );
     assert!(
         err.contains("regions-00001.parquet")
             && err.contains("D is 13")
@@ -464,6 +463,9 @@ fn wrong_hierarchies_and_mixed_region_sets_are_clear_errors() {
     // An empty directory.
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let err = failed(&classify(&empty, &hierarchy, &tmp.path().join("o3"), &[]));
+    let err = failed(
+        &classify(&empty, &hierarchy, &tmp.path().join("o3"), &[]),
+        "hint classify",
+    );
     assert!(err.contains("no region files"), "{err}");
 }

@@ -2,34 +2,15 @@
 //! corrupt image, read back with pyarrow; and the errors a user meets before work starts.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use hint_common::regions::read_regions;
 
-use crate::support::{hint_bin, run_python};
-
-fn hint(args: &[&str]) -> Output {
-    Command::new(hint_bin())
-        .args(args)
-        .env("HINT_DEVICE", "cpu")
-        .output()
-        .expect("starting hint")
-}
-
-fn ok(output: Output, what: &str) -> String {
-    assert!(
-        output.status.success(),
-        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
+use crate::support::{hint, run_python, succeeded};
 
 fn example(dir: &Path) {
-    ok(
-        hint(&[
+    succeeded(
+        &hint(&[
             "example",
             "--out",
             dir.to_str().unwrap(),
@@ -73,8 +54,8 @@ fn extract_at(dir: &Path, layer: &str, out: &str, extra: &[&str]) -> Output {
 fn extract_skips_a_corrupt_image_and_writes_regions_pyarrow_reads() {
     let dir = tempfile::tempdir().unwrap();
     example(dir.path());
-    let stdout = ok(
-        extract(
+    let stdout = succeeded(
+        &extract(
             dir.path(),
             "regions",
             &["--method", "guided_backprop", "--background-ratio", "0.3"],
@@ -146,8 +127,8 @@ fn extraction_is_deterministic_for_a_seed() {
         "--seed",
         "9",
     ];
-    ok(extract(dir.path(), "a", &args), "first run");
-    ok(extract(dir.path(), "b", &args), "second run");
+    succeeded(&extract(dir.path(), "a", &args), "first run");
+    succeeded(&extract(dir.path(), "b", &args), "second run");
     // Same seed, same batch size: bit-identical rows. (A different batch size may change
     // libtorch's kernels and so the last bits, which can flip positions at the threshold.)
     let (_, a) = read_regions(&dir.path().join("a/regions-00000.parquet")).unwrap();
@@ -192,9 +173,9 @@ fn a_class_without_a_model_output_is_an_error_before_any_work() {
 fn an_earlier_run_is_not_overwritten_silently() {
     let dir = tempfile::tempdir().unwrap();
     example(dir.path());
-    ok(extract(dir.path(), "out", &[]), "first run");
+    succeeded(&extract(dir.path(), "out", &[]), "first run");
     let again = extract(dir.path(), "out", &[]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("--overwrite"));
-    ok(extract(dir.path(), "out", &["--overwrite"]), "overwrite");
+    succeeded(&extract(dir.path(), "out", &["--overwrite"]), "overwrite");
 }

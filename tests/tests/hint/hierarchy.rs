@@ -3,11 +3,10 @@
 //! tree with image counts and writing concepts.json; and the errors a user meets.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use hint_common::hierarchy::{Hierarchy, WordNet};
 
-use crate::support::hint_bin;
+use crate::support::{failed, hint, succeeded};
 
 /// Fails (never skips) when the WordNet files are not installed.
 fn require_wordnet() -> PathBuf {
@@ -18,34 +17,6 @@ fn require_wordnet() -> PathBuf {
         dir.display()
     );
     dir
-}
-
-fn hint(args: &[&str]) -> Output {
-    Command::new(hint_bin())
-        .args(args)
-        .output()
-        .expect("starting hint")
-}
-
-fn ok(output: Output, what: &str) -> String {
-    assert!(
-        output.status.success(),
-        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-/// The error output of a run that must fail.
-fn fails(output: Output, what: &str) -> String {
-    assert!(
-        !output.status.success(),
-        "{what} should have failed:\n{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
-    String::from_utf8(output.stderr).unwrap()
 }
 
 /// An ImageFolder with `n` tiny PNGs per class.
@@ -86,8 +57,8 @@ fn concepts_prints_the_wordnet_tree_with_counts_and_writes_json() {
     let images = dir.path().join("images");
     image_folder(&images, &WORDNET_CLASSES);
     let json = dir.path().join("concepts.json");
-    let out = ok(
-        hint(&[
+    let out = succeeded(
+        &hint(&[
             "concepts",
             "--images",
             images.to_str().unwrap(),
@@ -203,16 +174,16 @@ fn concepts_selection_flags() {
     let images = images.to_str().unwrap();
 
     // A sports car is not an animal: an error naming it, unless dropped.
-    let err = fails(
-        hint(&["concepts", "--images", images, "--root", "animal.n.01"]),
+    let err = failed(
+        &hint(&["concepts", "--images", images, "--root", "animal.n.01"]),
         "root animal",
     );
     assert!(
         err.contains("n04285008") && err.contains("animal.n.01"),
         "{err}"
     );
-    let out = ok(
-        hint(&[
+    let out = succeeded(
+        &hint(&[
             "concepts",
             "--images",
             images,
@@ -241,8 +212,8 @@ fn concepts_selection_flags() {
     );
 
     // Minimum images and depth.
-    let out = ok(
-        hint(&[
+    let out = succeeded(
+        &hint(&[
             "concepts",
             "--images",
             images,
@@ -281,8 +252,8 @@ fn concepts_selection_flags() {
         "{out}"
     );
 
-    let err = fails(
-        hint(&["concepts", "--images", images, "--root", "tree.n.01"]),
+    let err = failed(
+        &hint(&["concepts", "--images", images, "--root", "tree.n.01"]),
         "bad root",
     );
     assert!(err.contains("tree.n.01"), "{err}");
@@ -303,8 +274,8 @@ fn concepts_with_a_custom_hierarchy_and_its_errors() {
         "world.yaml",
         "name: world\nchildren:\n  whole: [animal, vehicle]\n  animal: [cat, dog]\n  vehicle: [car]\n  pet: [cat, dog]\n",
     );
-    let out = ok(
-        hint(&["concepts", "--images", images, "--hierarchy", &good]),
+    let out = succeeded(
+        &hint(&["concepts", "--images", images, "--hierarchy", &good]),
         "custom",
     );
     assert_eq!(
@@ -328,8 +299,8 @@ fn concepts_with_a_custom_hierarchy_and_its_errors() {
         }
     }
     let manifest = file("manifest.csv", &csv);
-    let from_csv = ok(
-        hint(&["concepts", "--images", &manifest, "--hierarchy", &good]),
+    let from_csv = succeeded(
+        &hint(&["concepts", "--images", &manifest, "--hierarchy", &good]),
         "custom, CSV manifest",
     );
     assert_eq!(from_csv, out);
@@ -362,14 +333,14 @@ fn concepts_with_a_custom_hierarchy_and_its_errors() {
         ),
     ] {
         let path = file(name, text);
-        let err = fails(
-            hint(&["concepts", "--images", images, "--hierarchy", &path]),
+        let err = failed(
+            &hint(&["concepts", "--images", images, "--hierarchy", &path]),
             name,
         );
         assert!(err.contains(expected), "{name}: {err}");
     }
     // Labels that are not WordNet ids need a hierarchy file.
-    let err = fails(hint(&["concepts", "--images", images]), "no hierarchy");
+    let err = failed(&hint(&["concepts", "--images", images]), "no hierarchy");
     assert!(err.contains("--hierarchy"), "{err}");
 }
 
@@ -378,8 +349,8 @@ fn concepts_without_wordnet_files_says_how_to_install_them() {
     let dir = tempfile::tempdir().unwrap();
     let images = dir.path().join("images");
     image_folder(&images, &[("n02110185", 1)]);
-    let err = fails(
-        hint(&[
+    let err = failed(
+        &hint(&[
             "concepts",
             "--images",
             images.to_str().unwrap(),

@@ -1,7 +1,8 @@
 //! Helpers shared by the end-to-end tests: the project's Python, the `hint` binary.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -54,4 +55,43 @@ pub fn hint_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// The `hint` binary as the tests run it: on the CPU (the tests compare CPU numerics), and
+/// with OpenMP told to sleep rather than spin while it waits — the suite runs several
+/// libtorch processes on few cores, where spinning threads steal each other's time (two
+/// threads then train slower than one); results do not change.
+pub fn hint_command() -> Command {
+    let mut command = Command::new(hint_bin());
+    command
+        .env("HINT_DEVICE", "cpu")
+        .env("OMP_WAIT_POLICY", "passive");
+    command
+}
+
+/// Runs `hint` with `args` to completion.
+pub fn hint<S: AsRef<OsStr>>(args: &[S]) -> Output {
+    hint_command().args(args).output().expect("starting hint")
+}
+
+/// The standard output of a run that must succeed; panics with both streams otherwise.
+pub fn succeeded(output: &Output, what: &str) -> String {
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).expect("UTF-8 output")
+}
+
+/// The error output of a run that must fail; panics with its output otherwise.
+pub fn failed(output: &Output, what: &str) -> String {
+    assert!(
+        !output.status.success(),
+        "{what} should have failed; stdout:\n{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }

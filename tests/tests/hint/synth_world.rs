@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use hint_common::annotations::voc;
 use hint_common::hierarchy::Hierarchy;
 
-use crate::support::hint_bin;
+use crate::support::{failed, hint_command, succeeded};
 
 const LEAVES: [&str; 8] = [
     "bus",
@@ -23,27 +23,11 @@ const LEAVES: [&str; 8] = [
 ];
 
 fn synth(out: &Path, extra: &[&str]) -> Output {
-    Command::new(hint_bin())
+    hint_command()
         .args(["synth", "--out", out.to_str().unwrap()])
         .args(extra)
         .output()
         .expect("starting hint")
-}
-
-fn ok(output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "hint synth failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-fn failure(output: Output) -> String {
-    assert!(!output.status.success(), "hint synth should have failed");
-    String::from_utf8(output.stderr).unwrap()
 }
 
 /// Every file under `root` by `/`-joined relative path.
@@ -69,13 +53,13 @@ fn same_seed_gives_identical_worlds_in_the_documented_layout() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     let args = ["--seed", "7", "--per-class", "4", "--size", "48"];
-    let printed = ok(synth(&a, &args));
+    let printed = succeeded(&synth(&a, &args), "hint synth");
     assert!(printed.contains("wrote 32 images"), "{printed}");
     assert!(
         printed.contains("mammal (fur, four_legs) → cat, dog"),
         "{printed}"
     );
-    ok(synth(&b, &args));
+    succeeded(&synth(&b, &args), "hint synth");
     let (ta, tb) = (tree(&a), tree(&b));
     assert_eq!(ta.keys().collect::<Vec<_>>(), tb.keys().collect::<Vec<_>>());
     for (name, bytes) in &ta {
@@ -142,10 +126,10 @@ fn same_seed_gives_identical_worlds_in_the_documented_layout() {
 
     // Another seed, another world.
     let c = dir.path().join("c");
-    ok(synth(
-        &c,
-        &["--seed", "8", "--per-class", "4", "--size", "48"],
-    ));
+    succeeded(
+        &synth(&c, &["--seed", "8", "--per-class", "4", "--size", "48"]),
+        "hint synth",
+    );
     let tc = tree(&c);
     assert_ne!(
         tc["images/cat/cat_00000.png"],
@@ -157,12 +141,18 @@ fn same_seed_gives_identical_worlds_in_the_documented_layout() {
 fn refuses_a_non_empty_directory_and_bad_sizes() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("keep.txt"), "x").unwrap();
-    let message = failure(synth(dir.path(), &["--per-class", "1"]));
+    let message = failed(&synth(dir.path(), &["--per-class", "1"]), "hint synth");
     assert!(message.contains("is not empty"), "{message}");
     assert!(message.contains("--overwrite"), "{message}");
-    ok(synth(dir.path(), &["--per-class", "1", "--overwrite"]));
+    succeeded(
+        &synth(dir.path(), &["--per-class", "1", "--overwrite"]),
+        "hint synth",
+    );
     assert!(dir.path().join("images/dog/dog_00000.png").exists());
-    let message = failure(synth(&dir.path().join("new"), &["--size", "8"]));
+    let message = failed(
+        &synth(&dir.path().join("new"), &["--size", "8"]),
+        "hint synth",
+    );
     assert!(message.contains("32 to 1024"), "{message}");
     assert!(!dir.path().join("new").exists());
 }

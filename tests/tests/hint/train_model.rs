@@ -6,14 +6,13 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use hint_worker::images::Preprocess;
 use hint_worker::models::{Architecture, Backbone};
 use hint_worker::train::ImageSet;
 use tch::{Device, Tensor};
 
-use crate::support::{hint_bin, run_python};
+use crate::support::{hint_command, run_python};
 
 /// Writes a synthetic world with `per_class` images per leaf class (`hint synth`) and
 /// returns its ImageFolder and its class names in label (sorted) order.
@@ -37,15 +36,6 @@ fn synth_world(dir: &Path, per_class: usize, seed: u64) -> (PathBuf, Vec<String>
     classes.sort();
     assert!(classes.len() >= 2, "{classes:?}");
     (images, classes)
-}
-
-/// The `hint` binary, with OpenMP told to sleep rather than spin while it waits: the suite
-/// runs several libtorch processes on few cores, where spinning threads steal each other's
-/// time (two threads then train slower than one); the results do not change.
-fn hint_command() -> Command {
-    let mut command = Command::new(hint_bin());
-    command.env("OMP_WAIT_POLICY", "passive");
-    command
 }
 
 /// Runs `hint` with `args`; panics with its output when it fails. Returns stdout.

@@ -13,18 +13,23 @@ HINT_RELEASE := target/release/hint
 bootstrap:
 	@scripts/bootstrap.sh
 
-## demo: a generated example (images + seeded tiny CNN) through `hint extract`.
+## demo: HINT on one machine, on the synthetic world: generate it, train the tiny CNN,
+## extract responsible regions, train the concept classifiers, score neurons (Φ).
 demo: bootstrap
 	cargo build --release -p hint-coordinator
-	$(HINT_RELEASE) example --out $(DEMO_DIR)/example
-	$(HINT_RELEASE) extract --model tiny_cnn --weights $(DEMO_DIR)/example/tiny_cnn.safetensors \
-		--layer features.4 --images $(DEMO_DIR)/example/images --method gradient_x_activation \
-		--out $(DEMO_DIR)/regions --overwrite
-	@echo "pyarrow reads it:"
+	$(HINT_RELEASE) synth --out $(DEMO_DIR)/world --seed 0 --overwrite
+	$(HINT_RELEASE) train-model --images $(DEMO_DIR)/world/images --out $(DEMO_DIR)/tiny_cnn.safetensors --seed 0
+	$(HINT_RELEASE) concepts --images $(DEMO_DIR)/world/images --hierarchy $(DEMO_DIR)/world/hierarchy.yaml
+	$(HINT_RELEASE) extract --model tiny_cnn --weights $(DEMO_DIR)/tiny_cnn.safetensors \
+		--layer features.7 --images $(DEMO_DIR)/world/images --method gradient_x_activation \
+		--background-ratio 0.25 --out $(DEMO_DIR)/regions --overwrite
+	$(HINT_RELEASE) classify --regions $(DEMO_DIR)/regions --hierarchy $(DEMO_DIR)/world/hierarchy.yaml \
+		--out $(DEMO_DIR)/classifiers --overwrite
+	$(HINT_RELEASE) shapley --classifiers $(DEMO_DIR)/classifiers --permutations 64 --out $(DEMO_DIR)/phi --overwrite
+	@echo "pyarrow reads Φ:"
 	@.venv/bin/python -c 'import sys, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]); \
-		m = t.schema.metadata; print(t.num_rows, "rows;", t.schema.to_string(show_schema_metadata=False)); \
-		print({k.decode(): m[k].decode() for k in (b"model", b"layer", b"method", b"D", b"H", b"W")})' \
-		$(DEMO_DIR)/regions/regions-00000.parquet
+		print(t.num_rows, "rows;", t.schema.to_string(show_schema_metadata=False)); print(t.slice(0, 3).to_pylist())' \
+		$(DEMO_DIR)/phi/phi.parquet
 
 ## test: formatting, lints, then every test (unit, PyTorch oracles, end to end).
 test: bootstrap lint

@@ -1,7 +1,13 @@
 //! Types shared by hint's coordinator and workers.
 //!
 //! - [`proto`]: the generated messages of `proto/hint.proto` (package `hint.v1`).
-//! - [`regions`]: the region dataset's Arrow schema and its Parquet writer and reader.
+//! - [`regions`]: the region dataset's Arrow schema, its Parquet writer and (streaming)
+//!   reader, and [`regions::sample`]: bounded, seeded samples per concept.
+//! - [`hierarchy`]: concept hierarchies ([`hierarchy::Hierarchy`]) from WordNet 3.0 or a
+//!   custom YAML/JSON file, selection rules, `concepts.json`.
+//! - [`annotations`]: bounding boxes from PASCAL VOC / ImageNet XML and CUB-200-2011.
+//! - [`synth`]: the synthetic world, a dataset whose concept hierarchy is known.
+//! - [`shapley`]: Shapley games, permutations, exact partial sums, stopping rules, Φ files.
 //! - [`seed`]: deterministic seeds derived from a job seed and an identity.
 #![deny(missing_docs)]
 

@@ -1,9 +1,12 @@
 //! `hint`: the command-line tool. Thin: flags become the libraries' validated configs.
 //!
+//! - `hint synth`, `hint train-model`: the synthetic world and a tiny CNN trained on it.
+//! - `hint concepts`: the concept hierarchy of a dataset (WordNet 3.0 or a custom file).
 //! - `hint extract …`: images → responsible-region Parquet files on one machine.
+//! - `hint classify`, `hint shapley`: concept classifiers on the regions, then Φ.
 //! - `hint layers --model ARCH`: the addressable layers of an architecture.
-//! - `hint example --out DIR`: a small generated dataset and a seeded tiny CNN to try
-//!   `hint extract` on.
+//! - `hint example --out DIR`: a seconds-long smoke test input for `hint extract` (random
+//!   tiny CNN, one corrupt image).
 
 mod cli;
 

@@ -9,6 +9,9 @@
 //! - [`responsible`]: channel aggregation, normalisation and thresholding into responsible
 //!   regions.
 //! - [`extract`]: the extraction stage end to end: images → region Parquet files.
+//! - [`train`]: training the tiny CNN (`hint train-model`).
+//! - [`classify`]: concept classifiers on region samples (batched Newton), their files.
+//! - [`shapley`]: the Shapley engine — Monte-Carlo φ of every neuron for a concept.
 #![deny(missing_docs)]
 
 pub mod classify;

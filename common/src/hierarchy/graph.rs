@@ -54,7 +54,8 @@ impl ConceptGraph {
 
     /// The hypernym closure of `labels`, which must all be WordNet noun synset ids
     /// (`n02084071`). Hypernyms and instance hypernyms are both parents; every path is kept.
-    /// Label concepts have key = name = the label; the others key = the id, name = `dog.n.01`.
+    /// Every concept's key is its id (for labels: the label) and its name the synset's
+    /// (`siberian_husky.n.01`), so Φ and reports read as words.
     pub fn from_wordnet(wordnet: &WordNet, labels: &[String]) -> Result<ConceptGraph> {
         check_unique_labels(wordnet.dir(), labels)?;
         let not_ids: Vec<&str> = labels
@@ -84,7 +85,7 @@ impl ConceptGraph {
             let node = nodes.len();
             nodes.push(Node {
                 key: label.clone(),
-                name: label.clone(),
+                name: wordnet.name_of(&synset)?,
                 aliases: wordnet.aliases(&synset)?,
                 children: BTreeSet::new(),
                 label: Some(i as u32),

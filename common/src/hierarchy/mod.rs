@@ -28,7 +28,8 @@
 //!   nobody's child ([`HierarchyError::LabelWithoutConcept`]), a file that does not parse
 //!   ([`HierarchyError::Syntax`], with the parser's line).
 //!
-//! Every dataset label is itself a concept (key = name = the label), a leaf unless another
+//! Every dataset label is itself a concept (key = the label; name = the label, or its synset
+//! name `siberian_husky.n.01` under WordNet), a leaf unless another
 //! label lies below it, unless a selection rule removes it. Concepts are ordered by
 //! `(level, key)` and a [`ConceptId`] is a position in that order; level 0 is a root, any other
 //! concept is one below its deepest parent (`1 + max(level of parents)`).

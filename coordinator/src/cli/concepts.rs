@@ -67,8 +67,8 @@ pub fn run(args: ConceptsArgs) -> anyhow::Result<()> {
         max_depth: args.max_depth,
         drop_uncovered: args.drop_uncovered,
     };
-    let (graph, wordnet) = match &args.hierarchy {
-        Some(path) => (ConceptGraph::from_custom_file(path, &labels)?, None),
+    let graph = match &args.hierarchy {
+        Some(path) => ConceptGraph::from_custom_file(path, &labels)?,
         None => {
             if let Some(bad) = labels.iter().find(|l| !is_wordnet_id(l)) {
                 anyhow::bail!(
@@ -77,13 +77,11 @@ pub fn run(args: ConceptsArgs) -> anyhow::Result<()> {
                     args.images.display()
                 );
             }
-            let wordnet = WordNet::open(&args.wordnet)?;
-            let graph = ConceptGraph::from_wordnet(&wordnet, &labels)?;
-            (graph, Some(wordnet))
+            ConceptGraph::from_wordnet(&WordNet::open(&args.wordnet)?, &labels)?
         }
     };
     let hierarchy = graph.select(&selection, Some(&counts))?;
-    let describe = |id: ConceptId| describe(&hierarchy, wordnet.as_ref(), id);
+    let describe = |id: ConceptId| describe(&hierarchy, id);
     print!("{}", render_tree(&hierarchy, describe));
     println!("{}", summary(&hierarchy));
     if let Some(out) = &args.json {
@@ -95,16 +93,14 @@ pub fn run(args: ConceptsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What follows a concept's name: its WordNet id, or a label's WordNet synset name.
-fn describe(hierarchy: &Hierarchy, wordnet: Option<&WordNet>, id: ConceptId) -> String {
+/// What follows a concept's name: its key (the WordNet id) where that differs.
+fn describe(hierarchy: &Hierarchy, id: ConceptId) -> String {
     let concept = hierarchy.concept(id);
-    if concept.key != concept.name {
-        return format!(" ({})", concept.key);
+    if concept.key == concept.name {
+        String::new()
+    } else {
+        format!(" ({})", concept.key)
     }
-    let synset_name = wordnet
-        .and_then(|wn| wn.synset_by_id(&concept.key).ok().map(|s| (wn, s)))
-        .and_then(|(wn, s)| wn.name_of(&s).ok());
-    synset_name.map_or_else(String::new, |name| format!(" ({name})"))
 }
 
 /// The hierarchy as an indented tree, one concept per line with its image count. A concept

@@ -1,9 +1,9 @@
 //! `hint example`: a small generated ImageFolder and a seeded tiny CNN, so that
 //! `hint extract` can be tried on a laptop with nothing downloaded.
 //!
-//! The model's weights are random (seeded), not trained: the regions it yields show the
-//! pipeline working, not meaningful concepts. (Training a small model on a synthetic
-//! world with known parts is a later piece of work.)
+//! The model's weights are random (seeded), not trained, and one image is corrupt on
+//! purpose: a seconds-long smoke test of extraction (the tests use it). For a trained model
+//! and meaningful concepts use `hint synth` + `hint train-model`, as `make demo` does.
 
 use std::path::{Path, PathBuf};
 

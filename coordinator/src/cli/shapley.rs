@@ -34,6 +34,9 @@ pub struct ShapleyArgs {
     /// concepts.json, shapley.json.
     #[arg(long)]
     out: PathBuf,
+    /// Replace the Φ files left in --out by an earlier run.
+    #[arg(long)]
+    overwrite: bool,
     /// Permutations per concept (the most, when a stopping rule is given).
     #[arg(long, default_value_t = 100)]
     permutations: u64,
@@ -169,6 +172,13 @@ pub fn run(args: ShapleyArgs) -> anyhow::Result<()> {
         }
         ids = wanted;
     }
+    // Like every stage, never replace an earlier run's results silently.
+    let earlier = args.out.join("phi.parquet");
+    anyhow::ensure!(
+        args.overwrite || !earlier.exists(),
+        "{} exists from an earlier run: pass --overwrite to replace it, or choose another --out",
+        earlier.display()
+    );
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
 

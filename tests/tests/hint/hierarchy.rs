@@ -79,9 +79,9 @@ fn concepts_prints_the_wordnet_tree_with_counts_and_writes_json() {
         ("sled_dog.n.01", "(n02109811)  5 images"),
         ("bird.n.01", "(n01503061)  2 images"),
         ("vehicle.n.01", "(n04524313)  1 image"),
-        ("n02110185", "(siberian_husky.n.01)  3 images  [label]"),
-        ("n02085620", "(chihuahua.n.03)  4 images  [label]"),
-        ("n04285008", "(sports_car.n.01)  1 image  [label]"),
+        ("siberian_husky.n.01", "(n02110185)  3 images  [label]"),
+        ("chihuahua.n.03", "(n02085620)  4 images  [label]"),
+        ("sports_car.n.01", "(n04285008)  1 image  [label]"),
     ] {
         assert_eq!(line_of(&out, name), format!("{name} {rest}"), "{out}");
     }
@@ -99,7 +99,7 @@ fn concepts_prints_the_wordnet_tree_with_counts_and_writes_json() {
     );
     assert!(dog_lines[1].contains("children shown above"), "{out}");
     assert_eq!(
-        out.matches("n02110185 (siberian_husky.n.01)").count(),
+        out.matches("siberian_husky.n.01 (n02110185)").count(),
         1,
         "{out}"
     );

@@ -11,7 +11,7 @@ use hint_common::regions::{ActivationType, RegionFileMeta, RegionRow, RegionRows
 use hint_common::seed;
 use serde_json::Value;
 
-use crate::support::{hint_command, run_python, succeeded};
+use crate::support::{failed, hint_command, run_python, succeeded};
 
 const LABELS: [&str; 4] = ["cat", "dog", "car", "truck"];
 /// Channels 0–3: one per leaf; 4–5: animal; 6–7: vehicle; 8–15: noise.
@@ -199,6 +199,20 @@ fn shapley_finds_the_planted_channels_and_pyarrow_reads_phi() {
     assert_eq!(
         csv,
         std::fs::read_to_string(dir.join("again/phi.csv")).unwrap()
+    );
+    // An earlier run is never replaced silently.
+    let refused = failed(
+        &shapley(dir, "again", &["--permutations", "4"]),
+        "hint shapley into an earlier run's --out",
+    );
+    assert!(refused.contains("--overwrite"), "{refused}");
+    assert_eq!(
+        csv,
+        std::fs::read_to_string(dir.join("again/phi.csv")).unwrap()
+    );
+    succeeded(
+        &shapley(dir, "again", &["--permutations", "4", "--overwrite"]),
+        "hint shapley --overwrite",
     );
     succeeded(
         &shapley(

@@ -252,9 +252,31 @@ struct SparseColumn {
 /// scatter on top of the score, so it pays only when most entries are 0.
 const SPARSE_DENSITY: f64 = 0.4;
 
-impl LinearGame {
-    /// Prepares the game from evaluation activations `x` (`n × d`, row-major), their targets,
-    /// the replacement rows (`n × d`) and the classifier `(weight [d], bias)`.
+/// A fixed-mode game in the form both sweeps (the CPU's [`LinearGame`] and the batched
+/// device sweep) run: regions reordered positives first, each margin signed by its target, so
+/// that adding neuron `d` to a coalition adds column `d` of `delta` to the margins. Built in
+/// one place so the two backends start from bit-identical numbers.
+#[derive(Debug, Clone)]
+pub struct SignedContributions {
+    /// Evaluation regions `N`.
+    pub regions: usize,
+    /// Neurons `D`.
+    pub neurons: usize,
+    /// Regions with target 1; they come first in the reordered slots.
+    pub positives: usize,
+    /// The quality's weight of a positive region's score.
+    pub alpha: f64,
+    /// The quality's weight of a negative region's score.
+    pub beta: f64,
+    /// `[D, N]`: column `d` is `s_i w_d (x_id − r_id)` over the reordered regions.
+    pub delta: Vec<f32>,
+    /// Margins of the empty coalition, `s_i (b + Σ_d w_d r_id)` (the sum in f64).
+    pub base: Vec<f32>,
+}
+
+impl SignedContributions {
+    /// From evaluation activations `x` (`n × d`, row-major), their targets, the replacement
+    /// rows (`n × d`) and the classifier `(weight [d], bias)`.
     pub fn new(
         x: &[f32],
         targets: &[bool],
@@ -292,6 +314,38 @@ impl LinearGame {
             }
             base[slot] = sign * logit as f32;
         }
+        Ok(SignedContributions {
+            regions: n,
+            neurons: d,
+            positives,
+            alpha,
+            beta,
+            delta,
+            base,
+        })
+    }
+}
+
+impl LinearGame {
+    /// Prepares the game from evaluation activations `x` (`n × d`, row-major), their targets,
+    /// the replacement rows (`n × d`) and the classifier `(weight [d], bias)`.
+    pub fn new(
+        x: &[f32],
+        targets: &[bool],
+        replacement: &[f32],
+        weight: &[f32],
+        bias: f32,
+        quality: Quality,
+    ) -> Result<Self, ShapleyError> {
+        let SignedContributions {
+            regions: n,
+            neurons: d,
+            positives,
+            alpha,
+            beta,
+            delta,
+            base,
+        } = SignedContributions::new(x, targets, replacement, weight, bias, quality)?;
         let mut game = LinearGame {
             neurons: d,
             regions: n,

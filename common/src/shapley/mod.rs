@@ -41,7 +41,7 @@ pub mod sums;
 use std::path::PathBuf;
 
 pub use exact::exact_shapley;
-pub use game::{replacement_rows, LinearGame, Quality, Replacement};
+pub use game::{replacement_rows, LinearGame, Quality, Replacement, SignedContributions};
 pub use permutation::{permutation, PermutationBlock, Sampling};
 pub use phi::{ConceptPhi, MultimodalNeuron, TopNeuron};
 pub use stopping::StoppingRule;

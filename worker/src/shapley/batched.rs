@@ -50,7 +50,7 @@
 
 use std::sync::Mutex;
 
-use hint_common::shapley::{permutation, Quality, Sampling, ShapleyError};
+use hint_common::shapley::{permutation, Quality, Sampling, SignedContributions};
 use tch::{Device, Kind, Tensor};
 
 use super::{FixedConfig, Result};
@@ -120,44 +120,17 @@ impl BatchedSweep {
         device: Device,
     ) -> Result<Self> {
         let _no_grad = tch::no_grad_guard();
-        let (n, d) = (targets.len(), weight.len());
-        if n == 0 || d == 0 {
-            return Err(ShapleyError::Input(format!(
-                "a game needs regions and neurons (got {n} regions, {d} neurons)"
-            ))
-            .into());
-        }
-        for (what, len) in [
-            ("activations", x.len()),
-            ("replacement rows", replacement.len()),
-        ] {
-            if len != n * d {
-                return Err(ShapleyError::Shape {
-                    what,
-                    expected: n * d,
-                    actual: len,
-                }
-                .into());
-            }
-        }
-        // The same operations, in the same order, as `LinearGame::new`: the margins of the
-        // two backends are then bit-identical.
-        let mut order: Vec<usize> = (0..n).filter(|&i| targets[i]).collect();
-        let positives = order.len();
-        order.extend((0..n).filter(|&i| !targets[i]));
-        let (alpha, beta) = quality.class_weights(positives, n - positives);
-        let mut delta = vec![0.0f32; d * n];
-        let mut base = vec![0.0f32; n];
-        for (slot, &i) in order.iter().enumerate() {
-            let sign = if targets[i] { 1.0f32 } else { -1.0 };
-            let (row, rep) = (&x[i * d..(i + 1) * d], &replacement[i * d..(i + 1) * d]);
-            let mut logit = f64::from(bias);
-            for k in 0..d {
-                logit += f64::from(weight[k]) * f64::from(rep[k]);
-                delta[k * n + slot] = sign * weight[k] * (row[k] - rep[k]);
-            }
-            base[slot] = sign * logit as f32;
-        }
+        // The same numbers as `LinearGame::new`: the margins of the two backends are then
+        // bit-identical.
+        let SignedContributions {
+            regions: n,
+            neurons: d,
+            positives,
+            alpha,
+            beta,
+            delta,
+            base,
+        } = SignedContributions::new(x, targets, replacement, weight, bias, quality)?;
         let group = config.group;
         let per_step = BYTES_PER_ELEMENT * group * n;
         let chunk = (config.memory_budget / per_step.max(1)).clamp(1, d);

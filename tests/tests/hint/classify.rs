@@ -10,27 +10,18 @@ use std::process::Output;
 use hint_common::regions::{
     read_regions, ActivationType, RegionFileMeta, RegionRow, RegionRows, RegionWriter,
 };
-use hint_common::seed;
 use hint_worker::classify::{ClassifierDir, ConceptClassifier, MetricsFile};
 use serde_json::Value;
 
-use crate::support::{failed, hint_command, run_python, succeeded};
+use crate::support::{
+    failed, hint_command, noise, run_python, succeeded, TOY_HIERARCHY, TOY_LABELS,
+};
 
-const LABELS: [&str; 4] = ["cat", "dog", "car", "truck"];
 /// Channels: one per leaf (0–3), one per group (4 animal, 5 vehicle), the rest noise.
 const D: usize = 10;
 const IMAGES: u64 = 120;
 /// Planted shift of a concept's channels in foreground regions, in noise standard deviations.
 const SIGNAL: f32 = 4.0;
-
-const HIERARCHY: &str = r#"{
-  "name": "toy",
-  "children": {
-    "whole": ["animal", "vehicle"],
-    "animal": ["cat", "dog"],
-    "vehicle": ["car", "truck"]
-  }
-}"#;
 
 fn meta(d: usize, t: ActivationType) -> RegionFileMeta {
     RegionFileMeta {
@@ -43,23 +34,11 @@ fn meta(d: usize, t: ActivationType) -> RegionFileMeta {
         height: 4,
         width: 4,
         activation_type: t,
-        labels: LABELS.iter().map(|s| s.to_string()).collect(),
+        labels: TOY_LABELS.iter().map(|s| s.to_string()).collect(),
         job_id: None,
         task_id: None,
         extra: BTreeMap::new(),
     }
-}
-
-/// A standard-normal-ish draw (Irwin–Hall of 12 uniforms) from the identity `parts`.
-fn noise(parts: &[u64]) -> f32 {
-    (0..12u64)
-        .map(|k| {
-            let mut p = parts.to_vec();
-            p.push(k);
-            (seed::derive(99, &p) >> 11) as f64 / (1u64 << 53) as f64
-        })
-        .sum::<f64>() as f32
-        - 6.0
 }
 
 /// Rows of images `ids`: label `id % 4`; a 2×2 foreground box whose place depends on the
@@ -74,7 +53,7 @@ fn rows(ids: std::ops::Range<u64>, d: usize) -> RegionRows {
             for x in 0..4u16 {
                 let foreground = (by..by + 2).contains(&y) && (bx..bx + 2).contains(&x);
                 let mut act: Vec<f32> = (0..d)
-                    .map(|c| noise(&[id, u64::from(y), u64::from(x), c as u64]))
+                    .map(|c| noise(99, &[id, u64::from(y), u64::from(x), c as u64]))
                     .collect();
                 if foreground {
                     act[label as usize] += SIGNAL;
@@ -118,7 +97,7 @@ fn dataset(dir: &Path) -> (PathBuf, PathBuf) {
         ActivationType::F16,
     );
     let hierarchy = dir.join("hierarchy.json");
-    std::fs::write(&hierarchy, HIERARCHY).unwrap();
+    std::fs::write(&hierarchy, TOY_HIERARCHY).unwrap();
     (regions, hierarchy)
 }
 

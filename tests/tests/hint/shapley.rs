@@ -8,36 +8,15 @@ use std::path::Path;
 use std::process::Output;
 
 use hint_common::regions::{ActivationType, RegionFileMeta, RegionRow, RegionRows, RegionWriter};
-use hint_common::seed;
 use serde_json::Value;
 
-use crate::support::{failed, hint_command, run_python, succeeded};
+use crate::support::{
+    failed, hint_command, noise, run_python, succeeded, TOY_HIERARCHY, TOY_LABELS,
+};
 
-const LABELS: [&str; 4] = ["cat", "dog", "car", "truck"];
 /// Channels 0–3: one per leaf; 4–5: animal; 6–7: vehicle; 8–15: noise.
 const D: usize = 16;
 const IMAGES: u64 = 160;
-
-const HIERARCHY: &str = r#"{
-  "name": "toy",
-  "children": {
-    "whole": ["animal", "vehicle"],
-    "animal": ["cat", "dog"],
-    "vehicle": ["car", "truck"]
-  }
-}"#;
-
-/// A roughly standard-normal draw (Irwin–Hall of 12 uniforms) from the identity `parts`.
-fn noise(parts: &[u64]) -> f32 {
-    (0..12u64)
-        .map(|k| {
-            let mut p = parts.to_vec();
-            p.push(k);
-            (seed::derive(7, &p) >> 11) as f64 / (1u64 << 53) as f64
-        })
-        .sum::<f64>() as f32
-        - 6.0
-}
 
 /// Region files: label `id % 4`, a 2×2 foreground box; foreground regions get +2 on their
 /// leaf channel and +3 on both channels of their group.
@@ -50,7 +29,7 @@ fn dataset(dir: &Path) {
             for x in 0..4u16 {
                 let foreground = (by..by + 2).contains(&y) && (bx..bx + 2).contains(&x);
                 let mut act: Vec<f32> = (0..D)
-                    .map(|c| noise(&[id, u64::from(y), u64::from(x), c as u64]))
+                    .map(|c| noise(7, &[id, u64::from(y), u64::from(x), c as u64]))
                     .collect();
                 if foreground {
                     act[label] += 2.0;
@@ -80,7 +59,7 @@ fn dataset(dir: &Path) {
         height: 4,
         width: 4,
         activation_type: ActivationType::F32,
-        labels: LABELS.iter().map(|s| s.to_string()).collect(),
+        labels: TOY_LABELS.iter().map(|s| s.to_string()).collect(),
         job_id: None,
         task_id: None,
         extra: BTreeMap::new(),
@@ -90,7 +69,7 @@ fn dataset(dir: &Path) {
         RegionWriter::create(&dir.join("regions/regions-00000.parquet"), meta).unwrap();
     writer.write(&rows).unwrap();
     writer.finish().unwrap();
-    std::fs::write(dir.join("hierarchy.json"), HIERARCHY).unwrap();
+    std::fs::write(dir.join("hierarchy.json"), TOY_HIERARCHY).unwrap();
 }
 
 fn shapley(dir: &Path, out: &str, extra: &[&str]) -> Output {

@@ -95,3 +95,28 @@ pub fn failed(output: &Output, what: &str) -> String {
     );
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// The labels of the toy region sets the classify and Shapley tests write.
+pub const TOY_LABELS: [&str; 4] = ["cat", "dog", "car", "truck"];
+
+/// The toy hierarchy over [`TOY_LABELS`], as a custom hierarchy file.
+pub const TOY_HIERARCHY: &str = r#"{
+  "name": "toy",
+  "children": {
+    "whole": ["animal", "vehicle"],
+    "animal": ["cat", "dog"],
+    "vehicle": ["car", "truck"]
+  }
+}"#;
+
+/// A roughly standard-normal draw (Irwin–Hall of 12 uniforms) for the identity `parts`.
+pub fn noise(seed: u64, parts: &[u64]) -> f32 {
+    (0..12u64)
+        .map(|k| {
+            let mut p = parts.to_vec();
+            p.push(k);
+            (hint_common::seed::derive(seed, &p) >> 11) as f64 / (1u64 << 53) as f64
+        })
+        .sum::<f64>() as f32
+        - 6.0
+}

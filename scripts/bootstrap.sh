@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Makes a fresh machine ready to build and test hint, idempotently and quickly when
 # already done: a project-local virtualenv (.venv) whose torch 2.11.0 wheel provides
-# libtorch for tch (LIBTORCH_USE_PYTORCH=1). protoc comes from a crate; nothing else
-# is installed outside the project.
+# libtorch for tch (LIBTORCH_USE_PYTORCH=1). protoc comes from a crate; the one thing
+# installed outside the project is WordNet 3.0 (Debian's wordnet-base), when missing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

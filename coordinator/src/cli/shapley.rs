@@ -16,7 +16,7 @@ use hint_common::shapley::phi::{
 use hint_common::shapley::{Quality, Replacement, Sampling, StoppingRule};
 use hint_worker::classify::ClassifierDir;
 use hint_worker::shapley::{
-    estimate, Budget, ConceptInput, Mode, RetrainConfig, ShapleyConfig, ShapleyEngine,
+    estimate, Budget, ConceptInput, Mode, RetrainConfig, ShapleyConfig, ShapleyEngine, SweepBackend,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -269,11 +269,29 @@ fn settings(args: &ShapleyArgs, config: &ShapleyConfig) -> Vec<(String, String)>
             (config.sampling == Sampling::Antithetic).to_string(),
         ),
         ("hint.shapley.seed".into(), config.seed.to_string()),
+        // Φ is bit-identical only between runs on the same backend (and, for a device, the
+        // same kind of device and group size): record which one made it.
+        ("hint.shapley.backend".into(), backend(config)),
         (
             "hint.shapley.classifiers".into(),
             args.classifiers.display().to_string(),
         ),
     ]
+}
+
+/// What computed the sweeps or fits: `cpu` (the pure-Rust sweep) or the libtorch device
+/// with its batching.
+fn backend(config: &ShapleyConfig) -> String {
+    match (config.mode, config.fixed.backend) {
+        (Mode::Retrain, _) => format!(
+            "retrain on {:?} ({:?})",
+            config.retrain.device, config.retrain.kind
+        ),
+        (Mode::Fixed, SweepBackend::Rust) => "cpu".into(),
+        (Mode::Fixed, SweepBackend::Torch(device)) => {
+            format!("{device:?}, group {}", config.fixed.group)
+        }
+    }
 }
 
 fn write_outputs(

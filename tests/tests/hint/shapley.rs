@@ -149,6 +149,7 @@ fn shapley_finds_the_planted_channels_and_pyarrow_reads_phi() {
     assert_eq!(report["n_permutations"], serde_json::json!([40]));
     assert_eq!(report["stderr_finite"], true);
     assert_eq!(report["metadata"]["hint.shapley.mode"], "fixed");
+    assert_eq!(report["metadata"]["hint.shapley.backend"], "cpu");
     let top = |name: &str| -> Vec<u64> {
         let mut t: Vec<u64> = report["top"][name]
             .as_array()

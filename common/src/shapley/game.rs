@@ -268,6 +268,8 @@ pub struct SignedContributions {
     pub alpha: f64,
     /// The quality's weight of a negative region's score.
     pub beta: f64,
+    /// The quality measure the weights are for.
+    pub quality: Quality,
     /// `[D, N]`: column `d` is `s_i w_d (x_id − r_id)` over the reordered regions.
     pub delta: Vec<f32>,
     /// Margins of the empty coalition, `s_i (b + Σ_d w_d r_id)` (the sum in f64).
@@ -320,6 +322,7 @@ impl SignedContributions {
             positives,
             alpha,
             beta,
+            quality,
             delta,
             base,
         })
@@ -337,15 +340,23 @@ impl LinearGame {
         bias: f32,
         quality: Quality,
     ) -> Result<Self, ShapleyError> {
+        let contributions =
+            SignedContributions::new(x, targets, replacement, weight, bias, quality)?;
+        Ok(Self::from_contributions(contributions))
+    }
+
+    /// Prepares the game from its signed contributions (shared with the batched sweep).
+    pub fn from_contributions(contributions: SignedContributions) -> Self {
         let SignedContributions {
             regions: n,
             neurons: d,
             positives,
             alpha,
             beta,
+            quality,
             delta,
             base,
-        } = SignedContributions::new(x, targets, replacement, weight, bias, quality)?;
+        } = contributions;
         let mut game = LinearGame {
             neurons: d,
             regions: n,
@@ -363,7 +374,7 @@ impl LinearGame {
         };
         game.any_sparse = game.sparse.iter().any(Option::is_some);
         game.full = game.value(|_| true);
-        Ok(game)
+        game
     }
 
     /// Neurons (players).

@@ -106,38 +106,32 @@ pub struct PermutationSource {
 }
 
 impl BatchedSweep {
-    /// Prepares the game on `device` from evaluation activations `x` (`n × d`, row-major),
-    /// their targets, the replacement rows (`n × d`) and the classifier `(weight [d], bias)`.
-    #[allow(clippy::too_many_arguments)]
+    /// Prepares the game on `device` from its signed contributions — the same numbers the
+    /// pure-Rust [`hint_common::shapley::LinearGame`] sweeps, so the margins of the two
+    /// backends are bit-identical.
     pub fn new(
-        x: &[f32],
-        targets: &[bool],
-        replacement: &[f32],
-        weight: &[f32],
-        bias: f32,
-        quality: Quality,
+        contributions: &SignedContributions,
         config: &FixedConfig,
         device: Device,
     ) -> Result<Self> {
         let _no_grad = tch::no_grad_guard();
-        // The same numbers as `LinearGame::new`: the margins of the two backends are then
-        // bit-identical.
-        let SignedContributions {
+        let &SignedContributions {
             regions: n,
             neurons: d,
             positives,
             alpha,
             beta,
-            delta,
-            base,
-        } = SignedContributions::new(x, targets, replacement, weight, bias, quality)?;
+            quality,
+            ref delta,
+            ref base,
+        } = contributions;
         let group = config.group;
         let per_step = BYTES_PER_ELEMENT * group * n;
         let chunk = (config.memory_budget / per_step.max(1)).clamp(1, d);
-        let contributions = Tensor::f_from_slice(&delta)?
+        let contributions = Tensor::f_from_slice(delta)?
             .f_reshape([d as i64, n as i64])?
             .f_to_device(device)?;
-        let base = Tensor::f_from_slice(&base)?.f_to_device(device)?;
+        let base = Tensor::f_from_slice(base)?.f_to_device(device)?;
         let mut sweep = BatchedSweep {
             neurons: d,
             regions: n,

@@ -37,7 +37,7 @@ pub mod retrain;
 use hint_common::seed;
 use hint_common::shapley::{
     exact, permutation, replacement_rows, LinearGame, PartialSums, PermutationBlock, Quality,
-    Replacement, Sampling, ShapleyError, StoppingRule,
+    Replacement, Sampling, ShapleyError, SignedContributions, StoppingRule,
 };
 use rayon::prelude::*;
 use tch::{Device, Kind};
@@ -305,29 +305,28 @@ impl ShapleyEngine {
             input.concept,
         )?;
         let game = match config.mode {
-            Mode::Fixed => Game::Fixed {
-                game: LinearGame::new(
+            Mode::Fixed => {
+                // Built once for both sweeps: the device sweep starts from the very numbers
+                // the pure-Rust game (which also serves `values` and `exact`) keeps.
+                let contributions = SignedContributions::new(
                     &input.eval_x,
                     &input.eval_targets,
                     &rows,
                     &input.weight,
                     input.bias,
                     config.quality,
-                )?,
-                batched: match config.fixed.backend {
+                )?;
+                let batched = match config.fixed.backend {
                     SweepBackend::Rust => None,
-                    SweepBackend::Torch(device) => Some(BatchedSweep::new(
-                        &input.eval_x,
-                        &input.eval_targets,
-                        &rows,
-                        &input.weight,
-                        input.bias,
-                        config.quality,
-                        &config.fixed,
-                        device,
-                    )?),
-                },
-            },
+                    SweepBackend::Torch(device) => {
+                        Some(BatchedSweep::new(&contributions, &config.fixed, device)?)
+                    }
+                };
+                Game::Fixed {
+                    game: LinearGame::from_contributions(contributions),
+                    batched,
+                }
+            }
             Mode::Retrain => {
                 let (fit_x, fit_targets, fit_rows) = if input.fit_targets.is_empty() {
                     (&input.eval_x, &input.eval_targets, rows.clone())

@@ -8,11 +8,13 @@
 //! - [`annotations`]: bounding boxes from PASCAL VOC / ImageNet XML and CUB-200-2011.
 //! - [`synth`]: the synthetic world, a dataset whose concept hierarchy is known.
 //! - [`shapley`]: Shapley games, permutations, exact partial sums, stopping rules, Φ files.
+//! - [`job`]: the job spec, ids of jobs, tasks and workers, proto conversions.
 //! - [`seed`]: deterministic seeds derived from a job seed and an identity.
 #![deny(missing_docs)]
 
 pub mod annotations;
 pub mod hierarchy;
+pub mod job;
 pub mod proto;
 pub mod regions;
 pub mod seed;

@@ -24,6 +24,7 @@ pub mod models;
 pub mod responsible;
 pub mod saliency;
 pub mod shapley;
+pub mod tasks;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -185,6 +185,52 @@ impl PartialSums {
         Ok(merged)
     }
 
+    /// The fixed-point sums (Σm · 2^64 and Σm² · 2^64 per neuron), for the wire.
+    pub fn raw(&self) -> (&[i128], &[i128]) {
+        (&self.sum, &self.sum_sq)
+    }
+
+    /// The one block these sums cover (`0..0` when empty). Sums that cover several
+    /// disjoint blocks (a merge with a gap) have no single block: their span is returned.
+    pub fn covered(&self) -> PermutationBlock {
+        match (self.blocks.first(), self.blocks.last()) {
+            (Some(first), Some(last)) => PermutationBlock::new(first.start, last.end),
+            _ => PermutationBlock::new(0, 0),
+        }
+    }
+
+    /// Sums received from elsewhere (a worker's completion): checked for shape and for a
+    /// sample count that fits the block, so a malformed message is an error, not a wrong Φ.
+    pub fn from_raw(
+        sum: Vec<i128>,
+        sum_sq: Vec<i128>,
+        samples: u64,
+        sampling: Sampling,
+        block: PermutationBlock,
+    ) -> Result<PartialSums, ShapleyError> {
+        if sum.len() != sum_sq.len() {
+            return Err(ShapleyError::Shape {
+                what: "sum of squares",
+                expected: sum.len(),
+                actual: sum_sq.len(),
+            });
+        }
+        let expected = block.samples(sampling)?;
+        if expected.end - expected.start != samples {
+            return Err(ShapleyError::Merge(format!(
+                "{samples} samples do not fill permutations {}..{} ({} expected)",
+                block.start,
+                block.end,
+                expected.end - expected.start
+            )));
+        }
+        let mut sums = PartialSums::new(sum.len(), sampling, block);
+        sums.sum = sum;
+        sums.sum_sq = sum_sq;
+        sums.samples = samples;
+        Ok(sums)
+    }
+
     /// The estimate of every neuron.
     pub fn estimates(&self) -> Vec<ShapleyEstimate> {
         let n = self.samples as f64;

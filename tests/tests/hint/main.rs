@@ -3,8 +3,10 @@
 
 mod architectures;
 mod classify;
+mod cluster;
 mod extract_cli;
 mod hierarchy;
+mod job_spec;
 mod regions_pyarrow;
 mod saliency;
 mod shapley;

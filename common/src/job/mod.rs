@@ -1,0 +1,18 @@
+//! What the coordinator and its workers agree on about a job.
+//!
+//! - [`spec`]: [`JobSpec`], the job spec (a TOML file, validated by the coordinator, sent to
+//!   workers as JSON with absolute paths).
+//! - [`ids`]: newtype ids of jobs, tasks and workers, and the task naming scheme.
+//! - [`wire`]: conversions between the proto messages and the engines' types
+//!   (exact Shapley partial sums).
+
+pub mod ids;
+pub mod spec;
+pub mod wire;
+
+pub use ids::{JobId, Stage, TaskId, WorkerId};
+pub use spec::JobSpec;
+
+/// The worker protocol's version: bumped on any change an older peer would misread.
+/// `Register` refuses a worker that speaks another one.
+pub const PROTOCOL_VERSION: u32 = 1;

@@ -1,0 +1,193 @@
+//! [`JobSpec`]: everything a HINT job needs, as the coordinator validated it.
+//!
+//! Users write a TOML file (documented field by field in `docs/job-spec.md`); the coordinator
+//! parses and validates it (`hint_coordinator::spec`, which knows the worker's method and
+//! layer names) and reports every problem at once. The validated spec travels to workers as
+//! JSON with every path made absolute. Method, aggregation and mode names stay strings here
+//! because their parsers live in the worker crate; the coordinator has checked them.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// A validated job spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// A name for people (status, report).
+    pub name: String,
+    /// The job seed: with image ids, concept ids and permutation indices, the only source of
+    /// randomness.
+    pub seed: u64,
+    /// The backbone and the layer.
+    pub model: ModelSpec,
+    /// The images and the concept hierarchy.
+    pub data: DataSpec,
+    /// Responsible regions.
+    pub extract: ExtractSpec,
+    /// Concept classifiers.
+    pub classify: ClassifySpec,
+    /// Shapley values.
+    pub shapley: ShapleySpec,
+    /// Where outputs go.
+    pub storage: StorageSpec,
+    /// Retries and leases.
+    pub scheduler: SchedulerSpec,
+}
+
+/// `[model]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    /// `tiny_cnn`, `vgg16`, `resnet50`, …
+    pub architecture: String,
+    /// A torchvision `state_dict` as safetensors (absolute path).
+    pub weights: PathBuf,
+    /// The hidden layer by torchvision module name.
+    pub layer: String,
+    /// Resize of the shorter side (None: the architecture's).
+    pub resize: Option<u32>,
+    /// Centre crop (None: the architecture's).
+    pub crop: Option<u32>,
+}
+
+/// `[data]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataSpec {
+    /// An ImageFolder directory or a `path,label` CSV manifest (absolute path).
+    pub images: PathBuf,
+    /// A label → model-output map (None: sorted class names).
+    pub labels: Option<PathBuf>,
+    /// Where the concept hierarchy comes from.
+    pub hierarchy: HierarchySpec,
+}
+
+/// The concept hierarchy: a file, or WordNet 3.0 with selection rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum HierarchySpec {
+    /// A custom YAML/JSON file or a `concepts.json` (absolute path).
+    File {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The WordNet 3.0 closure of the labels (WordNet ids), cut by the selection rules.
+    Wordnet {
+        /// The WordNet database directory (None: `HINT_WORDNET` or /usr/share/wordnet).
+        dir: Option<PathBuf>,
+        /// Keep these concepts and what is below them (empty: every root).
+        roots: Vec<String>,
+        /// Remove concepts with fewer images.
+        min_images: Option<u64>,
+        /// Remove single-child chains.
+        collapse: bool,
+        /// Remove concepts deeper than this.
+        max_depth: Option<u32>,
+        /// Leave out labels no selected concept covers instead of failing.
+        drop_uncovered: bool,
+    },
+}
+
+/// `[extract]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExtractSpec {
+    /// `gradient`, `gradient_x_activation`, `guided_backprop`, `smoothgrad`,
+    /// `integrated_gradients`.
+    pub method: String,
+    /// SmoothGrad: noisy copies.
+    pub samples: usize,
+    /// SmoothGrad: noise level.
+    pub noise: f64,
+    /// Integrated gradients: points on the path.
+    pub steps: usize,
+    /// Integrated gradients: `zero` or `black`.
+    pub baseline: String,
+    /// `norm`, `sum`, `filter_norm`, `max`, `abs_sum`, `abs_max`.
+    pub aggregation: String,
+    /// Threshold on the normalised saliency.
+    pub threshold: f32,
+    /// Fraction of background positions kept.
+    pub background_ratio: f64,
+    /// `f32` or `f16`.
+    pub activation_type: String,
+    /// Images per model batch.
+    pub batch_size: usize,
+    /// Images per extract task (one shard; the plan cuts the manifest into these).
+    pub images_per_task: u64,
+}
+
+/// `[classify]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassifySpec {
+    /// Positive regions sampled per concept (and as many negatives).
+    pub max_per_class: usize,
+    /// Fraction of images held out.
+    pub holdout: f64,
+    /// L2 penalty on standardised weights.
+    pub l2: f64,
+    /// Newton iterations at most.
+    pub iterations: usize,
+    /// Newton decrement tolerance.
+    pub tolerance: f64,
+    /// Concepts per train task.
+    pub concepts_per_task: usize,
+}
+
+/// `[shapley]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShapleySpec {
+    /// `fixed` or `retrain`.
+    pub mode: String,
+    /// `log_likelihood`, `balanced_log_likelihood`, `accuracy`.
+    pub quality: String,
+    /// `marginal`, `mean`, `zero`.
+    pub replacement: String,
+    /// Antithetic pairs (true) or independent permutations.
+    pub antithetic: bool,
+    /// Permutations per concept (the most, with a stopping rule).
+    pub permutations: u64,
+    /// Permutations per Shapley task; also the round of the stopping rule.
+    pub permutations_per_task: u64,
+    /// Stop a concept once every stderr is below this.
+    pub until_stderr: Option<f64>,
+    /// Stop a concept once its top K are separated (with `confidence`).
+    pub until_top_k: Option<usize>,
+    /// One-sided confidence of each top-K separation.
+    pub confidence: f64,
+    /// Fixed mode: truncate a sweep once |v(all) − v(prefix)| ≤ this.
+    pub truncation: Option<f64>,
+    /// Retrain mode: Newton iterations per fit.
+    pub retrain_iterations: usize,
+    /// Retrain mode: L2 penalty.
+    pub retrain_l2: f64,
+    /// Neurons listed per concept in top_neurons.csv.
+    pub top: usize,
+    /// Fixed mode: sweep on the worker's device (libtorch, batched) instead of the pure-Rust
+    /// CPU sweep. Faster on GPUs; Φ is then bit-identical only when every worker has the same
+    /// device model. Default false: bit-identical on any mix of machines.
+    pub sweep_on_device: bool,
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StorageSpec {
+    /// Root under which each job gets `<root>/<job-id>/` (absolute path).
+    pub root: PathBuf,
+}
+
+/// `[scheduler]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SchedulerSpec {
+    /// Attempts of a task (counting failures) before it is quarantined.
+    pub max_attempts: u32,
+}
+
+impl JobSpec {
+    /// The spec as the JSON workers receive.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a spec always serialises")
+    }
+
+    /// Reads [`JobSpec::to_json`]'s output.
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}

@@ -1,0 +1,10 @@
+//! hint's coordinator: plans HINT jobs, leases their tasks to workers over gRPC, keeps the
+//! state durable, and aggregates the workers' partial Shapley sums into Φ.
+//!
+//! - [`spec`]: the job spec (TOML) → a validated [`hint_common::job::JobSpec`], every problem
+//!   reported at once.
+//! - [`plan`]: the plan stage: the image manifest, the concept hierarchy, the shards.
+#![deny(missing_docs)]
+
+pub mod plan;
+pub mod spec;

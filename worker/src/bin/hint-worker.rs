@@ -1,0 +1,2 @@
+//! `hint-worker`: placeholder.
+fn main() {}

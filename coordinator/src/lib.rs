@@ -6,5 +6,11 @@
 //! - [`plan`]: the plan stage: the image manifest, the concept hierarchy, the shards.
 #![deny(missing_docs)]
 
+pub mod coordinator;
+pub mod journal;
 pub mod plan;
+pub mod results;
+pub mod scheduler;
+pub mod service;
+pub mod status;
 pub mod spec;

@@ -4,6 +4,9 @@
 //! - `hint concepts`: the concept hierarchy of a dataset (WordNet 3.0 or a custom file).
 //! - `hint extract …`: images → responsible-region Parquet files on one machine.
 //! - `hint classify`, `hint shapley`: concept classifiers on the regions, then Φ.
+//! - `hint run job.toml --workers N`: a whole job with an embedded coordinator and workers;
+//!   `hint coordinator`, `hint submit / status / results` for a cluster (`hint-worker` is the
+//!   worker binary); `hint check job.toml` validates a spec.
 //! - `hint layers --model ARCH`: the addressable layers of an architecture.
 //! - `hint example --out DIR`: a seconds-long smoke test input for `hint extract` (random
 //!   tiny CNN, one corrupt image).
@@ -38,6 +41,18 @@ enum Command {
     Classify(cli::classify::ClassifyArgs),
     /// Monte-Carlo Shapley values of every neuron for every concept → Φ.
     Shapley(cli::shapley::ShapleyArgs),
+    /// Validate a job spec (TOML) and summarise it, without running anything.
+    Check(cli::check::CheckArgs),
+    /// Run a whole job here: a coordinator and N workers in this process (the embedded default).
+    Run(cli::run::RunArgs),
+    /// Serve as a cluster's coordinator (gRPC; state in a directory, resumed on restart).
+    Coordinator(cli::serve::ServeArgs),
+    /// Submit a job spec to a running coordinator.
+    Submit(cli::client::SubmitArgs),
+    /// Show the status of a coordinator's jobs.
+    Status(cli::client::StatusArgs),
+    /// List the result files of a finished job.
+    Results(cli::client::ResultsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -58,6 +73,12 @@ fn main() -> std::process::ExitCode {
         Command::TrainModel(args) => cli::train_model::run(args),
         Command::Classify(args) => cli::classify::run(args),
         Command::Shapley(args) => cli::shapley::run(args),
+        Command::Check(args) => cli::check::run(args),
+        Command::Run(args) => cli::run::run(args),
+        Command::Coordinator(args) => cli::serve::run(args),
+        Command::Submit(args) => cli::client::submit(args),
+        Command::Status(args) => cli::client::status(args),
+        Command::Results(args) => cli::client::results(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -22,6 +22,7 @@ pub mod guided;
 pub mod images;
 pub mod models;
 pub mod responsible;
+pub mod runtime;
 pub mod saliency;
 pub mod shapley;
 pub mod tasks;

@@ -1,10 +1,16 @@
-//! The subcommands of `hint`, one module each.
+//! The subcommands of `hint`, one module each (`client` holds the three small client
+//! commands; `progress` the bars and status text they share).
 
+pub mod check;
 pub mod classify;
+pub mod client;
 pub mod concepts;
 pub mod example;
 pub mod extract;
 pub mod layers;
+pub mod progress;
+pub mod run;
+pub mod serve;
 pub mod shapley;
 pub mod synth;
 pub mod train_model;

@@ -1,2 +1,93 @@
-//! `hint-worker`: placeholder.
-fn main() {}
+//! `hint-worker`: a GPU (or CPU) worker of a hint coordinator.
+//!
+//! ```sh
+//! hint-worker --coordinator http://coordinator:50051 [--device auto] [--slots 1]
+//! ```
+//!
+//! Registers, polls for tasks, runs them, reports results; reconnects with backoff when the
+//! coordinator is away; on SIGTERM or Ctrl-C stops taking work, lets running tasks finish for
+//! `--drain-seconds`, then hands back what is left and leaves.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use hint_worker::runtime::{self, WorkerConfig};
+use hint_worker::tasks::TaskRunner;
+
+/// A hint worker.
+#[derive(Parser, Debug)]
+#[command(name = "hint-worker", version, about)]
+struct Args {
+    /// The coordinator's URL.
+    #[arg(long, env = "HINT_COORDINATOR")]
+    coordinator: String,
+    /// cpu, cuda, cuda:N, or auto.
+    #[arg(long, default_value = "auto", env = "HINT_DEVICE")]
+    device: String,
+    /// Tasks run at once.
+    #[arg(long, default_value_t = 1)]
+    slots: u32,
+    /// Image decoding threads (default: all cores).
+    #[arg(long)]
+    decode_threads: Option<usize>,
+    /// A name in the coordinator's logs and status (default: the host name and process id).
+    #[arg(long, env = "HINT_WORKER_NAME")]
+    name: Option<String>,
+    /// Seconds running tasks may finish after SIGTERM before they are handed back.
+    #[arg(long, default_value_t = 60.0)]
+    drain_seconds: f64,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HINT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Args::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let device = hint_worker::device::parse(&args.device)?;
+    let decode_threads = args
+        .decode_threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let name = args.name.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "worker".into());
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let config = WorkerConfig {
+        coordinator: args.coordinator,
+        name,
+        device: format!("{device:?}"),
+        slots: args.slots.max(1),
+        drain: Duration::from_secs_f64(args.drain_seconds.max(0.0)),
+        max_backoff: Duration::from_secs(5),
+    };
+    let runner = Arc::new(TaskRunner::new(device, decode_threads));
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(runtime::run(config, runner, shutdown_signal()))?;
+    Ok(())
+}
+
+/// SIGTERM (Kubernetes) or Ctrl-C.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,171 @@
+//! `hint submit`, `hint status`, `hint results`: a client of a running coordinator.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use hint_common::proto::{self, jobs_client::JobsClient};
+use hint_coordinator::service::is_ended;
+use tonic::transport::Channel;
+
+use super::progress::{describe, phase_name, StageBars};
+
+/// Flags of `hint submit`.
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    /// The job spec (TOML). Relative paths in it are resolved against its directory.
+    spec: PathBuf,
+    /// The coordinator's URL.
+    #[arg(long, env = "HINT_COORDINATOR", default_value = "http://127.0.0.1:50051")]
+    coordinator: String,
+    /// Follow the job with progress bars until it ends (exit status: the job's).
+    #[arg(long)]
+    wait: bool,
+}
+
+/// Flags of `hint status`.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The job (default: every job).
+    job: Option<String>,
+    /// The coordinator's URL.
+    #[arg(long, env = "HINT_COORDINATOR", default_value = "http://127.0.0.1:50051")]
+    coordinator: String,
+    /// Follow the job until it ends.
+    #[arg(long)]
+    watch: bool,
+}
+
+/// Flags of `hint results`.
+#[derive(Args, Debug)]
+pub struct ResultsArgs {
+    /// The job.
+    job: String,
+    /// The coordinator's URL.
+    #[arg(long, env = "HINT_COORDINATOR", default_value = "http://127.0.0.1:50051")]
+    coordinator: String,
+}
+
+async fn connect(url: &str) -> anyhow::Result<JobsClient<Channel>> {
+    JobsClient::connect(url.to_string())
+        .await
+        .with_context(|| format!("connecting to the coordinator at {url}"))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+/// Runs `hint submit`.
+pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.spec)
+        .with_context(|| format!("reading {}", args.spec.display()))?;
+    let base = std::fs::canonicalize(&args.spec)
+        .with_context(|| format!("resolving {}", args.spec.display()))?
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    runtime()?.block_on(async {
+        let mut client = connect(&args.coordinator).await?;
+        let response = client
+            .submit(proto::SubmitRequest {
+                spec_toml: text,
+                base_dir: base.display().to_string(),
+            })
+            .await
+            .map_err(|status| anyhow::anyhow!("{}", status.message()))
+            .with_context(|| format!("submitting {}", args.spec.display()))?
+            .into_inner();
+        println!("{}", response.job_id);
+        if args.wait {
+            let status = follow(&mut client, &response.job_id).await?;
+            print!("{}", describe(&status));
+            anyhow::ensure!(
+                status.phase == proto::JobPhase::Succeeded as i32,
+                "job {} {}",
+                status.job_id,
+                phase_name(status.phase)
+            );
+        }
+        Ok(())
+    })
+}
+
+/// Follows a job with progress bars until it ends; returns the final status.
+pub async fn follow(client: &mut JobsClient<Channel>, job: &str) -> anyhow::Result<proto::JobStatus> {
+    let mut stream = client
+        .watch(proto::JobRef { job_id: job.to_string() })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+    let bars = StageBars::new();
+    let mut last = None;
+    while let Some(status) = stream.message().await.context("watching the job")? {
+        bars.update(&status);
+        let ended = is_ended(&status);
+        last = Some(status);
+        if ended {
+            break;
+        }
+    }
+    bars.finish();
+    last.context("the coordinator closed the status stream before the job ended")
+}
+
+/// Runs `hint status`.
+pub fn status(args: StatusArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let mut client = connect(&args.coordinator).await?;
+        match args.job {
+            Some(job) if args.watch => {
+                let status = follow(&mut client, &job).await?;
+                print!("{}", describe(&status));
+            }
+            Some(job) => {
+                let status = client
+                    .status(proto::JobRef { job_id: job })
+                    .await
+                    .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                    .into_inner();
+                print!("{}", describe(&status));
+            }
+            None => {
+                let jobs = client
+                    .list(proto::ListJobsRequest {})
+                    .await
+                    .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                    .into_inner()
+                    .jobs;
+                if jobs.is_empty() {
+                    println!("no jobs");
+                }
+                for status in jobs {
+                    print!("{}", describe(&status));
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Runs `hint results`.
+pub fn results(args: ResultsArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let mut client = connect(&args.coordinator).await?;
+        let response = client
+            .results(proto::JobRef { job_id: args.job.clone() })
+            .await
+            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+            .into_inner();
+        anyhow::ensure!(
+            response.phase == proto::JobPhase::Succeeded as i32,
+            "job {} has no results: it is {}",
+            args.job,
+            phase_name(response.phase)
+        );
+        for file in &response.files {
+            println!("{:<18} {:>12} bytes  {}", file.name, file.bytes, file.url);
+        }
+        Ok(())
+    })
+}

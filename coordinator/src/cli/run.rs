@@ -1,0 +1,144 @@
+//! `hint run job.toml --workers N`: the embedded default — a coordinator and N workers in
+//! this process, talking gRPC over loopback (the cluster's code paths), the state and the
+//! results under the spec's storage root. Killed and started again with the same spec, it
+//! resumes the unfinished job instead of starting over.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use hint_common::hierarchy::Hierarchy;
+use hint_common::job::JobId;
+use hint_common::proto::{self, jobs_client::JobsClient};
+use hint_coordinator::coordinator::{Coordinator, CoordinatorConfig};
+use hint_coordinator::{results, service, spec};
+use hint_worker::runtime::{self, WorkerConfig};
+use hint_worker::tasks::TaskRunner;
+
+use super::client::follow;
+use super::progress::{describe, phase_name};
+
+/// Flags of `hint run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The job spec (TOML); see docs/job-spec.md.
+    spec: PathBuf,
+    /// Workers in this process.
+    #[arg(long, default_value_t = 2)]
+    workers: u32,
+    /// State directory (default: <storage.root>/state).
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Device of the workers: cpu, cuda, cuda:N, or auto.
+    #[arg(long, default_value = "auto", env = "HINT_DEVICE")]
+    device: String,
+}
+
+/// Runs `hint run`.
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let spec = spec::load(&args.spec)?;
+    anyhow::ensure!(args.workers >= 1, "--workers must be at least 1");
+    let state = args.state.clone().unwrap_or_else(|| spec.storage.root.join("state"));
+    let device = hint_worker::device::parse(&args.device)?;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let (coordinator, actions) = Coordinator::open(CoordinatorConfig::new(state.clone()))
+            .with_context(|| format!("opening the state in {}", state.display()))?;
+        coordinator.spawn_background(actions);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|&s| s).await;
+        };
+        let server = tokio::spawn(service::serve(Arc::clone(&coordinator), listener, until_stopped(stopped.clone())));
+        let mut workers = Vec::new();
+        for k in 0..args.workers {
+            let config = WorkerConfig {
+                coordinator: url.clone(),
+                name: format!("embedded-{k}"),
+                device: format!("{device:?}"),
+                slots: 1,
+                drain: Duration::ZERO,
+                max_backoff: Duration::from_secs(1),
+            };
+            let runner = Arc::new(TaskRunner::new(device, (cores / args.workers as usize).max(1)));
+            workers.push(tokio::spawn(runtime::run(config, runner, until_stopped(stopped.clone()))));
+        }
+        let json = spec.to_json();
+        let unfinished = coordinator.read(|s| {
+            s.jobs().find(|j| !j.is_finished() && j.spec_json == json).map(|j| j.id.clone())
+        });
+        let job = match unfinished {
+            Some(job) => {
+                println!("resuming {job} from {}", state.display());
+                job
+            }
+            None => coordinator.submit_spec(spec).context("submitting the job")?,
+        };
+        let mut client = JobsClient::connect(url.clone()).await?;
+        let status = follow(&mut client, &job.0).await?;
+        let _ = stop.send(true);
+        for worker in workers {
+            worker.await??;
+        }
+        server.await??;
+        print_summary(&coordinator, &job, &status, args.workers);
+        anyhow::ensure!(
+            status.phase == proto::JobPhase::Succeeded as i32,
+            "job {job} {}{}",
+            phase_name(status.phase),
+            if status.error.is_empty() { String::new() } else { format!(": {}", status.error) }
+        );
+        Ok(())
+    })
+}
+
+fn print_summary(coordinator: &Coordinator, id: &JobId, status: &proto::JobStatus, workers: u32) {
+    print!("{}", describe(status));
+    let Some(job) = coordinator.read(|s| s.job(id).cloned()) else {
+        return;
+    };
+    let dir = results::results_dir(&job.job_dir);
+    let Ok(hierarchy) = Hierarchy::read_json(&dir.join("concepts.json")) else {
+        return;
+    };
+    let summary: serde_json::Value = std::fs::read_to_string(dir.join("job.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    println!(
+        "  {} workers; {} of {} images → {} region rows in {} files; {} image(s) skipped",
+        workers,
+        summary["images_processed"],
+        summary["images"],
+        summary["region_rows"],
+        summary["region_files"],
+        summary["skipped_images"].as_array().map_or(0, Vec::len)
+    );
+    let phis = results::phi(&job, &hierarchy);
+    let mut levels: Vec<u32> = phis.iter().map(|p| p.level).collect();
+    levels.sort_unstable();
+    levels.dedup();
+    println!("  top neurons (φ ± stderr) per concept:");
+    for level in levels {
+        println!("    level {level}:");
+        for p in phis.iter().filter(|p| p.level == level) {
+            let top: Vec<String> = p
+                .ranking()
+                .into_iter()
+                .take(5)
+                .map(|d| {
+                    let e = p.estimates[d as usize];
+                    format!("{d} ({:.4}±{:.4})", e.phi, e.stderr)
+                })
+                .collect();
+            let n = p.estimates.first().map_or(0, |e| e.n_permutations);
+            println!("      {:<22} {n:>4} perms: {}", p.name, top.join(", "));
+        }
+    }
+    println!("  results: {}", dir.display());
+}

@@ -1,0 +1,511 @@
+//! [`Coordinator`]: the scheduler behind a lock, its journal, and the I/O around it —
+//! planning, committing attempt outputs into place, writing results.
+//!
+//! Every change goes through the [`Scheduler`] under one mutex and its records are appended
+//! to the journal before the lock is released, so the journal's order is the order of the
+//! changes. Commits that move files (extract, train) are synced at once; the rest (attempt
+//! starts, Shapley sums) are group-committed by a background task every few milliseconds.
+//! Planning and reports run on blocking threads and report back through the scheduler.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hint_common::job::{wire, JobId, JobSpec, TaskId, WorkerId, PROTOCOL_VERSION};
+use hint_common::proto;
+use hint_common::shapley::PermutationBlock;
+use tokio::sync::watch;
+
+use crate::journal::{Journal, JournalError};
+use crate::scheduler::records::{hex, CommittedFile};
+use crate::scheduler::{
+    decode_sums, Acceptance, Action, Failure, Job, Outcome, Output, Record, Scheduler,
+    SchedulerConfig, SchedulerError, TaskSpec,
+};
+use crate::{plan, results, status};
+
+/// Settings of a coordinator process.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    /// The state directory (the journal lives there).
+    pub state_dir: PathBuf,
+    /// Leases and the worker grace period.
+    pub scheduler: SchedulerConfig,
+    /// Group-commit interval of the journal.
+    pub sync_interval: Duration,
+}
+
+impl CoordinatorConfig {
+    /// Defaults for everything but the state directory.
+    pub fn new(state_dir: PathBuf) -> Self {
+        CoordinatorConfig {
+            state_dir,
+            scheduler: SchedulerConfig::default(),
+            sync_interval: Duration::from_millis(5),
+        }
+    }
+}
+
+/// Errors of the coordinator, mapped to gRPC codes by the service.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    /// The journal could not be read or written.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// A worker-facing call the scheduler refused.
+    #[error(transparent)]
+    Scheduler(#[from] SchedulerError),
+    /// The job spec is invalid.
+    #[error("{0}")]
+    Spec(String),
+    /// A worker speaking another protocol version.
+    #[error("worker protocol version {worker} is not this coordinator's {PROTOCOL_VERSION}: run matching versions")]
+    Protocol {
+        /// What the worker speaks.
+        worker: u32,
+    },
+    /// A malformed request (bad task id, output of the wrong kind…).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Preparing a job's storage failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+struct Inner {
+    scheduler: Scheduler,
+    journal: Journal,
+}
+
+/// The coordinator of one state directory.
+pub struct Coordinator {
+    inner: Mutex<Inner>,
+    config: CoordinatorConfig,
+    changed: watch::Sender<u64>,
+    busy: Mutex<HashSet<JobId>>,
+}
+
+fn now_epoch() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Coordinator {
+    /// Opens the state directory, replays its journal and redoes what a crash may have left
+    /// half done (file moves of committed outputs, plans, reports). Call
+    /// [`Coordinator::spawn_background`] from a Tokio runtime to start leasing.
+    pub fn open(config: CoordinatorConfig) -> Result<(Arc<Coordinator>, Vec<Action>), CoordinatorError> {
+        let (mut journal, records, dropped) = Journal::open(&config.state_dir)?;
+        if dropped > 0 {
+            tracing::warn!(bytes = dropped, "cut a torn tail off the journal");
+        }
+        let now = Instant::now();
+        for record in &records {
+            if let Record::Committed { output, .. } = record {
+                if let Err(error) = move_committed(output) {
+                    tracing::error!(%error, "redoing a committed move");
+                }
+            }
+        }
+        let resumed = records.iter().filter(|r| matches!(r, Record::Submitted { .. })).count();
+        let (mut scheduler, actions) = Scheduler::recover(config.scheduler, records, now);
+        journal.append(&scheduler.take_records())?;
+        journal.sync()?;
+        if resumed > 0 {
+            tracing::info!(jobs = resumed, "resumed from {}", config.state_dir.display());
+        }
+        let (changed, _) = watch::channel(0);
+        let coordinator = Arc::new(Coordinator {
+            inner: Mutex::new(Inner { scheduler, journal }),
+            config,
+            changed,
+            busy: Mutex::new(HashSet::new()),
+        });
+        Ok((coordinator, actions))
+    }
+
+    /// Starts the background work: journal group commits, lease expiry, and `actions`
+    /// (from [`Coordinator::open`]).
+    pub fn spawn_background(self: &Arc<Self>, actions: Vec<Action>) {
+        self.run_actions(actions);
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut sync = tokio::time::interval(me.config.sync_interval);
+            sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let tick_every = (me.config.scheduler.lease_timeout / 4).max(Duration::from_millis(20));
+            let mut last_tick = Instant::now();
+            loop {
+                sync.tick().await;
+                if let Err(error) = me.lock().journal.sync() {
+                    tracing::error!(%error, "journal sync failed");
+                }
+                if last_tick.elapsed() >= tick_every {
+                    last_tick = Instant::now();
+                    let actions = me.mutate(|s, now| s.tick(now));
+                    me.run_actions(actions);
+                }
+            }
+        });
+    }
+
+    /// Waits for any change (for watchers).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `change` on the scheduler and appends its records before unlocking.
+    fn mutate<T>(&self, change: impl FnOnce(&mut Scheduler, Instant) -> T) -> T {
+        let mut inner = self.lock();
+        let result = change(&mut inner.scheduler, Instant::now());
+        let records = inner.scheduler.take_records();
+        if let Err(error) = inner.journal.append(&records) {
+            tracing::error!(%error, "journal append failed");
+        }
+        let version = inner.scheduler.version();
+        drop(inner);
+        self.changed.send_replace(version);
+        result
+    }
+
+    /// Reads the scheduler.
+    pub fn read<T>(&self, look: impl FnOnce(&Scheduler) -> T) -> T {
+        look(&self.lock().scheduler)
+    }
+
+    fn run_actions(self: &Arc<Self>, actions: Vec<Action>) {
+        for action in actions {
+            let job = match &action {
+                Action::Plan(job) | Action::Report(job) => job.clone(),
+            };
+            if !self.busy.lock().expect("busy set").insert(job.clone()) {
+                continue;
+            }
+            let me = Arc::clone(self);
+            tokio::task::spawn_blocking(move || {
+                let follow_up = match action {
+                    Action::Plan(job) => me.plan(&job),
+                    Action::Report(job) => {
+                        me.report(&job);
+                        Vec::new()
+                    }
+                };
+                me.busy.lock().expect("busy set").remove(&job);
+                me.run_actions(follow_up);
+            });
+        }
+    }
+
+    fn plan(&self, id: &JobId) -> Vec<Action> {
+        let Some((spec, job_dir)) = self.read(|s| s.job(id).map(|j| (j.spec.clone(), j.job_dir.clone()))) else {
+            return Vec::new();
+        };
+        let _span = tracing::info_span!("plan", job = %id).entered();
+        match plan::plan(&spec, &job_dir) {
+            Ok(plan) => {
+                tracing::info!(images = plan.images, concepts = plan.hierarchy.concepts().len(), "planned");
+                let concepts = plan.hierarchy.concepts().len() as u32;
+                self.mutate(|s, now| s.planned(id, plan.images, concepts, now))
+            }
+            Err(error) => {
+                let message = format!("plan: {error}");
+                tracing::error!(%message);
+                self.mutate(|s, now| s.finish(id, Outcome::Failed, Some(message), now));
+                Vec::new()
+            }
+        }
+    }
+
+    fn report(&self, id: &JobId) {
+        let Some(job) = self.read(|s| s.job(id).cloned()) else {
+            return;
+        };
+        let _span = tracing::info_span!("report", job = %id).entered();
+        let (outcome, error) = match results::write(&job) {
+            Ok(()) => (Outcome::Succeeded, None),
+            Err(error) => (Outcome::Failed, Some(format!("report: {error:#}"))),
+        };
+        self.mutate(|s, now| s.finish(id, outcome, error, now));
+        if let Err(error) = self.lock().journal.sync() {
+            tracing::error!(%error, "journal sync failed");
+        }
+    }
+
+    /// Accepts a job spec (TOML text; relative paths against `base_dir`): validated, given a
+    /// storage directory, persisted, then planned in the background.
+    pub fn submit(self: &Arc<Self>, spec_toml: &str, base_dir: &Path) -> Result<JobId, CoordinatorError> {
+        let spec = crate::spec::parse(spec_toml, base_dir, "job spec")
+            .map_err(|e| CoordinatorError::Spec(e.to_string()))?;
+        self.submit_spec(spec)
+    }
+
+    /// Accepts an already validated spec.
+    pub fn submit_spec(self: &Arc<Self>, spec: JobSpec) -> Result<JobId, CoordinatorError> {
+        let next = self.read(|s| s.jobs().count() as u64 + 1);
+        let job_dir = spec.storage.root.join(JobId::numbered(next).0);
+        std::fs::create_dir_all(&job_dir).map_err(|source| CoordinatorError::Io {
+            path: job_dir.clone(),
+            source,
+        })?;
+        let spec_path = job_dir.join("spec.json");
+        std::fs::write(&spec_path, spec.to_json()).map_err(|source| CoordinatorError::Io {
+            path: spec_path,
+            source,
+        })?;
+        let (id, action) = self.mutate(|s, now| s.submit(&spec, job_dir, now_epoch(), now));
+        self.sync_now();
+        tracing::info!(job = %id, name = %spec.name, "submitted");
+        self.run_actions(vec![action]);
+        Ok(id)
+    }
+
+    fn sync_now(&self) {
+        if let Err(error) = self.lock().journal.sync() {
+            tracing::error!(%error, "journal sync failed");
+        }
+    }
+
+    /// A client cancels a job: it ends now; workers drop its tasks at their next poll.
+    pub fn cancel(&self, id: &JobId) -> Result<(), CoordinatorError> {
+        self.read(|s| s.job(id).map(|_| ()))
+            .ok_or_else(|| SchedulerError::UnknownJob(id.to_string()))?;
+        self.mutate(|s, now| s.finish(id, Outcome::Cancelled, Some("cancelled by a client".into()), now));
+        self.sync_now();
+        Ok(())
+    }
+
+    /// A worker registers.
+    pub fn register(&self, request: &proto::RegisterRequest) -> Result<proto::RegisterResponse, CoordinatorError> {
+        if request.protocol_version != PROTOCOL_VERSION {
+            return Err(CoordinatorError::Protocol { worker: request.protocol_version });
+        }
+        let slots = request.slots.max(1);
+        let id = self.mutate(|s, now| s.register(request.name.clone(), request.device.clone(), slots, now));
+        tracing::info!(worker = %id, name = %request.name, device = %request.device, slots, "worker registered");
+        let lease = self.config.scheduler.lease_timeout;
+        Ok(proto::RegisterResponse {
+            worker_id: id.0,
+            lease_timeout_ms: lease.as_millis() as u64,
+            heartbeat_interval_ms: (lease / 4).as_millis().max(10) as u64,
+        })
+    }
+
+    /// A worker polls: leases renewed, stale tasks cancelled, new tasks leased.
+    pub fn poll(&self, request: &proto::PollRequest) -> Result<proto::PollResponse, CoordinatorError> {
+        let worker = WorkerId(request.worker_id.clone());
+        let mut running = Vec::with_capacity(request.running.len());
+        for status in &request.running {
+            running.push((parse_task(&status.task_id)?, status.attempt, status.done, status.total));
+        }
+        let (tasks, cancel) = self.mutate(|s, now| s.poll(&worker, request.free_slots, &running, now))?;
+        Ok(proto::PollResponse {
+            tasks,
+            cancel: cancel
+                .into_iter()
+                .map(|(task, attempt)| proto::TaskRef { task_id: task.to_string(), attempt })
+                .collect(),
+        })
+    }
+
+    /// A worker completes an attempt. Extract and train outputs are moved from the attempt's
+    /// directory to their committed place before the commit is recorded (and synced); a
+    /// rejected completion leaves its files where they are.
+    pub fn complete(self: &Arc<Self>, request: proto::CompleteRequest) -> Result<bool, CoordinatorError> {
+        let task = parse_task(&request.task_id)?;
+        let attempt = request.attempt;
+        let output = request
+            .output
+            .ok_or_else(|| CoordinatorError::BadRequest(format!("{task}: completion without output")))?;
+        let mut inner = self.lock();
+        if !inner.scheduler.would_accept(&task, attempt) {
+            return Ok(false);
+        }
+        let job = inner.scheduler.job(&task.job).expect("accepting job exists");
+        let checked = committed_output(job, &task, attempt, output).and_then(|output| {
+            move_committed(&output)?;
+            Ok(output)
+        });
+        let now = Instant::now();
+        let (accepted, actions) = match checked {
+            Ok(output) => {
+                let synced = !matches!(output, Output::Shapley { .. });
+                let (acceptance, actions) = inner.scheduler.complete(&task, attempt, output, now);
+                let records = inner.scheduler.take_records();
+                inner.journal.append(&records)?;
+                if synced {
+                    inner.journal.sync()?;
+                }
+                (acceptance == Acceptance::Accepted, actions)
+            }
+            Err(message) => {
+                tracing::warn!(%task, attempt, %message, "completion refused");
+                let failure = Failure {
+                    reason: proto::FailureReason::Execution.as_str_name().into(),
+                    retryable: true,
+                    counted: true,
+                    message: format!("its output was refused: {message}"),
+                };
+                let actions = inner.scheduler.fail(&task, attempt, failure, now);
+                let records = inner.scheduler.take_records();
+                inner.journal.append(&records)?;
+                (false, actions)
+            }
+        };
+        let version = inner.scheduler.version();
+        drop(inner);
+        self.changed.send_replace(version);
+        self.run_actions(actions);
+        Ok(accepted)
+    }
+
+    /// A worker reports a failed attempt.
+    pub fn fail(self: &Arc<Self>, request: &proto::FailRequest) -> Result<(), CoordinatorError> {
+        let task = parse_task(&request.task_id)?;
+        let reason = proto::FailureReason::try_from(request.reason).unwrap_or(proto::FailureReason::Execution);
+        tracing::warn!(%task, attempt = request.attempt, reason = reason.as_str_name(), message = %request.message, "attempt failed");
+        let failure = Failure {
+            reason: reason.as_str_name().into(),
+            retryable: request.retryable,
+            counted: request.count_to_failures,
+            message: request.message.clone(),
+        };
+        let actions = self.mutate(|s, now| s.fail(&task, request.attempt, failure, now));
+        self.run_actions(actions);
+        Ok(())
+    }
+
+    /// A draining worker leaves.
+    pub fn leave(self: &Arc<Self>, worker: &str) {
+        let actions = self.mutate(|s, now| s.leave(&WorkerId(worker.to_string()), now));
+        self.run_actions(actions);
+    }
+
+    /// A job's status.
+    pub fn status(&self, id: &JobId) -> Result<proto::JobStatus, CoordinatorError> {
+        self.read(|s| {
+            let job = s.job(id).ok_or_else(|| SchedulerError::UnknownJob(id.to_string()))?;
+            Ok(status::job_status(job, s.workers().len() as u32))
+        })
+    }
+
+    /// Every job's status, oldest first.
+    pub fn list(&self) -> Vec<proto::JobStatus> {
+        self.read(|s| {
+            let live = s.workers().len() as u32;
+            s.jobs().map(|j| status::job_status(j, live)).collect()
+        })
+    }
+}
+
+fn parse_task(id: &str) -> Result<TaskId, CoordinatorError> {
+    id.parse().map_err(CoordinatorError::BadRequest)
+}
+
+/// A completion's output, checked against the task and given its committed locations.
+fn committed_output(job: &Job, task: &TaskId, attempt: u32, output: proto::complete_request::Output) -> Result<Output, String> {
+    use proto::complete_request::Output as Wire;
+    let spec = &job.tasks.get(task).ok_or("no such task")?.spec;
+    let attempt_dir = job.attempt_dir(task, attempt);
+    match (spec, output) {
+        (TaskSpec::Extract { .. }, Wire::Extract(summary)) => {
+            let mut files = Vec::new();
+            for file in summary.files {
+                let from = PathBuf::from(&file.url);
+                if from.parent() != Some(attempt_dir.as_path()) {
+                    return Err(format!("{} is not in the attempt's directory {}", from.display(), attempt_dir.display()));
+                }
+                let name = from.file_name().ok_or("a region file without a name")?;
+                files.push(CommittedFile {
+                    from: file.url.clone(),
+                    path: job.regions_dir().join(name).display().to_string(),
+                    rows: file.rows,
+                    foreground: file.foreground_rows,
+                    background: file.background_rows,
+                });
+            }
+            Ok(Output::Extract {
+                files,
+                skipped: summary.skipped.into_iter().map(|s| (s.path, s.reason)).collect(),
+                images: summary.images_processed,
+            })
+        }
+        (TaskSpec::Train { concepts, .. }, Wire::Train(out)) => {
+            if Path::new(&out.dir) != attempt_dir {
+                return Err(format!("classifiers in {}, expected {}", out.dir, attempt_dir.display()));
+            }
+            if let Some(bad) = out.trained.iter().find(|c| !concepts.contains(c)) {
+                return Err(format!("concept {bad} was not part of the task"));
+            }
+            Ok(Output::Train {
+                from: out.dir,
+                dir: job.classifiers_dir(task).display().to_string(),
+                trained: out.trained,
+            })
+        }
+        (TaskSpec::Shapley { concept, first, end, .. }, Wire::Shapley(sums)) => {
+            let block = PermutationBlock::new(*first, *end);
+            if (sums.first_permutation, sums.end_permutation) != (*first, *end) {
+                return Err(format!(
+                    "sums of permutations {}..{}, the task is {first}..{end}",
+                    sums.first_permutation, sums.end_permutation
+                ));
+            }
+            let part = wire::sums_from_proto(&sums).map_err(|e| e.to_string())?;
+            if sums.antithetic != job.spec.shapley.antithetic {
+                return Err("sampling scheme differs from the spec".into());
+            }
+            if let Some(acc) = job.sums.get(concept) {
+                if acc.neurons() != part.neurons() {
+                    return Err(format!("{} neurons, earlier blocks had {}", part.neurons(), acc.neurons()));
+                }
+            }
+            let output = Output::Shapley {
+                neurons: sums.neurons,
+                samples: sums.samples,
+                antithetic: sums.antithetic,
+                sum: hex(&sums.sum),
+                sum_sq: hex(&sums.sum_sq),
+            };
+            debug_assert!(decode_sums(&output, block).is_some());
+            Ok(output)
+        }
+        _ => Err("the output is of another kind than the task".into()),
+    }
+}
+
+/// Moves a committed output's files into place. Idempotent: what is already in place is
+/// left alone, so replaying a commit after a crash is safe.
+pub fn move_committed(output: &Output) -> Result<(), String> {
+    let rename = |from: &Path, to: &Path| -> Result<(), String> {
+        if to.exists() {
+            return Ok(());
+        }
+        if !from.exists() {
+            return Err(format!("{} is missing (and {} was never committed)", from.display(), to.display()));
+        }
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        std::fs::rename(from, to).map_err(|e| format!("moving {} to {}: {e}", from.display(), to.display()))
+    };
+    match output {
+        Output::Extract { files, .. } => {
+            for file in files {
+                rename(Path::new(&file.from), Path::new(&file.path))?;
+            }
+            Ok(())
+        }
+        Output::Train { from, dir, .. } => rename(Path::new(from), Path::new(dir)),
+        Output::Shapley { .. } => Ok(()),
+    }
+}

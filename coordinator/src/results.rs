@@ -1,0 +1,181 @@
+//! The report stage: Φ from the committed partial sums, and the result files of a job in
+//! `<job_dir>/results/`.
+//!
+//! ```text
+//! phi.parquet, phi.csv   concept, concept_name, level, neuron, phi, stderr, n_permutations
+//! top_neurons.csv        the top N neurons of each concept
+//! multimodal.csv         neurons in the top N of ≥ 2 concepts
+//! concepts.json          the hierarchy used
+//! job.json               the run: images, region rows, skipped images, quarantined tasks,
+//!                        concepts with their permutation counts
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use hint_common::hierarchy::{ConceptId, Hierarchy, HierarchyError};
+use hint_common::job::Stage;
+use hint_common::shapley::phi::{
+    multimodal, top_neurons, write_multimodal_csv, write_phi_csv, write_phi_parquet, write_top_csv,
+    ConceptPhi,
+};
+use hint_common::shapley::ShapleyError;
+use serde_json::json;
+
+use crate::scheduler::{Job, Output, TaskState};
+
+/// The results directory of a job.
+pub fn results_dir(job_dir: &Path) -> PathBuf {
+    job_dir.join("results")
+}
+
+/// Errors of the report stage.
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    /// The planned hierarchy could not be read.
+    #[error(transparent)]
+    Hierarchy(#[from] HierarchyError),
+    /// Φ could not be written.
+    #[error(transparent)]
+    Phi(#[from] ShapleyError),
+    /// Another file could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Φ of every concept with committed sums, in concept order.
+pub fn phi(job: &Job, hierarchy: &Hierarchy) -> Vec<ConceptPhi> {
+    job.sums
+        .iter()
+        .map(|(&concept, sums)| {
+            let c = hierarchy.concept(ConceptId(concept));
+            ConceptPhi {
+                concept,
+                name: c.name.clone(),
+                level: c.level,
+                estimates: sums.estimates(),
+            }
+        })
+        .collect()
+}
+
+/// Writes the results of a job whose Shapley tasks have all settled.
+pub fn write(job: &Job) -> Result<(), ResultsError> {
+    let hierarchy = Hierarchy::read_json(&job.job_dir.join("concepts.json"))?;
+    let phis = phi(job, &hierarchy);
+    let out = results_dir(&job.job_dir);
+    std::fs::create_dir_all(&out).map_err(|source| ResultsError::Io {
+        path: out.clone(),
+        source,
+    })?;
+    let top = job.spec.shapley.top;
+    write_phi_parquet(&out.join("phi.parquet"), &phis, &settings(job))?;
+    write_phi_csv(&out.join("phi.csv"), &phis)?;
+    write_top_csv(&out.join("top_neurons.csv"), &top_neurons(&phis, top))?;
+    write_multimodal_csv(&out.join("multimodal.csv"), &multimodal(&phis, top))?;
+    hierarchy.write_json(&out.join("concepts.json"))?;
+    let summary = summary(job, &hierarchy);
+    let path = out.join("job.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&summary).expect("json") + "\n")
+        .map_err(|source| ResultsError::Io { path, source })?;
+    // What is left under attempts/ are outputs of attempts that were never committed.
+    let attempts = job.job_dir.join("attempts");
+    if attempts.exists() {
+        if let Err(error) = std::fs::remove_dir_all(&attempts) {
+            tracing::warn!(%error, "could not remove {}", attempts.display());
+        }
+    }
+    Ok(())
+}
+
+/// Key/value metadata of phi.parquet: what decides whether two runs are bit-comparable.
+fn settings(job: &Job) -> Vec<(String, String)> {
+    let s = &job.spec.shapley;
+    let backend = if s.mode == "retrain" {
+        "retrain on the workers' devices".to_string()
+    } else if s.sweep_on_device {
+        "the workers' devices (batched sweep)".to_string()
+    } else {
+        "cpu".to_string()
+    };
+    vec![
+        ("hint.job.id".into(), job.id.to_string()),
+        ("hint.job.name".into(), job.spec.name.clone()),
+        ("hint.shapley.mode".into(), s.mode.clone()),
+        ("hint.shapley.quality".into(), s.quality.clone()),
+        ("hint.shapley.replacement".into(), s.replacement.clone()),
+        ("hint.shapley.antithetic".into(), s.antithetic.to_string()),
+        ("hint.shapley.seed".into(), job.spec.seed.to_string()),
+        ("hint.shapley.backend".into(), backend),
+        ("hint.model".into(), job.spec.model.architecture.clone()),
+        ("hint.layer".into(), job.spec.model.layer.clone()),
+    ]
+}
+
+fn summary(job: &Job, hierarchy: &Hierarchy) -> serde_json::Value {
+    let (mut files, mut rows, mut images) = (0u64, 0u64, 0u64);
+    let mut skipped = Vec::new();
+    for task in job.stage_tasks(Stage::Extract) {
+        if let TaskState::Done { output: Output::Extract { files: f, skipped: s, images: n }, .. } = &task.state {
+            files += f.len() as u64;
+            rows += f.iter().map(|f| f.rows).sum::<u64>();
+            images += n;
+            skipped.extend(s.iter().map(|(path, reason)| json!({"path": path, "reason": reason})));
+        }
+    }
+    let quarantined: Vec<_> = job
+        .tasks
+        .values()
+        .filter(|t| t.state == TaskState::Quarantined)
+        .map(|t| {
+            let f = t.last_failure.as_ref();
+            json!({
+                "task": t.id.to_string(),
+                "attempts": t.attempts,
+                "reason": f.map(|f| f.reason.clone()),
+                "message": f.map(|f| f.message.clone()),
+            })
+        })
+        .collect();
+    let rule = job.rule();
+    let max = job.spec.shapley.permutations;
+    let concepts: Vec<_> = job
+        .sums
+        .iter()
+        .map(|(&concept, sums)| {
+            let c = hierarchy.concept(ConceptId(concept));
+            json!({
+                "concept": concept,
+                "name": c.name,
+                "level": c.level,
+                "n_permutations": sums.permutations(),
+                "stopped_by_rule": rule.is_some() && sums.permutations() < max,
+                "complete": sums.blocks().len() == 1 && sums.blocks()[0].start == 0,
+            })
+        })
+        .collect();
+    let trained: Vec<u32> = job.trained().into_iter().map(|(c, _)| c).collect();
+    let untrained: Vec<_> = (0..job.concepts)
+        .filter(|c| !trained.contains(c))
+        .map(|c| hierarchy.concept(ConceptId(c)).name.clone())
+        .collect();
+    json!({
+        "job": job.id.to_string(),
+        "name": job.spec.name,
+        "spec": job.spec,
+        "images": job.images,
+        "images_processed": images,
+        "region_files": files,
+        "region_rows": rows,
+        "skipped_images": skipped,
+        "quarantined_tasks": quarantined,
+        "concepts": concepts,
+        "concepts_without_classifier": untrained,
+        "classifiers": job.job_dir.join("classifiers").display().to_string(),
+        "regions": job.regions_dir().display().to_string(),
+    })
+}

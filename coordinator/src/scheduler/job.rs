@@ -1,0 +1,545 @@
+//! One job's tasks and the rules that open its stages and Shapley rounds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use hint_common::job::{JobId, JobSpec, Stage, TaskId, WorkerId};
+use hint_common::proto;
+use hint_common::shapley::{PartialSums, PermutationBlock, Sampling, StoppingRule};
+
+use super::records::{unhex, Failure, Outcome, Output, TaskSpec};
+
+/// Samples a stopping rule needs before it is asked (as `hint shapley`).
+const MIN_SAMPLES: u64 = 5;
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobPhase {
+    /// Waiting for (or running) the plan stage.
+    Planning,
+    /// Tasks are being leased.
+    Running,
+    /// Ended with results.
+    Succeeded,
+    /// Ended with an error.
+    Failed,
+    /// Cancelled by a client.
+    Cancelled,
+}
+
+/// A task's state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskState {
+    /// Waiting for a worker.
+    Pending,
+    /// Leased.
+    Running {
+        /// To whom.
+        worker: WorkerId,
+        /// Which attempt.
+        attempt: u32,
+        /// When the lease expires unless renewed.
+        deadline: Instant,
+    },
+    /// Committed.
+    Done {
+        /// The attempt committed.
+        attempt: u32,
+        /// Its output.
+        output: Output,
+    },
+    /// Given up on; named in the results.
+    Quarantined,
+}
+
+/// A task of a job.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// Its id.
+    pub id: TaskId,
+    /// What it does.
+    pub spec: TaskSpec,
+    /// Attempts started (the last attempt's number).
+    pub attempts: u32,
+    /// Failures that count toward the limit.
+    pub failures: u32,
+    /// Its state.
+    pub state: TaskState,
+    /// The last failure, for status and the results.
+    pub last_failure: Option<Failure>,
+    /// Progress of the running attempt (units done, total).
+    pub progress: (u64, u64),
+}
+
+impl Task {
+    pub(super) fn is_running(&self, worker: &WorkerId, attempt: u32) -> bool {
+        matches!(&self.state, TaskState::Running { worker: w, attempt: a, .. } if w == worker && *a == attempt)
+    }
+
+    pub(super) fn current_attempt(&self) -> Option<u32> {
+        match self.state {
+            TaskState::Running { attempt, .. } => Some(attempt),
+            _ => None,
+        }
+    }
+
+    pub(super) fn accepts(&self, attempt: u32) -> bool {
+        let open = matches!(self.state, TaskState::Pending | TaskState::Running { .. });
+        open && attempt >= 1 && attempt <= self.attempts
+    }
+
+    pub(super) fn renew(&mut self, deadline: Instant, done: u64, total: u64) {
+        if let TaskState::Running { deadline: d, .. } = &mut self.state {
+            *d = deadline;
+        }
+        self.progress = (done, total);
+    }
+
+    /// Whether the task is done or quarantined.
+    pub fn is_settled(&self) -> bool {
+        matches!(self.state, TaskState::Done { .. } | TaskState::Quarantined)
+    }
+}
+
+/// A job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// Its id.
+    pub id: JobId,
+    /// The validated spec.
+    pub spec: JobSpec,
+    /// The spec as workers receive it.
+    pub spec_json: String,
+    /// Its storage root.
+    pub job_dir: PathBuf,
+    /// Seconds since the Unix epoch at submission.
+    pub submitted_at: f64,
+    /// When this process learnt of it.
+    pub seen_at: Instant,
+    /// Where it is.
+    pub phase: JobPhase,
+    /// Images in the manifest (after planning).
+    pub images: u64,
+    /// Concepts in the hierarchy (after planning).
+    pub concepts: u32,
+    /// Every task, by id (so by stage, then index).
+    pub tasks: BTreeMap<TaskId, Task>,
+    /// Pending tasks in leasing order.
+    pub pending: BTreeSet<TaskId>,
+    /// Committed Shapley sums merged per concept (exact: any order gives the same bits).
+    pub sums: BTreeMap<u32, PartialSums>,
+    /// Why it failed or was cancelled.
+    pub error: Option<String>,
+    /// Since when no worker has been registered (None while one is).
+    pub no_worker_since: Option<Instant>,
+}
+
+/// What a job needs next.
+pub(super) enum Step {
+    Wait,
+    Add(Vec<TaskSpec>),
+    Fail(String),
+    Report,
+}
+
+impl Job {
+    pub(super) fn new(id: JobId, spec: JobSpec, spec_json: String, job_dir: PathBuf, submitted_at: f64, now: Instant) -> Self {
+        Job {
+            id,
+            spec,
+            spec_json,
+            job_dir,
+            submitted_at,
+            seen_at: now,
+            phase: JobPhase::Planning,
+            images: 0,
+            concepts: 0,
+            tasks: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            sums: BTreeMap::new(),
+            error: None,
+            no_worker_since: None,
+        }
+    }
+
+    /// Whether the job has ended.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.phase, JobPhase::Succeeded | JobPhase::Failed | JobPhase::Cancelled)
+    }
+
+    /// The stage running now: the latest stage with tasks (plan before any, report once
+    /// every Shapley task settled).
+    pub fn stage(&self) -> Stage {
+        match self.tasks.keys().next_back() {
+            None => Stage::Plan,
+            Some(last) if last.stage == Stage::Shapley && self.all_settled(Stage::Shapley) => {
+                Stage::Report
+            }
+            Some(last) => last.stage,
+        }
+    }
+
+    /// The tasks of one stage.
+    pub fn stage_tasks(&self, stage: Stage) -> impl Iterator<Item = &Task> {
+        let from = TaskId { job: self.id.clone(), stage, index: 0 };
+        self.tasks.range(from..).map(|(_, t)| t).take_while(move |t| t.id.stage == stage)
+    }
+
+    fn all_settled(&self, stage: Stage) -> bool {
+        self.stage_tasks(stage).all(Task::is_settled)
+    }
+
+    fn has_tasks(&self, stage: Stage) -> bool {
+        self.stage_tasks(stage).next().is_some()
+    }
+
+    pub(super) fn planned(&mut self, images: u64, concepts: u32) {
+        self.images = images;
+        self.concepts = concepts;
+        self.phase = JobPhase::Running;
+    }
+
+    pub(super) fn finished(&mut self, outcome: Outcome, error: Option<String>) {
+        self.phase = match outcome {
+            Outcome::Succeeded => JobPhase::Succeeded,
+            Outcome::Failed => JobPhase::Failed,
+            Outcome::Cancelled => JobPhase::Cancelled,
+        };
+        self.error = error;
+        self.pending.clear();
+    }
+
+    pub(super) fn add_task(&mut self, spec: TaskSpec) {
+        let stage = match spec {
+            TaskSpec::Extract { .. } => Stage::Extract,
+            TaskSpec::Train { .. } => Stage::Train,
+            TaskSpec::Shapley { .. } => Stage::Shapley,
+        };
+        let id = TaskId { job: self.id.clone(), stage, index: spec.index() };
+        if self.tasks.contains_key(&id) {
+            return;
+        }
+        if !self.is_finished() {
+            self.pending.insert(id.clone());
+        }
+        self.tasks.insert(
+            id.clone(),
+            Task {
+                id,
+                spec,
+                attempts: 0,
+                failures: 0,
+                state: TaskState::Pending,
+                last_failure: None,
+                progress: (0, 0),
+            },
+        );
+    }
+
+    pub(super) fn lease(&mut self, id: &TaskId, worker: WorkerId, deadline: Instant) {
+        self.pending.remove(id);
+        let task = self.tasks.get_mut(id).expect("leased task exists");
+        task.state = TaskState::Running { worker, attempt: task.attempts, deadline };
+        task.progress = (0, task.spec.units());
+    }
+
+    pub(super) fn attempt_failed(&mut self, id: &TaskId, _attempt: u32, failure: Failure) {
+        let max_attempts = self.spec.scheduler.max_attempts;
+        let finished = self.is_finished();
+        let Some(task) = self.tasks.get_mut(id) else { return };
+        if task.is_settled() {
+            return;
+        }
+        if failure.counted {
+            task.failures += 1;
+        }
+        let give_up = !failure.retryable || task.failures >= max_attempts;
+        task.last_failure = Some(failure);
+        if give_up {
+            task.state = TaskState::Quarantined;
+            self.pending.remove(id);
+        } else {
+            task.state = TaskState::Pending;
+            if !finished {
+                self.pending.insert(id.clone());
+            }
+        }
+    }
+
+    pub(super) fn commit(&mut self, id: &TaskId, attempt: u32, output: Output) {
+        let Some(task) = self.tasks.get_mut(id) else { return };
+        if let (TaskSpec::Shapley { concept, first, end, .. }, Output::Shapley { .. }) = (&task.spec, &output) {
+            let part = decode_sums(&output, PermutationBlock::new(*first, *end))
+                .expect("committed sums were checked when they arrived");
+            let merged = match self.sums.remove(concept) {
+                None => PartialSums::merge([part]),
+                Some(acc) => PartialSums::merge([acc, part]),
+            }
+            .expect("each task is committed once, so blocks never overlap");
+            self.sums.insert(*concept, merged);
+        }
+        task.state = TaskState::Done { attempt, output };
+        task.progress = (task.spec.units(), task.spec.units());
+        self.pending.remove(id);
+    }
+
+    pub(super) fn held_by(&self, worker: &WorkerId) -> Vec<(TaskId, u32)> {
+        self.tasks
+            .values()
+            .filter_map(|t| match &t.state {
+                TaskState::Running { worker: w, attempt, .. } if w == worker => Some((t.id.clone(), *attempt)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub(super) fn overdue(&self, now: Instant) -> Vec<(TaskId, u32)> {
+        self.tasks
+            .values()
+            .filter_map(|t| match &t.state {
+                TaskState::Running { attempt, deadline, .. } if *deadline < now => Some((t.id.clone(), *attempt)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The attempt's output directory (extract and train write there; the coordinator
+    /// moves what it commits).
+    pub fn attempt_dir(&self, id: &TaskId, attempt: u32) -> PathBuf {
+        self.job_dir.join("attempts").join(format!("{}-a{attempt}", id.local_name()))
+    }
+
+    /// Where a train task's classifiers live once committed.
+    pub fn classifiers_dir(&self, id: &TaskId) -> PathBuf {
+        self.job_dir.join("classifiers").join(id.local_name())
+    }
+
+    /// The committed region directory.
+    pub fn regions_dir(&self) -> PathBuf {
+        self.job_dir.join("regions")
+    }
+
+    pub(super) fn task_message(&self, id: &TaskId, attempt: u32) -> proto::Task {
+        let task = &self.tasks[id];
+        let out_dir = self.attempt_dir(id, attempt).display().to_string();
+        let kind = match &task.spec {
+            TaskSpec::Extract { index, first, end } => proto::task::Kind::Extract(proto::ExtractTask {
+                shard: *index,
+                first_image: *first,
+                end_image: *end,
+                out_dir,
+            }),
+            TaskSpec::Train { index, concepts } => proto::task::Kind::Train(proto::TrainTask {
+                part: *index,
+                concepts: concepts.clone(),
+                regions_dir: self.regions_dir().display().to_string(),
+                out_dir,
+            }),
+            TaskSpec::Shapley { concept, first, end, classifiers, .. } => {
+                proto::task::Kind::Shapley(proto::ShapleyTask {
+                    concept: *concept,
+                    first_permutation: *first,
+                    end_permutation: *end,
+                    classifiers_dir: classifiers.clone(),
+                })
+            }
+        };
+        proto::Task {
+            task_id: id.to_string(),
+            job_id: self.id.to_string(),
+            attempt,
+            spec_json: self.spec_json.clone(),
+            job_dir: self.job_dir.display().to_string(),
+            kind: Some(kind),
+        }
+    }
+
+    /// The next step: open a stage, add Shapley rounds, fail, report, or wait.
+    pub(super) fn next_step(&self) -> Step {
+        if self.phase != JobPhase::Running {
+            return Step::Wait;
+        }
+        if !self.has_tasks(Stage::Extract) {
+            if self.images == 0 {
+                return Step::Fail("the image set is empty".into());
+            }
+            let per = self.spec.extract.images_per_task.max(1);
+            let shards = (0..self.images.div_ceil(per))
+                .map(|k| TaskSpec::Extract {
+                    index: k as u32,
+                    first: k * per,
+                    end: ((k + 1) * per).min(self.images),
+                })
+                .collect();
+            return Step::Add(shards);
+        }
+        if !self.all_settled(Stage::Extract) {
+            return Step::Wait;
+        }
+        if !self.has_tasks(Stage::Train) {
+            if !self.stage_tasks(Stage::Extract).any(|t| matches!(t.state, TaskState::Done { .. })) {
+                return Step::Fail(format!("every extract task was quarantined ({})", self.quarantine_summary(Stage::Extract)));
+            }
+            let per = self.spec.classify.concepts_per_task.max(1) as u32;
+            let parts = (0..self.concepts.div_ceil(per))
+                .map(|k| TaskSpec::Train {
+                    index: k,
+                    concepts: (k * per..((k + 1) * per).min(self.concepts)).collect(),
+                })
+                .collect();
+            return Step::Add(parts);
+        }
+        if !self.all_settled(Stage::Train) {
+            return Step::Wait;
+        }
+        let trained = self.trained();
+        if trained.is_empty() {
+            return Step::Fail(format!(
+                "no concept classifier could be trained ({}; see metrics.json in {})",
+                self.quarantine_summary(Stage::Train),
+                self.job_dir.join("classifiers").display()
+            ));
+        }
+        let next = self.shapley_round(&trained);
+        if !next.is_empty() {
+            return Step::Add(next);
+        }
+        if self.all_settled(Stage::Shapley) {
+            Step::Report
+        } else {
+            Step::Wait
+        }
+    }
+
+    /// Concepts with a committed classifier and usable evaluation split, with the directory
+    /// holding each.
+    pub fn trained(&self) -> Vec<(u32, String)> {
+        let mut trained = Vec::new();
+        for task in self.stage_tasks(Stage::Train) {
+            if let TaskState::Done { output: Output::Train { dir, trained: ids, .. }, .. } = &task.state {
+                trained.extend(ids.iter().map(|&c| (c, dir.clone())));
+            }
+        }
+        trained.sort();
+        trained
+    }
+
+    fn max_permutations(&self) -> u64 {
+        let per = self.sampling().permutations_per_sample();
+        self.spec.shapley.permutations.div_ceil(per) * per
+    }
+
+    fn sampling(&self) -> Sampling {
+        if self.spec.shapley.antithetic {
+            Sampling::Antithetic
+        } else {
+            Sampling::Independent
+        }
+    }
+
+    /// The stopping rule of the spec, if any.
+    pub fn rule(&self) -> Option<StoppingRule> {
+        let s = &self.spec.shapley;
+        match (s.until_stderr, s.until_top_k) {
+            (Some(bound), _) => Some(StoppingRule::StderrBelow(bound)),
+            (None, Some(k)) => Some(StoppingRule::TopKSeparated { k, confidence: s.confidence }),
+            (None, None) => None,
+        }
+    }
+
+    /// The Shapley tasks to add now. Without a stopping rule every block is planned at once;
+    /// with one, a concept gets its next block only when its previous ones are settled and
+    /// the rule is not yet satisfied, so the decisions (and Φ) depend only on the committed
+    /// sums, never on timing. Task index = concept × blocks per concept + block number.
+    fn shapley_round(&self, trained: &[(u32, String)]) -> Vec<TaskSpec> {
+        let max = self.max_permutations();
+        let per_task = self.spec.shapley.permutations_per_task.max(1);
+        let blocks_per_concept = max.div_ceil(per_task);
+        let rule = self.rule();
+        let mut out = Vec::new();
+        let mut outstanding = BTreeSet::new();
+        let mut stopped = BTreeSet::new();
+        let mut planned_end: BTreeMap<u32, u64> = BTreeMap::new();
+        for task in self.stage_tasks(Stage::Shapley) {
+            if let TaskSpec::Shapley { concept, end, .. } = task.spec {
+                let e = planned_end.entry(concept).or_default();
+                *e = (*e).max(end);
+                match task.state {
+                    TaskState::Quarantined => {
+                        stopped.insert(concept);
+                    }
+                    TaskState::Done { .. } => {}
+                    _ => {
+                        outstanding.insert(concept);
+                    }
+                }
+            }
+        }
+        for (concept, dir) in trained {
+            let start = planned_end.get(concept).copied().unwrap_or(0);
+            if start >= max || outstanding.contains(concept) || stopped.contains(concept) {
+                continue;
+            }
+            let ends: Vec<u64> = match rule {
+                None => (start..max).step_by(per_task as usize).map(|s| (s + per_task).min(max)).collect(),
+                Some(rule) => {
+                    let satisfied = self.sums.get(concept).is_some_and(|sums| {
+                        rule.satisfied(&sums.estimates(), sums.samples(), MIN_SAMPLES)
+                    });
+                    if satisfied {
+                        continue;
+                    }
+                    vec![(start + per_task).min(max)]
+                }
+            };
+            let mut first = start;
+            for end in ends {
+                out.push(TaskSpec::Shapley {
+                    index: (u64::from(*concept) * blocks_per_concept + first / per_task) as u32,
+                    concept: *concept,
+                    first,
+                    end,
+                    classifiers: dir.clone(),
+                });
+                first = end;
+            }
+        }
+        out
+    }
+
+    /// `3 quarantined: extract-00001 (BAD_INPUT: …), …` for error messages.
+    pub fn quarantine_summary(&self, stage: Stage) -> String {
+        let quarantined: Vec<String> = self
+            .stage_tasks(stage)
+            .filter(|t| t.state == TaskState::Quarantined)
+            .map(|t| match &t.last_failure {
+                Some(f) => format!("{} ({}: {})", t.id.local_name(), f.reason, f.message),
+                None => t.id.local_name(),
+            })
+            .collect();
+        if quarantined.is_empty() {
+            "none quarantined".into()
+        } else {
+            format!("{} quarantined: {}", quarantined.len(), quarantined.join("; "))
+        }
+    }
+}
+
+/// The exact sums of a committed Shapley output.
+pub fn decode_sums(output: &Output, block: PermutationBlock) -> Option<PartialSums> {
+    let Output::Shapley { neurons, samples, antithetic, sum, sum_sq } = output else {
+        return None;
+    };
+    let message = proto::ShapleySums {
+        neurons: *neurons,
+        samples: *samples,
+        antithetic: *antithetic,
+        first_permutation: block.start,
+        end_permutation: block.end,
+        sum: unhex(sum)?,
+        sum_sq: unhex(sum_sq)?,
+        seconds: 0.0,
+    };
+    hint_common::job::wire::sums_from_proto(&message).ok()
+}

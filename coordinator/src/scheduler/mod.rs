@@ -1,0 +1,531 @@
+//! The scheduler: every job, task and worker, and the one place their state changes.
+//!
+//! ```text
+//!            lease (poll)             complete (accepted)
+//!  Pending ───────────────▶ Running ──────────────────────▶ Done
+//!     ▲                       │
+//!     │ retryable and         │ fail / lease expired / worker lost
+//!     │ attempts < limit      ▼
+//!     └────────────────── (judged) ──── not retryable, or limit reached ──▶ Quarantined
+//! ```
+//!
+//! The scheduler is a plain state machine: no I/O, no clock of its own (`now` is passed in),
+//! so the harness in `tests.rs` drives it with virtual workers and virtual time. Durable facts
+//! are [`Record`]s: every change that must survive a restart is made by building a record and
+//! applying it ([`Scheduler::apply`], also used to replay the journal), then queued in the
+//! outbox for the journal. Leases are not durable: after a restart every task that was
+//! running is pending again, with its attempt count intact.
+//!
+//! Stages open when the previous one has settled (every task done or quarantined):
+//! plan (on the coordinator) → extract → train → shapley (more rounds while a stopping rule
+//! asks for them) → report (on the coordinator).
+
+mod job;
+pub mod records;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use hint_common::job::{JobId, JobSpec, Stage, TaskId, WorkerId};
+use hint_common::proto;
+
+pub use job::{decode_sums, Job, JobPhase, Task, TaskState};
+pub use records::{Failure, Outcome, Output, Record, TaskSpec};
+
+/// Timing rules of the scheduler.
+#[derive(Debug, Clone, Copy)]
+pub struct SchedulerConfig {
+    /// A lease not renewed by a poll within this expires (the task is retried) and a worker
+    /// not heard from within this is lost.
+    pub lease_timeout: Duration,
+    /// A running job with no live worker for this long fails.
+    pub worker_grace: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            lease_timeout: Duration::from_secs(30),
+            worker_grace: Duration::from_secs(600),
+        }
+    }
+}
+
+/// A registered worker.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    /// Name it gave (host or pod).
+    pub name: String,
+    /// Its device.
+    pub device: String,
+    /// Tasks it runs at once.
+    pub slots: u32,
+    /// Last poll.
+    pub last_seen: Instant,
+}
+
+/// What the coordinator must do outside the scheduler (I/O) for a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Run the plan stage, then apply [`Record::Planned`] (or finish the job failed).
+    Plan(JobId),
+    /// Compute Φ and write the results, then apply [`Record::Finished`].
+    Report(JobId),
+}
+
+/// The answer to a completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acceptance {
+    /// This attempt's output is the task's committed output.
+    Accepted,
+    /// Another attempt was committed already, or the job ended: drop the output.
+    Rejected,
+}
+
+/// Errors of the worker-facing calls.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SchedulerError {
+    /// The worker is not registered (the coordinator restarted, or it was declared lost).
+    #[error("unknown worker {0}: register again")]
+    UnknownWorker(WorkerId),
+    /// The task does not exist.
+    #[error("unknown task {0}")]
+    UnknownTask(String),
+    /// The job does not exist.
+    #[error("unknown job {0}")]
+    UnknownJob(String),
+}
+
+/// Every job, task and worker.
+#[derive(Debug)]
+pub struct Scheduler {
+    config: SchedulerConfig,
+    incarnation: u32,
+    next_worker: u64,
+    jobs: BTreeMap<JobId, Job>,
+    workers: HashMap<WorkerId, Worker>,
+    outbox: Vec<Record>,
+    version: u64,
+}
+
+impl Scheduler {
+    /// An empty scheduler.
+    pub fn new(config: SchedulerConfig) -> Self {
+        Scheduler {
+            config,
+            incarnation: 0,
+            next_worker: 0,
+            jobs: BTreeMap::new(),
+            workers: HashMap::new(),
+            outbox: Vec::new(),
+            version: 0,
+        }
+    }
+
+    /// Rebuilds the state from the journal's records and starts a new incarnation (its
+    /// [`Record::Started`] is in the outbox). Jobs that were running resume; the returned
+    /// actions (plans and reports that did not finish) must be run again.
+    pub fn recover(
+        config: SchedulerConfig,
+        records: impl IntoIterator<Item = Record>,
+        now: Instant,
+    ) -> (Self, Vec<Action>) {
+        let mut scheduler = Scheduler::new(config);
+        for record in records {
+            scheduler.apply(&record, now);
+        }
+        let incarnation = scheduler.incarnation + 1;
+        scheduler.record(Record::Started { incarnation }, now);
+        let mut actions = Vec::new();
+        let ids: Vec<JobId> = scheduler.jobs.keys().cloned().collect();
+        for id in ids {
+            let job = scheduler.jobs.get_mut(&id).expect("listed job");
+            job.no_worker_since = Some(now);
+            if job.phase == JobPhase::Planning {
+                actions.push(Action::Plan(id.clone()));
+            }
+            actions.extend(scheduler.advance(&id, now));
+        }
+        (scheduler, actions)
+    }
+
+    /// Takes the records made since the last call (for the journal, in order).
+    pub fn take_records(&mut self) -> Vec<Record> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Bumped on every change (status watchers wait on it).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The jobs, in submission order.
+    pub fn jobs(&self) -> impl Iterator<Item = &Job> {
+        self.jobs.values()
+    }
+
+    /// One job.
+    pub fn job(&self, id: &JobId) -> Option<&Job> {
+        self.jobs.get(id)
+    }
+
+    /// Registered, live workers.
+    pub fn workers(&self) -> &HashMap<WorkerId, Worker> {
+        &self.workers
+    }
+
+    /// Accepts a job (already validated) and asks for its plan.
+    pub fn submit(&mut self, spec: &JobSpec, job_dir: PathBuf, submitted_at: f64, now: Instant) -> (JobId, Action) {
+        let id = JobId::numbered(self.jobs.len() as u64 + 1);
+        self.record(
+            Record::Submitted {
+                job: id.clone(),
+                spec_json: spec.to_json(),
+                job_dir: job_dir.display().to_string(),
+                submitted_at,
+            },
+            now,
+        );
+        if self.workers.is_empty() {
+            self.jobs.get_mut(&id).expect("just added").no_worker_since = Some(now);
+        }
+        (id.clone(), Action::Plan(id))
+    }
+
+    /// The plan stage finished: the extract stage opens.
+    pub fn planned(&mut self, job: &JobId, images: u64, concepts: u32, now: Instant) -> Vec<Action> {
+        if !self.jobs.get(job).is_some_and(|j| j.phase == JobPhase::Planning) {
+            return Vec::new();
+        }
+        self.record(
+            Record::Planned {
+                job: job.clone(),
+                images,
+                concepts,
+            },
+            now,
+        );
+        self.advance(job, now)
+    }
+
+    /// Ends a job (plan failure, report written, cancel). A job already ended stays as it is.
+    pub fn finish(&mut self, job: &JobId, outcome: Outcome, error: Option<String>, now: Instant) {
+        if self.jobs.get(job).is_some_and(|j| !j.is_finished()) {
+            self.record(
+                Record::Finished {
+                    job: job.clone(),
+                    outcome,
+                    error,
+                },
+                now,
+            );
+        }
+    }
+
+    /// A worker joins.
+    pub fn register(&mut self, name: String, device: String, slots: u32, now: Instant) -> WorkerId {
+        self.next_worker += 1;
+        let id = WorkerId(format!("w{}-{:04}", self.incarnation, self.next_worker));
+        self.workers.insert(
+            id.clone(),
+            Worker {
+                name,
+                device,
+                slots,
+                last_seen: now,
+            },
+        );
+        for job in self.jobs.values_mut() {
+            job.no_worker_since = None;
+        }
+        self.version += 1;
+        id
+    }
+
+    /// A poll: renews the leases of the tasks the worker reports, tells it which of them to
+    /// stop, and leases it up to `free_slots` pending tasks (oldest job first, then by stage
+    /// and index).
+    pub fn poll(
+        &mut self,
+        worker: &WorkerId,
+        free_slots: u32,
+        running: &[(TaskId, u32, u64, u64)],
+        now: Instant,
+    ) -> Result<(Vec<proto::Task>, Vec<(TaskId, u32)>), SchedulerError> {
+        let seen = self
+            .workers
+            .get_mut(worker)
+            .ok_or_else(|| SchedulerError::UnknownWorker(worker.clone()))?;
+        seen.last_seen = now;
+        let deadline = now + self.config.lease_timeout;
+        let mut cancel = Vec::new();
+        for (task_id, attempt, done, total) in running {
+            let task = self
+                .jobs
+                .get_mut(&task_id.job)
+                .and_then(|j| j.tasks.get_mut(task_id));
+            match task {
+                Some(task) if task.is_running(worker, *attempt) => {
+                    task.renew(deadline, *done, *total);
+                }
+                _ => cancel.push((task_id.clone(), *attempt)),
+            }
+        }
+        let mut leases = Vec::new();
+        while leases.len() < free_slots as usize {
+            let Some(task_id) = self
+                .jobs
+                .values()
+                .filter(|j| !j.is_finished())
+                .find_map(|j| j.pending.first().cloned())
+            else {
+                break;
+            };
+            let attempt = self.jobs[&task_id.job].tasks[&task_id].attempts + 1;
+            self.record(
+                Record::AttemptStarted {
+                    task: task_id.clone(),
+                    attempt,
+                },
+                now,
+            );
+            let job = self.jobs.get_mut(&task_id.job).expect("task's job");
+            job.lease(&task_id, worker.clone(), deadline);
+            leases.push(job.task_message(&task_id, attempt));
+        }
+        if !leases.is_empty() {
+            self.version += 1;
+        }
+        Ok((leases, cancel))
+    }
+
+    /// Whether a completion of `attempt` would be committed now (checked before the
+    /// coordinator moves the attempt's files into place).
+    pub fn would_accept(&self, task: &TaskId, attempt: u32) -> bool {
+        self.jobs
+            .get(&task.job)
+            .filter(|j| !j.is_finished())
+            .and_then(|j| j.tasks.get(task))
+            .is_some_and(|t| t.accepts(attempt))
+    }
+
+    /// A completion: committed if no other attempt was (a late completion of an attempt
+    /// whose lease expired is as good as any: tasks are deterministic), else rejected.
+    pub fn complete(&mut self, task: &TaskId, attempt: u32, output: Output, now: Instant) -> (Acceptance, Vec<Action>) {
+        if !self.would_accept(task, attempt) {
+            return (Acceptance::Rejected, Vec::new());
+        }
+        self.record(
+            Record::Committed {
+                task: task.clone(),
+                attempt,
+                output,
+            },
+            now,
+        );
+        (Acceptance::Accepted, self.advance(&task.job, now))
+    }
+
+    /// A failed attempt: retried, or quarantined when it may not be retried or has used up
+    /// its attempts. A failure of an attempt that is no longer current changes nothing.
+    pub fn fail(&mut self, task: &TaskId, attempt: u32, failure: Failure, now: Instant) -> Vec<Action> {
+        let current = self
+            .jobs
+            .get(&task.job)
+            .filter(|j| !j.is_finished())
+            .and_then(|j| j.tasks.get(task))
+            .is_some_and(|t| t.current_attempt() == Some(attempt));
+        if !current {
+            return Vec::new();
+        }
+        self.record(
+            Record::AttemptFailed {
+                task: task.clone(),
+                attempt,
+                failure,
+            },
+            now,
+        );
+        self.advance(&task.job, now)
+    }
+
+    /// A draining worker leaves: what it holds is requeued without counting against it.
+    pub fn leave(&mut self, worker: &WorkerId, now: Instant) -> Vec<Action> {
+        self.lose(worker, "the worker left (drained)", false, now)
+    }
+
+    /// Expires quiet workers and overdue leases, and fails jobs that have had no worker for
+    /// the grace period. Call it periodically.
+    pub fn tick(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let timeout = self.config.lease_timeout;
+        let quiet: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| now.saturating_duration_since(w.last_seen) > timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for worker in quiet {
+            let message = format!("worker {worker} was not heard from for {:.1} s", timeout.as_secs_f64());
+            actions.extend(self.lose(&worker, &message, true, now));
+        }
+        let overdue: Vec<(TaskId, u32)> = self
+            .jobs
+            .values()
+            .flat_map(|j| j.overdue(now))
+            .collect();
+        for (task, attempt) in overdue {
+            let failure = Failure {
+                reason: proto::FailureReason::WorkerLost.as_str_name().into(),
+                retryable: true,
+                counted: true,
+                message: "the lease expired (the worker stopped reporting the task)".into(),
+            };
+            actions.extend(self.fail(&task, attempt, failure, now));
+        }
+        let grace = self.config.worker_grace;
+        let stranded: Vec<JobId> = self
+            .jobs
+            .values()
+            .filter(|j| !j.is_finished() && j.phase != JobPhase::Planning)
+            .filter(|j| j.no_worker_since.is_some_and(|t| now.saturating_duration_since(t) >= grace))
+            .map(|j| j.id.clone())
+            .collect();
+        for job in stranded {
+            let error = format!(
+                "no worker was seen for {:.0} s (the grace period): start workers with \
+                 `hint-worker --coordinator URL`, then resubmit",
+                grace.as_secs_f64()
+            );
+            self.finish(&job, Outcome::Failed, Some(error), now);
+        }
+        actions
+    }
+
+    /// Applies one durable fact. The only place job and task state changes; used live
+    /// (through [`Scheduler::record`]) and to replay the journal.
+    pub fn apply(&mut self, record: &Record, now: Instant) {
+        self.version += 1;
+        match record {
+            Record::Started { incarnation } => self.incarnation = *incarnation,
+            Record::Submitted {
+                job,
+                spec_json,
+                job_dir,
+                submitted_at,
+            } => {
+                let spec = JobSpec::from_json(spec_json).expect("the journal holds valid specs");
+                self.jobs.insert(
+                    job.clone(),
+                    Job::new(job.clone(), spec, spec_json.clone(), job_dir.into(), *submitted_at, now),
+                );
+            }
+            Record::Planned { job, images, concepts } => {
+                if let Some(job) = self.jobs.get_mut(job) {
+                    job.planned(*images, *concepts);
+                }
+            }
+            Record::TasksAdded { job, tasks } => {
+                if let Some(job) = self.jobs.get_mut(job) {
+                    for spec in tasks {
+                        job.add_task(spec.clone());
+                    }
+                }
+            }
+            Record::AttemptStarted { task, attempt } => {
+                if let Some(task) = self.task_mut(task) {
+                    task.attempts = task.attempts.max(*attempt);
+                }
+            }
+            Record::AttemptFailed { task, attempt, failure } => {
+                if let Some(job) = self.jobs.get_mut(&task.job) {
+                    job.attempt_failed(task, *attempt, failure.clone());
+                }
+            }
+            Record::Committed { task, attempt, output } => {
+                if let Some(job) = self.jobs.get_mut(&task.job) {
+                    job.commit(task, *attempt, output.clone());
+                }
+            }
+            Record::Finished { job, outcome, error } => {
+                if let Some(job) = self.jobs.get_mut(job) {
+                    job.finished(*outcome, error.clone());
+                }
+            }
+        }
+    }
+
+    fn record(&mut self, record: Record, now: Instant) {
+        self.apply(&record, now);
+        self.outbox.push(record);
+    }
+
+    fn task_mut(&mut self, id: &TaskId) -> Option<&mut Task> {
+        self.jobs.get_mut(&id.job)?.tasks.get_mut(id)
+    }
+
+    fn lose(&mut self, worker: &WorkerId, message: &str, counted: bool, now: Instant) -> Vec<Action> {
+        if self.workers.remove(worker).is_none() {
+            return Vec::new();
+        }
+        self.version += 1;
+        let held: Vec<(TaskId, u32)> = self
+            .jobs
+            .values()
+            .flat_map(|j| j.held_by(worker))
+            .collect();
+        let mut actions = Vec::new();
+        for (task, attempt) in held {
+            let reason = if counted {
+                proto::FailureReason::WorkerLost
+            } else {
+                proto::FailureReason::Cancelled
+            };
+            let failure = Failure {
+                reason: reason.as_str_name().into(),
+                retryable: true,
+                counted,
+                message: message.to_string(),
+            };
+            actions.extend(self.fail(&task, attempt, failure, now));
+        }
+        if self.workers.is_empty() {
+            for job in self.jobs.values_mut() {
+                job.no_worker_since.get_or_insert(now);
+            }
+        }
+        actions
+    }
+
+    /// Opens the next stage or Shapley round when the current one has settled.
+    fn advance(&mut self, id: &JobId, now: Instant) -> Vec<Action> {
+        let Some(job) = self.jobs.get(id) else {
+            return Vec::new();
+        };
+        match job.next_step() {
+            job::Step::Wait => Vec::new(),
+            job::Step::Add(tasks) => {
+                self.record(Record::TasksAdded { job: id.clone(), tasks }, now);
+                Vec::new()
+            }
+            job::Step::Fail(error) => {
+                self.finish(id, Outcome::Failed, Some(error), now);
+                Vec::new()
+            }
+            job::Step::Report => vec![Action::Report(id.clone())],
+        }
+    }
+}
+
+/// The proto name of a stage's failure reason for records.
+pub fn reason_name(reason: proto::FailureReason) -> String {
+    reason.as_str_name().to_string()
+}
+
+/// A stage's tasks by state, for status.
+pub fn stage_of(task: &TaskId) -> Stage {
+    task.stage
+}

@@ -1,0 +1,238 @@
+//! [`Record`]: the durable facts of the scheduler — what the journal stores and replays.
+//!
+//! Only facts that must survive a restart are records: a submitted job, its plan, the tasks
+//! added to it, each attempt started (so attempt numbers, and the names attempts write
+//! under, are never reused), each attempt that failed, each committed output, and the end of
+//! a job. Leases are not records: after a restart every running task is pending again.
+
+use serde::{Deserialize, Serialize};
+
+use hint_common::job::{JobId, TaskId};
+
+/// One durable fact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+pub enum Record {
+    /// A coordinator process started on this state (numbers worker ids apart per start).
+    Started {
+        /// 1 for the first start.
+        incarnation: u32,
+    },
+    /// A job was accepted.
+    Submitted {
+        /// The job.
+        job: JobId,
+        /// Its validated spec as JSON.
+        spec_json: String,
+        /// Its storage root.
+        job_dir: String,
+        /// Seconds since the Unix epoch.
+        submitted_at: f64,
+    },
+    /// The plan stage finished.
+    Planned {
+        /// The job.
+        job: JobId,
+        /// Images in the manifest.
+        images: u64,
+        /// Concepts in the hierarchy.
+        concepts: u32,
+    },
+    /// Tasks were added to a job (a stage opened, or another Shapley round).
+    TasksAdded {
+        /// The job.
+        job: JobId,
+        /// The new tasks.
+        tasks: Vec<TaskSpec>,
+    },
+    /// An attempt was leased.
+    AttemptStarted {
+        /// The task.
+        task: TaskId,
+        /// Its attempt number (from 1).
+        attempt: u32,
+    },
+    /// An attempt failed (or its lease expired).
+    AttemptFailed {
+        /// The task.
+        task: TaskId,
+        /// The attempt.
+        attempt: u32,
+        /// The classified failure.
+        failure: Failure,
+    },
+    /// Exactly one completion of the task was accepted.
+    Committed {
+        /// The task.
+        task: TaskId,
+        /// The attempt whose output it is.
+        attempt: u32,
+        /// The output, with committed (final) locations.
+        output: Output,
+    },
+    /// The job ended.
+    Finished {
+        /// The job.
+        job: JobId,
+        /// How.
+        outcome: Outcome,
+        /// Why it failed or was cancelled.
+        error: Option<String>,
+    },
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Results written.
+    Succeeded,
+    /// Stopped with an error.
+    Failed,
+    /// Stopped by a client.
+    Cancelled,
+}
+
+/// What a task does (the stage-specific part of a proto `Task`, without attempt-specific
+/// output locations, which follow from the task id and attempt).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TaskSpec {
+    /// Images `first..end` of the manifest.
+    Extract {
+        /// Task index (= shard).
+        index: u32,
+        /// First manifest position.
+        first: u64,
+        /// One past the last.
+        end: u64,
+    },
+    /// Classifiers of these concepts.
+    Train {
+        /// Task index (= part).
+        index: u32,
+        /// Concept ids.
+        concepts: Vec<u32>,
+    },
+    /// Permutations `first..end` of one concept.
+    Shapley {
+        /// Task index (in planning order).
+        index: u32,
+        /// The concept.
+        concept: u32,
+        /// First permutation.
+        first: u64,
+        /// One past the last.
+        end: u64,
+        /// The committed classifier directory holding the concept.
+        classifiers: String,
+    },
+}
+
+impl TaskSpec {
+    /// The task's index within its stage.
+    pub fn index(&self) -> u32 {
+        match self {
+            TaskSpec::Extract { index, .. }
+            | TaskSpec::Train { index, .. }
+            | TaskSpec::Shapley { index, .. } => *index,
+        }
+    }
+
+    /// Work units of the task (images, concepts, permutations).
+    pub fn units(&self) -> u64 {
+        match self {
+            TaskSpec::Extract { first, end, .. } | TaskSpec::Shapley { first, end, .. } => {
+                end - first
+            }
+            TaskSpec::Train { concepts, .. } => concepts.len() as u64,
+        }
+    }
+}
+
+/// A classified failure of one attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    /// `hint_common::proto::FailureReason` as its proto name (`BAD_INPUT`, …).
+    pub reason: String,
+    /// Whether another attempt may succeed.
+    pub retryable: bool,
+    /// Whether it counts toward the attempt limit.
+    pub counted: bool,
+    /// The error.
+    pub message: String,
+}
+
+/// A committed output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Output {
+    /// Region files, moved from the attempt's directory into the job's `regions/`.
+    Extract {
+        /// (attempt path, committed path, rows, foreground rows, background rows).
+        files: Vec<CommittedFile>,
+        /// Images skipped: (path, reason).
+        skipped: Vec<(String, String)>,
+        /// Images run through the model.
+        images: u64,
+    },
+    /// A classifier directory, renamed from the attempt's directory.
+    Train {
+        /// The attempt's directory.
+        from: String,
+        /// The committed directory.
+        dir: String,
+        /// Concepts with a classifier and a usable evaluation split.
+        trained: Vec<u32>,
+    },
+    /// Exact partial sums.
+    Shapley {
+        /// Neurons.
+        neurons: u32,
+        /// Samples summed.
+        samples: u64,
+        /// Antithetic pairs.
+        antithetic: bool,
+        /// Σ marginal, i128 little-endian fixed point, hex.
+        sum: String,
+        /// Σ marginal², same.
+        sum_sq: String,
+    },
+}
+
+/// One region file of a committed extract task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommittedFile {
+    /// Where the attempt wrote it.
+    pub from: String,
+    /// Where it lives once committed.
+    pub path: String,
+    /// Rows.
+    pub rows: u64,
+    /// Foreground rows.
+    pub foreground: u64,
+    /// Background rows.
+    pub background: u64,
+}
+
+/// Lower-case hex of bytes (the journal is text).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+    out
+}
+
+/// Inverse of [`hex`].
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}

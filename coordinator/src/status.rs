@@ -1,0 +1,71 @@
+//! A job's status as clients see it (`hint status`, the watch stream, `hint run`'s bars).
+
+use hint_common::job::Stage;
+use hint_common::proto;
+
+use crate::scheduler::{Job, JobPhase, TaskState};
+
+/// The proto status of `job`.
+pub fn job_status(job: &Job, live_workers: u32) -> proto::JobStatus {
+    let stages = [Stage::Extract, Stage::Train, Stage::Shapley]
+        .into_iter()
+        .map(|stage| {
+            let mut progress = proto::StageProgress {
+                stage: stage.name().into(),
+                ..Default::default()
+            };
+            for task in job.stage_tasks(stage) {
+                progress.total += 1;
+                let units = task.spec.units();
+                progress.units_total += units;
+                match &task.state {
+                    TaskState::Pending => progress.pending += 1,
+                    TaskState::Running { .. } => {
+                        progress.running += 1;
+                        progress.units_done += task.progress.0.min(units);
+                    }
+                    TaskState::Done { .. } => {
+                        progress.done += 1;
+                        progress.units_done += units;
+                    }
+                    TaskState::Quarantined => progress.quarantined += 1,
+                }
+            }
+            progress
+        })
+        .collect();
+    let quarantined = job
+        .tasks
+        .values()
+        .filter(|t| t.state == TaskState::Quarantined)
+        .map(|t| proto::QuarantinedTask {
+            task_id: t.id.to_string(),
+            attempts: t.attempts,
+            reason: t
+                .last_failure
+                .as_ref()
+                .and_then(|f| proto::FailureReason::from_str_name(&f.reason))
+                .unwrap_or(proto::FailureReason::Unspecified) as i32,
+            message: t.last_failure.as_ref().map(|f| f.message.clone()).unwrap_or_default(),
+        })
+        .collect();
+    let phase = match job.phase {
+        JobPhase::Planning => proto::JobPhase::Queued,
+        JobPhase::Running => proto::JobPhase::Running,
+        JobPhase::Succeeded => proto::JobPhase::Succeeded,
+        JobPhase::Failed => proto::JobPhase::Failed,
+        JobPhase::Cancelled => proto::JobPhase::Cancelled,
+    };
+    proto::JobStatus {
+        job_id: job.id.to_string(),
+        name: job.spec.name.clone(),
+        phase: phase as i32,
+        stage: job.stage().name().into(),
+        stages,
+        quarantined,
+        error: job.error.clone().unwrap_or_default(),
+        job_dir: job.job_dir.display().to_string(),
+        live_workers,
+        elapsed_seconds: job.seen_at.elapsed().as_secs_f64(),
+    }
+}

@@ -1,0 +1,314 @@
+//! The worker's loop: register with the coordinator, poll for tasks (the poll is the
+//! heartbeat that keeps leases alive), run them on blocking threads with [`TaskRunner`], and
+//! report each result exactly as it came out.
+//!
+//! Robustness rules:
+//! - The coordinator going away is normal: calls are retried with exponential backoff
+//!   (tonic's channel reconnects), results wait in an outbox until they are delivered, and a
+//!   coordinator that no longer knows this worker (it restarted) is registered with again —
+//!   the tasks still running keep running and their results are offered as usual; the
+//!   coordinator accepts the first completion of a task, whichever attempt it is.
+//! - Shutdown (SIGTERM) drains: no new work is taken, running tasks may finish for the drain
+//!   period, then they are cancelled and reported as such (requeued without penalty), and
+//!   the worker leaves.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hint_common::job::PROTOCOL_VERSION;
+use hint_common::proto::{self, scheduler_client::SchedulerClient};
+use tokio::sync::mpsc;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Code;
+
+use crate::tasks::{TaskFailure, TaskRunner};
+
+/// Settings of one worker.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The coordinator's URL (`http://host:port`).
+    pub coordinator: String,
+    /// A name for logs and status (host or pod name).
+    pub name: String,
+    /// The device, as told to the coordinator.
+    pub device: String,
+    /// Tasks run at once.
+    pub slots: u32,
+    /// How long running tasks may finish after a shutdown request.
+    pub drain: Duration,
+    /// Longest wait between retries of an unreachable coordinator.
+    pub max_backoff: Duration,
+}
+
+/// Errors that stop a worker.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The coordinator URL is malformed.
+    #[error("coordinator URL {url:?}: {source}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// The cause.
+        source: tonic::transport::Error,
+    },
+    /// The coordinator refused this worker for good (protocol version mismatch…).
+    #[error("the coordinator refused registration: {0}")]
+    Refused(String),
+}
+
+type Key = (String, u32);
+
+struct Running {
+    done: Arc<AtomicU64>,
+    total: Arc<AtomicU64>,
+    cancel: Arc<AtomicBool>,
+}
+
+struct Finished {
+    key: Key,
+    result: Result<proto::complete_request::Output, TaskFailure>,
+}
+
+/// Runs a worker until `shutdown` resolves and it has drained.
+pub async fn run(
+    config: WorkerConfig,
+    runner: Arc<TaskRunner>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WorkerError> {
+    let channel = Endpoint::from_shared(config.coordinator.clone())
+        .map_err(|source| WorkerError::Url {
+            url: config.coordinator.clone(),
+            source,
+        })?
+        .connect_timeout(Duration::from_secs(5))
+        .connect_lazy();
+    let mut client = SchedulerClient::new(channel).max_decoding_message_size(64 << 20);
+    let mut backoff = Backoff::new(config.max_backoff);
+    let (mut worker_id, mut heartbeat) = register(&mut client, &config, &mut backoff).await?;
+    let (finished_send, mut finished) = mpsc::unbounded_channel::<Finished>();
+    let mut running: HashMap<Key, Running> = HashMap::new();
+    let mut outbox: Vec<Finished> = Vec::new();
+    let mut drain_deadline: Option<Instant> = None;
+    tokio::pin!(shutdown);
+    let mut next_poll = Instant::now();
+    loop {
+        // Wait for the next poll, a finished task, or the shutdown request.
+        let wait = next_poll.saturating_duration_since(Instant::now());
+        tokio::select! {
+            () = &mut shutdown, if drain_deadline.is_none() => {
+                tracing::info!(tasks = running.len(), "draining: no new work");
+                drain_deadline = Some(Instant::now() + config.drain);
+            }
+            Some(done) = finished.recv() => {
+                running.remove(&done.key);
+                outbox.push(done);
+                next_poll = Instant::now();
+            }
+            () = tokio::time::sleep(wait) => {}
+        }
+        if let Some(deadline) = drain_deadline {
+            if Instant::now() >= deadline {
+                for task in running.values() {
+                    task.cancel.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        // Deliver results first: a slot's result should not wait behind a poll.
+        let mut undelivered = Vec::new();
+        for done in outbox.drain(..) {
+            match deliver(&mut client, &worker_id, &done).await {
+                Ok(()) => backoff.reset(),
+                Err(status) => {
+                    tracing::warn!(task = %done.key.0, %status, "could not report a result; will retry");
+                    undelivered.push(done);
+                }
+            }
+        }
+        outbox = undelivered;
+        if drain_deadline.is_some() && running.is_empty() && outbox.is_empty() {
+            let _ = client
+                .leave(proto::LeaveRequest { worker_id: worker_id.clone() })
+                .await;
+            tracing::info!("drained; left the coordinator");
+            return Ok(());
+        }
+        if Instant::now() < next_poll {
+            continue;
+        }
+        let free = if drain_deadline.is_some() {
+            0
+        } else {
+            config.slots.saturating_sub(running.len() as u32)
+        };
+        let request = proto::PollRequest {
+            worker_id: worker_id.clone(),
+            free_slots: free,
+            running: running
+                .iter()
+                .map(|((task_id, attempt), r)| proto::TaskStatus {
+                    task_id: task_id.clone(),
+                    attempt: *attempt,
+                    done: r.done.load(Ordering::Relaxed),
+                    total: r.total.load(Ordering::Relaxed),
+                })
+                .collect(),
+        };
+        match client.poll(request).await {
+            Ok(response) => {
+                backoff.reset();
+                let response = response.into_inner();
+                for stop in response.cancel {
+                    if let Some(task) = running.get(&(stop.task_id.clone(), stop.attempt)) {
+                        tracing::info!(task = %stop.task_id, attempt = stop.attempt, "cancelled by the coordinator");
+                        task.cancel.store(true, Ordering::Relaxed);
+                    }
+                }
+                let got_work = !response.tasks.is_empty();
+                for task in response.tasks {
+                    let key = (task.task_id.clone(), task.attempt);
+                    running.insert(key.clone(), spawn(task, key, &runner, &finished_send));
+                }
+                // Idle workers ask again soon; busy ones at the heartbeat.
+                let idle = running.is_empty() && !got_work;
+                next_poll = Instant::now() + if idle { heartbeat.min(Duration::from_millis(200)) } else { heartbeat };
+            }
+            Err(status) if status.code() == Code::NotFound => {
+                tracing::warn!(%status, "the coordinator does not know this worker: registering again");
+                (worker_id, heartbeat) = register(&mut client, &config, &mut backoff).await?;
+                next_poll = Instant::now();
+            }
+            Err(status) => {
+                let wait = backoff.next();
+                tracing::warn!(%status, retry_in_ms = wait.as_millis() as u64, "poll failed");
+                next_poll = Instant::now() + wait;
+            }
+        }
+    }
+}
+
+fn spawn(
+    task: proto::Task,
+    key: Key,
+    runner: &Arc<TaskRunner>,
+    finished: &mpsc::UnboundedSender<Finished>,
+) -> Running {
+    let done = Arc::new(AtomicU64::new(0));
+    let total = Arc::new(AtomicU64::new(0));
+    let cancel = Arc::new(AtomicBool::new(false));
+    let (runner, finished) = (Arc::clone(runner), finished.clone());
+    let (d, t, c) = (Arc::clone(&done), Arc::clone(&total), Arc::clone(&cancel));
+    tracing::info!(task = %key.0, attempt = key.1, "started");
+    tokio::task::spawn_blocking(move || {
+        let span = tracing::info_span!("task", job = %task.job_id, task = %task.task_id, attempt = task.attempt);
+        let _entered = span.enter();
+        let start = Instant::now();
+        let progress = |units_done: u64, units_total: u64| {
+            d.store(units_done, Ordering::Relaxed);
+            t.store(units_total, Ordering::Relaxed);
+        };
+        let result = runner.run(&task, &progress, &c);
+        match &result {
+            Ok(_) => tracing::info!(seconds = start.elapsed().as_secs_f64(), "finished"),
+            Err(failure) => tracing::warn!(reason = failure.reason.as_str_name(), message = %failure.message, "failed"),
+        }
+        let _ = finished.send(Finished { key, result });
+    });
+    Running { done, total, cancel }
+}
+
+async fn deliver(
+    client: &mut SchedulerClient<Channel>,
+    worker_id: &str,
+    done: &Finished,
+) -> Result<(), tonic::Status> {
+    let (task_id, attempt) = done.key.clone();
+    match &done.result {
+        Ok(output) => {
+            let accepted = client
+                .complete(proto::CompleteRequest {
+                    worker_id: worker_id.to_string(),
+                    task_id: task_id.clone(),
+                    attempt,
+                    output: Some(output.clone()),
+                })
+                .await?
+                .into_inner()
+                .accepted;
+            if !accepted {
+                tracing::info!(task = %task_id, attempt, "another attempt was committed first; output dropped");
+            }
+        }
+        Err(failure) => {
+            client
+                .fail(proto::FailRequest {
+                    worker_id: worker_id.to_string(),
+                    task_id,
+                    attempt,
+                    reason: failure.reason as i32,
+                    retryable: failure.retryable,
+                    count_to_failures: failure.count_to_failures,
+                    message: failure.message.clone(),
+                })
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn register(
+    client: &mut SchedulerClient<Channel>,
+    config: &WorkerConfig,
+    backoff: &mut Backoff,
+) -> Result<(String, Duration), WorkerError> {
+    loop {
+        let request = proto::RegisterRequest {
+            protocol_version: PROTOCOL_VERSION,
+            name: config.name.clone(),
+            device: config.device.clone(),
+            device_memory: 0,
+            slots: config.slots,
+        };
+        match client.register(request).await {
+            Ok(response) => {
+                let response = response.into_inner();
+                backoff.reset();
+                tracing::info!(worker = %response.worker_id, coordinator = %config.coordinator, "registered");
+                let heartbeat = Duration::from_millis(response.heartbeat_interval_ms.max(10));
+                return Ok((response.worker_id, heartbeat));
+            }
+            Err(status) if status.code() == Code::FailedPrecondition || status.code() == Code::InvalidArgument => {
+                return Err(WorkerError::Refused(status.message().to_string()));
+            }
+            Err(status) => {
+                let wait = backoff.next();
+                tracing::warn!(%status, retry_in_ms = wait.as_millis() as u64, "cannot reach the coordinator");
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// Exponential backoff from 100 ms to a ceiling.
+struct Backoff {
+    current: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(max: Duration) -> Self {
+        Backoff { current: Duration::from_millis(100), max }
+    }
+
+    fn next(&mut self) -> Duration {
+        let wait = self.current;
+        self.current = (self.current * 2).min(self.max);
+        wait
+    }
+
+    fn reset(&mut self) {
+        self.current = Duration::from_millis(100);
+    }
+}

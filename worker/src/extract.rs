@@ -20,7 +20,10 @@
 //! directory holds no earlier region files. A bad image is skipped and recorded, never
 //! fatal.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
@@ -75,6 +78,17 @@ pub struct ExtractConfig {
     pub images_per_file: usize,
     /// Replace region files already in `out` instead of refusing to run.
     pub overwrite: bool,
+    /// Only the images at these dataset positions (a distributed extract task's shard);
+    /// `None` = every image. Image ids stay the dataset's positions, so the rows of a shard
+    /// are the rows a whole run gives those images (bit for bit when the shard starts on a
+    /// batch boundary of the whole run: batches are consecutive images).
+    pub image_range: Option<Range<u64>>,
+    /// Files are named `{file_prefix}-{k:05}.parquet` (default `regions`); a shard's prefix
+    /// keeps the files of many tasks apart in one directory.
+    pub file_prefix: String,
+    /// When set, the extraction stops after the batch in progress; the report then covers
+    /// the images done so far (`images_processed + skipped < images_total`).
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl ExtractConfig {
@@ -105,6 +119,9 @@ impl ExtractConfig {
             out,
             images_per_file: 10_000,
             overwrite: false,
+            image_range: None,
+            file_prefix: DEFAULT_FILE_PREFIX.to_string(),
+            cancel: None,
         }
     }
 
@@ -132,6 +149,23 @@ impl ExtractConfig {
         }
         if self.decode_threads == 0 {
             problems.push("decode threads must be at least 1".into());
+        }
+        if let Some(range) = &self.image_range {
+            if range.start >= range.end {
+                problems.push(format!(
+                    "image range {}..{} is empty",
+                    range.start, range.end
+                ));
+            }
+        }
+        let prefix_ok = !self.file_prefix.is_empty()
+            && !self.file_prefix.starts_with('.')
+            && !self.file_prefix.contains(['/', '\\']);
+        if !prefix_ok {
+            problems.push(format!(
+                "file prefix '{}' must be a non-empty file name not starting with '.'",
+                self.file_prefix
+            ));
         }
         if self.input.crop == 0 || self.input.resize < self.input.crop {
             problems.push(format!(
@@ -200,11 +234,25 @@ pub fn run(config: &ExtractConfig, on_progress: &mut dyn FnMut(Progress)) -> Res
         None => LabelMap::sorted(&dataset.classes),
     };
     label_map.check(&dataset, model.num_classes())?;
-    prepare_out_dir(&config.out, config.overwrite)?;
+    let mut labelled = label_map.labelled(&dataset)?;
+    if let Some(range) = &config.image_range {
+        let images = labelled.len() as u64;
+        if range.end > images {
+            return Err(Error::Input(format!(
+                "image range {}..{} is beyond the {images} images of {}",
+                range.start,
+                range.end,
+                config.images.display()
+            )));
+        }
+        // Ids stay the dataset positions (`labelled[i].id == i`).
+        labelled.truncate(range.end as usize);
+        labelled.drain(..range.start as usize);
+    }
+    prepare_out_dir(&config.out, &config.file_prefix, config.overwrite)?;
 
     let preprocess = Preprocess::imagenet(config.input.resize, config.input.crop);
     let normalisation = (preprocess.mean, preprocess.std);
-    let labelled = label_map.labelled(&dataset)?;
     let images_total = labelled.len();
     let decoded = images::spawn_decoder(
         labelled,
@@ -235,6 +283,13 @@ pub fn run(config: &ExtractConfig, on_progress: &mut dyn FnMut(Progress)) -> Res
     let mut layer_shape = None;
     let mut failure = None;
     for batch in decoded {
+        if config
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+        {
+            break; // dropping the stream stops the decoder
+        }
         let DecodedBatch {
             images,
             skipped: batch_skipped,
@@ -608,9 +663,10 @@ fn write_files(
         let (writer, images_in_file) = match current.as_mut() {
             Some(open) => open,
             None => {
-                let path = config
-                    .out
-                    .join(format!("regions-{:05}.parquet", files.len()));
+                let path =
+                    config
+                        .out
+                        .join(format!("{}-{:05}.parquet", config.file_prefix, files.len()));
                 let meta = file_meta(config, &labels, d, h, w);
                 current.insert((RegionWriter::create(&path, meta)?, 0))
             }
@@ -666,8 +722,11 @@ fn file_meta(
     }
 }
 
+/// The default [`ExtractConfig::file_prefix`].
+pub const DEFAULT_FILE_PREFIX: &str = "regions";
+
 /// Creates `out`, refusing to mix a new run with region files of an earlier one.
-fn prepare_out_dir(out: &Path, overwrite: bool) -> Result<()> {
+fn prepare_out_dir(out: &Path, prefix: &str, overwrite: bool) -> Result<()> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let entries = std::fs::read_dir(out).map_err(|e| Error::io(out, e))?;
     for entry in entries {
@@ -676,8 +735,9 @@ fn prepare_out_dir(out: &Path, overwrite: bool) -> Result<()> {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        let ours =
-            name.starts_with("regions-") && name.ends_with(".parquet") || name == SUMMARY_FILE;
+        let region_file = (name.starts_with("regions-") || name.starts_with(&format!("{prefix}-")))
+            && name.ends_with(".parquet");
+        let ours = region_file || name == SUMMARY_FILE;
         if !ours {
             continue;
         }

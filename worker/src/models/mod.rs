@@ -94,6 +94,21 @@ impl Architecture {
         }
     }
 
+    /// Every addressable layer name, in forward order (aliases after the stage names): what
+    /// [`Backbone::layer_names`] returns, without building the model (a VGG's weights alone
+    /// are half a gigabyte), so a job spec can be checked cheaply.
+    pub fn layer_names(self) -> Vec<String> {
+        match self {
+            Architecture::TinyCnn => vgg::layer_names(&tiny::FEATURES),
+            Architecture::Vgg11 => vgg::layer_names(vgg::config(vgg::Depth::D11)),
+            Architecture::Vgg16 => vgg::layer_names(vgg::config(vgg::Depth::D16)),
+            Architecture::Vgg19 => vgg::layer_names(vgg::config(vgg::Depth::D19)),
+            Architecture::Resnet18 => resnet::layer_names(resnet::Depth::D18),
+            Architecture::Resnet50 => resnet::layer_names(resnet::Depth::D50),
+            Architecture::InceptionV3 => inception::STAGES.map(String::from).to_vec(),
+        }
+    }
+
     /// The preprocessing torchvision's ImageNet weights expect.
     pub fn default_input(self) -> InputSize {
         match self {
@@ -310,4 +325,17 @@ struct Parts {
     stages: Vec<(String, Box<dyn Stage>)>,
     aliases: Vec<(String, usize)>,
     head: Box<dyn Stage>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn architecture_layer_names_are_the_built_backbones() {
+        for arch in Architecture::ALL {
+            let built = Backbone::new(arch, 1, Device::Cpu).layer_names();
+            assert_eq!(arch.layer_names(), built, "{arch}");
+        }
+    }
 }

@@ -89,6 +89,16 @@ pub(super) fn build(root: &nn::Path, depth: Depth, num_classes: i64) -> Parts {
     }
 }
 
+/// The stage names [`build`] gives `depth`, then its aliases.
+pub(super) fn layer_names(depth: Depth) -> Vec<String> {
+    let mut names: Vec<String> = ["conv1", "bn1", "relu", "maxpool"].map(String::from).into();
+    for (k, blocks) in depth.blocks().into_iter().enumerate() {
+        names.extend((0..blocks).map(|i| format!("layer{}.{i}", k + 1)));
+    }
+    names.extend((1..=4).map(|k| format!("layer{k}")));
+    names
+}
+
 /// `Conv2d(bias=False)`, square kernel, as everywhere in ResNet.
 fn conv(
     path: &nn::Path,

@@ -22,7 +22,7 @@ pub(super) const CLASSIFIER_WEIGHT: &str = "classifier.2.weight";
 
 /// The `features` configuration in VGG's notation. Unlike VGG there is no final
 /// max-pool: at 64×64 input the last layer is a 16×16 map.
-const FEATURES: [Block; 5] = [
+pub(super) const FEATURES: [Block; 5] = [
     Block::Conv(16),
     Block::Pool,
     Block::Conv(32),

@@ -39,7 +39,7 @@ use Block::{Conv as C, Pool as M};
 
 /// torchvision's `cfgs["A"]`, `cfgs["D"]` and `cfgs["E"]`.
 #[rustfmt::skip]
-fn config(depth: Depth) -> &'static [Block] {
+pub(super) fn config(depth: Depth) -> &'static [Block] {
     match depth {
         Depth::D11 => &[
             C(64), M,
@@ -85,6 +85,19 @@ pub(super) fn build(root: &nn::Path, depth: Depth, num_classes: i64) -> Parts {
         aliases: Vec::new(),
         head: Box::new(head),
     }
+}
+
+/// The stage names [`features`] gives `config`: a convolution is two modules (with its
+/// ReLU), a pool one.
+pub(super) fn layer_names(config: &[Block]) -> Vec<String> {
+    let modules: usize = config
+        .iter()
+        .map(|block| match block {
+            Block::Conv(_) => 2,
+            Block::Pool => 1,
+        })
+        .sum();
+    (0..modules).map(|i| format!("features.{i}")).collect()
 }
 
 /// torchvision's `make_layers(cfg, batch_norm=False)`: one stage per module, each named

@@ -1,1 +1,193 @@
-//! Placeholder: owned by the tasks helper.
+//! Running one leased attempt of a distributed task with the engines: [`TaskRunner`].
+//!
+//! A task ([`proto::Task`]) carries the validated job spec as JSON, the job directory and one
+//! of three kinds; each drives the very engine its single-machine command drives:
+//!
+//! - extract ([`extract`]): images `[first_image, end_image)` of `<job_dir>/manifest.csv` →
+//!   one region file `regions-s{shard:05}-00000.parquet` in the attempt's directory, image ids
+//!   the manifest positions (what `hint extract` gives those images);
+//! - train ([`train`]): the listed concepts of `<job_dir>/concepts.json` → classifiers in the
+//!   attempt's directory (what `hint classify --concept …` gives);
+//! - shapley ([`shapley`]): one permutation block of one concept → exact partial sums
+//!   (bit-identical to the same permutations of `hint shapley` on the CPU sweep).
+//!
+//! A failure comes back as a [`TaskFailure`], classified where it happened ([`failure`]).
+//! One runner serves every slot of a worker: it holds the device, the decoding threads and
+//! the Shapley caches (the evaluation samples of a classifier directory are rebuilt once,
+//! not once per permutation block).
+
+mod extract;
+mod failure;
+mod shapley;
+mod train;
+
+#[cfg(test)]
+mod tests;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use hint_common::job::JobSpec;
+use hint_common::proto::{self, complete_request::Output, task::Kind};
+use tch::Device;
+
+use failure::TaskError;
+pub use failure::TaskFailure;
+
+/// The plan's image list in the job directory: `path,label`, row k = image id k.
+pub const MANIFEST_FILE: &str = "manifest.csv";
+/// The plan's hierarchy in the job directory (`Hierarchy::write_json`).
+pub const CONCEPTS_FILE: &str = "concepts.json";
+
+/// Runs leased task attempts; one per worker process, shared by its slots (threads).
+#[derive(Debug)]
+pub struct TaskRunner {
+    device: Device,
+    decode_threads: usize,
+    shapley: shapley::ShapleyCache,
+}
+
+// The worker's slots (threads) share one runner.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<TaskRunner>();
+};
+
+/// A job as a task sees it: the parsed spec and the job directory.
+#[derive(Debug)]
+struct Job {
+    spec: JobSpec,
+    dir: PathBuf,
+}
+
+impl Job {
+    fn from_task(task: &proto::Task) -> Result<Job, TaskError> {
+        let spec = JobSpec::from_json(&task.spec_json)
+            .map_err(|e| TaskError::BadInput(format!("the task's job spec: {e}")))?;
+        if task.job_dir.is_empty() {
+            return Err(TaskError::BadInput(
+                "the task names no job directory".into(),
+            ));
+        }
+        Ok(Job {
+            spec,
+            dir: PathBuf::from(&task.job_dir),
+        })
+    }
+
+    fn manifest(&self) -> PathBuf {
+        self.dir.join(MANIFEST_FILE)
+    }
+
+    fn concepts(&self) -> PathBuf {
+        self.dir.join(CONCEPTS_FILE)
+    }
+}
+
+/// A path the task needs and cannot do without: missing, it is the job's fault, not the
+/// worker's (no retry would find it).
+fn require(path: &Path, what: &str) -> Result<(), TaskError> {
+    if path.exists() {
+        Ok(())
+    } else {
+        Err(TaskError::BadInput(format!(
+            "{what} {} does not exist",
+            path.display()
+        )))
+    }
+}
+
+/// A directory the task was told to write into, as an absolute path.
+fn output_dir(dir: &str, what: &str) -> Result<PathBuf, TaskError> {
+    if dir.is_empty() {
+        return Err(TaskError::BadInput(format!("the task names no {what}")));
+    }
+    std::path::absolute(dir).map_err(|e| TaskError::BadInput(format!("{what} {dir}: {e}")))
+}
+
+fn check_cancel(cancel: &AtomicBool) -> Result<(), TaskError> {
+    if cancel.load(Ordering::Relaxed) {
+        Err(TaskError::Cancelled)
+    } else {
+        Ok(())
+    }
+}
+
+impl TaskRunner {
+    /// A runner whose tasks run on `device` (Shapley's fixed mode sweeps on the CPU unless
+    /// the spec asks for the device) and decode images on `decode_threads` threads.
+    pub fn new(device: Device, decode_threads: usize) -> Self {
+        TaskRunner {
+            device,
+            decode_threads: decode_threads.max(1),
+            shapley: shapley::ShapleyCache::default(),
+        }
+    }
+
+    /// The device tasks run on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Runs one leased attempt. `progress(done, total)` is called in the task's units
+    /// (images, concepts, permutations); `cancel` is read before the task starts and at
+    /// every safe point (between batches, phases and permutation chunks): once set, the
+    /// attempt ends with a [`TaskFailure`] of reason `Cancelled` (retryable, not counted).
+    /// A panic in an engine is caught and reported as a failure, never a crashed worker.
+    pub fn run(
+        &self,
+        task: &proto::Task,
+        progress: &(dyn Fn(u64, u64) + Sync),
+        cancel: &AtomicBool,
+    ) -> Result<Output, TaskFailure> {
+        let _span = tracing::info_span!(
+            "task",
+            task_id = %task.task_id,
+            attempt = task.attempt
+        )
+        .entered();
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.dispatch(task, progress, cancel)));
+        let result = match outcome {
+            Ok(result) => result.map_err(|e| e.failure()),
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("(no message)");
+                Err(TaskFailure::new(
+                    failure::message_reason(message),
+                    format!("the task panicked: {message}"),
+                ))
+            }
+        };
+        if let Err(failure) = &result {
+            tracing::warn!(reason = failure.reason.as_str_name(), "{}", failure.message);
+        }
+        result
+    }
+
+    fn dispatch(
+        &self,
+        task: &proto::Task,
+        progress: &(dyn Fn(u64, u64) + Sync),
+        cancel: &AtomicBool,
+    ) -> Result<Output, TaskError> {
+        check_cancel(cancel)?;
+        let job = Job::from_task(task)?;
+        match &task.kind {
+            Some(Kind::Extract(t)) => {
+                extract::run(self, &job, t, progress, cancel).map(Output::Extract)
+            }
+            Some(Kind::Train(t)) => train::run(self, &job, t, progress, cancel).map(Output::Train),
+            Some(Kind::Shapley(t)) => {
+                shapley::run(self, &job, t, progress, cancel).map(Output::Shapley)
+            }
+            None => Err(TaskError::BadInput(format!(
+                "task {} has no kind (extract, train or shapley)",
+                task.task_id
+            ))),
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! `hint check JOB.toml`: validates a job spec and summarises it, or lists every problem.
+//! Reads only: nothing is written, nothing is contacted.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use hint_common::job::spec::{HierarchySpec, JobSpec};
+use hint_coordinator::spec;
+use hint_worker::models::Architecture;
+
+/// Flags of `hint check`.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// The job spec (TOML; see docs/job-spec.md).
+    spec: PathBuf,
+    /// Print the validated spec as the JSON workers receive (absolute paths, defaults filled
+    /// in) instead of the summary.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `hint check`: exit status 0 when the spec is valid; otherwise the error lists every
+/// problem with its field.
+pub fn run(args: CheckArgs) -> anyhow::Result<()> {
+    let spec = spec::load(&args.spec)?;
+    if args.json {
+        println!("{}", spec.to_json());
+    } else {
+        println!("{}: valid", args.spec.display());
+        print!("{}", summary(&spec));
+    }
+    Ok(())
+}
+
+/// The spec in a few lines, stage by stage.
+fn summary(spec: &JobSpec) -> String {
+    let mut lines = Vec::new();
+    let mut line = |what: &str, text: String| lines.push(format!("  {what:<10} {text}"));
+    line("job", format!("{} (seed {})", spec.name, spec.seed));
+
+    let m = &spec.model;
+    let input = Architecture::parse(&m.architecture)
+        .map(|a| a.default_input())
+        .ok();
+    let resize = m.resize.or(input.map(|i| i.resize));
+    let crop = m.crop.or(input.map(|i| i.crop));
+    line(
+        "model",
+        format!(
+            "{}, layer {}, input resize {} crop {}",
+            m.architecture,
+            m.layer,
+            resize.map_or("?".into(), |r| r.to_string()),
+            crop.map_or("?".into(), |c| c.to_string())
+        ),
+    );
+    line("weights", m.weights.display().to_string());
+
+    let d = &spec.data;
+    line("images", d.images.display().to_string());
+    line(
+        "labels",
+        d.labels.as_ref().map_or_else(
+            || "sorted class names (ImageFolder order)".into(),
+            |l| l.display().to_string(),
+        ),
+    );
+    line("hierarchy", hierarchy(&d.hierarchy));
+
+    let e = &spec.extract;
+    let parameters = match e.method.as_str() {
+        "smoothgrad" => format!(" ({} samples, noise {})", e.samples, e.noise),
+        "integrated_gradients" => format!(" ({} steps, baseline {})", e.steps, e.baseline),
+        _ => String::new(),
+    };
+    line(
+        "extract",
+        format!(
+            "{}{parameters}, aggregation {}, threshold {}, background ratio {}, {} activations, \
+             batch {}, {} images per task",
+            e.method,
+            e.aggregation,
+            e.threshold,
+            e.background_ratio,
+            e.activation_type,
+            e.batch_size,
+            e.images_per_task
+        ),
+    );
+
+    let c = &spec.classify;
+    line(
+        "classify",
+        format!(
+            "at most {} positives per concept, holdout {}, l2 {}, {} iterations (tolerance {}), \
+             {} concepts per task",
+            c.max_per_class,
+            c.holdout,
+            number(c.l2),
+            c.iterations,
+            number(c.tolerance),
+            c.concepts_per_task
+        ),
+    );
+
+    let s = &spec.shapley;
+    let rule = match (s.until_stderr, s.until_top_k) {
+        (Some(bound), _) => format!(", until every stderr < {}", number(bound)),
+        (_, Some(k)) => format!(
+            ", until the top {k} are separated (confidence {})",
+            s.confidence
+        ),
+        _ => String::new(),
+    };
+    let mode = match s.mode.as_str() {
+        "retrain" => format!(
+            "retrain ({} Newton iterations, l2 {})",
+            s.retrain_iterations,
+            number(s.retrain_l2)
+        ),
+        _ => format!(
+            "fixed{}{}",
+            s.truncation
+                .map_or(String::new(), |t| format!(", truncation {t}")),
+            if s.sweep_on_device {
+                ", sweep on the device"
+            } else {
+                ", CPU sweep"
+            }
+        ),
+    };
+    let sampling = if s.antithetic {
+        "antithetic pairs"
+    } else {
+        "independent"
+    };
+    line(
+        "shapley",
+        format!(
+            "{mode}, quality {}, replacement {}; permutations ({sampling}): at most {}, \
+             {} per task{rule}; top {}",
+            s.quality, s.replacement, s.permutations, s.permutations_per_task, s.top
+        ),
+    );
+    line(
+        "storage",
+        format!("{}/<job-id>/", spec.storage.root.display()),
+    );
+    line(
+        "scheduler",
+        format!("{} attempts per task", spec.scheduler.max_attempts),
+    );
+    lines.join("\n") + "\n"
+}
+
+fn hierarchy(h: &HierarchySpec) -> String {
+    match h {
+        HierarchySpec::File { path } => path.display().to_string(),
+        HierarchySpec::Wordnet {
+            dir,
+            roots,
+            min_images,
+            collapse,
+            max_depth,
+            drop_uncovered,
+        } => {
+            let mut rules = vec![match dir {
+                Some(dir) => format!("from {}", dir.display()),
+                None => "from HINT_WORDNET or the default directory".into(),
+            }];
+            rules.push(if roots.is_empty() {
+                "every root".into()
+            } else {
+                format!("roots {}", roots.join(", "))
+            });
+            if let Some(n) = min_images {
+                rules.push(format!("at least {n} images"));
+            }
+            if *collapse {
+                rules.push("single-child chains collapsed".into());
+            }
+            if let Some(depth) = max_depth {
+                rules.push(format!("depth ≤ {depth}"));
+            }
+            if *drop_uncovered {
+                rules.push("uncovered labels dropped".into());
+            }
+            format!("WordNet 3.0 ({})", rules.join(", "))
+        }
+    }
+}
+
+/// A setting as a person writes it: `1e-12`, not `0.000000000001`.
+fn number(x: f64) -> String {
+    if x != 0.0 && !(1e-3..1e6).contains(&x.abs()) {
+        format!("{x:e}")
+    } else {
+        x.to_string()
+    }
+}

@@ -1,0 +1,446 @@
+//! One function per section of the spec: read its keys (defaults as in the one-machine
+//! commands' flags) and check what they mean — names through the engines' own parsers,
+//! ranges, files that must exist. Every problem is recorded in the section; nothing stops.
+
+use std::fmt::Display;
+use std::path::{Component, Path, PathBuf};
+
+use hint_common::job::spec::{
+    ClassifySpec, DataSpec, ExtractSpec, HierarchySpec, ModelSpec, SchedulerSpec, ShapleySpec,
+    StorageSpec,
+};
+use hint_common::regions::ActivationType;
+use hint_common::shapley::{Quality, Replacement};
+use hint_worker::models::Architecture;
+use hint_worker::responsible::Aggregation;
+use hint_worker::saliency::{Baseline, Method};
+use hint_worker::shapley::Mode;
+
+use super::fields::Section;
+
+/// The value of `data.hierarchy` that selects WordNet 3.0.
+pub(super) const WORDNET: &str = "wordnet";
+
+/// The message of an engine's parse error, without the worker's generic prefix.
+fn message(error: impl Display) -> String {
+    let text = error.to_string();
+    text.strip_prefix("invalid configuration: ")
+        .map(str::to_string)
+        .unwrap_or(text)
+}
+
+/// Makes a spec path absolute against the spec file's directory (and canonical as far as
+/// it exists, so a job does not depend on the coordinator's working directory).
+pub(super) fn resolve(base_dir: &Path, path: &str) -> PathBuf {
+    let joined = base_dir.join(path);
+    // Canonicalise the longest existing ancestor and keep the rest as written: a storage
+    // root need not exist yet.
+    let mut rest = Vec::new();
+    let mut head = joined.as_path();
+    loop {
+        if let Ok(canonical) = head.canonicalize() {
+            return rest.iter().rev().fold(canonical, |p, c| p.join(c));
+        }
+        match (head.parent(), head.components().next_back()) {
+            (Some(parent), Some(Component::Normal(last))) => {
+                rest.push(last.to_os_string());
+                head = parent;
+            }
+            _ => return joined,
+        }
+    }
+}
+
+/// A path key resolved against `base_dir`.
+fn path(section: &mut Section<'_>, key: &'static str, base_dir: &Path) -> Option<PathBuf> {
+    section.string(key).map(|p| resolve(base_dir, &p))
+}
+
+fn required_path(section: &mut Section<'_>, key: &'static str, base_dir: &Path) -> Option<PathBuf> {
+    section.required_string(key).map(|p| resolve(base_dir, &p))
+}
+
+/// A problem unless `path` is an existing regular file.
+fn must_be_file(section: &mut Section<'_>, key: &'static str, path: &Path) {
+    if path.is_dir() {
+        section.problem(
+            key,
+            format!("{} is a directory, not a file", path.display()),
+        );
+    } else if !path.is_file() {
+        section.problem(key, format!("no such file: {}", path.display()));
+    }
+}
+
+/// `[model]`: the architecture by the worker's parser, a layer it has, existing weights.
+pub(super) fn model(s: &mut Section<'_>, base_dir: &Path) -> ModelSpec {
+    let architecture = s.required_string("architecture");
+    let weights = required_path(s, "weights", base_dir);
+    let layer = s.required_string("layer");
+    let resize = s.integer::<u32>("resize", 1);
+    let crop = s.integer::<u32>("crop", 1);
+
+    let arch = architecture
+        .as_deref()
+        .and_then(|name| match Architecture::parse(name) {
+            Ok(arch) => Some(arch),
+            Err(e) => {
+                s.problem("architecture", message(e));
+                None
+            }
+        });
+    if let Some(weights) = &weights {
+        must_be_file(s, "weights", weights);
+    }
+    if let (Some(arch), Some(layer)) = (arch, &layer) {
+        let layers = arch.layer_names();
+        if !layers.contains(layer) {
+            s.problem(
+                "layer",
+                format!(
+                    "no layer \"{layer}\" in {arch} (layers: {})",
+                    layers.join(", ")
+                ),
+            );
+        }
+    }
+    // The extractor needs 0 < crop ≤ resize, with the architecture's sizes for the one
+    // not given.
+    let defaults = arch.map(Architecture::default_input);
+    let effective_resize = resize.or(defaults.map(|d| d.resize));
+    let effective_crop = crop.or(defaults.map(|d| d.crop));
+    if let (Some(r), Some(c)) = (effective_resize, effective_crop) {
+        if c > r {
+            // Blame the size the user wrote; the other one is the architecture's.
+            let arch_name = arch.map_or("", Architecture::name);
+            match (resize.is_some(), crop.is_some()) {
+                (true, true) => s.problem("crop", format!("crop {c} is larger than resize {r}")),
+                (false, true) => s.problem(
+                    "crop",
+                    format!("crop {c} is larger than resize {r} (the resize of {arch_name})"),
+                ),
+                (true, false) => s.problem(
+                    "resize",
+                    format!("resize {r} is smaller than crop {c} (the crop of {arch_name})"),
+                ),
+                (false, false) => {}
+            }
+        }
+    }
+    ModelSpec {
+        architecture: architecture.unwrap_or_default(),
+        weights: weights.unwrap_or_default(),
+        layer: layer.unwrap_or_default(),
+        resize,
+        crop,
+    }
+}
+
+/// `[data]` and `[data.wordnet]`.
+pub(super) fn data(s: &mut Section<'_>, base_dir: &Path) -> (DataSpec, Vec<super::Problem>) {
+    let images = required_path(s, "images", base_dir);
+    let labels = path(s, "labels", base_dir);
+    let hierarchy = s.required_string("hierarchy");
+
+    if let Some(images) = &images {
+        let is_csv = images
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+        if !images.exists() {
+            s.problem("images", format!("not found: {}", images.display()));
+        } else if !images.is_dir() && !is_csv {
+            s.problem(
+                "images",
+                format!(
+                    "{} is neither a directory (ImageFolder) nor a .csv manifest",
+                    images.display()
+                ),
+            );
+        }
+    }
+    if let Some(labels) = &labels {
+        must_be_file(s, "labels", labels);
+    }
+
+    let mut wordnet = s.section("wordnet");
+    let dir = path(&mut wordnet, "dir", base_dir);
+    let roots = wordnet.strings("roots");
+    let min_images = wordnet.integer::<u64>("min_images", 1);
+    let collapse = wordnet.bool_or("collapse", false);
+    let max_depth = wordnet.integer::<u32>("max_depth", 0);
+    let drop_uncovered = wordnet.bool_or("drop_uncovered", false);
+    if let Some(dir) = &dir {
+        if !dir.is_dir() {
+            wordnet.problem("dir", format!("no such directory: {}", dir.display()));
+        }
+    }
+    let is_wordnet = hierarchy.as_deref() == Some(WORDNET);
+    if wordnet.is_present() && hierarchy.is_some() && !is_wordnet {
+        wordnet.section_problem(format!(
+            "only with hierarchy = \"{WORDNET}\" (this spec's hierarchy is a file)"
+        ));
+    }
+    let wordnet_problems = wordnet.finish();
+
+    let hierarchy = if is_wordnet {
+        HierarchySpec::Wordnet {
+            dir,
+            roots,
+            min_images,
+            collapse,
+            max_depth,
+            drop_uncovered,
+        }
+    } else {
+        let path = hierarchy.map(|h| resolve(base_dir, &h)).unwrap_or_default();
+        if !path.as_os_str().is_empty() {
+            if path.is_file() {
+                // Fine: the plan reads it (YAML/JSON hierarchy or concepts.json).
+            } else if path.is_dir() {
+                s.problem(
+                    "hierarchy",
+                    format!("{} is a directory, not a file", path.display()),
+                );
+            } else {
+                s.problem(
+                    "hierarchy",
+                    format!(
+                        "no such file: {} (give a YAML/JSON hierarchy, a concepts.json, or \"{WORDNET}\")",
+                        path.display()
+                    ),
+                );
+            }
+        }
+        HierarchySpec::File { path }
+    };
+    let spec = DataSpec {
+        images: images.unwrap_or_default(),
+        labels,
+        hierarchy,
+    };
+    (spec, wordnet_problems)
+}
+
+/// `[extract]`: `hint extract`'s settings, plus the shard size.
+pub(super) fn extract(s: &mut Section<'_>) -> ExtractSpec {
+    let method = s.string_or("method", "gradient");
+    let samples = s.integer_or::<usize>("samples", 20, 1);
+    let noise = s.number_or("noise", 0.15);
+    let steps = s.integer_or::<usize>("steps", 20, 1);
+    let baseline = s.string_or("baseline", "zero");
+    let aggregation = s.string_or("aggregation", "norm");
+    let threshold = s.number_or("threshold", 0.5);
+    let background_ratio = s.number_or("background_ratio", 1.0);
+    let activation_type = s.string_or("activation_type", "f32");
+    let batch_size = s.integer_or::<usize>("batch_size", 16, 1);
+    let images_per_task = s.integer_or::<u64>("images_per_task", 1000, 1);
+
+    // The method's own parameters are checked below, field by field; here only its name.
+    if let Err(e) = Method::parse(&method, 1, 0.0, 1, Baseline::Zero) {
+        s.problem("method", message(e));
+    }
+    if !(noise.is_finite() && noise >= 0.0) {
+        s.problem(
+            "noise",
+            format!("must be a finite number ≥ 0, found {noise}"),
+        );
+    }
+    if let Err(e) = Baseline::parse(&baseline) {
+        s.problem("baseline", message(e));
+    }
+    if let Err(e) = Aggregation::parse(&aggregation) {
+        s.problem("aggregation", message(e));
+    }
+    for (key, value) in [
+        ("threshold", threshold),
+        ("background_ratio", background_ratio),
+    ] {
+        if !(0.0..=1.0).contains(&value) {
+            s.problem(key, format!("must be in [0, 1], found {value}"));
+        }
+    }
+    if let Err(e) = activation_type.parse::<ActivationType>() {
+        s.problem("activation_type", e);
+    }
+    ExtractSpec {
+        method,
+        samples,
+        noise,
+        steps,
+        baseline,
+        aggregation,
+        threshold: threshold as f32,
+        background_ratio,
+        activation_type,
+        batch_size,
+        images_per_task,
+    }
+}
+
+/// A problem unless `value` is a positive finite number.
+fn positive(s: &mut Section<'_>, key: &'static str, value: f64) {
+    if !(value > 0.0 && value.is_finite()) {
+        s.problem(key, format!("must be a positive number, found {value}"));
+    }
+}
+
+/// `[classify]`: `hint classify`'s settings, plus the concepts per train task.
+pub(super) fn classify(s: &mut Section<'_>) -> ClassifySpec {
+    // The sampler keeps per-label counts in 32 bits.
+    let max_per_class = s.integer_or::<u32>("max_per_class", 20_000, 1) as usize;
+    let holdout = s.number_or("holdout", 0.2);
+    let l2 = s.number_or("l2", 1e-3);
+    let iterations = s.integer_or::<usize>("iterations", 100, 1);
+    let tolerance = s.number_or("tolerance", 1e-12);
+    let concepts_per_task = s.integer_or::<usize>("concepts_per_task", 16, 1);
+    if !(holdout > 0.0 && holdout < 1.0) {
+        s.problem(
+            "holdout",
+            format!("must be strictly between 0 and 1 (a fraction of the images), found {holdout}"),
+        );
+    }
+    positive(s, "l2", l2);
+    positive(s, "tolerance", tolerance);
+    ClassifySpec {
+        max_per_class,
+        holdout,
+        l2,
+        iterations,
+        tolerance,
+        concepts_per_task,
+    }
+}
+
+/// `[shapley]`: `hint shapley`'s settings, plus the permutations per task.
+pub(super) fn shapley(s: &mut Section<'_>) -> ShapleySpec {
+    let mode = s.string_or("mode", "fixed");
+    let quality = s.string_or("quality", "log_likelihood");
+    let replacement = s.string_or("replacement", "marginal");
+    let antithetic = s.bool_or("antithetic", true);
+    let permutations = s.integer_or::<u64>("permutations", 100, 1);
+    let per_task = s.integer::<u64>("permutations_per_task", 1);
+    let until_stderr = s.number("until_stderr");
+    let until_top_k = s.integer::<usize>("until_top_k", 1);
+    let confidence = s.number_or("confidence", 0.95);
+    let truncation = s.number("truncation");
+    let retrain_iterations = s.integer_or::<usize>("retrain_iterations", 10, 1);
+    let retrain_l2 = s.number_or("retrain_l2", 1e-3);
+    let top = s.integer_or::<usize>("top", 10, 1);
+    let sweep_on_device = s.bool_or("sweep_on_device", false);
+
+    let mode_parsed = match mode.parse::<Mode>() {
+        Ok(mode) => Some(mode),
+        Err(e) => {
+            s.problem("mode", e);
+            None
+        }
+    };
+    if let Err(e) = quality.parse::<Quality>() {
+        s.problem("quality", e);
+    }
+    if let Err(e) = replacement.parse::<Replacement>() {
+        s.problem("replacement", e);
+    }
+    if let Some(per_task) = per_task {
+        if antithetic && per_task % 2 == 1 {
+            s.problem(
+                "permutations_per_task",
+                format!(
+                    "must be even with antithetic = true (a pair is never split), found {per_task}"
+                ),
+            );
+        }
+        if per_task > permutations {
+            s.problem(
+                "permutations_per_task",
+                format!("{per_task} is more than permutations = {permutations}"),
+            );
+        }
+    }
+    if let Some(bound) = until_stderr {
+        positive(s, "until_stderr", bound);
+    }
+    if until_stderr.is_some() && until_top_k.is_some() {
+        s.problem(
+            "until_top_k",
+            "give until_stderr or until_top_k, not both (one stopping rule)",
+        );
+    }
+    if !(confidence > 0.5 && confidence < 1.0) {
+        s.problem(
+            "confidence",
+            format!("must be in (0.5, 1), found {confidence}"),
+        );
+    }
+    if let Some(t) = truncation {
+        if !(t >= 0.0 && t.is_finite()) {
+            s.problem(
+                "truncation",
+                format!("must be a finite number ≥ 0, found {t}"),
+            );
+        } else if mode_parsed == Some(Mode::Retrain) {
+            s.problem(
+                "truncation",
+                "applies to mode = \"fixed\" only (retrain fits a permutation's coalitions as one batch)",
+            );
+        }
+    }
+    positive(s, "retrain_l2", retrain_l2);
+    ShapleySpec {
+        mode,
+        quality,
+        replacement,
+        antithetic,
+        permutations,
+        // The default round is 20, fewer when fewer permutations are asked for, rounded up
+        // to whole pairs (as the engine rounds `permutations` itself).
+        permutations_per_task: per_task.unwrap_or_else(|| {
+            let round = permutations.min(20);
+            round + u64::from(antithetic && round % 2 == 1)
+        }),
+        until_stderr,
+        until_top_k,
+        confidence,
+        truncation,
+        retrain_iterations,
+        retrain_l2,
+        top,
+        sweep_on_device,
+    }
+}
+
+/// `[storage]`: a local directory (it need not exist yet; the coordinator creates it).
+pub(super) fn storage(s: &mut Section<'_>, base_dir: &Path) -> StorageSpec {
+    let root = s.required_string("root");
+    let root = match root {
+        Some(url) if url.contains("://") => {
+            let scheme = url.split("://").next().unwrap_or_default();
+            let message = if scheme == "s3" {
+                "object storage is not supported yet (issue F)".to_string()
+            } else {
+                format!("{scheme}:// is not supported: give a local directory (object storage is issue F)")
+            };
+            s.problem("root", message);
+            PathBuf::new()
+        }
+        Some(root) => {
+            let root = resolve(base_dir, &root);
+            if root.exists() && !root.is_dir() {
+                s.problem(
+                    "root",
+                    format!("{} is a file, not a directory", root.display()),
+                );
+            }
+            root
+        }
+        None => PathBuf::new(),
+    };
+    StorageSpec { root }
+}
+
+/// `[scheduler]`.
+pub(super) fn scheduler(s: &mut Section<'_>) -> SchedulerSpec {
+    SchedulerSpec {
+        max_attempts: s.integer_or::<u32>("max_attempts", 3, 1),
+    }
+}

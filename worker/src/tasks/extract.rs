@@ -1,0 +1,104 @@
+//! The extract task: one shard of the job's manifest → one region file.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use hint_common::proto::{ExtractSummary, ExtractTask, RegionFile, SkippedImage};
+use hint_common::regions::ActivationType;
+
+use super::failure::TaskError;
+use super::{check_cancel, output_dir, require, Job, TaskRunner};
+use crate::extract::{self, ExtractConfig};
+use crate::models::{Architecture, InputSize};
+use crate::responsible::Aggregation;
+use crate::saliency::{Baseline, Method};
+
+/// The extraction settings of `job` for the task's shard, on the runner's device.
+pub(super) fn config(
+    runner: &TaskRunner,
+    job: &Job,
+    task: &ExtractTask,
+) -> Result<ExtractConfig, TaskError> {
+    let spec = &job.spec;
+    let arch = Architecture::parse(&spec.model.architecture)?;
+    let baseline = Baseline::parse(&spec.extract.baseline)?;
+    let (first, end) = (task.first_image, task.end_image);
+    if first >= end {
+        return Err(TaskError::BadInput(format!(
+            "shard {} has no images ({first}..{end})",
+            task.shard
+        )));
+    }
+    let images_per_file = usize::try_from(end - first)
+        .map_err(|_| TaskError::BadInput(format!("shard {first}..{end} is too large")))?;
+    let mut config = ExtractConfig::new(
+        arch,
+        spec.model.weights.clone(),
+        spec.model.layer.clone(),
+        job.manifest(),
+        output_dir(&task.out_dir, "extract output directory")?,
+    );
+    let defaults = arch.default_input();
+    config.input = InputSize {
+        resize: spec.model.resize.unwrap_or(defaults.resize),
+        crop: spec.model.crop.unwrap_or(defaults.crop),
+    };
+    config.label_map = spec.data.labels.clone();
+    let e = &spec.extract;
+    config.method = Method::parse(&e.method, e.samples, e.noise, e.steps, baseline)?;
+    config.aggregation = Aggregation::parse(&e.aggregation)?;
+    config.threshold = e.threshold;
+    config.background_ratio = e.background_ratio;
+    config.activation_type = e
+        .activation_type
+        .parse::<ActivationType>()
+        .map_err(|e| TaskError::BadInput(format!("extract.activation_type: {e}")))?;
+    config.batch_size = e.batch_size;
+    config.device = runner.device;
+    config.seed = spec.seed;
+    config.decode_threads = runner.decode_threads;
+    // One file per task: the coordinator commits (or drops) a shard as a whole.
+    config.images_per_file = images_per_file;
+    // The attempt's directory is its own; a leftover there is an earlier try of this very
+    // attempt.
+    config.overwrite = true;
+    config.image_range = Some(first..end);
+    config.file_prefix = format!("regions-s{:05}", task.shard);
+    config.validate()?;
+    Ok(config)
+}
+
+/// Runs the extract task.
+pub(super) fn run(
+    runner: &TaskRunner,
+    job: &Job,
+    task: &ExtractTask,
+    progress: &(dyn Fn(u64, u64) + Sync),
+    cancel: &AtomicBool,
+) -> Result<ExtractSummary, TaskError> {
+    let mut config = config(runner, job, task)?;
+    require(&config.weights, "the model weights")?;
+    require(&config.images, "the job's manifest")?;
+    if let Some(labels) = &config.label_map {
+        require(labels, "the label map")?;
+    }
+    // The engine polls its own flag between batches; this thread mirrors ours into it.
+    let stop = Arc::new(AtomicBool::new(false));
+    config.cancel = Some(stop.clone());
+    progress(0, task.end_image - task.first_image);
+    let report = extract::run(&config, &mut |p| {
+        if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        progress(p.images_done as u64, p.images_total as u64);
+    })?;
+    // Stopped early (or told to stop as the last batch ended): the files are incomplete or
+    // unwanted either way.
+    check_cancel(cancel)?;
+    Ok(ExtractSummary {
+        files: report.files.iter().map(RegionFile::from).collect(),
+        skipped: report.skipped.iter().map(SkippedImage::from).collect(),
+        images_processed: report.images_processed as u64,
+        seconds: report.seconds,
+    })
+}

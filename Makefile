@@ -33,7 +33,7 @@ demo: bootstrap
 
 ## test: formatting, lints, then every test (unit, PyTorch oracles, end to end).
 test: bootstrap lint
-	cargo build -p hint-coordinator
+	cargo build -p hint-coordinator -p hint-worker --bins
 	cargo test --workspace 2>&1 | tee target/test.log
 	@# One closing line for the whole suite (cargo prints one per test binary).
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { print p " passed, " f " failed" }' target/test.log

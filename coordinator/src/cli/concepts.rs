@@ -3,7 +3,8 @@
 //!
 //! The labels are the dataset's sorted class names (ImageFolder folders or the CSV manifest's
 //! `label` column), the order `hint extract` uses by default. The hierarchy is a custom file
-//! (`--hierarchy`) or, when every label is a WordNet noun id (`n02084071`), WordNet 3.0.
+//! or a `concepts.json` (`--hierarchy`) or, when every label is a WordNet noun id
+//! (`n02084071`), WordNet 3.0 — built by [`hierarchy::build`], as a job's plan builds it.
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -11,9 +12,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use hint_common::hierarchy::{
-    is_wordnet_id, ConceptGraph, ConceptId, Hierarchy, Selection, WordNet, DEFAULT_WORDNET_DIR,
-};
+use hint_common::hierarchy::{ConceptId, Hierarchy, Selection, DEFAULT_WORDNET_DIR};
+use hint_coordinator::plan::hierarchy::{self, BuildError, HierarchySource};
 
 /// Flags of `hint concepts`.
 #[derive(Args, Debug)]
@@ -21,7 +21,8 @@ pub struct ConceptsArgs {
     /// An ImageFolder directory (one folder per class) or a CSV manifest with `path,label`.
     #[arg(long)]
     images: PathBuf,
-    /// A custom hierarchy (.yaml, .yml or .json: parent → children, leaves = labels).
+    /// A custom hierarchy (.yaml, .yml or .json: parent → children, leaves = labels), or a
+    /// concepts.json (taken as it is: no selection flags).
     /// Default: WordNet 3.0, when the labels are WordNet ids.
     #[arg(long)]
     hierarchy: Option<PathBuf>,
@@ -67,20 +68,23 @@ pub fn run(args: ConceptsArgs) -> anyhow::Result<()> {
         max_depth: args.max_depth,
         drop_uncovered: args.drop_uncovered,
     };
-    let graph = match &args.hierarchy {
-        Some(path) => ConceptGraph::from_custom_file(path, &labels)?,
+    let wordnet_dir;
+    let source = match &args.hierarchy {
+        Some(path) => HierarchySource::File(path),
         None => {
-            if let Some(bad) = labels.iter().find(|l| !is_wordnet_id(l)) {
-                anyhow::bail!(
-                    "{}: label {bad:?} is not a WordNet noun id (like n02084071); \
-                     pass --hierarchy FILE for a custom hierarchy",
-                    args.images.display()
-                );
-            }
-            ConceptGraph::from_wordnet(&WordNet::open(&args.wordnet)?, &labels)?
+            wordnet_dir = args.wordnet;
+            HierarchySource::WordNet(&wordnet_dir)
         }
     };
-    let hierarchy = graph.select(&selection, Some(&counts))?;
+    let hierarchy = match hierarchy::build(source, &selection, &labels, &counts) {
+        Ok(hierarchy) => hierarchy,
+        Err(BuildError::NotWordNetId { label }) => anyhow::bail!(
+            "{}: label {label:?} is not a WordNet noun id (like n02084071); \
+             pass --hierarchy FILE for a custom hierarchy",
+            args.images.display()
+        ),
+        Err(e) => return Err(e.into()),
+    };
     let describe = |id: ConceptId| describe(&hierarchy, id);
     print!("{}", render_tree(&hierarchy, describe));
     println!("{}", summary(&hierarchy));

@@ -67,6 +67,12 @@ pub struct Worker {
     pub last_seen: Instant,
 }
 
+/// A task a worker reports as running: (task, attempt, units done, units total).
+pub type RunningTask = (TaskId, u32, u64, u64);
+
+/// A poll's answer: new leases, and held tasks the worker should stop.
+pub type PollOutcome = (Vec<proto::Task>, Vec<(TaskId, u32)>);
+
 /// What the coordinator must do outside the scheduler (I/O) for a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -178,7 +184,13 @@ impl Scheduler {
     }
 
     /// Accepts a job (already validated) and asks for its plan.
-    pub fn submit(&mut self, spec: &JobSpec, job_dir: PathBuf, submitted_at: f64, now: Instant) -> (JobId, Action) {
+    pub fn submit(
+        &mut self,
+        spec: &JobSpec,
+        job_dir: PathBuf,
+        submitted_at: f64,
+        now: Instant,
+    ) -> (JobId, Action) {
         let id = JobId::numbered(self.jobs.len() as u64 + 1);
         self.record(
             Record::Submitted {
@@ -196,8 +208,18 @@ impl Scheduler {
     }
 
     /// The plan stage finished: the extract stage opens.
-    pub fn planned(&mut self, job: &JobId, images: u64, concepts: u32, now: Instant) -> Vec<Action> {
-        if !self.jobs.get(job).is_some_and(|j| j.phase == JobPhase::Planning) {
+    pub fn planned(
+        &mut self,
+        job: &JobId,
+        images: u64,
+        concepts: u32,
+        now: Instant,
+    ) -> Vec<Action> {
+        if !self
+            .jobs
+            .get(job)
+            .is_some_and(|j| j.phase == JobPhase::Planning)
+        {
             return Vec::new();
         }
         self.record(
@@ -252,9 +274,9 @@ impl Scheduler {
         &mut self,
         worker: &WorkerId,
         free_slots: u32,
-        running: &[(TaskId, u32, u64, u64)],
+        running: &[RunningTask],
         now: Instant,
-    ) -> Result<(Vec<proto::Task>, Vec<(TaskId, u32)>), SchedulerError> {
+    ) -> Result<PollOutcome, SchedulerError> {
         let seen = self
             .workers
             .get_mut(worker)
@@ -314,7 +336,13 @@ impl Scheduler {
 
     /// A completion: committed if no other attempt was (a late completion of an attempt
     /// whose lease expired is as good as any: tasks are deterministic), else rejected.
-    pub fn complete(&mut self, task: &TaskId, attempt: u32, output: Output, now: Instant) -> (Acceptance, Vec<Action>) {
+    pub fn complete(
+        &mut self,
+        task: &TaskId,
+        attempt: u32,
+        output: Output,
+        now: Instant,
+    ) -> (Acceptance, Vec<Action>) {
         if !self.would_accept(task, attempt) {
             return (Acceptance::Rejected, Vec::new());
         }
@@ -331,7 +359,13 @@ impl Scheduler {
 
     /// A failed attempt: retried, or quarantined when it may not be retried or has used up
     /// its attempts. A failure of an attempt that is no longer current changes nothing.
-    pub fn fail(&mut self, task: &TaskId, attempt: u32, failure: Failure, now: Instant) -> Vec<Action> {
+    pub fn fail(
+        &mut self,
+        task: &TaskId,
+        attempt: u32,
+        failure: Failure,
+        now: Instant,
+    ) -> Vec<Action> {
         let current = self
             .jobs
             .get(&task.job)
@@ -369,14 +403,13 @@ impl Scheduler {
             .map(|(id, _)| id.clone())
             .collect();
         for worker in quiet {
-            let message = format!("worker {worker} was not heard from for {:.1} s", timeout.as_secs_f64());
+            let message = format!(
+                "worker {worker} was not heard from for {:.1} s",
+                timeout.as_secs_f64()
+            );
             actions.extend(self.lose(&worker, &message, true, now));
         }
-        let overdue: Vec<(TaskId, u32)> = self
-            .jobs
-            .values()
-            .flat_map(|j| j.overdue(now))
-            .collect();
+        let overdue: Vec<(TaskId, u32)> = self.jobs.values().flat_map(|j| j.overdue(now)).collect();
         for (task, attempt) in overdue {
             let failure = Failure {
                 reason: proto::FailureReason::WorkerLost.as_str_name().into(),
@@ -391,7 +424,10 @@ impl Scheduler {
             .jobs
             .values()
             .filter(|j| !j.is_finished() && j.phase != JobPhase::Planning)
-            .filter(|j| j.no_worker_since.is_some_and(|t| now.saturating_duration_since(t) >= grace))
+            .filter(|j| {
+                j.no_worker_since
+                    .is_some_and(|t| now.saturating_duration_since(t) >= grace)
+            })
             .map(|j| j.id.clone())
             .collect();
         for job in stranded {
@@ -420,10 +456,21 @@ impl Scheduler {
                 let spec = JobSpec::from_json(spec_json).expect("the journal holds valid specs");
                 self.jobs.insert(
                     job.clone(),
-                    Job::new(job.clone(), spec, spec_json.clone(), job_dir.into(), *submitted_at, now),
+                    Job::new(
+                        job.clone(),
+                        spec,
+                        spec_json.clone(),
+                        job_dir.into(),
+                        *submitted_at,
+                        now,
+                    ),
                 );
             }
-            Record::Planned { job, images, concepts } => {
+            Record::Planned {
+                job,
+                images,
+                concepts,
+            } => {
                 if let Some(job) = self.jobs.get_mut(job) {
                     job.planned(*images, *concepts);
                 }
@@ -440,17 +487,29 @@ impl Scheduler {
                     task.attempts = task.attempts.max(*attempt);
                 }
             }
-            Record::AttemptFailed { task, attempt, failure } => {
+            Record::AttemptFailed {
+                task,
+                attempt,
+                failure,
+            } => {
                 if let Some(job) = self.jobs.get_mut(&task.job) {
                     job.attempt_failed(task, *attempt, failure.clone());
                 }
             }
-            Record::Committed { task, attempt, output } => {
+            Record::Committed {
+                task,
+                attempt,
+                output,
+            } => {
                 if let Some(job) = self.jobs.get_mut(&task.job) {
                     job.commit(task, *attempt, output.clone());
                 }
             }
-            Record::Finished { job, outcome, error } => {
+            Record::Finished {
+                job,
+                outcome,
+                error,
+            } => {
                 if let Some(job) = self.jobs.get_mut(job) {
                     job.finished(*outcome, error.clone());
                 }
@@ -467,16 +526,18 @@ impl Scheduler {
         self.jobs.get_mut(&id.job)?.tasks.get_mut(id)
     }
 
-    fn lose(&mut self, worker: &WorkerId, message: &str, counted: bool, now: Instant) -> Vec<Action> {
+    fn lose(
+        &mut self,
+        worker: &WorkerId,
+        message: &str,
+        counted: bool,
+        now: Instant,
+    ) -> Vec<Action> {
         if self.workers.remove(worker).is_none() {
             return Vec::new();
         }
         self.version += 1;
-        let held: Vec<(TaskId, u32)> = self
-            .jobs
-            .values()
-            .flat_map(|j| j.held_by(worker))
-            .collect();
+        let held: Vec<(TaskId, u32)> = self.jobs.values().flat_map(|j| j.held_by(worker)).collect();
         let mut actions = Vec::new();
         for (task, attempt) in held {
             let reason = if counted {
@@ -508,7 +569,13 @@ impl Scheduler {
         match job.next_step() {
             job::Step::Wait => Vec::new(),
             job::Step::Add(tasks) => {
-                self.record(Record::TasksAdded { job: id.clone(), tasks }, now);
+                self.record(
+                    Record::TasksAdded {
+                        job: id.clone(),
+                        tasks,
+                    },
+                    now,
+                );
                 Vec::new()
             }
             job::Step::Fail(error) => {

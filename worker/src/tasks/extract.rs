@@ -43,7 +43,14 @@ pub(super) fn config(
         resize: spec.model.resize.unwrap_or(defaults.resize),
         crop: spec.model.crop.unwrap_or(defaults.crop),
     };
-    config.label_map = spec.data.labels.clone();
+    // The plan's label map fixes label indices for every shard (a class with no image in
+    // the manifest keeps its index); job directories made by hand may lack it.
+    let planned = job.labels();
+    config.label_map = if planned.exists() {
+        Some(planned)
+    } else {
+        spec.data.labels.clone()
+    };
     let e = &spec.extract;
     config.method = Method::parse(&e.method, e.samples, e.noise, e.steps, baseline)?;
     config.aggregation = Aggregation::parse(&e.aggregation)?;

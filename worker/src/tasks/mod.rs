@@ -39,6 +39,8 @@ pub use failure::TaskFailure;
 pub const MANIFEST_FILE: &str = "manifest.csv";
 /// The plan's hierarchy in the job directory (`Hierarchy::write_json`).
 pub const CONCEPTS_FILE: &str = "concepts.json";
+/// The plan's label map in the job directory (label k on line k).
+pub const LABELS_FILE: &str = "labels.txt";
 
 /// Runs leased task attempts; one per worker process, shared by its slots (threads).
 #[derive(Debug)]
@@ -82,6 +84,10 @@ impl Job {
 
     fn concepts(&self) -> PathBuf {
         self.dir.join(CONCEPTS_FILE)
+    }
+
+    fn labels(&self) -> PathBuf {
+        self.dir.join(LABELS_FILE)
     }
 }
 

@@ -1,0 +1,124 @@
+//! The files the plan writes into the job directory, each atomically (a temporary file in
+//! the same directory, flushed to disk, then renamed over the name), so a coordinator that
+//! dies mid-plan leaves either the whole file or none of it.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use hint_common::hierarchy::Hierarchy;
+use hint_worker::images::ImageRecord;
+
+use super::PlanError;
+
+/// The image manifest: `path,label`, one row per image in id order.
+pub const MANIFEST: &str = "manifest.csv";
+/// The hierarchy actually used ([`Hierarchy::write_json`]).
+pub const CONCEPTS: &str = "concepts.json";
+/// The label map by label index, one name per line (line k = label k): what extract tasks
+/// pass as `--labels`, so label indices never depend on which classes have rows.
+pub const LABELS: &str = "labels.txt";
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PlanError + '_ {
+    move |source| PlanError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `path` atomically: `fill` writes the content to a temporary file beside it.
+fn write_atomically(
+    path: &Path,
+    fill: impl FnOnce(&Path) -> Result<(), PlanError>,
+) -> Result<(), PlanError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map_or_else(Default::default, |n| n.to_owned());
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(&name);
+    tmp_name.push(".tmp");
+    let tmp: PathBuf = dir.join(tmp_name);
+    fill(&tmp)?;
+    File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io(&tmp))?;
+    fs::rename(&tmp, path).map_err(io(path))?;
+    // The rename itself is durable only once the directory is.
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+/// Writes `manifest.csv`. Every path must be valid UTF-8 (the manifest is text) and every
+/// label free of surrounding whitespace (the manifest reader trims fields).
+pub fn write_manifest(path: &Path, images: &[ImageRecord]) -> Result<(), PlanError> {
+    write_atomically(path, |tmp| {
+        let file = File::create(tmp).map_err(io(tmp))?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        out.write_all(b"path,label\n").map_err(io(tmp))?;
+        for image in images {
+            let text = image.path.to_str().ok_or_else(|| {
+                PlanError::Unrepresentable(format!(
+                    "image path {:?} is not valid UTF-8, which manifest.csv cannot hold",
+                    image.path
+                ))
+            })?;
+            check_untrimmed("image path", text)?;
+            write_field(&mut out, text).map_err(io(tmp))?;
+            out.write_all(b",").map_err(io(tmp))?;
+            write_field(&mut out, &image.label).map_err(io(tmp))?;
+            out.write_all(b"\n").map_err(io(tmp))?;
+        }
+        out.into_inner()
+            .map_err(|e| e.into_error())
+            .map_err(io(tmp))?;
+        Ok(())
+    })
+}
+
+/// A label or path that would come back changed from a CSV field or a label-file line.
+pub fn check_untrimmed(what: &str, text: &str) -> Result<(), PlanError> {
+    if text.trim() != text {
+        return Err(PlanError::Unrepresentable(format!(
+            "{what} {text:?} begins or ends with whitespace, which the manifest and label \
+             readers trim"
+        )));
+    }
+    Ok(())
+}
+
+/// One CSV field as the `csv` crate reads it back: quoted (quotes doubled) when it holds a
+/// comma, a quote or a line break.
+fn write_field(out: &mut impl Write, field: &str) -> std::io::Result<()> {
+    if field.contains([',', '"', '\n', '\r']) {
+        out.write_all(b"\"")?;
+        out.write_all(field.replace('"', "\"\"").as_bytes())?;
+        out.write_all(b"\"")
+    } else {
+        out.write_all(field.as_bytes())
+    }
+}
+
+/// Writes `labels.txt`: label k on line k. Names must be single lines without surrounding
+/// whitespace (the label-file reader trims lines).
+pub fn write_labels(path: &Path, labels: &[String]) -> Result<(), PlanError> {
+    for label in labels {
+        check_untrimmed("label", label)?;
+        if label.contains(['\n', '\r']) {
+            return Err(PlanError::Unrepresentable(format!(
+                "label {label:?} spans several lines"
+            )));
+        }
+    }
+    write_atomically(path, |tmp| {
+        let mut text = labels.join("\n");
+        text.push('\n');
+        fs::write(tmp, text).map_err(io(tmp))
+    })
+}
+
+/// Writes `concepts.json`.
+pub fn write_concepts(path: &Path, hierarchy: &Hierarchy) -> Result<(), PlanError> {
+    write_atomically(path, |tmp| {
+        hierarchy.write_json(tmp).map_err(PlanError::WriteConcepts)
+    })
+}

@@ -101,7 +101,9 @@ impl Coordinator {
     /// Opens the state directory, replays its journal and redoes what a crash may have left
     /// half done (file moves of committed outputs, plans, reports). Call
     /// [`Coordinator::spawn_background`] from a Tokio runtime to start leasing.
-    pub fn open(config: CoordinatorConfig) -> Result<(Arc<Coordinator>, Vec<Action>), CoordinatorError> {
+    pub fn open(
+        config: CoordinatorConfig,
+    ) -> Result<(Arc<Coordinator>, Vec<Action>), CoordinatorError> {
         let (mut journal, records, dropped) = Journal::open(&config.state_dir)?;
         if dropped > 0 {
             tracing::warn!(bytes = dropped, "cut a torn tail off the journal");
@@ -114,12 +116,19 @@ impl Coordinator {
                 }
             }
         }
-        let resumed = records.iter().filter(|r| matches!(r, Record::Submitted { .. })).count();
+        let resumed = records
+            .iter()
+            .filter(|r| matches!(r, Record::Submitted { .. }))
+            .count();
         let (mut scheduler, actions) = Scheduler::recover(config.scheduler, records, now);
         journal.append(&scheduler.take_records())?;
         journal.sync()?;
         if resumed > 0 {
-            tracing::info!(jobs = resumed, "resumed from {}", config.state_dir.display());
+            tracing::info!(
+                jobs = resumed,
+                "resumed from {}",
+                config.state_dir.display()
+            );
         }
         let (changed, _) = watch::channel(0);
         let coordinator = Arc::new(Coordinator {
@@ -161,7 +170,9 @@ impl Coordinator {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs `change` on the scheduler and appends its records before unlocking.
@@ -207,13 +218,19 @@ impl Coordinator {
     }
 
     fn plan(&self, id: &JobId) -> Vec<Action> {
-        let Some((spec, job_dir)) = self.read(|s| s.job(id).map(|j| (j.spec.clone(), j.job_dir.clone()))) else {
+        let Some((spec, job_dir)) =
+            self.read(|s| s.job(id).map(|j| (j.spec.clone(), j.job_dir.clone())))
+        else {
             return Vec::new();
         };
         let _span = tracing::info_span!("plan", job = %id).entered();
         match plan::plan(&spec, &job_dir) {
             Ok(plan) => {
-                tracing::info!(images = plan.images, concepts = plan.hierarchy.concepts().len(), "planned");
+                tracing::info!(
+                    images = plan.images,
+                    concepts = plan.hierarchy.concepts().len(),
+                    "planned"
+                );
                 let concepts = plan.hierarchy.concepts().len() as u32;
                 self.mutate(|s, now| s.planned(id, plan.images, concepts, now))
             }
@@ -243,7 +260,11 @@ impl Coordinator {
 
     /// Accepts a job spec (TOML text; relative paths against `base_dir`): validated, given a
     /// storage directory, persisted, then planned in the background.
-    pub fn submit(self: &Arc<Self>, spec_toml: &str, base_dir: &Path) -> Result<JobId, CoordinatorError> {
+    pub fn submit(
+        self: &Arc<Self>,
+        spec_toml: &str,
+        base_dir: &Path,
+    ) -> Result<JobId, CoordinatorError> {
         let spec = crate::spec::parse(spec_toml, base_dir, "job spec")
             .map_err(|e| CoordinatorError::Spec(e.to_string()))?;
         self.submit_spec(spec)
@@ -279,18 +300,31 @@ impl Coordinator {
     pub fn cancel(&self, id: &JobId) -> Result<(), CoordinatorError> {
         self.read(|s| s.job(id).map(|_| ()))
             .ok_or_else(|| SchedulerError::UnknownJob(id.to_string()))?;
-        self.mutate(|s, now| s.finish(id, Outcome::Cancelled, Some("cancelled by a client".into()), now));
+        self.mutate(|s, now| {
+            s.finish(
+                id,
+                Outcome::Cancelled,
+                Some("cancelled by a client".into()),
+                now,
+            )
+        });
         self.sync_now();
         Ok(())
     }
 
     /// A worker registers.
-    pub fn register(&self, request: &proto::RegisterRequest) -> Result<proto::RegisterResponse, CoordinatorError> {
+    pub fn register(
+        &self,
+        request: &proto::RegisterRequest,
+    ) -> Result<proto::RegisterResponse, CoordinatorError> {
         if request.protocol_version != PROTOCOL_VERSION {
-            return Err(CoordinatorError::Protocol { worker: request.protocol_version });
+            return Err(CoordinatorError::Protocol {
+                worker: request.protocol_version,
+            });
         }
         let slots = request.slots.max(1);
-        let id = self.mutate(|s, now| s.register(request.name.clone(), request.device.clone(), slots, now));
+        let id = self
+            .mutate(|s, now| s.register(request.name.clone(), request.device.clone(), slots, now));
         tracing::info!(worker = %id, name = %request.name, device = %request.device, slots, "worker registered");
         let lease = self.config.scheduler.lease_timeout;
         Ok(proto::RegisterResponse {
@@ -301,18 +335,30 @@ impl Coordinator {
     }
 
     /// A worker polls: leases renewed, stale tasks cancelled, new tasks leased.
-    pub fn poll(&self, request: &proto::PollRequest) -> Result<proto::PollResponse, CoordinatorError> {
+    pub fn poll(
+        &self,
+        request: &proto::PollRequest,
+    ) -> Result<proto::PollResponse, CoordinatorError> {
         let worker = WorkerId(request.worker_id.clone());
         let mut running = Vec::with_capacity(request.running.len());
         for status in &request.running {
-            running.push((parse_task(&status.task_id)?, status.attempt, status.done, status.total));
+            running.push((
+                parse_task(&status.task_id)?,
+                status.attempt,
+                status.done,
+                status.total,
+            ));
         }
-        let (tasks, cancel) = self.mutate(|s, now| s.poll(&worker, request.free_slots, &running, now))?;
+        let (tasks, cancel) =
+            self.mutate(|s, now| s.poll(&worker, request.free_slots, &running, now))?;
         Ok(proto::PollResponse {
             tasks,
             cancel: cancel
                 .into_iter()
-                .map(|(task, attempt)| proto::TaskRef { task_id: task.to_string(), attempt })
+                .map(|(task, attempt)| proto::TaskRef {
+                    task_id: task.to_string(),
+                    attempt,
+                })
                 .collect(),
         })
     }
@@ -320,17 +366,23 @@ impl Coordinator {
     /// A worker completes an attempt. Extract and train outputs are moved from the attempt's
     /// directory to their committed place before the commit is recorded (and synced); a
     /// rejected completion leaves its files where they are.
-    pub fn complete(self: &Arc<Self>, request: proto::CompleteRequest) -> Result<bool, CoordinatorError> {
+    pub fn complete(
+        self: &Arc<Self>,
+        request: proto::CompleteRequest,
+    ) -> Result<bool, CoordinatorError> {
         let task = parse_task(&request.task_id)?;
         let attempt = request.attempt;
-        let output = request
-            .output
-            .ok_or_else(|| CoordinatorError::BadRequest(format!("{task}: completion without output")))?;
+        let output = request.output.ok_or_else(|| {
+            CoordinatorError::BadRequest(format!("{task}: completion without output"))
+        })?;
         let mut inner = self.lock();
         if !inner.scheduler.would_accept(&task, attempt) {
             return Ok(false);
         }
-        let job = inner.scheduler.job(&task.job).expect("accepting job exists");
+        let job = inner
+            .scheduler
+            .job(&task.job)
+            .expect("accepting job exists");
         let checked = committed_output(job, &task, attempt, output).and_then(|output| {
             move_committed(&output)?;
             Ok(output)
@@ -371,7 +423,8 @@ impl Coordinator {
     /// A worker reports a failed attempt.
     pub fn fail(self: &Arc<Self>, request: &proto::FailRequest) -> Result<(), CoordinatorError> {
         let task = parse_task(&request.task_id)?;
-        let reason = proto::FailureReason::try_from(request.reason).unwrap_or(proto::FailureReason::Execution);
+        let reason = proto::FailureReason::try_from(request.reason)
+            .unwrap_or(proto::FailureReason::Execution);
         tracing::warn!(%task, attempt = request.attempt, reason = reason.as_str_name(), message = %request.message, "attempt failed");
         let failure = Failure {
             reason: reason.as_str_name().into(),
@@ -393,7 +446,9 @@ impl Coordinator {
     /// A job's status.
     pub fn status(&self, id: &JobId) -> Result<proto::JobStatus, CoordinatorError> {
         self.read(|s| {
-            let job = s.job(id).ok_or_else(|| SchedulerError::UnknownJob(id.to_string()))?;
+            let job = s
+                .job(id)
+                .ok_or_else(|| SchedulerError::UnknownJob(id.to_string()))?;
             Ok(status::job_status(job, s.workers().len() as u32))
         })
     }
@@ -412,7 +467,12 @@ fn parse_task(id: &str) -> Result<TaskId, CoordinatorError> {
 }
 
 /// A completion's output, checked against the task and given its committed locations.
-fn committed_output(job: &Job, task: &TaskId, attempt: u32, output: proto::complete_request::Output) -> Result<Output, String> {
+fn committed_output(
+    job: &Job,
+    task: &TaskId,
+    attempt: u32,
+    output: proto::complete_request::Output,
+) -> Result<Output, String> {
     use proto::complete_request::Output as Wire;
     let spec = &job.tasks.get(task).ok_or("no such task")?.spec;
     let attempt_dir = job.attempt_dir(task, attempt);
@@ -422,7 +482,11 @@ fn committed_output(job: &Job, task: &TaskId, attempt: u32, output: proto::compl
             for file in summary.files {
                 let from = PathBuf::from(&file.url);
                 if from.parent() != Some(attempt_dir.as_path()) {
-                    return Err(format!("{} is not in the attempt's directory {}", from.display(), attempt_dir.display()));
+                    return Err(format!(
+                        "{} is not in the attempt's directory {}",
+                        from.display(),
+                        attempt_dir.display()
+                    ));
                 }
                 let name = from.file_name().ok_or("a region file without a name")?;
                 files.push(CommittedFile {
@@ -435,13 +499,21 @@ fn committed_output(job: &Job, task: &TaskId, attempt: u32, output: proto::compl
             }
             Ok(Output::Extract {
                 files,
-                skipped: summary.skipped.into_iter().map(|s| (s.path, s.reason)).collect(),
+                skipped: summary
+                    .skipped
+                    .into_iter()
+                    .map(|s| (s.path, s.reason))
+                    .collect(),
                 images: summary.images_processed,
             })
         }
         (TaskSpec::Train { concepts, .. }, Wire::Train(out)) => {
             if Path::new(&out.dir) != attempt_dir {
-                return Err(format!("classifiers in {}, expected {}", out.dir, attempt_dir.display()));
+                return Err(format!(
+                    "classifiers in {}, expected {}",
+                    out.dir,
+                    attempt_dir.display()
+                ));
             }
             if let Some(bad) = out.trained.iter().find(|c| !concepts.contains(c)) {
                 return Err(format!("concept {bad} was not part of the task"));
@@ -452,7 +524,15 @@ fn committed_output(job: &Job, task: &TaskId, attempt: u32, output: proto::compl
                 trained: out.trained,
             })
         }
-        (TaskSpec::Shapley { concept, first, end, .. }, Wire::Shapley(sums)) => {
+        (
+            TaskSpec::Shapley {
+                concept,
+                first,
+                end,
+                ..
+            },
+            Wire::Shapley(sums),
+        ) => {
             let block = PermutationBlock::new(*first, *end);
             if (sums.first_permutation, sums.end_permutation) != (*first, *end) {
                 return Err(format!(
@@ -466,7 +546,11 @@ fn committed_output(job: &Job, task: &TaskId, attempt: u32, output: proto::compl
             }
             if let Some(acc) = job.sums.get(concept) {
                 if acc.neurons() != part.neurons() {
-                    return Err(format!("{} neurons, earlier blocks had {}", part.neurons(), acc.neurons()));
+                    return Err(format!(
+                        "{} neurons, earlier blocks had {}",
+                        part.neurons(),
+                        acc.neurons()
+                    ));
                 }
             }
             let output = Output::Shapley {
@@ -491,12 +575,17 @@ pub fn move_committed(output: &Output) -> Result<(), String> {
             return Ok(());
         }
         if !from.exists() {
-            return Err(format!("{} is missing (and {} was never committed)", from.display(), to.display()));
+            return Err(format!(
+                "{} is missing (and {} was never committed)",
+                from.display(),
+                to.display()
+            ));
         }
         if let Some(parent) = to.parent() {
             std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         }
-        std::fs::rename(from, to).map_err(|e| format!("moving {} to {}: {e}", from.display(), to.display()))
+        std::fs::rename(from, to)
+            .map_err(|e| format!("moving {} to {}: {e}", from.display(), to.display()))
     };
     match output {
         Output::Extract { files, .. } => {

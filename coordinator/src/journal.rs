@@ -126,10 +126,13 @@ impl Journal {
             source,
         };
         self.out.flush().map_err(io)?;
-        self.out.get_ref().sync_data().map_err(|source| JournalError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+        self.out
+            .get_ref()
+            .sync_data()
+            .map_err(|source| JournalError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
         self.unsynced = false;
         Ok(())
     }
@@ -144,10 +147,12 @@ fn read_records(path: &Path, file: &File) -> Result<(Vec<Record>, u64), JournalE
     let mut number = 0;
     loop {
         line.clear();
-        let n = reader.read_line(&mut line).map_err(|source| JournalError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let n = reader
+            .read_line(&mut line)
+            .map_err(|source| JournalError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
         number += 1;
         if n == 0 || !line.ends_with('\n') {
             break;
@@ -217,7 +222,9 @@ mod tests {
             journal.sync().unwrap();
         }
         let path = dir.path().join(JOURNAL_FILE);
-        let text = std::fs::read_to_string(&path).unwrap().replace("job-0002", "job-0009");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("job-0002", "job-0009");
         std::fs::write(&path, text).unwrap();
         let (_journal, records, dropped) = Journal::open(dir.path()).unwrap();
         assert_eq!(records, vec![finished(1)]);

@@ -12,5 +12,5 @@ pub mod plan;
 pub mod results;
 pub mod scheduler;
 pub mod service;
-pub mod status;
 pub mod spec;
+pub mod status;

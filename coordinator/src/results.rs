@@ -80,8 +80,11 @@ pub fn write(job: &Job) -> Result<(), ResultsError> {
     hierarchy.write_json(&out.join("concepts.json"))?;
     let summary = summary(job, &hierarchy);
     let path = out.join("job.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&summary).expect("json") + "\n")
-        .map_err(|source| ResultsError::Io { path, source })?;
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&summary).expect("json") + "\n",
+    )
+    .map_err(|source| ResultsError::Io { path, source })?;
     // What is left under attempts/ are outputs of attempts that were never committed.
     let attempts = job.job_dir.join("attempts");
     if attempts.exists() {
@@ -120,11 +123,23 @@ fn summary(job: &Job, hierarchy: &Hierarchy) -> serde_json::Value {
     let (mut files, mut rows, mut images) = (0u64, 0u64, 0u64);
     let mut skipped = Vec::new();
     for task in job.stage_tasks(Stage::Extract) {
-        if let TaskState::Done { output: Output::Extract { files: f, skipped: s, images: n }, .. } = &task.state {
+        if let TaskState::Done {
+            output:
+                Output::Extract {
+                    files: f,
+                    skipped: s,
+                    images: n,
+                },
+            ..
+        } = &task.state
+        {
             files += f.len() as u64;
             rows += f.iter().map(|f| f.rows).sum::<u64>();
             images += n;
-            skipped.extend(s.iter().map(|(path, reason)| json!({"path": path, "reason": reason})));
+            skipped.extend(
+                s.iter()
+                    .map(|(path, reason)| json!({"path": path, "reason": reason})),
+            );
         }
     }
     let quarantined: Vec<_> = job

@@ -22,9 +22,13 @@ impl From<CoordinatorError> for Status {
     fn from(error: CoordinatorError) -> Self {
         let message = error.to_string();
         match error {
-            CoordinatorError::Spec(_) | CoordinatorError::BadRequest(_) => Status::invalid_argument(message),
+            CoordinatorError::Spec(_) | CoordinatorError::BadRequest(_) => {
+                Status::invalid_argument(message)
+            }
             CoordinatorError::Protocol { .. } => Status::failed_precondition(message),
-            CoordinatorError::Scheduler(SchedulerError::UnknownWorker(_)) => Status::not_found(message),
+            CoordinatorError::Scheduler(SchedulerError::UnknownWorker(_)) => {
+                Status::not_found(message)
+            }
             CoordinatorError::Scheduler(_) => Status::not_found(message),
             CoordinatorError::Journal(_) | CoordinatorError::Io { .. } => Status::internal(message),
         }
@@ -36,25 +40,40 @@ pub struct SchedulerApi(pub Arc<Coordinator>);
 
 #[tonic::async_trait]
 impl scheduler_server::Scheduler for SchedulerApi {
-    async fn register(&self, request: Request<proto::RegisterRequest>) -> Result<Response<proto::RegisterResponse>, Status> {
+    async fn register(
+        &self,
+        request: Request<proto::RegisterRequest>,
+    ) -> Result<Response<proto::RegisterResponse>, Status> {
         Ok(Response::new(self.0.register(request.get_ref())?))
     }
 
-    async fn poll(&self, request: Request<proto::PollRequest>) -> Result<Response<proto::PollResponse>, Status> {
+    async fn poll(
+        &self,
+        request: Request<proto::PollRequest>,
+    ) -> Result<Response<proto::PollResponse>, Status> {
         Ok(Response::new(self.0.poll(request.get_ref())?))
     }
 
-    async fn complete(&self, request: Request<proto::CompleteRequest>) -> Result<Response<proto::CompleteResponse>, Status> {
+    async fn complete(
+        &self,
+        request: Request<proto::CompleteRequest>,
+    ) -> Result<Response<proto::CompleteResponse>, Status> {
         let accepted = self.0.complete(request.into_inner())?;
         Ok(Response::new(proto::CompleteResponse { accepted }))
     }
 
-    async fn fail(&self, request: Request<proto::FailRequest>) -> Result<Response<proto::FailResponse>, Status> {
+    async fn fail(
+        &self,
+        request: Request<proto::FailRequest>,
+    ) -> Result<Response<proto::FailResponse>, Status> {
         self.0.fail(request.get_ref())?;
         Ok(Response::new(proto::FailResponse {}))
     }
 
-    async fn leave(&self, request: Request<proto::LeaveRequest>) -> Result<Response<proto::LeaveResponse>, Status> {
+    async fn leave(
+        &self,
+        request: Request<proto::LeaveRequest>,
+    ) -> Result<Response<proto::LeaveResponse>, Status> {
         self.0.leave(&request.get_ref().worker_id);
         Ok(Response::new(proto::LeaveResponse {}))
     }
@@ -67,7 +86,10 @@ type StatusStream = Pin<Box<dyn Stream<Item = Result<proto::JobStatus, Status>> 
 
 #[tonic::async_trait]
 impl jobs_server::Jobs for JobsApi {
-    async fn submit(&self, request: Request<proto::SubmitRequest>) -> Result<Response<proto::SubmitResponse>, Status> {
+    async fn submit(
+        &self,
+        request: Request<proto::SubmitRequest>,
+    ) -> Result<Response<proto::SubmitResponse>, Status> {
         let request = request.into_inner();
         let coordinator = Arc::clone(&self.0);
         // Validation reads files (weights, images): off the async threads.
@@ -79,17 +101,30 @@ impl jobs_server::Jobs for JobsApi {
         Ok(Response::new(proto::SubmitResponse { job_id: id.0 }))
     }
 
-    async fn status(&self, request: Request<proto::JobRef>) -> Result<Response<proto::JobStatus>, Status> {
-        Ok(Response::new(self.0.status(&JobId(request.into_inner().job_id))?))
+    async fn status(
+        &self,
+        request: Request<proto::JobRef>,
+    ) -> Result<Response<proto::JobStatus>, Status> {
+        Ok(Response::new(
+            self.0.status(&JobId(request.into_inner().job_id))?,
+        ))
     }
 
-    async fn list(&self, _: Request<proto::ListJobsRequest>) -> Result<Response<proto::ListJobsResponse>, Status> {
-        Ok(Response::new(proto::ListJobsResponse { jobs: self.0.list() }))
+    async fn list(
+        &self,
+        _: Request<proto::ListJobsRequest>,
+    ) -> Result<Response<proto::ListJobsResponse>, Status> {
+        Ok(Response::new(proto::ListJobsResponse {
+            jobs: self.0.list(),
+        }))
     }
 
     type WatchStream = StatusStream;
 
-    async fn watch(&self, request: Request<proto::JobRef>) -> Result<Response<StatusStream>, Status> {
+    async fn watch(
+        &self,
+        request: Request<proto::JobRef>,
+    ) -> Result<Response<StatusStream>, Status> {
         let id = JobId(request.into_inner().job_id);
         let first = self.0.status(&id)?;
         let coordinator = Arc::clone(&self.0);
@@ -116,23 +151,34 @@ impl jobs_server::Jobs for JobsApi {
                 };
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receive))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(receive),
+        )))
     }
 
-    async fn cancel(&self, request: Request<proto::JobRef>) -> Result<Response<proto::CancelResponse>, Status> {
+    async fn cancel(
+        &self,
+        request: Request<proto::JobRef>,
+    ) -> Result<Response<proto::CancelResponse>, Status> {
         self.0.cancel(&JobId(request.into_inner().job_id))?;
         Ok(Response::new(proto::CancelResponse {}))
     }
 
-    async fn results(&self, request: Request<proto::JobRef>) -> Result<Response<proto::ResultsResponse>, Status> {
+    async fn results(
+        &self,
+        request: Request<proto::JobRef>,
+    ) -> Result<Response<proto::ResultsResponse>, Status> {
         let id = JobId(request.into_inner().job_id);
         let status = self.0.status(&id)?;
         let dir = crate::results::results_dir(std::path::Path::new(&status.job_dir));
         let mut files = Vec::new();
         if status.phase == proto::JobPhase::Succeeded as i32 {
-            let entries = std::fs::read_dir(&dir).map_err(|e| Status::internal(format!("{}: {e}", dir.display())))?;
+            let entries = std::fs::read_dir(&dir)
+                .map_err(|e| Status::internal(format!("{}: {e}", dir.display())))?;
             for entry in entries.flatten() {
-                let meta = entry.metadata().map_err(|e| Status::internal(e.to_string()))?;
+                let meta = entry
+                    .metadata()
+                    .map_err(|e| Status::internal(e.to_string()))?;
                 if meta.is_file() {
                     files.push(proto::ResultFile {
                         name: entry.file_name().to_string_lossy().into_owned(),
@@ -153,9 +199,13 @@ impl jobs_server::Jobs for JobsApi {
 
 /// Whether a status is final.
 pub fn is_ended(status: &proto::JobStatus) -> bool {
-    [proto::JobPhase::Succeeded, proto::JobPhase::Failed, proto::JobPhase::Cancelled]
-        .iter()
-        .any(|&p| status.phase == p as i32)
+    [
+        proto::JobPhase::Succeeded,
+        proto::JobPhase::Failed,
+        proto::JobPhase::Cancelled,
+    ]
+    .iter()
+    .any(|&p| status.phase == p as i32)
 }
 
 /// Serves both services on `listener` until `shutdown` resolves.
@@ -170,6 +220,9 @@ pub async fn serve(
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(jobs_server::JobsServer::new(JobsApi(coordinator)))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
         .await
 }

@@ -46,7 +46,11 @@ pub fn job_status(job: &Job, live_workers: u32) -> proto::JobStatus {
                 .as_ref()
                 .and_then(|f| proto::FailureReason::from_str_name(&f.reason))
                 .unwrap_or(proto::FailureReason::Unspecified) as i32,
-            message: t.last_failure.as_ref().map(|f| f.message.clone()).unwrap_or_default(),
+            message: t
+                .last_failure
+                .as_ref()
+                .map(|f| f.message.clone())
+                .unwrap_or_default(),
         })
         .collect();
     let phase = match job.phase {

@@ -16,7 +16,11 @@ pub struct SubmitArgs {
     /// The job spec (TOML). Relative paths in it are resolved against its directory.
     spec: PathBuf,
     /// The coordinator's URL.
-    #[arg(long, env = "HINT_COORDINATOR", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "HINT_COORDINATOR",
+        default_value = "http://127.0.0.1:50051"
+    )]
     coordinator: String,
     /// Follow the job with progress bars until it ends (exit status: the job's).
     #[arg(long)]
@@ -29,7 +33,11 @@ pub struct StatusArgs {
     /// The job (default: every job).
     job: Option<String>,
     /// The coordinator's URL.
-    #[arg(long, env = "HINT_COORDINATOR", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "HINT_COORDINATOR",
+        default_value = "http://127.0.0.1:50051"
+    )]
     coordinator: String,
     /// Follow the job until it ends.
     #[arg(long)]
@@ -42,7 +50,11 @@ pub struct ResultsArgs {
     /// The job.
     job: String,
     /// The coordinator's URL.
-    #[arg(long, env = "HINT_COORDINATOR", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "HINT_COORDINATOR",
+        default_value = "http://127.0.0.1:50051"
+    )]
     coordinator: String,
 }
 
@@ -53,7 +65,9 @@ async fn connect(url: &str) -> anyhow::Result<JobsClient<Channel>> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// Runs `hint submit`.
@@ -92,9 +106,14 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
 }
 
 /// Follows a job with progress bars until it ends; returns the final status.
-pub async fn follow(client: &mut JobsClient<Channel>, job: &str) -> anyhow::Result<proto::JobStatus> {
+pub async fn follow(
+    client: &mut JobsClient<Channel>,
+    job: &str,
+) -> anyhow::Result<proto::JobStatus> {
     let mut stream = client
-        .watch(proto::JobRef { job_id: job.to_string() })
+        .watch(proto::JobRef {
+            job_id: job.to_string(),
+        })
         .await
         .map_err(|s| anyhow::anyhow!("{}", s.message()))?
         .into_inner();
@@ -153,7 +172,9 @@ pub fn results(args: ResultsArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let mut client = connect(&args.coordinator).await?;
         let response = client
-            .results(proto::JobRef { job_id: args.job.clone() })
+            .results(proto::JobRef {
+                job_id: args.job.clone(),
+            })
             .await
             .map_err(|s| anyhow::anyhow!("{}", s.message()))?
             .into_inner();

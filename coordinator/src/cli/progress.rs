@@ -27,7 +27,10 @@ impl StageBars {
                 bar
             })
             .collect();
-        StageBars { bars, _multi: multi }
+        StageBars {
+            bars,
+            _multi: multi,
+        }
     }
 
     /// Shows a status.
@@ -97,12 +100,19 @@ pub fn describe(status: &proto::JobStatus) -> String {
         }
         text += &format!(
             "  {:<8} tasks {}/{} done, {} running, {} pending, {} quarantined; units {}/{}\n",
-            s.stage, s.done, s.total, s.running, s.pending, s.quarantined, s.units_done, s.units_total
+            s.stage,
+            s.done,
+            s.total,
+            s.running,
+            s.pending,
+            s.quarantined,
+            s.units_done,
+            s.units_total
         );
     }
     for q in &status.quarantined {
         let reason = proto::FailureReason::try_from(q.reason)
-            .map(|r| r.as_str_name())
+            .map(|r| hint_coordinator::scheduler::reason_label(r.as_str_name()))
             .unwrap_or("UNKNOWN");
         text += &format!(
             "  quarantined {} after {} attempt(s): {reason}: {}\n",

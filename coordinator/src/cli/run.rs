@@ -40,7 +40,10 @@ pub struct RunArgs {
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let spec = spec::load(&args.spec)?;
     anyhow::ensure!(args.workers >= 1, "--workers must be at least 1");
-    let state = args.state.clone().unwrap_or_else(|| spec.storage.root.join("state"));
+    let state = args
+        .state
+        .clone()
+        .unwrap_or_else(|| spec.storage.root.join("state"));
     let device = hint_worker::device::parse(&args.device)?;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let runtime = tokio::runtime::Runtime::new()?;
@@ -54,7 +57,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|&s| s).await;
         };
-        let server = tokio::spawn(service::serve(Arc::clone(&coordinator), listener, until_stopped(stopped.clone())));
+        let server = tokio::spawn(service::serve(
+            Arc::clone(&coordinator),
+            listener,
+            until_stopped(stopped.clone()),
+        ));
         let mut workers = Vec::new();
         for k in 0..args.workers {
             let config = WorkerConfig {
@@ -65,19 +72,30 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 drain: Duration::ZERO,
                 max_backoff: Duration::from_secs(1),
             };
-            let runner = Arc::new(TaskRunner::new(device, (cores / args.workers as usize).max(1)));
-            workers.push(tokio::spawn(runtime::run(config, runner, until_stopped(stopped.clone()))));
+            let runner = Arc::new(TaskRunner::new(
+                device,
+                (cores / args.workers as usize).max(1),
+            ));
+            workers.push(tokio::spawn(runtime::run(
+                config,
+                runner,
+                until_stopped(stopped.clone()),
+            )));
         }
         let json = spec.to_json();
         let unfinished = coordinator.read(|s| {
-            s.jobs().find(|j| !j.is_finished() && j.spec_json == json).map(|j| j.id.clone())
+            s.jobs()
+                .find(|j| !j.is_finished() && j.spec_json == json)
+                .map(|j| j.id.clone())
         });
         let job = match unfinished {
             Some(job) => {
                 println!("resuming {job} from {}", state.display());
                 job
             }
-            None => coordinator.submit_spec(spec).context("submitting the job")?,
+            None => coordinator
+                .submit_spec(spec)
+                .context("submitting the job")?,
         };
         let mut client = JobsClient::connect(url.clone()).await?;
         let status = follow(&mut client, &job.0).await?;
@@ -91,7 +109,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             status.phase == proto::JobPhase::Succeeded as i32,
             "job {job} {}{}",
             phase_name(status.phase),
-            if status.error.is_empty() { String::new() } else { format!(": {}", status.error) }
+            if status.error.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", status.error)
+            }
         );
         Ok(())
     })

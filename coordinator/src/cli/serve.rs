@@ -33,7 +33,8 @@ impl ServeArgs {
     /// The coordinator's settings.
     pub fn config(&self) -> CoordinatorConfig {
         let mut config = CoordinatorConfig::new(self.state.clone());
-        config.scheduler.lease_timeout = Duration::from_secs_f64(self.lease_timeout_seconds.max(0.05));
+        config.scheduler.lease_timeout =
+            Duration::from_secs_f64(self.lease_timeout_seconds.max(0.05));
         config.scheduler.worker_grace = Duration::from_secs_f64(self.worker_grace_seconds.max(0.0));
         config
     }
@@ -52,10 +53,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let address = format!("http://{}", listener.local_addr()?);
         if let Some(path) = &args.address_file {
             let partial = path.with_extension("partial");
-            std::fs::write(&partial, &address).with_context(|| format!("writing {}", partial.display()))?;
-            std::fs::rename(&partial, path).with_context(|| format!("writing {}", path.display()))?;
+            std::fs::write(&partial, &address)
+                .with_context(|| format!("writing {}", partial.display()))?;
+            std::fs::rename(&partial, path)
+                .with_context(|| format!("writing {}", path.display()))?;
         }
-        println!("hint coordinator listening on {address}, state in {}", args.state.display());
+        println!(
+            "hint coordinator listening on {address}, state in {}",
+            args.state.display()
+        );
         service::serve(coordinator, listener, shutdown_signal())
             .await
             .context("serving gRPC")?;

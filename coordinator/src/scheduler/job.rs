@@ -129,10 +129,25 @@ pub struct Job {
     pub pending: BTreeSet<TaskId>,
     /// Committed Shapley sums merged per concept (exact: any order gives the same bits).
     pub sums: BTreeMap<u32, PartialSums>,
+    /// Tasks per stage: (all, not yet settled) — so a completion is O(1), not a scan.
+    counts: BTreeMap<Stage, (usize, usize)>,
+    /// Shapley bookkeeping per concept.
+    rounds: BTreeMap<u32, Rounds>,
     /// Why it failed or was cancelled.
     pub error: Option<String>,
     /// Since when no worker has been registered (None while one is).
     pub no_worker_since: Option<Instant>,
+}
+
+/// A concept's Shapley tasks so far.
+#[derive(Debug, Clone, Copy, Default)]
+struct Rounds {
+    /// One past the last permutation planned.
+    planned_end: u64,
+    /// Tasks planned and not settled.
+    outstanding: u32,
+    /// A task was quarantined: no more rounds (Φ rests on the blocks that were committed).
+    stopped: bool,
 }
 
 /// What a job needs next.
@@ -144,7 +159,14 @@ pub(super) enum Step {
 }
 
 impl Job {
-    pub(super) fn new(id: JobId, spec: JobSpec, spec_json: String, job_dir: PathBuf, submitted_at: f64, now: Instant) -> Self {
+    pub(super) fn new(
+        id: JobId,
+        spec: JobSpec,
+        spec_json: String,
+        job_dir: PathBuf,
+        submitted_at: f64,
+        now: Instant,
+    ) -> Self {
         Job {
             id,
             spec,
@@ -158,6 +180,8 @@ impl Job {
             tasks: BTreeMap::new(),
             pending: BTreeSet::new(),
             sums: BTreeMap::new(),
+            counts: BTreeMap::new(),
+            rounds: BTreeMap::new(),
             error: None,
             no_worker_since: None,
         }
@@ -165,7 +189,10 @@ impl Job {
 
     /// Whether the job has ended.
     pub fn is_finished(&self) -> bool {
-        matches!(self.phase, JobPhase::Succeeded | JobPhase::Failed | JobPhase::Cancelled)
+        matches!(
+            self.phase,
+            JobPhase::Succeeded | JobPhase::Failed | JobPhase::Cancelled
+        )
     }
 
     /// The stage running now: the latest stage with tasks (plan before any, report once
@@ -182,19 +209,42 @@ impl Job {
 
     /// The tasks of one stage.
     pub fn stage_tasks(&self, stage: Stage) -> impl Iterator<Item = &Task> {
-        let from = TaskId { job: self.id.clone(), stage, index: 0 };
-        self.tasks.range(from..).map(|(_, t)| t).take_while(move |t| t.id.stage == stage)
+        let from = TaskId {
+            job: self.id.clone(),
+            stage,
+            index: 0,
+        };
+        self.tasks
+            .range(from..)
+            .map(|(_, t)| t)
+            .take_while(move |t| t.id.stage == stage)
     }
 
     fn all_settled(&self, stage: Stage) -> bool {
-        self.stage_tasks(stage).all(Task::is_settled)
+        self.counts.get(&stage).is_none_or(|&(_, open)| open == 0)
     }
 
     fn has_tasks(&self, stage: Stage) -> bool {
-        self.stage_tasks(stage).next().is_some()
+        self.counts.get(&stage).is_some_and(|&(all, _)| all > 0)
     }
 
-    pub(super) fn planned(&mut self, images: u64, concepts: u32) {
+    /// A task left the open states (done or quarantined).
+    fn settled(&mut self, spec: &TaskSpec, stage: Stage, quarantined: bool) {
+        if let Some((_, open)) = self.counts.get_mut(&stage) {
+            *open -= 1;
+        }
+        if let TaskSpec::Shapley { concept, .. } = spec {
+            let rounds = self.rounds.entry(*concept).or_default();
+            rounds.outstanding -= 1;
+            rounds.stopped |= quarantined;
+        }
+    }
+
+    pub(super) fn planned(&mut self, images: u64, concepts: u32, now: Instant) {
+        // Workers cannot have had work before the plan: the grace period starts now.
+        if self.no_worker_since.is_some() {
+            self.no_worker_since = Some(now);
+        }
         self.images = images;
         self.concepts = concepts;
         self.phase = JobPhase::Running;
@@ -208,6 +258,12 @@ impl Job {
         };
         self.error = error;
         self.pending.clear();
+        // Nothing runs for an ended job: its leases are void (workers are told to stop).
+        for task in self.tasks.values_mut() {
+            if matches!(task.state, TaskState::Running { .. }) {
+                task.state = TaskState::Pending;
+            }
+        }
     }
 
     pub(super) fn add_task(&mut self, spec: TaskSpec) {
@@ -216,12 +272,24 @@ impl Job {
             TaskSpec::Train { .. } => Stage::Train,
             TaskSpec::Shapley { .. } => Stage::Shapley,
         };
-        let id = TaskId { job: self.id.clone(), stage, index: spec.index() };
+        let id = TaskId {
+            job: self.id.clone(),
+            stage,
+            index: spec.index(),
+        };
         if self.tasks.contains_key(&id) {
             return;
         }
         if !self.is_finished() {
             self.pending.insert(id.clone());
+        }
+        let counts = self.counts.entry(stage).or_default();
+        counts.0 += 1;
+        counts.1 += 1;
+        if let TaskSpec::Shapley { concept, end, .. } = &spec {
+            let rounds = self.rounds.entry(*concept).or_default();
+            rounds.planned_end = rounds.planned_end.max(*end);
+            rounds.outstanding += 1;
         }
         self.tasks.insert(
             id.clone(),
@@ -240,14 +308,20 @@ impl Job {
     pub(super) fn lease(&mut self, id: &TaskId, worker: WorkerId, deadline: Instant) {
         self.pending.remove(id);
         let task = self.tasks.get_mut(id).expect("leased task exists");
-        task.state = TaskState::Running { worker, attempt: task.attempts, deadline };
+        task.state = TaskState::Running {
+            worker,
+            attempt: task.attempts,
+            deadline,
+        };
         task.progress = (0, task.spec.units());
     }
 
     pub(super) fn attempt_failed(&mut self, id: &TaskId, _attempt: u32, failure: Failure) {
         let max_attempts = self.spec.scheduler.max_attempts;
         let finished = self.is_finished();
-        let Some(task) = self.tasks.get_mut(id) else { return };
+        let Some(task) = self.tasks.get_mut(id) else {
+            return;
+        };
         if task.is_settled() {
             return;
         }
@@ -258,7 +332,9 @@ impl Job {
         task.last_failure = Some(failure);
         if give_up {
             task.state = TaskState::Quarantined;
+            let spec = task.spec.clone();
             self.pending.remove(id);
+            self.settled(&spec, id.stage, true);
         } else {
             task.state = TaskState::Pending;
             if !finished {
@@ -268,8 +344,22 @@ impl Job {
     }
 
     pub(super) fn commit(&mut self, id: &TaskId, attempt: u32, output: Output) {
-        let Some(task) = self.tasks.get_mut(id) else { return };
-        if let (TaskSpec::Shapley { concept, first, end, .. }, Output::Shapley { .. }) = (&task.spec, &output) {
+        let Some(task) = self.tasks.get_mut(id) else {
+            return;
+        };
+        if task.is_settled() {
+            return;
+        }
+        if let (
+            TaskSpec::Shapley {
+                concept,
+                first,
+                end,
+                ..
+            },
+            Output::Shapley { .. },
+        ) = (&task.spec, &output)
+        {
             let part = decode_sums(&output, PermutationBlock::new(*first, *end))
                 .expect("committed sums were checked when they arrived");
             let merged = match self.sums.remove(concept) {
@@ -281,14 +371,18 @@ impl Job {
         }
         task.state = TaskState::Done { attempt, output };
         task.progress = (task.spec.units(), task.spec.units());
+        let spec = task.spec.clone();
         self.pending.remove(id);
+        self.settled(&spec, id.stage, false);
     }
 
     pub(super) fn held_by(&self, worker: &WorkerId) -> Vec<(TaskId, u32)> {
         self.tasks
             .values()
             .filter_map(|t| match &t.state {
-                TaskState::Running { worker: w, attempt, .. } if w == worker => Some((t.id.clone(), *attempt)),
+                TaskState::Running {
+                    worker: w, attempt, ..
+                } if w == worker => Some((t.id.clone(), *attempt)),
                 _ => None,
             })
             .collect()
@@ -298,7 +392,9 @@ impl Job {
         self.tasks
             .values()
             .filter_map(|t| match &t.state {
-                TaskState::Running { attempt, deadline, .. } if *deadline < now => Some((t.id.clone(), *attempt)),
+                TaskState::Running {
+                    attempt, deadline, ..
+                } if *deadline < now => Some((t.id.clone(), *attempt)),
                 _ => None,
             })
             .collect()
@@ -307,7 +403,9 @@ impl Job {
     /// The attempt's output directory (extract and train write there; the coordinator
     /// moves what it commits).
     pub fn attempt_dir(&self, id: &TaskId, attempt: u32) -> PathBuf {
-        self.job_dir.join("attempts").join(format!("{}-a{attempt}", id.local_name()))
+        self.job_dir
+            .join("attempts")
+            .join(format!("{}-a{attempt}", id.local_name()))
     }
 
     /// Where a train task's classifiers live once committed.
@@ -324,26 +422,32 @@ impl Job {
         let task = &self.tasks[id];
         let out_dir = self.attempt_dir(id, attempt).display().to_string();
         let kind = match &task.spec {
-            TaskSpec::Extract { index, first, end } => proto::task::Kind::Extract(proto::ExtractTask {
-                shard: *index,
-                first_image: *first,
-                end_image: *end,
-                out_dir,
-            }),
+            TaskSpec::Extract { index, first, end } => {
+                proto::task::Kind::Extract(proto::ExtractTask {
+                    shard: *index,
+                    first_image: *first,
+                    end_image: *end,
+                    out_dir,
+                })
+            }
             TaskSpec::Train { index, concepts } => proto::task::Kind::Train(proto::TrainTask {
                 part: *index,
                 concepts: concepts.clone(),
                 regions_dir: self.regions_dir().display().to_string(),
                 out_dir,
             }),
-            TaskSpec::Shapley { concept, first, end, classifiers, .. } => {
-                proto::task::Kind::Shapley(proto::ShapleyTask {
-                    concept: *concept,
-                    first_permutation: *first,
-                    end_permutation: *end,
-                    classifiers_dir: classifiers.clone(),
-                })
-            }
+            TaskSpec::Shapley {
+                concept,
+                first,
+                end,
+                classifiers,
+                ..
+            } => proto::task::Kind::Shapley(proto::ShapleyTask {
+                concept: *concept,
+                first_permutation: *first,
+                end_permutation: *end,
+                classifiers_dir: classifiers.clone(),
+            }),
         };
         proto::Task {
             task_id: id.to_string(),
@@ -356,7 +460,9 @@ impl Job {
     }
 
     /// The next step: open a stage, add Shapley rounds, fail, report, or wait.
-    pub(super) fn next_step(&self) -> Step {
+    /// `only`: the Shapley concept whose task just settled (None: consider every concept,
+    /// as after a restart), so a completion costs O(1) rather than a scan of the job.
+    pub(super) fn next_step(&self, only: Option<u32>) -> Step {
         if self.phase != JobPhase::Running {
             return Step::Wait;
         }
@@ -378,8 +484,14 @@ impl Job {
             return Step::Wait;
         }
         if !self.has_tasks(Stage::Train) {
-            if !self.stage_tasks(Stage::Extract).any(|t| matches!(t.state, TaskState::Done { .. })) {
-                return Step::Fail(format!("every extract task was quarantined ({})", self.quarantine_summary(Stage::Extract)));
+            if !self
+                .stage_tasks(Stage::Extract)
+                .any(|t| matches!(t.state, TaskState::Done { .. }))
+            {
+                return Step::Fail(format!(
+                    "every extract task was quarantined ({})",
+                    self.quarantine_summary(Stage::Extract)
+                ));
             }
             let per = self.spec.classify.concepts_per_task.max(1) as u32;
             let parts = (0..self.concepts.div_ceil(per))
@@ -401,7 +513,13 @@ impl Job {
                 self.job_dir.join("classifiers").display()
             ));
         }
-        let next = self.shapley_round(&trained);
+        // The first round covers every concept; later ones only the concept that changed.
+        let only = if self.has_tasks(Stage::Shapley) {
+            only
+        } else {
+            None
+        };
+        let next = self.shapley_round(&trained, only);
         if !next.is_empty() {
             return Step::Add(next);
         }
@@ -417,7 +535,13 @@ impl Job {
     pub fn trained(&self) -> Vec<(u32, String)> {
         let mut trained = Vec::new();
         for task in self.stage_tasks(Stage::Train) {
-            if let TaskState::Done { output: Output::Train { dir, trained: ids, .. }, .. } = &task.state {
+            if let TaskState::Done {
+                output: Output::Train {
+                    dir, trained: ids, ..
+                },
+                ..
+            } = &task.state
+            {
                 trained.extend(ids.iter().map(|&c| (c, dir.clone())));
             }
         }
@@ -443,7 +567,10 @@ impl Job {
         let s = &self.spec.shapley;
         match (s.until_stderr, s.until_top_k) {
             (Some(bound), _) => Some(StoppingRule::StderrBelow(bound)),
-            (None, Some(k)) => Some(StoppingRule::TopKSeparated { k, confidence: s.confidence }),
+            (None, Some(k)) => Some(StoppingRule::TopKSeparated {
+                k,
+                confidence: s.confidence,
+            }),
             (None, None) => None,
         }
     }
@@ -452,37 +579,26 @@ impl Job {
     /// with one, a concept gets its next block only when its previous ones are settled and
     /// the rule is not yet satisfied, so the decisions (and Φ) depend only on the committed
     /// sums, never on timing. Task index = concept × blocks per concept + block number.
-    fn shapley_round(&self, trained: &[(u32, String)]) -> Vec<TaskSpec> {
+    fn shapley_round(&self, trained: &[(u32, String)], only: Option<u32>) -> Vec<TaskSpec> {
         let max = self.max_permutations();
         let per_task = self.spec.shapley.permutations_per_task.max(1);
         let blocks_per_concept = max.div_ceil(per_task);
         let rule = self.rule();
         let mut out = Vec::new();
-        let mut outstanding = BTreeSet::new();
-        let mut stopped = BTreeSet::new();
-        let mut planned_end: BTreeMap<u32, u64> = BTreeMap::new();
-        for task in self.stage_tasks(Stage::Shapley) {
-            if let TaskSpec::Shapley { concept, end, .. } = task.spec {
-                let e = planned_end.entry(concept).or_default();
-                *e = (*e).max(end);
-                match task.state {
-                    TaskState::Quarantined => {
-                        stopped.insert(concept);
-                    }
-                    TaskState::Done { .. } => {}
-                    _ => {
-                        outstanding.insert(concept);
-                    }
-                }
-            }
-        }
-        for (concept, dir) in trained {
-            let start = planned_end.get(concept).copied().unwrap_or(0);
-            if start >= max || outstanding.contains(concept) || stopped.contains(concept) {
+        let candidates = trained
+            .iter()
+            .filter(|(concept, _)| only.is_none_or(|c| c == *concept));
+        for (concept, dir) in candidates {
+            let rounds = self.rounds.get(concept).copied().unwrap_or_default();
+            let start = rounds.planned_end;
+            if start >= max || rounds.outstanding > 0 || rounds.stopped {
                 continue;
             }
             let ends: Vec<u64> = match rule {
-                None => (start..max).step_by(per_task as usize).map(|s| (s + per_task).min(max)).collect(),
+                None => (start..max)
+                    .step_by(per_task as usize)
+                    .map(|s| (s + per_task).min(max))
+                    .collect(),
                 Some(rule) => {
                     let satisfied = self.sums.get(concept).is_some_and(|sums| {
                         rule.satisfied(&sums.estimates(), sums.samples(), MIN_SAMPLES)
@@ -514,21 +630,37 @@ impl Job {
             .stage_tasks(stage)
             .filter(|t| t.state == TaskState::Quarantined)
             .map(|t| match &t.last_failure {
-                Some(f) => format!("{} ({}: {})", t.id.local_name(), f.reason, f.message),
+                Some(f) => format!(
+                    "{} ({}: {})",
+                    t.id.local_name(),
+                    super::reason_label(&f.reason),
+                    f.message
+                ),
                 None => t.id.local_name(),
             })
             .collect();
         if quarantined.is_empty() {
             "none quarantined".into()
         } else {
-            format!("{} quarantined: {}", quarantined.len(), quarantined.join("; "))
+            format!(
+                "{} quarantined: {}",
+                quarantined.len(),
+                quarantined.join("; ")
+            )
         }
     }
 }
 
 /// The exact sums of a committed Shapley output.
 pub fn decode_sums(output: &Output, block: PermutationBlock) -> Option<PartialSums> {
-    let Output::Shapley { neurons, samples, antithetic, sum, sum_sq } = output else {
+    let Output::Shapley {
+        neurons,
+        samples,
+        antithetic,
+        sum,
+        sum_sq,
+    } = output
+    else {
         return None;
     };
     let message = proto::ShapleySums {

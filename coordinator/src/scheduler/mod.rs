@@ -153,7 +153,7 @@ impl Scheduler {
             if job.phase == JobPhase::Planning {
                 actions.push(Action::Plan(id.clone()));
             }
-            actions.extend(scheduler.advance(&id, now));
+            actions.extend(scheduler.advance(&id, None, now));
         }
         (scheduler, actions)
     }
@@ -230,7 +230,7 @@ impl Scheduler {
             },
             now,
         );
-        self.advance(job, now)
+        self.advance(job, None, now)
     }
 
     /// Ends a job (plan failure, report written, cancel). A job already ended stays as it is.
@@ -288,6 +288,7 @@ impl Scheduler {
             let task = self
                 .jobs
                 .get_mut(&task_id.job)
+                .filter(|j| !j.is_finished())
                 .and_then(|j| j.tasks.get_mut(task_id));
             match task {
                 Some(task) if task.is_running(worker, *attempt) => {
@@ -354,7 +355,10 @@ impl Scheduler {
             },
             now,
         );
-        (Acceptance::Accepted, self.advance(&task.job, now))
+        (
+            Acceptance::Accepted,
+            self.advance(&task.job, self.shapley_concept(task), now),
+        )
     }
 
     /// A failed attempt: retried, or quarantined when it may not be retried or has used up
@@ -383,7 +387,15 @@ impl Scheduler {
             },
             now,
         );
-        self.advance(&task.job, now)
+        self.advance(&task.job, self.shapley_concept(task), now)
+    }
+
+    /// The concept of a Shapley task (the only concept whose next round it can open).
+    fn shapley_concept(&self, task: &TaskId) -> Option<u32> {
+        match self.jobs.get(&task.job)?.tasks.get(task)?.spec {
+            TaskSpec::Shapley { concept, .. } => Some(concept),
+            _ => None,
+        }
     }
 
     /// A draining worker leaves: what it holds is requeued without counting against it.
@@ -424,6 +436,8 @@ impl Scheduler {
             .jobs
             .values()
             .filter(|j| !j.is_finished() && j.phase != JobPhase::Planning)
+            // A job waiting for its report needs no worker.
+            .filter(|j| j.stage() != Stage::Report)
             .filter(|j| {
                 j.no_worker_since
                     .is_some_and(|t| now.saturating_duration_since(t) >= grace)
@@ -472,7 +486,7 @@ impl Scheduler {
                 concepts,
             } => {
                 if let Some(job) = self.jobs.get_mut(job) {
-                    job.planned(*images, *concepts);
+                    job.planned(*images, *concepts, now);
                 }
             }
             Record::TasksAdded { job, tasks } => {
@@ -562,11 +576,11 @@ impl Scheduler {
     }
 
     /// Opens the next stage or Shapley round when the current one has settled.
-    fn advance(&mut self, id: &JobId, now: Instant) -> Vec<Action> {
+    fn advance(&mut self, id: &JobId, only: Option<u32>, now: Instant) -> Vec<Action> {
         let Some(job) = self.jobs.get(id) else {
             return Vec::new();
         };
-        match job.next_step() {
+        match job.next_step(only) {
             job::Step::Wait => Vec::new(),
             job::Step::Add(tasks) => {
                 self.record(
@@ -587,12 +601,8 @@ impl Scheduler {
     }
 }
 
-/// The proto name of a stage's failure reason for records.
-pub fn reason_name(reason: proto::FailureReason) -> String {
-    reason.as_str_name().to_string()
-}
-
-/// A stage's tasks by state, for status.
-pub fn stage_of(task: &TaskId) -> Stage {
-    task.stage
+/// A failure reason as people read it: `BAD_INPUT` for `FAILURE_REASON_BAD_INPUT` (the
+/// journal keeps the proto name).
+pub fn reason_label(name: &str) -> &str {
+    name.strip_prefix("FAILURE_REASON_").unwrap_or(name)
 }

@@ -5,7 +5,8 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export VIRTUAL_ENV := $(CURDIR)/.venv
 export LIBTORCH_USE_PYTORCH := 1
 
-DEMO_DIR ?= demo-output
+# examples/job.toml names this directory (its paths are relative to examples/).
+DEMO_DIR := demo-output
 HINT_RELEASE := target/release/hint
 
 .PHONY: demo test bootstrap bench lint
@@ -13,23 +14,20 @@ HINT_RELEASE := target/release/hint
 bootstrap:
 	@scripts/bootstrap.sh
 
-## demo: HINT on one machine, on the synthetic world: generate it, train the tiny CNN,
-## extract responsible regions, train the concept classifiers, score neurons (Φ).
+## demo: HINT on the synthetic world through the distributed runtime, embedded: generate the
+## world, train the tiny CNN, then `hint run` a coordinator and 2 workers in one process
+## (extract → train → shapley → Φ), and read Φ back with pyarrow.
 demo: bootstrap
 	cargo build --release -p hint-coordinator
 	$(HINT_RELEASE) synth --out $(DEMO_DIR)/world --seed 0 --overwrite
 	$(HINT_RELEASE) train-model --images $(DEMO_DIR)/world/images --out $(DEMO_DIR)/tiny_cnn.safetensors --seed 0
-	$(HINT_RELEASE) concepts --images $(DEMO_DIR)/world/images --hierarchy $(DEMO_DIR)/world/hierarchy.yaml
-	$(HINT_RELEASE) extract --model tiny_cnn --weights $(DEMO_DIR)/tiny_cnn.safetensors \
-		--layer features.7 --images $(DEMO_DIR)/world/images --method gradient_x_activation \
-		--background-ratio 0.25 --out $(DEMO_DIR)/regions --overwrite
-	$(HINT_RELEASE) classify --regions $(DEMO_DIR)/regions --hierarchy $(DEMO_DIR)/world/hierarchy.yaml \
-		--out $(DEMO_DIR)/classifiers --overwrite
-	$(HINT_RELEASE) shapley --classifiers $(DEMO_DIR)/classifiers --permutations 64 --out $(DEMO_DIR)/phi --overwrite
+	@# A fresh state, so the job is job-0001 (examples/job.toml writes under demo-output/runs).
+	rm -rf $(DEMO_DIR)/runs
+	$(HINT_RELEASE) run examples/job.toml --workers 2
 	@echo "pyarrow reads Φ:"
 	@.venv/bin/python -c 'import sys, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]); \
 		print(t.num_rows, "rows;", t.schema.to_string(show_schema_metadata=False)); print(t.slice(0, 3).to_pylist())' \
-		$(DEMO_DIR)/phi/phi.parquet
+		$(DEMO_DIR)/runs/job-0001/results/phi.parquet
 
 ## test: formatting, lints, then every test (unit, PyTorch oracles, end to end).
 test: bootstrap lint

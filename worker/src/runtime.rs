@@ -130,7 +130,9 @@ pub async fn run(
         outbox = undelivered;
         if drain_deadline.is_some() && running.is_empty() && outbox.is_empty() {
             let _ = client
-                .leave(proto::LeaveRequest { worker_id: worker_id.clone() })
+                .leave(proto::LeaveRequest {
+                    worker_id: worker_id.clone(),
+                })
                 .await;
             tracing::info!("drained; left the coordinator");
             return Ok(());
@@ -173,7 +175,12 @@ pub async fn run(
                 }
                 // Idle workers ask again soon; busy ones at the heartbeat.
                 let idle = running.is_empty() && !got_work;
-                next_poll = Instant::now() + if idle { heartbeat.min(Duration::from_millis(200)) } else { heartbeat };
+                next_poll = Instant::now()
+                    + if idle {
+                        heartbeat.min(Duration::from_millis(200))
+                    } else {
+                        heartbeat
+                    };
             }
             Err(status) if status.code() == Code::NotFound => {
                 tracing::warn!(%status, "the coordinator does not know this worker: registering again");
@@ -212,11 +219,17 @@ fn spawn(
         let result = runner.run(&task, &progress, &c);
         match &result {
             Ok(_) => tracing::info!(seconds = start.elapsed().as_secs_f64(), "finished"),
-            Err(failure) => tracing::warn!(reason = failure.reason.as_str_name(), message = %failure.message, "failed"),
+            Err(failure) => {
+                tracing::warn!(reason = failure.reason.as_str_name(), message = %failure.message, "failed")
+            }
         }
         let _ = finished.send(Finished { key, result });
     });
-    Running { done, total, cancel }
+    Running {
+        done,
+        total,
+        cancel,
+    }
 }
 
 async fn deliver(
@@ -279,7 +292,10 @@ async fn register(
                 let heartbeat = Duration::from_millis(response.heartbeat_interval_ms.max(10));
                 return Ok((response.worker_id, heartbeat));
             }
-            Err(status) if status.code() == Code::FailedPrecondition || status.code() == Code::InvalidArgument => {
+            Err(status)
+                if status.code() == Code::FailedPrecondition
+                    || status.code() == Code::InvalidArgument =>
+            {
                 return Err(WorkerError::Refused(status.message().to_string()));
             }
             Err(status) => {
@@ -299,7 +315,10 @@ struct Backoff {
 
 impl Backoff {
     fn new(max: Duration) -> Self {
-        Backoff { current: Duration::from_millis(100), max }
+        Backoff {
+            current: Duration::from_millis(100),
+            max,
+        }
     }
 
     fn next(&mut self) -> Duration {

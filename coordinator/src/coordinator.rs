@@ -272,19 +272,22 @@ impl Coordinator {
 
     /// Accepts an already validated spec.
     pub fn submit_spec(self: &Arc<Self>, spec: JobSpec) -> Result<JobId, CoordinatorError> {
-        let next = self.read(|s| s.jobs().count() as u64 + 1);
-        let job_dir = spec.storage.root.join(JobId::numbered(next).0);
-        std::fs::create_dir_all(&job_dir).map_err(|source| CoordinatorError::Io {
-            path: job_dir.clone(),
-            source,
-        })?;
-        let spec_path = job_dir.join("spec.json");
-        std::fs::write(&spec_path, spec.to_json()).map_err(|source| CoordinatorError::Io {
-            path: spec_path,
-            source,
-        })?;
-        let (id, action) = self.mutate(|s, now| s.submit(&spec, job_dir, now_epoch(), now));
+        let (id, action) = self.mutate(|s, now| s.submit(&spec, now_epoch(), now));
         self.sync_now();
+        let job_dir = spec.storage.root.join(&id.0);
+        let spec_path = job_dir.join("spec.json");
+        let written = std::fs::create_dir_all(&job_dir)
+            .and_then(|()| std::fs::write(&spec_path, spec.to_json()))
+            .map_err(|source| CoordinatorError::Io {
+                path: spec_path,
+                source,
+            });
+        if let Err(error) = written {
+            let message = format!("preparing its storage: {error}");
+            self.mutate(|s, now| s.finish(&id, Outcome::Failed, Some(message), now));
+            self.sync_now();
+            return Err(error);
+        }
         tracing::info!(job = %id, name = %spec.name, "submitted");
         self.run_actions(vec![action]);
         Ok(id)

@@ -68,6 +68,8 @@ pub struct Task {
     pub state: TaskState,
     /// The last failure, for status and the results.
     pub last_failure: Option<Failure>,
+    /// The attempt of the last failure (0: none failed).
+    pub last_failed_attempt: u32,
     /// Progress of the running attempt (units done, total).
     pub progress: (u64, u64),
 }
@@ -75,6 +77,14 @@ pub struct Task {
 impl Task {
     pub(super) fn is_running(&self, worker: &WorkerId, attempt: u32) -> bool {
         matches!(&self.state, TaskState::Running { worker: w, attempt: a, .. } if w == worker && *a == attempt)
+    }
+
+    /// Whether a worker reporting `attempt` may keep it: the task waits for a worker and
+    /// that attempt is its latest and never failed — what a coordinator restart leaves.
+    pub(super) fn adoptable(&self, attempt: u32) -> bool {
+        self.state == TaskState::Pending
+            && self.attempts == attempt
+            && self.last_failed_attempt < attempt
     }
 
     pub(super) fn current_attempt(&self) -> Option<u32> {
@@ -300,6 +310,7 @@ impl Job {
                 failures: 0,
                 state: TaskState::Pending,
                 last_failure: None,
+                last_failed_attempt: 0,
                 progress: (0, 0),
             },
         );
@@ -316,7 +327,7 @@ impl Job {
         task.progress = (0, task.spec.units());
     }
 
-    pub(super) fn attempt_failed(&mut self, id: &TaskId, _attempt: u32, failure: Failure) {
+    pub(super) fn attempt_failed(&mut self, id: &TaskId, attempt: u32, failure: Failure) {
         let max_attempts = self.spec.scheduler.max_attempts;
         let finished = self.is_finished();
         let Some(task) = self.tasks.get_mut(id) else {
@@ -329,6 +340,7 @@ impl Job {
             task.failures += 1;
         }
         let give_up = !failure.retryable || task.failures >= max_attempts;
+        task.last_failed_attempt = attempt;
         task.last_failure = Some(failure);
         if give_up {
             task.state = TaskState::Quarantined;

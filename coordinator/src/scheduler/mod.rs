@@ -26,7 +26,6 @@ pub mod records;
 mod tests;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use hint_common::job::{JobId, JobSpec, Stage, TaskId, WorkerId};
@@ -183,15 +182,11 @@ impl Scheduler {
         &self.workers
     }
 
-    /// Accepts a job (already validated) and asks for its plan.
-    pub fn submit(
-        &mut self,
-        spec: &JobSpec,
-        job_dir: PathBuf,
-        submitted_at: f64,
-        now: Instant,
-    ) -> (JobId, Action) {
+    /// Accepts a job (already validated; its storage is `<storage.root>/<job-id>`) and asks
+    /// for its plan.
+    pub fn submit(&mut self, spec: &JobSpec, submitted_at: f64, now: Instant) -> (JobId, Action) {
         let id = JobId::numbered(self.jobs.len() as u64 + 1);
+        let job_dir = spec.storage.root.join(&id.0);
         self.record(
             Record::Submitted {
                 job: id.clone(),
@@ -293,6 +288,21 @@ impl Scheduler {
             match task {
                 Some(task) if task.is_running(worker, *attempt) => {
                     task.renew(deadline, *done, *total);
+                }
+                // After a coordinator restart every lease is gone, but a worker still running
+                // the task's latest attempt keeps it instead of starting over elsewhere.
+                Some(task) if task.adoptable(*attempt) => {
+                    task.state = TaskState::Running {
+                        worker: worker.clone(),
+                        attempt: *attempt,
+                        deadline,
+                    };
+                    task.progress = (*done, *total);
+                    self.jobs
+                        .get_mut(&task_id.job)
+                        .expect("task's job")
+                        .pending
+                        .remove(task_id);
                 }
                 _ => cancel.push((task_id.clone(), *attempt)),
             }

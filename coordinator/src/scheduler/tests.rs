@@ -162,7 +162,7 @@ impl Harness {
     /// Submits `spec` and applies the standard plan.
     fn start(&mut self, spec: &JobSpec) -> JobId {
         let now = self.now();
-        let (job, action) = self.scheduler.submit(spec, "/none/jobs/j".into(), 0.0, now);
+        let (job, action) = self.scheduler.submit(spec, 0.0, now);
         assert_eq!(action, Action::Plan(job.clone()));
         assert_eq!(self.job(&job).stage(), Stage::Plan);
         let actions = self.scheduler.planned(&job, IMAGES, CONCEPTS, now);
@@ -909,4 +909,36 @@ fn a_cancelled_job_stops_its_running_attempts() {
     h.scheduler.finish(&job, Outcome::Cancelled, why, h.now());
     assert_eq!(h.poll(&w, 2), (vec![], leases.clone()));
     assert_eq!(h.complete(&leases[0]).0, Acceptance::Rejected);
+}
+
+#[test]
+fn after_a_restart_a_worker_keeps_the_attempt_it_is_running() {
+    let mut h = Harness::new();
+    let _job = h.start(&spec());
+    let w = h.register("a", 2);
+    let leases = h.fill(&w);
+    assert_eq!(leases.len(), 2);
+    let (mut h, _) = h.restart();
+    // The worker registers again and reports what it still runs: it keeps both attempts,
+    // nothing is cancelled, and the next lease is another task, not a retry.
+    let again = h.register("a", 3);
+    h.held.insert(again.clone(), leases.clone());
+    let (new, cancel) = h.poll(&again, 1);
+    assert!(cancel.is_empty(), "{cancel:?}");
+    assert_eq!(new.len(), 1);
+    assert!(!leases.iter().any(|(task, _)| *task == new[0].0));
+    for lease in &leases {
+        assert_eq!(h.task(&lease.0).current_attempt(), Some(lease.1));
+        assert_eq!(h.complete(lease).0, Acceptance::Accepted);
+    }
+    assert_eq!(h.complete(&new[0]).0, Acceptance::Accepted);
+    // An attempt that failed before the restart is not taken back.
+    let lost = h.take(&again);
+    h.fail(&lost, counted(FailureReason::Execution));
+    let (mut h, _) = h.restart();
+    let w3 = h.register("b", 1);
+    h.held.insert(w3.clone(), vec![lost.clone()]);
+    let (new, cancel) = h.poll(&w3, 1);
+    assert_eq!(cancel, vec![lost.clone()]);
+    assert_eq!(new, vec![(lost.0.clone(), lost.1 + 1)]);
 }

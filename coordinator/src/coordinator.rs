@@ -17,7 +17,7 @@ use hint_common::proto;
 use hint_common::shapley::PermutationBlock;
 use tokio::sync::watch;
 
-use crate::journal::{Journal, JournalError};
+use crate::journal::{Journal, JournalError, Syncer};
 use crate::scheduler::records::{hex, CommittedFile};
 use crate::scheduler::{
     decode_sums, Acceptance, Action, Failure, Job, Outcome, Output, Record, Scheduler,
@@ -86,6 +86,7 @@ struct Inner {
 /// The coordinator of one state directory.
 pub struct Coordinator {
     inner: Mutex<Inner>,
+    syncer: Arc<Syncer>,
     config: CoordinatorConfig,
     changed: watch::Sender<u64>,
     busy: Mutex<HashSet<JobId>>,
@@ -132,6 +133,7 @@ impl Coordinator {
         }
         let (changed, _) = watch::channel(0);
         let coordinator = Arc::new(Coordinator {
+            syncer: journal.syncer(),
             inner: Mutex::new(Inner { scheduler, journal }),
             config,
             changed,
@@ -152,9 +154,7 @@ impl Coordinator {
             let mut last_tick = Instant::now();
             loop {
                 sync.tick().await;
-                if let Err(error) = me.lock().journal.sync() {
-                    tracing::error!(%error, "journal sync failed");
-                }
+                me.sync_now();
                 if last_tick.elapsed() >= tick_every {
                     last_tick = Instant::now();
                     let actions = me.mutate(|s, now| s.tick(now));
@@ -253,9 +253,7 @@ impl Coordinator {
             Err(error) => (Outcome::Failed, Some(format!("report: {error:#}"))),
         };
         self.mutate(|s, now| s.finish(id, outcome, error, now));
-        if let Err(error) = self.lock().journal.sync() {
-            tracing::error!(%error, "journal sync failed");
-        }
+        self.sync_now();
     }
 
     /// Accepts a job spec (TOML text; relative paths against `base_dir`): validated, given a
@@ -293,8 +291,14 @@ impl Coordinator {
         Ok(id)
     }
 
+    /// Makes every change so far durable (the `fsync` runs outside the lock).
     fn sync_now(&self) {
-        if let Err(error) = self.lock().journal.sync() {
+        let synced = self
+            .lock()
+            .journal
+            .flush()
+            .and_then(|ticket| self.syncer.sync_through(ticket));
+        if let Err(error) = synced {
             tracing::error!(%error, "journal sync failed");
         }
     }
@@ -391,14 +395,16 @@ impl Coordinator {
             Ok(output)
         });
         let now = Instant::now();
+        let mut ticket = None;
         let (accepted, actions) = match checked {
             Ok(output) => {
-                let synced = !matches!(output, Output::Shapley { .. });
+                // Moved files are answered for only once their commit is durable.
+                let moved_files = !matches!(output, Output::Shapley { .. });
                 let (acceptance, actions) = inner.scheduler.complete(&task, attempt, output, now);
                 let records = inner.scheduler.take_records();
                 inner.journal.append(&records)?;
-                if synced {
-                    inner.journal.sync()?;
+                if moved_files {
+                    ticket = Some(inner.journal.flush()?);
                 }
                 (acceptance == Acceptance::Accepted, actions)
             }
@@ -418,6 +424,9 @@ impl Coordinator {
         };
         let version = inner.scheduler.version();
         drop(inner);
+        if let Some(ticket) = ticket {
+            self.syncer.sync_through(ticket)?;
+        }
         self.changed.send_replace(version);
         self.run_actions(actions);
         Ok(accepted)

@@ -1,10 +1,13 @@
 //! The coordinator's durable store: an append-only journal of [`Record`]s in the state
 //! directory (`journal.log`), replayed on start.
 //!
-//! Each line is `<crc32 of the JSON, 8 hex digits> <record as JSON>\n`. Appends are buffered
-//! and made durable by [`Journal::sync`] (`fsync`), which the coordinator calls at least every
-//! few milliseconds and at once after commits that move files — a group commit, so thousands
-//! of small records per second cost one `fsync` per batch. A crash can leave a torn last line:
+//! Each line is `<crc32 of the JSON, 8 hex digits> <record as JSON>\n`. Appends are buffered;
+//! [`Journal::flush`] hands them to the operating system (under the coordinator's lock, so
+//! the file's order is the order of the changes) and returns a ticket, and
+//! [`Syncer::sync_through`] makes everything up to a ticket durable (`fsync`) *outside* the
+//! lock: callers that arrive while a sync runs are covered by the next one — a group commit,
+//! so thousands of commits per second cost one `fsync` per batch. The coordinator answers a
+//! commit only once its ticket is synced, and group-commits the rest every few milliseconds. A crash can leave a torn last line:
 //! reading stops at the first line that is incomplete or fails its checksum, that tail is cut
 //! off, and what was lost is at most the last unsynced batch — every such fact is one the
 //! coordinator can redo (an attempt is re-run; its outputs are deterministic and land under
@@ -14,6 +17,8 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::scheduler::Record;
 
@@ -52,8 +57,41 @@ pub enum JournalError {
 pub struct Journal {
     path: PathBuf,
     out: BufWriter<File>,
-    unsynced: bool,
+    /// Whether records were appended since the last flush.
+    unflushed: bool,
+    /// Flushes so far (the last ticket).
+    flushes: u64,
+    syncer: Arc<Syncer>,
     _lock: File,
+}
+
+/// Makes flushed records durable; shared by every thread that waits for a commit.
+#[derive(Debug)]
+pub struct Syncer {
+    path: PathBuf,
+    file: File,
+    /// The last ticket handed to the operating system.
+    flushed: AtomicU64,
+    /// The last ticket known durable; held while an `fsync` runs.
+    synced: Mutex<u64>,
+}
+
+impl Syncer {
+    /// Returns once every record flushed up to `ticket` is on disk. One `fsync` covers every
+    /// ticket flushed before it started.
+    pub fn sync_through(&self, ticket: u64) -> Result<(), JournalError> {
+        let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
+        if *synced >= ticket {
+            return Ok(());
+        }
+        let target = self.flushed.load(Ordering::Acquire);
+        self.file.sync_data().map_err(|source| JournalError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        *synced = target;
+        Ok(())
+    }
 }
 
 impl Journal {
@@ -90,11 +128,19 @@ impl Journal {
             file.sync_data().map_err(io(&path))?;
         }
         file.seek(SeekFrom::End(0)).map_err(io(&path))?;
+        let syncer = Arc::new(Syncer {
+            path: path.clone(),
+            file: file.try_clone().map_err(io(&path))?,
+            flushed: AtomicU64::new(0),
+            synced: Mutex::new(0),
+        });
         Ok((
             Journal {
                 path,
                 out: BufWriter::with_capacity(1 << 20, file),
-                unsynced: false,
+                unflushed: false,
+                flushes: 0,
+                syncer,
                 _lock: lock,
             },
             records,
@@ -102,7 +148,7 @@ impl Journal {
         ))
     }
 
-    /// Appends records (buffered; durable after [`Journal::sync`]).
+    /// Appends records (buffered; durable once flushed and synced).
     pub fn append(&mut self, records: &[Record]) -> Result<(), JournalError> {
         for record in records {
             let json = serde_json::to_string(record).expect("records serialise");
@@ -111,30 +157,35 @@ impl Journal {
                 path: self.path.clone(),
                 source,
             })?;
-            self.unsynced = true;
+            self.unflushed = true;
         }
         Ok(())
     }
 
-    /// Makes every appended record durable.
-    pub fn sync(&mut self) -> Result<(), JournalError> {
-        if !self.unsynced {
-            return Ok(());
-        }
-        let io = |source| JournalError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        self.out.flush().map_err(io)?;
-        self.out
-            .get_ref()
-            .sync_data()
-            .map_err(|source| JournalError::Io {
+    /// Hands the appended records to the operating system; returns the ticket to pass to
+    /// [`Syncer::sync_through`].
+    pub fn flush(&mut self) -> Result<u64, JournalError> {
+        if self.unflushed {
+            self.out.flush().map_err(|source| JournalError::Io {
                 path: self.path.clone(),
                 source,
             })?;
-        self.unsynced = false;
-        Ok(())
+            self.unflushed = false;
+            self.flushes += 1;
+            self.syncer.flushed.store(self.flushes, Ordering::Release);
+        }
+        Ok(self.flushes)
+    }
+
+    /// What makes flushed records durable (usable without the journal's lock).
+    pub fn syncer(&self) -> Arc<Syncer> {
+        Arc::clone(&self.syncer)
+    }
+
+    /// Flushes and syncs at once (start-up and tests; the coordinator syncs outside its lock).
+    pub fn sync(&mut self) -> Result<(), JournalError> {
+        let ticket = self.flush()?;
+        self.syncer.sync_through(ticket)
     }
 }
 

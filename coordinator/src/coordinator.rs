@@ -21,7 +21,7 @@ use crate::journal::{Journal, JournalError, Syncer};
 use crate::scheduler::records::{hex, CommittedFile};
 use crate::scheduler::{
     decode_sums, Acceptance, Action, Failure, Job, Outcome, Output, Record, Scheduler,
-    SchedulerConfig, SchedulerError, TaskSpec,
+    SchedulerConfig, SchedulerError, TaskSpec, TaskState,
 };
 use crate::{plan, results, status};
 
@@ -122,6 +122,9 @@ impl Coordinator {
             .filter(|r| matches!(r, Record::Submitted { .. }))
             .count();
         let (mut scheduler, actions) = Scheduler::recover(config.scheduler, records, now);
+        for job in scheduler.jobs().filter(|j| !j.is_finished()) {
+            sweep_uncommitted(job);
+        }
         journal.append(&scheduler.take_records())?;
         journal.sync()?;
         if resumed > 0 {
@@ -579,6 +582,46 @@ fn committed_output(
     }
 }
 
+/// Removes files in a job's committed places that no commit names: a crash between moving an
+/// attempt's files and making its commit durable leaves them, and a stage must never read
+/// them (the task is redone, or quarantined and named).
+fn sweep_uncommitted(job: &Job) {
+    let mut committed = HashSet::new();
+    for task in job.tasks.values() {
+        if let TaskState::Done { output, .. } = &task.state {
+            match output {
+                Output::Extract { files, .. } => {
+                    committed.extend(files.iter().map(|f| PathBuf::from(&f.path)));
+                }
+                Output::Train { dir, .. } => {
+                    committed.insert(PathBuf::from(dir));
+                }
+                Output::Shapley { .. } => {}
+            }
+        }
+    }
+    for place in [job.regions_dir(), job.job_dir.join("classifiers")] {
+        let Ok(entries) = std::fs::read_dir(&place) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if committed.contains(&path) {
+                continue;
+            }
+            tracing::warn!(job = %job.id, "removing {}: no commit names it", path.display());
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            if let Err(error) = removed {
+                tracing::error!(%error, "could not remove {}", path.display());
+            }
+        }
+    }
+}
+
 /// Moves a committed output's files into place. Idempotent: what is already in place is
 /// left alone, so replaying a commit after a crash is safe.
 pub fn move_committed(output: &Output) -> Result<(), String> {
@@ -608,5 +651,110 @@ pub fn move_committed(output: &Output) -> Result<(), String> {
         }
         Output::Train { from, dir, .. } => rename(Path::new(from), Path::new(dir)),
         Output::Shapley { .. } => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hint_common::job::Stage;
+
+    fn spec(root: &Path) -> String {
+        let text = r#"{"name": "sweep", "seed": 7,
+        "model": {"architecture": "tiny_cnn", "weights": "/none/w.safetensors", "layer": "features.3"},
+        "data": {"images": "/none/images", "hierarchy": {"source": "file", "path": "/none/c.json"}},
+        "extract": {"method": "gradient", "samples": 20, "noise": 0.15, "steps": 20,
+            "baseline": "zero", "aggregation": "norm", "threshold": 0.5, "background_ratio": 1.0,
+            "activation_type": "f32", "batch_size": 16, "images_per_task": 4},
+        "classify": {"max_per_class": 1000, "holdout": 0.2, "l2": 0.001, "iterations": 50,
+            "tolerance": 1e-8, "concepts_per_task": 2},
+        "shapley": {"mode": "fixed", "quality": "log_likelihood", "replacement": "marginal",
+            "antithetic": true, "permutations": 8, "permutations_per_task": 4, "confidence": 0.95,
+            "retrain_iterations": 20, "retrain_l2": 0.001, "top": 10, "sweep_on_device": false},
+        "storage": {"root": "ROOT"}, "scheduler": {"max_attempts": 3}}"#;
+        JobSpec::from_json(&text.replace("ROOT", &root.display().to_string()))
+            .expect("valid")
+            .to_json()
+    }
+
+    #[test]
+    fn a_restart_removes_files_no_commit_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let job = JobId::numbered(1);
+        let job_dir = dir.path().join("runs").join(&job.0);
+        let regions = job_dir.join("regions");
+        std::fs::create_dir_all(&regions).unwrap();
+        let kept = regions.join("regions-s00000-00000.parquet");
+        let orphan = regions.join("regions-s00001-00000.parquet");
+        std::fs::write(&kept, "committed").unwrap();
+        std::fs::write(&orphan, "moved, but the commit was never made durable").unwrap();
+        let task = TaskId {
+            job: job.clone(),
+            stage: Stage::Extract,
+            index: 0,
+        };
+        {
+            let (mut journal, _, _) = Journal::open(&state).unwrap();
+            journal
+                .append(&[
+                    Record::Submitted {
+                        job: job.clone(),
+                        spec_json: spec(&dir.path().join("runs")),
+                        job_dir: job_dir.display().to_string(),
+                        submitted_at: 0.0,
+                    },
+                    Record::Planned {
+                        job: job.clone(),
+                        images: 8,
+                        concepts: 3,
+                    },
+                    Record::TasksAdded {
+                        job: job.clone(),
+                        tasks: vec![
+                            TaskSpec::Extract {
+                                index: 0,
+                                first: 0,
+                                end: 4,
+                            },
+                            TaskSpec::Extract {
+                                index: 1,
+                                first: 4,
+                                end: 8,
+                            },
+                        ],
+                    },
+                    Record::AttemptStarted {
+                        task: task.clone(),
+                        attempt: 1,
+                    },
+                    Record::Committed {
+                        task,
+                        attempt: 1,
+                        output: Output::Extract {
+                            files: vec![CommittedFile {
+                                from: job_dir
+                                    .join("attempts/extract-00000-a1/x")
+                                    .display()
+                                    .to_string(),
+                                path: kept.display().to_string(),
+                                rows: 1,
+                                foreground: 1,
+                                background: 0,
+                            }],
+                            skipped: vec![],
+                            images: 4,
+                        },
+                    },
+                ])
+                .unwrap();
+            journal.sync().unwrap();
+        }
+        let (coordinator, actions) = Coordinator::open(CoordinatorConfig::new(state)).unwrap();
+        assert!(actions.is_empty(), "{actions:?}");
+        assert!(kept.exists(), "a committed file stays");
+        assert!(!orphan.exists(), "a file no commit names is removed");
+        let status = coordinator.status(&job).unwrap();
+        assert_eq!((status.stages[0].done, status.stages[0].pending), (1, 1));
     }
 }

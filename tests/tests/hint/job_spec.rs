@@ -121,6 +121,15 @@ fn check_lists_every_problem_by_field_and_writes_nothing() {
     }
     assert_eq!(lines.len(), 7, "one line per problem:\n{stderr}");
     assert_eq!(listing(dir.path()), before, "hint check wrote something");
+
+    // `hint run` refuses it the same way before anything runs.
+    let run = failed(
+        &hint(&["run".as_ref(), path.as_os_str(), "--workers".as_ref(), "1".as_ref()]),
+        "hint run",
+    );
+    assert!(run.contains("job.toml: 6 problems:"), "{run}");
+    assert!(run.contains("  extract.threshold: "), "{run}");
+    assert_eq!(listing(dir.path()), before, "hint run wrote something");
 }
 
 #[test]

@@ -124,7 +124,12 @@ fn check_lists_every_problem_by_field_and_writes_nothing() {
 
     // `hint run` refuses it the same way before anything runs.
     let run = failed(
-        &hint(&["run".as_ref(), path.as_os_str(), "--workers".as_ref(), "1".as_ref()]),
+        &hint(&[
+            "run".as_ref(),
+            path.as_os_str(),
+            "--workers".as_ref(),
+            "1".as_ref(),
+        ]),
         "hint run",
     );
     assert!(run.contains("job.toml: 6 problems:"), "{run}");

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Packs what scripts/gpu_check.sh needs into .gpu/ (ignored by git, < 64 MiB) for the
-# `device` tool: stripped release binaries (hint, the extraction and Shapley benches), the tiny example
+# `device` tool: stripped release binaries (hint, hint-worker, the extraction and Shapley benches), the tiny example
 # and 384 generated 500×375 JPEGs in 4 classes. See ../shared/GPU.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-cargo build --release -p hint-coordinator
+cargo build --release -p hint-coordinator -p hint-worker --bins
 # The path of a bench's executable, from cargo's JSON messages.
 bench_binary() {
     cargo bench -p hint-worker --bench "$1" --no-run --message-format=json 2>/dev/null |
@@ -19,10 +19,11 @@ extraction=$(bench_binary extraction)
 shapley=$(bench_binary shapley)
 rm -rf .gpu && mkdir -p .gpu
 cp target/release/hint .gpu/hint
+cp target/release/hint-worker .gpu/hint-worker
 cp "$extraction" .gpu/bench-extraction
 cp "$shapley" .gpu/bench-shapley
-strip .gpu/hint .gpu/bench-extraction .gpu/bench-shapley
-cp scripts/gpu_check.sh scripts/gpu_weights.py .gpu/
+strip .gpu/hint .gpu/hint-worker .gpu/bench-extraction .gpu/bench-shapley
+cp scripts/gpu_check.sh scripts/gpu_cluster_check.sh scripts/gpu_weights.py .gpu/
 .gpu/hint example --out .gpu/example > /dev/null
 .venv/bin/python - <<'PY'
 import os, numpy as np

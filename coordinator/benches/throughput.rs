@@ -114,47 +114,17 @@ fn spec(root: &Path) -> JobSpec {
             },
         },
         extract: ExtractSpec {
-            method: "gradient".into(),
-            samples: 20,
-            noise: 0.15,
-            steps: 20,
-            baseline: "zero".into(),
-            aggregation: "norm".into(),
-            threshold: 0.5,
-            background_ratio: 1.0,
-            activation_type: "f32".into(),
             batch_size: 64,
             // One task per image: `Planned { images: N }` opens N extract tasks.
             images_per_task: 1,
+            ..ExtractSpec::default()
         },
-        classify: ClassifySpec {
-            max_per_class: 20_000,
-            holdout: 0.2,
-            l2: 1e-3,
-            iterations: 50,
-            tolerance: 1e-8,
-            concepts_per_task: 16,
-        },
-        shapley: ShapleySpec {
-            mode: "fixed".into(),
-            quality: "log_likelihood".into(),
-            replacement: "marginal".into(),
-            antithetic: true,
-            permutations: 256,
-            permutations_per_task: 16,
-            until_stderr: None,
-            until_top_k: None,
-            confidence: 0.95,
-            truncation: None,
-            retrain_iterations: 20,
-            retrain_l2: 1e-3,
-            top: 10,
-            sweep_on_device: false,
-        },
+        classify: ClassifySpec::default(),
+        shapley: ShapleySpec::default(),
         storage: StorageSpec {
             root: root.to_path_buf(),
         },
-        scheduler: SchedulerSpec { max_attempts: 3 },
+        scheduler: SchedulerSpec::default(),
     }
 }
 

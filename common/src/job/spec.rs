@@ -180,6 +180,69 @@ pub struct SchedulerSpec {
     pub max_attempts: u32,
 }
 
+/// The defaults of `[extract]`: `hint extract`'s, plus 1,000 images per task.
+impl Default for ExtractSpec {
+    fn default() -> Self {
+        ExtractSpec {
+            method: "gradient".into(),
+            samples: 20,
+            noise: 0.15,
+            steps: 20,
+            baseline: "zero".into(),
+            aggregation: "norm".into(),
+            threshold: 0.5,
+            background_ratio: 1.0,
+            activation_type: "f32".into(),
+            batch_size: 16,
+            images_per_task: 1000,
+        }
+    }
+}
+
+/// The defaults of `[classify]`: `hint classify`'s, plus 16 concepts per task.
+impl Default for ClassifySpec {
+    fn default() -> Self {
+        ClassifySpec {
+            max_per_class: 20_000,
+            holdout: 0.2,
+            l2: 1e-3,
+            iterations: 100,
+            tolerance: 1e-12,
+            concepts_per_task: 16,
+        }
+    }
+}
+
+/// The defaults of `[shapley]`: `hint shapley`'s, with 20 permutations per task (the spec
+/// reader lowers it when fewer permutations are asked for).
+impl Default for ShapleySpec {
+    fn default() -> Self {
+        ShapleySpec {
+            mode: "fixed".into(),
+            quality: "log_likelihood".into(),
+            replacement: "marginal".into(),
+            antithetic: true,
+            permutations: 100,
+            permutations_per_task: 20,
+            until_stderr: None,
+            until_top_k: None,
+            confidence: 0.95,
+            truncation: None,
+            retrain_iterations: 10,
+            retrain_l2: 1e-3,
+            top: 10,
+            sweep_on_device: false,
+        }
+    }
+}
+
+/// The defaults of `[scheduler]`.
+impl Default for SchedulerSpec {
+    fn default() -> Self {
+        SchedulerSpec { max_attempts: 3 }
+    }
+}
+
 impl JobSpec {
     /// The spec as the JSON workers receive.
     pub fn to_json(&self) -> String {

@@ -223,17 +223,18 @@ pub(super) fn data(s: &mut Section<'_>, base_dir: &Path) -> (DataSpec, Vec<super
 
 /// `[extract]`: `hint extract`'s settings, plus the shard size.
 pub(super) fn extract(s: &mut Section<'_>) -> ExtractSpec {
-    let method = s.string_or("method", "gradient");
-    let samples = s.integer_or::<usize>("samples", 20, 1);
-    let noise = s.number_or("noise", 0.15);
-    let steps = s.integer_or::<usize>("steps", 20, 1);
-    let baseline = s.string_or("baseline", "zero");
-    let aggregation = s.string_or("aggregation", "norm");
-    let threshold = s.number_or("threshold", 0.5);
-    let background_ratio = s.number_or("background_ratio", 1.0);
-    let activation_type = s.string_or("activation_type", "f32");
-    let batch_size = s.integer_or::<usize>("batch_size", 16, 1);
-    let images_per_task = s.integer_or::<u64>("images_per_task", 1000, 1);
+    let d = ExtractSpec::default();
+    let method = s.string_or("method", &d.method);
+    let samples = s.integer_or::<usize>("samples", d.samples, 1);
+    let noise = s.number_or("noise", d.noise);
+    let steps = s.integer_or::<usize>("steps", d.steps, 1);
+    let baseline = s.string_or("baseline", &d.baseline);
+    let aggregation = s.string_or("aggregation", &d.aggregation);
+    let threshold = s.number_or("threshold", f64::from(d.threshold));
+    let background_ratio = s.number_or("background_ratio", d.background_ratio);
+    let activation_type = s.string_or("activation_type", &d.activation_type);
+    let batch_size = s.integer_or::<usize>("batch_size", d.batch_size, 1);
+    let images_per_task = s.integer_or::<u64>("images_per_task", d.images_per_task, 1);
 
     // The method's own parameters are checked below, field by field; here only its name.
     if let Err(e) = Method::parse(&method, 1, 0.0, 1, Baseline::Zero) {
@@ -287,12 +288,13 @@ fn positive(s: &mut Section<'_>, key: &'static str, value: f64) {
 /// `[classify]`: `hint classify`'s settings, plus the concepts per train task.
 pub(super) fn classify(s: &mut Section<'_>) -> ClassifySpec {
     // The sampler keeps per-label counts in 32 bits.
-    let max_per_class = s.integer_or::<u32>("max_per_class", 20_000, 1) as usize;
-    let holdout = s.number_or("holdout", 0.2);
-    let l2 = s.number_or("l2", 1e-3);
-    let iterations = s.integer_or::<usize>("iterations", 100, 1);
-    let tolerance = s.number_or("tolerance", 1e-12);
-    let concepts_per_task = s.integer_or::<usize>("concepts_per_task", 16, 1);
+    let d = ClassifySpec::default();
+    let max_per_class = s.integer_or::<u32>("max_per_class", d.max_per_class as u32, 1) as usize;
+    let holdout = s.number_or("holdout", d.holdout);
+    let l2 = s.number_or("l2", d.l2);
+    let iterations = s.integer_or::<usize>("iterations", d.iterations, 1);
+    let tolerance = s.number_or("tolerance", d.tolerance);
+    let concepts_per_task = s.integer_or::<usize>("concepts_per_task", d.concepts_per_task, 1);
     if !(holdout > 0.0 && holdout < 1.0) {
         s.problem(
             "holdout",
@@ -313,20 +315,21 @@ pub(super) fn classify(s: &mut Section<'_>) -> ClassifySpec {
 
 /// `[shapley]`: `hint shapley`'s settings, plus the permutations per task.
 pub(super) fn shapley(s: &mut Section<'_>) -> ShapleySpec {
-    let mode = s.string_or("mode", "fixed");
-    let quality = s.string_or("quality", "log_likelihood");
-    let replacement = s.string_or("replacement", "marginal");
-    let antithetic = s.bool_or("antithetic", true);
-    let permutations = s.integer_or::<u64>("permutations", 100, 1);
+    let d = ShapleySpec::default();
+    let mode = s.string_or("mode", &d.mode);
+    let quality = s.string_or("quality", &d.quality);
+    let replacement = s.string_or("replacement", &d.replacement);
+    let antithetic = s.bool_or("antithetic", d.antithetic);
+    let permutations = s.integer_or::<u64>("permutations", d.permutations, 1);
     let per_task = s.integer::<u64>("permutations_per_task", 1);
     let until_stderr = s.number("until_stderr");
     let until_top_k = s.integer::<usize>("until_top_k", 1);
-    let confidence = s.number_or("confidence", 0.95);
+    let confidence = s.number_or("confidence", d.confidence);
     let truncation = s.number("truncation");
-    let retrain_iterations = s.integer_or::<usize>("retrain_iterations", 10, 1);
-    let retrain_l2 = s.number_or("retrain_l2", 1e-3);
-    let top = s.integer_or::<usize>("top", 10, 1);
-    let sweep_on_device = s.bool_or("sweep_on_device", false);
+    let retrain_iterations = s.integer_or::<usize>("retrain_iterations", d.retrain_iterations, 1);
+    let retrain_l2 = s.number_or("retrain_l2", d.retrain_l2);
+    let top = s.integer_or::<usize>("top", d.top, 1);
+    let sweep_on_device = s.bool_or("sweep_on_device", d.sweep_on_device);
 
     let mode_parsed = match mode.parse::<Mode>() {
         Ok(mode) => Some(mode),
@@ -395,7 +398,7 @@ pub(super) fn shapley(s: &mut Section<'_>) -> ShapleySpec {
         // The default round is 20, fewer when fewer permutations are asked for, rounded up
         // to whole pairs (as the engine rounds `permutations` itself).
         permutations_per_task: per_task.unwrap_or_else(|| {
-            let round = permutations.min(20);
+            let round = permutations.min(d.permutations_per_task);
             round + u64::from(antithetic && round % 2 == 1)
         }),
         until_stderr,
@@ -441,6 +444,6 @@ pub(super) fn storage(s: &mut Section<'_>, base_dir: &Path) -> StorageSpec {
 /// `[scheduler]`.
 pub(super) fn scheduler(s: &mut Section<'_>) -> SchedulerSpec {
     SchedulerSpec {
-        max_attempts: s.integer_or::<u32>("max_attempts", 3, 1),
+        max_attempts: s.integer_or::<u32>("max_attempts", SchedulerSpec::default().max_attempts, 1),
     }
 }

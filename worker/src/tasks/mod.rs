@@ -124,6 +124,9 @@ impl TaskRunner {
     /// A runner whose tasks run on `device` (Shapley's fixed mode sweeps on the CPU unless
     /// the spec asks for the device) and decode images on `decode_threads` threads.
     pub fn new(device: Device, decode_threads: usize) -> Self {
+        if device.is_cuda() {
+            warm_up_cuda_linalg(device);
+        }
         TaskRunner {
             device,
             decode_threads: decode_threads.max(1),
@@ -196,4 +199,18 @@ impl TaskRunner {
             ))),
         }
     }
+}
+
+/// libtorch loads its CUDA linear algebra (Cholesky, used by the classifiers' Newton
+/// steps) lazily, and two threads doing so at once fail with "lazy wrapper should be called
+/// at most once" (seen with two embedded workers on an H200). One small factorisation per
+/// process, before any task runs, loads it.
+fn warm_up_cuda_linalg(device: Device) {
+    static WARM: std::sync::Once = std::sync::Once::new();
+    WARM.call_once(|| {
+        let eye = tch::Tensor::eye(2, (tch::Kind::Double, device));
+        if let Err(error) = eye.f_linalg_cholesky(false) {
+            tracing::warn!(%error, "warming up CUDA linear algebra failed");
+        }
+    });
 }

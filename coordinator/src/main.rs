@@ -5,7 +5,7 @@
 //! - `hint extract …`: images → responsible-region Parquet files on one machine.
 //! - `hint classify`, `hint shapley`: concept classifiers on the regions, then Φ.
 //! - `hint run job.toml --workers N`: a whole job with an embedded coordinator and workers;
-//!   `hint coordinator`, `hint submit / status / results` for a cluster (`hint-worker` is the
+//!   `hint coordinator`, `hint submit / status / results / cancel` for a cluster (`hint-worker` is the
 //!   worker binary); `hint check job.toml` validates a spec.
 //! - `hint layers --model ARCH`: the addressable layers of an architecture.
 //! - `hint example --out DIR`: a seconds-long smoke test input for `hint extract` (random
@@ -53,6 +53,8 @@ enum Command {
     Status(cli::client::StatusArgs),
     /// List the result files of a finished job.
     Results(cli::client::ResultsArgs),
+    /// Cancel a job on a running coordinator.
+    Cancel(cli::client::CancelArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -79,6 +81,7 @@ fn main() -> std::process::ExitCode {
         Command::Submit(args) => cli::client::submit(args),
         Command::Status(args) => cli::client::status(args),
         Command::Results(args) => cli::client::results(args),
+        Command::Cancel(args) => cli::client::cancel(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

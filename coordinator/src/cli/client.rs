@@ -1,4 +1,5 @@
-//! `hint submit`, `hint status`, `hint results`: a client of a running coordinator.
+//! `hint submit`, `hint status`, `hint results`, `hint cancel`: a client of a running
+//! coordinator.
 
 use std::path::PathBuf;
 
@@ -47,6 +48,20 @@ pub struct StatusArgs {
 /// Flags of `hint results`.
 #[derive(Args, Debug)]
 pub struct ResultsArgs {
+    /// The job.
+    job: String,
+    /// The coordinator's URL.
+    #[arg(
+        long,
+        env = "HINT_COORDINATOR",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    coordinator: String,
+}
+
+/// Flags of `hint cancel`.
+#[derive(Args, Debug)]
+pub struct CancelArgs {
     /// The job.
     job: String,
     /// The coordinator's URL.
@@ -187,6 +202,21 @@ pub fn results(args: ResultsArgs) -> anyhow::Result<()> {
         for file in &response.files {
             println!("{:<18} {:>12} bytes  {}", file.name, file.bytes, file.url);
         }
+        Ok(())
+    })
+}
+
+/// Runs `hint cancel`: the job ends now; its workers drop its tasks at their next poll.
+pub fn cancel(args: CancelArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let mut client = connect(&args.coordinator).await?;
+        client
+            .cancel(proto::JobRef {
+                job_id: args.job.clone(),
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+        println!("{} cancelled", args.job);
         Ok(())
     })
 }

@@ -5,7 +5,9 @@
 //! - kill -9 of a worker during extraction and of another during Shapley: the job completes,
 //!   Φ bit-identical, region rows exactly the undisturbed run's (none lost, none doubled);
 //! - kill -9 of the coordinator mid-job, restarted on its state directory: it resumes and
-//!   finishes with the bit-identical Φ.
+//!   finishes with the bit-identical Φ;
+//! - SIGTERM drains a worker; no worker fails a job after the grace period; bad input is
+//!   quarantined at once and named; a cancelled job stops and its worker runs the next.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -512,4 +514,42 @@ fn bad_input_is_quarantined_at_once_and_named() {
         text.contains("weights.safetensors"),
         "the reason names the file:\n{text}"
     );
+}
+
+#[test]
+fn a_cancelled_job_stops_and_its_worker_runs_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("runs");
+    let spec = write_spec(dir.path(), &storage);
+    let coordinator = start_coordinator(&dir.path().join("state"), "127.0.0.1:0");
+    let url = &coordinator.url;
+    let _worker = start_worker(url, "only");
+    let job = submit(url, &spec);
+    wait_for(url, &job, "extraction under way", |t| {
+        stage(t, "extract").2 >= 1
+    });
+    let out = succeeded(
+        &hint(&["cancel", &job, "--coordinator", url]),
+        "hint cancel",
+    );
+    assert!(out.contains("cancelled"), "{out}");
+    let text = status(url, &job);
+    assert!(text.contains(": cancelled"), "{text}");
+    assert!(text.contains("cancelled by a client"), "{text}");
+    let committed =
+        |job: &str| std::fs::read_dir(storage.join(job).join("regions")).map_or(0, |d| d.count());
+    let before = committed(&job);
+    // The worker is told to drop the task, stays registered and runs the next job.
+    let next = submit(url, &spec);
+    wait_succeeded(url, &next);
+    assert_eq!(
+        committed(&job),
+        before,
+        "a cancelled job committed more work"
+    );
+    assert!(
+        !storage.join(&job).join("results").exists(),
+        "a cancelled job has no results"
+    );
+    assert!(status(url, &job).contains(": cancelled"));
 }

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use crate::journal::{Journal, JournalError, Syncer};
 use crate::scheduler::records::{hex, CommittedFile};
 use crate::scheduler::{
-    decode_sums, Acceptance, Action, Failure, Job, Outcome, Output, Record, Scheduler,
+    decode_sums, Acceptance, Action, Failure, Job, JobPhase, Outcome, Output, Record, Scheduler,
     SchedulerConfig, SchedulerError, TaskSpec, TaskState,
 };
 use crate::{plan, results, status};
@@ -122,8 +122,16 @@ impl Coordinator {
             .filter(|r| matches!(r, Record::Submitted { .. }))
             .count();
         let (mut scheduler, actions) = Scheduler::recover(config.scheduler, records, now);
+        let mut damaged = Vec::new();
         for job in scheduler.jobs().filter(|j| !j.is_finished()) {
             sweep_uncommitted(job);
+            if let Some(problem) = check_plan(job) {
+                damaged.push((job.id.clone(), problem));
+            }
+        }
+        for (id, problem) in damaged {
+            tracing::error!(job = %id, %problem, "cannot resume");
+            scheduler.finish(&id, Outcome::Failed, Some(problem), now);
         }
         journal.append(&scheduler.take_records())?;
         journal.sync()?;
@@ -582,6 +590,32 @@ fn committed_output(
     }
 }
 
+/// Why a planned job cannot resume: its plan files (read back as the workers will read them)
+/// are damaged or no longer match what the journal recorded. None when they are intact (or
+/// the job is not planned yet).
+fn check_plan(job: &Job) -> Option<String> {
+    if job.phase != JobPhase::Running {
+        return None;
+    }
+    match plan::reload(&job.spec, &job.job_dir) {
+        Err(error) => Some(format!("resuming: the plan of the job is damaged: {error}")),
+        Ok(plan)
+            if plan.images != job.images
+                || plan.hierarchy.concepts().len() as u32 != job.concepts =>
+        {
+            Some(format!(
+                "resuming: the plan in {} has {} images and {} concepts, the journal {} and {}",
+                job.job_dir.display(),
+                plan.images,
+                plan.hierarchy.concepts().len(),
+                job.images,
+                job.concepts
+            ))
+        }
+        Ok(_) => None,
+    }
+}
+
 /// Removes files in a job's committed places that no commit names: a crash between moving an
 /// attempt's files and making its commit durable leaves them, and a stage must never read
 /// them (the task is redone, or quarantined and named).
@@ -678,7 +712,7 @@ mod tests {
     }
 
     #[test]
-    fn a_restart_removes_files_no_commit_names() {
+    fn a_restart_removes_files_no_commit_names_and_refuses_a_missing_plan() {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         let job = JobId::numbered(1);
@@ -755,6 +789,13 @@ mod tests {
         assert!(kept.exists(), "a committed file stays");
         assert!(!orphan.exists(), "a file no commit names is removed");
         let status = coordinator.status(&job).unwrap();
-        assert_eq!((status.stages[0].done, status.stages[0].pending), (1, 1));
+        assert_eq!(status.stages[0].done, 1);
+        // This job's plan files were never written: it cannot resume, and says why.
+        assert_eq!(status.phase, proto::JobPhase::Failed as i32);
+        assert!(
+            status.error.contains("the plan of the job is damaged"),
+            "{}",
+            status.error
+        );
     }
 }

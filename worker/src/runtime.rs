@@ -128,7 +128,18 @@ pub async fn run(
             }
         }
         outbox = undelivered;
-        if drain_deadline.is_some() && running.is_empty() && outbox.is_empty() {
+        // Past the drain period a result the coordinator cannot take is given up: its task
+        // is retried elsewhere when the lease expires.
+        let drained = drain_deadline.is_some_and(|deadline| {
+            running.is_empty() && (outbox.is_empty() || Instant::now() >= deadline)
+        });
+        if drained {
+            if !outbox.is_empty() {
+                tracing::warn!(
+                    results = outbox.len(),
+                    "leaving with undelivered results; their tasks will be retried"
+                );
+            }
             let _ = client
                 .leave(proto::LeaveRequest {
                     worker_id: worker_id.clone(),

@@ -126,7 +126,8 @@ struct Coordinator {
     url: String,
 }
 
-fn start_coordinator(state: &Path, listen: &str) -> Coordinator {
+/// `hint coordinator` on `listen` (port 0: any) over `state`, with `extra` flags.
+fn start_coordinator(state: &Path, listen: &str, extra: &[&str]) -> Coordinator {
     let address_file = state.with_extension("address");
     let _ = std::fs::remove_file(&address_file);
     let child = hint_command()
@@ -137,6 +138,8 @@ fn start_coordinator(state: &Path, listen: &str) -> Coordinator {
             "--lease-timeout-seconds",
             LEASE_SECONDS,
         ])
+        .args(extra)
+        .env("HINT_LOG", "error")
         .arg("--state")
         .arg(state)
         .arg("--address-file")
@@ -214,8 +217,15 @@ fn stage(text: &str, name: &str) -> (u64, u64, u64) {
     (numbers[0], numbers[1], numbers[2])
 }
 
-/// Polls the status until `ready` holds (or panics after a minute).
-fn wait_for(url: &str, job: &str, what: &str, ready: impl Fn(&str) -> bool) -> String {
+/// Whether a status text is of an ended job.
+fn ended(text: &str) -> bool {
+    [": succeeded", ": failed", ": cancelled"]
+        .iter()
+        .any(|phase| text.contains(phase))
+}
+
+/// Polls the status until `ready` holds; panics if the job ends otherwise, or after 5 minutes.
+fn wait_until(url: &str, job: &str, what: &str, ready: impl Fn(&str) -> bool) -> String {
     let start = Instant::now();
     loop {
         let text = status(url, job);
@@ -223,11 +233,11 @@ fn wait_for(url: &str, job: &str, what: &str, ready: impl Fn(&str) -> bool) -> S
             return text;
         }
         assert!(
-            !text.contains(": failed") && !text.contains(": succeeded"),
+            !ended(&text),
             "the job ended while waiting for {what}:\n{text}"
         );
         assert!(
-            start.elapsed() < Duration::from_secs(240),
+            start.elapsed() < Duration::from_secs(300),
             "timed out waiting for {what}:\n{text}"
         );
         std::thread::sleep(Duration::from_millis(100));
@@ -235,22 +245,11 @@ fn wait_for(url: &str, job: &str, what: &str, ready: impl Fn(&str) -> bool) -> S
 }
 
 fn wait_succeeded(url: &str, job: &str) -> String {
-    let start = Instant::now();
-    loop {
-        let text = status(url, job);
-        if text.contains(": succeeded") {
-            return text;
-        }
-        assert!(
-            !text.contains(": failed") && !text.contains(": cancelled"),
-            "the job did not succeed:\n{text}"
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "the job did not finish:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(url, job, "success", |t| t.contains(": succeeded"))
+}
+
+fn wait_failed(url: &str, job: &str) -> String {
+    wait_until(url, job, "failure", |t| t.contains(": failed"))
 }
 
 /// Φ as written (CSV prints every f64 exactly), and the region rows: (rows, distinct
@@ -262,43 +261,87 @@ fn outcome(storage: &Path, job: &str) -> (Vec<u8>, String) {
     (phi, rows.trim().to_string())
 }
 
+/// A coordinator with `workers` workers and the test job's spec in a temporary directory.
+struct Cluster {
+    dir: tempfile::TempDir,
+    spec: PathBuf,
+    coordinator: Coordinator,
+    workers: Vec<Process>,
+}
+
+impl Cluster {
+    fn start(workers: usize, coordinator_flags: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spec = write_spec(dir.path(), &dir.path().join("runs"));
+        let coordinator =
+            start_coordinator(&dir.path().join("state"), "127.0.0.1:0", coordinator_flags);
+        let workers = (0..workers)
+            .map(|k| start_worker(&coordinator.url, &format!("w{k}")))
+            .collect();
+        Cluster {
+            dir,
+            spec,
+            coordinator,
+            workers,
+        }
+    }
+
+    fn url(&self) -> &str {
+        &self.coordinator.url
+    }
+
+    fn submit(&self) -> String {
+        submit(self.url(), &self.spec)
+    }
+
+    fn storage(&self) -> PathBuf {
+        self.dir.path().join("runs")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn journal(&self) -> String {
+        std::fs::read_to_string(self.state().join("journal.log")).expect("journal")
+    }
+
+    /// The job's Φ and region rows equal the undisturbed 1-worker run's.
+    fn assert_like_the_reference(&self, job: &str) {
+        let (phi, rows) = outcome(&self.storage(), job);
+        let (reference_phi, reference_rows) = reference();
+        assert_eq!(
+            &rows, reference_rows,
+            "region rows differ from the undisturbed 1-worker run"
+        );
+        assert!(
+            phi == *reference_phi,
+            "Φ differs from the undisturbed 1-worker run"
+        );
+    }
+}
+
 /// One worker, undisturbed: the reference every other run must equal.
 fn reference() -> &'static (Vec<u8>, String) {
     static REFERENCE: OnceLock<(Vec<u8>, String)> = OnceLock::new();
     REFERENCE.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let storage = dir.path().join("runs");
-        let spec = write_spec(dir.path(), &storage);
-        let coordinator = start_coordinator(&dir.path().join("state"), "127.0.0.1:0");
-        let _worker = start_worker(&coordinator.url, "only");
-        let job = submit(&coordinator.url, &spec);
-        wait_succeeded(&coordinator.url, &job);
-        outcome(&storage, &job)
+        let cluster = Cluster::start(1, &[]);
+        let job = cluster.submit();
+        wait_succeeded(cluster.url(), &job);
+        outcome(&cluster.storage(), &job)
     })
 }
 
 #[test]
 fn three_workers_give_the_one_worker_phi_bit_for_bit() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = dir.path().join("runs");
-    let spec = write_spec(dir.path(), &storage);
-    let coordinator = start_coordinator(&dir.path().join("state"), "127.0.0.1:0");
-    let _workers: Vec<Process> = (0..3)
-        .map(|k| start_worker(&coordinator.url, &format!("w{k}")))
-        .collect();
-    let job = submit(&coordinator.url, &spec);
-    let text = wait_succeeded(&coordinator.url, &job);
+    let cluster = Cluster::start(3, &[]);
+    let job = cluster.submit();
+    let text = wait_succeeded(cluster.url(), &job);
     assert!(text.contains("3 live worker(s)"), "{text}");
-    let (phi, rows) = outcome(&storage, &job);
-    let (reference_phi, reference_rows) = reference();
-    assert_eq!(
-        &rows, reference_rows,
-        "region rows differ from the 1-worker run"
-    );
-    assert!(phi == *reference_phi, "Φ differs from the 1-worker run");
+    cluster.assert_like_the_reference(&job);
     // The client commands see the finished job.
     let results = succeeded(
-        &hint(&["results", &job, "--coordinator", &coordinator.url]),
+        &hint(&["results", &job, "--coordinator", cluster.url()]),
         "hint results",
     );
     for file in [
@@ -315,92 +358,61 @@ fn three_workers_give_the_one_worker_phi_bit_for_bit() {
 
 #[test]
 fn workers_killed_during_extraction_and_shapley_lose_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = dir.path().join("runs");
-    let spec = write_spec(dir.path(), &storage);
-    let coordinator = start_coordinator(&dir.path().join("state"), "127.0.0.1:0");
-    let mut workers: Vec<Process> = (0..3)
-        .map(|k| start_worker(&coordinator.url, &format!("w{k}")))
-        .collect();
-    let job = submit(&coordinator.url, &spec);
-    let url = &coordinator.url;
-    wait_for(url, &job, "extraction under way", |t| {
+    let mut cluster = Cluster::start(3, &[]);
+    let job = cluster.submit();
+    let url = cluster.url().to_string();
+    // Every worker holds an extract task: the one killed certainly loses a lease.
+    wait_until(&url, &job, "extraction under way", |t| {
         let (done, total, running) = stage(t, "extract");
         running >= 3 && done >= 1 && done + 3 < total
     });
-    workers[0].kill_hard();
-    wait_for(url, &job, "Shapley under way", |t| {
+    cluster.workers[0].kill_hard();
+    wait_until(&url, &job, "Shapley under way", |t| {
         let (done, total, running) = stage(t, "shapley");
         running >= 1 && done >= 1 && done + 2 < total
     });
-    workers[1].kill_hard();
-    let text = wait_succeeded(url, &job);
+    cluster.workers[1].kill_hard();
+    let text = wait_succeeded(&url, &job);
     assert!(text.contains("1 live worker(s)"), "{text}");
-    let (phi, rows) = outcome(&storage, &job);
-    let (reference_phi, reference_rows) = reference();
-    assert_eq!(
-        &rows, reference_rows,
-        "region rows differ from the undisturbed run"
-    );
-    assert!(phi == *reference_phi, "Φ differs from the undisturbed run");
+    cluster.assert_like_the_reference(&job);
     // The killed workers' attempts were retried: the journal shows failures of lost workers.
-    let journal = std::fs::read_to_string(dir.path().join("state/journal.log")).unwrap();
     assert!(
-        journal.contains("WORKER_LOST"),
+        cluster.journal().contains("WORKER_LOST"),
         "no lost-worker failure recorded"
     );
 }
 
 #[test]
 fn a_coordinator_killed_mid_job_resumes_on_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = dir.path().join("runs");
-    let state = dir.path().join("state");
-    let spec = write_spec(dir.path(), &storage);
-    let mut coordinator = start_coordinator(&state, "127.0.0.1:0");
-    let url = coordinator.url.clone();
-    let _workers: Vec<Process> = (0..2)
-        .map(|k| start_worker(&url, &format!("w{k}")))
-        .collect();
-    let job = submit(&url, &spec);
-    wait_for(&url, &job, "Shapley under way", |t| {
+    let mut cluster = Cluster::start(2, &[]);
+    let job = cluster.submit();
+    let url = cluster.url().to_string();
+    wait_until(&url, &job, "Shapley under way", |t| {
         let (done, total, _) = stage(t, "shapley");
         done >= 1 && done + 4 < total
     });
-    coordinator.process.kill_hard();
+    cluster.coordinator.process.kill_hard();
     // Same address, same state: the workers reconnect and register again.
     let listen = url.trim_start_matches("http://").to_string();
-    let restarted = start_coordinator(&state, &listen);
-    let text = wait_succeeded(&restarted.url, &job);
-    assert!(text.contains(&job), "{text}");
-    let (phi, rows) = outcome(&storage, &job);
-    let (reference_phi, reference_rows) = reference();
-    assert_eq!(
-        &rows, reference_rows,
-        "region rows differ from the undisturbed run"
-    );
-    assert!(phi == *reference_phi, "Φ differs from the undisturbed run");
-    let journal = std::fs::read_to_string(state.join("journal.log")).unwrap();
+    cluster.coordinator = start_coordinator(&cluster.state(), &listen, &[]);
+    wait_succeeded(&url, &job);
+    cluster.assert_like_the_reference(&job);
     assert!(
-        journal.contains(r#""incarnation":2"#),
+        cluster.journal().contains(r#""incarnation":2"#),
         "the restart did not resume the journal"
     );
 }
 
 #[test]
 fn a_worker_told_to_stop_finishes_its_task_and_leaves() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = dir.path().join("runs");
-    let spec = write_spec(dir.path(), &storage);
-    let coordinator = start_coordinator(&dir.path().join("state"), "127.0.0.1:0");
-    let url = &coordinator.url;
-    let mut leaving = start_worker(url, "leaving");
-    let _staying = start_worker(url, "staying");
-    let job = submit(url, &spec);
-    wait_for(url, &job, "extraction under way", |t| {
+    let mut cluster = Cluster::start(2, &[]);
+    let job = cluster.submit();
+    let url = cluster.url().to_string();
+    wait_until(&url, &job, "extraction under way", |t| {
         let (done, total, running) = stage(t, "extract");
         running >= 2 && done + 2 < total
     });
+    let leaving = &mut cluster.workers[0];
     let pid = leaving.0.id().to_string();
     succeeded(
         &Command::new("kill").args(["-TERM", &pid]).output().unwrap(),
@@ -418,90 +430,38 @@ fn a_worker_told_to_stop_finishes_its_task_and_leaves() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(exit.success(), "a drained worker exits cleanly, got {exit}");
-    let text = wait_succeeded(url, &job);
+    let text = wait_succeeded(&url, &job);
     assert!(
         text.contains("1 live worker(s)"),
         "the drained worker should have left:\n{text}"
     );
-    let (phi, rows) = outcome(&storage, &job);
-    let (reference_phi, reference_rows) = reference();
-    assert_eq!(&rows, reference_rows);
-    assert!(phi == *reference_phi, "Φ differs from the undisturbed run");
+    cluster.assert_like_the_reference(&job);
 }
 
 #[test]
 fn a_job_without_workers_fails_after_the_grace_period() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = write_spec(dir.path(), &dir.path().join("runs"));
-    let address = dir.path().join("address");
-    let child = hint_command()
-        .args([
-            "coordinator",
-            "--listen",
-            "127.0.0.1:0",
-            "--worker-grace-seconds",
-            "1",
-        ])
-        .arg("--state")
-        .arg(dir.path().join("state"))
-        .arg("--address-file")
-        .arg(&address)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _coordinator = Process(child);
-    let start = Instant::now();
-    while !address.exists() {
-        assert!(start.elapsed() < Duration::from_secs(30));
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let url = std::fs::read_to_string(&address).unwrap();
-    let job = submit(&url, &spec);
-    let start = Instant::now();
-    let text = loop {
-        let text = status(&url, &job);
-        if text.contains(": failed") {
-            break text;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the job did not fail:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let cluster = Cluster::start(0, &["--worker-grace-seconds", "1"]);
+    let job = cluster.submit();
+    let text = wait_failed(cluster.url(), &job);
     assert!(text.contains("no worker was seen for 1 s"), "{text}");
 }
 
 #[test]
 fn bad_input_is_quarantined_at_once_and_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = dir.path().join("runs");
+    let cluster = Cluster::start(0, &[]);
     // The job's own copy of the weights, removed after the spec was accepted: every extract
     // task then fails with bad input, which is never retried.
-    let weights = dir.path().join("weights.safetensors");
+    let weights = cluster.dir.path().join("weights.safetensors");
     std::fs::copy(world().join("tiny_cnn.safetensors"), &weights).unwrap();
-    let spec = write_spec(dir.path(), &storage);
-    let text = std::fs::read_to_string(&spec).unwrap().replace(
+    let text = std::fs::read_to_string(&cluster.spec).unwrap().replace(
         &world().join("tiny_cnn.safetensors").display().to_string(),
         &weights.display().to_string(),
     );
-    std::fs::write(&spec, text).unwrap();
-    let coordinator = start_coordinator(&dir.path().join("state"), "127.0.0.1:0");
-    let job = submit(&coordinator.url, &spec);
+    std::fs::write(&cluster.spec, text).unwrap();
+    let job = cluster.submit();
     std::fs::remove_file(&weights).unwrap();
-    let _worker = start_worker(&coordinator.url, "only");
-    let start = Instant::now();
-    let text = loop {
-        let text = status(&coordinator.url, &job);
-        if text.contains(": failed") {
-            break text;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "the job did not fail:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let _worker = start_worker(cluster.url(), "only");
+    let text = wait_failed(cluster.url(), &job);
     assert!(
         text.contains("every extract task was quarantined"),
         "{text}"
@@ -518,14 +478,10 @@ fn bad_input_is_quarantined_at_once_and_named() {
 
 #[test]
 fn a_cancelled_job_stops_and_its_worker_runs_the_next() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = dir.path().join("runs");
-    let spec = write_spec(dir.path(), &storage);
-    let coordinator = start_coordinator(&dir.path().join("state"), "127.0.0.1:0");
-    let url = &coordinator.url;
-    let _worker = start_worker(url, "only");
-    let job = submit(url, &spec);
-    wait_for(url, &job, "extraction under way", |t| {
+    let cluster = Cluster::start(1, &[]);
+    let url = cluster.url();
+    let job = cluster.submit();
+    wait_until(url, &job, "extraction under way", |t| {
         stage(t, "extract").2 >= 1
     });
     let out = succeeded(
@@ -536,11 +492,12 @@ fn a_cancelled_job_stops_and_its_worker_runs_the_next() {
     let text = status(url, &job);
     assert!(text.contains(": cancelled"), "{text}");
     assert!(text.contains("cancelled by a client"), "{text}");
+    let storage = cluster.storage();
     let committed =
         |job: &str| std::fs::read_dir(storage.join(job).join("regions")).map_or(0, |d| d.count());
     let before = committed(&job);
     // The worker is told to drop the task, stays registered and runs the next job.
-    let next = submit(url, &spec);
+    let next = cluster.submit();
     wait_succeeded(url, &next);
     assert_eq!(
         committed(&job),

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Makes a fresh machine ready to build and test hint, idempotently and quickly when
 # already done: a project-local virtualenv (.venv) whose torch 2.11.0 wheel provides
-# libtorch for tch (LIBTORCH_USE_PYTORCH=1). protoc comes from a crate; the one thing
-# installed outside the project is WordNet 3.0 (Debian's wordnet-base), when missing.
+# libtorch for tch (LIBTORCH_USE_PYTORCH=1). protoc comes from a crate; the two things
+# installed outside the project, when missing, are WordNet 3.0 (Debian's wordnet-base) and
+# Chromium (Debian's chromium, which the report test runs headless).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -11,7 +12,7 @@ PYTHON=${PYTHON:-python3}
 command -v "$PYTHON" >/dev/null || { echo "bootstrap: $PYTHON is not installed" >&2; exit 1; }
 
 # WordNet 3.0 noun database (concept hierarchies of ImageNet-style labels): Debian's
-# wordnet-base, the one system package hint needs. HINT_WORDNET points elsewhere.
+# wordnet-base, the one system package hint itself needs. HINT_WORDNET points elsewhere.
 wordnet_dir=${HINT_WORDNET:-/usr/share/wordnet}
 if [[ ! -f "$wordnet_dir/data.noun" || ! -f "$wordnet_dir/index.noun" ]]; then
     if [[ -n "${HINT_WORDNET:-}" ]]; then
@@ -26,6 +27,19 @@ if [[ ! -f "$wordnet_dir/data.noun" || ! -f "$wordnet_dir/index.noun" ]]; then
         || [[ ! -f /usr/share/wordnet/data.noun ]]; then
         echo "bootstrap: could not install wordnet-base; install it (apt-get install wordnet-base)" \
              "or set HINT_WORDNET to a directory with the WordNet 3.0 data.noun and index.noun" >&2
+        exit 1
+    fi
+fi
+
+# Headless Chromium (Debian's chromium) renders report.html in the report test.
+if ! command -v chromium >/dev/null; then
+    echo "bootstrap: installing Chromium (Debian package chromium, for the report test)"
+    sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo="sudo"
+    if ! { $sudo apt-get install -y -q --no-install-recommends chromium >/dev/null \
+            || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q --no-install-recommends chromium >/dev/null; }; } \
+        || ! command -v chromium >/dev/null; then
+        echo "bootstrap: could not install chromium; install it (apt-get install chromium)" >&2
         exit 1
     fi
 fi

@@ -158,6 +158,7 @@ fn spec(images: &Path, hierarchy: &Path, root: &Path) -> JobSpec {
             root: root.to_path_buf(),
         },
         scheduler: SchedulerSpec::default(),
+        evaluate: None,
     }
 }
 

@@ -125,6 +125,7 @@ fn spec(root: &Path) -> JobSpec {
             root: root.to_path_buf(),
         },
         scheduler: SchedulerSpec::default(),
+        evaluate: None,
     }
 }
 

@@ -18,6 +18,7 @@ use hint_common::shapley::PermutationBlock;
 use tokio::sync::watch;
 
 use crate::journal::{Journal, JournalError, Syncer};
+use crate::metrics::Metrics;
 use crate::scheduler::records::{hex, CommittedFile};
 use crate::scheduler::{
     decode_sums, Acceptance, Action, Failure, Job, JobPhase, Outcome, Output, Record, Scheduler,
@@ -86,6 +87,7 @@ struct Inner {
 /// The coordinator of one state directory.
 pub struct Coordinator {
     inner: Mutex<Inner>,
+    metrics: Metrics,
     syncer: Arc<Syncer>,
     config: CoordinatorConfig,
     changed: watch::Sender<u64>,
@@ -144,6 +146,7 @@ impl Coordinator {
         }
         let (changed, _) = watch::channel(0);
         let coordinator = Arc::new(Coordinator {
+            metrics: Metrics::default(),
             syncer: journal.syncer(),
             inner: Mutex::new(Inner { scheduler, journal }),
             config,
@@ -168,6 +171,7 @@ impl Coordinator {
                 me.sync_now();
                 if last_tick.elapsed() >= tick_every {
                     last_tick = Instant::now();
+                    me.metrics.sample(last_tick);
                     let actions = me.mutate(|s, now| s.tick(now));
                     me.run_actions(actions);
                 }
@@ -191,6 +195,7 @@ impl Coordinator {
         let mut inner = self.lock();
         let result = change(&mut inner.scheduler, Instant::now());
         let records = inner.scheduler.take_records();
+        self.metrics.observe(&records);
         if let Err(error) = inner.journal.append(&records) {
             tracing::error!(%error, "journal append failed");
         }
@@ -413,6 +418,7 @@ impl Coordinator {
                 let moved_files = !matches!(output, Output::Shapley { .. });
                 let (acceptance, actions) = inner.scheduler.complete(&task, attempt, output, now);
                 let records = inner.scheduler.take_records();
+                self.metrics.observe(&records);
                 inner.journal.append(&records)?;
                 if moved_files {
                     ticket = Some(inner.journal.flush()?);
@@ -429,6 +435,7 @@ impl Coordinator {
                 };
                 let actions = inner.scheduler.fail(&task, attempt, failure, now);
                 let records = inner.scheduler.take_records();
+                self.metrics.observe(&records);
                 inner.journal.append(&records)?;
                 (false, actions)
             }
@@ -482,6 +489,18 @@ impl Coordinator {
             let live = s.workers().len() as u32;
             s.jobs().map(|j| status::job_status(j, live)).collect()
         })
+    }
+}
+
+impl Coordinator {
+    /// The Prometheus exposition of the coordinator's state and counters.
+    pub fn render_metrics(&self) -> String {
+        self.read(|s| self.metrics.render(s, Instant::now()))
+    }
+
+    /// Work per second over the last minute.
+    pub fn rates(&self) -> crate::metrics::Rates {
+        self.metrics.sample(Instant::now())
     }
 }
 

@@ -7,8 +7,11 @@
 #![deny(missing_docs)]
 
 pub mod coordinator;
+pub mod http;
 pub mod journal;
+pub mod metrics;
 pub mod plan;
+pub mod report;
 pub mod results;
 pub mod scheduler;
 pub mod service;

@@ -55,6 +55,10 @@ enum Command {
     Results(cli::client::ResultsArgs),
     /// Cancel a job on a running coordinator.
     Cancel(cli::client::CancelArgs),
+    /// Weakly supervised localisation of a finished job's concepts (Shapley vs |weight| vs random).
+    Evaluate(cli::evaluate::EvaluateArgs),
+    /// Write the self-contained report.html of a finished job.
+    Report(cli::report::ReportArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -82,6 +86,8 @@ fn main() -> std::process::ExitCode {
         Command::Status(args) => cli::client::status(args),
         Command::Results(args) => cli::client::results(args),
         Command::Cancel(args) => cli::client::cancel(args),
+        Command::Evaluate(args) => cli::evaluate::run(args),
+        Command::Report(args) => cli::report::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

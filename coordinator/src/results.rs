@@ -8,6 +8,7 @@
 //! concepts.json          the hierarchy used
 //! job.json               the run: images, region rows, skipped images, quarantined tasks,
 //!                        concepts with their permutation counts
+//! report.html            everything above for people (`report::write`)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -37,6 +38,9 @@ pub enum ResultsError {
     /// Φ could not be written.
     #[error(transparent)]
     Phi(#[from] ShapleyError),
+    /// The report could not be written.
+    #[error("report.html: {0}")]
+    Report(String),
     /// Another file could not be written.
     #[error("{path}: {source}")]
     Io {
@@ -85,6 +89,8 @@ pub fn write(job: &Job) -> Result<(), ResultsError> {
         serde_json::to_string_pretty(&summary).expect("json") + "\n",
     )
     .map_err(|source| ResultsError::Io { path, source })?;
+    // The page people open first; `hint evaluate` adds localisation to it later.
+    crate::report::write(&job.job_dir).map_err(|e| ResultsError::Report(e.to_string()))?;
     // What is left under attempts/ are outputs of attempts that were never committed.
     let attempts = job.job_dir.join("attempts");
     if attempts.exists() {
@@ -178,8 +184,26 @@ fn summary(job: &Job, hierarchy: &Hierarchy) -> serde_json::Value {
         .filter(|c| !trained.contains(c))
         .map(|c| hierarchy.concept(ConceptId(c)).name.clone())
         .collect();
+    // Seconds from the first lease of a stage to its last task settling, as this process saw.
+    let timings: serde_json::Map<String, serde_json::Value> = job
+        .stage_times
+        .iter()
+        .filter_map(|(stage, (start, end))| {
+            let end = (*end)?;
+            Some((
+                stage.name().to_string(),
+                json!(end.saturating_duration_since(*start).as_secs_f64()),
+            ))
+        })
+        .collect();
+    let finished_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
     json!({
         "job": job.id.to_string(),
+        "submitted_at": job.submitted_at,
+        "finished_at": finished_at,
+        "timings": timings,
         "name": job.spec.name,
         "spec": job.spec,
         "images": job.images,

@@ -73,3 +73,15 @@ pub fn job_status(job: &Job, live_workers: u32) -> proto::JobStatus {
         elapsed_seconds: job.seen_at.elapsed().as_secs_f64(),
     }
 }
+
+/// The phase's name.
+pub fn phase_name(phase: i32) -> &'static str {
+    match proto::JobPhase::try_from(phase).unwrap_or(proto::JobPhase::Unspecified) {
+        proto::JobPhase::Queued => "queued",
+        proto::JobPhase::Running => "running",
+        proto::JobPhase::Succeeded => "succeeded",
+        proto::JobPhase::Failed => "failed",
+        proto::JobPhase::Cancelled => "cancelled",
+        proto::JobPhase::Unspecified => "unknown",
+    }
+}

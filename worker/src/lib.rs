@@ -11,6 +11,7 @@
 //! - [`extract`]: the extraction stage end to end: images → region Parquet files.
 //! - [`train`]: training the tiny CNN (`hint train-model`).
 //! - [`classify`]: concept classifiers on region samples (batched Newton), their files.
+//! - [`wsol`]: weakly supervised object localisation with concept classifiers on selected neurons.
 //! - [`shapley`]: the Shapley engine — Monte-Carlo φ of every neuron for a concept.
 #![deny(missing_docs)]
 
@@ -27,5 +28,6 @@ pub mod saliency;
 pub mod shapley;
 pub mod tasks;
 pub mod train;
+pub mod wsol;
 
 pub use error::{Error, Result};

@@ -32,6 +32,29 @@ pub struct JobSpec {
     pub storage: StorageSpec,
     /// Retries and leases.
     pub scheduler: SchedulerSpec,
+    /// Localisation of the concepts after the job (`[evaluate]`; none when absent).
+    #[serde(default)]
+    pub evaluate: Option<EvaluateSpec>,
+}
+
+/// `[evaluate]`: weakly supervised localisation with the job's concept classifiers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvaluateSpec {
+    /// Box annotations of the job's images (PASCAL VOC XML, one per image, same stems).
+    pub annotations: PathBuf,
+    /// Object masks (PNG, 255 = object), for mask IoU.
+    pub masks: Option<PathBuf>,
+    /// Percentages of the neurons kept (top by Shapley, by |weight|, at random).
+    pub fractions: Vec<u32>,
+    /// Images evaluated per concept.
+    pub images_per_concept: usize,
+}
+
+impl EvaluateSpec {
+    /// The fractions of the HINT paper's evaluation.
+    pub const DEFAULT_FRACTIONS: [u32; 4] = [10, 20, 40, 80];
+    /// Images per concept when not given.
+    pub const DEFAULT_IMAGES_PER_CONCEPT: usize = 40;
 }
 
 /// `[model]`.

@@ -71,17 +71,7 @@ impl Default for StageBars {
     }
 }
 
-/// The phase's name.
-pub fn phase_name(phase: i32) -> &'static str {
-    match proto::JobPhase::try_from(phase).unwrap_or(proto::JobPhase::Unspecified) {
-        proto::JobPhase::Queued => "queued",
-        proto::JobPhase::Running => "running",
-        proto::JobPhase::Succeeded => "succeeded",
-        proto::JobPhase::Failed => "failed",
-        proto::JobPhase::Cancelled => "cancelled",
-        proto::JobPhase::Unspecified => "unknown",
-    }
-}
+pub use hint_coordinator::status::phase_name;
 
 /// A status as a few readable lines.
 pub fn describe(status: &proto::JobStatus) -> String {

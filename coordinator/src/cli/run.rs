@@ -83,6 +83,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             )));
         }
         let json = spec.to_json();
+        let json_spec = spec.clone();
         let unfinished = coordinator.read(|s| {
             s.jobs()
                 .find(|j| !j.is_finished() && j.spec_json == json)
@@ -114,6 +115,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             } else {
                 format!(": {}", status.error)
             }
+        );
+        let job_dir = coordinator
+            .read(|s| s.job(&job).map(|j| j.job_dir.clone()))
+            .context("the job vanished")?;
+        // The report stage wrote report.html; localisation adds its table and heatmaps.
+        if let Some(evaluate) = &json_spec.evaluate {
+            super::evaluate::localise(&job_dir, evaluate, device)?;
+            hint_coordinator::report::write(&job_dir).context("writing the report")?;
+        }
+        println!(
+            "  report: {}",
+            results::results_dir(&job_dir).join("report.html").display()
         );
         Ok(())
     })

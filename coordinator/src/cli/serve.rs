@@ -1,13 +1,14 @@
-//! `hint coordinator`: the coordinator of a cluster — the gRPC services on a port, the
-//! state in a directory (a restart on the same directory resumes every unfinished job).
+//! `hint coordinator`: the coordinator of a cluster — the gRPC services on a port, metrics
+//! and a status page over HTTP on another, the state in a directory (a restart on the same directory resumes every unfinished job).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use hint_coordinator::coordinator::{Coordinator, CoordinatorConfig};
-use hint_coordinator::service;
+use hint_coordinator::{http, service};
 
 /// Flags of `hint coordinator`.
 #[derive(Args, Debug)]
@@ -27,6 +28,19 @@ pub struct ServeArgs {
     /// Write the bound address (`http://IP:PORT`) to this file once listening.
     #[arg(long)]
     address_file: Option<PathBuf>,
+    /// Address of the HTTP side: Prometheus `/metrics`, a status page at `/`, `/healthz`.
+    #[arg(long, default_value = "127.0.0.1:9464", env = "HINT_HTTP_LISTEN")]
+    http_listen: String,
+    /// Write the HTTP side's bound address to this file once listening.
+    #[arg(long)]
+    http_address_file: Option<PathBuf>,
+}
+
+/// Writes `text` to `path` atomically (a reader never sees half an address).
+fn write_atomically(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, text).with_context(|| format!("writing {}", partial.display()))?;
+    std::fs::rename(&partial, path).with_context(|| format!("writing {}", path.display()))
 }
 
 impl ServeArgs {
@@ -51,15 +65,23 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         let address = format!("http://{}", listener.local_addr()?);
+        let http_listener = tokio::net::TcpListener::bind(&args.http_listen)
+            .await
+            .with_context(|| format!("listening on {} (--http-listen)", args.http_listen))?;
+        let http_address = format!("http://{}", http_listener.local_addr()?);
+        tokio::spawn(http::serve(
+            Arc::clone(&coordinator),
+            http_listener,
+            shutdown_signal(),
+        ));
+        if let Some(path) = &args.http_address_file {
+            write_atomically(path, &http_address)?;
+        }
         if let Some(path) = &args.address_file {
-            let partial = path.with_extension("partial");
-            std::fs::write(&partial, &address)
-                .with_context(|| format!("writing {}", partial.display()))?;
-            std::fs::rename(&partial, path)
-                .with_context(|| format!("writing {}", path.display()))?;
+            write_atomically(path, &address)?;
         }
         println!(
-            "hint coordinator listening on {address}, state in {}",
+            "hint coordinator listening on {address} (gRPC) and {http_address} (metrics, status page), state in {}",
             args.state.display()
         );
         service::serve(coordinator, listener, shutdown_signal())

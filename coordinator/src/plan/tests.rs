@@ -70,6 +70,7 @@ fn spec(images: &Path, hierarchy: HierarchySpec, per_shard: u64, per_part: usize
             root: "/nonexistent".into(),
         },
         scheduler: SchedulerSpec { max_attempts: 3 },
+        evaluate: None,
     }
 }
 

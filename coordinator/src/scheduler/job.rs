@@ -147,6 +147,9 @@ pub struct Job {
     pub error: Option<String>,
     /// Since when no worker has been registered (None while one is).
     pub no_worker_since: Option<Instant>,
+    /// When this process first leased a task of each stage, and when the stage last
+    /// settled (for timings; not durable: a restarted coordinator times what it sees).
+    pub stage_times: BTreeMap<Stage, (Instant, Option<Instant>)>,
 }
 
 /// A concept's Shapley tasks so far.
@@ -194,6 +197,7 @@ impl Job {
             rounds: BTreeMap::new(),
             error: None,
             no_worker_since: None,
+            stage_times: BTreeMap::new(),
         }
     }
 
@@ -239,9 +243,14 @@ impl Job {
     }
 
     /// A task left the open states (done or quarantined).
-    fn settled(&mut self, spec: &TaskSpec, stage: Stage, quarantined: bool) {
+    fn settled(&mut self, spec: &TaskSpec, stage: Stage, quarantined: bool, now: Instant) {
         if let Some((_, open)) = self.counts.get_mut(&stage) {
             *open -= 1;
+            if *open == 0 {
+                if let Some((_, end)) = self.stage_times.get_mut(&stage) {
+                    *end = Some(now);
+                }
+            }
         }
         if let TaskSpec::Shapley { concept, .. } = spec {
             let rounds = self.rounds.entry(*concept).or_default();
@@ -316,8 +325,9 @@ impl Job {
         );
     }
 
-    pub(super) fn lease(&mut self, id: &TaskId, worker: WorkerId, deadline: Instant) {
+    pub(super) fn lease(&mut self, id: &TaskId, worker: WorkerId, now: Instant, deadline: Instant) {
         self.pending.remove(id);
+        self.stage_times.entry(id.stage).or_insert((now, None)).1 = None;
         let task = self.tasks.get_mut(id).expect("leased task exists");
         task.state = TaskState::Running {
             worker,
@@ -327,7 +337,13 @@ impl Job {
         task.progress = (0, task.spec.units());
     }
 
-    pub(super) fn attempt_failed(&mut self, id: &TaskId, attempt: u32, failure: Failure) {
+    pub(super) fn attempt_failed(
+        &mut self,
+        id: &TaskId,
+        attempt: u32,
+        failure: Failure,
+        now: Instant,
+    ) {
         let max_attempts = self.spec.scheduler.max_attempts;
         let finished = self.is_finished();
         let Some(task) = self.tasks.get_mut(id) else {
@@ -346,7 +362,7 @@ impl Job {
             task.state = TaskState::Quarantined;
             let spec = task.spec.clone();
             self.pending.remove(id);
-            self.settled(&spec, id.stage, true);
+            self.settled(&spec, id.stage, true, now);
         } else {
             task.state = TaskState::Pending;
             if !finished {
@@ -355,7 +371,7 @@ impl Job {
         }
     }
 
-    pub(super) fn commit(&mut self, id: &TaskId, attempt: u32, output: Output) {
+    pub(super) fn commit(&mut self, id: &TaskId, attempt: u32, output: Output, now: Instant) {
         let Some(task) = self.tasks.get_mut(id) else {
             return;
         };
@@ -385,7 +401,7 @@ impl Job {
         task.progress = (task.spec.units(), task.spec.units());
         let spec = task.spec.clone();
         self.pending.remove(id);
-        self.settled(&spec, id.stage, false);
+        self.settled(&spec, id.stage, false, now);
     }
 
     pub(super) fn held_by(&self, worker: &WorkerId) -> Vec<(TaskId, u32)> {

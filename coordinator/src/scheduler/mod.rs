@@ -326,7 +326,7 @@ impl Scheduler {
                 now,
             );
             let job = self.jobs.get_mut(&task_id.job).expect("task's job");
-            job.lease(&task_id, worker.clone(), deadline);
+            job.lease(&task_id, worker.clone(), now, deadline);
             leases.push(job.task_message(&task_id, attempt));
         }
         if !leases.is_empty() {
@@ -517,7 +517,7 @@ impl Scheduler {
                 failure,
             } => {
                 if let Some(job) = self.jobs.get_mut(&task.job) {
-                    job.attempt_failed(task, *attempt, failure.clone());
+                    job.attempt_failed(task, *attempt, failure.clone(), now);
                 }
             }
             Record::Committed {
@@ -526,7 +526,7 @@ impl Scheduler {
                 output,
             } => {
                 if let Some(job) = self.jobs.get_mut(&task.job) {
-                    job.commit(task, *attempt, output.clone());
+                    job.commit(task, *attempt, output.clone(), now);
                 }
             }
             Record::Finished {

@@ -219,6 +219,33 @@ impl<'t> Section<'t> {
         strings
     }
 
+    /// An optional array of integers in `min..=max` (None when absent).
+    pub(super) fn integers(&mut self, key: &'static str, min: i64, max: i64) -> Option<Vec<i64>> {
+        let items = match self.value(key) {
+            None => return None,
+            Some(Value::Array(items)) => items,
+            Some(other) => {
+                self.type_problem(key, "an array of integers", other);
+                return None;
+            }
+        };
+        let mut numbers = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            match item {
+                Value::Integer(n) if (min..=max).contains(n) => numbers.push(*n),
+                Value::Integer(n) => self.problem(
+                    key,
+                    format!("item {}: must be in {min}..={max}, found {n}", i + 1),
+                ),
+                other => self.problem(
+                    key,
+                    format!("item {}: expected an integer, found {}", i + 1, kind(other)),
+                ),
+            }
+        }
+        Some(numbers)
+    }
+
     /// The section's problems, then one for each key nobody asked for (with the closest
     /// known key when it is a likely typo), then one for a missing required table.
     pub(super) fn finish(mut self) -> Vec<Problem> {

@@ -178,6 +178,10 @@ pub fn parse(text: &str, base_dir: &Path, source: &str) -> Result<JobSpec, SpecE
     let scheduler_spec = sections::scheduler(&mut scheduler);
     problems.extend(scheduler.finish());
 
+    let mut evaluate = root.section("evaluate");
+    let evaluate_spec = sections::evaluate(&mut evaluate, &base_dir);
+    problems.extend(evaluate.finish());
+
     problems.extend(root.finish());
     if !problems.is_empty() {
         return Err(SpecError::Invalid {
@@ -195,5 +199,6 @@ pub fn parse(text: &str, base_dir: &Path, source: &str) -> Result<JobSpec, SpecE
         shapley: shapley_spec,
         storage: storage_spec,
         scheduler: scheduler_spec,
+        evaluate: evaluate_spec,
     })
 }

@@ -6,8 +6,8 @@ use std::fmt::Display;
 use std::path::{Component, Path, PathBuf};
 
 use hint_common::job::spec::{
-    ClassifySpec, DataSpec, ExtractSpec, HierarchySpec, ModelSpec, SchedulerSpec, ShapleySpec,
-    StorageSpec,
+    ClassifySpec, DataSpec, EvaluateSpec, ExtractSpec, HierarchySpec, ModelSpec, SchedulerSpec,
+    ShapleySpec, StorageSpec,
 };
 use hint_common::regions::ActivationType;
 use hint_common::shapley::{Quality, Replacement};
@@ -439,6 +439,41 @@ pub(super) fn storage(s: &mut Section<'_>, base_dir: &Path) -> StorageSpec {
         None => PathBuf::new(),
     };
     StorageSpec { root }
+}
+
+/// `[evaluate]` (optional): annotations (and masks) of the job's images for `hint evaluate`,
+/// run after the job by `hint run`.
+pub(super) fn evaluate(s: &mut Section<'_>, base_dir: &Path) -> Option<EvaluateSpec> {
+    if !s.is_present() {
+        return None;
+    }
+    let annotations = required_path(s, "annotations", base_dir);
+    let masks = path(s, "masks", base_dir);
+    let fractions = s
+        .integers("fractions", 1, 100)
+        .map(|f| f.into_iter().map(|n| n as u32).collect())
+        .unwrap_or_else(|| EvaluateSpec::DEFAULT_FRACTIONS.to_vec());
+    let images_per_concept = s.integer_or::<usize>(
+        "images_per_concept",
+        EvaluateSpec::DEFAULT_IMAGES_PER_CONCEPT,
+        1,
+    );
+    for (key, dir) in [("annotations", &annotations), ("masks", &masks)] {
+        if let Some(dir) = dir {
+            if !dir.is_dir() {
+                s.problem(key, format!("no such directory: {}", dir.display()));
+            }
+        }
+    }
+    if fractions.is_empty() {
+        s.problem("fractions", "give at least one percentage");
+    }
+    Some(EvaluateSpec {
+        annotations: annotations.unwrap_or_default(),
+        masks,
+        fractions,
+        images_per_concept,
+    })
 }
 
 /// `[scheduler]`.

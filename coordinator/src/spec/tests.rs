@@ -125,6 +125,7 @@ fn a_minimal_spec_gets_the_commands_defaults() {
             root: world.path("runs"),
         },
         scheduler: SchedulerSpec { max_attempts: 3 },
+        evaluate: None,
     };
     assert_eq!(spec, expected);
     assert_eq!(JobSpec::from_json(&spec.to_json()).unwrap(), spec);

@@ -138,6 +138,8 @@ fn start_coordinator(state: &Path, listen: &str, extra: &[&str]) -> Coordinator 
             "--lease-timeout-seconds",
             LEASE_SECONDS,
         ])
+        .args(["--http-listen", "127.0.0.1:0", "--http-address-file"])
+        .arg(state.with_extension("http"))
         .args(extra)
         .env("HINT_LOG", "error")
         .arg("--state")
@@ -215,6 +217,33 @@ fn stage(text: &str, name: &str) -> (u64, u64, u64) {
         .map(|s| s.parse().unwrap())
         .collect();
     (numbers[0], numbers[1], numbers[2])
+}
+
+/// The body of `GET path` from the coordinator's HTTP side (plain HTTP/1.1 over a socket).
+fn http_get(state: &Path, path: &str) -> String {
+    use std::io::{Read, Write};
+    let address = std::fs::read_to_string(state.with_extension("http")).expect("http address");
+    let host = address.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(host).expect("connecting to the HTTP side");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+    body.to_string()
+}
+
+/// The value of one metric line (`name{labels} value`) in a Prometheus exposition.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+        .parse()
+        .unwrap()
 }
 
 /// Whether a status text is of an ended job.
@@ -333,12 +362,38 @@ fn reference() -> &'static (Vec<u8>, String) {
 }
 
 #[test]
-fn three_workers_give_the_one_worker_phi_bit_for_bit() {
+fn three_workers_give_the_one_worker_phi_bit_for_bit_and_metrics_show_the_run() {
     let cluster = Cluster::start(3, &[]);
     let job = cluster.submit();
+    // Scraped during the run: Prometheus metrics and the status page.
+    wait_until(cluster.url(), &job, "extraction under way", |t| {
+        stage(t, "extract").2 >= 1
+    });
+    let during = http_get(&cluster.state(), "/metrics");
+    assert_eq!(metric(&during, "hint_live_workers"), 3.0, "{during}");
+    assert!(metric(&during, r#"hint_tasks{kind="extract",state="running"}"#) >= 1.0);
+    assert_eq!(metric(&during, r#"hint_jobs{phase="running"}"#), 1.0);
+    let page = http_get(&cluster.state(), "/");
+    assert!(
+        page.contains(&job) && page.contains("live worker(s)"),
+        "{page}"
+    );
     let text = wait_succeeded(cluster.url(), &job);
     assert!(text.contains("3 live worker(s)"), "{text}");
     cluster.assert_like_the_reference(&job);
+    let after = http_get(&cluster.state(), "/metrics");
+    assert_eq!(metric(&after, "hint_images_total"), 192.0, "{after}");
+    assert_eq!(
+        metric(&after, r#"hint_task_completions_total{kind="extract"}"#),
+        12.0
+    );
+    let (_, shapley_tasks, _) = stage(&text, "shapley");
+    assert_eq!(
+        metric(&after, r#"hint_task_completions_total{kind="shapley"}"#),
+        shapley_tasks as f64
+    );
+    assert!(metric(&after, "hint_permutations_total") > 0.0);
+    assert_eq!(metric(&after, r#"hint_jobs{phase="succeeded"}"#), 1.0);
     // The client commands see the finished job.
     let results = succeeded(
         &hint(&["results", &job, "--coordinator", cluster.url()]),

@@ -188,7 +188,9 @@ fn the_shipped_example_only_misses_the_demo_world() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     for line in stderr.lines().skip(1) {
         assert!(
-            line.contains("no such file") || line.contains("not found"),
+            line.contains("no such file")
+                || line.contains("no such directory")
+                || line.contains("not found"),
             "examples/job.toml: {line}\n{stderr}"
         );
     }

@@ -132,6 +132,7 @@ fn job() -> Job {
             root: root.path().to_path_buf(),
         },
         scheduler: SchedulerSpec { max_attempts: 3 },
+        evaluate: None,
     };
     Job {
         _root: root,

@@ -1,0 +1,131 @@
+//! `hint evaluate`: WSOL on a finished job — flags → [`WsolConfig`], a progress bar, the
+//! pooled table and `results/wsol.json`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use hint_common::job::spec::EvaluateSpec;
+use hint_common::job::JobSpec;
+use hint_worker::wsol::{self, WsolConfig, HEATMAP_DIR, THRESHOLD, WSOL_FILE};
+use indicatif::{ProgressBar, ProgressStyle};
+use tch::Device;
+
+/// Flags of `hint evaluate`.
+#[derive(Args, Debug)]
+pub struct EvaluateArgs {
+    /// The finished job's directory (`<storage.root>/<job-id>`).
+    #[arg(long)]
+    job: PathBuf,
+    /// PASCAL VOC XML annotations of the job's images (e.g. world/annotations), matched to
+    /// the images by file stem and folders.
+    #[arg(long)]
+    annotations: PathBuf,
+    /// Object masks (PNG, nonzero = object) at the annotations' relative paths.
+    #[arg(long)]
+    masks: Option<PathBuf>,
+    /// Percentages of the layer's neurons kept.
+    #[arg(long, value_delimiter = ',', default_value = "10,20,40,80")]
+    fractions: Vec<u32>,
+    /// Evaluation images per concept (held-out, annotated), at most.
+    #[arg(long, default_value_t = 40)]
+    images_per_concept: usize,
+    /// cpu, cuda, cuda:N, or auto.
+    #[arg(long, default_value = "auto", env = "HINT_DEVICE")]
+    device: String,
+    /// Seed of the random selection and of the image choice (default: the job's seed).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+/// Runs `hint evaluate`.
+pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
+    let seed = match args.seed {
+        Some(seed) => seed,
+        None => job_seed(&args.job)?,
+    };
+    let config = WsolConfig {
+        job_dir: args.job,
+        annotations: args.annotations,
+        masks: args.masks,
+        fractions: args.fractions,
+        images_per_concept: args.images_per_concept,
+        device: hint_worker::device::parse(&args.device)?,
+        seed,
+    };
+    evaluate_and_print(&config)
+}
+
+/// The localisation `hint run` adds after a job whose spec has `[evaluate]`: the job's seed,
+/// the spec's annotations, masks, fractions and images per concept.
+pub fn localise(job_dir: &Path, spec: &EvaluateSpec, device: Device) -> anyhow::Result<()> {
+    let config = WsolConfig {
+        job_dir: job_dir.to_path_buf(),
+        annotations: spec.annotations.clone(),
+        masks: spec.masks.clone(),
+        fractions: spec.fractions.clone(),
+        images_per_concept: spec.images_per_concept,
+        device,
+        seed: job_seed(job_dir)?,
+    };
+    evaluate_and_print(&config)
+}
+
+/// The seed in the job's `spec.json`.
+fn job_seed(job_dir: &Path) -> anyhow::Result<u64> {
+    let path = job_dir.join("spec.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(JobSpec::from_json(&text)
+        .with_context(|| format!("{}", path.display()))?
+        .seed)
+}
+
+/// Runs the evaluation under a progress bar and prints the table, the skips and the files.
+fn evaluate_and_print(config: &WsolConfig) -> anyhow::Result<()> {
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}")
+            .expect("valid template"),
+    );
+    bar.set_message("re-fitting classifiers, then scoring images");
+    let start = Instant::now();
+    let report = wsol::evaluate(config, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })
+    .with_context(|| format!("evaluating {}", config.job_dir.display()))?;
+    bar.finish_and_clear();
+
+    let concepts = report
+        .concepts
+        .iter()
+        .map(|c| c.concept)
+        .collect::<BTreeSet<_>>()
+        .len();
+    println!(
+        "WSOL on {concepts} concepts, D = {} neurons, device {:?}, seed {}, {:.1} s",
+        report.neurons,
+        config.device,
+        config.seed,
+        start.elapsed().as_secs_f64()
+    );
+    println!(
+        "maps: the re-fitted classifier's logit at every position, bilinear to the crop, \
+         min-max normalised, ≥ {THRESHOLD}; box of the largest 8-connected component; \
+         localised = IoU ≥ 0.5; pooled over (concept, image) pairs"
+    );
+    print!("{}", report.table());
+    for s in &report.skipped {
+        println!("skipped {}: {}", s.what, s.reason);
+    }
+    let results = config.job_dir.join("results");
+    println!(
+        "wrote {} and {} heatmaps in {}",
+        results.join(WSOL_FILE).display(),
+        report.heatmaps.len(),
+        results.join(HEATMAP_DIR).display()
+    );
+    Ok(())
+}

@@ -1,0 +1,537 @@
+//! Reading a finished job's files for the report: `spec.json`, `results/{job.json, phi.csv,
+//! top_neurons.csv, multimodal.csv, concepts.json}`, `classifiers/*/metrics.json`, and — when
+//! `hint evaluate` has run — `results/wsol.json` with its heatmap PNGs.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use hint_common::hierarchy::Hierarchy;
+use hint_common::job::JobSpec;
+use hint_worker::classify::{ConceptMetrics, MetricsFile, SkippedConcept, METRICS_FILE};
+use serde::Deserialize;
+
+use super::csv::csv_table;
+use super::ReportError;
+
+/// At most this many heatmap PNGs are embedded (a few per concept × 1,000 concepts would
+/// make a page no browser opens comfortably); the page says how many were left out.
+pub const MAX_HEATMAP_IMAGES: usize = 240;
+/// And at most this many bytes of them.
+pub const MAX_HEATMAP_BYTES: u64 = 24 << 20;
+
+/// Everything the report shows, read from a job directory.
+#[derive(Debug)]
+pub struct ReportData {
+    /// The job directory.
+    pub job_dir: PathBuf,
+    /// `spec.json`.
+    pub spec: JobSpec,
+    /// `results/job.json`.
+    pub summary: JobSummary,
+    /// `results/concepts.json`.
+    pub hierarchy: Hierarchy,
+    /// `results/phi.csv`.
+    pub phi: PhiTable,
+    /// `results/top_neurons.csv`, in file order (by concept, then rank).
+    pub top: Vec<TopRow>,
+    /// `results/multimodal.csv`.
+    pub multimodal: Vec<MultimodalRow>,
+    /// Classifier metrics of every trained concept, by concept id.
+    pub metrics: BTreeMap<u32, ConceptMetrics>,
+    /// Concepts the classifier stage skipped, and why.
+    pub skipped_concepts: Vec<SkippedConcept>,
+    /// `results/wsol.json` and its heatmaps, when `hint evaluate` has run.
+    pub wsol: Option<Wsol>,
+}
+
+/// `results/job.json` (fields the report uses; unknown ones are ignored, missing ones empty).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct JobSummary {
+    /// The job id.
+    pub job: String,
+    /// The job's name.
+    pub name: String,
+    /// Images in the manifest.
+    pub images: u64,
+    /// Images the extract tasks processed.
+    pub images_processed: u64,
+    /// Committed region files.
+    pub region_files: u64,
+    /// Region rows in them.
+    pub region_rows: u64,
+    /// Images the extraction skipped.
+    pub skipped_images: Vec<SkippedImage>,
+    /// Tasks that failed too often.
+    pub quarantined_tasks: Vec<QuarantinedTask>,
+    /// Concepts with Φ and their permutation counts.
+    pub concepts: Vec<ConceptRun>,
+    /// Names of concepts without a classifier.
+    pub concepts_without_classifier: Vec<String>,
+    /// Submission time (Unix seconds), when the coordinator records it.
+    pub submitted_at: Option<f64>,
+    /// Finishing time (Unix seconds), when the coordinator records it.
+    pub finished_at: Option<f64>,
+    /// Any other timings the coordinator records (name → seconds), shown as they are.
+    pub timings: BTreeMap<String, f64>,
+}
+
+/// An image the extraction skipped.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SkippedImage {
+    /// Its path.
+    pub path: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A quarantined task.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct QuarantinedTask {
+    /// `job-0001/extract-00003`.
+    pub task: String,
+    /// Attempts made.
+    pub attempts: u64,
+    /// The last failure's reason.
+    pub reason: Option<String>,
+    /// The last failure's message.
+    pub message: Option<String>,
+}
+
+/// A concept's Shapley run in `job.json`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ConceptRun {
+    /// Concept id.
+    pub concept: u32,
+    /// Permutations behind its φ.
+    pub n_permutations: u64,
+    /// Whether a stopping rule ended it early.
+    pub stopped_by_rule: bool,
+}
+
+/// Φ: concepts × neurons.
+#[derive(Debug, Default)]
+pub struct PhiTable {
+    /// The concepts with Φ, by id: (id, name, level).
+    pub concepts: Vec<(u32, String, u32)>,
+    /// Neurons of the layer.
+    pub neurons: usize,
+    /// φ, `concepts.len() × neurons`, row-major by concept; NaN where a row is missing.
+    pub phi: Vec<f64>,
+    /// Standard errors, same layout.
+    pub stderr: Vec<f64>,
+}
+
+impl PhiTable {
+    /// φ of the `c`-th concept (position in `concepts`) and neuron `n`.
+    pub fn get(&self, c: usize, n: usize) -> f64 {
+        self.phi[c * self.neurons + n]
+    }
+}
+
+/// A row of `top_neurons.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopRow {
+    /// Concept id.
+    pub concept: u32,
+    /// 1 = the largest φ.
+    pub rank: u32,
+    /// The neuron.
+    pub neuron: u32,
+    /// φ.
+    pub phi: f64,
+    /// Its standard error.
+    pub stderr: f64,
+}
+
+/// A row of `multimodal.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MultimodalRow {
+    /// The neuron.
+    pub neuron: u32,
+    /// Concepts it is top-N of.
+    pub n_concepts: u32,
+    /// The most of them on one level.
+    pub max_same_level: u32,
+    /// Those concepts as `name@level#rank`.
+    pub concepts: Vec<String>,
+}
+
+/// `results/wsol.json` (written by `hint evaluate`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct WsolFile {
+    /// Fractions of neurons kept, in percent.
+    pub fractions: Vec<u32>,
+    /// Neuron selections compared (`shapley`, `weight`, `random`).
+    pub selections: Vec<String>,
+    /// Over all concepts.
+    pub summary: Vec<WsolRow>,
+    /// Per concept.
+    pub concepts: Vec<WsolRow>,
+    /// Heatmap images.
+    pub heatmaps: Vec<WsolHeatmap>,
+    /// Threshold on the normalised map, when recorded.
+    pub threshold: Option<f64>,
+    /// Concepts and images the evaluation left out.
+    pub skipped: Vec<WsolSkipped>,
+}
+
+/// Something `hint evaluate` left out, and why.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct WsolSkipped {
+    /// A concept name or an image path.
+    pub what: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A localisation result: over all concepts (`concept` None) or of one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct WsolRow {
+    /// Concept id (per-concept rows).
+    pub concept: Option<u32>,
+    /// Concept name (per-concept rows).
+    pub name: Option<String>,
+    /// Concept level (per-concept rows).
+    pub level: Option<u32>,
+    /// Neuron selection.
+    pub selection: String,
+    /// Percent of neurons kept.
+    pub fraction: u32,
+    /// Neurons kept, when recorded.
+    pub neurons: Option<u64>,
+    /// Evaluation images.
+    pub images: u64,
+    /// Localisation accuracy (IoU ≥ 0.5 with a ground-truth box).
+    pub loc_accuracy: Option<f64>,
+    /// Pointing game accuracy.
+    pub pointing: Option<f64>,
+    /// Mean IoU with the masks, when there are masks.
+    pub mask_iou: Option<f64>,
+}
+
+/// One heatmap image in `wsol.json`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct WsolHeatmap {
+    /// Concept id.
+    pub concept: u32,
+    /// Concept name.
+    pub name: String,
+    /// The source image.
+    pub image: String,
+    /// The PNG, relative to `results/`.
+    pub png: String,
+    /// The neuron selection of the classifier drawn, when recorded.
+    pub selection: Option<String>,
+    /// Its percent of neurons kept.
+    pub fraction: Option<u32>,
+}
+
+/// WSOL results with the heatmap PNGs loaded.
+#[derive(Debug)]
+pub struct Wsol {
+    /// The file.
+    pub file: WsolFile,
+    /// The embedded heatmaps: (index into `file.heatmaps`, PNG bytes).
+    pub images: Vec<(usize, Vec<u8>)>,
+    /// Heatmaps not embedded: (index, why).
+    pub left_out: Vec<(usize, String)>,
+}
+
+impl ReportData {
+    /// Reads every file of the finished job in `job_dir`.
+    pub fn read(job_dir: &Path) -> Result<ReportData, ReportError> {
+        let results = job_dir.join("results");
+        let spec_path = job_dir.join("spec.json");
+        let spec =
+            JobSpec::from_json(&read_text(&spec_path)?).map_err(|e| parse_error(&spec_path, e))?;
+        let summary_path = results.join("job.json");
+        let summary: JobSummary = serde_json::from_str(&read_text(&summary_path)?)
+            .map_err(|e| parse_error(&summary_path, e))?;
+        let hierarchy = Hierarchy::read_json(&results.join("concepts.json"))?;
+        let phi_path = results.join("phi.csv");
+        let phi = parse_phi(&read_text(&phi_path)?).map_err(|m| parse_error(&phi_path, m))?;
+        let top_path = results.join("top_neurons.csv");
+        let top = parse_top(&read_text(&top_path)?).map_err(|m| parse_error(&top_path, m))?;
+        let mm_path = results.join("multimodal.csv");
+        let multimodal =
+            parse_multimodal(&read_text(&mm_path)?).map_err(|m| parse_error(&mm_path, m))?;
+        let (metrics, skipped_concepts) = read_metrics(&job_dir.join("classifiers"))?;
+        let wsol = read_wsol(&results)?;
+        Ok(ReportData {
+            job_dir: job_dir.to_path_buf(),
+            spec,
+            summary,
+            hierarchy,
+            phi,
+            top,
+            multimodal,
+            metrics,
+            skipped_concepts,
+            wsol,
+        })
+    }
+}
+
+fn read_text(path: &Path) -> Result<String, ReportError> {
+    std::fs::read_to_string(path).map_err(|source| ReportError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn parse_error(path: &Path, message: impl ToString) -> ReportError {
+    ReportError::Parse {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
+}
+
+/// Every `classifiers/*/metrics.json`, merged.
+fn read_metrics(
+    dir: &Path,
+) -> Result<(BTreeMap<u32, ConceptMetrics>, Vec<SkippedConcept>), ReportError> {
+    let (mut metrics, mut skipped) = (BTreeMap::new(), Vec::new());
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        // A job whose every train task was quarantined has no classifiers: the page says so.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((metrics, skipped)),
+        Err(source) => {
+            return Err(ReportError::Read {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join(METRICS_FILE))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    for path in files {
+        let file: MetricsFile =
+            serde_json::from_str(&read_text(&path)?).map_err(|e| parse_error(&path, e))?;
+        for m in file.concepts {
+            metrics.insert(m.id.0, m);
+        }
+        skipped.extend(file.skipped);
+    }
+    skipped.sort_by_key(|s| s.id);
+    Ok((metrics, skipped))
+}
+
+/// `results/wsol.json` and its PNGs; None when `hint evaluate` has not run.
+fn read_wsol(results: &Path) -> Result<Option<Wsol>, ReportError> {
+    let path = results.join("wsol.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(ReportError::Read { path, source }),
+    };
+    let file: WsolFile = serde_json::from_str(&text).map_err(|e| parse_error(&path, e))?;
+    let (mut images, mut left_out, mut bytes) = (Vec::new(), Vec::new(), 0u64);
+    for (i, heatmap) in file.heatmaps.iter().enumerate() {
+        let relative = Path::new(&heatmap.png);
+        // Only files under results/: the page embeds what it names, nothing else.
+        if !relative
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
+        {
+            left_out.push((i, "not a path inside results/".to_string()));
+            continue;
+        }
+        if images.len() >= MAX_HEATMAP_IMAGES || bytes >= MAX_HEATMAP_BYTES {
+            left_out.push((i, "over the report's limit".to_string()));
+            continue;
+        }
+        match std::fs::read(results.join(relative)) {
+            Ok(png) if png.starts_with(b"\x89PNG\r\n\x1a\n") => {
+                bytes += png.len() as u64;
+                images.push((i, png));
+            }
+            Ok(_) => left_out.push((i, "not a PNG file".to_string())),
+            Err(e) => left_out.push((i, e.to_string())),
+        }
+    }
+    Ok(Some(Wsol {
+        file,
+        images,
+        left_out,
+    }))
+}
+
+fn num<T: std::str::FromStr>(field: &str, what: &str) -> Result<T, String> {
+    field
+        .parse()
+        .map_err(|_| format!("{what} {field:?} is not a number"))
+}
+
+/// Parses `phi.csv`.
+pub fn parse_phi(text: &str) -> Result<PhiTable, String> {
+    let columns = hint_common::shapley::phi::PHI_COLUMNS;
+    // concept id → (name, level, [(neuron, φ, stderr)])
+    type Rows = (String, u32, Vec<(u32, f64, f64)>);
+    let mut by_concept: BTreeMap<u32, Rows> = BTreeMap::new();
+    let mut neurons = 0usize;
+    for record in csv_table(text, &columns)? {
+        let r = record?;
+        let concept = num(&r[0], "concept")?;
+        let neuron: u32 = num(&r[3], "neuron")?;
+        let entry = by_concept
+            .entry(concept)
+            .or_insert_with(|| (r[1].clone(), 0, Vec::new()));
+        entry.1 = num(&r[2], "level")?;
+        entry
+            .2
+            .push((neuron, num(&r[4], "phi")?, num(&r[5], "stderr")?));
+        neurons = neurons.max(neuron as usize + 1);
+    }
+    let mut table = PhiTable {
+        neurons,
+        phi: vec![f64::NAN; by_concept.len() * neurons],
+        stderr: vec![f64::NAN; by_concept.len() * neurons],
+        concepts: Vec::with_capacity(by_concept.len()),
+    };
+    for (c, (id, (name, level, values))) in by_concept.into_iter().enumerate() {
+        for (n, phi, stderr) in values {
+            table.phi[c * neurons + n as usize] = phi;
+            table.stderr[c * neurons + n as usize] = stderr;
+        }
+        table.concepts.push((id, name, level));
+    }
+    Ok(table)
+}
+
+/// Parses `top_neurons.csv`.
+pub fn parse_top(text: &str) -> Result<Vec<TopRow>, String> {
+    const COLUMNS: [&str; 7] = [
+        "concept",
+        "concept_name",
+        "level",
+        "rank",
+        "neuron",
+        "phi",
+        "stderr",
+    ];
+    csv_table(text, &COLUMNS)?
+        .map(|record| {
+            let r = record?;
+            Ok(TopRow {
+                concept: num(&r[0], "concept")?,
+                rank: num(&r[3], "rank")?,
+                neuron: num(&r[4], "neuron")?,
+                phi: num(&r[5], "phi")?,
+                stderr: num(&r[6], "stderr")?,
+            })
+        })
+        .collect()
+}
+
+/// Parses `multimodal.csv`.
+pub fn parse_multimodal(text: &str) -> Result<Vec<MultimodalRow>, String> {
+    const COLUMNS: [&str; 4] = ["neuron", "n_concepts", "max_same_level", "concepts"];
+    csv_table(text, &COLUMNS)?
+        .map(|record| {
+            let r = record?;
+            Ok(MultimodalRow {
+                neuron: num(&r[0], "neuron")?,
+                n_concepts: num(&r[1], "n_concepts")?,
+                max_same_level: num(&r[2], "max_same_level")?,
+                concepts: r[3].split(';').map(str::to_string).collect(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phi_is_read_into_a_concept_by_neuron_table() {
+        let text = "concept,concept_name,level,neuron,phi,stderr,n_permutations\n\
+                    3,\"a,b\",1,1,0.5,0.01,8\n3,\"a,b\",1,0,-0.25,NaN,8\n7,c,2,0,1e-3,0,8\n";
+        let phi = parse_phi(text).unwrap();
+        assert_eq!(
+            phi.concepts,
+            vec![(3, "a,b".to_string(), 1), (7, "c".to_string(), 2)]
+        );
+        assert_eq!(phi.neurons, 2);
+        assert_eq!(
+            (phi.get(0, 0), phi.get(0, 1), phi.get(1, 0)),
+            (-0.25, 0.5, 1e-3)
+        );
+        assert!(phi.get(1, 1).is_nan(), "a missing row is NaN");
+        assert!(phi.stderr[0].is_nan());
+        let error = parse_phi("concept,neuron\n").unwrap_err();
+        assert!(error.contains("header"), "{error}");
+        let error = parse_phi(&text.replace("0.5,", "half,")).unwrap_err();
+        assert!(error.contains("\"half\""), "{error}");
+    }
+
+    #[test]
+    fn top_and_multimodal_rows_are_read() {
+        let top = parse_top(
+            "concept,concept_name,level,rank,neuron,phi,stderr\n0,whole,0,1,63,0.25,0.001\n",
+        )
+        .unwrap();
+        assert_eq!(
+            top,
+            vec![TopRow {
+                concept: 0,
+                rank: 1,
+                neuron: 63,
+                phi: 0.25,
+                stderr: 0.001
+            }]
+        );
+        let mm = parse_multimodal(
+            "neuron,n_concepts,max_same_level,concepts\n2,2,1,whole@0#4;\"car\"@3#1\n",
+        );
+        // A quote inside an unquoted field is kept as it is.
+        assert_eq!(mm.unwrap()[0].concepts, vec!["whole@0#4", "\"car\"@3#1"]);
+        let error = parse_top("concept,concept_name,level,rank,neuron,phi,stderr\n0,1\n");
+        assert!(error.unwrap_err().contains("2 fields"));
+    }
+
+    #[test]
+    fn a_missing_wsol_file_is_none_and_bad_heatmap_paths_are_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_wsol(dir.path()).unwrap().is_none());
+        std::fs::create_dir(dir.path().join("heatmaps")).unwrap();
+        std::fs::write(dir.path().join("heatmaps/a.png"), b"\x89PNG\r\n\x1a\nrest").unwrap();
+        std::fs::write(dir.path().join("heatmaps/b.png"), b"GIF89a").unwrap();
+        std::fs::write(
+            dir.path().join("wsol.json"),
+            r#"{"fractions":[10],"selections":["shapley"],
+                "summary":[{"selection":"shapley","fraction":10,"images":4,
+                            "loc_accuracy":0.5,"pointing":0.75,"mask_iou":null}],
+                "concepts":[],
+                "heatmaps":[{"concept":1,"name":"a","image":"x.jpg","png":"heatmaps/a.png"},
+                            {"concept":1,"name":"a","image":"y.jpg","png":"../spec.json"},
+                            {"concept":2,"name":"b","image":"z.jpg","png":"heatmaps/b.png"},
+                            {"concept":2,"name":"b","image":"w.jpg","png":"heatmaps/none.png"}]}"#,
+        )
+        .unwrap();
+        let wsol = read_wsol(dir.path()).unwrap().unwrap();
+        assert_eq!(wsol.file.summary[0].pointing, Some(0.75));
+        assert_eq!(wsol.file.summary[0].mask_iou, None);
+        assert_eq!(wsol.images.len(), 1);
+        assert_eq!(wsol.images[0].0, 0);
+        let left: Vec<usize> = wsol.left_out.iter().map(|l| l.0).collect();
+        assert_eq!(left, vec![1, 2, 3]);
+        std::fs::write(dir.path().join("wsol.json"), "{").unwrap();
+        assert!(matches!(
+            read_wsol(dir.path()),
+            Err(ReportError::Parse { .. })
+        ));
+    }
+}

@@ -1,0 +1,369 @@
+//! `hint report`: the report of a real (small) job is one self-contained HTML file that
+//! headless Chromium (Debian's `chromium`, installed by scripts/bootstrap.sh) renders with
+//! no script error — also when its heatmap, tables and tree are used — into a screenshot
+//! that is not blank; localisation results, when present, are embedded with their heatmaps.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use crate::support::{hint, succeeded};
+
+/// A world, a briefly trained tiny CNN and a finished job over them, made once: the job
+/// directory.
+fn job() -> &'static Path {
+    static JOB: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, job) = JOB.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let world = dir.path().join("world");
+        let weights = dir.path().join("tiny_cnn.safetensors");
+        let w = world.to_str().unwrap();
+        succeeded(
+            &hint(&["synth", "--out", w, "--seed", "3", "--per-class", "16"]),
+            "hint synth",
+        );
+        succeeded(
+            &hint(&[
+                "train-model",
+                "--images",
+                &format!("{w}/images"),
+                "--out",
+                weights.to_str().unwrap(),
+                "--epochs",
+                "2",
+            ]),
+            "hint train-model",
+        );
+        let spec = format!(
+            r#"
+[job]
+name = "report-test"
+seed = 5
+
+[model]
+architecture = "tiny_cnn"
+weights = "{weights}"
+layer = "features.7"
+
+[data]
+images = "{w}/images"
+hierarchy = "{w}/hierarchy.yaml"
+
+[extract]
+method = "gradient_x_activation"
+background_ratio = 0.25
+images_per_task = 64
+
+[shapley]
+permutations = 16
+permutations_per_task = 16
+
+[storage]
+root = "{runs}"
+"#,
+            weights = weights.display(),
+            runs = dir.path().join("runs").display(),
+        );
+        let toml = dir.path().join("job.toml");
+        std::fs::write(&toml, spec).expect("writing the spec");
+        succeeded(
+            &hint(&["run", toml.to_str().unwrap(), "--workers", "1"]),
+            "hint run",
+        );
+        let job = dir.path().join("runs/job-0001");
+        (dir, job)
+    });
+    job
+}
+
+/// Runs `hint report --job DIR`; the report's path, which it prints.
+fn report(job: &Path) -> PathBuf {
+    let out = succeeded(
+        &hint(&["report", "--job", job.to_str().unwrap()]),
+        "hint report",
+    );
+    let path = PathBuf::from(out.trim());
+    assert_eq!(path, job.join("results/report.html"));
+    path
+}
+
+/// Debian's `chromium`; a missing one fails the test (the report test is not optional).
+fn chromium() -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join("chromium"))
+                .find(|path| path.is_file())
+        })
+        .expect("chromium is not installed: run scripts/bootstrap.sh")
+}
+
+/// Headless Chromium on `page` with `args`, under a 90-second limit, with its own profile.
+fn run_chromium(page: &Path, args: &[&str]) -> Output {
+    let profile = tempfile::tempdir().expect("tempdir");
+    let output = Command::new("timeout")
+        .arg("90")
+        .arg(chromium())
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("starting chromium");
+    assert!(
+        output.status.success(),
+        "chromium failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// The DOM of `page` after its scripts ran.
+fn dump_dom(page: &Path) -> String {
+    String::from_utf8(run_chromium(page, &["--dump-dom"]).stdout).expect("UTF-8 DOM")
+}
+
+/// The `<body …>` tag of a dumped DOM.
+fn body_tag(dom: &str) -> &str {
+    let start = dom.find("<body").expect("a body");
+    &dom[start..start + dom[start..].find('>').expect("the body tag ends")]
+}
+
+/// A copy of `page` beside it with `script` run at the end of its body.
+fn with_script(page: &Path, name: &str, script: &str) -> PathBuf {
+    let html = std::fs::read_to_string(page).unwrap();
+    let at = html.rfind("</body>").expect("</body>");
+    let copy = page.with_file_name(name);
+    let text = format!("{}<script>{script}</script>{}", &html[..at], &html[at..]);
+    std::fs::write(&copy, text).unwrap();
+    copy
+}
+
+/// Every `src` / `href` / `url(` target is on the page itself: `#…` or a `data:` URI.
+fn assert_self_contained(html: &str) {
+    for attribute in ["src=\"", "href=\"", "url("] {
+        for (at, _) in html.match_indices(attribute) {
+            let target = &html[at + attribute.len()..];
+            assert!(
+                target.starts_with('#') || target.starts_with("data:"),
+                "the page refers outside itself: {}",
+                &html[at..(at + 80).min(html.len())]
+            );
+        }
+    }
+    assert!(!html.contains("http://") && !html.contains("https://"));
+    assert!(!html.contains("<link") && !html.contains("@import"));
+}
+
+/// Uses the page as a reader would: every sort of the heatmap, hovering and clicking it,
+/// sorting the classifier table by F1 (descending after two clicks: checked), the tree
+/// buttons; then counts images that failed to decode. Errors land in data-script-errors.
+const INTERACT: &str = r##"
+var select = document.getElementById("phi-sort");
+for (var i = 0; i < select.options.length; i++) {
+  select.value = select.options[i].value;
+  select.dispatchEvent(new Event("change"));
+}
+var canvas = document.getElementById("phi-canvas");
+var box = canvas.getBoundingClientRect();
+var at = { clientX: box.left + 0.3 * box.width, clientY: box.top + 0.5 * box.height, bubbles: true };
+canvas.dispatchEvent(new MouseEvent("mousemove", at));
+canvas.dispatchEvent(new MouseEvent("click", at));
+if (document.getElementById("phi-tip").hidden) throw new Error("no tooltip over a cell");
+var table = document.querySelector("#classifiers table");
+table.tHead.rows[0].cells[2].click();
+table.tHead.rows[0].cells[2].click();
+var f1 = Array.prototype.map.call(table.tBodies[0].rows, function (r) { return Number(r.cells[2].dataset.v); });
+document.body.dataset.f1Sorted = f1.every(function (v, i) { return i === 0 || f1[i - 1] >= v; }) ? "yes" : "no";
+document.querySelector("button[data-tree=close]").click();
+document.querySelector("button[data-tree=open]").click();
+document.body.dataset.brokenImages = String(Array.prototype.filter.call(document.images, function (im) { return !im.complete || im.naturalWidth === 0; }).length);
+document.body.dataset.interacted = "yes";
+"##;
+
+#[test]
+fn the_report_of_a_job_is_self_contained_and_renders_in_headless_chromium() {
+    let chromium = chromium();
+    let job = job();
+    let page = report(job);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert_self_contained(&html);
+
+    // Every concept, and the run's metadata.
+    let concepts: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(job.join("results/concepts.json")).unwrap())
+            .unwrap();
+    let concepts = concepts["concepts"].as_array().unwrap();
+    assert!(concepts.len() >= 10, "the synthetic world's hierarchy");
+    for concept in concepts {
+        let name = concept["name"].as_str().unwrap();
+        assert!(
+            html.contains(&format!(">{name}<")),
+            "concept {name} missing"
+        );
+        let id = &concept["id"];
+        assert!(
+            html.contains(&format!("id=\"concept-{id}\"")),
+            "tree node {id}"
+        );
+    }
+    for needle in [
+        "job-0001",
+        "report-test",
+        "tiny_cnn",
+        "features.7",
+        "gradient_x_activation",
+        "<dt>Seed</dt><dd>5</dd>",
+        "16 per concept",
+        "F1 0.",
+        "run <code>hint evaluate</code> to add localisation results",
+        "No task was quarantined.",
+    ] {
+        assert!(html.contains(needle), "the page lacks {needle:?}");
+    }
+
+    // It runs: ready, no script error.
+    let dom = dump_dom(&page);
+    let body = body_tag(&dom);
+    assert!(body.contains("data-ready=\"yes\""), "{body}");
+    assert!(!body.contains("data-script-errors"), "{body}");
+
+    // And is used without error; sorting the table by F1 sorts it.
+    let dom = dump_dom(&with_script(&page, "interact.html", INTERACT));
+    let body = body_tag(&dom);
+    assert!(body.contains("data-interacted=\"yes\""), "{body}");
+    assert!(body.contains("data-f1-sorted=\"yes\""), "{body}");
+    assert!(!body.contains("data-script-errors"), "{body}\n{dom}");
+
+    // The check itself sees a script error.
+    let broken = with_script(&page, "broken.html", "undefinedFunction();");
+    let body = body_tag(&dump_dom(&broken)).to_string();
+    assert!(body.contains("data-script-errors=\"1\""), "{body}");
+
+    // The screenshot is a page, not a blank: many colours, much ink, and the heatmap's red
+    // cells (the legend alone has a few hundred such pixels).
+    let shot = page.with_file_name("shot.png");
+    let args = [
+        format!("--screenshot={}", shot.display()),
+        "--window-size=1280,1600".to_string(),
+    ];
+    run_chromium(&page, &[&args[0], &args[1]]);
+    let image = image::open(&shot).expect("a PNG screenshot").to_rgb8();
+    assert_eq!(image.dimensions(), (1280, 1600));
+    let pixels: Vec<[u8; 3]> = image.pixels().map(|p| p.0).collect();
+    let colours: std::collections::HashSet<[u8; 3]> = pixels.iter().copied().collect();
+    let ink = pixels.iter().filter(|p| **p != [255, 255, 255]).count() as f64;
+    let red = pixels
+        .iter()
+        .filter(|[r, g, b]| *r > 150 && *g < 110 && *b < 110)
+        .count();
+    let ink_fraction = ink / pixels.len() as f64;
+    assert!(colours.len() > 200, "{} colours", colours.len());
+    assert!(
+        ink_fraction > 0.2,
+        "{ink_fraction} of the pixels are not white"
+    );
+    assert!(red > 3000, "{red} red pixels: no heatmap drawn");
+    eprintln!(
+        "{}: screenshot {} colours, {:.0}% ink, {red} heatmap-red pixels",
+        String::from_utf8_lossy(
+            &Command::new(chromium)
+                .arg("--version")
+                .output()
+                .unwrap()
+                .stdout
+        )
+        .trim(),
+        colours.len(),
+        100.0 * ink_fraction
+    );
+}
+
+/// Copies what the report reads of a job (not its region files, nor what the other test
+/// writes into its results/ meanwhile) to `to`.
+fn copy_job(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.join("results")).unwrap();
+    for file in [
+        "spec.json",
+        "results/job.json",
+        "results/phi.csv",
+        "results/top_neurons.csv",
+        "results/multimodal.csv",
+        "results/concepts.json",
+    ] {
+        std::fs::copy(from.join(file), to.join(file)).unwrap();
+    }
+    for entry in std::fs::read_dir(from.join("classifiers")).unwrap() {
+        let dir = to.join("classifiers").join(entry.unwrap().file_name());
+        std::fs::create_dir_all(&dir).unwrap();
+        let metrics = from.join("classifiers").join(dir.file_name().unwrap());
+        std::fs::copy(metrics.join("metrics.json"), dir.join("metrics.json")).unwrap();
+    }
+}
+
+#[test]
+fn localisation_results_and_their_heatmaps_are_embedded() {
+    chromium();
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job-0001");
+    std::fs::create_dir(&job).unwrap();
+    copy_job(self::job(), &job);
+    // A wsol.json in the shape `hint evaluate` writes, with three heatmaps of two concepts
+    // (this test is about the report, not about localisation).
+    let results = job.join("results");
+    std::fs::create_dir(results.join("heatmaps")).unwrap();
+    let mut heatmaps = Vec::new();
+    for (k, (concept, name)) in [(3, "bird"), (3, "bird"), (7, "bus")].iter().enumerate() {
+        let png = format!("heatmaps/{name}-{k}.png");
+        image::RgbImage::from_fn(48, 48, |x, y| {
+            image::Rgb([(x * 5) as u8, 40, (y * 5) as u8])
+        })
+        .save(results.join(&png))
+        .unwrap();
+        heatmaps.push(serde_json::json!({
+            "concept": concept, "name": name, "image": format!("/data/{name}_{k}.jpg"), "png": png
+        }));
+    }
+    let row = |selection: &str, fraction: u32, loc: f64| {
+        serde_json::json!({"selection": selection, "fraction": fraction, "images": 24,
+                           "loc_accuracy": loc, "pointing": 0.625, "mask_iou": null})
+    };
+    let wsol = serde_json::json!({
+        "fractions": [10, 80], "selections": ["shapley", "random"],
+        "summary": [row("shapley", 10, 0.45), row("random", 10, 0.125),
+                    row("shapley", 80, 0.5), row("random", 80, 0.25)],
+        "concepts": [{"concept": 3, "name": "bird", "level": 2, "selection": "shapley",
+                      "fraction": 10, "images": 8, "loc_accuracy": 0.875, "pointing": 1.0,
+                      "mask_iou": 0.3}],
+        "heatmaps": heatmaps,
+    });
+    std::fs::write(results.join("wsol.json"), wsol.to_string()).unwrap();
+
+    let page = report(&job);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert_self_contained(&html);
+    assert!(!html.contains("to add localisation results"));
+    assert_eq!(html.matches("src=\"data:image/png;base64,").count(), 3);
+    for needle in [
+        "45.0%",
+        "12.5%",
+        "62.5%",
+        "87.5%",
+        "30.0%",
+        "bird_0.jpg",
+        "bus_2.jpg",
+    ] {
+        assert!(html.contains(needle), "the page lacks {needle:?}");
+    }
+    let dom = dump_dom(&with_script(&page, "interact.html", INTERACT));
+    let body = body_tag(&dom);
+    assert!(body.contains("data-interacted=\"yes\""), "{body}");
+    assert!(body.contains("data-broken-images=\"0\""), "{body}");
+    assert!(!body.contains("data-script-errors"), "{body}");
+}

@@ -1,0 +1,274 @@
+//! `hint evaluate`: weakly supervised localisation on a finished job over a small synthetic
+//! world (`hint synth` → `hint train-model` → `hint run --workers 1` → `hint evaluate`).
+//!
+//! - `wsol.json` has every (selection, fraction) pooled and per concept, values in [0, 1],
+//!   pooled counts equal to the per-concept sums, heatmap PNGs that decode; a second run
+//!   writes the same file; the table names every fraction;
+//! - re-fitting on every neuron gives back the job's classifier (same solver, same rows);
+//! - a tree without annotations is an error that names it.
+//!
+//! The geometry (boxes, IoU, pointing, crop frame, upsampling) is unit-tested in
+//! `hint_worker::wsol::geometry` on hand-made maps.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use hint_common::regions::sample::ConceptSamples;
+use hint_worker::classify::ClassifierDir;
+use hint_worker::wsol::select;
+use serde_json::Value;
+
+use crate::support::{failed, hint, succeeded};
+
+const IMAGES_PER_CONCEPT: usize = 8;
+
+/// The world, the model and the finished job, made once: (tempdir, job directory).
+fn job() -> &'static (tempfile::TempDir, PathBuf) {
+    static JOB: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    JOB.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let world = dir.path().join("world");
+        let run = |args: &[&str], what: &str| succeeded(&hint(args), what);
+        run(
+            &[
+                "synth",
+                "--out",
+                world.to_str().unwrap(),
+                "--seed",
+                "5",
+                "--per-class",
+                "30",
+            ],
+            "hint synth",
+        );
+        let weights = dir.path().join("tiny_cnn.safetensors");
+        run(
+            &[
+                "train-model",
+                "--images",
+                world.join("images").to_str().unwrap(),
+                "--out",
+                weights.to_str().unwrap(),
+                "--epochs",
+                "10",
+            ],
+            "hint train-model",
+        );
+        let spec = format!(
+            r#"
+[job]
+name = "wsol-test"
+seed = 11
+
+[model]
+architecture = "tiny_cnn"
+weights = "{weights}"
+layer = "features.7"
+
+[data]
+images = "{images}"
+hierarchy = "{hierarchy}"
+
+[extract]
+method = "gradient_x_activation"
+background_ratio = 0.25
+
+[shapley]
+permutations = 16
+permutations_per_task = 16
+
+[storage]
+root = "{storage}"
+"#,
+            weights = weights.display(),
+            images = world.join("images").display(),
+            hierarchy = world.join("hierarchy.yaml").display(),
+            storage = dir.path().join("runs").display(),
+        );
+        let spec_path = dir.path().join("job.toml");
+        std::fs::write(&spec_path, spec).expect("writing the spec");
+        run(
+            &["run", spec_path.to_str().unwrap(), "--workers", "1"],
+            "hint run",
+        );
+        let job = dir.path().join("runs/job-0001");
+        assert!(job.join("results/phi.csv").is_file(), "the job finished");
+        (dir, job)
+    })
+}
+
+fn world() -> PathBuf {
+    job().0.path().join("world")
+}
+
+/// Runs `hint evaluate` on the job; its stdout and `wsol.json`.
+fn evaluate() -> (String, Value) {
+    let job = &job().1;
+    let stdout = succeeded(
+        &hint(&[
+            "evaluate",
+            "--job",
+            job.to_str().unwrap(),
+            "--annotations",
+            world().join("annotations").to_str().unwrap(),
+            "--masks",
+            world().join("masks").to_str().unwrap(),
+            "--fractions",
+            "10,20,40,80",
+            "--images-per-concept",
+            &IMAGES_PER_CONCEPT.to_string(),
+        ]),
+        "hint evaluate",
+    );
+    let text = std::fs::read_to_string(job.join("results/wsol.json")).expect("wsol.json");
+    (
+        stdout,
+        serde_json::from_str(&text).expect("wsol.json parses"),
+    )
+}
+
+fn unit(v: &Value, what: &str) -> f64 {
+    let x = v
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what} is a number: {v}"));
+    assert!((0.0..=1.0).contains(&x), "{what} = {x} is not in [0, 1]");
+    x
+}
+
+#[test]
+fn evaluate_writes_every_selection_and_fraction_and_heatmaps() {
+    let (stdout, report) = evaluate();
+    let fractions = [10u64, 20, 40, 80];
+    let selections = ["shapley", "weight", "random"];
+    assert_eq!(report["fractions"], serde_json::json!(fractions));
+    assert_eq!(report["selections"], serde_json::json!(selections));
+    let summary = report["summary"].as_array().unwrap();
+    let concepts = report["concepts"].as_array().unwrap();
+    assert_eq!(summary.len(), 12);
+    // The world's 15 concepts all have a classifier, Φ and held-out annotated images.
+    assert_eq!(concepts.len(), 15 * 12);
+    for s in selections {
+        for f in fractions {
+            let row = summary
+                .iter()
+                .find(|r| r["selection"] == s && r["fraction"] == f)
+                .unwrap_or_else(|| panic!("no summary row {s} {f}%"));
+            let what = format!("{s} {f}%");
+            unit(&row["loc_accuracy"], &what);
+            unit(&row["pointing"], &what);
+            unit(&row["mask_iou"], &what);
+            // Pooled over (concept, image) pairs: the per-concept counts add up.
+            let mine: Vec<&Value> = concepts
+                .iter()
+                .filter(|c| c["selection"] == s && c["fraction"] == f)
+                .collect();
+            assert_eq!(mine.len(), 15);
+            let images: u64 = mine.iter().map(|c| c["images"].as_u64().unwrap()).sum();
+            assert_eq!(row["images"].as_u64().unwrap(), images, "{what}");
+            let localised: f64 = mine
+                .iter()
+                .map(|c| c["loc_accuracy"].as_f64().unwrap() * c["images"].as_f64().unwrap())
+                .sum();
+            let pooled = row["loc_accuracy"].as_f64().unwrap();
+            assert!((pooled * images as f64 - localised).abs() < 1e-9, "{what}");
+            for c in mine {
+                let n = c["images"].as_u64().unwrap();
+                assert!(n >= 1 && n <= IMAGES_PER_CONCEPT as u64, "{c}");
+                unit(&c["loc_accuracy"], &what);
+                unit(&c["pointing"], &what);
+                unit(&c["mask_iou"], &what);
+            }
+        }
+        assert!(stdout.contains(&format!("{s:<9}")), "{stdout}");
+    }
+    for f in fractions {
+        assert!(stdout.contains(&format!("{f:>3}%: shapley ")), "{stdout}");
+    }
+    // The leaf concepts are easy on this world: a trained model localises most objects with
+    // all but a few neurons, whatever the selection.
+    let at80: f64 = summary
+        .iter()
+        .filter(|r| r["fraction"] == 80)
+        .map(|r| r["loc_accuracy"].as_f64().unwrap())
+        .fold(f64::INFINITY, f64::min);
+    assert!(at80 > 0.5, "localisation at 80% of the neurons: {at80}");
+
+    let heatmaps = report["heatmaps"].as_array().unwrap();
+    assert_eq!(heatmaps.len(), 15 * 3, "three per concept");
+    let results = job().1.join("results");
+    for h in heatmaps {
+        let png = results.join(h["png"].as_str().unwrap());
+        let image = image::open(&png)
+            .unwrap_or_else(|e| panic!("{}: {e}", png.display()))
+            .to_rgb8();
+        assert_eq!(image.dimensions(), (192, 192), "64-px crops drawn ×3");
+        assert!(Path::new(h["image"].as_str().unwrap()).is_file());
+        assert_eq!(h["selection"], "shapley");
+        assert_eq!(h["fraction"], 20);
+    }
+
+    // Same job, same seed: the same file.
+    let (_, again) = evaluate();
+    assert_eq!(report, again);
+}
+
+#[test]
+fn refitting_on_every_neuron_gives_back_the_jobs_classifier() {
+    let job = &job().1;
+    let dir = ClassifierDir::open(&job.join("classifiers/train-00000")).unwrap();
+    let id = dir.trained()[0];
+    let samples: ConceptSamples = dir
+        .rebuild_samples(Some(&job.join("regions")), Some(&[id]), &mut |_| {})
+        .unwrap();
+    let saved = dir.classifier(id).unwrap();
+    let train = &samples.concept(id).unwrap().train;
+    let all: Vec<usize> = (0..saved.d()).collect();
+    let fit = select::refit(
+        &samples,
+        train,
+        &[all.clone(), all],
+        &dir.settings.solver,
+        tch::Device::Cpu,
+    )
+    .unwrap();
+    for refit in &fit {
+        let scale = saved.weight.iter().fold(0f32, |m, w| m.max(w.abs()));
+        for (a, b) in refit.weight.iter().zip(&saved.weight) {
+            assert!((a - b).abs() <= 1e-4 * scale, "{a} vs {b}");
+        }
+        assert!((refit.bias - saved.bias).abs() <= 1e-4 * scale.max(1.0));
+    }
+    // A subset is a different classifier, zero outside its neurons.
+    let subset = select::refit(
+        &samples,
+        train,
+        &[vec![0, 5, 9]],
+        &dir.settings.solver,
+        tch::Device::Cpu,
+    )
+    .unwrap();
+    let nonzero: Vec<usize> = (0..saved.d())
+        .filter(|&n| subset[0].weight[n] != 0.0)
+        .collect();
+    assert!(nonzero.iter().all(|n| [0, 5, 9].contains(n)), "{nonzero:?}");
+}
+
+#[test]
+fn annotations_without_xml_are_an_error_naming_the_directory() {
+    let job = &job().1;
+    let empty = tempfile::tempdir().unwrap();
+    let stderr = failed(
+        &hint(&[
+            "evaluate",
+            "--job",
+            job.to_str().unwrap(),
+            "--annotations",
+            empty.path().to_str().unwrap(),
+        ]),
+        "hint evaluate without annotations",
+    );
+    assert!(
+        stderr.contains("no annotation files") && stderr.contains(empty.path().to_str().unwrap()),
+        "{stderr}"
+    );
+}

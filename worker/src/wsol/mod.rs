@@ -1,0 +1,492 @@
+//! Weakly supervised object localisation (WSOL) with concept classifiers on selected
+//! neurons: the faithfulness check of Φ.
+//!
+//! For every concept of a finished job with a classifier and a Φ row, and every fraction
+//! `k%` of the layer's `D` neurons, the concept classifier is re-fitted on the top `k%`
+//! neurons chosen three ways ([`Selection`]: by Φ, by the full classifier's standardised
+//! `|weight|`, at random), on the concept's training regions with the job's solver
+//! ([`select`]). Each re-fitted classifier is applied at every position of the feature map
+//! of the concept's evaluation images — its **logit** map, a linear map like CAM's — and the
+//! map is scored against the ground truth ([`geometry`]: upsample bilinearly to the crop,
+//! min-max normalise, threshold at [`THRESHOLD`], box the largest connected component;
+//! localisation = IoU ≥ 0.5, pointing game, mask IoU).
+//!
+//! **Evaluation images** of a concept: images at or under it that are in the classifiers'
+//! held-out split (the images no classifier trained on) and have an annotation; at most
+//! [`WsolConfig::images_per_concept`] of them, the smallest keys
+//! `derive(seed, [WSOL_TAG, IMAGE_PART, concept, image])`.
+//!
+//! **Output**: [`WsolReport`] as `<job>/results/wsol.json` ([`WSOL_FILE`]) — pooled rows per
+//! (selection, fraction) over every (concept, image) pair, and per-concept rows — and
+//! heatmaps in `<job>/results/heatmaps/` (the first [`HEATMAPS_PER_CONCEPT`] evaluation
+//! images of each concept, Shapley selection at the fraction nearest [`HEATMAP_FRACTION`]).
+
+pub mod geometry;
+pub mod heatmap;
+pub mod inputs;
+pub mod report;
+mod score;
+pub mod select;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use hint_common::hierarchy::ConceptId;
+use hint_common::regions::sample::ConceptSamples;
+use hint_common::seed;
+use rayon::prelude::*;
+use tch::Device;
+
+use crate::classify::ClassifyError;
+use crate::models::Backbone;
+use inputs::{AnnotationIndex, GroundTruthFiles, Job};
+use report::Tally;
+pub use report::{ConceptRow, Heatmap, Skipped, SummaryRow, WsolReport};
+use score::{Context, Decoded, ImageScores, ImageWork};
+pub use select::{SelectedClassifier, Selection, WSOL_TAG};
+
+/// The report's file name in `<job>/results/`.
+pub const WSOL_FILE: &str = "wsol.json";
+/// The heatmaps' directory in `<job>/results/`.
+pub const HEATMAP_DIR: &str = "heatmaps";
+/// Threshold on the min-max normalised, upsampled map (the half-maximum rule).
+pub const THRESHOLD: f32 = 0.5;
+/// Heatmaps drawn per concept.
+pub const HEATMAPS_PER_CONCEPT: usize = 3;
+/// The fraction whose Shapley classifier the heatmaps show (the nearest one evaluated).
+pub const HEATMAP_FRACTION: u32 = 20;
+/// Identity part of the evaluation-image keys, after [`WSOL_TAG`].
+pub const IMAGE_PART: u64 = 1;
+
+/// Settings of [`evaluate`].
+#[derive(Debug, Clone)]
+pub struct WsolConfig {
+    /// The finished job's directory.
+    pub job_dir: PathBuf,
+    /// VOC XML annotations of the job's images (matched by file stem and folders).
+    pub annotations: PathBuf,
+    /// Object masks (PNG, nonzero = object) at the annotations' relative paths.
+    pub masks: Option<PathBuf>,
+    /// Percentages of neurons kept (each in 1..=100).
+    pub fractions: Vec<u32>,
+    /// Evaluation images per concept, at most.
+    pub images_per_concept: usize,
+    /// Where the model runs and the classifiers are re-fitted.
+    pub device: Device,
+    /// Seed of the random selection and of the choice of images.
+    pub seed: u64,
+}
+
+/// Why an evaluation failed; each names the file or setting at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum WsolError {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A file of the job or of the annotations is unusable.
+    #[error("{path}: {problem}")]
+    Input {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// An invalid setting.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// Reading the classifiers or their samples failed.
+    #[error(transparent)]
+    Classify(#[from] ClassifyError),
+    /// The model or the images failed.
+    #[error(transparent)]
+    Worker(#[from] crate::Error),
+    /// A libtorch operation failed.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+impl WsolError {
+    fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        WsolError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    fn other(path: impl Into<PathBuf>, e: impl std::fmt::Display) -> Self {
+        WsolError::Input {
+            path: path.into(),
+            problem: e.to_string(),
+        }
+    }
+}
+
+impl WsolConfig {
+    /// Checks the numbers.
+    pub fn validate(&self) -> Result<(), WsolError> {
+        if self.fractions.is_empty() {
+            return Err(WsolError::Config("no fractions".into()));
+        }
+        if let Some(f) = self.fractions.iter().find(|&&f| f == 0 || f > 100) {
+            return Err(WsolError::Config(format!(
+                "fraction {f}% is not between 1 and 100"
+            )));
+        }
+        let mut sorted = self.fractions.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.len() != self.fractions.len() {
+            return Err(WsolError::Config("a fraction is given twice".into()));
+        }
+        if self.images_per_concept == 0 {
+            return Err(WsolError::Config(
+                "images per concept must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A concept under evaluation: its re-fitted classifiers and images.
+pub(super) struct Evaluated {
+    pub id: ConceptId,
+    pub name: String,
+    pub level: u32,
+    /// Dataset labels at or under it.
+    pub labels: Vec<u32>,
+    /// (selection, fraction, classifier).
+    pub classifiers: Vec<(Selection, u32, SelectedClassifier)>,
+    /// Evaluation images, in key order.
+    pub images: Vec<u64>,
+}
+
+/// Runs the evaluation of `config.job_dir` and writes `results/wsol.json` and the heatmaps.
+/// `progress(done, total)` counts concepts re-fitted, then images scored.
+pub fn evaluate(
+    config: &WsolConfig,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<WsolReport, WsolError> {
+    config.validate()?;
+    let job = Job::open(&config.job_dir)?;
+    let index = AnnotationIndex::scan(&config.annotations)?;
+    let mut skipped = Vec::new();
+    let d = job.classifiers[0].settings.d;
+
+    // Concepts with a classifier and Φ, and their samples (one pass per sample setting).
+    let mut by_settings: BTreeMap<String, Vec<ConceptId>> = BTreeMap::new();
+    for (&id, &dir) in &job.classifier_of {
+        let name = &job.hierarchy.concept(id).name;
+        match job.phi.get(&id) {
+            Some(phi) if phi.len() == d => {
+                let key = serde_json::to_string(&job.classifiers[dir].settings.sample)
+                    .expect("plain data serialises");
+                by_settings.entry(key).or_default().push(id);
+            }
+            Some(phi) => skipped.push(Skipped {
+                what: name.clone(),
+                reason: format!("Φ has {} neurons, the classifiers {d}", phi.len()),
+            }),
+            None => skipped.push(Skipped {
+                what: name.clone(),
+                reason: "no complete Φ row".into(),
+            }),
+        }
+    }
+    let regions = job.dir.join("regions");
+    let mut groups: Vec<(ConceptSamples, Vec<ConceptId>)> = Vec::new();
+    for ids in by_settings.into_values() {
+        let dir = &job.classifiers[job.classifier_of[&ids[0]]];
+        let samples = dir.rebuild_samples(Some(&regions), Some(&ids), &mut |_| {})?;
+        groups.push((samples, ids));
+    }
+
+    if groups.is_empty() {
+        return Err(WsolError::Config(
+            "no concept has both a classifier and a Φ row".into(),
+        ));
+    }
+    let labels = job.label_index();
+    let mut truth_of: HashMap<u64, GroundTruthFiles> = HashMap::new();
+    let heatmap_fraction = *config
+        .fractions
+        .iter()
+        .min_by_key(|&&f| (f.abs_diff(HEATMAP_FRACTION), f))
+        .expect("validated: not empty");
+    let total_concepts: usize = groups.iter().map(|(_, ids)| ids.len()).sum();
+    let mut evaluated: Vec<Evaluated> = Vec::new();
+    let mut done = 0;
+    let mut total = total_concepts;
+    progress(0, total);
+    for (samples, ids) in &groups {
+        // Evaluation images come from this group's held-out split (every group of one job
+        // has the same split: one spec).
+        let held_out_by_label = held_out_images(
+            &job,
+            samples,
+            &labels,
+            &index,
+            config.masks.as_deref(),
+            &mut truth_of,
+            &mut skipped,
+        );
+        for &id in ids {
+            done += 1;
+            let concept = job.hierarchy.concept(id);
+            let mut images: Vec<(u64, u64)> = concept
+                .labels
+                .iter()
+                .flat_map(|&l| &held_out_by_label[l as usize])
+                .map(|&i| {
+                    let key =
+                        seed::derive(config.seed, &[WSOL_TAG, IMAGE_PART, u64::from(id.0), i]);
+                    (key, i)
+                })
+                .collect();
+            images.sort_unstable();
+            images.truncate(config.images_per_concept);
+            let sample = samples.concept(id).expect("built for this concept");
+            if images.is_empty() {
+                skipped.push(Skipped {
+                    what: concept.name.clone(),
+                    reason: "no annotated held-out image".into(),
+                });
+                progress(done, total);
+                continue;
+            }
+            let dir = &job.classifiers[job.classifier_of[&id]];
+            let full = dir.classifier(id)?;
+            let weights = select::standardised_weight(&full, samples, &sample.train);
+            let phi = &job.phi[&id];
+            let mut classifiers = Vec::new();
+            for &fraction in &config.fractions {
+                let k = select::neurons_kept(d, fraction);
+                let sets = [
+                    select::top_k(phi, k),
+                    select::top_k(&weights, k),
+                    select::random_k(d, k, config.seed, id, fraction),
+                ];
+                let fits = select::refit(
+                    samples,
+                    &sample.train,
+                    &sets,
+                    &dir.settings.solver,
+                    config.device,
+                )?;
+                for (selection, fit) in Selection::ALL.into_iter().zip(fits) {
+                    classifiers.push((selection, fraction, fit));
+                }
+            }
+            evaluated.push(Evaluated {
+                id,
+                name: concept.name.clone(),
+                level: concept.level,
+                labels: concept.labels.clone(),
+                classifiers,
+                images: images.into_iter().map(|(_, i)| i).collect(),
+            });
+            progress(done, total);
+        }
+    }
+    evaluated.sort_by_key(|e| e.id);
+
+    // The image-major pass: each image runs through the model once, for all its concepts.
+    let mut work: BTreeMap<u64, ImageWork> = BTreeMap::new();
+    for (pos, e) in evaluated.iter().enumerate() {
+        for (rank, &id) in e.images.iter().enumerate() {
+            work.entry(id)
+                .or_insert_with(|| ImageWork {
+                    id,
+                    path: job.images[id as usize].path.clone(),
+                    truth: truth_of[&id].clone(),
+                    concepts: Vec::new(),
+                })
+                .concepts
+                .push((pos, rank < HEATMAPS_PER_CONCEPT));
+        }
+    }
+    let work: Vec<ImageWork> = work.into_values().collect();
+    total += work.len();
+    progress(done, total);
+
+    let results = job.dir.join("results");
+    let heatmap_dir = results.join(HEATMAP_DIR);
+    prepare_heatmap_dir(&heatmap_dir)?;
+    let model = Backbone::from_safetensors(job.arch, &job.spec.model.weights, config.device)?;
+    let layer = model.layer(&job.spec.model.layer)?;
+    let names: Vec<&str> = job.hierarchy.labels().iter().map(String::as_str).collect();
+    let mut tallies: BTreeMap<(u32, Selection, u32), Tally> = BTreeMap::new();
+    let mut heatmaps = Vec::new();
+    let batch = job.spec.extract.batch_size.max(1);
+    let ctx = Context {
+        evaluated: &evaluated,
+        names: &names,
+        heatmap_dir: &heatmap_dir,
+        heatmap_fraction,
+    };
+    for chunk in work.chunks(batch) {
+        let decoded: Vec<Result<Decoded, String>> = chunk
+            .par_iter()
+            .map(|w| score::decode(w, &job.preprocess))
+            .collect();
+        let ok: Vec<(&ImageWork, Decoded)> = chunk
+            .iter()
+            .zip(decoded)
+            .filter_map(|(w, r)| match r {
+                Ok(d) => Some((w, d)),
+                Err(reason) => {
+                    skipped.push(Skipped {
+                        what: w.path.display().to_string(),
+                        reason,
+                    });
+                    None
+                }
+            })
+            .collect();
+        if !ok.is_empty() {
+            let maps = score::feature_maps(&model, layer, &ok, &job.preprocess, config.device)?;
+            let (d, h, w) = maps.shape;
+            let scored: Vec<Result<ImageScores, WsolError>> = ok
+                .par_iter()
+                .zip(maps.values.par_chunks(d * h * w))
+                .map(|((work, dec), z)| ctx.score_image(work, dec, z, maps.shape))
+                .collect();
+            for s in scored {
+                let s = s?;
+                for (key, t) in s.tallies {
+                    tallies.entry(key).or_default().add(&t);
+                }
+                heatmaps.extend(s.heatmaps);
+                skipped.extend(s.skipped);
+            }
+        }
+        done += chunk.len();
+        progress(done, total);
+    }
+
+    let mut concepts = Vec::new();
+    for e in &evaluated {
+        for selection in Selection::ALL {
+            for &fraction in &config.fractions {
+                let t = tallies
+                    .get(&(e.id.0, selection, fraction))
+                    .copied()
+                    .unwrap_or_default();
+                concepts.push(ConceptRow {
+                    concept: e.id.0,
+                    name: e.name.clone(),
+                    level: e.level,
+                    selection,
+                    fraction,
+                    images: t.images,
+                    loc_accuracy: t.loc_accuracy(),
+                    pointing: t.pointing(),
+                    mask_iou: t.mask_iou(),
+                });
+            }
+        }
+    }
+    heatmaps.sort_by(|a, b| (a.concept, &a.png).cmp(&(b.concept, &b.png)));
+    let report = WsolReport {
+        fractions: config.fractions.clone(),
+        selections: Selection::ALL.to_vec(),
+        summary: report::pool(&tallies, &config.fractions, |f| select::neurons_kept(d, f)),
+        concepts,
+        heatmaps,
+        threshold: THRESHOLD,
+        seed: config.seed,
+        neurons: d,
+        skipped,
+    };
+    report.write(&results.join(WSOL_FILE))?;
+    Ok(report)
+}
+
+/// The held-out images of `samples`' split with an annotation, per label; their ground
+/// truth files go to `truth_of`.
+fn held_out_images(
+    job: &Job,
+    samples: &ConceptSamples,
+    labels: &HashMap<&str, u32>,
+    index: &AnnotationIndex,
+    masks: Option<&Path>,
+    truth_of: &mut HashMap<u64, GroundTruthFiles>,
+    skipped: &mut Vec<Skipped>,
+) -> Vec<Vec<u64>> {
+    let mut by_label: Vec<Vec<u64>> = vec![Vec::new(); job.hierarchy.labels().len()];
+    let mut unannotated = 0usize;
+    for img in &job.images {
+        let Some(&label) = labels.get(img.label.as_str()) else {
+            continue;
+        };
+        if !samples.is_held_out(label, img.id) {
+            continue;
+        }
+        let truth = match truth_of.get(&img.id) {
+            Some(t) => Some(t.clone()),
+            None => index.find(&img.path, masks),
+        };
+        match truth {
+            Some(truth) => {
+                truth_of.insert(img.id, truth);
+                by_label[label as usize].push(img.id);
+            }
+            None => unannotated += 1,
+        }
+    }
+    if unannotated > 0 {
+        skipped.push(Skipped {
+            what: format!("{unannotated} held-out images"),
+            reason: "no (unambiguous) annotation file".into(),
+        });
+    }
+    by_label
+}
+
+/// Removes heatmaps of an earlier evaluation (the directory is this stage's own).
+fn prepare_heatmap_dir(dir: &Path) -> Result<(), WsolError> {
+    std::fs::create_dir_all(dir).map_err(|e| WsolError::io(dir, e))?;
+    for entry in std::fs::read_dir(dir).map_err(|e| WsolError::io(dir, e))? {
+        let path = entry.map_err(|e| WsolError::io(dir, e))?.path();
+        if path.extension().is_some_and(|e| e == "png") {
+            std::fs::remove_file(&path).map_err(|e| WsolError::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_are_checked() {
+        let mut c = WsolConfig {
+            job_dir: "j".into(),
+            annotations: "a".into(),
+            masks: None,
+            fractions: vec![10, 20],
+            images_per_concept: 4,
+            device: Device::Cpu,
+            seed: 0,
+        };
+        c.validate().unwrap();
+        c.fractions = vec![0];
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("between 1 and 100"));
+        c.fractions = vec![10, 10];
+        assert!(c.validate().unwrap_err().to_string().contains("twice"));
+        c.fractions = vec![];
+        assert!(c.validate().is_err());
+        c.fractions = vec![100];
+        c.images_per_concept = 0;
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,255 @@
+//! The image-major pass: decode an image with its ground truth, run the model to the layer
+//! once, and score every re-fitted classifier of every concept the image is evaluated under.
+
+use std::path::{Path, PathBuf};
+
+use hint_common::annotations::{voc, BoundingBox};
+use tch::{Device, Kind, Tensor};
+
+use super::geometry::{self, CropFrame, Rect};
+use super::heatmap;
+use super::inputs::GroundTruthFiles;
+use super::report::{Heatmap, Skipped, Tally};
+use super::{Evaluated, Selection, WsolError, HEATMAP_DIR, THRESHOLD};
+use crate::models::{Backbone, Layer, ReluMode};
+
+/// One image's part of the work: which concepts it is evaluated under.
+pub(super) struct ImageWork {
+    pub id: u64,
+    pub path: PathBuf,
+    pub truth: GroundTruthFiles,
+    /// (position in the evaluated concepts, draw a heatmap).
+    pub concepts: Vec<(usize, bool)>,
+}
+
+/// A decoded image with its ground truth in the crop frame.
+pub(super) struct Decoded {
+    pub pixels: Vec<f32>,
+    pub frame: CropFrame,
+    pub rgb: image::RgbImage,
+    pub boxes: Vec<BoundingBox>,
+    pub mask: Option<Vec<bool>>,
+}
+
+/// Reads an image, its annotation and its mask; a problem is a reason to skip the image.
+pub(super) fn decode(w: &ImageWork, p: &crate::images::Preprocess) -> Result<Decoded, String> {
+    let rgb = image::open(&w.path)
+        .map_err(|e| format!("cannot decode: {e}"))?
+        .to_rgb8();
+    let (width, height) = rgb.dimensions();
+    let annotation = voc::read_file(&w.truth.annotation, w.id).map_err(|e| e.to_string())?;
+    let mask = match &w.truth.mask {
+        Some(path) => {
+            let m = image::open(path)
+                .map_err(|e| format!("mask {}: {e}", path.display()))?
+                .to_luma8();
+            if m.dimensions() != (width, height) {
+                return Err(format!(
+                    "mask {} is {}×{}, the image {width}×{height}",
+                    path.display(),
+                    m.width(),
+                    m.height()
+                ));
+            }
+            Some(m.pixels().map(|p| p.0[0] > 127).collect())
+        }
+        None => None,
+    };
+    Ok(Decoded {
+        pixels: crate::images::decode::preprocess(&rgb, p),
+        frame: CropFrame::new(width, height, p),
+        rgb,
+        boxes: annotation.boxes,
+        mask,
+    })
+}
+
+/// A batch's activations of the layer on the host.
+pub(super) struct FeatureMaps {
+    /// `[B, D, H, W]`, row-major.
+    pub values: Vec<f32>,
+    /// `(D, H, W)`.
+    pub shape: (usize, usize, usize),
+}
+
+/// The layer's activations of a batch.
+pub(super) fn feature_maps(
+    model: &Backbone,
+    layer: Layer,
+    batch: &[(&ImageWork, Decoded)],
+    p: &crate::images::Preprocess,
+    device: Device,
+) -> Result<FeatureMaps, WsolError> {
+    let c = i64::from(p.crop);
+    let pixels: Vec<f32> = batch
+        .iter()
+        .flat_map(|(_, d)| d.pixels.iter().copied())
+        .collect();
+    let z = tch::no_grad(|| -> Result<Tensor, tch::TchError> {
+        let x = Tensor::f_from_slice(&pixels)?
+            .f_view([batch.len() as i64, 3, c, c])?
+            .f_to_device(device)?;
+        model
+            .forward_to(&x, layer, ReluMode::Plain)
+            .f_to_kind(Kind::Float)?
+            .f_to_device(Device::Cpu)?
+            .f_contiguous()
+    })?;
+    let size = z.size();
+    let shape = (size[1] as usize, size[2] as usize, size[3] as usize);
+    Ok(FeatureMaps {
+        values: Vec::<f32>::try_from(z.flatten(0, -1))?,
+        shape,
+    })
+}
+
+/// What one image adds.
+pub(super) struct ImageScores {
+    pub tallies: Vec<((u32, Selection, u32), Tally)>,
+    pub heatmaps: Vec<Heatmap>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// What scoring an image needs besides the image.
+pub(super) struct Context<'a> {
+    pub evaluated: &'a [Evaluated],
+    pub names: &'a [&'a str],
+    pub heatmap_dir: &'a Path,
+    pub heatmap_fraction: u32,
+}
+
+impl Context<'_> {
+    /// Scores every classifier of every concept of `w` on its feature map `z` (`D × H × W`).
+    pub fn score_image(
+        &self,
+        w: &ImageWork,
+        dec: &Decoded,
+        z: &[f32],
+        (d, h, wd): (usize, usize, usize),
+    ) -> Result<ImageScores, WsolError> {
+        let crop = dec.frame.crop as usize;
+        let mask = dec.mask.as_ref().map(|m| dec.frame.map_mask(m));
+        let mut out = ImageScores {
+            tallies: Vec::new(),
+            heatmaps: Vec::new(),
+            skipped: Vec::new(),
+        };
+        let hw = h * wd;
+        debug_assert_eq!(z.len(), d * hw);
+        for &(pos, draw) in &w.concepts {
+            let e = &self.evaluated[pos];
+            let boxes = concept_boxes(&dec.boxes, &e.labels, self.names);
+            let truth: Vec<Rect> = boxes.iter().filter_map(|b| dec.frame.map_box(b)).collect();
+            if truth.is_empty() {
+                out.skipped.push(Skipped {
+                    what: format!("{} for {}", w.path.display(), e.name),
+                    reason: "no ground-truth box inside the crop".into(),
+                });
+                continue;
+            }
+            for (selection, fraction, c) in &e.classifiers {
+                let mut map = vec![c.bias; hw];
+                for &n in &c.neurons {
+                    let wn = c.weight[n];
+                    for (m, &v) in map.iter_mut().zip(&z[n * hw..(n + 1) * hw]) {
+                        *m += wn * v;
+                    }
+                }
+                let (s, norm) =
+                    geometry::score_map(&map, (h, wd), crop, THRESHOLD, &truth, mask.as_deref());
+                out.tallies.push((
+                    (e.id.0, *selection, *fraction),
+                    Tally {
+                        images: 1,
+                        localised: usize::from(s.localised),
+                        pointed: usize::from(s.pointed),
+                        masks: usize::from(s.mask_iou.is_some()),
+                        mask_iou: s.mask_iou.unwrap_or(0.0),
+                    },
+                ));
+                if draw && *selection == Selection::Shapley && *fraction == self.heatmap_fraction {
+                    let norm = norm.unwrap_or_else(|| vec![0.0; crop * crop]);
+                    let crop_img = heatmap::crop_rgb(&dec.rgb, &dec.frame);
+                    let png = format!("{:05}-{}-{:07}.png", e.id.0, file_safe(&e.name), w.id);
+                    let path = self.heatmap_dir.join(&png);
+                    heatmap::render(&crop_img, &norm, &truth, s.predicted)
+                        .save(&path)
+                        .map_err(|err| WsolError::other(&path, err))?;
+                    out.heatmaps.push(Heatmap {
+                        concept: e.id.0,
+                        name: e.name.clone(),
+                        image: w.path.display().to_string(),
+                        png: format!("{HEATMAP_DIR}/{png}"),
+                        selection: *selection,
+                        fraction: *fraction,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The boxes of objects at or under the concept (by the box's class name among the
+/// dataset labels); every box when no box names a dataset label (annotations named in
+/// another vocabulary).
+fn concept_boxes<'b>(
+    boxes: &'b [BoundingBox],
+    under: &[u32],
+    names: &[&str],
+) -> Vec<&'b BoundingBox> {
+    let known = |b: &BoundingBox| names.iter().position(|n| *n == b.label);
+    if boxes.iter().all(|b| known(b).is_none()) {
+        return boxes.iter().collect();
+    }
+    boxes
+        .iter()
+        .filter(|b| known(b).is_some_and(|l| under.contains(&(l as u32))))
+        .collect()
+}
+
+/// A concept name as part of a file name.
+fn file_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hint_common::annotations::BoundingBox;
+
+    fn b(label: &str) -> BoundingBox {
+        BoundingBox {
+            label: label.into(),
+            xmin: 0.0,
+            ymin: 0.0,
+            xmax: 1.0,
+            ymax: 1.0,
+            difficult: false,
+        }
+    }
+
+    #[test]
+    fn boxes_of_a_concept_are_its_objects() {
+        let names = ["cat", "dog", "car"];
+        let boxes = [b("dog"), b("car"), b("person")];
+        let animal = [0, 1];
+        let got: Vec<&str> = concept_boxes(&boxes, &animal, &names)
+            .iter()
+            .map(|b| b.label.as_str())
+            .collect();
+        assert_eq!(got, ["dog"]);
+        // Boxes in another vocabulary all count.
+        let other = [b("n02084071"), b("n02121808")];
+        assert_eq!(concept_boxes(&other, &animal, &names).len(), 2);
+        assert_eq!(file_safe("dog.n.01 x/y"), "dog.n.01_x_y");
+    }
+}

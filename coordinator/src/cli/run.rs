@@ -83,7 +83,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             )));
         }
         let json = spec.to_json();
-        let json_spec = spec.clone();
+        let evaluate = spec.evaluate.clone();
         let unfinished = coordinator.read(|s| {
             s.jobs()
                 .find(|j| !j.is_finished() && j.spec_json == json)
@@ -120,7 +120,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             .read(|s| s.job(&job).map(|j| j.job_dir.clone()))
             .context("the job vanished")?;
         // The report stage wrote report.html; localisation adds its table and heatmaps.
-        if let Some(evaluate) = &json_spec.evaluate {
+        if let Some(evaluate) = &evaluate {
             super::evaluate::localise(&job_dir, evaluate, device)?;
             hint_coordinator::report::write(&job_dir).context("writing the report")?;
         }

@@ -19,4 +19,6 @@ pub mod proto;
 pub mod regions;
 pub mod seed;
 pub mod shapley;
+pub mod storage;
 pub mod synth;
+pub mod transport;

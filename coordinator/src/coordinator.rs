@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hint_common::job::{wire, JobId, JobSpec, TaskId, WorkerId, PROTOCOL_VERSION};
 use hint_common::proto;
 use hint_common::shapley::PermutationBlock;
+use hint_common::storage;
 use tokio::sync::watch;
 
 use crate::journal::{Journal, JournalError, Syncer};
@@ -290,12 +291,13 @@ impl Coordinator {
         self.sync_now();
         let job_dir = spec.storage.root.join(&id.0);
         let spec_path = job_dir.join("spec.json");
-        let written = std::fs::create_dir_all(&job_dir)
-            .and_then(|()| std::fs::write(&spec_path, spec.to_json()))
-            .map_err(|source| CoordinatorError::Io {
+        // Writing spec.json also shows the storage root is writable before any work runs.
+        let written = storage::write(&spec_path, spec.to_json().as_bytes()).map_err(|source| {
+            CoordinatorError::Io {
                 path: spec_path,
-                source,
-            });
+                source: source.into(),
+            }
+        });
         if let Err(error) = written {
             let message = format!("preparing its storage: {error}");
             self.mutate(|s, now| s.finish(&id, Outcome::Failed, Some(message), now));
@@ -654,57 +656,112 @@ fn sweep_uncommitted(job: &Job) {
         }
     }
     for place in [job.regions_dir(), job.job_dir.join("classifiers")] {
-        let Ok(entries) = std::fs::read_dir(&place) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
+        for path in children(&place) {
             if committed.contains(&path) {
                 continue;
             }
             tracing::warn!(job = %job.id, "removing {}: no commit names it", path.display());
-            let removed = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-            if let Err(error) = removed {
+            if let Err(error) = storage::remove_all(&path) {
                 tracing::error!(%error, "could not remove {}", path.display());
             }
         }
     }
 }
 
+/// The entries directly under `place` (files and directories; for object storage, the
+/// first component below the prefix of every object). None when `place` cannot be read.
+fn children(place: &Path) -> Vec<PathBuf> {
+    if !storage::is_remote(place) {
+        let Ok(entries) = std::fs::read_dir(place) else {
+            return Vec::new();
+        };
+        return entries.flatten().map(|e| e.path()).collect();
+    }
+    let entries = match storage::list(place) {
+        Ok(entries) => entries,
+        Err(error) => {
+            tracing::error!(%error, "could not list {}", place.display());
+            return Vec::new();
+        }
+    };
+    let mut children: Vec<PathBuf> = entries
+        .iter()
+        .filter_map(|e| e.path.strip_prefix(place).ok()?.iter().next())
+        .map(|first| place.join(first))
+        .collect();
+    children.dedup();
+    children
+}
+
 /// Moves a committed output's files into place. Idempotent: what is already in place is
 /// left alone, so replaying a commit after a crash is safe.
 pub fn move_committed(output: &Output) -> Result<(), String> {
-    let rename = |from: &Path, to: &Path| -> Result<(), String> {
+    match output {
+        Output::Extract { files, .. } => {
+            for file in files {
+                move_file(Path::new(&file.from), Path::new(&file.path))?;
+            }
+            Ok(())
+        }
+        Output::Train { from, dir, .. } => move_dir(Path::new(from), Path::new(dir)),
+        Output::Shapley { .. } => Ok(()),
+    }
+}
+
+/// Moves one file (or object) unless the target is already in place.
+fn move_file(from: &Path, to: &Path) -> Result<(), String> {
+    if storage::exists(to).map_err(|e| e.to_string())? {
+        return Ok(());
+    }
+    if !storage::exists(from).map_err(|e| e.to_string())? {
+        return Err(missing(from, to));
+    }
+    storage::rename(from, to)
+        .map_err(|e| format!("moving {} to {}: {e}", from.display(), to.display()))
+}
+
+/// Moves a directory: one rename locally. An object store has no directories: each object
+/// under the prefix moves on its own (copy, then delete), so a move cut short by a crash
+/// leaves some objects at each end, and redoing it moves the rest.
+fn move_dir(from: &Path, to: &Path) -> Result<(), String> {
+    if !storage::is_remote(from) {
         if to.exists() {
             return Ok(());
         }
         if !from.exists() {
-            return Err(format!(
-                "{} is missing (and {} was never committed)",
-                from.display(),
-                to.display()
-            ));
+            return Err(missing(from, to));
         }
         if let Some(parent) = to.parent() {
             std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         }
-        std::fs::rename(from, to)
-            .map_err(|e| format!("moving {} to {}: {e}", from.display(), to.display()))
-    };
-    match output {
-        Output::Extract { files, .. } => {
-            for file in files {
-                rename(Path::new(&file.from), Path::new(&file.path))?;
-            }
-            Ok(())
-        }
-        Output::Train { from, dir, .. } => rename(Path::new(from), Path::new(dir)),
-        Output::Shapley { .. } => Ok(()),
+        return std::fs::rename(from, to)
+            .map_err(|e| format!("moving {} to {}: {e}", from.display(), to.display()));
     }
+    let objects = storage::list(from).map_err(|e| e.to_string())?;
+    if objects.is_empty() {
+        return if storage::is_dir(to).map_err(|e| e.to_string())? {
+            Ok(())
+        } else {
+            Err(missing(from, to))
+        };
+    }
+    for object in objects {
+        let relative = object
+            .path
+            .strip_prefix(from)
+            .map_err(|_| format!("{} is not under {}", object.path.display(), from.display()))?;
+        storage::rename(&object.path, &to.join(relative))
+            .map_err(|e| format!("moving {} to {}: {e}", object.path.display(), to.display()))?;
+    }
+    Ok(())
+}
+
+fn missing(from: &Path, to: &Path) -> String {
+    format!(
+        "{} is missing (and {} was never committed)",
+        from.display(),
+        to.display()
+    )
 }
 
 #[cfg(test)]

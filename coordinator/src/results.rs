@@ -20,6 +20,7 @@ use hint_common::shapley::phi::{
     ConceptPhi,
 };
 use hint_common::shapley::ShapleyError;
+use hint_common::storage::{self, StorageError};
 use serde_json::json;
 
 use crate::scheduler::{Job, Output, TaskState};
@@ -41,6 +42,9 @@ pub enum ResultsError {
     /// The report could not be written.
     #[error("report.html: {0}")]
     Report(String),
+    /// An input could not be fetched from, or a result uploaded to, object storage.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
     /// Another file could not be written.
     #[error("{path}: {source}")]
     Io {
@@ -67,11 +71,57 @@ pub fn phi(job: &Job, hierarchy: &Hierarchy) -> Vec<ConceptPhi> {
         .collect()
 }
 
-/// Writes the results of a job whose Shapley tasks have all settled.
+/// Writes the results of a job whose Shapley tasks have all settled. For a job in object
+/// storage they are written to a local copy of the job directory first (what the report
+/// reads: spec.json, the classifiers' metrics) and uploaded file by file.
 pub fn write(job: &Job) -> Result<(), ResultsError> {
-    let hierarchy = Hierarchy::read_json(&job.job_dir.join("concepts.json"))?;
+    if !storage::is_remote(&job.job_dir) {
+        write_into(job, &job.job_dir)?;
+    } else {
+        let staging = storage::cache_dir().join("results").join(&job.id.0);
+        let staged = stage(job, &staging).and_then(|()| write_into(job, &staging));
+        let uploaded = staged.and_then(|()| {
+            storage::upload_dir(&results_dir(&staging), &results_dir(&job.job_dir))
+                .map_err(ResultsError::from)
+        });
+        if let Err(error) = std::fs::remove_dir_all(&staging) {
+            tracing::warn!(%error, "could not remove {}", staging.display());
+        }
+        uploaded?;
+    }
+    // What is left under attempts/ are outputs of attempts that were never committed.
+    let attempts = job.job_dir.join("attempts");
+    if let Err(error) = storage::remove_all(&attempts) {
+        tracing::warn!(%error, "could not remove {}", attempts.display());
+    }
+    Ok(())
+}
+
+/// A local job directory for the report of a job in object storage: its spec, its
+/// hierarchy and (linked) the fetched classifier directories.
+fn stage(job: &Job, staging: &Path) -> Result<(), ResultsError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ResultsError::Io { path, source }
+    };
+    if staging.exists() {
+        std::fs::remove_dir_all(staging).map_err(io(staging))?;
+    }
+    std::fs::create_dir_all(staging).map_err(io(staging))?;
+    std::fs::write(staging.join("spec.json"), job.spec.to_json()).map_err(io(staging))?;
+    let concepts = storage::fetch(&job.job_dir.join("concepts.json"))?;
+    std::fs::copy(&concepts, staging.join("concepts.json")).map_err(io(&concepts))?;
+    let classifiers = storage::fetch_dir(&job.job_dir.join("classifiers"))?;
+    std::os::unix::fs::symlink(&classifiers, staging.join("classifiers"))
+        .map_err(io(&classifiers))?;
+    Ok(())
+}
+
+/// Writes the result files into `<job_dir>/results/` (a local directory).
+fn write_into(job: &Job, job_dir: &Path) -> Result<(), ResultsError> {
+    let hierarchy = Hierarchy::read_json(&job_dir.join("concepts.json"))?;
     let phis = phi(job, &hierarchy);
-    let out = results_dir(&job.job_dir);
+    let out = results_dir(job_dir);
     std::fs::create_dir_all(&out).map_err(|source| ResultsError::Io {
         path: out.clone(),
         source,
@@ -90,14 +140,7 @@ pub fn write(job: &Job) -> Result<(), ResultsError> {
     )
     .map_err(|source| ResultsError::Io { path, source })?;
     // The page people open first; `hint evaluate` adds localisation to it later.
-    crate::report::write(&job.job_dir).map_err(|e| ResultsError::Report(e.to_string()))?;
-    // What is left under attempts/ are outputs of attempts that were never committed.
-    let attempts = job.job_dir.join("attempts");
-    if attempts.exists() {
-        if let Err(error) = std::fs::remove_dir_all(&attempts) {
-            tracing::warn!(%error, "could not remove {}", attempts.display());
-        }
-    }
+    crate::report::write(job_dir).map_err(|e| ResultsError::Report(e.to_string()))?;
     Ok(())
 }
 

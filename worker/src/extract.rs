@@ -31,6 +31,7 @@ use crossbeam_channel::bounded;
 use hint_common::regions::{
     ActivationType, RegionFileMeta, RegionFileSummary, RegionRows, RegionWriter,
 };
+use hint_common::storage;
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
@@ -725,12 +726,25 @@ fn file_meta(
 /// The default [`ExtractConfig::file_prefix`].
 pub const DEFAULT_FILE_PREFIX: &str = "regions";
 
-/// Creates `out`, refusing to mix a new run with region files of an earlier one.
+/// Creates `out`, refusing to mix a new run with region files of an earlier one. An `s3://`
+/// prefix needs no creating; its objects are checked the same way.
 fn prepare_out_dir(out: &Path, prefix: &str, overwrite: bool) -> Result<()> {
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let entries = std::fs::read_dir(out).map_err(|e| Error::io(out, e))?;
-    for entry in entries {
-        let path = entry.map_err(|e| Error::io(out, e))?.path();
+    let storage_error = |path: &Path, e: storage::StorageError| Error::io(path, e.into_io_at(path));
+    let children: Vec<PathBuf> = if storage::is_remote(out) {
+        storage::list(out)
+            .map_err(|e| storage_error(out, e))?
+            .into_iter()
+            .map(|entry| entry.path)
+            .filter(|path| path.parent() == Some(out))
+            .collect()
+    } else {
+        std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+        let entries = std::fs::read_dir(out).map_err(|e| Error::io(out, e))?;
+        entries
+            .map(|entry| entry.map(|e| e.path()).map_err(|e| Error::io(out, e)))
+            .collect::<Result<_>>()?
+    };
+    for path in children {
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
@@ -749,7 +763,11 @@ fn prepare_out_dir(out: &Path, prefix: &str, overwrite: bool) -> Result<()> {
                 name
             )));
         }
-        std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        if storage::is_remote(&path) {
+            storage::remove_all(&path).map_err(|e| storage_error(&path, e))?;
+        } else {
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
     }
     Ok(())
 }
@@ -786,7 +804,12 @@ fn write_summary(config: &ExtractConfig, report: &ExtractReport) -> Result<()> {
     });
     let path = config.out.join(SUMMARY_FILE);
     let text = serde_json::to_string_pretty(&summary).expect("JSON values serialise");
-    std::fs::write(&path, text + "\n").map_err(|e| Error::io(&path, e))
+    if storage::is_remote(&path) {
+        storage::write(&path, (text + "\n").as_bytes())
+            .map_err(|e| Error::io(&path, e.into_io_at(&path)))
+    } else {
+        std::fs::write(&path, text + "\n").map_err(|e| Error::io(&path, e))
+    }
 }
 
 #[cfg(test)]

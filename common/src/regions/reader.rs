@@ -14,7 +14,9 @@ use half::slice::HalfFloatSliceExt;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 
+use super::writer::storage_error;
 use super::{region_schema, RegionFileMeta, RegionRows, RegionsError, COLUMNS};
+use crate::storage;
 
 /// Reads a whole region file: its metadata and its rows, activations as f32 whichever type
 /// the file stores.
@@ -43,11 +45,18 @@ pub fn read_region_meta(path: &Path) -> Result<(RegionFileMeta, u64), RegionsErr
     Ok((meta, rows))
 }
 
-/// Opens `path`, parses its metadata and checks its columns against the region schema.
+/// Opens `path`, parses its metadata and checks its columns against the region schema. A
+/// remote file is read from its local copy (fetched into the storage cache once, streamed, and
+/// reused while unchanged): Parquet reads footers and column chunks at scattered offsets.
 fn open_builder(
     path: &Path,
 ) -> Result<(ParquetRecordBatchReaderBuilder<File>, RegionFileMeta), RegionsError> {
-    let file = File::open(path).map_err(|source| RegionsError::Io {
+    let local = if storage::is_remote(path) {
+        storage::fetch(path).map_err(|e| storage_error(path, e))?
+    } else {
+        path.to_path_buf()
+    };
+    let file = File::open(&local).map_err(|source| RegionsError::Io {
         path: path.to_path_buf(),
         source,
     })?;

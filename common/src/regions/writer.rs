@@ -1,7 +1,8 @@
-//! [`RegionWriter`]: Parquet encoding, partial-file naming and the atomic rename.
+//! [`RegionWriter`]: Parquet encoding into a [`storage::ObjectWriter`](crate::storage), which
+//! makes the file visible only when finished (a local `.partial` file renamed, or an S3
+//! multipart upload completed).
 
 use std::fmt;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
 use super::{item_field, region_schema, ActivationType, RegionFileMeta, RegionRows, RegionsError};
+use crate::storage::{self, ObjectWriter, StorageError};
 
 /// Uncompressed bytes aimed at per row group: big enough for efficient scans, small enough
 /// that the writer's buffered row group stays modest in memory.
@@ -54,12 +56,11 @@ impl From<&RegionFileSummary> for crate::proto::RegionFile {
 
 /// Writes one region file; see the [`regions`](super) docs for the crash-safety rule.
 pub struct RegionWriter {
-    /// `None` once finished (so `Drop` knows not to remove anything).
-    writer: Option<ArrowWriter<File>>,
+    /// Dropping it unfinished removes the partial file or aborts the upload.
+    writer: ArrowWriter<ObjectWriter>,
     schema: SchemaRef,
     meta: RegionFileMeta,
     path: PathBuf,
-    partial: PathBuf,
     rows: u64,
     foreground_rows: u64,
 }
@@ -73,17 +74,23 @@ impl fmt::Debug for RegionWriter {
     }
 }
 
-/// The temporary name of `path` while it is being written: `.<name>.partial` beside it.
+/// The temporary name of a local `path` while it is being written: `.<name>.partial` beside
+/// it. (An object being uploaded has no name until its upload completes.)
 pub fn partial_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.partial"))
+    storage::partial_path(path)
+}
+
+/// A storage failure on region file `path` as the region error that names it.
+pub(super) fn storage_error(path: &Path, error: StorageError) -> RegionsError {
+    RegionsError::Io {
+        path: path.to_path_buf(),
+        source: error.into_io_at(path),
+    }
 }
 
 impl RegionWriter {
-    /// Starts writing `path` (through its partial name) with file metadata `meta`.
+    /// Starts writing `path` (a local path, written through its partial name, or an `s3://`
+    /// URL) with file metadata `meta`.
     pub fn create(path: &Path, meta: RegionFileMeta) -> Result<Self, RegionsError> {
         meta.validate().map_err(|problem| RegionsError::Metadata {
             path: path.to_path_buf(),
@@ -118,27 +125,19 @@ impl RegionWriter {
             .set_column_dictionary_enabled(activation_column, false)
             .set_key_value_metadata(Some(kv))
             .build();
-        let partial = partial_path(path);
-        let file = File::create(&partial).map_err(|source| RegionsError::Io {
-            path: partial.clone(),
-            source,
-        })?;
-        let writer = match ArrowWriter::try_new(file, schema.clone(), Some(props)) {
-            Ok(writer) => writer,
-            Err(source) => {
-                let _ = std::fs::remove_file(&partial);
-                return Err(RegionsError::Parquet {
-                    path: path.to_path_buf(),
-                    source,
-                });
+        let file = storage::create(path).map_err(|e| storage_error(path, e))?;
+        // On failure the ObjectWriter is dropped with the error: nothing is left behind.
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|source| {
+            RegionsError::Parquet {
+                path: path.to_path_buf(),
+                source,
             }
-        };
+        })?;
         Ok(RegionWriter {
-            writer: Some(writer),
+            writer,
             schema,
             meta,
             path: path.to_path_buf(),
-            partial,
             rows: 0,
             foreground_rows: 0,
         })
@@ -201,11 +200,7 @@ impl RegionWriter {
             Arc::new(activation),
         ];
         let batch = RecordBatch::try_new(self.schema.clone(), columns).map_err(arrow_err)?;
-        let writer = self
-            .writer
-            .as_mut()
-            .expect("a writer is present until finish");
-        writer
+        self.writer
             .write(&batch)
             .map_err(|source| RegionsError::Parquet {
                 path: self.path.clone(),
@@ -249,39 +244,22 @@ impl RegionWriter {
         Ok(())
     }
 
-    /// Closes the file, flushes it to disk and renames it to its final path.
-    pub fn finish(mut self) -> Result<RegionFileSummary, RegionsError> {
-        let writer = self.writer.take().expect("finish runs once");
-        let file = writer
+    /// Writes the footer and makes the file visible under its final path: locally flushed to
+    /// disk and renamed, remotely the upload completed.
+    pub fn finish(self) -> Result<RegionFileSummary, RegionsError> {
+        let file = self
+            .writer
             .into_inner()
             .map_err(|source| RegionsError::Parquet {
                 path: self.path.clone(),
                 source,
             })?;
-        let io_err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| RegionsError::Io { path, source }
-        };
-        // Data must be on disk before the rename makes the file look complete.
-        file.sync_all().map_err(io_err(&self.partial))?;
-        drop(file);
-        std::fs::rename(&self.partial, &self.path).map_err(io_err(&self.path))?;
+        file.finish().map_err(|e| storage_error(&self.path, e))?;
         Ok(RegionFileSummary {
-            path: self.path.clone(),
+            path: self.path,
             rows: self.rows,
             foreground_rows: self.foreground_rows,
             background_rows: self.rows - self.foreground_rows,
         })
-    }
-}
-
-impl Drop for RegionWriter {
-    fn drop(&mut self) {
-        if let Some(writer) = self.writer.take() {
-            // An unfinished file must not survive; errors here have nowhere to go and the
-            // partial name already marks the file as incomplete.
-            drop(writer);
-            let _ = std::fs::remove_file(&self.partial);
-        }
     }
 }

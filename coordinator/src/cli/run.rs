@@ -12,6 +12,7 @@ use clap::Args;
 use hint_common::hierarchy::Hierarchy;
 use hint_common::job::JobId;
 use hint_common::proto::{self, jobs_client::JobsClient};
+use hint_common::storage;
 use hint_coordinator::coordinator::{Coordinator, CoordinatorConfig};
 use hint_coordinator::{results, service, spec};
 use hint_worker::runtime::{self, WorkerConfig};
@@ -28,7 +29,8 @@ pub struct RunArgs {
     /// Workers in this process.
     #[arg(long, default_value_t = 2)]
     workers: u32,
-    /// State directory (default: <storage.root>/state).
+    /// State directory: the coordinator's journal (default: <storage.root>/state; required
+    /// when the storage root is an s3:// URL, since the journal is a local file).
     #[arg(long)]
     state: Option<PathBuf>,
     /// Device of the workers: cpu, cuda, cuda:N, or auto.
@@ -40,10 +42,15 @@ pub struct RunArgs {
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let spec = spec::load(&args.spec)?;
     anyhow::ensure!(args.workers >= 1, "--workers must be at least 1");
-    let state = args
-        .state
-        .clone()
-        .unwrap_or_else(|| spec.storage.root.join("state"));
+    let state = match &args.state {
+        Some(state) => state.clone(),
+        None if storage::is_remote(&spec.storage.root) => anyhow::bail!(
+            "the storage root {} is in object storage: give --state DIR, a local directory \
+             for the coordinator's journal",
+            spec.storage.root.display()
+        ),
+        None => spec.storage.root.join("state"),
+    };
     let device = hint_worker::device::parse(&args.device)?;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let runtime = tokio::runtime::Runtime::new()?;
@@ -138,10 +145,13 @@ fn print_summary(coordinator: &Coordinator, id: &JobId, status: &proto::JobStatu
         return;
     };
     let dir = results::results_dir(&job.job_dir);
-    let Ok(hierarchy) = Hierarchy::read_json(&dir.join("concepts.json")) else {
+    let Ok(hierarchy) = storage::fetch(&dir.join("concepts.json"))
+        .map_err(|e| e.to_string())
+        .and_then(|local| Hierarchy::read_json(&local).map_err(|e| e.to_string()))
+    else {
         return;
     };
-    let summary: serde_json::Value = std::fs::read_to_string(dir.join("job.json"))
+    let summary: serde_json::Value = storage::read_to_string(&dir.join("job.json"))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();

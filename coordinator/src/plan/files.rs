@@ -7,6 +7,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use hint_common::hierarchy::Hierarchy;
+use hint_common::storage;
 use hint_worker::images::ImageRecord;
 
 use super::PlanError;
@@ -26,11 +27,23 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PlanError + '_ {
     }
 }
 
-/// Writes `path` atomically: `fill` writes the content to a temporary file beside it.
+/// Writes `path` atomically: `fill` writes the content to a temporary file beside it (for
+/// object storage: in the local cache, then streamed up; the object appears only whole).
 fn write_atomically(
     path: &Path,
     fill: impl FnOnce(&Path) -> Result<(), PlanError>,
 ) -> Result<(), PlanError> {
+    if storage::is_remote(path) {
+        let staging = storage::cache_dir().join("staging");
+        fs::create_dir_all(&staging).map_err(io(&staging))?;
+        let tmp = tempfile::NamedTempFile::new_in(&staging).map_err(io(&staging))?;
+        fill(tmp.path())?;
+        let mut writer = storage::create(path)?;
+        let mut file = File::open(tmp.path()).map_err(io(tmp.path()))?;
+        std::io::copy(&mut file, &mut writer).map_err(io(path))?;
+        writer.finish()?;
+        return Ok(());
+    }
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()

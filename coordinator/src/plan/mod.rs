@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use hint_common::hierarchy::{Hierarchy, Selection, WordNet};
 use hint_common::job::spec::HierarchySpec;
 use hint_common::job::JobSpec;
+use hint_common::storage::{self, StorageError};
 use hint_worker::images::{self, Dataset, LabelMap};
 
 use hierarchy::{BuildError, HierarchySource};
@@ -56,6 +57,9 @@ pub struct Plan {
 /// Why a job cannot be planned; each names the spec field or the file at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
+    /// An input could not be fetched from, or a plan file written to, object storage.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
     /// `data.images` is not a usable dataset (missing, no images, a malformed manifest).
     #[error("data.images: {0}")]
     Images(hint_worker::Error),
@@ -135,19 +139,25 @@ fn short_list(names: &[String]) -> String {
 /// `concepts.json` into `job_dir` (created if missing; each file atomically) and returns
 /// the plan. See the module docs.
 pub fn plan(spec: &JobSpec, job_dir: &Path) -> Result<Plan, PlanError> {
-    let source = std::path::absolute(&spec.data.images).map_err(|source| PlanError::Io {
-        path: spec.data.images.clone(),
-        source,
-    })?;
+    let source = if storage::is_remote(&spec.data.images) {
+        spec.data.images.clone()
+    } else {
+        std::path::absolute(&spec.data.images).map_err(|source| PlanError::Io {
+            path: spec.data.images.clone(),
+            source,
+        })?
+    };
     let dataset = images::scan(&source).map_err(PlanError::Images)?;
     let labels = label_names(spec, &dataset)?;
     let label_images = count_labels(&dataset, &labels);
     let hierarchy = build_hierarchy(&spec.data.hierarchy, &labels, &label_images)?;
 
-    std::fs::create_dir_all(job_dir).map_err(|source| PlanError::Io {
-        path: job_dir.to_path_buf(),
-        source,
-    })?;
+    if !storage::is_remote(job_dir) {
+        std::fs::create_dir_all(job_dir).map_err(|source| PlanError::Io {
+            path: job_dir.to_path_buf(),
+            source,
+        })?;
+    }
     files::write_labels(&job_dir.join(files::LABELS), &labels)?;
     files::write_manifest(&job_dir.join(files::MANIFEST), &dataset.images)?;
     // concepts.json last: its presence says the plan is complete.
@@ -160,10 +170,11 @@ pub fn plan(spec: &JobSpec, job_dir: &Path) -> Result<Plan, PlanError> {
 /// checked against the counts), `labels.txt` is checked against the labels.
 pub fn reload(spec: &JobSpec, job_dir: &Path) -> Result<Plan, PlanError> {
     let concepts = job_dir.join(files::CONCEPTS);
-    let hierarchy = Hierarchy::read_json(&concepts).map_err(|e| PlanError::Damaged {
-        path: concepts.clone(),
-        problem: e.to_string(),
-    })?;
+    let hierarchy =
+        Hierarchy::read_json(&storage::fetch(&concepts)?).map_err(|e| PlanError::Damaged {
+            path: concepts.clone(),
+            problem: e.to_string(),
+        })?;
     let damaged = |path: &Path, problem: String| PlanError::Damaged {
         path: path.to_path_buf(),
         problem,
@@ -173,8 +184,8 @@ pub fn reload(spec: &JobSpec, job_dir: &Path) -> Result<Plan, PlanError> {
     };
 
     let labels_file = job_dir.join(files::LABELS);
-    let map =
-        LabelMap::from_file(&labels_file).map_err(|e| damaged(&labels_file, e.to_string()))?;
+    let map = LabelMap::from_file(&storage::fetch(&labels_file)?)
+        .map_err(|e| damaged(&labels_file, e.to_string()))?;
     if map.names() != hierarchy.labels() {
         return Err(damaged(
             &labels_file,
@@ -218,7 +229,7 @@ fn label_names(spec: &JobSpec, dataset: &Dataset) -> Result<Vec<String>, PlanErr
     let Some(path) = &spec.data.labels else {
         return Ok(LabelMap::sorted(&dataset.classes).names());
     };
-    let map = LabelMap::from_file(path).map_err(PlanError::LabelMap)?;
+    let map = LabelMap::from_file(&storage::fetch(path)?).map_err(PlanError::LabelMap)?;
     let unmapped: Vec<String> = dataset
         .classes
         .iter()
@@ -265,7 +276,7 @@ fn build_hierarchy(
 ) -> Result<Hierarchy, PlanError> {
     let built = match spec {
         HierarchySpec::File { path } => hierarchy::build(
-            HierarchySource::File(path),
+            HierarchySource::File(&storage::fetch(path)?),
             &Selection::default(),
             labels,
             counts,

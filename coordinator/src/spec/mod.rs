@@ -179,7 +179,7 @@ pub fn parse(text: &str, base_dir: &Path, source: &str) -> Result<JobSpec, SpecE
     problems.extend(scheduler.finish());
 
     let mut evaluate = root.section("evaluate");
-    let evaluate_spec = sections::evaluate(&mut evaluate, &base_dir);
+    let evaluate_spec = sections::evaluate(&mut evaluate, &base_dir, &storage_spec.root);
     problems.extend(evaluate.finish());
 
     problems.extend(root.finish());

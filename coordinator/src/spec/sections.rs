@@ -11,6 +11,7 @@ use hint_common::job::spec::{
 };
 use hint_common::regions::ActivationType;
 use hint_common::shapley::{Quality, Replacement};
+use hint_common::storage;
 use hint_worker::models::Architecture;
 use hint_worker::responsible::Aggregation;
 use hint_worker::saliency::{Baseline, Method};
@@ -32,7 +33,11 @@ fn message(error: impl Display) -> String {
 /// Makes a spec path absolute against the spec file's directory (and canonical as far as
 /// it exists, so a job does not depend on the coordinator's working directory).
 pub(super) fn resolve(base_dir: &Path, path: &str) -> PathBuf {
-    let joined = base_dir.join(path);
+    let location = storage::location(path);
+    if storage::is_remote(&location) {
+        return location;
+    }
+    let joined = base_dir.join(location);
     // Canonicalise the longest existing ancestor and keep the rest as written: a storage
     // root need not exist yet.
     let mut rest = Vec::new();
@@ -60,15 +65,49 @@ fn required_path(section: &mut Section<'_>, key: &'static str, base_dir: &Path) 
     section.required_string(key).map(|p| resolve(base_dir, &p))
 }
 
-/// A problem unless `path` is an existing regular file.
+/// What is at a location: asked of the object store for a URL (any failure to ask is the
+/// problem reported).
+enum Found {
+    File,
+    Dir,
+    Nothing,
+}
+
+fn look(path: &Path) -> Result<Found, String> {
+    if storage::is_remote(path) {
+        let text = path.to_string_lossy();
+        let scheme = text.split("://").next().unwrap_or_default();
+        if scheme != "s3" {
+            return Err(format!(
+                "{scheme}:// is not supported: give a local path or an s3:// URL"
+            ));
+        }
+        if storage::exists(path).map_err(|e| e.to_string())? {
+            Ok(Found::File)
+        } else if storage::is_dir(path).map_err(|e| e.to_string())? {
+            Ok(Found::Dir)
+        } else {
+            Ok(Found::Nothing)
+        }
+    } else if path.is_file() {
+        Ok(Found::File)
+    } else if path.is_dir() {
+        Ok(Found::Dir)
+    } else {
+        Ok(Found::Nothing)
+    }
+}
+
+/// A problem unless `path` is an existing regular file (or object).
 fn must_be_file(section: &mut Section<'_>, key: &'static str, path: &Path) {
-    if path.is_dir() {
-        section.problem(
+    match look(path) {
+        Err(problem) => section.problem(key, problem),
+        Ok(Found::File) => {}
+        Ok(Found::Dir) => section.problem(
             key,
             format!("{} is a directory, not a file", path.display()),
-        );
-    } else if !path.is_file() {
-        section.problem(key, format!("no such file: {}", path.display()));
+        ),
+        Ok(Found::Nothing) => section.problem(key, format!("no such file: {}", path.display())),
     }
 }
 
@@ -146,16 +185,17 @@ pub(super) fn data(s: &mut Section<'_>, base_dir: &Path) -> (DataSpec, Vec<super
         let is_csv = images
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-        if !images.exists() {
-            s.problem("images", format!("not found: {}", images.display()));
-        } else if !images.is_dir() && !is_csv {
-            s.problem(
+        match look(images) {
+            Err(problem) => s.problem("images", problem),
+            Ok(Found::Nothing) => s.problem("images", format!("not found: {}", images.display())),
+            Ok(Found::File) if !is_csv => s.problem(
                 "images",
                 format!(
                     "{} is neither a directory (ImageFolder) nor a .csv manifest",
                     images.display()
                 ),
-            );
+            ),
+            Ok(_) => {}
         }
     }
     if let Some(labels) = &labels {
@@ -194,9 +234,12 @@ pub(super) fn data(s: &mut Section<'_>, base_dir: &Path) -> (DataSpec, Vec<super
     } else {
         let path = hierarchy.map(|h| resolve(base_dir, &h)).unwrap_or_default();
         if !path.as_os_str().is_empty() {
-            if path.is_file() {
+            let found = look(&path);
+            if let Err(problem) = found {
+                s.problem("hierarchy", problem);
+            } else if let Ok(Found::File) = found {
                 // Fine: the plan reads it (YAML/JSON hierarchy or concepts.json).
-            } else if path.is_dir() {
+            } else if let Ok(Found::Dir) = found {
                 s.problem(
                     "hierarchy",
                     format!("{} is a directory, not a file", path.display()),
@@ -412,40 +455,41 @@ pub(super) fn shapley(s: &mut Section<'_>) -> ShapleySpec {
     }
 }
 
-/// `[storage]`: a local directory (it need not exist yet; the coordinator creates it).
+/// `[storage]`: a local directory (it need not exist yet; the coordinator creates it) or an
+/// `s3://bucket/prefix` whose bucket must be reachable with the credentials at hand.
 pub(super) fn storage(s: &mut Section<'_>, base_dir: &Path) -> StorageSpec {
-    let root = s.required_string("root");
-    let root = match root {
-        Some(url) if url.contains("://") => {
-            let scheme = url.split("://").next().unwrap_or_default();
-            let message = if scheme == "s3" {
-                "object storage is not supported yet (issue F)".to_string()
-            } else {
-                format!("{scheme}:// is not supported: give a local directory (object storage is issue F)")
-            };
-            s.problem("root", message);
-            PathBuf::new()
-        }
-        Some(root) => {
-            let root = resolve(base_dir, &root);
-            if root.exists() && !root.is_dir() {
-                s.problem(
-                    "root",
-                    format!("{} is a file, not a directory", root.display()),
-                );
-            }
-            root
-        }
-        None => PathBuf::new(),
+    let Some(root) = s.required_string("root") else {
+        return StorageSpec {
+            root: PathBuf::new(),
+        };
     };
+    let root = resolve(base_dir, &root);
+    match look(&root) {
+        Err(problem) => s.problem("root", problem),
+        Ok(Found::File) => s.problem(
+            "root",
+            format!("{} is a file, not a directory", root.display()),
+        ),
+        Ok(_) => {}
+    }
     StorageSpec { root }
 }
 
 /// `[evaluate]` (optional): annotations (and masks) of the job's images for `hint evaluate`,
 /// run after the job by `hint run`.
-pub(super) fn evaluate(s: &mut Section<'_>, base_dir: &Path) -> Option<EvaluateSpec> {
+pub(super) fn evaluate(
+    s: &mut Section<'_>,
+    base_dir: &Path,
+    storage_root: &Path,
+) -> Option<EvaluateSpec> {
     if !s.is_present() {
         return None;
+    }
+    if storage::is_remote(storage_root) {
+        // Localisation runs where `hint run` runs and reads the job's files directly.
+        s.section_problem(
+            "needs a local storage root for now: run `hint evaluate` on a copy of the job",
+        );
     }
     let annotations = required_path(s, "annotations", base_dir);
     let masks = path(s, "masks", base_dir);
@@ -460,7 +504,12 @@ pub(super) fn evaluate(s: &mut Section<'_>, base_dir: &Path) -> Option<EvaluateS
     );
     for (key, dir) in [("annotations", &annotations), ("masks", &masks)] {
         if let Some(dir) = dir {
-            if !dir.is_dir() {
+            if storage::is_remote(dir) {
+                s.problem(
+                    key,
+                    "must be a local directory (hint evaluate reads it as files)",
+                );
+            } else if !dir.is_dir() {
                 s.problem(key, format!("no such directory: {}", dir.display()));
             }
         }

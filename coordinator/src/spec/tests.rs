@@ -290,7 +290,7 @@ until_stderr = 0.01
 until_top_k = 3
 
 [storage]
-root = "s3://bucket/runs"
+root = "gs://bucket/runs"
 
 [scheduler]
 max_attempts = 0
@@ -345,7 +345,7 @@ max_attempts = 0
     );
     assert_eq!(
         text_of("storage.root"),
-        "object storage is not supported yet (issue F)"
+        "gs:// is not supported: give a local path or an s3:// URL"
     );
     assert_eq!(
         text_of("scheduler.max_attempts"),

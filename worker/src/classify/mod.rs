@@ -283,8 +283,11 @@ pub fn run(
     };
     hierarchy.write_json(&config.out.join(CONCEPTS_FILE))?;
     output::write_json(&config.out.join(METRICS_FILE), &metrics)?;
-    let regions = std::fs::canonicalize(&config.regions)
-        .map_err(|e| ClassifyError::io(&config.regions, e))?;
+    let regions = if hint_common::storage::is_remote(&config.regions) {
+        config.regions.clone()
+    } else {
+        std::fs::canonicalize(&config.regions).map_err(|e| ClassifyError::io(&config.regions, e))?
+    };
     let settings = ClassifySettings {
         format: SETTINGS_FORMAT,
         regions,

@@ -75,11 +75,14 @@ pub fn crop_offset(size: u32, crop: u32) -> i64 {
     }
 }
 
-/// Reads, decodes and preprocesses the image at `path` into CHW `f32` values (length
+/// Reads (a local file or an `s3://` object), decodes and preprocesses the image at `path`
+/// into CHW `f32` values (length
 /// [`Preprocess::pixels_per_image`]). Any problem — unreadable file, unknown format,
 /// truncated or corrupt data — is returned as a short human reason, for the skip record.
 pub fn load(path: &Path, p: &Preprocess) -> Result<Vec<f32>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    // A local read fails with the system's message, as `std::fs::read` gives it.
+    let bytes =
+        hint_common::storage::read(path).map_err(|e| format!("cannot read: {}", e.message))?;
     // The format comes from the content, not the extension: some datasets (ImageNet among
     // them) hold PNGs named .JPEG.
     let reader = ImageReader::new(Cursor::new(bytes))

@@ -20,11 +20,23 @@
 //! A `.csv` file with a header naming (at least) the columns `path` and `label`; relative
 //! paths are relative to the CSV's directory; ids are the row order from 0. Fields are
 //! trimmed; an empty path or label is an error naming the line.
+//!
+//! # Object storage
+//!
+//! The dataset, its images and the label map may live at `s3://bucket/prefix` URLs (see
+//! `hint_common::storage`). A remote ImageFolder is a prefix: classes are the first path
+//! segment below it, images the objects with an image extension below a class, in the same
+//! order as a local tree (object stores have no empty folders, so every class has an image).
+//! Relative paths in a remote CSV resolve against the CSV's "directory" URL; a path that is
+//! itself a URL is taken as it is.
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+
+use hint_common::storage;
 
 use super::pipeline::LabelledImage;
 use crate::error::{Error, Result};
@@ -58,16 +70,14 @@ pub struct Dataset {
 /// Reads the dataset at `source`: a directory is an ImageFolder tree, a `.csv` file a
 /// manifest. A dataset without images is an error.
 pub fn scan(source: &Path) -> Result<Dataset> {
-    let meta = fs::metadata(source).map_err(|e| Error::io(source, e))?;
-    let dataset = if meta.is_dir() {
-        scan_image_folder(source)?
-    } else if has_extension(source, &["csv"]) {
-        scan_csv(source)?
+    let dataset = if storage::is_remote(source) {
+        if has_extension(source, &["csv"]) {
+            scan_csv(source)?
+        } else {
+            scan_remote_image_folder(source)?
+        }
     } else {
-        return Err(Error::Input(format!(
-            "{}: not a directory (ImageFolder) or a .csv manifest",
-            source.display()
-        )));
+        scan_local(source)?
     };
     if dataset.images.is_empty() {
         return Err(Error::Input(format!(
@@ -77,6 +87,20 @@ pub fn scan(source: &Path) -> Result<Dataset> {
         )));
     }
     Ok(dataset)
+}
+
+fn scan_local(source: &Path) -> Result<Dataset> {
+    let meta = fs::metadata(source).map_err(|e| Error::io(source, e))?;
+    Ok(if meta.is_dir() {
+        scan_image_folder(source)?
+    } else if has_extension(source, &["csv"]) {
+        scan_csv(source)?
+    } else {
+        return Err(Error::Input(format!(
+            "{}: not a directory (ImageFolder) or a .csv manifest",
+            source.display()
+        )));
+    })
 }
 
 /// Whether `path`'s extension is one of `extensions` (lower case), ignoring case.
@@ -112,27 +136,77 @@ fn scan_image_folder(root: &Path) -> Result<Dataset> {
     for class in &classes {
         let mut files = Vec::new();
         collect_images(&root.join(class), 0, &mut files)?;
-        // torchvision walks sorted (dirpath, filenames): compare the directory as a whole
-        // string first, then the file name (this differs from component-wise Path ordering).
-        files.sort_by(|a, b| {
-            let key = |p: &PathBuf| {
-                (
-                    p.parent()
-                        .map(|d| d.as_os_str().as_encoded_bytes().to_vec()),
-                    p.file_name().map(|n| n.as_encoded_bytes().to_vec()),
-                )
-            };
-            key(a).cmp(&key(b))
-        });
-        for path in files {
-            images.push(ImageRecord {
-                id: images.len() as u64,
-                path,
-                label: class.clone(),
-            });
-        }
+        push_class(&mut images, class, files);
     }
     Ok(Dataset { images, classes })
+}
+
+/// Appends one class's image files to `images` in torchvision's order.
+fn push_class(images: &mut Vec<ImageRecord>, class: &str, mut files: Vec<PathBuf>) {
+    // torchvision walks sorted (dirpath, filenames): compare the directory as a whole
+    // string first, then the file name (this differs from component-wise Path ordering).
+    files.sort_by(|a, b| {
+        let key = |p: &PathBuf| {
+            (
+                p.parent()
+                    .map(|d| d.as_os_str().as_encoded_bytes().to_vec()),
+                p.file_name().map(|n| n.as_encoded_bytes().to_vec()),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    for path in files {
+        images.push(ImageRecord {
+            id: images.len() as u64,
+            path,
+            label: class.to_string(),
+        });
+    }
+}
+
+/// An ImageFolder under an object-store prefix: one listing, grouped by the first segment.
+fn scan_remote_image_folder(root: &Path) -> Result<Dataset> {
+    let mut by_class: std::collections::BTreeMap<String, Vec<PathBuf>> = Default::default();
+    for entry in storage::list(root).map_err(|e| Error::io(root, e.into_io_at(root)))? {
+        let Ok(relative) = entry.path.strip_prefix(root) else {
+            continue;
+        };
+        let mut parts = relative.components();
+        let class = parts.next().map(|c| c.as_os_str());
+        // Objects directly under the root are not in a class; hidden folders are never classes.
+        let (Some(class), true) = (class, parts.next().is_some()) else {
+            continue;
+        };
+        if is_hidden(class) {
+            continue;
+        }
+        let class = class.to_string_lossy().into_owned();
+        let files = by_class.entry(class).or_default();
+        if has_extension(&entry.path, &IMAGE_EXTENSIONS) {
+            files.push(entry.path);
+        }
+    }
+    let mut images = Vec::new();
+    for (class, files) in &by_class {
+        push_class(&mut images, class, files.clone());
+    }
+    Ok(Dataset {
+        images,
+        classes: by_class.into_keys().collect(),
+    })
+}
+
+/// A CSV reader over a local file or an object (read whole: manifests are small).
+fn csv_reader(path: &Path) -> Result<csv::Reader<Box<dyn Read>>> {
+    let source: Box<dyn Read> = if storage::is_remote(path) {
+        let bytes = storage::read(path).map_err(|e| Error::io(path, e.into_io_at(path)))?;
+        Box::new(std::io::Cursor::new(bytes))
+    } else {
+        Box::new(fs::File::open(path).map_err(|e| Error::io(path, e))?)
+    };
+    Ok(csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(source))
 }
 
 /// Appends the image files below `dir` (following symlinks) to `out`.
@@ -160,10 +234,7 @@ fn scan_csv(manifest: &Path) -> Result<Dataset> {
     let at = |line: u64, problem: &str| {
         Error::Input(format!("{}: line {line}: {problem}", manifest.display()))
     };
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_path(manifest)
-        .map_err(|e| csv_error(manifest, e))?;
+    let mut reader = csv_reader(manifest)?;
     let headers = reader
         .headers()
         .map_err(|e| csv_error(manifest, e))?
@@ -197,7 +268,11 @@ fn scan_csv(manifest: &Path) -> Result<Dataset> {
         classes.insert(label.to_string());
         images.push(ImageRecord {
             id: images.len() as u64,
-            path: base.join(path),
+            path: if storage::is_remote(Path::new(path)) || path.starts_with("file://") {
+                storage::location(path)
+            } else {
+                base.join(path)
+            },
             label: label.to_string(),
         });
     }
@@ -259,7 +334,11 @@ impl LabelMap {
         // (line number, index, name) triples.
         let mut entries: Vec<(usize, usize, String)> = Vec::new();
         if has_extension(path, &["txt"]) {
-            let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+            let text = if storage::is_remote(path) {
+                storage::read_to_string(path).map_err(|e| Error::io(path, e.into_io_at(path)))?
+            } else {
+                fs::read_to_string(path).map_err(|e| Error::io(path, e))?
+            };
             for (k, line) in text.lines().enumerate() {
                 let name = line.trim();
                 if !name.is_empty() {
@@ -267,10 +346,7 @@ impl LabelMap {
                 }
             }
         } else if has_extension(path, &["csv"]) {
-            let mut reader = csv::ReaderBuilder::new()
-                .trim(csv::Trim::All)
-                .from_path(path)
-                .map_err(|e| csv_error(path, e))?;
+            let mut reader = csv_reader(path)?;
             let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
             let col = |name: &str| {
                 headers.iter().position(|h| h == name).ok_or_else(|| {

@@ -8,6 +8,7 @@
 
 use std::path::Path;
 
+use hint_common::storage;
 use safetensors::{Dtype, SafeTensors};
 use tch::{nn, Kind, Tensor};
 
@@ -18,9 +19,16 @@ use crate::error::{Error, Result};
 const MAX_LISTED: usize = 10;
 
 /// Reads every tensor of a safetensors file, sorted by name (the file's own order is
-/// arbitrary, and sorted names make error messages reproducible).
+/// arbitrary, and sorted names make error messages reproducible). An `s3://` file is read
+/// from its local copy in the storage cache: every task of a job loads the same weights, so
+/// the object is downloaded once per machine, not once per task.
 pub(super) fn read(path: &Path) -> Result<Vec<(String, Tensor)>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let local = if storage::is_remote(path) {
+        storage::fetch(path).map_err(|e| Error::io(path, e.into_io_at(path)))?
+    } else {
+        path.to_path_buf()
+    };
+    let bytes = std::fs::read(&local).map_err(|e| Error::io(path, e))?;
     let file = SafeTensors::deserialize(&bytes)
         .map_err(|e| weights_error(path, format!("not a readable safetensors file: {e}")))?;
     let mut tensors = Vec::with_capacity(file.len());

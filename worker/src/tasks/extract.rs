@@ -1,10 +1,12 @@
 //! The extract task: one shard of the job's manifest → one region file.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use hint_common::proto::{ExtractSummary, ExtractTask, RegionFile, SkippedImage};
 use hint_common::regions::ActivationType;
+use hint_common::storage;
 
 use super::failure::TaskError;
 use super::{check_cancel, output_dir, require, Job, TaskRunner};
@@ -46,10 +48,19 @@ pub(super) fn config(
     // The plan's label map fixes label indices for every shard (a class with no image in
     // the manifest keeps its index); job directories made by hand may lack it.
     let planned = job.labels();
-    config.label_map = if planned.exists() {
-        Some(planned)
+    // A label map in object storage is read from its copy in the cache; a local one is
+    // checked where the task runs (`require`).
+    let local_copy = |path: &Path| -> Result<PathBuf, TaskError> {
+        Ok(if storage::is_remote(path) {
+            storage::fetch(path)?
+        } else {
+            path.to_path_buf()
+        })
+    };
+    config.label_map = if storage::exists(&planned)? {
+        Some(local_copy(&planned)?)
     } else {
-        spec.data.labels.clone()
+        spec.data.labels.as_deref().map(local_copy).transpose()?
     };
     let e = &spec.extract;
     config.method = Method::parse(&e.method, e.samples, e.noise, e.steps, baseline)?;

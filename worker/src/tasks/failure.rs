@@ -10,6 +10,7 @@ use hint_common::proto::FailureReason;
 use hint_common::regions::sample::SampleError;
 use hint_common::regions::RegionsError;
 use hint_common::shapley::ShapleyError;
+use hint_common::storage::StorageError;
 
 use crate::classify::ClassifyError;
 use crate::shapley::ShapleyRunError;
@@ -81,6 +82,9 @@ pub(crate) enum TaskError {
     /// The job's `concepts.json`.
     #[error(transparent)]
     Hierarchy(#[from] HierarchyError),
+    /// Fetching an input from, or uploading an output to, the job's storage.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 }
 
 impl TaskError {
@@ -100,6 +104,10 @@ impl TaskError {
             TaskError::Classify(e) => classify_reason(e),
             TaskError::Shapley(e) => shapley_reason(e),
             TaskError::Hierarchy(e) => hierarchy_reason(e),
+            // A missing input stays missing on every worker; anything else (the network,
+            // the store) may pass.
+            TaskError::Storage(e) if e.not_found => FailureReason::BadInput,
+            TaskError::Storage(_) => FailureReason::Io,
         }
     }
 }

@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use hint_common::job::JobSpec;
 use hint_common::proto::{self, complete_request::Output, task::Kind};
+use hint_common::storage;
 use tch::Device;
 
 use failure::TaskError;
@@ -92,9 +93,14 @@ impl Job {
 }
 
 /// A path the task needs and cannot do without: missing, it is the job's fault, not the
-/// worker's (no retry would find it).
+/// worker's (no retry would find it). A remote directory exists when objects lie under it.
 fn require(path: &Path, what: &str) -> Result<(), TaskError> {
-    if path.exists() {
+    let exists = if storage::is_remote(path) {
+        storage::exists(path)? || storage::is_dir(path)?
+    } else {
+        path.exists()
+    };
+    if exists {
         Ok(())
     } else {
         Err(TaskError::BadInput(format!(
@@ -104,10 +110,13 @@ fn require(path: &Path, what: &str) -> Result<(), TaskError> {
     }
 }
 
-/// A directory the task was told to write into, as an absolute path.
+/// A directory the task was told to write into, as an absolute path (or its URL).
 fn output_dir(dir: &str, what: &str) -> Result<PathBuf, TaskError> {
     if dir.is_empty() {
         return Err(TaskError::BadInput(format!("the task names no {what}")));
+    }
+    if storage::is_remote(Path::new(dir)) {
+        return Ok(PathBuf::from(dir));
     }
     std::path::absolute(dir).map_err(|e| TaskError::BadInput(format!("{what} {dir}: {e}")))
 }

@@ -19,6 +19,7 @@ use hint_common::job::wire::sums_to_proto;
 use hint_common::proto::{ShapleySums, ShapleyTask};
 use hint_common::regions::sample::ConceptSamples;
 use hint_common::shapley::{PartialSums, PermutationBlock, Quality, Replacement, Sampling};
+use hint_common::storage;
 use tch::Device;
 
 use super::failure::TaskError;
@@ -178,8 +179,10 @@ impl ShapleyCache {
 
 /// Reads a classifier directory and rebuilds the samples of all its trained concepts (the
 /// same samples `hint shapley` rebuilds: a concept's sample does not depend on the others).
+/// A directory in object storage is fetched into the worker's cache first; its samples are
+/// rebuilt from the region files it names, wherever they are.
 fn prepare(dir: &Path) -> Result<PreparedDir, TaskError> {
-    let classifiers = ClassifierDir::open(dir)?;
+    let classifiers = ClassifierDir::open(&storage::fetch_dir(dir)?)?;
     let trained = classifiers.trained();
     let samples = classifiers.rebuild_samples(None, Some(&trained), &mut |_| {})?;
     tracing::debug!(

@@ -1,12 +1,13 @@
 //! The train task: classifiers for a part of the job's concepts, on the committed regions.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use hint_common::hierarchy::{ConceptId, Hierarchy};
 use hint_common::proto::{TrainOutput, TrainTask};
 use hint_common::regions::sample::SampleConfig;
+use hint_common::storage;
 
 use super::failure::TaskError;
 use super::{check_cancel, output_dir, require, Job, TaskRunner};
@@ -18,6 +19,20 @@ use crate::classify::{
 /// more, both classes present (`hint shapley` skips the others).
 pub(super) fn shapley_ready(m: &ConceptMetrics) -> bool {
     m.n_eval >= 2 && m.n_eval_pos > 0 && m.n_eval_pos < m.n_eval
+}
+
+/// A local directory for an attempt's output bound for object storage: one per attempt
+/// (the URL's last components name it), under the worker's cache.
+fn scratch_dir(out: &Path) -> PathBuf {
+    let name: Vec<String> = out
+        .iter()
+        .rev()
+        .take(3)
+        .map(|c| c.to_string_lossy().into_owned())
+        .collect();
+    storage::cache_dir()
+        .join("outputs")
+        .join(name.into_iter().rev().collect::<Vec<_>>().join("-"))
 }
 
 /// Runs the train task.
@@ -44,7 +59,7 @@ pub(super) fn run(
     }
     let regions = PathBuf::from(&task.regions_dir);
     require(&regions, "the region directory")?;
-    let hierarchy = Hierarchy::read_json(&concepts_file)?;
+    let hierarchy = Hierarchy::read_json(&storage::fetch(&concepts_file)?)?;
     let mut ids: Vec<ConceptId> = task.concepts.iter().map(|&c| ConceptId(c)).collect();
     ids.sort();
     ids.dedup();
@@ -52,7 +67,12 @@ pub(super) fn run(
 
     let spec = &job.spec.classify;
     let out = output_dir(&task.out_dir, "train output directory")?;
-    let mut config = ClassifyConfig::new(regions, out.clone());
+    // The classifier files are small: for object storage they are written to a scratch
+    // directory here and uploaded as a whole once trained (the coordinator commits the
+    // attempt's prefix only after its completion arrives).
+    let scratch = storage::is_remote(&out).then(|| scratch_dir(&out));
+    let written = scratch.clone().unwrap_or_else(|| out.clone());
+    let mut config = ClassifyConfig::new(regions, written.clone());
     config.hierarchy_source = Some(concepts_file);
     config.sample = SampleConfig {
         seed: job.spec.seed,
@@ -89,9 +109,17 @@ pub(super) fn run(
         .concepts
         .iter()
         .filter(|m| shapley_ready(m))
-        .filter(|m| out.join(ConceptClassifier::file_name(m.id)).is_file())
+        .filter(|m| written.join(ConceptClassifier::file_name(m.id)).is_file())
         .map(|m| m.id.0)
         .collect();
+    if let Some(scratch) = &scratch {
+        let uploaded = storage::upload_dir(scratch, &out);
+        // The scratch copy is of no use after the upload, whatever its outcome.
+        if let Err(error) = std::fs::remove_dir_all(scratch) {
+            tracing::warn!(%error, "could not remove {}", scratch.display());
+        }
+        uploaded?;
+    }
     progress(total, total);
     Ok(TrainOutput {
         dir: out.display().to_string(),

@@ -242,12 +242,26 @@ pub fn region_files(dir: &Path) -> Result<Vec<PathBuf>, SampleError> {
         dir: dir.to_path_buf(),
         source,
     };
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(read_dir_err)? {
-        let path = entry.map_err(read_dir_err)?.path();
+    let is_region_file = |path: &Path| {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.ends_with(".parquet") && !name.starts_with('.') && path.is_file() {
-            files.push(path);
+        name.ends_with(".parquet") && !name.starts_with('.')
+    };
+    let mut files = Vec::new();
+    if crate::storage::is_remote(dir) {
+        // Objects directly under the prefix (an object store has no directories to skip).
+        let entries = crate::storage::list(dir).map_err(|e| read_dir_err(e.into()))?;
+        files.extend(
+            entries
+                .into_iter()
+                .map(|entry| entry.path)
+                .filter(|path| path.parent() == Some(dir) && is_region_file(path)),
+        );
+    } else {
+        for entry in std::fs::read_dir(dir).map_err(read_dir_err)? {
+            let path = entry.map_err(read_dir_err)?.path();
+            if is_region_file(&path) && path.is_file() {
+                files.push(path);
+            }
         }
     }
     files.sort();

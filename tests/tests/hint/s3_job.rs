@@ -1,0 +1,215 @@
+//! A whole job on object storage: the images, the weights, the hierarchy and the storage
+//! root on a real S3 server (moto's, over HTTP), run by `hint run` with 2 workers. Φ is
+//! bit-identical to the same job on local files; the plan, the region files and the
+//! classifiers are where the job says; nothing is left under `attempts/`. Objects are
+//! put and read back by the fixture's own HTTP client, independent of ours.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use crate::moto::Moto;
+use crate::support::{failed, hint, hint_command, succeeded};
+
+/// A job spec over `images`, `weights` and `hierarchy` (paths or URLs) writing under `root`.
+fn write_spec(dir: &Path, name: &str, inputs: [&str; 3], storage: &str) -> PathBuf {
+    let [images, weights, hierarchy] = inputs;
+    let spec = format!(
+        r#"
+[job]
+name = "s3-test"
+seed = 11
+
+[model]
+architecture = "tiny_cnn"
+weights = "{weights}"
+layer = "features.7"
+
+[data]
+images = "{images}"
+hierarchy = "{hierarchy}"
+
+[extract]
+method = "gradient_x_activation"
+background_ratio = 0.25
+batch_size = 8
+images_per_task = 32
+
+[classify]
+concepts_per_task = 8
+
+[shapley]
+permutations = 16
+permutations_per_task = 8
+
+[storage]
+root = "{storage}"
+"#
+    );
+    let path = dir.join(name);
+    std::fs::write(&path, spec).expect("writing the spec");
+    path
+}
+
+/// `hint` with the server's credentials and a cache of its own.
+fn hint_s3(moto: &Moto, cache: &Path, args: &[&str]) -> Output {
+    hint_command()
+        .args(args)
+        .envs(moto.env())
+        .env("HINT_CACHE_DIR", cache)
+        .output()
+        .expect("starting hint")
+}
+
+#[test]
+fn a_job_on_s3_gives_the_local_phi_bit_for_bit() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let world = dir.join("world");
+    let weights = dir.join("model/tiny_cnn.safetensors");
+    let (world_s, weights_s) = (world.to_str().unwrap(), weights.to_str().unwrap());
+    succeeded(
+        &hint(&[
+            "synth",
+            "--out",
+            world_s,
+            "--seed",
+            "5",
+            "--per-class",
+            "12",
+        ]),
+        "hint synth",
+    );
+    let images = world.join("images");
+    succeeded(
+        &hint(&[
+            "train-model",
+            "--images",
+            images.to_str().unwrap(),
+            "--out",
+            weights_s,
+            "--epochs",
+            "1",
+        ]),
+        "hint train-model",
+    );
+    std::fs::copy(
+        world.join("hierarchy.yaml"),
+        dir.join("model/hierarchy.yaml"),
+    )
+    .unwrap();
+
+    // The reference: the same job on local files.
+    let local_runs = dir.join("local-runs");
+    let local = write_spec(
+        dir,
+        "local.toml",
+        [
+            images.to_str().unwrap(),
+            weights_s,
+            dir.join("model/hierarchy.yaml").to_str().unwrap(),
+        ],
+        local_runs.to_str().unwrap(),
+    );
+    succeeded(
+        &hint(&[
+            "run",
+            local.to_str().unwrap(),
+            "--workers",
+            "2",
+            "--device",
+            "cpu",
+        ]),
+        "hint run (local)",
+    );
+    let local_phi = std::fs::read(local_runs.join("job-0001/results/phi.csv")).unwrap();
+
+    let moto = Moto::start();
+    moto.create_bucket("hint-data");
+    moto.create_bucket("hint-runs");
+    moto.put_dir(&images, "hint-data", "world/images");
+    moto.put_dir(&dir.join("model"), "hint-data", "model");
+    let remote = write_spec(
+        dir,
+        "s3.toml",
+        [
+            "s3://hint-data/world/images",
+            "s3://hint-data/model/tiny_cnn.safetensors",
+            "s3://hint-data/model/hierarchy.yaml",
+        ],
+        "s3://hint-runs/runs",
+    );
+    let cache = dir.join("cache");
+
+    // `hint check` asks the store: a missing object is named with its URL.
+    let wrong = std::fs::read_to_string(&remote)
+        .unwrap()
+        .replace("model/tiny_cnn.safetensors", "model/missing.safetensors");
+    std::fs::write(dir.join("wrong.toml"), wrong).unwrap();
+    let check = hint_s3(
+        &moto,
+        &cache,
+        &["check", dir.join("wrong.toml").to_str().unwrap()],
+    );
+    let stderr = failed(&check, "hint check of a spec naming a missing object");
+    assert!(
+        stderr.contains("model.weights")
+            && stderr.contains("s3://hint-data/model/missing.safetensors"),
+        "{stderr}"
+    );
+    // A remote storage root needs a local state directory for the journal.
+    let no_state = hint_s3(&moto, &cache, &["run", remote.to_str().unwrap()]);
+    assert!(failed(&no_state, "hint run without --state").contains("--state"));
+
+    let state = dir.join("state");
+    let run = hint_s3(
+        &moto,
+        &cache,
+        &[
+            "run",
+            remote.to_str().unwrap(),
+            "--workers",
+            "2",
+            "--device",
+            "cpu",
+            "--state",
+            state.to_str().unwrap(),
+        ],
+    );
+    succeeded(&run, "hint run (s3)");
+
+    let names = moto.keys("hint-runs", "runs/job-0001/");
+    let keys = names.join("\n");
+    for expected in [
+        "runs/job-0001/spec.json",
+        "runs/job-0001/manifest.csv",
+        "runs/job-0001/labels.txt",
+        "runs/job-0001/concepts.json",
+        "runs/job-0001/regions/regions-s00000-00000.parquet",
+        "runs/job-0001/results/phi.parquet",
+        "runs/job-0001/results/report.html",
+        "runs/job-0001/results/job.json",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from:\n{keys}"
+        );
+    }
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("runs/job-0001/classifiers/") && n.ends_with(".safetensors")),
+        "no classifier in:\n{keys}"
+    );
+    assert!(
+        !names.iter().any(|n| n.contains("/attempts/")),
+        "attempts left behind:\n{keys}"
+    );
+
+    let remote_phi = moto
+        .get("hint-runs", "runs/job-0001/results/phi.csv")
+        .expect("phi.csv");
+    assert!(
+        remote_phi == local_phi,
+        "Φ on S3 differs from Φ on local files"
+    );
+}

@@ -6,7 +6,7 @@
 //! - `hint classify`, `hint shapley`: concept classifiers on the regions, then Φ.
 //! - `hint run job.toml --workers N`: a whole job with an embedded coordinator and workers;
 //!   `hint coordinator`, `hint submit / status / results / cancel` for a cluster (`hint-worker` is the
-//!   worker binary); `hint check job.toml` validates a spec.
+//!   worker binary), `hint health` to probe a coordinator; `hint check job.toml` validates a spec.
 //! - `hint layers --model ARCH`: the addressable layers of an architecture.
 //! - `hint example --out DIR`: a seconds-long smoke test input for `hint extract` (random
 //!   tiny CNN, one corrupt image).
@@ -55,6 +55,8 @@ enum Command {
     Results(cli::client::ResultsArgs),
     /// Cancel a job on a running coordinator.
     Cancel(cli::client::CancelArgs),
+    /// Is a coordinator serving? (exit status 0 or 1: a Kubernetes exec probe)
+    Health(cli::health::HealthArgs),
     /// Weakly supervised localisation of a finished job's concepts (Shapley vs |weight| vs random).
     Evaluate(cli::evaluate::EvaluateArgs),
     /// Write the self-contained report.html of a finished job.
@@ -68,6 +70,8 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: not in pod logs or redirected files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -86,6 +90,7 @@ fn main() -> std::process::ExitCode {
         Command::Status(args) => cli::client::status(args),
         Command::Results(args) => cli::client::results(args),
         Command::Cancel(args) => cli::client::cancel(args),
+        Command::Health(args) => cli::health::run(args),
         Command::Evaluate(args) => cli::evaluate::run(args),
         Command::Report(args) => cli::report::run(args),
     };

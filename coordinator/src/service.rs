@@ -1,22 +1,135 @@
 //! The gRPC services: `hint.v1.Scheduler` for workers and `hint.v1.Jobs` for clients, both
-//! on one port, thin over [`Coordinator`]. Domain errors map to status codes in one place
-//! (`impl From<CoordinatorError> for Status`).
+//! on one port, thin over [`Coordinator`], beside `grpc.health.v1.Health` for probes.
+//! Domain errors map to status codes in one place (`impl From<CoordinatorError> for Status`).
+//!
+//! [`ServerSecurity`] says how the port is protected: TLS, client certificates signed by a
+//! client CA (mutual TLS), a bearer token, and the largest request either service decodes.
+//! The health service answers any caller (probes carry neither a token nor a client
+//! certificate, and it tells nothing but "serving") — over TLS when TLS is on; `Jobs` and
+//! `Scheduler` check every call for the token and, under mutual TLS, for a client
+//! certificate (a certificate that is presented is verified against the CA in the
+//! handshake, so one from another CA never gets that far).
 
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hint_common::job::JobId;
 use hint_common::proto::{self, jobs_server, scheduler_server};
+use hint_common::transport::{self, Token, TransportError};
 use tokio_stream::Stream;
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
+use tonic::transport::ServerTlsConfig;
 use tonic::{Request, Response, Status};
 
 use crate::coordinator::{Coordinator, CoordinatorError};
 use crate::scheduler::SchedulerError;
 
-/// Largest message accepted: a Shapley completion carries 32 bytes per neuron.
-pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+/// Largest request decoded by default (`--max-request-bytes`): a Shapley completion
+/// carries 32 bytes per neuron, a spec is a few kilobytes.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 16 << 20;
+
+/// How the gRPC port is protected.
+#[derive(Debug, Clone)]
+pub struct ServerSecurity {
+    /// TLS, and whether client certificates are required.
+    pub tls: Option<ServerTls>,
+    /// The bearer token every call of `Jobs` and `Scheduler` must carry.
+    pub token: Option<Token>,
+    /// Largest request `Jobs` and `Scheduler` decode; a larger one is refused
+    /// (`OutOfRange`) before it reaches the coordinator.
+    pub max_request_bytes: usize,
+}
+
+impl Default for ServerSecurity {
+    /// Plaintext, no token: loopback only (`hint run`, tests, benches).
+    fn default() -> Self {
+        ServerSecurity {
+            tls: None,
+            token: None,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+        }
+    }
+}
+
+/// The coordinator's TLS settings, files read and checked.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    config: ServerTlsConfig,
+    /// Whether clients must present a certificate signed by the client CA.
+    pub mutual: bool,
+}
+
+impl ServerTls {
+    /// TLS with the certificate and key in `cert` and `key` (PEM); with `client_ca`,
+    /// clients must present a certificate it signed (mutual TLS).
+    pub fn load(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Self, TransportError> {
+        let identity = transport::read_identity(cert, "--tls-cert", key, "--tls-key")?;
+        let mut config = ServerTlsConfig::new()
+            .identity(identity)
+            // A client that connects and says nothing must not hold a connection forever.
+            .timeout(transport::CONNECT_TIMEOUT);
+        if let Some(ca) = client_ca {
+            // Optional in the handshake so that probes without a certificate reach the
+            // health service; `Gate` requires one on every call of the other services. A
+            // certificate that is presented must still be the CA's.
+            config = config
+                .client_ca_root(transport::read_certificate(ca, "--tls-client-ca")?)
+                .client_auth_optional(true);
+        }
+        Ok(ServerTls {
+            config,
+            mutual: client_ca.is_some(),
+        })
+    }
+}
+
+/// What a call of `Jobs` or `Scheduler` must carry: the coordinator's token, and under
+/// mutual TLS a client certificate (verified in the handshake).
+#[derive(Clone)]
+struct Gate {
+    token: Option<Arc<Token>>,
+    client_certificate: bool,
+}
+
+impl Interceptor for Gate {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let verdict = if self.client_certificate
+            && request.peer_certs().is_none_or(|certs| certs.is_empty())
+        {
+            Err(Status::unauthenticated(
+                "this coordinator requires a client certificate signed by its CA (mutual \
+                 TLS) and the connection presented none: pass --tls-cert and --tls-key",
+            ))
+        } else if let Some(token) = &self.token {
+            token.check(request.metadata())
+        } else {
+            Ok(())
+        };
+        match verdict {
+            Ok(()) => Ok(request),
+            Err(status) => {
+                let peer = request.remote_addr();
+                tracing::warn!(?peer, reason = status.message(), "refused a call");
+                Err(status)
+            }
+        }
+    }
+}
+
+/// Errors of [`serve_secured`].
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The TLS settings were refused (a certificate or key tonic could not use).
+    #[error("TLS settings (--tls-cert, --tls-key, --tls-client-ca): {}", transport::chain(.0))]
+    Tls(tonic::transport::Error),
+    /// Serving failed.
+    #[error("serving gRPC: {}", transport::chain(.0))]
+    Serve(tonic::transport::Error),
+}
 
 impl From<CoordinatorError> for Status {
     fn from(error: CoordinatorError) -> Self {
@@ -179,19 +292,25 @@ impl jobs_server::Jobs for JobsApi {
         let dir = crate::results::results_dir(std::path::Path::new(&status.job_dir));
         let mut files = Vec::new();
         if status.phase == proto::JobPhase::Succeeded as i32 {
-            let entries = std::fs::read_dir(&dir)
-                .map_err(|e| Status::internal(format!("{}: {e}", dir.display())))?;
-            for entry in entries.flatten() {
-                let meta = entry
-                    .metadata()
-                    .map_err(|e| Status::internal(e.to_string()))?;
-                if meta.is_file() {
-                    files.push(proto::ResultFile {
-                        name: entry.file_name().to_string_lossy().into_owned(),
-                        url: entry.path().display().to_string(),
-                        bytes: meta.len(),
-                    });
-                }
+            // A listing of object storage is a blocking call.
+            let listed = tokio::task::spawn_blocking({
+                let dir = dir.clone();
+                move || hint_common::storage::list(&dir)
+            })
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(e.to_string()))?;
+            // The files of results/ itself (the WSOL heatmaps below it are the report's).
+            for entry in listed.into_iter().filter(|e| e.path.parent() == Some(&dir)) {
+                files.push(proto::ResultFile {
+                    name: entry
+                        .path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    url: entry.path.display().to_string(),
+                    bytes: entry.size,
+                });
             }
             files.sort_by(|a, b| a.name.cmp(&b.name));
         }
@@ -214,18 +333,51 @@ pub fn is_ended(status: &proto::JobStatus) -> bool {
     .any(|&p| status.phase == p as i32)
 }
 
-/// Serves both services on `listener` until `shutdown` resolves.
+/// Serves both services on `listener` until `shutdown` resolves: plaintext, no token
+/// (loopback: `hint run`, benches).
 pub async fn serve(
     coordinator: Arc<Coordinator>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
-        .add_service(
-            scheduler_server::SchedulerServer::new(SchedulerApi(Arc::clone(&coordinator)))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(jobs_server::JobsServer::new(JobsApi(coordinator)))
+) -> Result<(), ServeError> {
+    serve_secured(coordinator, listener, &ServerSecurity::default(), shutdown).await
+}
+
+/// Serves both services and the health service on `listener`, protected as `security`
+/// says, until `shutdown` resolves.
+pub async fn serve_secured(
+    coordinator: Arc<Coordinator>,
+    listener: tokio::net::TcpListener,
+    security: &ServerSecurity,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &security.tls {
+        builder = builder
+            .tls_config(tls.config.clone())
+            .map_err(ServeError::Tls)?;
+    }
+    let require = Gate {
+        token: security.token.clone().map(Arc::new),
+        client_certificate: security.tls.as_ref().is_some_and(|tls| tls.mutual),
+    };
+    let limit = security.max_request_bytes;
+    let scheduler = scheduler_server::SchedulerServer::new(SchedulerApi(Arc::clone(&coordinator)))
+        .max_decoding_message_size(limit);
+    let jobs = jobs_server::JobsServer::new(JobsApi(coordinator)).max_decoding_message_size(limit);
+    // The coordinator serves once its state is open, so "serving" is true from here on;
+    // "" is the whole server, as the health protocol defines it.
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<scheduler_server::SchedulerServer<SchedulerApi>>()
+        .await;
+    health
+        .set_serving::<jobs_server::JobsServer<JobsApi>>()
+        .await;
+    builder
+        .add_service(health_service)
+        .add_service(InterceptedService::new(scheduler, require.clone()))
+        .add_service(InterceptedService::new(jobs, require))
         // TCP_NODELAY: a response split in two segments would otherwise wait for the
         // client's delayed ACK (~40 ms a call); the builder's setting does not reach an
         // incoming stream passed in.
@@ -234,4 +386,5 @@ pub async fn serve(
             shutdown,
         )
         .await
+        .map_err(ServeError::Serve)
 }

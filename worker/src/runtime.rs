@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use hint_common::job::PROTOCOL_VERSION;
 use hint_common::proto::{self, scheduler_client::SchedulerClient};
+use hint_common::transport::{self, AuthorizedChannel, ClientTransport, TransportError};
 use tokio::sync::mpsc;
-use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
 use crate::tasks::{TaskFailure, TaskRunner};
@@ -29,7 +29,7 @@ use crate::tasks::{TaskFailure, TaskRunner};
 /// Settings of one worker.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// The coordinator's URL (`http://host:port`).
+    /// The coordinator's URL (`http://host:port`, or `https://` with TLS settings).
     pub coordinator: String,
     /// A name for logs and status (host or pod name).
     pub name: String,
@@ -46,15 +46,11 @@ pub struct WorkerConfig {
 /// Errors that stop a worker.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    /// The coordinator URL is malformed.
-    #[error("coordinator URL {url:?}: {source}")]
-    Url {
-        /// The URL.
-        url: String,
-        /// The cause.
-        source: tonic::transport::Error,
-    },
-    /// The coordinator refused this worker for good (protocol version mismatch…).
+    /// The coordinator URL is malformed, or does not go with the TLS settings.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The coordinator refused this worker for good (protocol version mismatch, a missing
+    /// or wrong token…).
     #[error("the coordinator refused registration: {0}")]
     Refused(String),
 }
@@ -72,19 +68,27 @@ struct Finished {
     result: Result<proto::complete_request::Output, TaskFailure>,
 }
 
-/// Runs a worker until `shutdown` resolves and it has drained.
+type Scheduler = SchedulerClient<AuthorizedChannel>;
+
+/// Runs a worker of a coordinator on plaintext without a token (`hint run`'s loopback)
+/// until `shutdown` resolves and it has drained.
 pub async fn run(
     config: WorkerConfig,
     runner: Arc<TaskRunner>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
-    let channel = Endpoint::from_shared(config.coordinator.clone())
-        .map_err(|source| WorkerError::Url {
-            url: config.coordinator.clone(),
-            source,
-        })?
-        .connect_timeout(Duration::from_secs(5))
-        .connect_lazy();
+    run_with_transport(config, &ClientTransport::plain(), runner, shutdown).await
+}
+
+/// Runs a worker until `shutdown` resolves and it has drained, reaching the coordinator
+/// as `transport` says (TLS, client certificate, token).
+pub async fn run_with_transport(
+    config: WorkerConfig,
+    transport: &ClientTransport,
+    runner: Arc<TaskRunner>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WorkerError> {
+    let channel = transport.connect_lazy(&config.coordinator)?;
     let mut client = SchedulerClient::new(channel).max_decoding_message_size(64 << 20);
     let mut backoff = Backoff::new(config.max_backoff);
     let (mut worker_id, mut heartbeat) = register(&mut client, &config, &mut backoff).await?;
@@ -122,7 +126,7 @@ pub async fn run(
             match deliver(&mut client, &worker_id, &done).await {
                 Ok(()) => backoff.reset(),
                 Err(status) => {
-                    tracing::warn!(task = %done.key.0, %status, "could not report a result; will retry");
+                    tracing::warn!(task = %done.key.0, error = transport::describe(&status), "could not report a result; will retry");
                     undelivered.push(done);
                 }
             }
@@ -200,7 +204,11 @@ pub async fn run(
             }
             Err(status) => {
                 let wait = backoff.next();
-                tracing::warn!(%status, retry_in_ms = wait.as_millis() as u64, "poll failed");
+                tracing::warn!(
+                    error = transport::describe(&status),
+                    retry_in_ms = wait.as_millis() as u64,
+                    "poll failed"
+                );
                 next_poll = Instant::now() + wait;
             }
         }
@@ -244,7 +252,7 @@ fn spawn(
 }
 
 async fn deliver(
-    client: &mut SchedulerClient<Channel>,
+    client: &mut Scheduler,
     worker_id: &str,
     done: &Finished,
 ) -> Result<(), tonic::Status> {
@@ -283,7 +291,7 @@ async fn deliver(
 }
 
 async fn register(
-    client: &mut SchedulerClient<Channel>,
+    client: &mut Scheduler,
     config: &WorkerConfig,
     backoff: &mut Backoff,
 ) -> Result<(String, Duration), WorkerError> {
@@ -303,15 +311,25 @@ async fn register(
                 let heartbeat = Duration::from_millis(response.heartbeat_interval_ms.max(10));
                 return Ok((response.worker_id, heartbeat));
             }
+            // A wrong token does not get better by retrying: stop and say so (under
+            // Kubernetes the restarted pod reads the token file again).
             Err(status)
                 if status.code() == Code::FailedPrecondition
-                    || status.code() == Code::InvalidArgument =>
+                    || status.code() == Code::InvalidArgument
+                    || status.code() == Code::Unauthenticated
+                    || status.code() == Code::PermissionDenied =>
             {
                 return Err(WorkerError::Refused(status.message().to_string()));
             }
+            // Unreachable, or the TLS handshake failed (the causes say which): the
+            // coordinator may be starting, or its certificate being replaced.
             Err(status) => {
                 let wait = backoff.next();
-                tracing::warn!(%status, retry_in_ms = wait.as_millis() as u64, "cannot reach the coordinator");
+                tracing::warn!(
+                    error = transport::describe(&status),
+                    retry_in_ms = wait.as_millis() as u64,
+                    "cannot reach the coordinator"
+                );
                 tokio::time::sleep(wait).await;
             }
         }

@@ -1,13 +1,16 @@
 //! `hint submit`, `hint status`, `hint results`, `hint cancel`: a client of a running
-//! coordinator.
+//! coordinator. [`TransportArgs`] are the TLS and token flags these, `hint health` and
+//! `hint-worker` share.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
 use hint_common::proto::{self, jobs_client::JobsClient};
+use hint_common::transport::{self, AuthorizedChannel, ClientSettings, ClientTransport};
 use hint_coordinator::service::is_ended;
-use tonic::transport::Channel;
+use tonic::codegen::{Body, Bytes, StdError};
+use tonic::Code;
 
 use super::progress::{describe, phase_name, StageBars};
 
@@ -23,6 +26,8 @@ pub struct SubmitArgs {
         default_value = "http://127.0.0.1:50051"
     )]
     coordinator: String,
+    #[command(flatten)]
+    transport: TransportArgs,
     /// Follow the job with progress bars until it ends (exit status: the job's).
     #[arg(long)]
     wait: bool,
@@ -40,6 +45,8 @@ pub struct StatusArgs {
         default_value = "http://127.0.0.1:50051"
     )]
     coordinator: String,
+    #[command(flatten)]
+    transport: TransportArgs,
     /// Follow the job until it ends.
     #[arg(long)]
     watch: bool,
@@ -57,6 +64,8 @@ pub struct ResultsArgs {
         default_value = "http://127.0.0.1:50051"
     )]
     coordinator: String,
+    #[command(flatten)]
+    transport: TransportArgs,
 }
 
 /// Flags of `hint cancel`.
@@ -71,12 +80,70 @@ pub struct CancelArgs {
         default_value = "http://127.0.0.1:50051"
     )]
     coordinator: String,
+    #[command(flatten)]
+    transport: TransportArgs,
 }
 
-async fn connect(url: &str) -> anyhow::Result<JobsClient<Channel>> {
-    JobsClient::connect(url.to_string())
-        .await
-        .with_context(|| format!("connecting to the coordinator at {url}"))
+/// How to reach a coordinator that uses TLS or a token. The same flags, with the same
+/// meaning, are `hint-worker`'s (worker/src/bin/hint-worker.rs); the settings they fill
+/// are `hint_common::transport::ClientSettings`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TransportArgs {
+    /// Trust this CA (PEM) for the coordinator's certificate; use with an https:// URL.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for a coordinator that requires one (mutual TLS).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The name the coordinator's certificate must carry, when not the URL's host.
+    #[arg(long, value_name = "NAME")]
+    tls_domain: Option<String>,
+    /// Send `authorization: Bearer <token>`, the token being this file's content, trimmed.
+    #[arg(long, value_name = "FILE", env = "HINT_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+}
+
+impl TransportArgs {
+    /// The files read and checked.
+    pub fn load(&self) -> anyhow::Result<ClientTransport> {
+        Ok(ClientTransport::load(&ClientSettings {
+            tls_ca: self.tls_ca.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            tls_domain: self.tls_domain.clone(),
+            token_file: self.token_file.clone(),
+        })?)
+    }
+}
+
+type Client = JobsClient<AuthorizedChannel>;
+
+async fn connect(url: &str, transport: &TransportArgs) -> anyhow::Result<Client> {
+    let channel = transport.load()?.connect(url).await?;
+    Ok(JobsClient::new(channel))
+}
+
+/// A refused or failed call as one line. The coordinator's own answers (a bad spec, an
+/// unknown job) are its message; a refusal or a transport failure also says its code and
+/// causes (a TLS failure is in the causes), and a size refusal names the flag that governs it.
+pub fn refused(status: tonic::Status) -> anyhow::Error {
+    match status.code() {
+        Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition | Code::Internal => {
+            anyhow::anyhow!("{}", status.message())
+        }
+        Code::OutOfRange if status.message().contains("too large") => anyhow::anyhow!(
+            "the coordinator refused the request: {} (its --max-request-bytes)",
+            transport::describe(&status)
+        ),
+        Code::Unauthenticated | Code::PermissionDenied => anyhow::anyhow!(
+            "the coordinator refused the call: {}",
+            transport::describe(&status)
+        ),
+        _ => anyhow::anyhow!("{}", transport::describe(&status)),
+    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -95,14 +162,14 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         .map(PathBuf::from)
         .unwrap_or_default();
     runtime()?.block_on(async {
-        let mut client = connect(&args.coordinator).await?;
+        let mut client = connect(&args.coordinator, &args.transport).await?;
         let response = client
             .submit(proto::SubmitRequest {
                 spec_toml: text,
                 base_dir: base.display().to_string(),
             })
             .await
-            .map_err(|status| anyhow::anyhow!("{}", status.message()))
+            .map_err(refused)
             .with_context(|| format!("submitting {}", args.spec.display()))?
             .into_inner();
         println!("{}", response.job_id);
@@ -120,21 +187,30 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
     })
 }
 
-/// Follows a job with progress bars until it ends; returns the final status.
-pub async fn follow(
-    client: &mut JobsClient<Channel>,
-    job: &str,
-) -> anyhow::Result<proto::JobStatus> {
+/// Follows a job with progress bars until it ends; returns the final status. Any channel:
+/// `hint run` follows its embedded coordinator over a plain one.
+pub async fn follow<T>(client: &mut JobsClient<T>, job: &str) -> anyhow::Result<proto::JobStatus>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<StdError>,
+    T::ResponseBody: Body<Data = Bytes> + Send + 'static,
+    <T::ResponseBody as Body>::Error: Into<StdError> + Send,
+{
     let mut stream = client
         .watch(proto::JobRef {
             job_id: job.to_string(),
         })
         .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .map_err(refused)?
         .into_inner();
     let bars = StageBars::new();
     let mut last = None;
-    while let Some(status) = stream.message().await.context("watching the job")? {
+    while let Some(status) = stream
+        .message()
+        .await
+        .map_err(refused)
+        .context("watching the job")?
+    {
         bars.update(&status);
         let ended = is_ended(&status);
         last = Some(status);
@@ -149,7 +225,7 @@ pub async fn follow(
 /// Runs `hint status`.
 pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
-        let mut client = connect(&args.coordinator).await?;
+        let mut client = connect(&args.coordinator, &args.transport).await?;
         match args.job {
             Some(job) if args.watch => {
                 let status = follow(&mut client, &job).await?;
@@ -159,7 +235,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
                 let status = client
                     .status(proto::JobRef { job_id: job })
                     .await
-                    .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                    .map_err(refused)?
                     .into_inner();
                 print!("{}", describe(&status));
             }
@@ -167,7 +243,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
                 let jobs = client
                     .list(proto::ListJobsRequest {})
                     .await
-                    .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                    .map_err(refused)?
                     .into_inner()
                     .jobs;
                 if jobs.is_empty() {
@@ -185,13 +261,13 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
 /// Runs `hint results`.
 pub fn results(args: ResultsArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
-        let mut client = connect(&args.coordinator).await?;
+        let mut client = connect(&args.coordinator, &args.transport).await?;
         let response = client
             .results(proto::JobRef {
                 job_id: args.job.clone(),
             })
             .await
-            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+            .map_err(refused)?
             .into_inner();
         anyhow::ensure!(
             response.phase == proto::JobPhase::Succeeded as i32,
@@ -209,13 +285,13 @@ pub fn results(args: ResultsArgs) -> anyhow::Result<()> {
 /// Runs `hint cancel`: the job ends now; its workers drop its tasks at their next poll.
 pub fn cancel(args: CancelArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
-        let mut client = connect(&args.coordinator).await?;
+        let mut client = connect(&args.coordinator, &args.transport).await?;
         client
             .cancel(proto::JobRef {
                 job_id: args.job.clone(),
             })
             .await
-            .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+            .map_err(refused)?;
         println!("{} cancelled", args.job);
         Ok(())
     })

@@ -8,6 +8,7 @@ pub mod concepts;
 pub mod evaluate;
 pub mod example;
 pub mod extract;
+pub mod health;
 pub mod layers;
 pub mod progress;
 pub mod report;

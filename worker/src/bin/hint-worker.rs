@@ -2,16 +2,21 @@
 //!
 //! ```sh
 //! hint-worker --coordinator http://coordinator:50051 [--device auto] [--slots 1]
+//! hint-worker --coordinator https://coordinator:50051 --tls-ca ca.pem \
+//!     [--tls-cert worker.pem --tls-key worker.key] [--token-file token]
 //! ```
 //!
 //! Registers, polls for tasks, runs them, reports results; reconnects with backoff when the
 //! coordinator is away; on SIGTERM or Ctrl-C stops taking work, lets running tasks finish for
 //! `--drain-seconds`, then hands back what is left and leaves.
 
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use hint_common::transport::{ClientSettings, ClientTransport};
 use hint_worker::runtime::{self, WorkerConfig};
 use hint_worker::tasks::TaskRunner;
 
@@ -37,6 +42,41 @@ struct Args {
     /// Seconds running tasks may finish after SIGTERM before they are handed back.
     #[arg(long, default_value_t = 60.0)]
     drain_seconds: f64,
+    #[command(flatten)]
+    transport: TransportArgs,
+}
+
+/// How to reach a coordinator that uses TLS or a token: the same flags as `hint submit`'s
+/// (coordinator/src/cli/client.rs), filling the same `ClientSettings`.
+#[derive(clap::Args, Debug)]
+struct TransportArgs {
+    /// Trust this CA (PEM) for the coordinator's certificate; use with an https:// URL.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for a coordinator that requires one (mutual TLS).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The name the coordinator's certificate must carry, when not the URL's host.
+    #[arg(long, value_name = "NAME")]
+    tls_domain: Option<String>,
+    /// Send `authorization: Bearer <token>`, the token being this file's content, trimmed.
+    #[arg(long, value_name = "FILE", env = "HINT_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+}
+
+impl TransportArgs {
+    fn settings(self) -> ClientSettings {
+        ClientSettings {
+            tls_ca: self.tls_ca,
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
+            tls_domain: self.tls_domain,
+            token_file: self.token_file,
+        }
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -46,6 +86,8 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: not in a pod's log or a file.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(Args::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -60,6 +102,8 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    // Before loading anything heavy: a wrong file fails now, naming it.
+    let transport = ClientTransport::load(&args.transport.settings())?;
     let device = hint_worker::device::parse(&args.device)?;
     let decode_threads = args
         .decode_threads
@@ -78,7 +122,12 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
     let runner = Arc::new(TaskRunner::new(device, decode_threads));
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(runtime::run(config, runner, shutdown_signal()))?;
+    runtime.block_on(runtime::run_with_transport(
+        config,
+        &transport,
+        runner,
+        shutdown_signal(),
+    ))?;
     Ok(())
 }
 

@@ -44,6 +44,27 @@ if ! command -v chromium >/dev/null; then
     fi
 fi
 
+# kubectl renders deploy/kubernetes (its built-in kustomize) in the deploy test. Debian's
+# kubernetes-client is old (bookworm: 1.20, kustomize v2): the test needs kustomize v5
+# (kubectl >= 1.27) and says so; a newer kubectl already on the PATH is kept.
+if ! command -v kubectl >/dev/null; then
+    echo "bootstrap: installing kubectl (Debian package kubernetes-client, for the deploy test)"
+    sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo="sudo"
+    if ! { $sudo apt-get install -y -q --no-install-recommends kubernetes-client >/dev/null \
+            || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q --no-install-recommends kubernetes-client >/dev/null; }; } \
+        || ! command -v kubectl >/dev/null; then
+        echo "bootstrap: could not install kubectl; install it (apt-get install kubernetes-client," \
+             "or kubectl >= 1.27 from https://kubernetes.io/docs/tasks/tools/)" >&2
+        exit 1
+    fi
+fi
+kubectl_version=$(kubectl version --client 2>/dev/null || true)
+if ! grep -q '^Kustomize Version: v[5-9]' <<<"$kubectl_version"; then
+    echo "bootstrap: warning: $(command -v kubectl) has no kustomize v5 (kubectl >= 1.27 has);" \
+         "the deploy test will fail until a newer kubectl is on the PATH" >&2
+fi
+
 stamp=".venv/.hint-requirements-$(sha256sum scripts/requirements.txt | cut -c1-16)"
 if [[ -f "$stamp" ]]; then
     exit 0

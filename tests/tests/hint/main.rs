@@ -4,12 +4,17 @@
 mod architectures;
 mod classify;
 mod cluster;
+mod deploy;
 mod extract_cli;
 mod hierarchy;
 mod job_spec;
+mod moto;
 mod regions_pyarrow;
 mod report;
+mod s3;
+mod s3_job;
 mod saliency;
+mod security;
 mod shapley;
 mod support;
 mod synth_world;

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Makes a fresh machine ready to build and test hint, idempotently and quickly when
 # already done: a project-local virtualenv (.venv) whose torch 2.11.0 wheel provides
-# libtorch for tch (LIBTORCH_USE_PYTORCH=1). protoc comes from a crate; the two things
-# installed outside the project, when missing, are WordNet 3.0 (Debian's wordnet-base) and
-# Chromium (Debian's chromium, which the report test runs headless).
+# libtorch for tch (LIBTORCH_USE_PYTORCH=1), plus the tests' oracles and servers (moto's S3,
+# kubernetes-validate). protoc comes from a crate; the things installed outside the project,
+# when missing, are WordNet 3.0 (Debian's wordnet-base), Chromium (Debian's chromium, which
+# the report test runs headless) and kubectl (the deploy test renders the manifests).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

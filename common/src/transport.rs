@@ -164,21 +164,25 @@ impl Interceptor for BearerToken {
     }
 }
 
-/// How a client reaches the coordinator, as the flags say.
-#[derive(Debug, Clone, Default)]
+/// How a client reaches the coordinator: the TLS and token flags of `hint-worker` and of
+/// `hint submit/status/results/cancel/health`, one definition for all of them.
+#[derive(clap::Args, Debug, Clone, Default)]
 pub struct ClientSettings {
-    /// `--tls-ca`: the CA (PEM) that signed the coordinator's certificate; needs an
-    /// `https://` URL (and an `https://` URL needs it: no system roots are trusted).
+    /// Trust this CA (PEM) for the coordinator's certificate; use with an https:// URL
+    /// (no system roots are trusted).
+    #[arg(long, value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
-    /// `--tls-cert`: this client's certificate (PEM), for a coordinator that requires
-    /// client certificates (mutual TLS).
+    /// Client certificate (PEM) for a coordinator that requires one (mutual TLS).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
-    /// `--tls-key`: the private key (PEM) of `tls_cert`.
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// `--tls-domain`: the name the coordinator's certificate must carry, when it is not
-    /// the URL's host (connecting by IP to a certificate for a DNS name).
+    /// The name the coordinator's certificate must carry, when not the URL's host.
+    #[arg(long, value_name = "NAME")]
     pub tls_domain: Option<String>,
-    /// `--token-file`: the bearer token to send.
+    /// Send `authorization: Bearer <token>`, the token being this file's content, trimmed.
+    #[arg(long, value_name = "FILE", env = "HINT_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
 }
 

@@ -1,6 +1,6 @@
 //! `hint submit`, `hint status`, `hint results`, `hint cancel`: a client of a running
-//! coordinator. [`TransportArgs`] are the TLS and token flags these, `hint health` and
-//! `hint-worker` share.
+//! coordinator. Their TLS and token flags are `hint_common::transport::ClientSettings`, shared
+//! with `hint health` and `hint-worker`.
 
 use std::path::PathBuf;
 
@@ -27,7 +27,7 @@ pub struct SubmitArgs {
     )]
     coordinator: String,
     #[command(flatten)]
-    transport: TransportArgs,
+    transport: ClientSettings,
     /// Follow the job with progress bars until it ends (exit status: the job's).
     #[arg(long)]
     wait: bool,
@@ -46,7 +46,7 @@ pub struct StatusArgs {
     )]
     coordinator: String,
     #[command(flatten)]
-    transport: TransportArgs,
+    transport: ClientSettings,
     /// Follow the job until it ends.
     #[arg(long)]
     watch: bool,
@@ -65,7 +65,7 @@ pub struct ResultsArgs {
     )]
     coordinator: String,
     #[command(flatten)]
-    transport: TransportArgs,
+    transport: ClientSettings,
 }
 
 /// Flags of `hint cancel`.
@@ -81,48 +81,13 @@ pub struct CancelArgs {
     )]
     coordinator: String,
     #[command(flatten)]
-    transport: TransportArgs,
-}
-
-/// How to reach a coordinator that uses TLS or a token. The same flags, with the same
-/// meaning, are `hint-worker`'s (worker/src/bin/hint-worker.rs); the settings they fill
-/// are `hint_common::transport::ClientSettings`.
-#[derive(Args, Debug, Clone, Default)]
-pub struct TransportArgs {
-    /// Trust this CA (PEM) for the coordinator's certificate; use with an https:// URL.
-    #[arg(long, value_name = "FILE")]
-    tls_ca: Option<PathBuf>,
-    /// Client certificate (PEM) for a coordinator that requires one (mutual TLS).
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// The private key (PEM) of --tls-cert.
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-    /// The name the coordinator's certificate must carry, when not the URL's host.
-    #[arg(long, value_name = "NAME")]
-    tls_domain: Option<String>,
-    /// Send `authorization: Bearer <token>`, the token being this file's content, trimmed.
-    #[arg(long, value_name = "FILE", env = "HINT_TOKEN_FILE")]
-    token_file: Option<PathBuf>,
-}
-
-impl TransportArgs {
-    /// The files read and checked.
-    pub fn load(&self) -> anyhow::Result<ClientTransport> {
-        Ok(ClientTransport::load(&ClientSettings {
-            tls_ca: self.tls_ca.clone(),
-            tls_cert: self.tls_cert.clone(),
-            tls_key: self.tls_key.clone(),
-            tls_domain: self.tls_domain.clone(),
-            token_file: self.token_file.clone(),
-        })?)
-    }
+    transport: ClientSettings,
 }
 
 type Client = JobsClient<AuthorizedChannel>;
 
-async fn connect(url: &str, transport: &TransportArgs) -> anyhow::Result<Client> {
-    let channel = transport.load()?.connect(url).await?;
+async fn connect(url: &str, transport: &ClientSettings) -> anyhow::Result<Client> {
+    let channel = ClientTransport::load(transport)?.connect(url).await?;
     Ok(JobsClient::new(channel))
 }
 

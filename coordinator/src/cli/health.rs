@@ -7,11 +7,9 @@ use std::time::Duration;
 
 use clap::Args;
 use hint_common::proto::scheduler_server::SERVICE_NAME as SCHEDULER;
-use hint_common::transport;
+use hint_common::transport::{self, ClientSettings, ClientTransport};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
-
-use super::client::TransportArgs;
 
 /// Flags of `hint health`.
 #[derive(Args, Debug)]
@@ -24,7 +22,7 @@ pub struct HealthArgs {
     )]
     coordinator: String,
     #[command(flatten)]
-    transport: TransportArgs,
+    transport: ClientSettings,
     /// Give up after this many seconds (connecting included).
     #[arg(long, default_value_t = 5.0)]
     timeout_seconds: f64,
@@ -54,7 +52,7 @@ pub fn run(args: HealthArgs) -> anyhow::Result<()> {
 
 /// Checks the whole server and the scheduler; the reason when either is not serving.
 async fn check(args: &HealthArgs) -> Result<(), String> {
-    let transport = args.transport.load().map_err(|e| format!("{e:#}"))?;
+    let transport = ClientTransport::load(&args.transport).map_err(|e| format!("{e:#}"))?;
     let channel = transport
         .connect(&args.coordinator)
         .await

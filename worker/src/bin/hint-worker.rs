@@ -11,7 +11,6 @@
 //! `--drain-seconds`, then hands back what is left and leaves.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,40 +42,7 @@ struct Args {
     #[arg(long, default_value_t = 60.0)]
     drain_seconds: f64,
     #[command(flatten)]
-    transport: TransportArgs,
-}
-
-/// How to reach a coordinator that uses TLS or a token: the same flags as `hint submit`'s
-/// (coordinator/src/cli/client.rs), filling the same `ClientSettings`.
-#[derive(clap::Args, Debug)]
-struct TransportArgs {
-    /// Trust this CA (PEM) for the coordinator's certificate; use with an https:// URL.
-    #[arg(long, value_name = "FILE")]
-    tls_ca: Option<PathBuf>,
-    /// Client certificate (PEM) for a coordinator that requires one (mutual TLS).
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// The private key (PEM) of --tls-cert.
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-    /// The name the coordinator's certificate must carry, when not the URL's host.
-    #[arg(long, value_name = "NAME")]
-    tls_domain: Option<String>,
-    /// Send `authorization: Bearer <token>`, the token being this file's content, trimmed.
-    #[arg(long, value_name = "FILE", env = "HINT_TOKEN_FILE")]
-    token_file: Option<PathBuf>,
-}
-
-impl TransportArgs {
-    fn settings(self) -> ClientSettings {
-        ClientSettings {
-            tls_ca: self.tls_ca,
-            tls_cert: self.tls_cert,
-            tls_key: self.tls_key,
-            tls_domain: self.tls_domain,
-            token_file: self.token_file,
-        }
-    }
+    transport: ClientSettings,
 }
 
 fn main() -> std::process::ExitCode {
@@ -103,7 +69,7 @@ fn main() -> std::process::ExitCode {
 
 fn run(args: Args) -> anyhow::Result<()> {
     // Before loading anything heavy: a wrong file fails now, naming it.
-    let transport = ClientTransport::load(&args.transport.settings())?;
+    let transport = ClientTransport::load(&args.transport)?;
     let device = hint_worker::device::parse(&args.device)?;
     let decode_threads = args
         .decode_threads

@@ -57,7 +57,7 @@ enum Command {
     Cancel(cli::client::CancelArgs),
     /// Is a coordinator serving? (exit status 0 or 1: a Kubernetes exec probe)
     Health(cli::health::HealthArgs),
-    /// Weakly supervised localisation of a finished job's concepts (Shapley vs |weight| vs random).
+    /// Weakly supervised localisation of a finished job's concepts (Shapley vs |w|·σ vs raw |w| vs random).
     Evaluate(cli::evaluate::EvaluateArgs),
     /// Write the self-contained report.html of a finished job.
     Report(cli::report::ReportArgs),

@@ -35,9 +35,16 @@ pub struct EvaluateArgs {
     /// cpu, cuda, cuda:N, or auto.
     #[arg(long, default_value = "auto", env = "HINT_DEVICE")]
     device: String,
-    /// Seed of the random selection and of the image choice (default: the job's seed).
+    /// Seed of the random selections, the image choice and the bootstrap (default: the
+    /// job's seed).
     #[arg(long)]
     seed: Option<u64>,
+    /// Independent random selections per concept and fraction, averaged (mean ± sd).
+    #[arg(long, default_value_t = wsol::DEFAULT_RANDOM_DRAWS)]
+    random_draws: u32,
+    /// Bootstrap replicates of the 95% intervals of Shapley − each baseline.
+    #[arg(long, default_value_t = wsol::DEFAULT_BOOTSTRAP_REPLICATES)]
+    bootstrap: usize,
 }
 
 /// Runs `hint evaluate`.
@@ -54,12 +61,15 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         images_per_concept: args.images_per_concept,
         device: hint_worker::device::parse(&args.device)?,
         seed,
+        random_draws: args.random_draws,
+        bootstrap_replicates: args.bootstrap,
     };
     evaluate_and_print(&config)
 }
 
 /// The localisation `hint run` adds after a job whose spec has `[evaluate]`: the job's seed,
-/// the spec's annotations, masks, fractions and images per concept.
+/// the spec's annotations, masks, fractions and images per concept, the default random
+/// draws and bootstrap replicates.
 pub fn localise(job_dir: &Path, spec: &EvaluateSpec, device: Device) -> anyhow::Result<()> {
     let config = WsolConfig {
         job_dir: job_dir.to_path_buf(),
@@ -69,6 +79,8 @@ pub fn localise(job_dir: &Path, spec: &EvaluateSpec, device: Device) -> anyhow::
         images_per_concept: spec.images_per_concept,
         device,
         seed: job_seed(job_dir)?,
+        random_draws: wsol::DEFAULT_RANDOM_DRAWS,
+        bootstrap_replicates: wsol::DEFAULT_BOOTSTRAP_REPLICATES,
     };
     evaluate_and_print(&config)
 }
@@ -105,16 +117,21 @@ fn evaluate_and_print(config: &WsolConfig) -> anyhow::Result<()> {
         .collect::<BTreeSet<_>>()
         .len();
     println!(
-        "WSOL on {concepts} concepts, D = {} neurons, device {:?}, seed {}, {:.1} s",
+        "WSOL on {concepts} concepts, D = {} neurons, device {:?}, seed {}, {} random draws, \
+         {} bootstrap replicates, {:.1} s",
         report.neurons,
         config.device,
         config.seed,
+        config.random_draws,
+        config.bootstrap_replicates,
         start.elapsed().as_secs_f64()
     );
     println!(
         "maps: the re-fitted classifier's logit at every position, bilinear to the crop, \
          min-max normalised, ≥ {THRESHOLD}; box of the largest 8-connected component; \
-         localised = IoU ≥ 0.5; pooled over (concept, image) pairs"
+         localised = IoU ≥ 0.5; pooled over (concept, image) pairs. Neurons kept: top by \
+         Shapley value, by |w|·σ (the classifier's weight on standardised features), by raw |w| \
+         (its weight on raw activations), or at random (mean ± sd over the draws)"
     );
     print!("{}", report.table());
     for s in &report.skipped {

@@ -166,10 +166,17 @@ pub struct MultimodalRow {
 pub struct WsolFile {
     /// Fractions of neurons kept, in percent.
     pub fractions: Vec<u32>,
-    /// Neuron selections compared (`shapley`, `weight`, `random`).
+    /// Neuron selections compared (`shapley`, `weight_standardised`, `weight_raw`,
+    /// `random`; `weight` in files of the first version).
     pub selections: Vec<String>,
     /// Over all concepts.
     pub summary: Vec<WsolRow>,
+    /// Shapley − each baseline per fraction, with intervals (absent in older files).
+    pub comparisons: Vec<WsolComparison>,
+    /// Draws of the random selection averaged, when recorded.
+    pub random_draws: Option<u32>,
+    /// The bootstrap behind the intervals, when recorded.
+    pub bootstrap: Option<WsolBootstrap>,
     /// Per concept.
     pub concepts: Vec<WsolRow>,
     /// Heatmap images.
@@ -214,6 +221,62 @@ pub struct WsolRow {
     pub pointing: Option<f64>,
     /// Mean IoU with the masks, when there are masks.
     pub mask_iou: Option<f64>,
+    /// Draws averaged (random selections), when recorded.
+    pub draws: Option<u32>,
+    /// Standard deviation of the localisation accuracy across draws, when several.
+    pub loc_accuracy_sd: Option<f64>,
+    /// …of mask IoU.
+    pub mask_iou_sd: Option<f64>,
+}
+
+/// The bootstrap of `wsol.json`'s intervals.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct WsolBootstrap {
+    /// Replicates.
+    pub replicates: u64,
+    /// Coverage (0.95).
+    pub confidence: f64,
+}
+
+/// Shapley against one baseline at one fraction.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct WsolComparison {
+    /// The baseline selection.
+    pub baseline: String,
+    /// Percent of neurons kept.
+    pub fraction: u32,
+    /// (concept, image) pairs compared.
+    pub pairs: u64,
+    /// Distinct images (the bootstrap's unit).
+    pub images: u64,
+    /// The baseline's draws.
+    pub draws: u64,
+    /// Localisation accuracy: Shapley, baseline, difference and interval.
+    pub loc_accuracy: Option<WsolDifference>,
+    /// Mask IoU, when there are masks.
+    pub mask_iou: Option<WsolDifference>,
+    /// `better`, `within_noise` or `worse` (of the localisation accuracy's interval).
+    pub verdict: String,
+    /// Share of the baseline's neurons that Shapley also keeps, when recorded.
+    pub overlap: Option<f64>,
+}
+
+/// Shapley − baseline for one metric.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct WsolDifference {
+    /// Shapley's value.
+    pub shapley: f64,
+    /// The baseline's.
+    pub baseline: f64,
+    /// Their difference.
+    pub difference: f64,
+    /// The interval's lower end.
+    pub low: f64,
+    /// Its upper end.
+    pub high: f64,
 }
 
 /// One heatmap image in `wsol.json`.

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::data::{Wsol, WsolRow};
+use super::data::{Wsol, WsolComparison, WsolFile, WsolRow};
 use super::html::num_cell;
 use super::text::{base64, escape, percent};
 
@@ -25,7 +25,7 @@ fn wsol_rows(rows: &[WsolRow], per_concept: bool) -> String {
         let _ = write!(
             out,
             "<td>{}</td>{}{}",
-            escape(&r.selection),
+            escape(&selection_label(&r.selection, r.draws)),
             num_cell(
                 f64::from(r.fraction),
                 &match r.neurons {
@@ -35,12 +35,110 @@ fn wsol_rows(rows: &[WsolRow], per_concept: bool) -> String {
             ),
             num_cell(r.images as f64, &r.images.to_string())
         );
-        for v in [r.loc_accuracy, r.pointing, r.mask_iou] {
-            out += &num_cell(v.unwrap_or(f64::NAN), &percent(v));
+        for (v, sd) in [
+            (r.loc_accuracy, r.loc_accuracy_sd),
+            (r.pointing, None),
+            (r.mask_iou, r.mask_iou_sd),
+        ] {
+            let text = match sd {
+                Some(sd) if v.is_some() => format!("{} ± {:.1}", percent(v), 100.0 * sd),
+                _ => percent(v),
+            };
+            out += &num_cell(v.unwrap_or(f64::NAN), &text);
         }
         out.push_str("</tr>");
     }
     out
+}
+
+/// A selection's name for people; random ones say how many draws they average.
+fn selection_label(selection: &str, draws: Option<u32>) -> String {
+    let name = match selection {
+        "shapley" => "Shapley",
+        "weight_standardised" => "|w|·σ (standardised weight)",
+        "weight_raw" => "raw |w|",
+        "weight" => "|weight|",
+        other => other,
+    };
+    match draws {
+        Some(n) if n > 1 => format!("{name} (mean ± sd of {n} draws)"),
+        _ => name.to_string(),
+    }
+}
+
+/// Shapley − each baseline with its interval and verdict; empty for files without them.
+fn comparisons(f: &WsolFile) -> String {
+    if f.comparisons.is_empty() {
+        return String::new();
+    }
+    let (confidence, replicates) = f
+        .bootstrap
+        .as_ref()
+        .map_or((0.95, 0), |b| (b.confidence, b.replicates));
+    let images = f.comparisons[0].images;
+    let mut rows = String::new();
+    for c in &f.comparisons {
+        rows += &comparison_row(c);
+    }
+    format!(
+        "<h3>Shapley − baseline</h3>\n<p class=\"note\">Localisation accuracy and mask IoU of \
+         Shapley-selected neurons minus a baseline's, on the same (concept, image) pairs, with \
+         a {:.0}% interval from a bootstrap over the {images} images ({replicates} replicates; \
+         for random selections also over their draws). Better / worse: the interval of the \
+         localisation accuracy's difference lies above / below 0; within noise: it holds \
+         0.</p>\n<table class=\"sortable\"><thead><tr><th class=\"num\">neurons kept</th>\
+         <th>baseline</th><th class=\"num\">Shapley</th><th class=\"num\">baseline</th>\
+         <th class=\"num\">difference</th><th>interval</th><th>verdict</th>\
+         <th class=\"num\">mask IoU difference</th><th>interval</th>\
+         <th class=\"num\" title=\"share of the baseline's neurons that Shapley also keeps\">\
+         overlap</th></tr></thead><tbody>\
+         {rows}</tbody></table>\n",
+        100.0 * confidence
+    )
+}
+
+fn comparison_row(c: &WsolComparison) -> String {
+    let points = |v: f64| format!("{:+.1}", 100.0 * v);
+    let interval =
+        |d: &super::data::WsolDifference| format!("[{}, {}]", points(d.low), points(d.high));
+    let mut out = format!(
+        "<tr>{}<td>{}</td>",
+        num_cell(f64::from(c.fraction), &format!("{}%", c.fraction)),
+        escape(&selection_label(&c.baseline, Some(c.draws as u32)))
+    );
+    match &c.loc_accuracy {
+        Some(d) => {
+            let _ = write!(
+                out,
+                "{}{}{}<td>{}</td>",
+                num_cell(d.shapley, &percent(Some(d.shapley))),
+                num_cell(d.baseline, &percent(Some(d.baseline))),
+                num_cell(d.difference, &format!("{} pts", points(d.difference))),
+                escape(&interval(d))
+            );
+        }
+        None => out += "<td></td><td></td><td></td><td></td>",
+    }
+    let verdict = c.verdict.replace('_', " ");
+    let class = if c.verdict == "worse" {
+        " class=\"warn\""
+    } else {
+        ""
+    };
+    let _ = write!(out, "<td{class}>{}</td>", escape(&verdict));
+    match &c.mask_iou {
+        Some(d) => {
+            let _ = write!(
+                out,
+                "{}<td>{}</td>",
+                num_cell(d.difference, &format!("{} pts", points(d.difference))),
+                escape(&interval(d))
+            );
+        }
+        None => out += "<td></td><td></td>",
+    }
+    out += &num_cell(c.overlap.unwrap_or(f64::NAN), &percent(c.overlap));
+    out + "</tr>"
 }
 
 const WSOL_HEAD: &str = "<th>selection</th><th class=\"num\">neurons kept</th>\
@@ -59,13 +157,15 @@ pub fn section(wsol: Option<&Wsol>) -> String {
     let mut out = format!(
         "<section id=\"wsol\"><h2>Localisation (WSOL)</h2>\n<p class=\"note\">Weakly supervised \
          localisation with each concept classifier restricted to a fraction of the neurons, \
-         chosen by Shapley value, by classifier weight or at random: localisation accuracy \
-         (box IoU ≥ 0.5), pointing game and mask IoU{}.</p>\n<table class=\"sortable\"><thead><tr>\
-         {WSOL_HEAD}{}</tbody></table>\n",
+         chosen by Shapley value, by classifier weight (|w|·σ: on the standardised features \
+         the classifier was fitted on; raw |w|: on raw activations) or at random: \
+         localisation accuracy (box IoU ≥ 0.5), pointing game and mask IoU{}.</p>\n<table \
+         class=\"sortable\"><thead><tr>{WSOL_HEAD}{}</tbody></table>\n{}",
         f.threshold
             .map(|t| format!("; maps thresholded at {t} of their range"))
             .unwrap_or_default(),
-        wsol_rows(&f.summary, false)
+        wsol_rows(&f.summary, false),
+        comparisons(f)
     );
     if !f.concepts.is_empty() {
         let _ = writeln!(
@@ -146,4 +246,62 @@ pub fn section(wsol: Option<&Wsol>) -> String {
         );
     }
     out + "</section>\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comparisons_and_random_spreads_are_shown() {
+        let file: WsolFile = serde_json::from_str(
+            r#"{"fractions":[10],"selections":["shapley","weight_raw","random"],
+                "random_draws":5,"bootstrap":{"replicates":2000,"confidence":0.95,"seed":0},
+                "summary":[{"selection":"random","fraction":10,"neurons":7,"images":600,
+                            "draws":5,"loc_accuracy":0.662,"pointing":0.99,"mask_iou":0.5,
+                            "loc_accuracy_sd":0.021,"pointing_sd":0.0,"mask_iou_sd":0.01}],
+                "comparisons":[
+                  {"baseline":"weight_raw","fraction":10,"pairs":600,"images":580,"draws":1,
+                   "loc_accuracy":{"shapley":0.812,"baseline":0.255,"difference":0.557,
+                                   "low":0.51,"high":0.6},
+                   "pointing":{"shapley":1,"baseline":1,"difference":0,"low":0,"high":0},
+                   "mask_iou":null,"verdict":"better","overlap":0.25},
+                  {"baseline":"weight_standardised","fraction":10,"pairs":600,"images":580,
+                   "draws":1,"loc_accuracy":{"shapley":0.812,"baseline":0.848,
+                   "difference":-0.036,"low":-0.061,"high":-0.011},
+                   "mask_iou":{"shapley":0.6,"baseline":0.61,"difference":-0.01,
+                               "low":-0.02,"high":0.0},"verdict":"worse"}]}"#,
+        )
+        .unwrap();
+        let html = section(Some(&Wsol {
+            file,
+            images: Vec::new(),
+            left_out: Vec::new(),
+        }));
+        for needle in [
+            "random (mean ± sd of 5 draws)",
+            "66.2% ± 2.1",
+            "50.0% ± 1.0",
+            "bootstrap over the 580 images (2000 replicates",
+            "<td>raw |w|</td>",
+            "+55.7 pts",
+            "[+51.0, +60.0]",
+            "<td>better</td>",
+            "|w|·σ (standardised weight)",
+            "-3.6 pts",
+            "[-6.1, -1.1]",
+            "<td class=\"warn\">worse</td>",
+            "[-2.0, +0.0]",
+            ">25.0%</td>",
+        ] {
+            assert!(html.contains(needle), "no {needle:?} in {html}");
+        }
+        // A file without comparisons (the first version) has no such table.
+        let old = section(Some(&Wsol {
+            file: WsolFile::default(),
+            images: Vec::new(),
+            left_out: Vec::new(),
+        }));
+        assert!(!old.contains("Shapley − baseline"));
+    }
 }

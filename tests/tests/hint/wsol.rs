@@ -2,8 +2,11 @@
 //! world (`hint synth` → `hint train-model` → `hint run --workers 1` → `hint evaluate`).
 //!
 //! - `wsol.json` has every (selection, fraction) pooled and per concept, values in [0, 1],
-//!   pooled counts equal to the per-concept sums, heatmap PNGs that decode; a second run
-//!   writes the same file; the table names every fraction;
+//!   pooled counts equal to the per-concept sums, random rows averaged over the draws asked
+//!   for with their spread, a comparison of Shapley with each baseline per fraction whose
+//!   numbers are the pooled rows' and whose verdict is its interval's, heatmap PNGs that
+//!   decode; a second run writes the same file; the table names every selection and
+//!   comparison;
 //! - re-fitting on every neuron gives back the job's classifier (same solver, same rows);
 //! - a tree without annotations is an error that names it.
 //!
@@ -21,6 +24,10 @@ use serde_json::Value;
 use crate::support::{failed, hint, succeeded};
 
 const IMAGES_PER_CONCEPT: usize = 8;
+/// Random draws and bootstrap replicates asked for (not the defaults: the flags must reach
+/// the file).
+const RANDOM_DRAWS: u64 = 3;
+const REPLICATES: u64 = 500;
 
 /// The world, the model and the finished job, made once: (tempdir, job directory).
 fn job() -> &'static (tempfile::TempDir, PathBuf) {
@@ -117,6 +124,10 @@ fn evaluate() -> (String, Value) {
             "10,20,40,80",
             "--images-per-concept",
             &IMAGES_PER_CONCEPT.to_string(),
+            "--random-draws",
+            &RANDOM_DRAWS.to_string(),
+            "--bootstrap",
+            &REPLICATES.to_string(),
         ]),
         "hint evaluate",
     );
@@ -125,6 +136,16 @@ fn evaluate() -> (String, Value) {
         stdout,
         serde_json::from_str(&text).expect("wsol.json parses"),
     )
+}
+
+/// A baseline's name in the printed table.
+fn b_label(name: &str) -> &'static str {
+    match name {
+        "weight_standardised" => "|w|·σ",
+        "weight_raw" => "raw |w|",
+        "random" => "random",
+        other => panic!("no baseline {other}"),
+    }
 }
 
 fn unit(v: &Value, what: &str) -> f64 {
@@ -139,14 +160,17 @@ fn unit(v: &Value, what: &str) -> f64 {
 fn evaluate_writes_every_selection_and_fraction_and_heatmaps() {
     let (stdout, report) = evaluate();
     let fractions = [10u64, 20, 40, 80];
-    let selections = ["shapley", "weight", "random"];
+    let selections = ["shapley", "weight_standardised", "weight_raw", "random"];
     assert_eq!(report["fractions"], serde_json::json!(fractions));
     assert_eq!(report["selections"], serde_json::json!(selections));
+    assert_eq!(report["random_draws"], RANDOM_DRAWS);
+    assert_eq!(report["bootstrap"]["replicates"], REPLICATES);
+    assert_eq!(report["bootstrap"]["confidence"], 0.95);
     let summary = report["summary"].as_array().unwrap();
     let concepts = report["concepts"].as_array().unwrap();
-    assert_eq!(summary.len(), 12);
+    assert_eq!(summary.len(), 16);
     // The world's 15 concepts all have a classifier, Φ and held-out annotated images.
-    assert_eq!(concepts.len(), 15 * 12);
+    assert_eq!(concepts.len(), 15 * 16);
     for s in selections {
         for f in fractions {
             let row = summary
@@ -154,6 +178,10 @@ fn evaluate_writes_every_selection_and_fraction_and_heatmaps() {
                 .find(|r| r["selection"] == s && r["fraction"] == f)
                 .unwrap_or_else(|| panic!("no summary row {s} {f}%"));
             let what = format!("{s} {f}%");
+            let draws = if s == "random" { RANDOM_DRAWS } else { 1 };
+            assert_eq!(row["draws"], draws, "{what}");
+            // A spread across draws only where there are several.
+            assert_eq!(row["loc_accuracy_sd"].is_f64(), draws > 1, "{what}");
             unit(&row["loc_accuracy"], &what);
             unit(&row["pointing"], &what);
             unit(&row["mask_iou"], &what);
@@ -179,10 +207,53 @@ fn evaluate_writes_every_selection_and_fraction_and_heatmaps() {
                 unit(&c["mask_iou"], &what);
             }
         }
-        assert!(stdout.contains(&format!("{s:<9}")), "{stdout}");
     }
-    for f in fractions {
-        assert!(stdout.contains(&format!("{f:>3}%: shapley ")), "{stdout}");
+    for label in ["Shapley ", "|w|·σ ", "raw |w| ", "random "] {
+        assert!(stdout.contains(label), "{stdout}");
+    }
+
+    // Shapley − each baseline, per fraction: the pooled rows' numbers, an interval, and the
+    // verdict the interval gives.
+    let comparisons = report["comparisons"].as_array().unwrap();
+    assert_eq!(comparisons.len(), 3 * 4);
+    let acc = |s: &str, f: u64| {
+        summary
+            .iter()
+            .find(|r| r["selection"] == s && r["fraction"] == f)
+            .unwrap()["loc_accuracy"]
+            .as_f64()
+            .unwrap()
+    };
+    for c in comparisons {
+        let (b, f) = (
+            c["baseline"].as_str().unwrap(),
+            c["fraction"].as_u64().unwrap(),
+        );
+        assert!(selections[1..].contains(&b), "{c}");
+        assert_eq!(c["pairs"], summary[0]["images"], "{c}");
+        assert!(
+            c["images"].as_u64().unwrap() <= c["pairs"].as_u64().unwrap(),
+            "{c}"
+        );
+        let d = &c["loc_accuracy"];
+        let num = |k: &str| d[k].as_f64().unwrap();
+        assert!((num("shapley") - acc("shapley", f)).abs() < 1e-12, "{c}");
+        assert!((num("baseline") - acc(b, f)).abs() < 1e-12, "{c}");
+        assert!((num("difference") - (num("shapley") - num("baseline"))).abs() < 1e-12);
+        assert!(num("low") <= num("high") && num("low") >= -1.0 && num("high") <= 1.0);
+        let verdict = if num("low") > 0.0 {
+            "better"
+        } else if num("high") < 0.0 {
+            "worse"
+        } else {
+            "within_noise"
+        };
+        assert_eq!(c["verdict"], verdict, "{c}");
+        let overlap = c["overlap"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&overlap), "{c}");
+        assert!(c["mask_iou"]["low"].as_f64().unwrap() <= c["mask_iou"]["high"].as_f64().unwrap());
+        let line = format!("{f:>7}%  {:<8} {:>7.3}", b_label(b), num("shapley"));
+        assert!(stdout.contains(&line), "no {line:?} in {stdout}");
     }
     // The leaf concepts are easy on this world: a trained model localises most objects with
     // all but a few neurons, whatever the selection.

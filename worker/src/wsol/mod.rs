@@ -3,13 +3,15 @@
 //!
 //! For every concept of a finished job with a classifier and a Φ row, and every fraction
 //! `k%` of the layer's `D` neurons, the concept classifier is re-fitted on the top `k%`
-//! neurons chosen three ways ([`Selection`]: by Φ, by the full classifier's standardised
-//! `|weight|`, at random), on the concept's training regions with the job's solver
-//! ([`select`]). Each re-fitted classifier is applied at every position of the feature map
-//! of the concept's evaluation images — its **logit** map, a linear map like CAM's — and the
-//! map is scored against the ground truth ([`geometry`]: upsample bilinearly to the crop,
-//! min-max normalise, threshold at [`THRESHOLD`], box the largest connected component;
-//! localisation = IoU ≥ 0.5, pointing game, mask IoU).
+//! neurons chosen four ways ([`Selection`]: by Φ, by the full classifier's `|weight|` on
+//! standardised features and on raw activations, and at random —
+//! [`WsolConfig::random_draws`] independent draws), on the concept's training regions with
+//! the job's solver ([`select`]). Each re-fitted classifier is applied at every position of
+//! the feature map of the concept's evaluation images — its **logit** map, a linear map
+//! like CAM's — and the map is scored against the ground truth ([`geometry`]: upsample
+//! bilinearly to the crop, min-max normalise, threshold at [`THRESHOLD`], box the largest
+//! connected component; localisation = IoU ≥ 0.5, pointing game, mask IoU). Shapley is compared with each
+//! baseline on the same pairs, with a bootstrap interval over images ([`compare`]).
 //!
 //! **Evaluation images** of a concept: images at or under it that are in the classifiers'
 //! held-out split (the images no classifier trained on) and have an annotation; at most
@@ -17,10 +19,12 @@
 //! `derive(seed, [WSOL_TAG, IMAGE_PART, concept, image])`.
 //!
 //! **Output**: [`WsolReport`] as `<job>/results/wsol.json` ([`WSOL_FILE`]) — pooled rows per
-//! (selection, fraction) over every (concept, image) pair, and per-concept rows — and
-//! heatmaps in `<job>/results/heatmaps/` (the first [`HEATMAPS_PER_CONCEPT`] evaluation
-//! images of each concept, Shapley selection at the fraction nearest [`HEATMAP_FRACTION`]).
+//! (selection, fraction) over every (concept, image) pair, the comparisons with their
+//! intervals, and per-concept rows — and heatmaps in `<job>/results/heatmaps/` (the first
+//! [`HEATMAPS_PER_CONCEPT`] evaluation images of each concept, Shapley selection at the
+//! fraction nearest [`HEATMAP_FRACTION`]).
 
+pub mod compare;
 pub mod geometry;
 pub mod heatmap;
 pub mod inputs;
@@ -39,8 +43,9 @@ use tch::Device;
 
 use crate::classify::ClassifyError;
 use crate::models::Backbone;
+use compare::{BootstrapSettings, PairOutcomes};
+pub use compare::{Comparison, Difference, Verdict};
 use inputs::{AnnotationIndex, GroundTruthFiles, Job};
-use report::Tally;
 pub use report::{ConceptRow, Heatmap, Skipped, SummaryRow, WsolReport};
 use score::{Context, Decoded, ImageScores, ImageWork};
 pub use select::{SelectedClassifier, Selection, WSOL_TAG};
@@ -57,6 +62,12 @@ pub const HEATMAPS_PER_CONCEPT: usize = 3;
 pub const HEATMAP_FRACTION: u32 = 20;
 /// Identity part of the evaluation-image keys, after [`WSOL_TAG`].
 pub const IMAGE_PART: u64 = 1;
+/// Draws of the random selection per (concept, fraction) when not given.
+pub const DEFAULT_RANDOM_DRAWS: u32 = 5;
+/// Bootstrap replicates of the comparisons' intervals when not given.
+pub const DEFAULT_BOOTSTRAP_REPLICATES: usize = 2000;
+/// Coverage of the comparisons' intervals.
+pub const CONFIDENCE: f64 = 0.95;
 
 /// Settings of [`evaluate`].
 #[derive(Debug, Clone)]
@@ -73,8 +84,12 @@ pub struct WsolConfig {
     pub images_per_concept: usize,
     /// Where the model runs and the classifiers are re-fitted.
     pub device: Device,
-    /// Seed of the random selection and of the choice of images.
+    /// Seed of the random selection, of the choice of images and of the bootstrap.
     pub seed: u64,
+    /// Independent random selections per (concept, fraction), averaged.
+    pub random_draws: u32,
+    /// Bootstrap replicates of the intervals of Shapley − each baseline.
+    pub bootstrap_replicates: usize,
 }
 
 /// Why an evaluation failed; each names the file or setting at fault.
@@ -148,6 +163,15 @@ impl WsolConfig {
                 "images per concept must be at least 1".into(),
             ));
         }
+        if self.random_draws == 0 {
+            return Err(WsolError::Config("random draws must be at least 1".into()));
+        }
+        if self.bootstrap_replicates < 100 {
+            return Err(WsolError::Config(format!(
+                "{} bootstrap replicates are too few for a 95% interval (at least 100)",
+                self.bootstrap_replicates
+            )));
+        }
         Ok(())
     }
 }
@@ -159,8 +183,8 @@ pub(super) struct Evaluated {
     pub level: u32,
     /// Dataset labels at or under it.
     pub labels: Vec<u32>,
-    /// (selection, fraction, classifier).
-    pub classifiers: Vec<(Selection, u32, SelectedClassifier)>,
+    /// Its classifiers, one per slot ([`compare::slots`]).
+    pub classifiers: Vec<SelectedClassifier>,
     /// Evaluation images, in key order.
     pub images: Vec<u64>,
 }
@@ -217,6 +241,7 @@ pub fn evaluate(
         .iter()
         .min_by_key(|&&f| (f.abs_diff(HEATMAP_FRACTION), f))
         .expect("validated: not empty");
+    let slots = compare::slots(&config.fractions, config.random_draws);
     let total_concepts: usize = groups.iter().map(|(_, ids)| ids.len()).sum();
     let mut evaluated: Vec<Evaluated> = Vec::new();
     let mut done = 0;
@@ -260,26 +285,32 @@ pub fn evaluate(
             }
             let dir = &job.classifiers[job.classifier_of[&id]];
             let full = dir.classifier(id)?;
-            let weights = select::standardised_weight(&full, samples, &sample.train);
+            let standardised = select::standardised_weight(&full, samples, &sample.train);
+            let raw = select::raw_weight(&full);
             let phi = &job.phi[&id];
             let mut classifiers = Vec::new();
             for &fraction in &config.fractions {
                 let k = select::neurons_kept(d, fraction);
-                let sets = [
-                    select::top_k(phi, k),
-                    select::top_k(&weights, k),
-                    select::random_k(d, k, config.seed, id, fraction),
-                ];
-                let fits = select::refit(
+                // One batched fit per fraction, in slot order.
+                let sets: Vec<Vec<usize>> = slots
+                    .iter()
+                    .filter(|s| s.fraction == fraction)
+                    .map(|s| match s.selection {
+                        Selection::Shapley => select::top_k(phi, k),
+                        Selection::WeightStandardised => select::top_k(&standardised, k),
+                        Selection::WeightRaw => select::top_k(&raw, k),
+                        Selection::Random => {
+                            select::random_k(d, k, config.seed, id, fraction, s.draw)
+                        }
+                    })
+                    .collect();
+                classifiers.extend(select::refit(
                     samples,
                     &sample.train,
                     &sets,
                     &dir.settings.solver,
                     config.device,
-                )?;
-                for (selection, fit) in Selection::ALL.into_iter().zip(fits) {
-                    classifiers.push((selection, fraction, fit));
-                }
+                )?);
             }
             evaluated.push(Evaluated {
                 id,
@@ -319,11 +350,12 @@ pub fn evaluate(
     let model = Backbone::from_safetensors(job.arch, &job.spec.model.weights, config.device)?;
     let layer = model.layer(&job.spec.model.layer)?;
     let names: Vec<&str> = job.hierarchy.labels().iter().map(String::as_str).collect();
-    let mut tallies: BTreeMap<(u32, Selection, u32), Tally> = BTreeMap::new();
+    let mut pairs: Vec<PairOutcomes> = Vec::new();
     let mut heatmaps = Vec::new();
     let batch = job.spec.extract.batch_size.max(1);
     let ctx = Context {
         evaluated: &evaluated,
+        slots: &slots,
         names: &names,
         heatmap_dir: &heatmap_dir,
         heatmap_fraction,
@@ -357,9 +389,7 @@ pub fn evaluate(
                 .collect();
             for s in scored {
                 let s = s?;
-                for (key, t) in s.tallies {
-                    tallies.entry(key).or_default().add(&t);
-                }
+                pairs.extend(s.pairs);
                 heatmaps.extend(s.heatmaps);
                 skipped.extend(s.skipped);
             }
@@ -368,33 +398,39 @@ pub fn evaluate(
         progress(done, total);
     }
 
+    // Images were scored in id order: sort by concept, then image, for the rows.
+    pairs.sort_by_key(|p| (p.concept, p.image));
     let mut concepts = Vec::new();
     for e in &evaluated {
-        for selection in Selection::ALL {
-            for &fraction in &config.fractions {
-                let t = tallies
-                    .get(&(e.id.0, selection, fraction))
-                    .copied()
-                    .unwrap_or_default();
-                concepts.push(ConceptRow {
-                    concept: e.id.0,
-                    name: e.name.clone(),
-                    level: e.level,
-                    selection,
-                    fraction,
-                    images: t.images,
-                    loc_accuracy: t.loc_accuracy(),
-                    pointing: t.pointing(),
-                    mask_iou: t.mask_iou(),
-                });
-            }
-        }
+        let mine: Vec<&PairOutcomes> = pairs.iter().filter(|p| p.concept == e.id.0).collect();
+        concepts.extend(report::concept_rows(
+            (e.id.0, &e.name, e.level),
+            &mine,
+            &slots,
+            &config.fractions,
+        ));
     }
+    let bootstrap = BootstrapSettings {
+        replicates: config.bootstrap_replicates,
+        confidence: CONFIDENCE,
+        seed: config.seed,
+    };
     heatmaps.sort_by(|a, b| (a.concept, &a.png).cmp(&(b.concept, &b.png)));
     let report = WsolReport {
         fractions: config.fractions.clone(),
         selections: Selection::ALL.to_vec(),
-        summary: report::pool(&tallies, &config.fractions, |f| select::neurons_kept(d, f)),
+        summary: report::summary_rows(&pairs, &slots, &config.fractions, |f| {
+            select::neurons_kept(d, f)
+        }),
+        comparisons: compare::compare(&pairs, &slots, &config.fractions, &bootstrap)
+            .into_iter()
+            .map(|c| Comparison {
+                overlap: overlap(&evaluated, &slots, c.baseline, c.fraction),
+                ..c
+            })
+            .collect(),
+        random_draws: config.random_draws as usize,
+        bootstrap: Some(bootstrap),
         concepts,
         heatmaps,
         threshold: THRESHOLD,
@@ -404,6 +440,28 @@ pub fn evaluate(
     };
     report.write(&results.join(WSOL_FILE))?;
     Ok(report)
+}
+
+/// Share of `baseline`'s neurons at `fraction` that Shapley also keeps: mean over the
+/// evaluated concepts and the baseline's draws.
+fn overlap(
+    evaluated: &[Evaluated],
+    slots: &[compare::Slot],
+    baseline: Selection,
+    fraction: u32,
+) -> Option<f64> {
+    let shapley = compare::slots_of(slots, Selection::Shapley, fraction);
+    let draws = compare::slots_of(slots, baseline, fraction);
+    let mut shares = Vec::new();
+    for e in evaluated {
+        let s = &e.classifiers[*shapley.first()?].neurons;
+        for &b in &draws {
+            let b = &e.classifiers[b].neurons;
+            let common = b.iter().filter(|n| s.binary_search(n).is_ok()).count();
+            shares.push(common as f64 / b.len().max(1) as f64);
+        }
+    }
+    (!shares.is_empty()).then(|| shares.iter().sum::<f64>() / shares.len() as f64)
 }
 
 /// The held-out images of `samples`' split with an annotation, per label; their ground
@@ -473,6 +531,8 @@ mod tests {
             images_per_concept: 4,
             device: Device::Cpu,
             seed: 0,
+            random_draws: 5,
+            bootstrap_replicates: 2000,
         };
         c.validate().unwrap();
         c.fractions = vec![0];
@@ -488,5 +548,15 @@ mod tests {
         c.fractions = vec![100];
         c.images_per_concept = 0;
         assert!(c.validate().is_err());
+        c.images_per_concept = 1;
+        c.random_draws = 0;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("random draws"));
+        c.random_draws = 1;
+        c.bootstrap_replicates = 10;
+        assert!(c.validate().unwrap_err().to_string().contains("too few"));
     }
 }

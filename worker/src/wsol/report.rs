@@ -1,17 +1,19 @@
 //! `results/wsol.json`: the evaluation's numbers, per concept and pooled, and the table the
 //! CLI prints.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::compare::{self, BootstrapSettings, Comparison, Metric, PairOutcomes, Slot, Verdict};
 use super::select::Selection;
 use super::WsolError;
 
 /// Pooled numbers of one (selection, fraction): over every (concept, image) pair evaluated,
-/// so an image counts once for each concept it is evaluated under.
+/// so an image counts once for each concept it is evaluated under. A selection with several
+/// draws (random) reports the mean over draws of each draw's pooled value, and the spread
+/// across draws.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SummaryRow {
     /// How the neurons were chosen.
@@ -22,6 +24,9 @@ pub struct SummaryRow {
     pub neurons: usize,
     /// (concept, image) pairs evaluated.
     pub images: usize,
+    /// Draws averaged (random: [`WsolConfig::random_draws`](super::WsolConfig); else 1).
+    #[serde(default = "one")]
+    pub draws: usize,
     /// Share with a predicted box of IoU ≥ 0.5 with a ground-truth box.
     pub loc_accuracy: f64,
     /// Share whose map maximum lies in a ground-truth box.
@@ -29,9 +34,23 @@ pub struct SummaryRow {
     /// Mean IoU of the thresholded map with the mask, over the pairs with a mask; `None`
     /// without masks.
     pub mask_iou: Option<f64>,
+    /// Sample standard deviation of `loc_accuracy` across draws (several draws only).
+    #[serde(default)]
+    pub loc_accuracy_sd: Option<f64>,
+    /// …of `pointing`.
+    #[serde(default)]
+    pub pointing_sd: Option<f64>,
+    /// …of `mask_iou`.
+    #[serde(default)]
+    pub mask_iou_sd: Option<f64>,
 }
 
-/// One concept's numbers for one (selection, fraction), over its evaluation images.
+fn one() -> usize {
+    1
+}
+
+/// One concept's numbers for one (selection, fraction), over its evaluation images (random:
+/// the mean over draws).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConceptRow {
     /// Concept id.
@@ -46,12 +65,18 @@ pub struct ConceptRow {
     pub fraction: u32,
     /// Images evaluated.
     pub images: usize,
+    /// Draws averaged.
+    #[serde(default = "one")]
+    pub draws: usize,
     /// Share localised (IoU ≥ 0.5).
     pub loc_accuracy: f64,
     /// Pointing-game hits.
     pub pointing: f64,
     /// Mean mask IoU over the images with a mask.
     pub mask_iou: Option<f64>,
+    /// Standard deviation of `loc_accuracy` across draws (several draws only).
+    #[serde(default)]
+    pub loc_accuracy_sd: Option<f64>,
 }
 
 /// One heatmap PNG.
@@ -89,6 +114,15 @@ pub struct WsolReport {
     pub selections: Vec<Selection>,
     /// Pooled rows, selection-major.
     pub summary: Vec<SummaryRow>,
+    /// Shapley − each baseline per fraction, with intervals, baseline-major.
+    #[serde(default)]
+    pub comparisons: Vec<Comparison>,
+    /// Draws of the random selection per (concept, fraction).
+    #[serde(default = "one")]
+    pub random_draws: usize,
+    /// The bootstrap behind the comparisons' intervals (see [`compare`]).
+    #[serde(default)]
+    pub bootstrap: Option<BootstrapSettings>,
     /// Per-concept rows.
     pub concepts: Vec<ConceptRow>,
     /// Heatmap PNGs written.
@@ -129,44 +163,98 @@ impl WsolReport {
             .find(|r| r.selection == selection && r.fraction == fraction)
     }
 
-    /// The pooled table, then one line per fraction saying whether Shapley-selected neurons
-    /// localise at least as well as the others (localisation accuracy).
+    /// The pooled table (fraction-major), Shapley − each baseline with its interval, and
+    /// per baseline the fractions where Shapley is better, within noise, worse.
     pub fn table(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<9} {:>8} {:>7} {:>7} {:>12} {:>9} {:>9}",
-            "selection", "fraction", "neurons", "pairs", "loc_accuracy", "pointing", "mask_iou"
+            "{:<9} {:>8} {:>7} {:>6} {:>5} {:>15} {:>9} {:>15}",
+            "selection",
+            "fraction",
+            "neurons",
+            "pairs",
+            "draws",
+            "loc_accuracy",
+            "pointing",
+            "mask_iou"
         );
-        for r in &self.summary {
-            let mask = r
-                .mask_iou
-                .map_or_else(|| "-".to_string(), |m| format!("{m:.3}"));
-            let _ = writeln!(
-                out,
-                "{:<9} {:>7}% {:>7} {:>7} {:>12.3} {:>9.3} {:>9}",
-                r.selection.name(),
-                r.fraction,
-                r.neurons,
-                r.images,
-                r.loc_accuracy,
-                r.pointing,
-                mask
-            );
-        }
+        let with_sd = |v: f64, sd: Option<f64>| match sd {
+            Some(sd) => format!("{v:.3} ± {sd:.3}"),
+            None => format!("{v:.3}"),
+        };
         for &f in &self.fractions {
-            let acc = |s| self.row(s, f).map(|r| r.loc_accuracy);
-            if let (Some(sh), Some(w), Some(r)) = (
-                acc(Selection::Shapley),
-                acc(Selection::Weight),
-                acc(Selection::Random),
-            ) {
-                let verdict = |other: f64| if sh >= other { "≥" } else { "<" };
+            for r in self.summary.iter().filter(|r| r.fraction == f) {
+                let mask = r
+                    .mask_iou
+                    .map_or_else(|| "-".to_string(), |m| with_sd(m, r.mask_iou_sd));
                 let _ = writeln!(
                     out,
-                    "{f:>3}%: shapley {sh:.3} {} weight {w:.3}, {} random {r:.3}",
-                    verdict(w),
-                    verdict(r)
+                    "{:<9} {:>7}% {:>7} {:>6} {:>5} {:>15} {:>9.3} {:>15}",
+                    r.selection.label(),
+                    r.fraction,
+                    r.neurons,
+                    r.images,
+                    r.draws,
+                    with_sd(r.loc_accuracy, r.loc_accuracy_sd),
+                    r.pointing,
+                    mask
+                );
+            }
+        }
+        if let (Some(first), Some(b)) = (self.comparisons.first(), &self.bootstrap) {
+            let _ = writeln!(
+                out,
+                "Shapley − baseline, localisation accuracy: {:.0}% interval, bootstrap over the \
+                 {} images ({} replicates; random: also over its {} draws); overlap = share of \
+                 the baseline's neurons that Shapley also keeps",
+                100.0 * b.confidence,
+                first.images,
+                b.replicates,
+                self.random_draws
+            );
+            let _ = writeln!(
+                out,
+                "{:>8}  {:<8} {:>7} {:>8} {:>10}  {:<18}  {:<12}  overlap",
+                "fraction", "baseline", "Shapley", "baseline", "difference", "interval", "verdict"
+            );
+            for c in &self.comparisons {
+                let d = &c.loc_accuracy;
+                let _ = writeln!(
+                    out,
+                    "{:>7}%  {:<8} {:>7.3} {:>8.3} {:>+10.3}  {:<18}  {:<12}  {}",
+                    c.fraction,
+                    c.baseline.label(),
+                    d.shapley,
+                    d.baseline,
+                    d.difference,
+                    format!("[{:+.3}, {:+.3}]", d.low, d.high),
+                    c.verdict.words(),
+                    c.overlap
+                        .map_or_else(|| "-".to_string(), |o| format!("{:.0}%", 100.0 * o))
+                );
+            }
+            for baseline in Selection::BASELINES {
+                let at = |v: Verdict| {
+                    let f: Vec<String> = self
+                        .comparisons
+                        .iter()
+                        .filter(|c| c.baseline == baseline && c.verdict == v)
+                        .map(|c| format!("{}%", c.fraction))
+                        .collect();
+                    if f.is_empty() {
+                        "—".to_string()
+                    } else {
+                        f.join(", ")
+                    }
+                };
+                let _ = writeln!(
+                    out,
+                    "Shapley vs {}: better at {}; within noise at {}; worse at {}",
+                    baseline.label(),
+                    at(Verdict::Better),
+                    at(Verdict::WithinNoise),
+                    at(Verdict::Worse)
                 );
             }
         }
@@ -174,70 +262,71 @@ impl WsolReport {
     }
 }
 
-/// Running totals of one (concept, selection, fraction).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub(super) struct Tally {
-    pub images: usize,
-    pub localised: usize,
-    pub pointed: usize,
-    pub masks: usize,
-    pub mask_iou: f64,
+/// Pairs, draws and the three metrics of `slots` (one selection at one fraction) over
+/// `pairs`.
+fn numbers(pairs: &[&PairOutcomes], slots: &[usize]) -> (usize, usize, [compare::Pooled; 3]) {
+    (
+        pairs.len(),
+        slots.len(),
+        Metric::ALL.map(|m| compare::pooled(pairs, slots, m)),
+    )
 }
 
-impl Tally {
-    pub fn add(&mut self, other: &Tally) {
-        self.images += other.images;
-        self.localised += other.localised;
-        self.pointed += other.pointed;
-        self.masks += other.masks;
-        self.mask_iou += other.mask_iou;
-    }
-
-    fn share(count: usize, of: usize) -> f64 {
-        if of == 0 {
-            0.0
-        } else {
-            count as f64 / of as f64
-        }
-    }
-
-    pub fn loc_accuracy(&self) -> f64 {
-        Self::share(self.localised, self.images)
-    }
-
-    pub fn pointing(&self) -> f64 {
-        Self::share(self.pointed, self.images)
-    }
-
-    pub fn mask_iou(&self) -> Option<f64> {
-        (self.masks > 0).then(|| self.mask_iou / self.masks as f64)
-    }
-}
-
-/// Pools per-concept tallies into the summary rows (selection-major, then fraction).
-pub(super) fn pool(
-    tallies: &BTreeMap<(u32, Selection, u32), Tally>,
+/// The summary rows (selection-major, then fraction), pooled over every pair.
+pub(super) fn summary_rows(
+    pairs: &[PairOutcomes],
+    slots: &[Slot],
     fractions: &[u32],
     neurons: impl Fn(u32) -> usize,
 ) -> Vec<SummaryRow> {
+    let all: Vec<&PairOutcomes> = pairs.iter().collect();
     let mut rows = Vec::new();
     for selection in Selection::ALL {
         for &fraction in fractions {
-            let mut total = Tally::default();
-            for (_, t) in tallies
-                .iter()
-                .filter(|((_, s, f), _)| *s == selection && *f == fraction)
-            {
-                total.add(t);
-            }
+            let (images, draws, [loc, pointing, mask]) =
+                numbers(&all, &compare::slots_of(slots, selection, fraction));
             rows.push(SummaryRow {
                 selection,
                 fraction,
                 neurons: neurons(fraction),
-                images: total.images,
-                loc_accuracy: total.loc_accuracy(),
-                pointing: total.pointing(),
-                mask_iou: total.mask_iou(),
+                images,
+                draws,
+                loc_accuracy: loc.mean.unwrap_or(0.0),
+                pointing: pointing.mean.unwrap_or(0.0),
+                mask_iou: mask.mean,
+                loc_accuracy_sd: loc.sd,
+                pointing_sd: pointing.sd,
+                mask_iou_sd: mask.sd,
+            });
+        }
+    }
+    rows
+}
+
+/// One concept's rows (selection-major, then fraction).
+pub(super) fn concept_rows(
+    (concept, name, level): (u32, &str, u32),
+    pairs: &[&PairOutcomes],
+    slots: &[Slot],
+    fractions: &[u32],
+) -> Vec<ConceptRow> {
+    let mut rows = Vec::new();
+    for selection in Selection::ALL {
+        for &fraction in fractions {
+            let (images, draws, [loc, pointing, mask]) =
+                numbers(pairs, &compare::slots_of(slots, selection, fraction));
+            rows.push(ConceptRow {
+                concept,
+                name: name.to_string(),
+                level,
+                selection,
+                fraction,
+                images,
+                draws,
+                loc_accuracy: loc.mean.unwrap_or(0.0),
+                pointing: pointing.mean.unwrap_or(0.0),
+                mask_iou: mask.mean,
+                loc_accuracy_sd: loc.sd,
             });
         }
     }
@@ -247,37 +336,72 @@ pub(super) fn pool(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wsol::compare::Outcome;
+
+    fn pair(concept: u32, image: u64, localised: &[bool], mask: Option<f64>) -> PairOutcomes {
+        PairOutcomes {
+            concept,
+            image,
+            outcomes: localised
+                .iter()
+                .map(|&l| Outcome {
+                    localised: l,
+                    pointed: true,
+                    mask_iou: mask,
+                })
+                .collect(),
+        }
+    }
 
     #[test]
     fn pooling_is_over_pairs_not_a_mean_of_concepts() {
-        let mut tallies = BTreeMap::new();
-        // Concept 0: 1 of 1 localised; concept 1: 1 of 3. Pooled 2/4 (a mean of concepts
-        // would say 2/3).
-        let one = |images, localised, pointed, masks, iou| Tally {
-            images,
-            localised,
-            pointed,
-            masks,
-            mask_iou: iou,
-        };
-        tallies.insert((0, Selection::Shapley, 10), one(1, 1, 1, 1, 0.5));
-        tallies.insert((1, Selection::Shapley, 10), one(3, 1, 0, 0, 0.0));
-        tallies.insert((1, Selection::Random, 10), one(2, 0, 1, 0, 0.0));
-        let rows = pool(&tallies, &[10], |_| 7);
-        assert_eq!(rows.len(), 3);
+        // Slots at 10%: Shapley, |w|·σ, raw |w|, random × 2.
+        let slots = compare::slots(&[10], 2);
+        // Concept 0: Shapley 1 of 1 localised; concept 1: 1 of 3. Pooled 2/4 (a mean of
+        // concepts would say 2/3). Random draws: 3/4 and 1/4 → 0.5 ± 0.354.
+        let pairs = vec![
+            pair(0, 1, &[true, false, true, true, false], Some(0.5)),
+            pair(1, 1, &[true, false, false, true, false], None),
+            pair(1, 2, &[false, false, false, true, true], None),
+            pair(1, 3, &[false, false, false, false, false], None),
+        ];
+        let rows = summary_rows(&pairs, &slots, &[10], |_| 7);
+        assert_eq!(rows.len(), 4);
         let shapley = &rows[0];
-        assert_eq!((shapley.images, shapley.neurons), (4, 7));
+        assert_eq!(shapley.selection, Selection::Shapley);
+        assert_eq!((shapley.images, shapley.neurons, shapley.draws), (4, 7, 1));
         assert_eq!(shapley.loc_accuracy, 0.5);
-        assert_eq!(shapley.pointing, 0.25);
+        assert_eq!(shapley.pointing, 1.0);
         assert_eq!(shapley.mask_iou, Some(0.5));
-        // No pairs: zeros, no mask IoU.
-        assert_eq!((rows[1].images, rows[1].loc_accuracy), (0, 0.0));
-        assert_eq!(rows[2].mask_iou, None);
+        assert_eq!(shapley.loc_accuracy_sd, None);
+        assert_eq!((rows[1].loc_accuracy, rows[2].loc_accuracy), (0.0, 0.25));
+        let random = &rows[3];
+        assert_eq!((random.draws, random.loc_accuracy), (2, 0.5));
+        assert!((random.loc_accuracy_sd.unwrap() - 0.5f64.sqrt() / 2.0).abs() < 1e-12);
+        assert_eq!(random.mask_iou_sd, Some(0.0));
+
+        let mine: Vec<&PairOutcomes> = pairs.iter().filter(|p| p.concept == 1).collect();
+        let per_concept = concept_rows((1, "dog", 2), &mine, &slots, &[10]);
+        assert_eq!(per_concept.len(), 4);
+        assert_eq!(
+            (per_concept[0].images, per_concept[0].loc_accuracy),
+            (3, 1.0 / 3.0)
+        );
+        assert_eq!(per_concept[0].mask_iou, None);
+
+        let bootstrap = BootstrapSettings {
+            replicates: 100,
+            confidence: 0.95,
+            seed: 0,
+        };
         let report = WsolReport {
             fractions: vec![10],
             selections: Selection::ALL.to_vec(),
             summary: rows,
-            concepts: Vec::new(),
+            comparisons: compare::compare(&pairs, &slots, &[10], &bootstrap),
+            random_draws: 2,
+            bootstrap: Some(bootstrap),
+            concepts: per_concept,
             heatmaps: Vec::new(),
             threshold: 0.5,
             seed: 0,
@@ -286,11 +410,36 @@ mod tests {
         };
         let table = report.table();
         assert!(
-            table.contains("10%: shapley 0.500 ≥ weight 0.000, ≥ random 0.000"),
+            table.contains("random         10%       7      4     2   0.500 ± 0.354"),
             "{table}"
         );
+        assert!(
+            table.contains("     10%  |w|·σ      0.500    0.000     +0.500  ["),
+            "{table}"
+        );
+        assert!(table.contains("Shapley vs raw |w|: better at"), "{table}");
         let json = serde_json::to_value(&report).unwrap();
-        assert_eq!(json["selections"][0], "shapley");
-        assert_eq!(json["summary"][1]["mask_iou"], serde_json::Value::Null);
+        assert_eq!(
+            json["selections"],
+            serde_json::json!(["shapley", "weight_standardised", "weight_raw", "random"])
+        );
+        // Mask IoU over the pairs with a mask only (concept 0's).
+        assert_eq!(json["summary"][1]["mask_iou"], 0.5);
+        assert_eq!(
+            json["summary"][0]["loc_accuracy_sd"],
+            serde_json::Value::Null
+        );
+        assert_eq!(json["comparisons"][0]["baseline"], "weight_standardised");
+        assert_eq!(json["comparisons"][0]["loc_accuracy"]["difference"], 0.5);
+        // It reads back, and a file of the first version (one draw, "weight") still reads.
+        let back: WsolReport = serde_json::from_value(json).unwrap();
+        assert_eq!(back, report);
+        let old = r#"{"fractions":[10],"selections":["shapley","weight","random"],
+            "summary":[{"selection":"weight","fraction":10,"neurons":7,"images":4,
+                        "loc_accuracy":0.5,"pointing":1.0,"mask_iou":null}],
+            "concepts":[],"heatmaps":[],"threshold":0.5,"seed":0,"neurons":64,"skipped":[]}"#;
+        let old: WsolReport = serde_json::from_str(old).unwrap();
+        assert_eq!(old.summary[0].selection, Selection::WeightStandardised);
+        assert_eq!((old.summary[0].draws, old.random_draws), (1, 1));
     }
 }

@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use hint_common::annotations::{voc, BoundingBox};
 use tch::{Device, Kind, Tensor};
 
+use super::compare::{Outcome, PairOutcomes, Slot};
 use super::geometry::{self, CropFrame, Rect};
 use super::heatmap;
 use super::inputs::GroundTruthFiles;
-use super::report::{Heatmap, Skipped, Tally};
+use super::report::{Heatmap, Skipped};
 use super::{Evaluated, Selection, WsolError, HEATMAP_DIR, THRESHOLD};
 use crate::models::{Backbone, Layer, ReluMode};
 
@@ -105,7 +106,8 @@ pub(super) fn feature_maps(
 
 /// What one image adds.
 pub(super) struct ImageScores {
-    pub tallies: Vec<((u32, Selection, u32), Tally)>,
+    /// One per concept the image was scored under.
+    pub pairs: Vec<PairOutcomes>,
     pub heatmaps: Vec<Heatmap>,
     pub skipped: Vec<Skipped>,
 }
@@ -113,6 +115,8 @@ pub(super) struct ImageScores {
 /// What scoring an image needs besides the image.
 pub(super) struct Context<'a> {
     pub evaluated: &'a [Evaluated],
+    /// What each of a concept's classifiers is.
+    pub slots: &'a [Slot],
     pub names: &'a [&'a str],
     pub heatmap_dir: &'a Path,
     pub heatmap_fraction: u32,
@@ -130,7 +134,7 @@ impl Context<'_> {
         let crop = dec.frame.crop as usize;
         let mask = dec.mask.as_ref().map(|m| dec.frame.map_mask(m));
         let mut out = ImageScores {
-            tallies: Vec::new(),
+            pairs: Vec::new(),
             heatmaps: Vec::new(),
             skipped: Vec::new(),
         };
@@ -147,7 +151,8 @@ impl Context<'_> {
                 });
                 continue;
             }
-            for (selection, fraction, c) in &e.classifiers {
+            let mut outcomes = Vec::with_capacity(e.classifiers.len());
+            for (slot, c) in self.slots.iter().zip(&e.classifiers) {
                 let mut map = vec![c.bias; hw];
                 for &n in &c.neurons {
                     let wn = c.weight[n];
@@ -157,17 +162,15 @@ impl Context<'_> {
                 }
                 let (s, norm) =
                     geometry::score_map(&map, (h, wd), crop, THRESHOLD, &truth, mask.as_deref());
-                out.tallies.push((
-                    (e.id.0, *selection, *fraction),
-                    Tally {
-                        images: 1,
-                        localised: usize::from(s.localised),
-                        pointed: usize::from(s.pointed),
-                        masks: usize::from(s.mask_iou.is_some()),
-                        mask_iou: s.mask_iou.unwrap_or(0.0),
-                    },
-                ));
-                if draw && *selection == Selection::Shapley && *fraction == self.heatmap_fraction {
+                outcomes.push(Outcome {
+                    localised: s.localised,
+                    pointed: s.pointed,
+                    mask_iou: s.mask_iou,
+                });
+                if draw
+                    && slot.selection == Selection::Shapley
+                    && slot.fraction == self.heatmap_fraction
+                {
                     let norm = norm.unwrap_or_else(|| vec![0.0; crop * crop]);
                     let crop_img = heatmap::crop_rgb(&dec.rgb, &dec.frame);
                     let png = format!("{:05}-{}-{:07}.png", e.id.0, file_safe(&e.name), w.id);
@@ -180,11 +183,16 @@ impl Context<'_> {
                         name: e.name.clone(),
                         image: w.path.display().to_string(),
                         png: format!("{HEATMAP_DIR}/{png}"),
-                        selection: *selection,
-                        fraction: *fraction,
+                        selection: slot.selection,
+                        fraction: slot.fraction,
                     });
                 }
             }
+            out.pairs.push(PairOutcomes {
+                concept: e.id.0,
+                image: w.id,
+                outcomes,
+            });
         }
         Ok(out)
     }

@@ -1,5 +1,5 @@
-//! Choosing the top-k% neurons of a concept three ways, and re-fitting the concept's
-//! classifier on them alone with the job's solver.
+//! Choosing the top-k% neurons of a concept four ways ([`Selection`]), and re-fitting the
+//! concept's classifier on them alone with the job's solver.
 
 use std::cmp::Ordering;
 
@@ -15,27 +15,62 @@ use crate::classify::ConceptClassifier;
 /// Identity tag of the evaluation's random choices in [`seed::derive`] (`"hintwsol"`).
 pub const WSOL_TAG: u64 = u64::from_be_bytes(*b"hintwsol");
 
+/// Identity part of the random selections' keys, after [`WSOL_TAG`] (1 is the images').
+pub const RANDOM_PART: u64 = 2;
+
 /// How a concept's neurons are ranked.
+///
+/// "|classifier weight|" reads two ways, both kept: the classifier is fitted on standardised
+/// features (its own weight there is `w_d · σ_d`) and saved mapped back to raw activations
+/// (`w_d`); raw `|w_d|` favours channels of small variance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Selection {
     /// By Φ, largest first.
     Shapley,
-    /// By the full classifier's standardised weight `|w_d| · σ_d`, largest first.
-    Weight,
-    /// Uniformly at random, seeded by (seed, concept, fraction).
+    /// By the full classifier's weight on standardised features, `|w_d| · σ_d`, largest
+    /// first (`weight` in files written before the raw weight was added).
+    #[serde(alias = "weight")]
+    WeightStandardised,
+    /// By the saved classifier's weight on raw activations, `|w_d|`, largest first.
+    WeightRaw,
+    /// Uniformly at random: [`WsolConfig::random_draws`](super::WsolConfig) draws, each
+    /// seeded by (seed, concept, fraction, draw).
     Random,
 }
 
 impl Selection {
-    /// The three, in report order.
-    pub const ALL: [Selection; 3] = [Selection::Shapley, Selection::Weight, Selection::Random];
+    /// The four, in report order.
+    pub const ALL: [Selection; 4] = [
+        Selection::Shapley,
+        Selection::WeightStandardised,
+        Selection::WeightRaw,
+        Selection::Random,
+    ];
+
+    /// The baselines Shapley is compared with.
+    pub const BASELINES: [Selection; 3] = [
+        Selection::WeightStandardised,
+        Selection::WeightRaw,
+        Selection::Random,
+    ];
 
     /// The name in `wsol.json`.
     pub fn name(self) -> &'static str {
         match self {
             Selection::Shapley => "shapley",
-            Selection::Weight => "weight",
+            Selection::WeightStandardised => "weight_standardised",
+            Selection::WeightRaw => "weight_raw",
+            Selection::Random => "random",
+        }
+    }
+
+    /// The name in the printed tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            Selection::Shapley => "Shapley",
+            Selection::WeightStandardised => "|w|·σ",
+            Selection::WeightRaw => "raw |w|",
             Selection::Random => "random",
         }
     }
@@ -60,17 +95,27 @@ pub fn top_k(scores: &[f64], k: usize) -> Vec<usize> {
     order
 }
 
-/// `k` of `d` neurons uniformly at random: the `k` smallest keys
-/// `derive(seed, [WSOL_TAG, concept, fraction, neuron])`, sorted ascending.
-pub fn random_k(d: usize, k: usize, seed: u64, concept: ConceptId, fraction: u32) -> Vec<usize> {
+/// `k` of `d` neurons uniformly at random, draw `draw`: the `k` smallest keys
+/// `derive(seed, [WSOL_TAG, RANDOM_PART, concept, fraction, draw, neuron])`, sorted
+/// ascending.
+pub fn random_k(
+    d: usize,
+    k: usize,
+    seed: u64,
+    concept: ConceptId,
+    fraction: u32,
+    draw: u32,
+) -> Vec<usize> {
     let keys: Vec<f64> = (0..d)
         .map(|n| {
             let key = seed::derive(
                 seed,
                 &[
                     WSOL_TAG,
+                    RANDOM_PART,
                     u64::from(concept.0),
                     u64::from(fraction),
+                    u64::from(draw),
                     n as u64,
                 ],
             );
@@ -79,6 +124,15 @@ pub fn random_k(d: usize, k: usize, seed: u64, concept: ConceptId, fraction: u32
         })
         .collect();
     top_k(&keys, k)
+}
+
+/// `|w_d|`: the saved classifier's weights on raw activations.
+pub fn raw_weight(classifier: &ConceptClassifier) -> Vec<f64> {
+    classifier
+        .weight
+        .iter()
+        .map(|&w| f64::from(w).abs())
+        .collect()
 }
 
 /// `|w_d| · σ_d`: the full classifier's weights on the standardised features the solver
@@ -194,12 +248,34 @@ mod tests {
         assert_eq!(neurons_kept(5, 1), 1);
         assert_eq!(top_k(&[0.1, 0.9, -1.0, 0.9, 0.5], 3), vec![1, 3, 4]);
         assert_eq!(top_k(&[0.1, 0.9, -1.0, 0.9, 0.5], 1), vec![1]);
-        let a = random_k(64, 13, 7, ConceptId(3), 20);
+        let a = random_k(64, 13, 7, ConceptId(3), 20, 0);
         assert_eq!(a.len(), 13);
         assert!(a.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(a, random_k(64, 13, 7, ConceptId(3), 20));
-        assert_ne!(a, random_k(64, 13, 8, ConceptId(3), 20));
-        assert_ne!(a, random_k(64, 13, 7, ConceptId(4), 20));
-        assert_ne!(a, random_k(64, 13, 7, ConceptId(3), 40));
+        assert_eq!(a, random_k(64, 13, 7, ConceptId(3), 20, 0));
+        assert_ne!(a, random_k(64, 13, 8, ConceptId(3), 20, 0));
+        assert_ne!(a, random_k(64, 13, 7, ConceptId(4), 20, 0));
+        assert_ne!(a, random_k(64, 13, 7, ConceptId(3), 40, 0));
+        assert_ne!(a, random_k(64, 13, 7, ConceptId(3), 20, 1));
+        // Draws are uniform: over many draws every neuron is kept about k/d of the time.
+        let mut kept = [0u32; 64];
+        for draw in 0..2000 {
+            for n in random_k(64, 16, 7, ConceptId(3), 20, draw) {
+                kept[n] += 1;
+            }
+        }
+        // Expected 500 each, binomial sd ≈ 19.4: 5 sd either side.
+        assert!(kept.iter().all(|&c| (403..=597).contains(&c)), "{kept:?}");
+        let saved = ConceptClassifier {
+            concept: ConceptId(0),
+            key: "k".into(),
+            name: "n".into(),
+            level: 0,
+            model: "tiny_cnn".into(),
+            layer: "features.7".into(),
+            weight: vec![-2.0, 1.0, 0.5, -0.25],
+            bias: 0.0,
+        };
+        assert_eq!(raw_weight(&saved), vec![2.0, 1.0, 0.5, 0.25]);
+        assert_eq!(top_k(&raw_weight(&saved), 2), vec![0, 1]);
     }
 }

@@ -2,10 +2,15 @@
 //! root on a real S3 server (moto's, over HTTP), run by `hint run` with 2 workers. Φ is
 //! bit-identical to the same job on local files; the plan, the region files and the
 //! classifiers are where the job says; nothing is left under `attempts/`. Objects are
-//! put and read back by the fixture's own HTTP client, independent of ours.
+//! put and read back by the fixture's own HTTP client, independent of ours. A commit cut
+//! short by a crash (some objects moved, some not) is finished by redoing it.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+
+use hint_coordinator::coordinator::move_committed;
+use hint_coordinator::scheduler::records::CommittedFile;
+use hint_coordinator::scheduler::Output as Committed;
 
 use crate::moto::Moto;
 use crate::support::{failed, hint, hint_command, succeeded};
@@ -211,5 +216,69 @@ fn a_job_on_s3_gives_the_local_phi_bit_for_bit() {
     assert!(
         remote_phi == local_phi,
         "Φ on S3 differs from Φ on local files"
+    );
+}
+
+#[test]
+fn a_commit_cut_short_on_s3_is_finished_by_redoing_it() {
+    let moto = Moto::shared();
+    moto.create_bucket("hint-commit");
+    let attempt = "job-0001/attempts/train-00000-a1";
+    let committed = "job-0001/classifiers/train-00000";
+    let names = [
+        "concept-00000.safetensors",
+        "concept-00001.safetensors",
+        "metrics.json",
+    ];
+    for name in names {
+        moto.put("hint-commit", &format!("{attempt}/{name}"), name.as_bytes());
+    }
+    // The coordinator died after moving the first object (copied, then deleted).
+    moto.put(
+        "hint-commit",
+        &format!("{committed}/{}", names[0]),
+        names[0].as_bytes(),
+    );
+    let deleted = moto.request(
+        "DELETE",
+        &format!("/hint-commit/{attempt}/{}", names[0]),
+        &[],
+    );
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+
+    let output = Committed::Train {
+        from: format!("s3://hint-commit/{attempt}"),
+        dir: format!("s3://hint-commit/{committed}"),
+        trained: vec![0, 1],
+    };
+    let expected: Vec<String> = names.iter().map(|n| format!("{committed}/{n}")).collect();
+    for _ in 0..2 {
+        // Redone from the journal, and redone again: the same end state.
+        move_committed(&output).expect("the commit is redone");
+        assert_eq!(moto.keys("hint-commit", "job-0001/"), expected);
+    }
+    for name in names {
+        let body = moto.get("hint-commit", &format!("{committed}/{name}"));
+        assert_eq!(body.as_deref(), Some(name.as_bytes()));
+    }
+
+    // A committed region file that is neither in the attempt nor in place is an error naming
+    // both (the job's files were removed behind the coordinator's back).
+    let lost = Committed::Extract {
+        files: vec![CommittedFile {
+            from: "s3://hint-commit/job-0001/attempts/extract-00000-a1/r.parquet".into(),
+            path: "s3://hint-commit/job-0001/regions/r.parquet".into(),
+            rows: 1,
+            foreground: 1,
+            background: 0,
+        }],
+        skipped: Vec::new(),
+        images: 1,
+    };
+    let error = move_committed(&lost).unwrap_err();
+    assert!(
+        error.contains("attempts/extract-00000-a1/r.parquet is missing")
+            && error.contains("regions/r.parquet was never committed"),
+        "{error}"
     );
 }

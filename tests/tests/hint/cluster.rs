@@ -14,69 +14,31 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::support::{hint, hint_bin, hint_command, run_python, succeeded};
+use crate::support::{hint, hint_bin, hint_command, run_python, succeeded, TinyWorld};
 
 /// Seconds a lease lives without a heartbeat in these tests (short, so a killed worker's
 /// tasks come back quickly).
 const LEASE_SECONDS: &str = "3";
 
 /// The synthetic world and a briefly trained tiny CNN, made once for the whole binary.
-fn world() -> &'static Path {
-    static WORLD: OnceLock<tempfile::TempDir> = OnceLock::new();
-    WORLD
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let world = dir.path().join("world");
-            succeeded(
-                &hint(&[
-                    "synth",
-                    "--out",
-                    world.to_str().unwrap(),
-                    "--seed",
-                    "3",
-                    "--per-class",
-                    "24",
-                ]),
-                "hint synth",
-            );
-            let weights = dir.path().join("tiny_cnn.safetensors");
-            succeeded(
-                &hint(&[
-                    "train-model",
-                    "--images",
-                    world.join("images").to_str().unwrap(),
-                    "--out",
-                    weights.to_str().unwrap(),
-                    "--epochs",
-                    "3",
-                ]),
-                "hint train-model",
-            );
-            dir
-        })
-        .path()
+fn world() -> &'static TinyWorld {
+    static WORLD: OnceLock<(tempfile::TempDir, TinyWorld)> = OnceLock::new();
+    let (_, world) = WORLD.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let world = TinyWorld::make(dir.path(), 3, 24, 3);
+        (dir, world)
+    });
+    world
 }
 
 /// A job spec over the world whose results go under `storage`. Integrated gradients (16
 /// steps) make the extraction slow enough to kill a worker in the middle of it.
 fn write_spec(dir: &Path, storage: &Path) -> PathBuf {
-    let world = world();
-    let spec = format!(
-        r#"
-[job]
-name = "cluster-test"
-seed = 7
-
-[model]
-architecture = "tiny_cnn"
-weights = "{weights}"
-layer = "features.7"
-
-[data]
-images = "{images}"
-hierarchy = "{hierarchy}"
-
-[extract]
+    let spec = world().spec(
+        "cluster-test",
+        7,
+        storage,
+        r#"[extract]
 method = "integrated_gradients"
 steps = 16
 background_ratio = 0.25
@@ -88,15 +50,7 @@ concepts_per_task = 4
 
 [shapley]
 permutations = 96
-permutations_per_task = 8
-
-[storage]
-root = "{storage}"
-"#,
-        weights = world.join("tiny_cnn.safetensors").display(),
-        images = world.join("world/images").display(),
-        hierarchy = world.join("world/hierarchy.yaml").display(),
-        storage = storage.display(),
+permutations_per_task = 8"#,
     );
     let path = dir.join("job.toml");
     std::fs::write(&path, spec).expect("writing the spec");
@@ -507,9 +461,9 @@ fn bad_input_is_quarantined_at_once_and_named() {
     // The job's own copy of the weights, removed after the spec was accepted: every extract
     // task then fails with bad input, which is never retried.
     let weights = cluster.dir.path().join("weights.safetensors");
-    std::fs::copy(world().join("tiny_cnn.safetensors"), &weights).unwrap();
+    std::fs::copy(&world().weights, &weights).unwrap();
     let text = std::fs::read_to_string(&cluster.spec).unwrap().replace(
-        &world().join("tiny_cnn.safetensors").display().to_string(),
+        &world().weights.display().to_string(),
         &weights.display().to_string(),
     );
     std::fs::write(&cluster.spec, text).unwrap();

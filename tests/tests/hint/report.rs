@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use crate::support::{hint, succeeded};
+use crate::support::{hint, succeeded, TinyWorld};
 
 /// A world, a briefly trained tiny CNN and a finished job over them, made once: the job
 /// directory.
@@ -15,54 +15,19 @@ fn job() -> &'static Path {
     static JOB: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     let (_, job) = JOB.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
-        let world = dir.path().join("world");
-        let weights = dir.path().join("tiny_cnn.safetensors");
-        let w = world.to_str().unwrap();
-        succeeded(
-            &hint(&["synth", "--out", w, "--seed", "3", "--per-class", "16"]),
-            "hint synth",
-        );
-        succeeded(
-            &hint(&[
-                "train-model",
-                "--images",
-                &format!("{w}/images"),
-                "--out",
-                weights.to_str().unwrap(),
-                "--epochs",
-                "2",
-            ]),
-            "hint train-model",
-        );
-        let spec = format!(
-            r#"
-[job]
-name = "report-test"
-seed = 5
-
-[model]
-architecture = "tiny_cnn"
-weights = "{weights}"
-layer = "features.7"
-
-[data]
-images = "{w}/images"
-hierarchy = "{w}/hierarchy.yaml"
-
-[extract]
+        let tiny = TinyWorld::make(dir.path(), 3, 16, 2);
+        let spec = tiny.spec(
+            "report-test",
+            5,
+            &dir.path().join("runs"),
+            r#"[extract]
 method = "gradient_x_activation"
 background_ratio = 0.25
 images_per_task = 64
 
 [shapley]
 permutations = 16
-permutations_per_task = 16
-
-[storage]
-root = "{runs}"
-"#,
-            weights = weights.display(),
-            runs = dir.path().join("runs").display(),
+permutations_per_task = 16"#,
         );
         let toml = dir.path().join("job.toml");
         std::fs::write(&toml, spec).expect("writing the spec");

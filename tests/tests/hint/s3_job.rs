@@ -5,7 +5,7 @@
 //! put and read back by the fixture's own HTTP client, independent of ours. A commit cut
 //! short by a crash (some objects moved, some not) is finished by redoing it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use hint_coordinator::coordinator::move_committed;
@@ -13,27 +13,10 @@ use hint_coordinator::scheduler::records::CommittedFile;
 use hint_coordinator::scheduler::Output as Committed;
 
 use crate::moto::Moto;
-use crate::support::{failed, hint, hint_command, succeeded};
+use crate::support::{failed, hint, hint_command, job_spec, succeeded, TinyWorld};
 
-/// A job spec over `images`, `weights` and `hierarchy` (paths or URLs) writing under `root`.
-fn write_spec(dir: &Path, name: &str, inputs: [&str; 3], storage: &str) -> PathBuf {
-    let [images, weights, hierarchy] = inputs;
-    let spec = format!(
-        r#"
-[job]
-name = "s3-test"
-seed = 11
-
-[model]
-architecture = "tiny_cnn"
-weights = "{weights}"
-layer = "features.7"
-
-[data]
-images = "{images}"
-hierarchy = "{hierarchy}"
-
-[extract]
+/// The job's settings after `[data]`: small, and the same for both runs.
+const SECTIONS: &str = r#"[extract]
 method = "gradient_x_activation"
 background_ratio = 0.25
 batch_size = 8
@@ -44,16 +27,7 @@ concepts_per_task = 8
 
 [shapley]
 permutations = 16
-permutations_per_task = 8
-
-[storage]
-root = "{storage}"
-"#
-    );
-    let path = dir.join(name);
-    std::fs::write(&path, spec).expect("writing the spec");
-    path
-}
+permutations_per_task = 8"#;
 
 /// `hint` with the server's credentials and a cache of its own.
 fn hint_s3(moto: &Moto, cache: &Path, args: &[&str]) -> Output {
@@ -69,52 +43,12 @@ fn hint_s3(moto: &Moto, cache: &Path, args: &[&str]) -> Output {
 fn a_job_on_s3_gives_the_local_phi_bit_for_bit() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
-    let world = dir.join("world");
-    let weights = dir.join("model/tiny_cnn.safetensors");
-    let (world_s, weights_s) = (world.to_str().unwrap(), weights.to_str().unwrap());
-    succeeded(
-        &hint(&[
-            "synth",
-            "--out",
-            world_s,
-            "--seed",
-            "5",
-            "--per-class",
-            "12",
-        ]),
-        "hint synth",
-    );
-    let images = world.join("images");
-    succeeded(
-        &hint(&[
-            "train-model",
-            "--images",
-            images.to_str().unwrap(),
-            "--out",
-            weights_s,
-            "--epochs",
-            "1",
-        ]),
-        "hint train-model",
-    );
-    std::fs::copy(
-        world.join("hierarchy.yaml"),
-        dir.join("model/hierarchy.yaml"),
-    )
-    .unwrap();
+    let tiny = TinyWorld::make(dir, 5, 12, 1);
 
     // The reference: the same job on local files.
     let local_runs = dir.join("local-runs");
-    let local = write_spec(
-        dir,
-        "local.toml",
-        [
-            images.to_str().unwrap(),
-            weights_s,
-            dir.join("model/hierarchy.yaml").to_str().unwrap(),
-        ],
-        local_runs.to_str().unwrap(),
-    );
+    let local = dir.join("local.toml");
+    std::fs::write(&local, tiny.spec("s3-test", 11, &local_runs, SECTIONS)).unwrap();
     succeeded(
         &hint(&[
             "run",
@@ -131,18 +65,29 @@ fn a_job_on_s3_gives_the_local_phi_bit_for_bit() {
     let moto = Moto::start();
     moto.create_bucket("hint-data");
     moto.create_bucket("hint-runs");
-    moto.put_dir(&images, "hint-data", "world/images");
-    moto.put_dir(&dir.join("model"), "hint-data", "model");
-    let remote = write_spec(
-        dir,
-        "s3.toml",
-        [
-            "s3://hint-data/world/images",
-            "s3://hint-data/model/tiny_cnn.safetensors",
-            "s3://hint-data/model/hierarchy.yaml",
-        ],
-        "s3://hint-runs/runs",
+    moto.put_dir(&tiny.images(), "hint-data", "world/images");
+    let read = |p: &Path| std::fs::read(p).unwrap();
+    moto.put(
+        "hint-data",
+        "model/tiny_cnn.safetensors",
+        &read(&tiny.weights),
     );
+    moto.put(
+        "hint-data",
+        "model/hierarchy.yaml",
+        &read(&tiny.hierarchy()),
+    );
+    let remote = dir.join("s3.toml");
+    let inputs = [
+        "s3://hint-data/world/images",
+        "s3://hint-data/model/tiny_cnn.safetensors",
+        "s3://hint-data/model/hierarchy.yaml",
+    ];
+    std::fs::write(
+        &remote,
+        job_spec("s3-test", 11, inputs, "s3://hint-runs/runs", SECTIONS),
+    )
+    .unwrap();
     let cache = dir.join("cache");
 
     // `hint check` asks the store: a missing object is named with its URL.

@@ -22,7 +22,7 @@ use rcgen::{
     KeyUsagePurpose,
 };
 
-use crate::support::{failed, hint_bin, hint_command, succeeded};
+use crate::support::{failed, hint_bin, hint_command, succeeded, TinyWorld};
 
 /// A certificate and its key, as PEM files.
 struct Pair {
@@ -405,56 +405,17 @@ fn tls_and_a_token_refuse_calls_without_the_right_token() {
 
 /// A spec of a job that runs in seconds: a small world, a tiny CNN trained for 3 epochs.
 fn tiny_job(dir: &Path) -> PathBuf {
-    let world = dir.join("world");
-    let weights = dir.join("tiny_cnn.safetensors");
-    let w = path(&world);
-    succeeded(
-        &hint(&["synth", "--out", w, "--seed", "3", "--per-class", "8"]),
-        "hint synth",
-    );
-    let images = world.join("images");
-    succeeded(
-        &hint(&[
-            "train-model",
-            "--images",
-            path(&images),
-            "--out",
-            path(&weights),
-            "--epochs",
-            "3",
-        ]),
-        "hint train-model",
-    );
-    let spec = format!(
-        r#"
-[job]
-name = "security-test"
-seed = 7
-
-[model]
-architecture = "tiny_cnn"
-weights = "{weights}"
-layer = "features.7"
-
-[data]
-images = "{images}"
-hierarchy = "{hierarchy}"
-
-[extract]
+    let spec = TinyWorld::make(dir, 3, 8, 3).spec(
+        "security-test",
+        7,
+        &dir.join("runs"),
+        r#"[extract]
 method = "gradient_x_activation"
 background_ratio = 0.25
 images_per_task = 32
 
 [shapley]
-permutations = 8
-
-[storage]
-root = "{storage}"
-"#,
-        weights = weights.display(),
-        images = images.display(),
-        hierarchy = world.join("hierarchy.yaml").display(),
-        storage = dir.join("runs").display(),
+permutations = 8"#,
     );
     write(dir, "job.toml", &spec)
 }

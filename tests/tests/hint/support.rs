@@ -120,3 +120,97 @@ pub fn noise(seed: u64, parts: &[u64]) -> f32 {
         .sum::<f64>() as f32
         - 6.0
 }
+
+/// A synthetic world (`hint synth`) and a tiny CNN briefly trained on it (`hint
+/// train-model`): what the end-to-end tests run jobs on.
+pub struct TinyWorld {
+    /// The world's directory: `images/`, `annotations/`, `masks/`, `hierarchy.yaml`.
+    pub world: PathBuf,
+    /// The trained model.
+    pub weights: PathBuf,
+}
+
+impl TinyWorld {
+    /// Makes `dir/world` (`per_class` images per class from `seed`) and
+    /// `dir/tiny_cnn.safetensors` (trained for `epochs`).
+    pub fn make(dir: &Path, seed: u64, per_class: u32, epochs: u32) -> TinyWorld {
+        let world = dir.join("world");
+        let weights = dir.join("tiny_cnn.safetensors");
+        let (out, images) = (world.to_str().unwrap(), world.join("images"));
+        let (seed, per_class) = (seed.to_string(), per_class.to_string());
+        succeeded(
+            &hint(&[
+                "synth",
+                "--out",
+                out,
+                "--seed",
+                &seed,
+                "--per-class",
+                &per_class,
+            ]),
+            "hint synth",
+        );
+        succeeded(
+            &hint(&[
+                "train-model",
+                "--images",
+                images.to_str().unwrap(),
+                "--out",
+                weights.to_str().unwrap(),
+                "--epochs",
+                &epochs.to_string(),
+            ]),
+            "hint train-model",
+        );
+        TinyWorld { world, weights }
+    }
+
+    /// The ImageFolder.
+    pub fn images(&self) -> PathBuf {
+        self.world.join("images")
+    }
+
+    /// The world's concept hierarchy.
+    pub fn hierarchy(&self) -> PathBuf {
+        self.world.join("hierarchy.yaml")
+    }
+
+    /// A job spec over this world and model writing under `storage`; `sections` (TOML:
+    /// `[extract]`, `[shapley]`, …) follow `[data]`.
+    pub fn spec(&self, name: &str, seed: u64, storage: &Path, sections: &str) -> String {
+        job_spec(
+            name,
+            seed,
+            [&self.images(), &self.weights, &self.hierarchy()].map(|p| p.to_str().unwrap()),
+            storage.to_str().unwrap(),
+            sections,
+        )
+    }
+}
+
+/// The text of a job spec on the tiny CNN's last ReLU (`features.7`): `[job]`, `[model]`,
+/// `[data]` with `inputs` = [images, weights, hierarchy] (paths or URLs), then `sections`,
+/// then `[storage]` with `storage` as its root.
+pub fn job_spec(name: &str, seed: u64, inputs: [&str; 3], storage: &str, sections: &str) -> String {
+    let [images, weights, hierarchy] = inputs;
+    format!(
+        r#"[job]
+name = "{name}"
+seed = {seed}
+
+[model]
+architecture = "tiny_cnn"
+weights = "{weights}"
+layer = "features.7"
+
+[data]
+images = "{images}"
+hierarchy = "{hierarchy}"
+
+{sections}
+
+[storage]
+root = "{storage}"
+"#
+    )
+}

@@ -21,7 +21,7 @@ use hint_worker::classify::ClassifierDir;
 use hint_worker::wsol::select;
 use serde_json::Value;
 
-use crate::support::{failed, hint, succeeded};
+use crate::support::{failed, hint, succeeded, TinyWorld};
 
 const IMAGES_PER_CONCEPT: usize = 8;
 /// Random draws and bootstrap replicates asked for (not the defaults: the flags must reach
@@ -34,68 +34,23 @@ fn job() -> &'static (tempfile::TempDir, PathBuf) {
     static JOB: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     JOB.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
-        let world = dir.path().join("world");
-        let run = |args: &[&str], what: &str| succeeded(&hint(args), what);
-        run(
-            &[
-                "synth",
-                "--out",
-                world.to_str().unwrap(),
-                "--seed",
-                "5",
-                "--per-class",
-                "30",
-            ],
-            "hint synth",
-        );
-        let weights = dir.path().join("tiny_cnn.safetensors");
-        run(
-            &[
-                "train-model",
-                "--images",
-                world.join("images").to_str().unwrap(),
-                "--out",
-                weights.to_str().unwrap(),
-                "--epochs",
-                "10",
-            ],
-            "hint train-model",
-        );
-        let spec = format!(
-            r#"
-[job]
-name = "wsol-test"
-seed = 11
-
-[model]
-architecture = "tiny_cnn"
-weights = "{weights}"
-layer = "features.7"
-
-[data]
-images = "{images}"
-hierarchy = "{hierarchy}"
-
-[extract]
+        let tiny = TinyWorld::make(dir.path(), 5, 30, 10);
+        let spec = tiny.spec(
+            "wsol-test",
+            11,
+            &dir.path().join("runs"),
+            r#"[extract]
 method = "gradient_x_activation"
 background_ratio = 0.25
 
 [shapley]
 permutations = 16
-permutations_per_task = 16
-
-[storage]
-root = "{storage}"
-"#,
-            weights = weights.display(),
-            images = world.join("images").display(),
-            hierarchy = world.join("hierarchy.yaml").display(),
-            storage = dir.path().join("runs").display(),
+permutations_per_task = 16"#,
         );
         let spec_path = dir.path().join("job.toml");
         std::fs::write(&spec_path, spec).expect("writing the spec");
-        run(
-            &["run", spec_path.to_str().unwrap(), "--workers", "1"],
+        succeeded(
+            &hint(&["run", spec_path.to_str().unwrap(), "--workers", "1"]),
             "hint run",
         );
         let job = dir.path().join("runs/job-0001");

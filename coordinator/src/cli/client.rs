@@ -14,20 +14,27 @@ use tonic::Code;
 
 use super::progress::{describe, phase_name, StageBars};
 
-/// Flags of `hint submit`.
+/// Where the coordinator is and how to reach it: the flags every client command shares.
 #[derive(Args, Debug)]
-pub struct SubmitArgs {
-    /// The job spec (TOML). Relative paths in it are resolved against its directory.
-    spec: PathBuf,
+pub struct Connection {
     /// The coordinator's URL.
     #[arg(
         long,
         env = "HINT_COORDINATOR",
         default_value = "http://127.0.0.1:50051"
     )]
-    coordinator: String,
+    pub coordinator: String,
     #[command(flatten)]
-    transport: ClientSettings,
+    pub transport: ClientSettings,
+}
+
+/// Flags of `hint submit`.
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    /// The job spec (TOML). Relative paths in it are resolved against its directory.
+    spec: PathBuf,
+    #[command(flatten)]
+    connection: Connection,
     /// Follow the job with progress bars until it ends (exit status: the job's).
     #[arg(long)]
     wait: bool,
@@ -38,15 +45,8 @@ pub struct SubmitArgs {
 pub struct StatusArgs {
     /// The job (default: every job).
     job: Option<String>,
-    /// The coordinator's URL.
-    #[arg(
-        long,
-        env = "HINT_COORDINATOR",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    coordinator: String,
     #[command(flatten)]
-    transport: ClientSettings,
+    connection: Connection,
     /// Follow the job until it ends.
     #[arg(long)]
     watch: bool,
@@ -57,15 +57,8 @@ pub struct StatusArgs {
 pub struct ResultsArgs {
     /// The job.
     job: String,
-    /// The coordinator's URL.
-    #[arg(
-        long,
-        env = "HINT_COORDINATOR",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    coordinator: String,
     #[command(flatten)]
-    transport: ClientSettings,
+    connection: Connection,
 }
 
 /// Flags of `hint cancel`.
@@ -73,21 +66,16 @@ pub struct ResultsArgs {
 pub struct CancelArgs {
     /// The job.
     job: String,
-    /// The coordinator's URL.
-    #[arg(
-        long,
-        env = "HINT_COORDINATOR",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    coordinator: String,
     #[command(flatten)]
-    transport: ClientSettings,
+    connection: Connection,
 }
 
 type Client = JobsClient<AuthorizedChannel>;
 
-async fn connect(url: &str, transport: &ClientSettings) -> anyhow::Result<Client> {
-    let channel = ClientTransport::load(transport)?.connect(url).await?;
+async fn connect(to: &Connection) -> anyhow::Result<Client> {
+    let channel = ClientTransport::load(&to.transport)?
+        .connect(&to.coordinator)
+        .await?;
     Ok(JobsClient::new(channel))
 }
 
@@ -127,7 +115,7 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         .map(PathBuf::from)
         .unwrap_or_default();
     runtime()?.block_on(async {
-        let mut client = connect(&args.coordinator, &args.transport).await?;
+        let mut client = connect(&args.connection).await?;
         let response = client
             .submit(proto::SubmitRequest {
                 spec_toml: text,
@@ -190,7 +178,7 @@ where
 /// Runs `hint status`.
 pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
-        let mut client = connect(&args.coordinator, &args.transport).await?;
+        let mut client = connect(&args.connection).await?;
         match args.job {
             Some(job) if args.watch => {
                 let status = follow(&mut client, &job).await?;
@@ -226,7 +214,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
 /// Runs `hint results`.
 pub fn results(args: ResultsArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
-        let mut client = connect(&args.coordinator, &args.transport).await?;
+        let mut client = connect(&args.connection).await?;
         let response = client
             .results(proto::JobRef {
                 job_id: args.job.clone(),
@@ -250,7 +238,7 @@ pub fn results(args: ResultsArgs) -> anyhow::Result<()> {
 /// Runs `hint cancel`: the job ends now; its workers drop its tasks at their next poll.
 pub fn cancel(args: CancelArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
-        let mut client = connect(&args.coordinator, &args.transport).await?;
+        let mut client = connect(&args.connection).await?;
         client
             .cancel(proto::JobRef {
                 job_id: args.job.clone(),

@@ -7,22 +7,17 @@ use std::time::Duration;
 
 use clap::Args;
 use hint_common::proto::scheduler_server::SERVICE_NAME as SCHEDULER;
-use hint_common::transport::{self, ClientSettings, ClientTransport};
+use hint_common::transport::{self, ClientTransport};
+
+use super::client::Connection;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
 
 /// Flags of `hint health`.
 #[derive(Args, Debug)]
 pub struct HealthArgs {
-    /// The coordinator's URL.
-    #[arg(
-        long,
-        env = "HINT_COORDINATOR",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    coordinator: String,
     #[command(flatten)]
-    transport: ClientSettings,
+    connection: Connection,
     /// Give up after this many seconds (connecting included).
     #[arg(long, default_value_t = 5.0)]
     timeout_seconds: f64,
@@ -46,15 +41,16 @@ pub fn run(args: HealthArgs) -> anyhow::Result<()> {
             Ok(())
         }
         // One line, no cause chain below it: probes keep the first line of the output.
-        Err(reason) => anyhow::bail!("{} is not healthy: {reason}", args.coordinator),
+        Err(reason) => anyhow::bail!("{} is not healthy: {reason}", args.connection.coordinator),
     }
 }
 
 /// Checks the whole server and the scheduler; the reason when either is not serving.
 async fn check(args: &HealthArgs) -> Result<(), String> {
-    let transport = ClientTransport::load(&args.transport).map_err(|e| format!("{e:#}"))?;
+    let transport =
+        ClientTransport::load(&args.connection.transport).map_err(|e| format!("{e:#}"))?;
     let channel = transport
-        .connect(&args.coordinator)
+        .connect(&args.connection.coordinator)
         .await
         .map_err(|e| e.to_string())?;
     let mut client = HealthClient::new(channel);

@@ -37,8 +37,6 @@ mod runtime;
 mod writer;
 
 #[cfg(test)]
-mod test_moto;
-#[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};

@@ -1,24 +1,16 @@
-//! The storage API on local paths and on `s3://` URLs served by a real moto server.
+//! The storage API on local paths, and the parsing of locations. The same calls on `s3://`
+//! URLs are tested against a real S3 server in the end-to-end suite (`tests/tests/hint/s3.rs`),
+//! which owns the moto fixture.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::test_moto::{bucket, etag, http, open_uploads};
 use super::*;
 
-fn url(bucket: &str, key: &str) -> PathBuf {
-    PathBuf::from(format!("s3://{bucket}/{key}"))
-}
-
-/// Bytes that differ from part to part, so a misplaced part shows.
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i % 251) as u8 ^ (i >> 20) as u8)
-        .collect()
-}
-
-/// The same sequence of calls on a local directory and on a bucket prefix.
-fn round_trip(root: &Path, fetched_is_local_root: bool) {
+#[test]
+fn local_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
     let a = root.join("a.txt");
     let nested = root.join("sub/deeper/b.bin");
     assert!(!exists(&a).unwrap());
@@ -60,8 +52,8 @@ fn round_trip(root: &Path, fetched_is_local_root: bool) {
     assert_eq!(read(&renamed).unwrap(), b"alpha two");
 
     let copy = fetch(&renamed).unwrap();
+    assert_eq!(copy, renamed, "a local file is its own copy");
     assert_eq!(std::fs::read(&copy).unwrap(), b"alpha two");
-    assert_eq!(fetched_is_local_root, copy == renamed);
 
     let dir = fetch_dir(&root.join("sub")).unwrap();
     assert_eq!(std::fs::read(dir.join("deeper/b.bin")).unwrap(), [1, 2, 3]);
@@ -88,18 +80,6 @@ fn round_trip(root: &Path, fetched_is_local_root: bool) {
     assert!(!exists(&renamed).unwrap());
     let left: Vec<PathBuf> = list(root).unwrap().into_iter().map(|e| e.path).collect();
     assert_eq!(left, vec![root.join("streamed.bin"), nested]);
-}
-
-#[test]
-fn local_round_trip() {
-    let dir = tempfile::tempdir().unwrap();
-    round_trip(dir.path(), true);
-}
-
-#[test]
-fn s3_round_trip() {
-    let bucket = bucket("round-trip");
-    round_trip(&url(&bucket, "root"), false);
 }
 
 #[test]
@@ -140,38 +120,7 @@ fn locations_and_schemes() {
 }
 
 #[test]
-fn missing_things_say_what_and_where() {
-    let bucket = bucket("missing");
-    let missing = url(&bucket, "no/such/key.bin");
-    let error = read(&missing).unwrap_err();
-    assert_eq!(
-        error.to_string(),
-        format!("s3://{bucket}/no/such/key.bin: no such object")
-    );
-    assert!(error.not_found);
-    assert_eq!(
-        std::io::Error::from(error).kind(),
-        std::io::ErrorKind::NotFound
-    );
-    assert!(fetch(&missing).unwrap_err().not_found);
-    assert!(!exists(&missing).unwrap());
-
-    let no_bucket = url("hint-no-such-bucket", "k");
-    for error in [
-        read(&no_bucket).unwrap_err(),
-        write(&no_bucket, b"x").unwrap_err(),
-        exists(&no_bucket).unwrap_err(),
-        list(&url("hint-no-such-bucket", "")).unwrap_err(),
-    ] {
-        let text = error.to_string();
-        assert!(text.starts_with("s3://hint-no-such-bucket"), "{text}");
-        assert!(
-            text.ends_with(": no such bucket \"hint-no-such-bucket\""),
-            "{text}"
-        );
-        assert!(error.not_found);
-    }
-
+fn missing_local_files_say_what_and_where() {
     let dir = tempfile::tempdir().unwrap();
     let error = read(&dir.path().join("absent.txt")).unwrap_err();
     assert!(error.not_found);
@@ -183,64 +132,10 @@ fn missing_things_say_what_and_where() {
     );
 }
 
-/// Parts of 5 MiB: 12.5 MiB go up as three parts, only `finish` makes the object visible, and
-/// memory never holds more than the part being filled plus the one in flight.
+/// The partial file goes when a writer is dropped unfinished; nothing appears under the
+/// final name.
 #[test]
-fn large_objects_stream_as_multipart_uploads() {
-    let bucket = bucket("multipart");
-    let key = "big/object.bin";
-    let data = pattern(12 * MIN_PART_SIZE / 5 + (512 << 10));
-    let path = url(&bucket, key);
-    let target = match target(&path).unwrap() {
-        Target::S3(url) => url,
-        Target::Local(_) => unreachable!(),
-    };
-    let mut writer = ObjectWriter::remote(&path, target, MIN_PART_SIZE).unwrap();
-    // Writes of odd sizes, as an encoder makes them.
-    for chunk in data.chunks(700_001) {
-        writer.write_all(chunk).unwrap();
-    }
-    assert_eq!(open_uploads(&bucket), 1, "parts are already on their way");
-    assert!(!exists(&path).unwrap(), "invisible until finished");
-    assert!(writer.peak_buffered() <= 2 * MIN_PART_SIZE);
-    assert!(writer.peak_buffered() > MIN_PART_SIZE);
-    assert_eq!(writer.finish().unwrap(), data.len() as u64);
-
-    assert_eq!(open_uploads(&bucket), 0);
-    let tag = etag(&bucket, key);
-    assert!(tag.ends_with("-3"), "a 3-part multipart ETag, got {tag}");
-    assert!(read(&path).unwrap() == data, "the object reads back whole");
-}
-
-#[test]
-fn small_objects_are_one_put() {
-    let bucket = bucket("small");
-    let path = url(&bucket, "small.bin");
-    let mut writer = create(&path).unwrap();
-    writer.write_all(&pattern(1000)).unwrap();
-    writer.finish().unwrap();
-    assert!(!etag(&bucket, "small.bin").contains('-'));
-    assert_eq!(open_uploads(&bucket), 0);
-}
-
-#[test]
-fn unfinished_uploads_leave_nothing() {
-    let bucket = bucket("aborted");
-    let path = url(&bucket, "half.bin");
-    let target = match target(&path).unwrap() {
-        Target::S3(url) => url,
-        Target::Local(_) => unreachable!(),
-    };
-    let mut writer = ObjectWriter::remote(&path, target, MIN_PART_SIZE).unwrap();
-    writer.write_all(&pattern(2 * MIN_PART_SIZE + 10)).unwrap();
-    assert_eq!(open_uploads(&bucket), 1);
-    drop(writer);
-    assert_eq!(open_uploads(&bucket), 0, "the upload was aborted");
-    assert!(!exists(&path).unwrap());
-    let (status, _, _) = http("HEAD", &format!("/{bucket}/half.bin"));
-    assert_eq!(status, 404);
-
-    // Locally: the partial file goes, nothing appears under the final name.
+fn unfinished_local_files_leave_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("out/region.parquet");
     let mut writer = create(&file).unwrap();
@@ -249,57 +144,4 @@ fn unfinished_uploads_leave_nothing() {
     assert!(dir.path().join("out/.region.parquet.partial").is_file());
     drop(writer);
     assert!(list(dir.path()).unwrap().is_empty());
-}
-
-#[test]
-fn fetch_reuses_unchanged_objects_and_follows_changes() {
-    let bucket = bucket("fetch");
-    let path = url(&bucket, "w/weights.safetensors");
-    write(&path, b"version one").unwrap();
-    let copy = fetch(&path).unwrap();
-    assert_eq!(
-        copy,
-        cache_dir()
-            .join("s3")
-            .join(&bucket)
-            .join("w/weights.safetensors")
-    );
-    assert_eq!(std::fs::read(&copy).unwrap(), b"version one");
-
-    // An unchanged object is not downloaded again: a local edit of the same size survives.
-    std::fs::write(&copy, b"VERSION ONE").unwrap();
-    assert_eq!(
-        std::fs::read(fetch(&path).unwrap()).unwrap(),
-        b"VERSION ONE"
-    );
-
-    // A changed object (new ETag) is.
-    write(&path, b"version two").unwrap();
-    assert_eq!(
-        std::fs::read(fetch(&path).unwrap()).unwrap(),
-        b"version two"
-    );
-
-    // fetch_dir mirrors the prefix: objects deleted since disappear from the copy.
-    write(&url(&bucket, "w/extra.txt"), b"extra").unwrap();
-    let dir = fetch_dir(&url(&bucket, "w")).unwrap();
-    assert!(dir.join("extra.txt").is_file());
-    remove_all(&url(&bucket, "w/extra.txt")).unwrap();
-    let dir = fetch_dir(&url(&bucket, "w")).unwrap();
-    let names: Vec<PathBuf> = list(&dir).unwrap().into_iter().map(|e| e.path).collect();
-    assert_eq!(names, vec![dir.join("weights.safetensors")]);
-}
-
-/// Calling from inside another tokio runtime's thread must not panic.
-#[test]
-fn callable_from_async_contexts() {
-    let bucket = bucket("async");
-    let path = url(&bucket, "k.txt");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        write(&path, b"from async").unwrap();
-        assert_eq!(read(&path).unwrap(), b"from async");
-    });
 }

@@ -105,7 +105,6 @@ impl ObjectWriter {
                 upload: None,
                 in_flight: None,
                 parts: 0,
-                peak_buffered: 0,
             }))),
             written: 0,
         })
@@ -126,16 +125,6 @@ impl ObjectWriter {
             Sink::Remote(upload) => upload.finish()?,
         }
         Ok(self.written)
-    }
-
-    /// The most bytes held in memory at once by a remote writer (the part being filled plus
-    /// the part in flight); 0 for a local file.
-    #[cfg(test)]
-    pub(crate) fn peak_buffered(&self) -> usize {
-        match &self.sink {
-            Some(Sink::Remote(upload)) => upload.peak_buffered,
-            _ => 0,
-        }
     }
 
     fn failed_earlier(&self) -> StorageError {
@@ -223,7 +212,6 @@ struct Upload {
     /// The part being sent, with its size.
     in_flight: Option<(Receiver<object_store::Result<()>>, usize)>,
     parts: usize,
-    peak_buffered: usize,
 }
 
 impl Upload {
@@ -232,17 +220,11 @@ impl Upload {
             let take = buf.len().min(self.part_size - self.buffer.len());
             self.buffer.extend_from_slice(&buf[..take]);
             buf = &buf[take..];
-            self.note_buffered();
             if self.buffer.len() == self.part_size {
                 self.send_part()?;
             }
         }
         Ok(())
-    }
-
-    fn note_buffered(&mut self) {
-        let in_flight = self.in_flight.as_ref().map_or(0, |(_, size)| *size);
-        self.peak_buffered = self.peak_buffered.max(self.buffer.len() + in_flight);
     }
 
     /// Waits for the part in flight, then starts sending the buffer as the next part.
@@ -262,7 +244,6 @@ impl Upload {
         let sending = upload.put_part(PutPayload::from(Bytes::from(part)));
         self.in_flight = Some((spawn(sending), size));
         self.parts += 1;
-        self.note_buffered();
         Ok(())
     }
 

@@ -15,10 +15,10 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 
-use crate::support::root;
+use crate::support::{hint_command, root};
 
 /// Starts moto on a free port, prints the port, and exits when stdin reaches end of file.
 const SERVER: &str = r#"
@@ -106,6 +106,16 @@ impl Moto {
             std::env::set_var("HINT_S3_PART_SIZE", (5 << 20).to_string());
             moto
         })
+    }
+
+    /// Runs `hint` with `args` against this server, downloads cached in `cache`.
+    pub fn hint(&self, cache: &Path, args: &[&str]) -> Output {
+        hint_command()
+            .args(args)
+            .envs(self.env())
+            .env("HINT_CACHE_DIR", cache)
+            .output()
+            .expect("starting hint")
     }
 
     /// `http://127.0.0.1:<port>`.

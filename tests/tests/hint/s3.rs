@@ -1,12 +1,14 @@
-//! Object storage against a real S3 server (moto's, over HTTP): `hint_common::storage` in this
-//! process, region files streamed as multipart uploads and read back by pyarrow, a writer
-//! killed mid-upload, and `hint extract` with its images, weights and output on `s3://`.
-//! What we write is checked with the fixture's own HTTP client, independent of ours.
+//! Object storage against a real S3 server (moto's, over HTTP): every `hint_common::storage`
+//! call on `s3://` URLs in this process (multipart streaming, the fetch cache, errors, calls
+//! from inside another tokio runtime), region files streamed as multipart uploads and read back
+//! by pyarrow, a writer killed mid-upload, and `hint extract` with its images, weights and
+//! output on `s3://`. What we write is checked with the fixture's own HTTP client, independent
+//! of ours. `hint-common`'s unit tests cover the same API on local paths.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -16,7 +18,7 @@ use hint_common::regions::{
 use hint_common::storage;
 
 use crate::moto::Moto;
-use crate::support::{failed, hint, hint_command, run_python, succeeded};
+use crate::support::{failed, hint, run_python, succeeded};
 
 /// A new bucket on the shared server, named for the test.
 fn bucket(moto: &Moto, hint: &str) -> String {
@@ -34,36 +36,72 @@ fn url(bucket: &str, key: &str) -> PathBuf {
     PathBuf::from(format!("s3://{bucket}/{key}"))
 }
 
+/// Bytes that differ from part to part, so a misplaced part shows.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i % 251) as u8 ^ (i >> 20) as u8)
+        .collect()
+}
+
+/// Every storage call on a bucket prefix, what ours writes read back by the fixture's client
+/// and what that client puts read by ours. (The same calls on a local directory are
+/// `hint-common`'s unit tests.)
 #[test]
 fn storage_round_trip_agrees_with_an_independent_client() {
     let moto = Moto::shared();
     let b = bucket(moto, "round-trip");
+    let (a, nested) = (url(&b, "dir/a.txt"), url(&b, "dir/sub/deeper/b.bin"));
 
     // Ours writes, theirs reads; theirs writes, ours reads.
-    storage::write(&url(&b, "dir/a.txt"), b"alpha").unwrap();
+    assert!(!storage::exists(&a).unwrap());
+    storage::write(&a, b"alpha").unwrap();
     assert_eq!(moto.get(&b, "dir/a.txt").unwrap(), b"alpha");
-    moto.put(&b, "dir/sub/b.bin", &[7; 300]);
-    assert_eq!(storage::read(&url(&b, "dir/sub/b.bin")).unwrap(), [7; 300]);
-    assert!(storage::exists(&url(&b, "dir/a.txt")).unwrap());
+    moto.put(&b, "dir/sub/deeper/b.bin", &[7; 300]);
+    assert_eq!(storage::read(&nested).unwrap(), [7; 300]);
+    assert_eq!(storage::read_to_string(&a).unwrap(), "alpha");
+    assert!(storage::exists(&a).unwrap());
     assert!(!storage::exists(&url(&b, "dir/none.txt")).unwrap());
+    assert!(
+        !storage::exists(&url(&b, "dir/sub")).unwrap(),
+        "a prefix is not an object"
+    );
     assert!(storage::is_dir(&url(&b, "dir/sub")).unwrap());
+    assert!(!storage::is_dir(&url(&b, "dir/nothing")).unwrap());
+
+    // An overwrite replaces the content.
+    storage::write(&a, b"alpha two").unwrap();
+    assert_eq!(moto.get(&b, "dir/a.txt").unwrap(), b"alpha two");
+
     let listed: Vec<(PathBuf, u64)> = storage::list(&url(&b, "dir"))
         .unwrap()
         .into_iter()
         .map(|e| (e.path, e.size))
         .collect();
-    assert_eq!(
-        listed,
-        vec![(url(&b, "dir/a.txt"), 5), (url(&b, "dir/sub/b.bin"), 300)]
-    );
+    assert_eq!(listed, vec![(a.clone(), 9), (nested.clone(), 300)]);
+    assert!(storage::list(&url(&b, "dir/nothing")).unwrap().is_empty());
 
-    storage::rename(&url(&b, "dir/a.txt"), &url(&b, "moved/a.txt")).unwrap();
+    let moved = url(&b, "moved/a.txt");
+    storage::rename(&a, &moved).unwrap();
+    assert!(!storage::exists(&a).unwrap());
     assert_eq!(
         moto.keys(&b, ""),
-        ["dir/sub/b.bin".to_string(), "moved/a.txt".to_string()]
+        [
+            "dir/sub/deeper/b.bin".to_string(),
+            "moved/a.txt".to_string()
+        ]
     );
-    let copy = storage::fetch(&url(&b, "moved/a.txt")).unwrap();
-    assert_eq!(std::fs::read(copy).unwrap(), b"alpha");
+    let copy = storage::fetch(&moved).unwrap();
+    assert!(
+        !storage::is_remote(&copy),
+        "a local copy: {}",
+        copy.display()
+    );
+    assert_eq!(std::fs::read(copy).unwrap(), b"alpha two");
+    let fetched = storage::fetch_dir(&url(&b, "dir/sub")).unwrap();
+    assert_eq!(
+        std::fs::read(fetched.join("deeper/b.bin")).unwrap(),
+        [7; 300]
+    );
 
     let local = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(local.path().join("x/y")).unwrap();
@@ -80,41 +118,68 @@ fn storage_round_trip_agrees_with_an_independent_client() {
         b"leaf"
     );
 
-    storage::remove_all(&url(&b, "up")).unwrap();
-    storage::remove_all(&url(&b, "moved/a.txt")).unwrap();
-    assert_eq!(moto.keys(&b, ""), ["dir/sub/b.bin".to_string()]);
+    // A streamed object appears only when finished.
+    let streamed = url(&b, "streamed.bin");
+    let mut writer = storage::create(&streamed).unwrap();
+    writer.write_all(b"stream").unwrap();
+    assert!(!storage::exists(&streamed).unwrap());
+    assert_eq!(moto.etag(&b, "streamed.bin"), None);
+    assert_eq!(writer.finish().unwrap(), 6);
+    assert_eq!(moto.get(&b, "streamed.bin").unwrap(), b"stream");
 
-    // The same calls on a local directory.
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("d/e.txt");
-    storage::write(&file, b"local").unwrap();
-    storage::rename(&file, &dir.path().join("f/g.txt")).unwrap();
-    assert_eq!(std::fs::read(dir.path().join("f/g.txt")).unwrap(), b"local");
+    storage::remove_all(&url(&b, "up")).unwrap();
+    assert!(!storage::is_dir(&url(&b, "up")).unwrap());
+    storage::remove_all(&url(&b, "up")).unwrap(); // missing is fine
+    storage::remove_all(&moved).unwrap();
+    assert!(!storage::exists(&moved).unwrap());
     assert_eq!(
-        storage::fetch(&dir.path().join("f/g.txt")).unwrap(),
-        dir.path().join("f/g.txt")
+        moto.keys(&b, ""),
+        [
+            "dir/sub/deeper/b.bin".to_string(),
+            "streamed.bin".to_string()
+        ]
     );
-    storage::upload_dir(local.path(), &dir.path().join("copy")).unwrap();
-    assert_eq!(storage::list(&dir.path().join("copy")).unwrap().len(), 2);
-    storage::remove_all(&dir.path().join("copy")).unwrap();
-    assert!(!dir.path().join("copy").exists());
 }
 
 #[test]
 fn storage_errors_say_what_and_where() {
     let moto = Moto::shared();
     let b = bucket(moto, "errors");
-    let error = storage::read(&url(&b, "no/such.bin")).unwrap_err();
+    let missing = url(&b, "no/such/key.bin");
+    let error = storage::read(&missing).unwrap_err();
     assert_eq!(
         error.to_string(),
-        format!("s3://{b}/no/such.bin: no such object")
+        format!("s3://{b}/no/such/key.bin: no such object")
     );
     assert!(error.not_found);
-    let error = storage::read(&url("hint-missing-bucket", "k")).unwrap_err();
+    assert_eq!(
+        std::io::Error::from(error).kind(),
+        std::io::ErrorKind::NotFound
+    );
+    assert!(storage::fetch(&missing).unwrap_err().not_found);
+    assert!(!storage::exists(&missing).unwrap());
+
+    let no_bucket = url("hint-missing-bucket", "k");
+    let error = storage::read(&no_bucket).unwrap_err();
     assert_eq!(
         error.to_string(),
         "s3://hint-missing-bucket/k: no such bucket \"hint-missing-bucket\""
     );
+    for error in [
+        error,
+        storage::write(&no_bucket, b"x").unwrap_err(),
+        storage::exists(&no_bucket).unwrap_err(),
+        storage::list(&url("hint-missing-bucket", "")).unwrap_err(),
+    ] {
+        let text = error.to_string();
+        assert!(text.starts_with("s3://hint-missing-bucket"), "{text}");
+        assert!(
+            text.ends_with(": no such bucket \"hint-missing-bucket\""),
+            "{text}"
+        );
+        assert!(error.not_found, "{text}");
+    }
+
     let error = storage::read(Path::new("gs://bucket/k")).unwrap_err();
     assert!(
         error
@@ -122,6 +187,128 @@ fn storage_errors_say_what_and_where() {
             .starts_with("gs://bucket/k: unsupported URL scheme \"gs://\""),
         "{error}"
     );
+}
+
+/// With 5 MiB parts (the shared server's setting) 12.5 MiB go up as a three-part upload while
+/// they are being written, and only `finish` makes the object visible. Memory stays bounded:
+/// the writer waits for a part's upload before sending the next, so whenever a write returns,
+/// what the server has not yet stored (the part in flight and the part being filled) is at
+/// most two parts.
+#[test]
+fn large_objects_stream_as_multipart_uploads_at_most_two_parts_ahead() {
+    let moto = Moto::shared();
+    let b = bucket(moto, "multipart");
+    let key = "big/object.bin";
+    let part = storage::part_size();
+    assert_eq!(
+        part,
+        storage::MIN_PART_SIZE,
+        "Moto::shared sets 5 MiB parts"
+    );
+    let data = pattern(12 * part / 5 + (512 << 10));
+    let path = url(&b, key);
+    let mut writer = storage::create(&path).unwrap();
+    let mut written = 0;
+    // Writes of odd sizes, as an encoder makes them.
+    for chunk in data.chunks(700_001) {
+        writer.write_all(chunk).unwrap();
+        written += chunk.len();
+        let stored = moto.open_uploads(&b).first().map_or(0, |(_, parts)| *parts);
+        assert!(
+            written.saturating_sub(stored * part) <= 2 * part,
+            "{written} bytes written but only {stored} parts stored"
+        );
+    }
+    assert_eq!(
+        moto.open_uploads(&b).len(),
+        1,
+        "parts are already on their way"
+    );
+    assert_eq!(moto.etag(&b, key), None, "invisible until finished");
+    assert!(!storage::exists(&path).unwrap());
+    assert_eq!(writer.finish().unwrap(), data.len() as u64);
+
+    assert!(moto.open_uploads(&b).is_empty());
+    let tag = moto.etag(&b, key).expect("the object exists");
+    assert!(tag.ends_with("-3"), "a 3-part multipart ETag, got {tag}");
+    assert!(
+        storage::read(&path).unwrap() == data,
+        "the object reads back whole"
+    );
+}
+
+#[test]
+fn small_objects_are_one_put() {
+    let moto = Moto::shared();
+    let b = bucket(moto, "small");
+    let mut writer = storage::create(&url(&b, "small.bin")).unwrap();
+    writer.write_all(&pattern(1000)).unwrap();
+    writer.finish().unwrap();
+    let tag = moto.etag(&b, "small.bin").expect("the object exists");
+    assert!(!tag.contains('-'), "a single PUT's ETag, got {tag}");
+    assert!(moto.open_uploads(&b).is_empty());
+}
+
+/// `fetch` keeps a copy in the cache and reuses it while the object's size and ETag are
+/// unchanged; `fetch_dir` mirrors a prefix, so objects deleted since leave the copy.
+#[test]
+fn fetch_reuses_unchanged_objects_and_follows_changes() {
+    let moto = Moto::shared();
+    let b = bucket(moto, "fetch");
+    let path = url(&b, "w/weights.safetensors");
+    storage::write(&path, b"version one").unwrap();
+    let copy = storage::fetch(&path).unwrap();
+    assert_eq!(
+        copy,
+        storage::cache_dir()
+            .join("s3")
+            .join(&b)
+            .join("w/weights.safetensors")
+    );
+    assert_eq!(std::fs::read(&copy).unwrap(), b"version one");
+
+    // An unchanged object is not downloaded again: a local edit of the same size survives.
+    std::fs::write(&copy, b"VERSION ONE").unwrap();
+    assert_eq!(
+        std::fs::read(storage::fetch(&path).unwrap()).unwrap(),
+        b"VERSION ONE"
+    );
+
+    // A changed object (new ETag), here changed by another client, is.
+    moto.put(&b, "w/weights.safetensors", b"version two");
+    assert_eq!(
+        std::fs::read(storage::fetch(&path).unwrap()).unwrap(),
+        b"version two"
+    );
+
+    storage::write(&url(&b, "w/extra.txt"), b"extra").unwrap();
+    let dir = storage::fetch_dir(&url(&b, "w")).unwrap();
+    assert!(dir.join("extra.txt").is_file());
+    storage::remove_all(&url(&b, "w/extra.txt")).unwrap();
+    let dir = storage::fetch_dir(&url(&b, "w")).unwrap();
+    let names: Vec<PathBuf> = storage::list(&dir)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.path)
+        .collect();
+    assert_eq!(names, vec![dir.join("weights.safetensors")]);
+}
+
+/// A storage call from a thread that runs another tokio runtime (an async server's handler)
+/// must not panic: it waits for the storage runtime over a channel rather than nesting one.
+#[test]
+fn storage_calls_work_inside_another_tokio_runtime() {
+    let moto = Moto::shared();
+    let b = bucket(moto, "async");
+    let path = url(&b, "k.txt");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        storage::write(&path, b"from async").unwrap();
+        assert_eq!(storage::read(&path).unwrap(), b"from async");
+    });
+    assert_eq!(moto.get(&b, "k.txt").unwrap(), b"from async");
 }
 
 const D: usize = 256;
@@ -172,9 +359,9 @@ fn rows(n: usize, seed: u64) -> RegionRows {
 
 /// With 5 MiB parts (the shared server's setting), a 14 MiB region file goes up as a
 /// multipart upload of at least three parts, is invisible until finished, and reads back the
-/// same in our reader and in pyarrow (after an independent download). The writer holds at
-/// most two parts in memory by construction (see `storage::ObjectWriter`; a unit test checks
-/// its peak).
+/// same in our reader and in pyarrow (after an independent download). How far the writer may
+/// get ahead of the server is checked by
+/// [`large_objects_stream_as_multipart_uploads_at_most_two_parts_ahead`].
 #[test]
 fn region_files_stream_to_s3_as_multipart_uploads_that_pyarrow_reads() {
     let moto = Moto::shared();
@@ -240,6 +427,7 @@ fn an_unfinished_region_file_leaves_no_object() {
     );
     drop(object);
     assert!(moto.keys(&b, "").is_empty());
+    assert!(!storage::exists(&url(&b, "raw.bin")).unwrap());
     assert!(moto.open_uploads(&b).is_empty(), "the upload was aborted");
 }
 
@@ -324,16 +512,6 @@ fn a_writer_killed_mid_upload_leaves_no_object() {
     );
 }
 
-/// `hint` with the server's credentials and a cache of its own.
-fn hint_s3(moto: &Moto, cache: &Path, args: &[&str]) -> Output {
-    hint_command()
-        .args(args)
-        .envs(moto.env())
-        .env("HINT_CACHE_DIR", cache)
-        .output()
-        .expect("starting hint")
-}
-
 fn extract_args<'a>(weights: &'a str, images: &'a str, out: &'a str) -> Vec<&'a str> {
     vec![
         "extract",
@@ -400,11 +578,7 @@ fn extract_from_and_to_s3_gives_the_local_rows() {
     );
     let cache = dir.join("cache");
     let stdout = succeeded(
-        &hint_s3(
-            moto,
-            &cache,
-            &extract_args(&weights_url, &images_url, &out_url),
-        ),
+        &moto.hint(&cache, &extract_args(&weights_url, &images_url, &out_url)),
         "hint extract (s3)",
     );
     assert!(stdout.contains("extracted 15 of 16 images"), "{stdout}");
@@ -437,11 +611,7 @@ fn extract_from_and_to_s3_gives_the_local_rows() {
 
     // A second run into the same prefix refuses to mix runs, as it does locally.
     let stderr = failed(
-        &hint_s3(
-            moto,
-            &cache,
-            &extract_args(&weights_url, &images_url, &out_url),
-        ),
+        &moto.hint(&cache, &extract_args(&weights_url, &images_url, &out_url)),
         "hint extract over an earlier run",
     );
     assert!(stderr.contains("already holds region files"), "{stderr}");
@@ -449,8 +619,7 @@ fn extract_from_and_to_s3_gives_the_local_rows() {
     // Errors say what and where.
     let missing = format!("s3://{b}/models/missing.safetensors");
     let stderr = failed(
-        &hint_s3(
-            moto,
+        &moto.hint(
             &cache,
             &extract_args(&missing, &images_url, &format!("{out_url}2")),
         ),
@@ -461,8 +630,7 @@ fn extract_from_and_to_s3_gives_the_local_rows() {
         "{stderr}"
     );
     let stderr = failed(
-        &hint_s3(
-            moto,
+        &moto.hint(
             &cache,
             &extract_args(
                 &weights_url,

@@ -6,14 +6,13 @@
 //! short by a crash (some objects moved, some not) is finished by redoing it.
 
 use std::path::Path;
-use std::process::Output;
 
 use hint_coordinator::coordinator::move_committed;
 use hint_coordinator::scheduler::records::CommittedFile;
 use hint_coordinator::scheduler::Output as Committed;
 
 use crate::moto::Moto;
-use crate::support::{failed, hint, hint_command, job_spec, succeeded, TinyWorld};
+use crate::support::{failed, hint, job_spec, succeeded, TinyWorld};
 
 /// The job's settings after `[data]`: small, and the same for both runs.
 const SECTIONS: &str = r#"[extract]
@@ -28,16 +27,6 @@ concepts_per_task = 8
 [shapley]
 permutations = 16
 permutations_per_task = 8"#;
-
-/// `hint` with the server's credentials and a cache of its own.
-fn hint_s3(moto: &Moto, cache: &Path, args: &[&str]) -> Output {
-    hint_command()
-        .args(args)
-        .envs(moto.env())
-        .env("HINT_CACHE_DIR", cache)
-        .output()
-        .expect("starting hint")
-}
 
 #[test]
 fn a_job_on_s3_gives_the_local_phi_bit_for_bit() {
@@ -95,11 +84,7 @@ fn a_job_on_s3_gives_the_local_phi_bit_for_bit() {
         .unwrap()
         .replace("model/tiny_cnn.safetensors", "model/missing.safetensors");
     std::fs::write(dir.join("wrong.toml"), wrong).unwrap();
-    let check = hint_s3(
-        &moto,
-        &cache,
-        &["check", dir.join("wrong.toml").to_str().unwrap()],
-    );
+    let check = moto.hint(&cache, &["check", dir.join("wrong.toml").to_str().unwrap()]);
     let stderr = failed(&check, "hint check of a spec naming a missing object");
     assert!(
         stderr.contains("model.weights")
@@ -107,12 +92,11 @@ fn a_job_on_s3_gives_the_local_phi_bit_for_bit() {
         "{stderr}"
     );
     // A remote storage root needs a local state directory for the journal.
-    let no_state = hint_s3(&moto, &cache, &["run", remote.to_str().unwrap()]);
+    let no_state = moto.hint(&cache, &["run", remote.to_str().unwrap()]);
     assert!(failed(&no_state, "hint run without --state").contains("--state"));
 
     let state = dir.join("state");
-    let run = hint_s3(
-        &moto,
+    let run = moto.hint(
         &cache,
         &[
             "run",

@@ -487,11 +487,21 @@ fn mutual_tls_admits_only_workers_with_a_certificate_from_the_ca() {
             .count()
             >= 2
     });
+    // Under TLS 1.3 the server checks a client's certificate after the client already counts
+    // the handshake as done: the refusal reaches the worker as a TLS alert ("UnknownCA") or,
+    // depending on timing, as a connection closed under it. Either way it is a transport
+    // failure, never an answer.
     let log = std::fs::read_to_string(&rogue_log).unwrap();
     let lower = log.to_lowercase();
     assert!(
-        lower.contains("certificate") || lower.contains("tls") || lower.contains("alert"),
-        "no TLS error in the rogue worker's log:\n{log}"
+        ["certificate", "tls", "alert", "transport error"]
+            .iter()
+            .any(|word| lower.contains(word)),
+        "no transport error in the rogue worker's log:\n{log}"
+    );
+    assert!(
+        !lower.contains("registered"),
+        "the rogue worker says it registered:\n{log}"
     );
     assert_eq!(
         coordinator.live_workers(),

@@ -731,10 +731,8 @@ fn move_dir(from: &Path, to: &Path) -> Result<(), String> {
         if !from.exists() {
             return Err(missing(from, to));
         }
-        if let Some(parent) = to.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-        }
-        return std::fs::rename(from, to)
+        // One rename moves the whole directory (its parent is created).
+        return storage::rename(from, to)
             .map_err(|e| format!("moving {} to {}: {e}", from.display(), to.display()));
     }
     let objects = storage::list(from).map_err(|e| e.to_string())?;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{failed, hint, hint_bin, python, root, succeeded};
+use crate::support::{example, failed, hint, hint_bin, python, root, succeeded};
 
 /// The overlay the tests know in detail.
 const OVERLAY: &str = "overlays/imagenet-vgg19-8gpu";
@@ -1122,16 +1122,7 @@ impl Mounts {
 /// and its seeded tiny CNN. Gradient × activation: at the tiny CNN's last layer, before
 /// global pooling, the plain gradient is the same at every position (no region stands out).
 fn tiny_job(dir: &Path, name: &str) -> String {
-    succeeded(
-        &hint(&[
-            "example",
-            "--out",
-            dir.to_str().unwrap(),
-            "--per-class",
-            "16",
-        ]),
-        "hint example",
-    );
+    example(dir, 16, 0);
     fs::write(
         dir.join("hierarchy.yaml"),
         "children:\n  shape: [disc, square, stripes]\n",

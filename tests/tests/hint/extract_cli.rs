@@ -6,22 +6,7 @@ use std::process::Output;
 
 use hint_common::regions::read_regions;
 
-use crate::support::{hint, run_python, succeeded};
-
-fn example(dir: &Path) {
-    succeeded(
-        &hint(&[
-            "example",
-            "--out",
-            dir.to_str().unwrap(),
-            "--per-class",
-            "5",
-            "--seed",
-            "3",
-        ]),
-        "hint example",
-    );
-}
+use crate::support::{example, hint, run_python, succeeded};
 
 fn extract(dir: &Path, out: &str, extra: &[&str]) -> Output {
     extract_at(dir, "features.4", out, extra)
@@ -53,7 +38,7 @@ fn extract_at(dir: &Path, layer: &str, out: &str, extra: &[&str]) -> Output {
 #[test]
 fn extract_skips_a_corrupt_image_and_writes_regions_pyarrow_reads() {
     let dir = tempfile::tempdir().unwrap();
-    example(dir.path());
+    example(dir.path(), 5, 3);
     let stdout = succeeded(
         &extract(
             dir.path(),
@@ -116,7 +101,7 @@ fn extract_skips_a_corrupt_image_and_writes_regions_pyarrow_reads() {
 #[test]
 fn extraction_is_deterministic_for_a_seed() {
     let dir = tempfile::tempdir().unwrap();
-    example(dir.path());
+    example(dir.path(), 5, 3);
     let args = [
         "--method",
         "smoothgrad",
@@ -139,7 +124,7 @@ fn extraction_is_deterministic_for_a_seed() {
 #[test]
 fn a_wrong_layer_name_lists_the_valid_ones_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    example(dir.path());
+    example(dir.path(), 5, 3);
     let output = extract_at(dir.path(), "features.40", "out", &[]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -153,7 +138,7 @@ fn a_wrong_layer_name_lists_the_valid_ones_and_writes_nothing() {
 #[test]
 fn a_class_without_a_model_output_is_an_error_before_any_work() {
     let dir = tempfile::tempdir().unwrap();
-    example(dir.path());
+    example(dir.path(), 5, 3);
     // A fourth class folder; the model has three outputs.
     let extra = dir.path().join("images/zebra");
     std::fs::create_dir_all(&extra).unwrap();
@@ -172,7 +157,7 @@ fn a_class_without_a_model_output_is_an_error_before_any_work() {
 #[test]
 fn an_earlier_run_is_not_overwritten_silently() {
     let dir = tempfile::tempdir().unwrap();
-    example(dir.path());
+    example(dir.path(), 5, 3);
     succeeded(&extract(dir.path(), "out", &[]), "first run");
     let again = extract(dir.path(), "out", &[]);
     assert!(!again.status.success());

@@ -18,7 +18,7 @@ use hint_common::regions::{
 use hint_common::storage;
 
 use crate::moto::Moto;
-use crate::support::{failed, hint, run_python, succeeded};
+use crate::support::{example, failed, hint, run_python, succeeded};
 
 /// A new bucket on the shared server, named for the test.
 fn bucket(moto: &Moto, hint: &str) -> String {
@@ -542,18 +542,7 @@ fn extract_from_and_to_s3_gives_the_local_rows() {
     let b = bucket(moto, "extract");
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    succeeded(
-        &hint(&[
-            "example",
-            "--out",
-            dir.to_str().unwrap(),
-            "--per-class",
-            "5",
-            "--seed",
-            "3",
-        ]),
-        "hint example",
-    );
+    example(dir, 5, 3);
     let weights = dir.join("tiny_cnn.safetensors");
     let local_out = dir.join("regions");
     succeeded(

@@ -121,6 +121,23 @@ pub fn noise(seed: u64, parts: &[u64]) -> f32 {
         - 6.0
 }
 
+/// `hint example`: `per_class` generated images per class and a tiny CNN seeded by `seed`,
+/// in `dir`.
+pub fn example(dir: &Path, per_class: u32, seed: u64) {
+    succeeded(
+        &hint(&[
+            "example",
+            "--out",
+            dir.to_str().unwrap(),
+            "--per-class",
+            &per_class.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ]),
+        "hint example",
+    );
+}
+
 /// A synthetic world (`hint synth`) and a tiny CNN briefly trained on it (`hint
 /// train-model`): what the end-to-end tests run jobs on.
 pub struct TinyWorld {

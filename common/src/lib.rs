@@ -10,8 +10,11 @@
 //! - [`shapley`]: Shapley games, permutations, exact partial sums, stopping rules, Φ files.
 //! - [`job`]: the job spec, ids of jobs, tasks and workers, proto conversions.
 //! - [`seed`]: deterministic seeds derived from a job seed and an identity.
+//! - [`stats`]: paired differences with bootstrap intervals and their verdicts.
+//! - [`ablation`]: `ablation.json`, the causal ablation of selected neurons.
 #![deny(missing_docs)]
 
+pub mod ablation;
 pub mod annotations;
 pub mod hierarchy;
 pub mod job;
@@ -19,6 +22,7 @@ pub mod proto;
 pub mod regions;
 pub mod seed;
 pub mod shapley;
+pub mod stats;
 pub mod storage;
 pub mod synth;
 pub mod transport;

@@ -15,6 +15,8 @@
 use serde::{Deserialize, Serialize};
 
 use hint_common::seed;
+use hint_common::stats::percentile_interval;
+pub use hint_common::stats::{quantile, Difference, Verdict};
 
 use super::select::{Selection, WSOL_TAG};
 
@@ -153,55 +155,6 @@ pub struct BootstrapSettings {
     pub confidence: f64,
     /// Seed of the resampling.
     pub seed: u64,
-}
-
-/// Shapley − baseline for one metric, with its interval.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Difference {
-    /// Shapley's pooled value.
-    pub shapley: f64,
-    /// The baseline's (mean over draws).
-    pub baseline: f64,
-    /// `shapley − baseline`.
-    pub difference: f64,
-    /// The interval's lower end.
-    pub low: f64,
-    /// Its upper end.
-    pub high: f64,
-}
-
-/// What an interval of Shapley − baseline says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// The interval lies above 0.
-    Better,
-    /// The interval holds 0: no difference beyond noise.
-    WithinNoise,
-    /// The interval lies below 0.
-    Worse,
-}
-
-impl Verdict {
-    /// The verdict of an interval.
-    pub fn of(d: &Difference) -> Verdict {
-        if d.low > 0.0 {
-            Verdict::Better
-        } else if d.high < 0.0 {
-            Verdict::Worse
-        } else {
-            Verdict::WithinNoise
-        }
-    }
-
-    /// In words.
-    pub fn words(self) -> &'static str {
-        match self {
-            Verdict::Better => "better",
-            Verdict::WithinNoise => "within noise",
-            Verdict::Worse => "worse",
-        }
-    }
 }
 
 /// Shapley against one baseline at one fraction.
@@ -438,17 +391,8 @@ impl Paired {
                     .map(|(x, y)| x - y)
             })
             .collect();
-        replicates.sort_by(f64::total_cmp);
-        let alpha = (1.0 - confidence) / 2.0;
         let difference = shapley - baseline;
-        let (low, high) = if replicates.is_empty() {
-            (difference, difference)
-        } else {
-            (
-                quantile(&replicates, alpha),
-                quantile(&replicates, 1.0 - alpha),
-            )
-        };
+        let (low, high) = percentile_interval(&mut replicates, confidence, difference);
         Some(Difference {
             shapley,
             baseline,
@@ -457,16 +401,6 @@ impl Paired {
             high,
         })
     }
-}
-
-/// The `p` quantile of ascending `sorted` by linear interpolation between order
-/// statistics (numpy's default, Hyndman–Fan type 7).
-pub fn quantile(sorted: &[f64], p: f64) -> f64 {
-    assert!(!sorted.is_empty(), "a quantile of nothing");
-    let h = (sorted.len() - 1) as f64 * p.clamp(0.0, 1.0);
-    let lo = h.floor() as usize;
-    let hi = (lo + 1).min(sorted.len() - 1);
-    sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo])
 }
 
 #[cfg(test)]

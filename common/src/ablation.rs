@@ -28,6 +28,14 @@ use crate::stats::{Difference, Verdict};
 
 /// The report's file name in `<job>/results/`.
 pub const ABLATION_FILE: &str = "ablation.json";
+/// Percentages of neurons removed when not given.
+pub const DEFAULT_FRACTIONS: [u32; 6] = [1, 2, 5, 10, 20, 40];
+/// Images evaluated when not given.
+pub const DEFAULT_MAX_IMAGES: usize = 200;
+/// Draws of the random selection when not given.
+pub const DEFAULT_RANDOM_DRAWS: u32 = 5;
+/// Bootstrap replicates of the intervals when not given.
+pub const DEFAULT_BOOTSTRAP_REPLICATES: usize = 2000;
 
 /// How a concept's neurons are ranked for removal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -90,10 +98,7 @@ impl AblationSelection {
             .find(|s| s.name() == name)
             .ok_or_else(|| {
                 let names: Vec<&str> = Self::ALL.iter().map(|s| s.name()).collect();
-                format!(
-                    "unknown selection '{name}' (expected {})",
-                    names.join(", ")
-                )
+                format!("unknown selection '{name}' (expected {})", names.join(", "))
             })
     }
 }
@@ -148,7 +153,12 @@ pub struct Drops {
 
 impl Drops {
     /// From the four drops.
-    pub fn new(on_accuracy: f64, on_probability: f64, off_accuracy: f64, off_probability: f64) -> Self {
+    pub fn new(
+        on_accuracy: f64,
+        on_probability: f64,
+        off_accuracy: f64,
+        off_probability: f64,
+    ) -> Self {
         Drops {
             on_accuracy,
             on_probability,

@@ -159,6 +159,7 @@ fn spec(images: &Path, hierarchy: &Path, root: &Path) -> JobSpec {
         },
         scheduler: SchedulerSpec::default(),
         evaluate: None,
+        ablate: None,
     }
 }
 

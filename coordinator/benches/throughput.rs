@@ -126,6 +126,7 @@ fn spec(root: &Path) -> JobSpec {
         },
         scheduler: SchedulerSpec::default(),
         evaluate: None,
+        ablate: None,
     }
 }
 

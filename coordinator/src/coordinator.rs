@@ -282,6 +282,23 @@ impl Coordinator {
     ) -> Result<JobId, CoordinatorError> {
         let spec = crate::spec::parse(spec_toml, base_dir, "job spec")
             .map_err(|e| CoordinatorError::Spec(e.to_string()))?;
+        // A section is honoured or refused: localisation and ablation need the model where
+        // they run and are not leased stages yet, so only `hint run` runs them.
+        let after_job: Vec<&str> = [
+            ("[evaluate]", spec.evaluate.is_some()),
+            ("[ablate]", spec.ablate.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, present)| present.then_some(name))
+        .collect();
+        if !after_job.is_empty() {
+            return Err(CoordinatorError::Spec(format!(
+                "{} runs only under `hint run` for now (not as a cluster stage): remove it \
+                 from a spec sent to a coordinator, and run `hint evaluate` / `hint ablate` \
+                 on the finished job",
+                after_job.join(" and ")
+            )));
+        }
         self.submit_spec(spec)
     }
 

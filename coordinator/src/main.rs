@@ -59,6 +59,8 @@ enum Command {
     Health(cli::health::HealthArgs),
     /// Weakly supervised localisation of a finished job's concepts (Shapley vs |w|·σ vs raw |w| vs random).
     Evaluate(cli::evaluate::EvaluateArgs),
+    /// Causal ablation: remove each concept's top neurons (Φ vs weights vs mean activation vs random) and measure what breaks.
+    Ablate(cli::ablate::AblateArgs),
     /// Write the self-contained report.html of a finished job.
     Report(cli::report::ReportArgs),
 }
@@ -92,6 +94,7 @@ fn main() -> std::process::ExitCode {
         Command::Cancel(args) => cli::client::cancel(args),
         Command::Health(args) => cli::health::run(args),
         Command::Evaluate(args) => cli::evaluate::run(args),
+        Command::Ablate(args) => cli::ablate::run(args),
         Command::Report(args) => cli::report::run(args),
     };
     match result {

@@ -13,8 +13,10 @@
 //! - [`classify`]: concept classifiers on region samples (batched Newton), their files.
 //! - [`wsol`]: weakly supervised object localisation with concept classifiers on selected neurons.
 //! - [`shapley`]: the Shapley engine — Monte-Carlo φ of every neuron for a concept.
+//! - [`ablate`]: causal ablation of the neurons each selection names, in the real network.
 #![deny(missing_docs)]
 
+pub mod ablate;
 pub mod classify;
 pub mod device;
 pub mod error;

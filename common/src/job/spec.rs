@@ -35,6 +35,30 @@ pub struct JobSpec {
     /// Localisation of the concepts after the job (`[evaluate]`; none when absent).
     #[serde(default)]
     pub evaluate: Option<EvaluateSpec>,
+    /// Causal ablation of the selected neurons after the job (`[ablate]`; none when absent).
+    #[serde(default)]
+    pub ablate: Option<AblateSpec>,
+}
+
+/// `[ablate]`: remove each concept's top neurons (by Φ and by the baselines) in the network
+/// and measure what breaks (`hint_common::ablation`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AblateSpec {
+    /// Held-out images (ImageFolder or CSV with the job's labels); None: the job's own
+    /// held-out split.
+    pub images: Option<PathBuf>,
+    /// Images evaluated, at most.
+    pub max_images: usize,
+    /// Percentages of the neurons removed.
+    pub fractions: Vec<u32>,
+    /// How removed neurons are replaced.
+    pub removals: Vec<crate::ablation::Removal>,
+    /// Selections compared with Shapley.
+    pub selections: Vec<crate::ablation::AblationSelection>,
+    /// Draws of the random selection.
+    pub random_draws: u32,
+    /// Bootstrap replicates of the intervals (0: none).
+    pub bootstrap: usize,
 }
 
 /// `[evaluate]`: weakly supervised localisation with the job's concept classifiers.
@@ -48,6 +72,12 @@ pub struct EvaluateSpec {
     pub fractions: Vec<u32>,
     /// Images evaluated per concept.
     pub images_per_concept: usize,
+    /// Independent random selections per (concept, fraction).
+    #[serde(default = "EvaluateSpec::default_random_draws")]
+    pub random_draws: u32,
+    /// Bootstrap replicates of the intervals.
+    #[serde(default = "EvaluateSpec::default_bootstrap")]
+    pub bootstrap: usize,
 }
 
 impl EvaluateSpec {
@@ -55,6 +85,18 @@ impl EvaluateSpec {
     pub const DEFAULT_FRACTIONS: [u32; 4] = [10, 20, 40, 80];
     /// Images per concept when not given.
     pub const DEFAULT_IMAGES_PER_CONCEPT: usize = 40;
+    /// Random draws when not given.
+    pub const DEFAULT_RANDOM_DRAWS: u32 = 5;
+    /// Bootstrap replicates when not given.
+    pub const DEFAULT_BOOTSTRAP: usize = 2000;
+
+    fn default_random_draws() -> u32 {
+        Self::DEFAULT_RANDOM_DRAWS
+    }
+
+    fn default_bootstrap() -> usize {
+        Self::DEFAULT_BOOTSTRAP
+    }
 }
 
 /// `[model]`.

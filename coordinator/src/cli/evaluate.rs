@@ -67,9 +67,8 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     evaluate_and_print(&config)
 }
 
-/// The localisation `hint run` adds after a job whose spec has `[evaluate]`: the job's seed,
-/// the spec's annotations, masks, fractions and images per concept, the default random
-/// draws and bootstrap replicates.
+/// The localisation `hint run` adds after a job whose spec has `[evaluate]`: the job's seed
+/// and the section's settings.
 pub fn localise(job_dir: &Path, spec: &EvaluateSpec, device: Device) -> anyhow::Result<()> {
     let config = WsolConfig {
         job_dir: job_dir.to_path_buf(),
@@ -79,14 +78,14 @@ pub fn localise(job_dir: &Path, spec: &EvaluateSpec, device: Device) -> anyhow::
         images_per_concept: spec.images_per_concept,
         device,
         seed: job_seed(job_dir)?,
-        random_draws: wsol::DEFAULT_RANDOM_DRAWS,
-        bootstrap_replicates: wsol::DEFAULT_BOOTSTRAP_REPLICATES,
+        random_draws: spec.random_draws,
+        bootstrap_replicates: spec.bootstrap,
     };
     evaluate_and_print(&config)
 }
 
 /// The seed in the job's `spec.json`.
-fn job_seed(job_dir: &Path) -> anyhow::Result<u64> {
+pub(super) fn job_seed(job_dir: &Path) -> anyhow::Result<u64> {
     let path = job_dir.join("spec.json");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;

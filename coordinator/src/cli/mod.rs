@@ -1,6 +1,7 @@
 //! The subcommands of `hint`, one module each (`client` holds the three small client
 //! commands; `progress` the bars and status text they share).
 
+pub mod ablate;
 pub mod check;
 pub mod classify;
 pub mod client;

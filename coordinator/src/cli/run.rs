@@ -91,6 +91,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         let json = spec.to_json();
         let evaluate = spec.evaluate.clone();
+        let ablate = spec.ablate.clone();
         let unfinished = coordinator.read(|s| {
             s.jobs()
                 .find(|j| !j.is_finished() && j.spec_json == json)
@@ -126,9 +127,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let job_dir = coordinator
             .read(|s| s.job(&job).map(|j| j.job_dir.clone()))
             .context("the job vanished")?;
-        // The report stage wrote report.html; localisation adds its table and heatmaps.
+        // The report stage wrote report.html; localisation and ablation add their sections.
         if let Some(evaluate) = &evaluate {
             super::evaluate::localise(&job_dir, evaluate, device)?;
+        }
+        if let Some(ablate) = &ablate {
+            super::ablate::ablate_job(&job_dir, ablate, device)?;
+        }
+        if evaluate.is_some() || ablate.is_some() {
             hint_coordinator::report::write(&job_dir).context("writing the report")?;
         }
         println!(

@@ -71,6 +71,7 @@ fn spec(images: &Path, hierarchy: HierarchySpec, per_shard: u64, per_part: usize
         },
         scheduler: SchedulerSpec { max_attempts: 3 },
         evaluate: None,
+        ablate: None,
     }
 }
 

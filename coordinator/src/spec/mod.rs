@@ -182,6 +182,10 @@ pub fn parse(text: &str, base_dir: &Path, source: &str) -> Result<JobSpec, SpecE
     let evaluate_spec = sections::evaluate(&mut evaluate, &base_dir, &storage_spec.root);
     problems.extend(evaluate.finish());
 
+    let mut ablate = root.section("ablate");
+    let ablate_spec = sections::ablate(&mut ablate, &base_dir, &storage_spec.root);
+    problems.extend(ablate.finish());
+
     problems.extend(root.finish());
     if !problems.is_empty() {
         return Err(SpecError::Invalid {
@@ -200,5 +204,6 @@ pub fn parse(text: &str, base_dir: &Path, source: &str) -> Result<JobSpec, SpecE
         storage: storage_spec,
         scheduler: scheduler_spec,
         evaluate: evaluate_spec,
+        ablate: ablate_spec,
     })
 }

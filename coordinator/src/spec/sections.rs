@@ -5,9 +5,10 @@
 use std::fmt::Display;
 use std::path::{Component, Path, PathBuf};
 
+use hint_common::ablation::{self, AblationSelection, Removal};
 use hint_common::job::spec::{
-    ClassifySpec, DataSpec, EvaluateSpec, ExtractSpec, HierarchySpec, ModelSpec, SchedulerSpec,
-    ShapleySpec, StorageSpec,
+    AblateSpec, ClassifySpec, DataSpec, EvaluateSpec, ExtractSpec, HierarchySpec, ModelSpec,
+    SchedulerSpec, ShapleySpec, StorageSpec,
 };
 use hint_common::regions::ActivationType;
 use hint_common::shapley::{Quality, Replacement};
@@ -517,11 +518,100 @@ pub(super) fn evaluate(
     if fractions.is_empty() {
         s.problem("fractions", "give at least one percentage");
     }
+    let random_draws = s.integer_or::<u32>("random_draws", EvaluateSpec::DEFAULT_RANDOM_DRAWS, 1);
+    let bootstrap = s.integer_or::<usize>("bootstrap", EvaluateSpec::DEFAULT_BOOTSTRAP, 100);
     Some(EvaluateSpec {
         annotations: annotations.unwrap_or_default(),
         masks,
         fractions,
         images_per_concept,
+        random_draws,
+        bootstrap,
+    })
+}
+
+/// `[ablate]` (optional): causal ablation of each concept's selected neurons, run after the
+/// job by `hint run` (as `hint ablate` would).
+pub(super) fn ablate(
+    s: &mut Section<'_>,
+    base_dir: &Path,
+    storage_root: &Path,
+) -> Option<AblateSpec> {
+    if !s.is_present() {
+        return None;
+    }
+    if storage::is_remote(storage_root) {
+        // Ablation runs where `hint run` runs and reads the job's files directly.
+        s.section_problem(
+            "needs a local storage root for now: run `hint ablate` on a copy of the job",
+        );
+    }
+    let images = path(s, "images", base_dir);
+    if let Some(dir) = &images {
+        if storage::is_remote(dir) {
+            s.problem(
+                "images",
+                "must be local for now (hint ablate reads it as files)",
+            );
+        } else if !dir.exists() {
+            s.problem(
+                "images",
+                format!("no such directory or file: {}", dir.display()),
+            );
+        }
+    }
+    let max_images = s.integer_or::<usize>("max_images", ablation::DEFAULT_MAX_IMAGES, 2);
+    let fractions = s
+        .integers("fractions", 1, 100)
+        .map(|f| f.into_iter().map(|n| n as u32).collect())
+        .unwrap_or_else(|| ablation::DEFAULT_FRACTIONS.to_vec());
+    if fractions.is_empty() {
+        s.problem("fractions", "give at least one percentage");
+    }
+    let removals: Vec<Removal> = match s.strings("removals") {
+        given if given.is_empty() => Removal::ALL.to_vec(),
+        given => given
+            .iter()
+            .filter_map(|name| {
+                Removal::parse(name)
+                    .map_err(|e| s.problem("removals", e))
+                    .ok()
+            })
+            .collect(),
+    };
+    let selections: Vec<AblationSelection> = match s.strings("selections") {
+        given if given.is_empty() => AblationSelection::ALL.to_vec(),
+        given => given
+            .iter()
+            .filter_map(|name| {
+                AblationSelection::parse(name)
+                    .map_err(|e| s.problem("selections", e))
+                    .ok()
+            })
+            .collect(),
+    };
+    if !selections.iter().any(|&x| x != AblationSelection::Shapley) {
+        s.problem(
+            "selections",
+            "name at least one baseline to compare Shapley with (weight_standardised, random, …)",
+        );
+    }
+    let random_draws = s.integer_or::<u32>("random_draws", ablation::DEFAULT_RANDOM_DRAWS, 1);
+    let bootstrap = s.integer_or::<usize>("bootstrap", ablation::DEFAULT_BOOTSTRAP_REPLICATES, 0);
+    if bootstrap != 0 && bootstrap < 100 {
+        s.problem(
+            "bootstrap",
+            "at least 100 replicates for a 95% interval, or 0 for none",
+        );
+    }
+    Some(AblateSpec {
+        images,
+        max_images,
+        fractions,
+        removals,
+        selections,
+        random_draws,
+        bootstrap,
     })
 }
 

@@ -126,6 +126,7 @@ fn a_minimal_spec_gets_the_commands_defaults() {
         },
         scheduler: SchedulerSpec { max_attempts: 3 },
         evaluate: None,
+        ablate: None,
     };
     assert_eq!(spec, expected);
     assert_eq!(JobSpec::from_json(&spec.to_json()).unwrap(), spec);

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::support::{hint, hint_bin, hint_command, run_python, succeeded, TinyWorld};
+use crate::support::{failed, hint, hint_bin, hint_command, run_python, succeeded, TinyWorld};
 
 /// Seconds a lease lives without a heartbeat in these tests (short, so a killed worker's
 /// tasks come back quickly).
@@ -453,6 +453,31 @@ fn a_job_without_workers_fails_after_the_grace_period() {
     let job = cluster.submit();
     let text = wait_failed(cluster.url(), &job);
     assert!(text.contains("no worker was seen for 1 s"), "{text}");
+}
+
+#[test]
+fn a_coordinator_refuses_sections_it_would_not_run() {
+    // `[evaluate]` and `[ablate]` run only under `hint run`: a coordinator must refuse them
+    // rather than accept the spec and silently never run them.
+    let cluster = Cluster::start(0, &[]);
+    let text = std::fs::read_to_string(&cluster.spec).unwrap();
+    let spec = cluster.dir.path().join("with-ablate.toml");
+    std::fs::write(&spec, format!("{text}\n[ablate]\nmax_images = 10\n")).unwrap();
+    let err = failed(
+        &hint(&[
+            "submit",
+            spec.to_str().unwrap(),
+            "--coordinator",
+            cluster.url(),
+        ]),
+        "a spec with [ablate]",
+    );
+    assert!(err.contains("[ablate] runs only under `hint run`"), "{err}");
+    let listed = hint(&["status", "--coordinator", cluster.url()]);
+    assert!(
+        !String::from_utf8_lossy(&listed.stdout).contains("job-0001"),
+        "nothing was submitted"
+    );
 }
 
 #[test]

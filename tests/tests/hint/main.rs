@@ -1,6 +1,7 @@
 //! hint's end-to-end suite: one test binary, one module per area. PyTorch (the
 //! project's `.venv`) is the oracle for numerics; pyarrow reads what hint writes.
 
+mod ablate;
 mod architectures;
 mod classify;
 mod cluster;

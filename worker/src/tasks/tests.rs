@@ -133,6 +133,7 @@ fn job() -> Job {
         },
         scheduler: SchedulerSpec { max_attempts: 3 },
         evaluate: None,
+        ablate: None,
     };
     Job {
         _root: root,

@@ -123,7 +123,7 @@ fn open_classifiers(
 
 /// `phi.csv` (`concept,concept_name,level,neuron,phi,stderr,n_permutations`) as one vector
 /// per concept; a concept whose neurons are not all there is left out.
-fn read_phi(
+pub fn read_phi(
     path: &Path,
     hierarchy: &Hierarchy,
 ) -> Result<BTreeMap<ConceptId, Vec<f64>>, WsolError> {

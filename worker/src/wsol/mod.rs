@@ -133,7 +133,7 @@ impl WsolError {
         }
     }
 
-    fn other(path: impl Into<PathBuf>, e: impl std::fmt::Display) -> Self {
+    pub(crate) fn other(path: impl Into<PathBuf>, e: impl std::fmt::Display) -> Self {
         WsolError::Input {
             path: path.into(),
             problem: e.to_string(),

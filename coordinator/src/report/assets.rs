@@ -51,6 +51,21 @@ tr.unexplained td { background: #fff4e0; }
 .concept-gallery h3 { font-size: 14px; margin: 14px 0 6px; }
 pre { background: var(--bg2); padding: 10px; overflow: auto; font-size: 12px; }
 #script-errors { background: #fde2e1; color: #7a1010; border: 1px solid #e9a5a3; padding: 8px 28px; }
+.charts { display: flex; flex-wrap: wrap; gap: 10px 18px; }
+svg.chart { font-size: 11px; background: #fff; }
+svg.chart .chart-title { font-size: 12px; font-weight: 600; fill: var(--fg); }
+svg.chart .tick { fill: var(--muted); }
+svg.chart .axis { fill: var(--fg); }
+svg.chart .grid { stroke: #e6eaee; }
+svg.chart .zero { stroke: #8c96a0; stroke-dasharray: 3 3; }
+svg.chart .frame { fill: none; stroke: var(--line); }
+.band { opacity: .22; }
+.chart-legend { display: flex; flex-wrap: wrap; gap: 4px 16px; margin: 4px 0 6px; font-size: 12px; }
+.chart-legend .legend svg { margin-right: 4px; vertical-align: middle; }
+p.summary { font-weight: 600; max-width: 980px; }
+td.verdict.better { background: #e0f2e4; color: #1b5e2a; }
+td.verdict.noise { color: var(--muted); }
+td.verdict.worse { background: #fbe3e0; color: #8a1c1c; }
 button { font: inherit; font-size: 12px; padding: 2px 10px; }
 "##;
 

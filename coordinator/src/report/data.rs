@@ -1,10 +1,12 @@
 //! Reading a finished job's files for the report: `spec.json`, `results/{job.json, phi.csv,
 //! top_neurons.csv, multimodal.csv, concepts.json}`, `classifiers/*/metrics.json`, and — when
-//! `hint evaluate` has run — `results/wsol.json` with its heatmap PNGs.
+//! `hint evaluate` has run — `results/wsol.json` with its heatmap PNGs, and — when
+//! `hint ablate` has run — `results/ablation.json`.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
+use hint_common::ablation::{AblationReport, ABLATION_FILE};
 use hint_common::hierarchy::Hierarchy;
 use hint_common::job::JobSpec;
 use hint_worker::classify::{ConceptMetrics, MetricsFile, SkippedConcept, METRICS_FILE};
@@ -42,6 +44,8 @@ pub struct ReportData {
     pub skipped_concepts: Vec<SkippedConcept>,
     /// `results/wsol.json` and its heatmaps, when `hint evaluate` has run.
     pub wsol: Option<Wsol>,
+    /// `results/ablation.json`, when `hint ablate` has run.
+    pub ablation: Option<AblationReport>,
 }
 
 /// `results/job.json` (fields the report uses; unknown ones are ignored, missing ones empty).
@@ -328,6 +332,7 @@ impl ReportData {
             parse_multimodal(&read_text(&mm_path)?).map_err(|m| parse_error(&mm_path, m))?;
         let (metrics, skipped_concepts) = read_metrics(&job_dir.join("classifiers"))?;
         let wsol = read_wsol(&results)?;
+        let ablation = read_ablation(&results)?;
         Ok(ReportData {
             job_dir: job_dir.to_path_buf(),
             spec,
@@ -339,6 +344,7 @@ impl ReportData {
             metrics,
             skipped_concepts,
             wsol,
+            ablation,
         })
     }
 }
@@ -429,6 +435,25 @@ fn read_wsol(results: &Path) -> Result<Option<Wsol>, ReportError> {
         images,
         left_out,
     }))
+}
+
+/// `results/ablation.json`; None when `hint ablate` has not run.
+fn read_ablation(results: &Path) -> Result<Option<AblationReport>, ReportError> {
+    let path = results.join(ABLATION_FILE);
+    match std::fs::metadata(&path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(ReportError::Read { path, source }),
+    }
+    AblationReport::read(&path).map(Some).map_err(|message| {
+        // The reader names the file itself; the error names it once.
+        let prefix = format!("{}: ", path.display());
+        let message = message
+            .strip_prefix(&prefix)
+            .unwrap_or(&message)
+            .to_string();
+        ReportError::Parse { path, message }
+    })
 }
 
 fn num<T: std::str::FromStr>(field: &str, what: &str) -> Result<T, String> {
@@ -596,5 +621,15 @@ mod tests {
             read_wsol(dir.path()),
             Err(ReportError::Parse { .. })
         ));
+    }
+
+    #[test]
+    fn a_missing_ablation_file_is_none_and_a_bad_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_ablation(dir.path()).unwrap().is_none());
+        std::fs::write(dir.path().join(ABLATION_FILE), r#"{"model":"tiny_cnn"}"#).unwrap();
+        let error = read_ablation(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("ablation.json: missing field"), "{error}");
+        assert_eq!(error.matches("ablation.json").count(), 1, "{error}");
     }
 }

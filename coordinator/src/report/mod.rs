@@ -6,15 +6,18 @@
 //! records, the full spec), a Φ heatmap (neurons × concepts, rows sortable by any concept's φ),
 //! the concept hierarchy with each concept's classifier F1 and top-N neurons (φ ± stderr),
 //! a table of every concept's classifier metrics, the multimodal neurons, the localisation
-//! (WSOL) results and heatmap gallery when `hint evaluate` has run, and what went wrong
-//! (skipped images, quarantined tasks, concepts without a classifier).
+//! (WSOL) results and heatmap gallery when `hint evaluate` has run, the causal ablation
+//! (curves as inline SVG, Shapley − each baseline with verdicts) when `hint ablate` has run,
+//! and what went wrong (skipped images, quarantined tasks, concepts without a classifier).
 //!
 //! Scale: a 1,000-concept × 2,048-neuron run would be 2 M heatmap cells, so the heatmap holds
 //! at most [`heatmap::MAX_HEATMAP_CELLS`] cells and at most [`heatmap::MAX_HEATMAP_NEURONS`] rows —
 //! the neurons whose φ varies most across concepts — and says so; the complete Φ stays in
 //! `phi.csv`. The gallery embeds at most [`data::MAX_HEATMAP_IMAGES`] PNGs.
 
+mod ablation;
 mod assets;
+mod chart;
 mod csv;
 pub mod data;
 pub mod heatmap;
@@ -164,6 +167,7 @@ mod tests {
         // The heatmap's JSON holds the name with `<` as \u003c, which the script reads back.
         assert!(html.contains(r#""name":"\u003cscript>alert(1)\u003c/script>""#));
         assert!(html.contains("run <code>hint evaluate</code> to add localisation results"));
+        assert!(html.contains("run <code>hint ablate</code> to add them"));
         assert!(html.contains("<dt>Timings</dt><dd>not recorded in job.json</dd>"));
         assert!(html.contains("<dt>Images processed</dt><dd>3 of 4</dd>"));
         assert!(html.contains("no classifier"));

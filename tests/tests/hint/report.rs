@@ -1,7 +1,10 @@
 //! `hint report`: the report of a real (small) job is one self-contained HTML file that
 //! headless Chromium (Debian's `chromium`, installed by scripts/bootstrap.sh) renders with
 //! no script error — also when its heatmap, tables and tree are used — into a screenshot
-//! that is not blank; localisation results, when present, are embedded with their heatmaps.
+//! that is not blank; localisation results, when present, are embedded with their heatmaps,
+//! and ablation results are drawn (`report/ablation.rs`).
+
+mod ablation;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

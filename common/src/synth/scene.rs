@@ -98,12 +98,12 @@ pub fn clutter(canvas: &mut Canvas, rng: &mut ChaCha8Rng) {
 /// Tries per distractor before giving up on it (the object leaves no room).
 const DISTRACTOR_TRIES: usize = 40;
 
-/// A distractor colour: hue in 70°–185° (greens, teals) or 235°–330° (violets, purples,
+/// A distractor colour: hue in 70°–185° (greens, teals) or 250°–330° (violets, purples,
 /// magentas), saturation 0.45–0.8, value 0.5–0.8 — never a part's colour (see the module
 /// docs).
 pub fn distractor_colour(rng: &mut ChaCha8Rng) -> Colour {
-    let h = rng.random_range(0.0f32..210.0);
-    let hue = if h < 115.0 { 70.0 + h } else { 120.0 + h };
+    let h = rng.random_range(0.0f32..195.0);
+    let hue = if h < 115.0 { 70.0 + h } else { 135.0 + h };
     let s = rng.random_range(0.45f32..0.8);
     let v = rng.random_range(0.5f32..0.8);
     hsv(hue, s, v)

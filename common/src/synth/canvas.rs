@@ -164,6 +164,17 @@ impl Shape {
     }
 }
 
+/// What a painted shape belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layer {
+    /// Background and clutter: neither the object nor a distractor.
+    Scene,
+    /// The object: its pixels are the mask.
+    Object,
+    /// A distractor: recorded apart so tests can check it stays off the object.
+    Distractor,
+}
+
 /// How a shape's pixels are coloured, given local coordinates.
 #[derive(Clone, Copy, Debug)]
 pub enum Paint {
@@ -256,6 +267,7 @@ pub struct Canvas {
     size: u32,
     rgb: Vec<Colour>,
     mask: Vec<bool>,
+    distractor: Vec<bool>,
     /// Per pixel: 0, or 1 + the index in `names` of the part painted last there.
     part: Vec<u8>,
     names: Vec<&'static str>,
@@ -270,6 +282,7 @@ impl Canvas {
             size,
             rgb: vec![[0.0; 3]; n],
             mask: vec![false; n],
+            distractor: vec![false; n],
             part: vec![0; n],
             names: Vec::new(),
             current: 0,
@@ -328,9 +341,9 @@ impl Canvas {
         )
     }
 
-    /// Paints `shape` with `paint`, blended at `alpha` over what is there; `object`
-    /// marks the painted pixels as the object's (an object is painted opaque).
-    pub fn draw(&mut self, frame: Frame, shape: &Shape, paint: &Paint, alpha: f32, object: bool) {
+    /// Paints `shape` with `paint`, blended at `alpha` over what is there, as part of
+    /// `layer` (an object is painted opaque).
+    pub fn draw(&mut self, frame: Frame, shape: &Shape, paint: &Paint, alpha: f32, layer: Layer) {
         let (x0, y0, x1, y1) = self.pixel_range(frame, shape);
         for y in y0..y1 {
             for x in x0..x1 {
@@ -342,10 +355,14 @@ impl Canvas {
                 let c = paint.colour(u, v);
                 let old = self.rgb[i];
                 self.rgb[i] = [0, 1, 2].map(|k| old[k] + alpha * (c[k] - old[k]));
-                if object {
-                    debug_assert!(self.current > 0, "object pixels belong to a named part");
-                    self.mask[i] = true;
-                    self.part[i] = self.current;
+                match layer {
+                    Layer::Scene => {}
+                    Layer::Object => {
+                        debug_assert!(self.current > 0, "object pixels belong to a named part");
+                        self.mask[i] = true;
+                        self.part[i] = self.current;
+                    }
+                    Layer::Distractor => self.distractor[i] = true,
                 }
             }
         }
@@ -353,12 +370,36 @@ impl Canvas {
 
     /// Paints a part of the object (opaque, in the mask).
     pub fn part(&mut self, frame: Frame, shape: Shape, paint: Paint) {
-        self.draw(frame, &shape, &paint, 1.0, true);
+        self.draw(frame, &shape, &paint, 1.0, Layer::Object);
     }
 
     /// Paints a solid-coloured part of the object.
     pub fn solid(&mut self, frame: Frame, shape: Shape, colour: Colour) {
         self.part(frame, shape, Paint::Solid(colour));
+    }
+
+    /// Whether a pixel of `shape` lies within `gap` pixels (in x and in y) of an object
+    /// pixel; with `gap` 1 a shape that passes neither overlaps nor touches the object.
+    pub fn near_object(&self, frame: Frame, shape: &Shape, gap: u32) -> bool {
+        let (x0, y0, x1, y1) = self.pixel_range(frame, shape);
+        for y in y0..y1 {
+            for x in x0..x1 {
+                let (u, v) = frame.to_local(x as f32 + 0.5, y as f32 + 0.5);
+                if !shape.contains(u, v) {
+                    continue;
+                }
+                let (ya, yb) = (y.saturating_sub(gap), (y + gap).min(self.size - 1));
+                let (xa, xb) = (x.saturating_sub(gap), (x + gap).min(self.size - 1));
+                for ny in ya..=yb {
+                    for nx in xa..=xb {
+                        if self.mask[(ny * self.size + nx) as usize] {
+                            return true;
+                        }
+                    }
+                }
+            }
+        }
+        false
     }
 
     /// Adds per-pixel noise from `noise(i)` in `[-1, 1]` scaled by `amplitude`, to every
@@ -381,6 +422,14 @@ impl Canvas {
     /// The mask bytes (255 = object), row-major.
     pub fn mask_bytes(&self) -> Vec<u8> {
         self.mask.iter().map(|&m| if m { 255 } else { 0 }).collect()
+    }
+
+    /// The distractors' pixels (255 = distractor), row-major.
+    pub fn distractor_bytes(&self) -> Vec<u8> {
+        self.distractor
+            .iter()
+            .map(|&m| if m { 255 } else { 0 })
+            .collect()
     }
 
     /// The mask's box, 0-based half-open `(xmin, ymin, xmax, ymax)`; `None` when empty.

@@ -12,22 +12,29 @@
 //! world.json                             seed, sizes, classes and their parts ([`World`])
 //! ```
 //!
-//! The classes and their parts are in [`world`]; one image is [`render`]. Image `k` of a
-//! class depends only on `(seed, label, k, size)` (its generator is
-//! `seed::rng(seed, &[SYNTH_TAG, label, k])`), so a world is byte-identical for a seed
-//! whatever the number of images per class or of threads, and a larger world extends a
-//! smaller one.
+//! The classes and their parts are in [`world`]; one image is [`render`]. How hard the
+//! scenes are — object size, placement, distractors — is [`SceneOptions`] (with
+//! [`Preset`]s). Image `k` of a class depends only on `(seed, label, k, size, scene)`
+//! (its generators are `seed::rng(seed, &[SYNTH_TAG, label, k])` and, for the hard
+//! options only, streams derived from the same parts), so a world is byte-identical for a
+//! seed whatever the number of images per class, the first index or the number of
+//! threads: a larger world extends a smaller one, and `first_index` writes held-out
+//! images of the same world.
 
 mod canvas;
 mod objects;
+mod options;
 mod scene;
 pub mod world;
+
+pub use options::{ObjectScale, Preset, SceneOptions};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use image::{GrayImage, RgbImage};
 use rand::RngExt;
+use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -37,9 +44,17 @@ use canvas::{Canvas, Frame};
 /// The identity tag of the synthetic world's random streams (`"synth"` in ASCII).
 pub const SYNTH_TAG: u64 = 0x73_79_6e_74_68;
 
+/// The last part of the stream that places an object anywhere (`random_position`).
+const PLACEMENT_STREAM: u64 = 1;
+/// The last part of the stream that draws distractors.
+const DISTRACTOR_STREAM: u64 = 2;
+
+/// One more than the largest image index: file names have five digits.
+const INDEX_LIMIT: usize = 100_000;
+
 /// Settings of [`generate`]; build with [`SynthConfig::new`] and check with
 /// [`SynthConfig::validate`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SynthConfig {
     /// The directory to write the world into.
     pub out: PathBuf,
@@ -47,10 +62,16 @@ pub struct SynthConfig {
     pub seed: u64,
     /// Images per leaf class (1 to 99,999).
     pub per_class: usize,
+    /// The index of the first image of each class: images `first_index ..
+    /// first_index + per_class` are written, under their global index (`cat_00200.png`),
+    /// so a later `first_index` writes held-out images of the same world.
+    pub first_index: usize,
     /// Image side in pixels (32 to 1024).
     pub size: u32,
     /// Replace an earlier world in `out` (otherwise `out` must be empty or absent).
     pub overwrite: bool,
+    /// Object size, placement and distractors.
+    pub scene: SceneOptions,
 }
 
 impl SynthConfig {
@@ -59,14 +80,17 @@ impl SynthConfig {
     /// Default image side.
     pub const DEFAULT_SIZE: u32 = 64;
 
-    /// Defaults: seed 0, 200 images per class, 64×64, no overwrite.
+    /// Defaults: seed 0, images 0 to 199 of each class, 64×64, the default scene, no
+    /// overwrite.
     pub fn new(out: impl Into<PathBuf>) -> SynthConfig {
         SynthConfig {
             out: out.into(),
             seed: 0,
             per_class: Self::DEFAULT_PER_CLASS,
+            first_index: 0,
             size: Self::DEFAULT_SIZE,
             overwrite: false,
+            scene: SceneOptions::default(),
         }
     }
 
@@ -84,7 +108,17 @@ impl SynthConfig {
                 self.size
             )));
         }
-        Ok(())
+        if self.first_index + self.per_class > INDEX_LIMIT {
+            return Err(SynthError::Setting(format!(
+                "--first-index {} with --per-class {} would write image {}; file names have \
+                 five digits (the last image is {})",
+                self.first_index,
+                self.per_class,
+                self.first_index + self.per_class - 1,
+                INDEX_LIMIT - 1
+            )));
+        }
+        self.scene.validate(self.size)
     }
 }
 
@@ -137,30 +171,71 @@ pub struct Sample {
     /// Visible pixels of each named part (the names in [`world`]'s tables, plus `body`
     /// for surfaces that are no concept's part).
     pub parts: std::collections::BTreeMap<String, usize>,
+    /// The distractors' pixels: 255 where one was painted (never in `mask`).
+    pub distractor_mask: GrayImage,
+    /// How many distractors were painted (fewer than asked when the object left no room).
+    pub distractors: usize,
 }
 
 /// Renders image `index` of class `label` (an index into [`world::LEAVES`]) at
-/// `size × size`, deterministically from `seed`.
+/// `size × size` in the default scene, deterministically from `seed`.
 ///
 /// # Panics
 ///
 /// If `label` is not a class of the world or `size` is under 32.
 pub fn render(seed: u64, label: usize, index: usize, size: u32) -> Sample {
+    render_scene(seed, label, index, size, &SceneOptions::default())
+}
+
+/// Renders image `index` of class `label` in `scene` (checked with
+/// [`SceneOptions::validate`]).
+///
+/// The default scene makes exactly the original draws in the original order, so its
+/// images are the original ones. The hard options draw from streams of their own
+/// (placement, distractors), so an image with distractors is the same image without
+/// them plus the distractors' pixels.
+///
+/// # Panics
+///
+/// If `label` is not a class of the world or `size` is under 32.
+pub fn render_scene(
+    seed: u64,
+    label: usize,
+    index: usize,
+    size: u32,
+    options: &SceneOptions,
+) -> Sample {
     assert!(label < world::LEAVES.len(), "no class {label}");
     assert!(size >= 32, "images are at least 32 pixels wide");
-    let mut rng = crate::seed::rng(seed, &[SYNTH_TAG, label as u64, index as u64]);
+    let parts = [SYNTH_TAG, label as u64, index as u64];
+    let stream = |last: u64| crate::seed::rng(seed, &[parts[0], parts[1], parts[2], last]);
+    let mut rng = crate::seed::rng(seed, &parts);
     let mut canvas = Canvas::new(size);
     scene::background(&mut canvas, &mut rng);
     scene::clutter(&mut canvas, &mut rng);
-    let side = size as f32 * rng.random_range(0.62f32..0.98);
-    let slack = size as f32 - side;
-    let frame = Frame {
-        x0: rng.random_range(0.0..=slack),
-        y0: rng.random_range(0.0..=slack),
-        side,
-        flip: rng.random_bool(0.5),
+    let side = size as f32 * options.object_scale.draw(&mut rng);
+    let frame = if options.random_position {
+        let flip = rng.random_bool(0.5);
+        anywhere(size, side, flip, label, &rng, &mut stream(PLACEMENT_STREAM))
+    } else {
+        let slack = size as f32 - side;
+        Frame {
+            x0: rng.random_range(0.0..=slack),
+            y0: rng.random_range(0.0..=slack),
+            side,
+            flip: rng.random_bool(0.5),
+        }
     };
     objects::draw(&mut canvas, frame, label, &mut rng);
+    let distractors = if options.distractors > 0 {
+        scene::distractors(
+            &mut canvas,
+            &mut stream(DISTRACTOR_STREAM),
+            options.distractors,
+        )
+    } else {
+        0
+    };
     canvas.add_noise(10.0, || rng.random_range(-1.0f32..1.0));
     let (xmin, ymin, xmax, ymax) = canvas
         .mask_box()
@@ -172,6 +247,8 @@ pub fn render(seed: u64, label: usize, index: usize, size: u32) -> Sample {
         .collect();
     let image = RgbImage::from_raw(size, size, canvas.rgb_bytes()).expect("size × size × 3");
     let mask = GrayImage::from_raw(size, size, canvas.mask_bytes()).expect("size × size");
+    let distractor_mask =
+        GrayImage::from_raw(size, size, canvas.distractor_bytes()).expect("size × size");
     Sample {
         image,
         mask,
@@ -184,7 +261,53 @@ pub fn render(seed: u64, label: usize, index: usize, size: u32) -> Sample {
             difficult: false,
         },
         parts,
+        distractor_mask,
+        distractors,
     }
+}
+
+/// The frame that puts the object `rng` is about to draw uniformly anywhere its pixels
+/// fit in the image.
+///
+/// The object's extent depends on its random pose, so it is first drawn on a scratch
+/// canvas (with a copy of `rng`, hence the same pose) at a whole-pixel offset; moving the
+/// frame by whole pixels moves the raster exactly, so the extent measured there is the
+/// extent in the image. An object wider than the image (possible only near scale 1) is
+/// centred and cut at both sides.
+fn anywhere(
+    size: u32,
+    side: f32,
+    flip: bool,
+    label: usize,
+    rng: &ChaCha8Rng,
+    placement: &mut ChaCha8Rng,
+) -> Frame {
+    // Parts may reach a little outside the object's unit square; half a side is ample.
+    let pad = (side / 2.0).ceil() + 2.0;
+    let mut scratch = Canvas::new((side + 2.0 * pad).ceil() as u32);
+    let probe = Frame {
+        x0: pad,
+        y0: pad,
+        side,
+        flip,
+    };
+    objects::draw(&mut scratch, probe, label, &mut rng.clone());
+    let (bx0, by0, bx1, by1) = scratch
+        .mask_box()
+        .expect("every object paints pixels on its scratch canvas");
+    let mut offset = |lo: u32, hi: u32| {
+        // Shifts d keep [lo + d, hi + d) inside [0, size).
+        let (first, last) = (-(lo as i64), size as i64 - hi as i64);
+        let d = if first <= last {
+            placement.random_range(first..=last)
+        } else {
+            (first + last) / 2
+        };
+        pad + d as f32
+    };
+    let x0 = offset(bx0, bx1);
+    let y0 = offset(by0, by1);
+    Frame { x0, y0, side, flip }
 }
 
 /// `world.json`: what was generated, how, and what each class is made of.
@@ -200,12 +323,23 @@ pub struct World {
     pub size: u32,
     /// Images per class.
     pub per_class: usize,
+    /// The first image index of each class (absent when 0): images `first_index ..
+    /// first_index + per_class` were written.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub first_index: usize,
     /// Images in all.
     pub images: usize,
+    /// Object size, placement and distractors (each absent when at its default).
+    #[serde(flatten)]
+    pub scene: SceneOptions,
     /// The classes by label index.
     pub classes: Vec<WorldClass>,
     /// The concepts above the leaves, root first, with their parts.
     pub concepts: Vec<WorldConcept>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// A leaf class in `world.json`.
@@ -277,7 +411,9 @@ pub fn describe(config: &SynthConfig) -> World {
         seed: config.seed,
         size: config.size,
         per_class: config.per_class,
+        first_index: config.first_index,
         images: config.per_class * world::LEAVES.len(),
+        scene: config.scene,
         classes,
         concepts,
     }
@@ -310,8 +446,8 @@ pub fn generate(config: &SynthConfig, on_image: &(dyn Fn() + Sync)) -> Result<Wo
     let written = AtomicUsize::new(0);
     let total = config.per_class * leaves.len();
     (0..total).into_par_iter().try_for_each(|id| {
-        let (label, index) = (id / config.per_class, id % config.per_class);
-        write_sample(config, id as u64, label, index)?;
+        let (label, k) = (id / config.per_class, id % config.per_class);
+        write_sample(config, id as u64, label, config.first_index + k)?;
         written.fetch_add(1, Ordering::Relaxed);
         on_image();
         Ok::<(), SynthError>(())
@@ -368,7 +504,7 @@ fn write_sample(
     index: usize,
 ) -> Result<(), SynthError> {
     let leaf = world::LEAVES[label].name;
-    let sample = render(config.seed, label, index, config.size);
+    let sample = render_scene(config.seed, label, index, config.size, &config.scene);
     let stem = stem(leaf, index);
     let image_path = config
         .out

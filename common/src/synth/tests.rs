@@ -285,3 +285,196 @@ fn every_class_shows_the_parts_its_concepts_own_and_no_others() {
         }
     }
 }
+
+/// The object's area fraction and mask centroid (fractions of the side) of a sample.
+fn area_and_centre(mask: &GrayImage) -> (f64, f64, f64) {
+    let (mut n, mut sx, mut sy) = (0.0, 0.0, 0.0);
+    for (x, y, p) in mask.enumerate_pixels() {
+        if p.0[0] == 255 {
+            n += 1.0;
+            sx += x as f64 + 0.5;
+            sy += y as f64 + 0.5;
+        }
+    }
+    let side = mask.width() as f64;
+    (n / (side * side), sx / n / side, sy / n / side)
+}
+
+fn std_dev(values: &[f64]) -> f64 {
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64).sqrt()
+}
+
+/// Area fractions and centres of the first `per_class` images of every class.
+fn measure(scene: &SceneOptions, size: u32, per_class: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (mut areas, mut xs, mut ys) = (Vec::new(), Vec::new(), Vec::new());
+    for label in 0..world::LEAVES.len() {
+        for index in 0..per_class {
+            let s = render_scene(21, label, index, size, scene);
+            let (a, x, y) = area_and_centre(&s.mask);
+            areas.push(a);
+            xs.push(x);
+            ys.push(y);
+        }
+    }
+    (areas, xs, ys)
+}
+
+#[test]
+fn hard_scenes_spread_smaller_objects_and_keep_distractors_off_them() {
+    let hard = Preset::Hard.options();
+    let (easy_areas, easy_x, easy_y) = measure(&SceneOptions::default(), 64, 10);
+    let (hard_areas, hard_x, hard_y) = measure(&hard, 64, 10);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    assert!(mean(&hard_areas) < 0.8 * mean(&easy_areas));
+    assert!(std_dev(&hard_x) > 1.4 * std_dev(&easy_x));
+    assert!(std_dev(&hard_y) > 1.4 * std_dev(&easy_y));
+    let mut placed = 0;
+    for label in 0..world::LEAVES.len() {
+        for index in 0..10 {
+            let s = render_scene(21, label, index, 64, &hard);
+            let bare = render_scene(
+                21,
+                label,
+                index,
+                64,
+                &SceneOptions {
+                    distractors: 0,
+                    ..hard
+                },
+            );
+            // Distractors add pixels off the object and change nothing else.
+            assert_eq!(s.mask, bare.mask);
+            assert_eq!(s.parts, bare.parts);
+            assert_eq!(s.bbox, bare.bbox);
+            let (x0, y0, x1, y1) = box_of(&s.mask).unwrap();
+            assert_eq!(
+                (s.bbox.xmin, s.bbox.ymin, s.bbox.xmax, s.bbox.ymax),
+                (x0 as f32, y0 as f32, x1 as f32, y1 as f32)
+            );
+            for (x, y, d) in s.distractor_mask.enumerate_pixels() {
+                let changed = s.image.get_pixel(x, y) != bare.image.get_pixel(x, y);
+                if d.0[0] == 0 {
+                    assert!(
+                        !changed,
+                        "{label}/{index}: ({x}, {y}) changed off distractors"
+                    );
+                    continue;
+                }
+                // Not on the object, nor next to it.
+                for (nx, ny) in [(x, y), (x + 1, y), (x, y + 1)]
+                    .into_iter()
+                    .chain(x.checked_sub(1).map(|a| (a, y)))
+                    .chain(y.checked_sub(1).map(|b| (x, b)))
+                    .filter(|&(a, b)| a < 64 && b < 64)
+                {
+                    assert_eq!(s.mask.get_pixel(nx, ny).0[0], 0, "{label}/{index}");
+                }
+            }
+            placed += s.distractors;
+        }
+    }
+    assert!(
+        placed >= 80 * 3 * 9 / 10,
+        "only {placed} of 240 distractors fit"
+    );
+}
+
+#[test]
+fn first_index_writes_the_images_of_a_larger_world() {
+    let (all, later) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let hard = Preset::Hard.options();
+    generate(
+        &SynthConfig {
+            per_class: 5,
+            scene: hard,
+            ..small(all.path(), 4)
+        },
+        &|| {},
+    )
+    .unwrap();
+    let config = SynthConfig {
+        per_class: 2,
+        first_index: 3,
+        scene: hard,
+        ..small(later.path(), 4)
+    };
+    let world = generate(&config, &|| {}).unwrap();
+    assert_eq!((world.first_index, world.images), (3, 16));
+    let (fa, fl) = (files(all.path()), files(later.path()));
+    assert_eq!(fl.len(), 3 * 16 + 2);
+    for (name, bytes) in fl.iter().filter(|(n, _)| n.contains('/')) {
+        assert!(
+            name.ends_with("_00003.png")
+                || name.ends_with("_00004.png")
+                || name.ends_with("_00003.xml")
+                || name.ends_with("_00004.xml"),
+            "{name}"
+        );
+        assert!(fa[name] == *bytes, "{name}");
+    }
+    let json: World = serde_json::from_slice(&fl["world.json"]).unwrap();
+    assert_eq!(json, describe(&config));
+    assert_eq!(json.scene, hard);
+}
+
+#[test]
+fn scene_settings_out_of_range_name_their_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let scale = |min, max| SceneOptions {
+        object_scale: ObjectScale { min, max },
+        ..SceneOptions::default()
+    };
+    for (scene, first_index, says) in [
+        (
+            scale(0.8, 0.5),
+            0,
+            "--object-scale 0.8,0.5: the minimum is above the maximum",
+        ),
+        (
+            scale(0.0, 0.5),
+            0,
+            "--object-scale 0,0.5: fractions of the image side must be in (0, 1]",
+        ),
+        (scale(0.5, 1.5), 0, "(0, 1]"),
+        (scale(f32::NAN, 0.5), 0, "(0, 1]"),
+        (scale(0.1, 0.5), 0, "objects need at least 8 px"),
+        (
+            SceneOptions {
+                distractors: 21,
+                ..SceneOptions::default()
+            },
+            0,
+            "--distractors must be 0 to 20, not 21",
+        ),
+        (
+            SceneOptions::default(),
+            99_998,
+            "--first-index 99998 with --per-class 3",
+        ),
+    ] {
+        let config = SynthConfig {
+            scene,
+            first_index,
+            ..small(dir.path(), 0)
+        };
+        let error = generate(&config, &|| {}).unwrap_err();
+        assert!(matches!(error, SynthError::Setting(_)), "{error}");
+        assert!(error.to_string().contains(says), "{error}");
+    }
+    assert!(files(dir.path()).is_empty());
+    // The edges are allowed: one fixed size, the whole side, the last file name.
+    for (scene, first_index) in [
+        (scale(0.5, 0.5), 0),
+        (scale(1.0, 1.0), 0),
+        (SceneOptions::default(), 99_997),
+    ] {
+        SynthConfig {
+            scene,
+            first_index,
+            ..small(dir.path(), 0)
+        }
+        .validate()
+        .unwrap();
+    }
+}

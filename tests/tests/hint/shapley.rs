@@ -228,8 +228,8 @@ fn shapley_finds_the_planted_channels_and_pyarrow_reads_phi() {
         ),
         "hint shapley --mode retrain",
     );
-    // The paper's sign-aware value: animal's own channels lead, and vehicle's channels, which
-    // the classifier weighs against animal, lower its prediction where they fire.
+    // The paper's sign-aware value through the CLI: animal's own channels lead, and vehicle's
+    // channels (which the animal classifier hardly uses here) earn next to nothing.
     succeeded(
         &shapley(
             dir,
@@ -265,7 +265,10 @@ fn shapley_finds_the_planted_channels_and_pyarrow_reads_phi() {
     order.sort_by(|&a, &b| phi[b].total_cmp(&phi[a]));
     order[..2].sort_unstable();
     assert_eq!(order[..2], [4, 5], "{phi:?}");
-    assert!(phi[6] < 0.0 && phi[7] < 0.0, "{phi:?}");
+    assert!(
+        phi[6].abs().max(phi[7].abs()) < 0.05 * phi[4].min(phi[5]),
+        "{phi:?}"
+    );
 }
 
 #[test]

@@ -201,7 +201,8 @@ pub struct ClassifySpec {
 pub struct ShapleySpec {
     /// `fixed` or `retrain`.
     pub mode: String,
-    /// `log_likelihood`, `balanced_log_likelihood`, `accuracy`.
+    /// `log_likelihood`, `balanced_log_likelihood`, `accuracy`, `prediction`, `logit`,
+    /// `prediction_all`, `logit_all` ([`crate::shapley::Quality`]).
     pub quality: String,
     /// `marginal`, `mean`, `zero`.
     pub replacement: String,

@@ -12,25 +12,20 @@
 //!
 //! # Quality ([`Quality`])
 //!
-//! - `log_likelihood` (default): mean log σ(±logit) of the true labels. Smooth and proper: it
-//!   moves with every neuron's contribution, including neurons that shift confidence without
-//!   flipping a decision, so few permutations already rank neurons; it is the objective the
-//!   classifier was trained on.
-//! - `balanced_log_likelihood`: the same with positives and negatives weighted equally (for
-//!   evaluation splits that are not class-balanced).
-//! - `accuracy`: fraction of regions on the right side of 0 (ties count as wrong). A step
-//!   function: many marginals are exactly 0, so it needs many more permutations.
+//! What v scores — the true labels (`log_likelihood`, default) or the concept's prediction
+//! (`prediction`, `logit`, …, the paper's sign-aware value) — is in [`super::quality`].
 //!
 //! # The fixed-mode kernel ([`LinearGame`])
 //!
 //! With weights `w` and bias `b`, the margin of region `i` is `s_i (b + Σ_d w_d x^S_id)`,
-//! `s_i = ±1` its label. Adding neuron `d` to `S` adds `s_i w_d (x_id − r_id)` — one column of
-//! a precomputed `[D, N]` matrix — so a whole permutation is one sweep of `D` column additions
-//! and quality evaluations: O(N·D), not O(N·D²). The kernel is plain f32 arithmetic in a fixed
-//! order with f64 lane sums and its own vectorisable log σ, so the marginals of a permutation
-//! are bit-identical whatever thread, batch or machine computes them (no libm, no FMA; an AVX2
-//! build of the same loop is chosen at run time where the CPU has it, with the same IEEE
-//! operations lane by lane).
+//! `s_i = ±1` its label for the label qualities, `+1` for the prediction qualities
+//! ([`Quality::sign`]), so that one score function serves both classes. Adding neuron `d` to
+//! `S` adds `s_i w_d (x_id − r_id)` — one column of a precomputed `[D, N]` matrix — so a whole
+//! permutation is one sweep of `D` column additions and quality evaluations: O(N·D), not
+//! O(N·D²). The kernel is plain f32 arithmetic in a fixed order with f64 lane sums and its
+//! own vectorisable log σ and σ, so the marginals of a permutation are bit-identical whatever
+//! thread, batch or machine computes them (no libm, no FMA; an AVX2 build of the same loop is
+//! chosen at run time where the CPU has it, with the same IEEE operations lane by lane).
 //!
 //! A column whose entries are mostly 0 (ReLU activations: a region whose activation and
 //! replacement are both 0 does not move when the neuron joins) is stored sparsely and swept
@@ -41,77 +36,9 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::quality::{log_sigmoid, sigmoid, Quality};
 use super::{permutation::below, ShapleyError, REPLACEMENT_TAG};
 use crate::seed;
-
-/// How a classifier's output on the replaced regions is scored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Quality {
-    /// Mean log σ(±logit) of the true labels.
-    #[default]
-    LogLikelihood,
-    /// Mean log-likelihood with the two classes weighted equally.
-    BalancedLogLikelihood,
-    /// Fraction classified correctly.
-    Accuracy,
-}
-
-impl Quality {
-    /// The option names.
-    pub const NAMES: [&'static str; 3] = ["log_likelihood", "balanced_log_likelihood", "accuracy"];
-
-    /// The option name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Quality::LogLikelihood => Self::NAMES[0],
-            Quality::BalancedLogLikelihood => Self::NAMES[1],
-            Quality::Accuracy => Self::NAMES[2],
-        }
-    }
-
-    /// The weights of the positive and negative sums: v = α Σ_pos q(m) + β Σ_neg q(m).
-    pub fn class_weights(self, positives: usize, negatives: usize) -> (f64, f64) {
-        let n = (positives + negatives) as f64;
-        match self {
-            Quality::LogLikelihood | Quality::Accuracy => (1.0 / n, 1.0 / n),
-            Quality::BalancedLogLikelihood => match (positives, negatives) {
-                (0, _) => (0.0, 1.0 / negatives as f64),
-                (_, 0) => (1.0 / positives as f64, 0.0),
-                _ => (0.5 / positives as f64, 0.5 / negatives as f64),
-            },
-        }
-    }
-
-    /// The per-region score of a signed margin `s · logit`.
-    #[inline(always)]
-    pub fn score(self, margin: f32) -> f32 {
-        match self {
-            Quality::LogLikelihood | Quality::BalancedLogLikelihood => log_sigmoid(margin),
-            Quality::Accuracy => f32::from(u8::from(margin > 0.0)),
-        }
-    }
-}
-
-impl fmt::Display for Quality {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Quality {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "log_likelihood" => Ok(Quality::LogLikelihood),
-            "balanced_log_likelihood" => Ok(Quality::BalancedLogLikelihood),
-            "accuracy" => Ok(Quality::Accuracy),
-            _ => Err(format!(
-                "unknown quality '{s}' (expected {})",
-                Self::NAMES.join(", ")
-            )),
-        }
-    }
-}
 
 /// What replaces the neurons outside a coalition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -253,12 +180,14 @@ struct SparseColumn {
 const SPARSE_DENSITY: f64 = 0.4;
 
 /// A fixed-mode game in the form both sweeps (the CPU's [`LinearGame`] and the batched
-/// device sweep) run: regions reordered positives first, each margin signed by its target, so
+/// device sweep) run: regions reordered positives first, each margin signed by
+/// [`Quality::sign`] (its target for the label qualities, +1 for the prediction qualities), so
 /// that adding neuron `d` to a coalition adds column `d` of `delta` to the margins. Built in
 /// one place so the two backends start from bit-identical numbers.
 #[derive(Debug, Clone)]
 pub struct SignedContributions {
-    /// Evaluation regions `N`.
+    /// Evaluation regions `N` in the game: all of them, or the positives only where the
+    /// quality does not score negatives ([`Quality::scores_negatives`]).
     pub regions: usize,
     /// Neurons `D`.
     pub neurons: usize,
@@ -272,7 +201,8 @@ pub struct SignedContributions {
     pub quality: Quality,
     /// `[D, N]`: column `d` is `s_i w_d (x_id − r_id)` over the reordered regions.
     pub delta: Vec<f32>,
-    /// Margins of the empty coalition, `s_i (b + Σ_d w_d r_id)` (the sum in f64).
+    /// Margins of the empty coalition, `s_i (b + Σ_d w_d r_id)` (the sum in f64), `s_i` from
+    /// [`Quality::sign`].
     pub base: Vec<f32>,
 }
 
@@ -302,12 +232,17 @@ impl SignedContributions {
         }
         let mut order: Vec<usize> = (0..n).filter(|&i| targets[i]).collect();
         let positives = order.len();
-        order.extend((0..n).filter(|&i| !targets[i]));
-        let (alpha, beta) = quality.class_weights(positives, n - positives);
+        let (alpha, beta) = quality.class_weights(positives, n - positives)?;
+        // A quality that ignores the negatives (weight 0) leaves them out of the game: they
+        // would cost a sweep and add 0.
+        if quality.scores_negatives() {
+            order.extend((0..n).filter(|&i| !targets[i]));
+        }
+        let n = order.len();
         let mut delta = vec![0.0f32; d * n];
         let mut base = vec![0.0f32; n];
         for (slot, &i) in order.iter().enumerate() {
-            let sign = if targets[i] { 1.0f32 } else { -1.0 };
+            let sign = quality.sign(targets[i]);
             let (row, rep) = (&x[i * d..(i + 1) * d], &replacement[i * d..(i + 1) * d]);
             let mut logit = f64::from(bias);
             for k in 0..d {
@@ -415,6 +350,17 @@ impl LinearGame {
     /// get marginal 0 and the sweep stops. This biases φ by at most `tol` in total and is
     /// off by default.
     pub fn sweep(&self, order: &[u32], truncation: Option<f64>, scale: f64, out: &mut [f64]) {
+        self.sweep_state(order, truncation, scale, out);
+    }
+
+    /// [`LinearGame::sweep`], returning the final margins and score cache.
+    fn sweep_state(
+        &self,
+        order: &[u32],
+        truncation: Option<f64>,
+        scale: f64,
+        out: &mut [f64],
+    ) -> (Vec<f32>, Vec<f32>) {
         // The quality is chosen once per sweep, so the inner loop is a plain elementwise map.
         match self.quality {
             Quality::LogLikelihood | Quality::BalancedLogLikelihood => {
@@ -423,9 +369,17 @@ impl LinearGame {
             Quality::Accuracy => self.sweep_with(order, truncation, scale, out, |m| {
                 f32::from(u8::from(m > 0.0))
             }),
+            Quality::Prediction | Quality::PredictionAll => {
+                self.sweep_with(order, truncation, scale, out, sigmoid)
+            }
+            Quality::Logit | Quality::LogitAll => {
+                self.sweep_with(order, truncation, scale, out, |m| m)
+            }
         }
     }
 
+    /// The sweep with the score function `f`; returns the final margins and score cache (the
+    /// cache is current only where a column is sparse) for the tests of the sparse path.
     fn sweep_with(
         &self,
         order: &[u32],
@@ -433,7 +387,7 @@ impl LinearGame {
         scale: f64,
         out: &mut [f64],
         f: impl Fn(f32) -> f32 + Copy,
-    ) {
+    ) -> (Vec<f32>, Vec<f32>) {
         let mut margin = self.base.clone();
         // The score of every region, kept current so a sparse step re-scores only the
         // regions it moves; a dense step re-sums from scratch.
@@ -473,6 +427,7 @@ impl LinearGame {
                 break;
             }
         }
+        (margin, scores)
     }
 }
 
@@ -622,95 +577,9 @@ fn add_and_sum_portable<const STORE: bool>(
     acc.iter().sum()
 }
 
-/// log σ(x) = min(x, 0) − log1p(e^−|x|), in branch-free f32 arithmetic (error below
-/// 3·10⁻⁷ absolute, or relative where |log σ| > 1; see the test). libm's `exp`/`log1p` are neither vectorisable nor
-/// guaranteed identical across platforms; this is both.
-#[inline(always)]
-pub fn log_sigmoid(x: f32) -> f32 {
-    let a = x.abs().min(87.0);
-    x.min(0.0) - log1p_unit(exp_neg(a))
-}
-
-/// e^−a for a in [0, 87]: e^−a = 2^−k · e^−r, k = round(a / ln 2), |r| ≤ ln 2 / 2.
-#[inline(always)]
-fn exp_neg(a: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    // Adding 1.5·2^23 rounds to an integer and leaves it in the low mantissa bits.
-    const MAGIC: f32 = 12_582_912.0;
-    let shifted = a * LOG2E + MAGIC;
-    let k_bits = shifted.to_bits().wrapping_sub(MAGIC.to_bits());
-    let k = shifted - MAGIC;
-    let r = (a - k * LN2_HI) - k * LN2_LO;
-    // e^−r by its Taylor series to degree 7 (|r| ≤ 0.347: error < 3·10⁻⁹).
-    let p = 1.0
-        - r * (1.0
-            - r * (0.5
-                - r * (1.0 / 6.0
-                    - r * (1.0 / 24.0
-                        - r * (1.0 / 120.0 - r * (1.0 / 720.0 - r * (1.0 / 5040.0)))))));
-    // 2^−k with k in 0..=126: a normal float.
-    p * f32::from_bits(127u32.wrapping_sub(k_bits) << 23)
-}
-
-/// log(1 + t) for t in [0, 1] without a division (a division is most of the cost of a
-/// vectorised log σ): u = 1 + t is brought to m ∈ [√½, √2] by halving when u > √2, and
-/// ln m = f − f²/2 + f³ P(f), f = m − 1, with Cephes' `logf` polynomial; ln 2 is split in
-/// two parts as in Cephes. Absolute error below 2·10⁻⁷ (for t below 6·10⁻⁸, 1 + t rounds to
-/// 1 and the result is 0: an absolute error below 6·10⁻⁸).
-#[inline(always)]
-fn log1p_unit(t: f32) -> f32 {
-    const P: [f32; 9] = [
-        7.037_683_6e-2,
-        -1.151_461e-1,
-        1.167_699_9e-1,
-        -1.242_014_1e-1,
-        1.424_932_3e-1,
-        -1.666_805_8e-1,
-        2.000_071_5e-1,
-        -2.499_999_4e-1,
-        3.333_333e-1,
-    ];
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    let u = 1.0 + t;
-    let halve = u > std::f32::consts::SQRT_2;
-    let m = if halve { u * 0.5 } else { u };
-    let e = if halve { 1.0 } else { 0.0 };
-    let f = m - 1.0;
-    let z = f * f;
-    let mut p = P[0];
-    for c in &P[1..] {
-        p = p * f + c;
-    }
-    let y = f * (z * p) + e * LN2_LO - 0.5 * z;
-    (f + y) + e * LN2_HI
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn log_sigmoid_is_accurate() {
-        let mut worst = 0.0f64;
-        for i in -200_000..=200_000 {
-            let x = i as f32 * 1e-3;
-            let exact = -(-(x as f64)).exp().ln_1p();
-            let exact = if x < 0.0 {
-                x as f64 - (x as f64).exp().ln_1p()
-            } else {
-                exact
-            };
-            let err = (f64::from(log_sigmoid(x)) - exact).abs() / exact.abs().max(1.0);
-            worst = worst.max(err);
-        }
-        assert!(worst < 3e-7, "worst relative error {worst}");
-        assert_eq!(log_sigmoid(-1000.0), -1000.0);
-        assert!(log_sigmoid(1000.0) <= 0.0 && log_sigmoid(1000.0) > -1e-30);
-        assert!(log_sigmoid(30.0) <= 0.0 && log_sigmoid(30.0) > -1e-7);
-    }
 
     fn small_game(quality: Quality) -> LinearGame {
         let (n, d) = (37, 5);
@@ -732,11 +601,7 @@ mod tests {
 
     #[test]
     fn a_sweep_telescopes_to_v_all_minus_v_none() {
-        for quality in [
-            Quality::LogLikelihood,
-            Quality::BalancedLogLikelihood,
-            Quality::Accuracy,
-        ] {
+        for quality in Quality::ALL {
             let game = small_game(quality);
             let mut out = vec![0.0; 5];
             game.sweep(&[3, 1, 4, 0, 2], None, 1.0, &mut out);
@@ -765,11 +630,7 @@ mod tests {
         for kind in [Replacement::Zero, Replacement::Marginal] {
             let rep = replacement_rows(&x, n, d, kind, 1, 2).unwrap();
             let w = [0.9, -0.4, 0.3, 1.2, -1.0, 0.5, 0.05];
-            for quality in [
-                Quality::LogLikelihood,
-                Quality::BalancedLogLikelihood,
-                Quality::Accuracy,
-            ] {
+            for quality in Quality::ALL {
                 let game = LinearGame::new(&x, &targets, &rep, &w, -0.2, quality).unwrap();
                 assert!(
                     game.sparse.iter().any(Option::is_some),
@@ -791,6 +652,81 @@ mod tests {
                     );
                     previous = v;
                 }
+            }
+        }
+    }
+
+    /// The game with every column swept densely.
+    fn dense(game: &LinearGame) -> LinearGame {
+        LinearGame {
+            sparse: vec![None; game.neurons],
+            any_sparse: false,
+            ..game.clone()
+        }
+    }
+
+    #[test]
+    fn prediction_qualities_sweep_sparse_columns_like_dense_ones_bit_for_bit() {
+        // ReLU-like activations, mostly 0, in quarters; dyadic weights and bias: every f32
+        // margin is exact, so the logits' f64 sums are exact in any order.
+        let (n, d) = (263, 6);
+        let x: Vec<f32> = (0..n * d)
+            .map(|i| {
+                // Column 0 dense, the others a fifth nonzero.
+                if i % d == 0 || i % 5 == 0 {
+                    ((i * 7 % 13) as f32) / 4.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let targets: Vec<bool> = (0..n).map(|i| i % 3 != 1).collect();
+        let w = [0.75, -0.5, 0.25, 1.25, -1.0, 0.125];
+        let order = [2u32, 5, 0, 3, 1, 4];
+        for kind in [Replacement::Zero, Replacement::Marginal] {
+            let rep = replacement_rows(&x, n, d, kind, 5, 1).unwrap();
+            for quality in [
+                Quality::Prediction,
+                Quality::Logit,
+                Quality::PredictionAll,
+                Quality::LogitAll,
+            ] {
+                let what = format!("{kind} {quality}");
+                let sparse = LinearGame::new(&x, &targets, &rep, &w, -0.25, quality).unwrap();
+                assert!(sparse.any_sparse, "{what}: no sparse column");
+                assert!(
+                    sparse.sparse.iter().any(Option::is_none),
+                    "{what}: no dense one"
+                );
+                let positives = targets.iter().filter(|&&t| t).count();
+                let want = if quality.scores_negatives() {
+                    n
+                } else {
+                    positives
+                };
+                assert_eq!(sparse.regions(), want, "{what}: regions in the game");
+                let (mut a, mut b) = (vec![0.0; d], vec![0.0; d]);
+                let (margin, scores) = sparse.sweep_state(&order, None, 1.0, &mut a);
+                let (dense_margin, _) = dense(&sparse).sweep_state(&order, None, 1.0, &mut b);
+                // The same margins, and a score cache that is exactly f(margin).
+                for (i, ((m, dm), q)) in margin.iter().zip(&dense_margin).zip(&scores).enumerate() {
+                    assert_eq!(m.to_bits(), dm.to_bits(), "{what}: margin {i}");
+                    assert_eq!(
+                        q.to_bits(),
+                        quality.score(*m).to_bits(),
+                        "{what}: score {i}"
+                    );
+                }
+                for k in 0..d {
+                    if matches!(quality, Quality::Logit | Quality::LogitAll) {
+                        // Exact scores, exact sums: the same bits.
+                        assert_eq!(a[k].to_bits(), b[k].to_bits(), "{what} neuron {k}");
+                    } else {
+                        // σ is rounded, and the sparse step sums changes rather than re-summing.
+                        assert!((a[k] - b[k]).abs() < 1e-12, "{what} neuron {k}");
+                    }
+                }
+                assert!(a.iter().any(|&p| p.abs() > 1e-3), "{what}: {a:?}");
             }
         }
     }

@@ -5,8 +5,10 @@
 //! replaced. This module is pure Rust (no libtorch); the worker runs it.
 //!
 //! - [`game`]: the value function of `fixed` mode ([`LinearGame`]: the trained classifier,
-//!   one incremental sweep per permutation, O(N·D)), the [`Quality`] measures and the
-//!   [`Replacement`] rows.
+//!   one incremental sweep per permutation, O(N·D)) and the [`Replacement`] rows.
+//! - [`quality`]: what v measures ([`Quality`]): the log-likelihood of the true labels
+//!   (default), or the concept's prediction — the paper's sign-aware value — and the
+//!   deterministic f32 score functions (log σ, σ) of the kernel.
 //! - [`permutation`]: permutation `k` of concept `e` from `seed::rng(job, [TAG, e, k])` alone
 //!   (Fisher–Yates on an exact, version-stable bounded draw); antithetic pairs.
 //! - [`sums`]: [`PartialSums`] (Σ, Σ², n per neuron) in exact fixed point, so any split of
@@ -35,15 +37,17 @@ pub mod exact;
 pub mod game;
 pub mod permutation;
 pub mod phi;
+pub mod quality;
 pub mod stopping;
 pub mod sums;
 
 use std::path::PathBuf;
 
 pub use exact::exact_shapley;
-pub use game::{replacement_rows, LinearGame, Quality, Replacement, SignedContributions};
+pub use game::{replacement_rows, LinearGame, Replacement, SignedContributions};
 pub use permutation::{permutation, PermutationBlock, Sampling};
 pub use phi::{ConceptPhi, MultimodalNeuron, TopNeuron};
+pub use quality::Quality;
 pub use stopping::StoppingRule;
 pub use sums::{PartialSums, ShapleyEstimate};
 

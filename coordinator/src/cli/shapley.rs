@@ -58,7 +58,9 @@ pub struct ShapleyArgs {
     /// What replaces neurons outside a coalition: marginal, mean or zero.
     #[arg(long, default_value = "marginal")]
     replacement: String,
-    /// Quality measure: log_likelihood, balanced_log_likelihood or accuracy.
+    /// Quality measure. Of the true labels: log_likelihood, balanced_log_likelihood, accuracy.
+    /// Of the concept's prediction (the paper's sign-aware value): prediction, logit (mean over
+    /// the positives), prediction_all, logit_all (mean over all evaluation regions).
     #[arg(long, default_value = "log_likelihood")]
     quality: String,
     /// Independent permutations instead of antithetic pairs.

@@ -504,6 +504,17 @@ confidence = 0.4
         problems[0].message,
         "crop 80 is larger than resize 64 (the resize of tiny_cnn)"
     );
+    let quality = problems.iter().find(|p| p.field == "shapley.quality");
+    assert_eq!(
+        quality.unwrap().message,
+        "unknown quality 'auc' (expected log_likelihood, balanced_log_likelihood, accuracy, \
+         prediction, logit, prediction_all, logit_all)"
+    );
+    // The paper's sign-aware qualities are accepted as written.
+    for name in ["prediction", "logit", "prediction_all", "logit_all"] {
+        let text = format!("{MINIMAL}[shapley]\nquality = \"{name}\"\n");
+        assert_eq!(world.parse(&text).unwrap().shapley.quality, name);
+    }
 
     // A resize below the architecture's crop is the resize's fault.
     let vgg = MINIMAL

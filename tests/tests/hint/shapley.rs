@@ -228,6 +228,47 @@ fn shapley_finds_the_planted_channels_and_pyarrow_reads_phi() {
         ),
         "hint shapley --mode retrain",
     );
+    // The paper's sign-aware value through the CLI: animal's own channels lead, and vehicle's
+    // channels (which the animal classifier hardly uses here) earn next to nothing.
+    succeeded(
+        &shapley(
+            dir,
+            "prediction",
+            &[
+                "--permutations",
+                "20",
+                "--quality",
+                "prediction_all",
+                "--replacement",
+                "zero",
+                "--concept",
+                "animal",
+            ],
+        ),
+        "hint shapley --quality prediction_all",
+    );
+    let summary: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("prediction/shapley.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        summary["settings"]["hint.shapley.quality"], "prediction_all",
+        "{summary}"
+    );
+    let phi_of = |neuron: usize| -> f64 {
+        let csv = std::fs::read_to_string(dir.join("prediction/phi.csv")).unwrap();
+        let line = csv.lines().nth(1 + neuron).unwrap();
+        line.split(',').nth(4).unwrap().parse().unwrap()
+    };
+    let phi: Vec<f64> = (0..D).map(phi_of).collect();
+    let mut order: Vec<usize> = (0..D).collect();
+    order.sort_by(|&a, &b| phi[b].total_cmp(&phi[a]));
+    order[..2].sort_unstable();
+    assert_eq!(order[..2], [4, 5], "{phi:?}");
+    assert!(
+        phi[6].abs().max(phi[7].abs()) < 0.05 * phi[4].min(phi[5]),
+        "{phi:?}"
+    );
 }
 
 #[test]
@@ -235,6 +276,16 @@ fn bad_flags_are_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let output = shapley(tmp.path(), "x", &["--mode", "sometimes"]);
     assert!(!output.status.success());
+    let output = shapley(tmp.path(), "x", &["--quality", "auc"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains(
+            "--quality: unknown quality 'auc' (expected log_likelihood, balanced_log_likelihood, \
+             accuracy, prediction, logit, prediction_all, logit_all)"
+        ),
+        "{stderr}"
+    );
     let output = shapley(tmp.path(), "x", &[]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());

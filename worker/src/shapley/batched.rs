@@ -21,10 +21,13 @@
 //! # Precision
 //!
 //! Margins are f32 (the game's own definition, shared with the CPU sweep: bit-identical
-//! margins). Scores and their sums are f64: `log σ` of the f32 margin in f64 and a f64
-//! reduction over the `N` regions. An f32 sum of 20,000 scores would carry errors near 10⁻⁷
-//! in v(S), the size of small neurons' marginals; in f64 the device values differ from the
-//! CPU sweep's only by the CPU's f32 `log σ` (≤ 3·10⁻⁷ relative per region, averaging out).
+//! margins). Scores and their sums are f64: `log σ` (or `σ`, or the logit itself, per
+//! [`Quality`]) of the f32 margin in f64 and a f64 reduction over the `N` regions. An f32
+//! sum of 20,000 scores would carry errors near 10⁻⁷ in v(S), the size of small neurons'
+//! marginals; in f64 the device values differ from the CPU sweep's only by the CPU's f32
+//! `log σ` or `σ` (≤ 3·10⁻⁷ per region, averaging out) and the order of the f64 sums.
+//! Every quality runs here, the prediction qualities included (their margins are the plain
+//! logits, so the same gather-and-prefix-sum serves them).
 //! The work is memory-bound, and H100/H200-class GPUs have full-rate f64 units, so f64
 //! costs bandwidth (about 1.5× the bytes of an all-f32 quality), not arithmetic.
 //!
@@ -286,6 +289,11 @@ impl BatchedSweep {
                 margins.f_to_kind(Kind::Double)?.f_log_sigmoid()?
             }
             Quality::Accuracy => margins.f_gt(0.0)?.f_to_kind(Kind::Double)?,
+            // The margins of the prediction qualities are the plain logits (`Quality::sign`).
+            Quality::Prediction | Quality::PredictionAll => {
+                margins.f_to_kind(Kind::Double)?.f_sigmoid()?
+            }
+            Quality::Logit | Quality::LogitAll => margins.f_to_kind(Kind::Double)?,
         };
         let (pos, neg) = (
             self.positives as i64,

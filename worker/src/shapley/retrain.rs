@@ -69,7 +69,8 @@ pub struct RetrainGame {
     config: RetrainConfig,
     eval_x: Tensor,
     eval_r: Tensor,
-    /// ±1 per evaluation region.
+    /// The sign of each evaluation region's margin ([`Quality::sign`]): its target's (±1)
+    /// for the label qualities, +1 for the prediction qualities.
     eval_sign: Tensor,
     /// The quality's weight of each evaluation region (α or β).
     eval_weight: Tensor,
@@ -117,7 +118,7 @@ impl RetrainGame {
         };
         let (n, nf) = (eval.targets.len(), fit.targets.len());
         let positives = eval.targets.iter().filter(|&&t| t).count();
-        let (alpha, beta) = quality.class_weights(positives, n - positives);
+        let (alpha, beta) = quality.class_weights(positives, n - positives)?;
         let mut ridge = vec![config.l2; d];
         ridge.push(1e-8);
         let per_coalition = 8 * (n + 2 * nf) * (d + 1);
@@ -130,7 +131,7 @@ impl RetrainGame {
             eval_sign: vector(
                 eval.targets
                     .iter()
-                    .map(|&t| if t { 1.0 } else { -1.0 })
+                    .map(|&t| f64::from(quality.sign(t)))
                     .collect(),
             )?,
             eval_weight: vector(
@@ -293,7 +294,9 @@ impl RetrainGame {
         Ok(theta)
     }
 
-    /// The quality of each coalition's fitted classifier on the evaluation regions: `[g]`.
+    /// The quality of each coalition's fitted classifier on the evaluation regions: `[g]`. For
+    /// the prediction qualities, the re-fitted classifier's mean prediction (or logit) on the
+    /// same regions as fixed mode (`prediction`, `logit`: the negatives weigh 0).
     fn quality_of(&self, masks: &Tensor, theta: &Tensor) -> Result<Tensor> {
         let xs = self.design(&self.eval_x, &self.eval_r, masks)?;
         let margin = xs
@@ -303,6 +306,8 @@ impl RetrainGame {
         let score = match self.quality {
             Quality::LogLikelihood | Quality::BalancedLogLikelihood => margin.f_log_sigmoid()?,
             Quality::Accuracy => margin.f_gt(0.0)?.f_to_kind(self.config.kind)?,
+            Quality::Prediction | Quality::PredictionAll => margin.f_sigmoid()?,
+            Quality::Logit | Quality::LogitAll => margin,
         };
         Ok(score
             .f_mul(&self.eval_weight)?

@@ -398,3 +398,46 @@ fn streaming_reads_batches_with_only_the_projected_columns() {
     }
     assert_eq!(row, rows.len());
 }
+
+/// FNV-1a over every concept's rows, targets and activations (bits), train then eval: a
+/// fingerprint of the samples that changes if any row, order, target or value does.
+fn fingerprint(samples: &ConceptSamples) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |v: u64| {
+        for b in v.to_le_bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for (train, eval) in all_flat(samples) {
+        for split in [train, eval] {
+            eat(split.len() as u64);
+            for (r, t, act) in split {
+                eat(r.image_id);
+                eat(u64::from(r.label));
+                eat(u64::from(r.y) << 16 | u64::from(r.x));
+                eat(u64::from(r.foreground));
+                eat(u64::from(t));
+                for a in act {
+                    eat(u64::from(a));
+                }
+            }
+        }
+    }
+    h
+}
+
+/// The default negative set draws exactly what every run before the setting drew: these
+/// fingerprints were taken before `negatives` existed (budget within the pools, and a budget
+/// past them where background fills in for a short "other" pool).
+#[test]
+fn default_samples_are_those_of_before_the_negatives_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.parquet");
+    write(&path, &dataset(90), ActivationType::F32);
+    let got: Vec<u64> = [25, 1000]
+        .into_iter()
+        .map(|k| fingerprint(&samples_of(std::slice::from_ref(&path), &config(k))))
+        .collect();
+    assert_eq!(got, [5_013_852_500_810_171_638, 3_636_330_992_606_309_288]);
+}

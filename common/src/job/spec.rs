@@ -10,6 +10,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::regions::sample::Negatives;
+
 /// A validated job spec.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobSpec {
@@ -186,6 +188,10 @@ pub struct ClassifySpec {
     pub max_per_class: usize,
     /// Fraction of images held out.
     pub holdout: f64,
+    /// Each concept classifier's negative set. Specs stored before it existed read as
+    /// `mixed`, what they ran with.
+    #[serde(default)]
+    pub negatives: Negatives,
     /// L2 penalty on standardised weights.
     pub l2: f64,
     /// Newton iterations at most.
@@ -271,6 +277,7 @@ impl Default for ClassifySpec {
         ClassifySpec {
             max_per_class: 20_000,
             holdout: 0.2,
+            negatives: Negatives::Mixed,
             l2: 1e-3,
             iterations: 100,
             tolerance: 1e-12,
@@ -318,5 +325,27 @@ impl JobSpec {
     /// Reads [`JobSpec::to_json`]'s output.
     pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_classify_section_without_negatives_reads_as_mixed() {
+        let mut json = serde_json::to_value(ClassifySpec {
+            negatives: Negatives::Siblings,
+            ..ClassifySpec::default()
+        })
+        .unwrap();
+        assert_eq!(json["negatives"], "siblings");
+        let back: ClassifySpec = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back.negatives, Negatives::Siblings);
+        // A spec stored by a coordinator from before the setting.
+        json.as_object_mut().unwrap().remove("negatives");
+        let old: ClassifySpec = serde_json::from_value(json).unwrap();
+        assert_eq!(old, ClassifySpec::default());
+        assert_eq!(old.negatives, Negatives::Mixed);
     }
 }

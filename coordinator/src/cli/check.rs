@@ -92,9 +92,10 @@ fn summary(spec: &JobSpec) -> String {
     line(
         "classify",
         format!(
-            "at most {} positives per concept, holdout {}, l2 {}, {} iterations (tolerance {}), \
-             {} concepts per task",
+            "at most {} positives per concept, negatives {}, holdout {}, l2 {}, {} iterations \
+             (tolerance {}), {} concepts per task",
             c.max_per_class,
+            c.negatives,
             c.holdout,
             number(c.l2),
             c.iterations,

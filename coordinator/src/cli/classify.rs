@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 use hint_common::hierarchy::Hierarchy;
-use hint_common::regions::sample::{check_region_set, region_files, SampleConfig};
+use hint_common::regions::sample::{check_region_set, region_files, Negatives, SampleConfig};
 use hint_worker::classify::{
     self, ClassifyConfig, ClassifyProgress, ClassifyReport, LogisticSettings,
 };
@@ -33,6 +33,11 @@ pub struct ClassifyArgs {
     /// Fraction of images held out for evaluation.
     #[arg(long, default_value_t = 0.2)]
     holdout: f64,
+    /// Each concept's negatives: mixed (half other concepts' foreground, half background),
+    /// background, others (other concepts' foreground) or siblings (its siblings'
+    /// foreground; others for a concept without siblings).
+    #[arg(long, default_value = "mixed")]
+    negatives: String,
     /// L2 penalty λ on the standardised weights.
     #[arg(long, default_value_t = 1e-3)]
     l2: f64,
@@ -86,6 +91,10 @@ impl ClassifyArgs {
             seed: self.seed,
             max_per_class: self.max_per_class,
             holdout: self.holdout,
+            negatives: self
+                .negatives
+                .parse::<Negatives>()
+                .map_err(|e| anyhow::anyhow!("--negatives: {e}"))?,
         };
         config.solver = LogisticSettings {
             l2: self.l2,
@@ -168,9 +177,10 @@ fn print_summary(config: &ClassifyConfig, report: &ClassifyReport) {
         config.device
     );
     println!(
-        "  sampling: seed {}, at most {} positives per concept, {:.0}% of images held out, {} distinct regions kept (memory bound {:.0} MiB)",
+        "  sampling: seed {}, at most {} positives per concept, negatives {}, {:.0}% of images held out, {} distinct regions kept (memory bound {:.0} MiB)",
         config.sample.seed,
         config.sample.max_per_class,
+        config.sample.negatives,
         config.sample.holdout * 100.0,
         report.sampled_rows,
         report.memory_bound_bytes as f64 / f64::from(1u32 << 20)
@@ -188,14 +198,20 @@ fn print_summary(config: &ClassifyConfig, report: &ClassifyReport) {
     );
     for c in &m.concepts {
         println!(
-            "  {:>5}  {:<width$}  {:>15}  {:>13}  {:>8.3}  {:>6.3}{}",
+            "  {:>5}  {:<width$}  {:>15}  {:>13}  {:>8.3}  {:>6.3}{}{}",
             c.level,
             c.name,
             format!("{}/{}", c.n_train_pos, c.n_train_neg),
             format!("{}/{}", c.n_eval_pos, c.n_eval_neg),
             c.accuracy,
             c.f1,
-            if c.converged { "" } else { "  (not converged)" }
+            if c.converged { "" } else { "  (not converged)" },
+            // A concept without siblings under `siblings` drew from `others`.
+            if c.negatives == config.sample.negatives {
+                String::new()
+            } else {
+                format!("  (negatives: {}, no siblings)", c.negatives)
+            }
         );
     }
     if !m.skipped.is_empty() {

@@ -45,6 +45,7 @@ fn spec(images: &Path, hierarchy: HierarchySpec, per_shard: u64, per_part: usize
         classify: ClassifySpec {
             max_per_class: 1000,
             holdout: 0.2,
+            negatives: hint_common::regions::sample::Negatives::Mixed,
             l2: 1e-3,
             iterations: 50,
             tolerance: 1e-8,

@@ -10,6 +10,7 @@ use hint_common::job::spec::{
     AblateSpec, ClassifySpec, DataSpec, EvaluateSpec, ExtractSpec, HierarchySpec, ModelSpec,
     SchedulerSpec, ShapleySpec, StorageSpec,
 };
+use hint_common::regions::sample::Negatives;
 use hint_common::regions::ActivationType;
 use hint_common::shapley::{Quality, Replacement};
 use hint_common::storage;
@@ -335,6 +336,7 @@ pub(super) fn classify(s: &mut Section<'_>) -> ClassifySpec {
     let d = ClassifySpec::default();
     let max_per_class = s.integer_or::<u32>("max_per_class", d.max_per_class as u32, 1) as usize;
     let holdout = s.number_or("holdout", d.holdout);
+    let negatives = s.string_or("negatives", d.negatives.name());
     let l2 = s.number_or("l2", d.l2);
     let iterations = s.integer_or::<usize>("iterations", d.iterations, 1);
     let tolerance = s.number_or("tolerance", d.tolerance);
@@ -345,11 +347,16 @@ pub(super) fn classify(s: &mut Section<'_>) -> ClassifySpec {
             format!("must be strictly between 0 and 1 (a fraction of the images), found {holdout}"),
         );
     }
+    let negatives = negatives.parse::<Negatives>().unwrap_or_else(|e| {
+        s.problem("negatives", e);
+        d.negatives
+    });
     positive(s, "l2", l2);
     positive(s, "tolerance", tolerance);
     ClassifySpec {
         max_per_class,
         holdout,
+        negatives,
         l2,
         iterations,
         tolerance,

@@ -8,6 +8,7 @@ use hint_common::job::spec::{
     StorageSpec,
 };
 use hint_common::job::JobSpec;
+use hint_common::regions::sample::Negatives;
 
 use super::{load, parse, Problem, SpecError};
 
@@ -99,6 +100,7 @@ fn a_minimal_spec_gets_the_commands_defaults() {
         classify: ClassifySpec {
             max_per_class: 20_000,
             holdout: 0.2,
+            negatives: Negatives::Mixed,
             l2: 1e-3,
             iterations: 100,
             tolerance: 1e-12,
@@ -176,6 +178,7 @@ images_per_task = 250
 [classify]
 max_per_class = 500
 holdout = 0.3
+negatives = "siblings"
 l2 = 0.01
 iterations = 50
 tolerance = 1e-9
@@ -241,6 +244,7 @@ max_attempts = 5
         (500, 0.3, 0.01, 50, 1e-9)
     );
     assert_eq!(c.concepts_per_task, 4);
+    assert_eq!(c.negatives, Negatives::Siblings);
     let s = &spec.shapley;
     assert_eq!(
         (s.mode.as_str(), s.quality.as_str(), s.replacement.as_str()),
@@ -473,6 +477,7 @@ noise = -1
 samples = 0
 [classify]
 l2 = 0
+negatives = "sibling"
 [shapley]
 mode = "exact"
 quality = "auc"
@@ -491,6 +496,7 @@ confidence = 0.4
             "extract.baseline",
             "extract.aggregation",
             "extract.activation_type",
+            "classify.negatives",
             "classify.l2",
             "shapley.mode",
             "shapley.quality",
@@ -515,6 +521,11 @@ confidence = 0.4
         let text = format!("{MINIMAL}[shapley]\nquality = \"{name}\"\n");
         assert_eq!(world.parse(&text).unwrap().shapley.quality, name);
     }
+    assert_eq!(
+        problems[6].to_string(),
+        "classify.negatives: unknown negative set 'sibling' (expected mixed, background, \
+         others, siblings)"
+    );
 
     // A resize below the architecture's crop is the resize's fault.
     let vgg = MINIMAL

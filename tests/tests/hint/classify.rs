@@ -448,3 +448,138 @@ fn wrong_hierarchies_and_mixed_region_sets_are_clear_errors() {
     );
     assert!(err.contains("no region files"), "{err}");
 }
+
+/// `--negatives`: the default is `mixed` (the same files as without the flag); each set is
+/// recorded in `classify.json` and in `metrics.json` per concept, and the samples rebuilt from
+/// the directory (what `hint shapley`, the job's Shapley stage and WSOL use) are the ones
+/// trained on. A `classify.json` from before the setting reads as `mixed`.
+#[test]
+fn negative_sets_are_recorded_and_rebuilt_from_the_classifier_directory() {
+    use hint_common::regions::sample::Negatives;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (regions, hierarchy) = dataset(tmp.path());
+    let run = |name: &str, extra: &[&str]| {
+        let out = tmp.path().join(name);
+        let stdout = succeeded(
+            &classify(&regions, &hierarchy, &out, extra),
+            "hint classify",
+        );
+        (out, stdout)
+    };
+    let (default, _) = run("default", &[]);
+    let (mixed, _) = run("mixed", &["--negatives", "mixed"]);
+    for entry in std::fs::read_dir(&default).unwrap() {
+        let name = entry.unwrap().file_name();
+        assert_eq!(
+            std::fs::read(default.join(&name)).unwrap(),
+            std::fs::read(mixed.join(&name)).unwrap(),
+            "{name:?}: --negatives mixed is not the default"
+        );
+    }
+    let label = |name: &str| TOY_LABELS.iter().position(|l| *l == name).unwrap() as u32;
+    for set in [
+        Negatives::Background,
+        Negatives::Others,
+        Negatives::Siblings,
+    ] {
+        let (out, stdout) = run(set.name(), &["--negatives", set.name()]);
+        assert!(stdout.contains(&format!("negatives {set}")), "{stdout}");
+        let raw: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("classify.json")).unwrap())
+                .unwrap();
+        assert_eq!(raw["sample"]["negatives"], set.name());
+        let dir = ClassifierDir::open(&out).unwrap();
+        assert_eq!(dir.settings.sample.negatives, set);
+        let samples = dir.rebuild_samples(None, None, &mut |_| {}).unwrap();
+        for c in &dir.metrics.concepts {
+            let sample = samples.concept(c.id).unwrap();
+            // The rebuilt sample is the one trained and evaluated on.
+            assert_eq!(
+                (sample.train.negatives(), sample.eval.negatives()),
+                (c.n_train_neg, c.n_eval_neg),
+                "{set} {}",
+                c.name
+            );
+            assert_eq!(sample.negatives, c.negatives);
+            let concept = dir.hierarchy.concept(c.id);
+            for split in [&sample.train, &sample.eval] {
+                for (&row, &target) in split.rows.iter().zip(&split.targets) {
+                    if target > 0.5 {
+                        continue;
+                    }
+                    let region = samples.regions()[row as usize];
+                    let ok = match (set, c.name.as_str()) {
+                        (Negatives::Background, _) => !region.foreground,
+                        (Negatives::Others, _) => {
+                            region.foreground && !concept.labels.contains(&region.label)
+                        }
+                        (Negatives::Siblings, "animal") => {
+                            [label("car"), label("truck")].contains(&region.label)
+                        }
+                        (Negatives::Siblings, "cat") => region.label == label("dog"),
+                        (Negatives::Siblings, "truck") => region.label == label("car"),
+                        (Negatives::Siblings, _) => {
+                            region.foreground && !concept.labels.contains(&region.label)
+                        }
+                        (Negatives::Mixed, _) => unreachable!(),
+                    };
+                    assert!(ok, "{set} {}: negative {region:?}", c.name);
+                    assert!(region.foreground || set == Negatives::Background);
+                }
+            }
+        }
+        // `whole` covers every label: no other foreground, so no negative and no classifier,
+        // except from background; under `siblings` it is a root and draws from `others`.
+        let whole = dir.hierarchy.find("whole").unwrap();
+        match set {
+            Negatives::Background => assert!(dir.trained().contains(&whole)),
+            _ => {
+                let skipped = dir.metrics.skipped.iter().find(|s| s.id == whole).unwrap();
+                assert!(
+                    skipped.reason.contains("no negative training regions")
+                        && skipped.reason.contains("with negatives = others"),
+                    "{}",
+                    skipped.reason
+                );
+                assert_eq!(samples.concept(whole).unwrap().negatives, Negatives::Others);
+            }
+        }
+        if set == Negatives::Siblings {
+            let cat = dir.hierarchy.find("cat").unwrap();
+            let m = dir.metrics.concepts.iter().find(|m| m.id == cat).unwrap();
+            assert_eq!(m.negatives, Negatives::Siblings);
+        }
+    }
+
+    // A classify.json written before the setting: no `negatives`, read as `mixed`, and the
+    // same samples rebuilt.
+    let path = default.join("classify.json");
+    let mut raw: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(raw["sample"]["negatives"], "mixed");
+    let before = ClassifierDir::open(&default)
+        .unwrap()
+        .rebuild_samples(None, None, &mut |_| {})
+        .unwrap();
+    raw["sample"].as_object_mut().unwrap().remove("negatives");
+    std::fs::write(&path, serde_json::to_string_pretty(&raw).unwrap()).unwrap();
+    let old = ClassifierDir::open(&default).unwrap();
+    assert_eq!(old.settings.sample.negatives, Negatives::Mixed);
+    let after = old.rebuild_samples(None, None, &mut |_| {}).unwrap();
+    assert_eq!(before.concepts(), after.concepts());
+    assert_eq!(before.regions(), after.regions());
+
+    let err = failed(
+        &classify(
+            &regions,
+            &hierarchy,
+            &tmp.path().join("bad"),
+            &["--negatives", "sibling"],
+        ),
+        "hint classify",
+    );
+    assert!(
+        err.contains("--negatives: unknown negative set 'sibling' (expected mixed, background, others, siblings)"),
+        "{err}"
+    );
+}

@@ -21,7 +21,8 @@ use std::time::Instant;
 
 use hint_common::hierarchy::{ConceptId, Hierarchy, HierarchyError};
 use hint_common::regions::sample::{
-    ConceptSample, ConceptSamples, ConceptSplit, SampleConfig, SampleError, SampleProgress,
+    ConceptSample, ConceptSamples, ConceptSplit, Negatives, SampleConfig, SampleError,
+    SampleProgress,
 };
 use tch::Device;
 
@@ -354,9 +355,14 @@ pub fn train(
                 level: c.level,
                 reason: format!(
                     "no {} training regions ({pos} positive, {neg} negative; {} foreground \
-                     regions under it in the dataset)",
+                     regions under it in the dataset){}",
                     if pos == 0 { "positive" } else { "negative" },
-                    sample.pool.positives
+                    sample.pool.positives,
+                    if sample.negatives == Negatives::Mixed {
+                        String::new()
+                    } else {
+                        format!(" with negatives = {}", sample.negatives)
+                    }
                 ),
             });
         }
@@ -417,6 +423,7 @@ pub fn train(
                 pool_positives: sample.pool.positives,
                 pool_other_foreground: sample.pool.other_foreground,
                 pool_background: sample.pool.background,
+                negatives: sample.negatives,
             };
             trained.push(TrainedConcept {
                 classifier,

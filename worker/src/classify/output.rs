@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use hint_common::hierarchy::{ConceptId, Hierarchy};
-use hint_common::regions::sample::{ConceptSamples, SampleConfig, SampleProgress};
+use hint_common::regions::sample::{ConceptSamples, Negatives, SampleConfig, SampleProgress};
 use serde::{Deserialize, Serialize};
 
 use super::logistic::LogisticSettings;
@@ -65,6 +65,11 @@ pub struct ConceptMetrics {
     pub pool_other_foreground: u64,
     /// Background rows (before sampling).
     pub pool_background: u64,
+    /// The negative set its negatives were drawn from: `classify.json`'s, except `others`
+    /// for a concept without sibling images under `siblings`. Files written before the
+    /// setting existed read as `mixed`, what they used.
+    #[serde(default)]
+    pub negatives: Negatives,
 }
 
 /// A concept with no classifier, and why.
@@ -107,7 +112,7 @@ pub struct ClassifySettings {
     pub regions: PathBuf,
     /// The hierarchy file given to `hint classify`, if any (`concepts.json` is what was used).
     pub hierarchy_source: Option<PathBuf>,
-    /// Sampling and split.
+    /// Sampling, negative set (`sample.negatives`; `mixed` when absent) and split.
     pub sample: SampleConfig,
     /// Solver.
     pub solver: LogisticSettings,

@@ -107,6 +107,7 @@ fn job() -> Job {
         classify: ClassifySpec {
             max_per_class: 300,
             holdout: 0.25,
+            negatives: hint_common::regions::sample::Negatives::Mixed,
             l2: 1e-3,
             iterations: 50,
             tolerance: 1e-10,

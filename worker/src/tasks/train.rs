@@ -78,6 +78,7 @@ pub(super) fn run(
         seed: job.spec.seed,
         max_per_class: spec.max_per_class,
         holdout: spec.holdout,
+        negatives: spec.negatives,
     };
     config.solver = LogisticSettings {
         l2: spec.l2,

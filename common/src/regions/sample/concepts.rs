@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::pool::{BottomK, Entry};
 use super::{
-    check_labels, check_region_set, region_files, RegionSampler, RegionSetInfo, SampleConfig,
-    SampleError, SampleProgress,
+    check_labels, check_region_set, region_files, ConceptLabels, Negatives, RegionSampler,
+    RegionSetInfo, SampleConfig, SampleError, SampleProgress,
 };
 use crate::hierarchy::{ConceptId, Hierarchy};
 
@@ -87,6 +87,10 @@ pub struct ConceptSample {
     pub eval: ConceptSplit,
     /// The pools the rows were drawn from.
     pub pool: PoolSizes,
+    /// The negative set its negatives were drawn from: the configured one, except
+    /// [`Negatives::Others`] for a concept with no sibling images under
+    /// [`Negatives::Siblings`].
+    pub negatives: Negatives,
 }
 
 /// Activations and 0/1 targets of one split, materialised.
@@ -163,21 +167,21 @@ impl ConceptSamples {
             state.files_done += 1;
             progress(state);
         }
-        let concepts: Vec<(ConceptId, &[u32])> = hierarchy
+        let concepts: Vec<ConceptLabels> = hierarchy
             .concepts()
             .iter()
             .filter(|c| only.is_none_or(|only| only.contains(&c.id)))
-            .map(|c| (c.id, c.labels.as_slice()))
+            .map(|c| ConceptLabels::of(hierarchy, c.id))
             .collect();
         Ok(Self::from_sampler(sampler, info, &concepts))
     }
 
     /// Reads every concept's samples off a finished sampler; `concepts` gives each concept
-    /// with the labels at or under it.
+    /// with the labels at or under it (and its siblings', for [`Negatives::Siblings`]).
     pub fn from_sampler(
         sampler: RegionSampler,
         info: RegionSetInfo,
-        concepts: &[(ConceptId, &[u32])],
+        concepts: &[ConceptLabels],
     ) -> Self {
         let RegionSampler {
             config,
@@ -245,23 +249,58 @@ impl ConceptSamples {
         all_fg.sort_unstable_by_key(|(e, _)| e.key);
 
         let mut samples = Vec::with_capacity(concepts.len());
-        for &(id, concept_labels) in concepts {
+        for concept in concepts {
             let mut inside = vec![false; labels];
-            for &l in concept_labels {
+            for &l in &concept.labels {
                 if let Some(slot) = inside.get_mut(l as usize) {
                     *slot = true;
                 }
             }
             let n_inside = inside.iter().filter(|&&b| b).count();
             let positives = bottom_of(&per_label, &all_fg, &inside, true, n_inside, k);
-            let other = bottom_of(&per_label, &all_fg, &inside, false, labels - n_inside, k);
             let n_pos = positives.len();
-            let mut n_other = other.len().min(n_pos.div_ceil(2));
-            let n_bg = background.len().min(n_pos - n_other);
-            n_other = other.len().min(n_pos - n_bg);
+            // Labels under a sibling and not under the concept (a label under it is a
+            // positive, never a negative); none → `others`.
+            let mut sibling = vec![false; labels];
+            if config.negatives == Negatives::Siblings {
+                for &l in &concept.sibling_labels {
+                    if let Some(slot) = sibling.get_mut(l as usize) {
+                        *slot = !inside[l as usize];
+                    }
+                }
+            }
+            let n_sibling = sibling.iter().filter(|&&b| b).count();
+            let negatives = match config.negatives {
+                Negatives::Siblings if n_sibling == 0 => Negatives::Others,
+                set => set,
+            };
+            // The foreground negatives' pool, and how many of it and of background are used.
+            let (other, n_other, n_bg) = match negatives {
+                Negatives::Mixed => {
+                    let other =
+                        bottom_of(&per_label, &all_fg, &inside, false, labels - n_inside, k);
+                    // Half each; a short pool is filled from the other.
+                    let mut n_other = other.len().min(n_pos.div_ceil(2));
+                    let n_bg = background.len().min(n_pos - n_other);
+                    n_other = other.len().min(n_pos - n_bg);
+                    (other, n_other, n_bg)
+                }
+                Negatives::Background => (Vec::new(), 0, background.len().min(n_pos)),
+                Negatives::Others => {
+                    let other =
+                        bottom_of(&per_label, &all_fg, &inside, false, labels - n_inside, k);
+                    let n_other = other.len().min(n_pos);
+                    (other, n_other, 0)
+                }
+                Negatives::Siblings => {
+                    let other = bottom_of(&per_label, &all_fg, &sibling, true, n_sibling, k);
+                    let n_other = other.len().min(n_pos);
+                    (other, n_other, 0)
+                }
+            };
 
             let mut sample = ConceptSample {
-                concept: id,
+                concept: concept.id,
                 train: ConceptSplit::default(),
                 eval: ConceptSplit::default(),
                 pool: PoolSizes {
@@ -272,6 +311,7 @@ impl ConceptSamples {
                     other_foreground: 0,
                     background: bg_population,
                 },
+                negatives,
             };
             sample.pool.other_foreground = total_fg - sample.pool.positives;
             let rows = positives

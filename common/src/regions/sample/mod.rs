@@ -9,8 +9,14 @@
 //! # What a concept's samples are
 //!
 //! - **positives**: foreground regions of images whose label is at or under `e`;
-//! - **negatives**: foreground regions of images under other concepts ("other") and
-//!   background regions of every image (background is a negative for every concept).
+//! - **negatives**, by [`SampleConfig::negatives`] ([`Negatives`]):
+//!   - `mixed` (the default): foreground regions of images not under `e` ("other") and
+//!     background regions of every image (background is a negative for every concept);
+//!   - `background`: background regions only;
+//!   - `others`: "other" foreground only;
+//!   - `siblings`: foreground regions of images under a sibling of `e` (a concept sharing a
+//!     parent with it) and not under `e`; a concept with no such images (a root, an only
+//!     child) falls back to `others` and says so ([`ConceptSample::negatives`]).
 //!
 //! # How they are drawn
 //!
@@ -30,10 +36,16 @@
 //!
 //! # Class balance
 //!
-//! With `P` positives sampled (`P ≤ max_per_class`), the negatives are `P` rows as well: half
-//! from "other" and half from background, the bottom of each pool; when one pool is short the
-//! other fills in. Counts are therefore balanced whenever the dataset allows; the classifier
-//! trainer weights the classes equally on top, for the cases it does not.
+//! With `P` positives sampled (`P ≤ max_per_class`), the negatives are `P` rows as well. With
+//! `mixed`, half from "other" and half from background, the bottom of each pool; when one pool
+//! is short the other fills in. With a single pool (`background`, `others`, `siblings`) they
+//! are the bottom `P` of that pool, or the whole pool when it holds fewer: nothing else fills
+//! in, since that would change what the negatives are. Counts are therefore balanced whenever
+//! the dataset allows; the classifier trainer weights the classes equally on top, for the
+//! cases it does not, and skips a concept with no negative training row.
+//!
+//! Each negative set is read off the same per-label and background pools, so the choice does
+//! not change the streaming pass, its memory, the positives or the split.
 //!
 //! # Train / evaluation split
 //!
@@ -46,6 +58,7 @@
 //! images per label; the streaming pass collects it (8 bytes per image).
 
 mod concepts;
+mod negatives;
 mod pool;
 #[cfg(test)]
 mod tests;
@@ -58,6 +71,7 @@ use serde::{Deserialize, Serialize};
 pub use self::concepts::{
     ConceptSample, ConceptSamples, ConceptSplit, LabelledRegions, PoolSizes, SampledRegion,
 };
+pub use self::negatives::{ConceptLabels, Negatives};
 use self::pool::{BottomK, SampleKey};
 use super::{open_regions, read_region_meta, RegionBatch, RegionProjection, RegionsError};
 use crate::seed;
@@ -81,6 +95,10 @@ pub struct SampleConfig {
     pub max_per_class: usize,
     /// Fraction of images held out for evaluation, in (0, 1).
     pub holdout: f64,
+    /// Which rows are a concept's negatives. Absent from settings written before it
+    /// existed, which all used [`Negatives::Mixed`].
+    #[serde(default)]
+    pub negatives: Negatives,
 }
 
 impl Default for SampleConfig {
@@ -89,6 +107,7 @@ impl Default for SampleConfig {
             seed: 0,
             max_per_class: 20_000,
             holdout: 0.2,
+            negatives: Negatives::Mixed,
         }
     }
 }

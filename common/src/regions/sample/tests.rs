@@ -68,13 +68,18 @@ fn write(path: &Path, rows: &[Row], t: ActivationType) {
     writer.finish().unwrap();
 }
 
-fn concepts() -> Vec<(ConceptId, Vec<u32>)> {
-    // animal = {cat, dog}, then the three labels.
+fn concepts() -> Vec<ConceptLabels> {
+    // animal = {cat, dog} and car are roots (no siblings); cat and dog are siblings.
+    let concept = |id, labels: &[u32], siblings: &[u32]| ConceptLabels {
+        id: ConceptId(id),
+        labels: labels.to_vec(),
+        sibling_labels: siblings.to_vec(),
+    };
     vec![
-        (ConceptId(0), vec![0, 1]),
-        (ConceptId(1), vec![0]),
-        (ConceptId(2), vec![1]),
-        (ConceptId(3), vec![2]),
+        concept(0, &[0, 1], &[]),
+        concept(1, &[0], &[1]),
+        concept(2, &[1], &[0]),
+        concept(3, &[2], &[]),
     ]
 }
 
@@ -84,9 +89,7 @@ fn samples_of(files: &[PathBuf], config: &SampleConfig) -> ConceptSamples {
     for f in files {
         sampler.offer_file(f, &mut |_| {}).unwrap();
     }
-    let concepts = concepts();
-    let refs: Vec<(ConceptId, &[u32])> = concepts.iter().map(|(c, l)| (*c, l.as_slice())).collect();
-    ConceptSamples::from_sampler(sampler, info, &refs)
+    ConceptSamples::from_sampler(sampler, info, &concepts())
 }
 
 /// A concept's samples as comparable values: (region, target, activation) per split.
@@ -122,6 +125,7 @@ fn config(k: usize) -> SampleConfig {
         seed: 11,
         max_per_class: k,
         holdout: 0.3,
+        negatives: Negatives::Mixed,
     }
 }
 
@@ -165,9 +169,7 @@ fn samples_do_not_depend_on_file_order_or_splitting() {
             .unwrap();
         s.population()
     });
-    let concepts = concepts();
-    let refs: Vec<(ConceptId, &[u32])> = concepts.iter().map(|(c, l)| (*c, l.as_slice())).collect();
-    let merged = ConceptSamples::from_sampler(merged, info, &refs);
+    let merged = ConceptSamples::from_sampler(merged, info, &concepts());
     assert_eq!(all_flat(&whole), all_flat(&merged));
 
     // Another seed draws other rows.
@@ -190,7 +192,8 @@ fn samples_are_the_smallest_keys_within_budget_and_balanced() {
     let k = 25;
     let config = config(k);
     let samples = samples_of(&[path], &config);
-    for (sample, (_, labels)) in samples.concepts().iter().zip(concepts()) {
+    for (sample, concept) in samples.concepts().iter().zip(concepts()) {
+        let labels = concept.labels;
         // Brute force: the k smallest keys of the positive pool.
         let mut pool: Vec<_> = rows
             .iter()
@@ -397,4 +400,280 @@ fn streaming_reads_batches_with_only_the_projected_columns() {
         }
     }
     assert_eq!(row, rows.len());
+}
+
+/// FNV-1a over every concept's rows, targets and activations (bits), train then eval: a
+/// fingerprint of the samples that changes if any row, order, target or value does.
+fn fingerprint(samples: &ConceptSamples) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |v: u64| {
+        for b in v.to_le_bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for (train, eval) in all_flat(samples) {
+        for split in [train, eval] {
+            eat(split.len() as u64);
+            for (r, t, act) in split {
+                eat(r.image_id);
+                eat(u64::from(r.label));
+                eat(u64::from(r.y) << 16 | u64::from(r.x));
+                eat(u64::from(r.foreground));
+                eat(u64::from(t));
+                for a in act {
+                    eat(u64::from(a));
+                }
+            }
+        }
+    }
+    h
+}
+
+/// The default negative set draws exactly what every run before the setting drew: these
+/// fingerprints were taken before `negatives` existed (budget within the pools, and a budget
+/// past them where background fills in for a short "other" pool).
+#[test]
+fn default_samples_are_those_of_before_the_negatives_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.parquet");
+    write(&path, &dataset(90), ActivationType::F32);
+    let got: Vec<u64> = [25, 1000]
+        .into_iter()
+        .map(|k| fingerprint(&samples_of(std::slice::from_ref(&path), &config(k))))
+        .collect();
+    assert_eq!(got, [5_013_852_500_810_171_638, 3_636_330_992_606_309_288]);
+}
+
+fn with(negatives: Negatives, k: usize) -> SampleConfig {
+    SampleConfig {
+        negatives,
+        ..config(k)
+    }
+}
+
+/// A concept's rows, train then eval, with whether each is a positive.
+fn rows_of(samples: &ConceptSamples, sample: &ConceptSample) -> Vec<(SampledRegion, bool)> {
+    [&sample.train, &sample.eval]
+        .into_iter()
+        .flat_map(|s| s.rows.iter().zip(&s.targets))
+        .map(|(&r, &t)| (samples.regions()[r as usize], t > 0.5))
+        .collect()
+}
+
+/// (image, y, x) of a concept's negatives (or positives).
+fn chosen(
+    samples: &ConceptSamples,
+    sample: &ConceptSample,
+    positive: bool,
+) -> Vec<(u64, u16, u16)> {
+    let mut rows: Vec<_> = rows_of(samples, sample)
+        .into_iter()
+        .filter(|&(_, p)| p == positive)
+        .map(|(r, _)| (r.image_id, r.y, r.x))
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Brute force: (image, y, x) of the rows of `rows` that `keep`, by sampling key.
+fn by_key(
+    rows: &[Row],
+    config: &SampleConfig,
+    keep: impl Fn(&Row) -> bool,
+) -> Vec<(u64, u16, u16)> {
+    let mut pool: Vec<_> = rows
+        .iter()
+        .filter(|r| keep(r))
+        .map(|r| (config.key(r.0, r.2, r.3), (r.0, r.2, r.3)))
+        .collect();
+    pool.sort();
+    pool.into_iter().map(|(_, id)| id).collect()
+}
+
+fn sorted(mut rows: Vec<(u64, u16, u16)>) -> Vec<(u64, u16, u16)> {
+    rows.sort();
+    rows
+}
+
+/// The pre-setting rule, brute force: `P` negatives, half (rounded up) the smallest keys of
+/// the other concepts' foreground and half of background, a short half filled by the other.
+#[test]
+fn mixed_negatives_are_half_other_foreground_half_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = dataset(90);
+    let path = dir.path().join("r.parquet");
+    write(&path, &rows, ActivationType::F32);
+    // 25: both halves within their pools; 1000: car's foreground is short for `animal`.
+    for k in [25, 1000] {
+        let config = config(k);
+        let samples = samples_of(std::slice::from_ref(&path), &config);
+        let mut filled_in = false;
+        for (sample, concept) in samples.concepts().iter().zip(concepts()) {
+            let inside = |r: &Row| concept.labels.contains(&r.1);
+            let positives = by_key(&rows, &config, |r| r.4 && inside(r));
+            let other = by_key(&rows, &config, |r| r.4 && !inside(r));
+            let background = by_key(&rows, &config, |r| !r.4);
+            let p = positives.len().min(k);
+            let mut n_other = other.len().min(k).min(p.div_ceil(2));
+            let n_bg = background.len().min(k).min(p - n_other);
+            n_other = other.len().min(k).min(p - n_bg);
+            filled_in |= n_bg > p / 2;
+            let want = sorted([&other[..n_other], &background[..n_bg]].concat());
+            assert_eq!(
+                chosen(&samples, sample, false),
+                want,
+                "k {k}, {:?}",
+                sample.concept
+            );
+            assert_eq!(sample.negatives, Negatives::Mixed);
+        }
+        assert_eq!(
+            filled_in,
+            k == 1000,
+            "k {k}: the short-pool case is exercised"
+        );
+    }
+}
+
+/// Each single-pool set: negatives only from its pool, the smallest keys, as many as the
+/// positives or the whole pool when it is short (nothing fills in); positives and split as
+/// with `mixed`.
+#[test]
+fn each_negative_set_draws_only_from_its_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = dataset(90);
+    let path = dir.path().join("r.parquet");
+    write(&path, &rows, ActivationType::F32);
+    for k in [25, 1000] {
+        let mixed = samples_of(std::slice::from_ref(&path), &with(Negatives::Mixed, k));
+        let mut short = 0;
+        for set in [
+            Negatives::Background,
+            Negatives::Others,
+            Negatives::Siblings,
+        ] {
+            let config = with(set, k);
+            let samples = samples_of(std::slice::from_ref(&path), &config);
+            assert_eq!(samples.config().negatives, set);
+            for ((sample, base), concept) in samples
+                .concepts()
+                .iter()
+                .zip(mixed.concepts())
+                .zip(concepts())
+            {
+                let what = format!("k {k}, {set}, {:?}", sample.concept);
+                let inside = |r: &Row| concept.labels.contains(&r.1);
+                let drawn = match set {
+                    Negatives::Siblings if concept.sibling_labels.is_empty() => Negatives::Others,
+                    set => set,
+                };
+                assert_eq!(sample.negatives, drawn, "{what}");
+                assert_eq!(
+                    chosen(&samples, sample, true),
+                    chosen(&mixed, base, true),
+                    "{what}"
+                );
+                let pool = match drawn {
+                    Negatives::Background => by_key(&rows, &config, |r| !r.4),
+                    Negatives::Others => by_key(&rows, &config, |r| r.4 && !inside(r)),
+                    Negatives::Siblings => by_key(&rows, &config, |r| {
+                        r.4 && concept.sibling_labels.contains(&r.1)
+                    }),
+                    Negatives::Mixed => unreachable!(),
+                };
+                let p = sample.train.positives() + sample.eval.positives();
+                let n = p.min(pool.len()).min(k);
+                short += usize::from(n < p);
+                assert_eq!(
+                    chosen(&samples, sample, false),
+                    sorted(pool[..n].to_vec()),
+                    "{what}"
+                );
+                // Composition, row by row; and the split is by image, as for `mixed`.
+                for (region, positive) in rows_of(&samples, sample) {
+                    if positive {
+                        assert!(region.foreground && concept.labels.contains(&region.label));
+                        continue;
+                    }
+                    match drawn {
+                        Negatives::Background => assert!(!region.foreground, "{what}"),
+                        Negatives::Others => assert!(
+                            region.foreground && !concept.labels.contains(&region.label),
+                            "{what}"
+                        ),
+                        Negatives::Siblings => assert!(
+                            region.foreground && concept.sibling_labels.contains(&region.label),
+                            "{what}"
+                        ),
+                        Negatives::Mixed => unreachable!(),
+                    }
+                }
+                for (split, held) in [(&sample.train, false), (&sample.eval, true)] {
+                    for &r in &split.rows {
+                        let region = samples.regions()[r as usize];
+                        assert_eq!(samples.is_held_out(region.label, region.image_id), held);
+                    }
+                }
+            }
+        }
+        // With the whole dataset in the budget, `animal`'s others (car) and the labels'
+        // siblings are smaller than their positives.
+        assert_eq!(short > 0, k == 1000, "k {k}");
+    }
+}
+
+#[test]
+fn siblings_are_the_other_children_of_every_parent_minus_the_concept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.yaml");
+    // cat is under animal and feline; feline under animal and thing.
+    std::fs::write(
+        &path,
+        "children:\n  animal: [cat, dog, feline]\n  feline: [cat]\n  thing: [feline, car]\n",
+    )
+    .unwrap();
+    let labels: Vec<String> = LABELS.iter().map(|s| s.to_string()).collect();
+    let hierarchy = crate::hierarchy::Hierarchy::from_custom_file(&path, &labels).unwrap();
+    let siblings = |name: &str| {
+        let id = hierarchy.find(name).unwrap();
+        let c = ConceptLabels::of(&hierarchy, id);
+        assert_eq!(c.labels, hierarchy.concept(id).labels);
+        c.sibling_labels
+    };
+    // cat's sibling feline covers only cat: not a negative of cat.
+    assert_eq!(siblings("cat"), [1]);
+    assert_eq!(siblings("dog"), [0]);
+    // feline: dog under animal, car under thing (cat, its own, is not).
+    assert_eq!(siblings("feline"), [1, 2]);
+    assert_eq!(siblings("car"), [0]);
+    // Roots have none: `siblings` uses `others` for them.
+    assert!(siblings("animal").is_empty() && siblings("thing").is_empty());
+}
+
+#[test]
+fn negative_sets_parse_print_and_default_to_mixed_in_old_settings() {
+    for name in Negatives::NAMES {
+        assert_eq!(name.parse::<Negatives>().unwrap().to_string(), name);
+    }
+    assert_eq!(
+        "sibling".parse::<Negatives>().unwrap_err(),
+        "unknown negative set 'sibling' (expected mixed, background, others, siblings)"
+    );
+    let config = with(Negatives::Siblings, 7);
+    let mut json = serde_json::to_value(&config).unwrap();
+    assert_eq!(json["negatives"], "siblings");
+    assert_eq!(
+        serde_json::from_value::<SampleConfig>(json.clone()).unwrap(),
+        config
+    );
+    // Settings written before the setting existed drew `mixed` negatives.
+    json.as_object_mut().unwrap().remove("negatives");
+    let old: SampleConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(old, with(Negatives::Mixed, 7));
+    json = serde_json::json!({"seed": 1, "max_per_class": 5, "holdout": 0.5, "negatives": "all"});
+    let err = serde_json::from_value::<SampleConfig>(json)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown variant `all`"), "{err}");
 }

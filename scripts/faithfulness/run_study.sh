@@ -18,12 +18,12 @@ log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/study.log"; }
 VARIANTS=(
   "log_likelihood marginal"
   "prediction marginal"
-  "logit marginal"
-  "prediction_all marginal"
-  "logit_all marginal"
-  "log_likelihood mean"
-  "log_likelihood zero"
+  "prediction zero"
   "prediction mean"
+  "logit marginal"
+  "logit zero"
+  "prediction_all zero"
+  "log_likelihood zero"
 )
 
 world() { # name, synth flags
@@ -88,7 +88,7 @@ EOF
   local job=$dir/runs/job-0001
   local variants=("${VARIANTS[@]}")
   # The negative-set runs compare the default game and the paper's value only.
-  [[ $negatives == mixed ]] || variants=("log_likelihood marginal" "prediction marginal")
+  [[ $negatives == mixed ]] || variants=("log_likelihood marginal" "prediction zero")
   for v in "${variants[@]}"; do
     read -r quality replacement <<<"$v"
     local tag=$quality-$replacement

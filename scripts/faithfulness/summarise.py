@@ -114,9 +114,9 @@ def absolute(runs, removal: str, select) -> list[str]:
 
 
 def variant_order(v: str):
-    order = ["log_likelihood-marginal", "prediction-marginal", "logit-marginal",
-             "prediction_all-marginal", "logit_all-marginal", "log_likelihood-mean",
-             "log_likelihood-zero", "prediction-mean"]
+    order = ["log_likelihood-marginal", "prediction-marginal", "prediction-zero",
+             "prediction-mean", "logit-marginal", "logit-zero", "prediction_all-zero",
+             "log_likelihood-zero"]
     return order.index(v) if v in order else len(order)
 
 

@@ -95,8 +95,13 @@ EOF
     "$HINT" shapley --classifiers "$job/classifiers/train-00000" --permutations 64 \
       --quality "$quality" --replacement "$replacement" --seed "$s" \
       --out "$dir/phi-$tag" --overwrite > "$dir/shapley-$tag.log" 2>&1
+    # Mean removal (secondary) for the default game and the paper's value only; 200
+    # replicates (the per-run intervals are not pooled): see "Deviations".
+    local removals=zero
+    [[ $tag == log_likelihood-marginal || $tag == prediction-zero ]] && removals=zero,mean
     "$HINT" ablate --job "$job" --images "$OUT/$w/held-out/images" --phi "$dir/phi-$tag/phi.csv" \
-      --out "$dir/ablation-$tag.json" --bootstrap 1000 > "$dir/ablate-$tag.log" 2>&1
+      --out "$dir/ablation-$tag.json" --fractions 2,5,10,20,40 --removals "$removals" \
+      --bootstrap 200 > "$dir/ablate-$tag.log" 2>&1
   done
   touch "$dir/done"
 }
@@ -107,7 +112,7 @@ for w in default hard; do
   for s in 0 1 2; do
     model "$w" "$s"
     for layer in features.7 features.4; do
-      for method in gradient_x_activation guided_backprop; do
+      for method in gradient_x_activation integrated_gradients; do
         base_run "$w" "$s" "$layer" "$method" mixed
       done
     done

@@ -108,14 +108,20 @@ EOF
 
 world default
 world hard --preset hard
-for w in default hard; do
-  for s in 0 1 2; do
+# Seed-major, worlds interleaved, negative sets last: a run cut short by time keeps the
+# worlds balanced and loses whole seeds.
+for s in 0 1 2; do
+  for w in default hard; do
     model "$w" "$s"
     for layer in features.7 features.4; do
       for method in gradient_x_activation integrated_gradients; do
         base_run "$w" "$s" "$layer" "$method" mixed
       done
     done
+  done
+done
+for s in 0 1 2; do
+  for w in default hard; do
     for negatives in background siblings; do
       base_run "$w" "$s" features.7 gradient_x_activation "$negatives"
     done

@@ -9,7 +9,6 @@ use clap::Args;
 use hint_common::ablation::{self, AblationSelection, Removal, ABLATION_FILE};
 use hint_common::job::spec::AblateSpec;
 use hint_worker::ablate::{self as engine, AblateConfig};
-use indicatif::{ProgressBar, ProgressStyle};
 use tch::Device;
 
 use super::evaluate::job_seed;
@@ -105,17 +104,10 @@ pub fn ablate_job(job_dir: &Path, spec: &AblateSpec, device: Device) -> anyhow::
 }
 
 fn ablate_and_print(config: &AblateConfig) -> anyhow::Result<()> {
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}")
-            .expect("valid template"),
-    );
-    bar.set_message("ablations through the network");
+    let bar = super::progress::counting_bar("ablations through the network");
     let start = Instant::now();
-    let report = engine::ablate(config, &mut |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })
-    .with_context(|| format!("ablating {}", config.job_dir.display()))?;
+    let report = engine::ablate(config, &mut super::progress::advance(&bar))
+        .with_context(|| format!("ablating {}", config.job_dir.display()))?;
     bar.finish_and_clear();
     println!(
         "ablation of {} concepts at {} {} (D = {}), {} images ({}), device {:?}, seed {}, \

@@ -10,7 +10,6 @@ use clap::Args;
 use hint_common::job::spec::EvaluateSpec;
 use hint_common::job::JobSpec;
 use hint_worker::wsol::{self, WsolConfig, HEATMAP_DIR, THRESHOLD, WSOL_FILE};
-use indicatif::{ProgressBar, ProgressStyle};
 use tch::Device;
 
 /// Flags of `hint evaluate`.
@@ -96,17 +95,10 @@ pub(super) fn job_seed(job_dir: &Path) -> anyhow::Result<u64> {
 
 /// Runs the evaluation under a progress bar and prints the table, the skips and the files.
 fn evaluate_and_print(config: &WsolConfig) -> anyhow::Result<()> {
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}")
-            .expect("valid template"),
-    );
-    bar.set_message("re-fitting classifiers, then scoring images");
+    let bar = super::progress::counting_bar("re-fitting classifiers, then scoring images");
     let start = Instant::now();
-    let report = wsol::evaluate(config, &mut |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })
-    .with_context(|| format!("evaluating {}", config.job_dir.display()))?;
+    let report = wsol::evaluate(config, &mut super::progress::advance(&bar))
+        .with_context(|| format!("evaluating {}", config.job_dir.display()))?;
     bar.finish_and_clear();
 
     let concepts = report

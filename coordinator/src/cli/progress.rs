@@ -115,3 +115,23 @@ pub fn describe(status: &proto::JobStatus) -> String {
     text += &format!("  storage: {}\n", status.job_dir);
     text
 }
+
+/// A bar for a stage that reports `(done, total)`, with `message` beside it.
+pub fn counting_bar(message: &'static str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar.set_message(message);
+    bar
+}
+
+/// The `progress(done, total)` callback that moves `bar`.
+pub fn advance(bar: &indicatif::ProgressBar) -> impl FnMut(usize, usize) + '_ {
+    move |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    }
+}

@@ -168,26 +168,29 @@ fn drops_equal_an_independent_pytorch_ablation() {
         "cp",
     );
     let images = held_out_images();
-    let out = succeeded(
-        &hint(&[
-            "ablate",
-            "--job",
-            copy.to_str().unwrap(),
-            "--images",
-            images.to_str().unwrap(),
-            "--max-images",
-            "1000",
-            "--fractions",
-            "2,10,40",
-            "--selections",
-            "mean_activation,shapley_positive,weight_raw",
-            "--bootstrap",
-            "0",
-            "--device",
-            "cpu",
-        ]),
-        "hint ablate",
-    );
+    let ablate = |what: &str| {
+        succeeded(
+            &hint(&[
+                "ablate",
+                "--job",
+                copy.to_str().unwrap(),
+                "--images",
+                images.to_str().unwrap(),
+                "--max-images",
+                "1000",
+                "--fractions",
+                "2,10,40",
+                "--selections",
+                "mean_activation,shapley_positive,weight_raw",
+                "--bootstrap",
+                "0",
+                "--device",
+                "cpu",
+            ]),
+            what,
+        )
+    };
+    let out = ablate("hint ablate");
     assert!(out.contains("Shapley − mean act."), "{out}");
     let r = report(&copy);
     assert_eq!(r.images, 32, "8 classes × 4 images, all of them");
@@ -258,26 +261,7 @@ fn drops_equal_an_independent_pytorch_ablation() {
 
     // The same command again writes the same file.
     let before = std::fs::read(copy.join("results/ablation.json")).unwrap();
-    succeeded(
-        &hint(&[
-            "ablate",
-            "--job",
-            copy.to_str().unwrap(),
-            "--images",
-            images.to_str().unwrap(),
-            "--max-images",
-            "1000",
-            "--fractions",
-            "2,10,40",
-            "--selections",
-            "mean_activation,shapley_positive,weight_raw",
-            "--bootstrap",
-            "0",
-            "--device",
-            "cpu",
-        ]),
-        "hint ablate again",
-    );
+    ablate("hint ablate again");
     assert_eq!(
         before,
         std::fs::read(copy.join("results/ablation.json")).unwrap()

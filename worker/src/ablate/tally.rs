@@ -71,12 +71,12 @@ impl Targets {
 }
 
 /// The cells of one (selection, removal, fraction) across concepts and draws.
-fn group<'a>(
-    cells: &'a [CellDrops],
+fn group(
+    cells: &[CellDrops],
     selection: AblationSelection,
     removal: Removal,
     fraction: u32,
-) -> Vec<&'a CellDrops> {
+) -> Vec<&CellDrops> {
     cells
         .iter()
         .filter(|c| c.selection == selection && c.removal == removal && c.fraction == fraction)

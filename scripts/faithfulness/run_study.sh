@@ -113,7 +113,7 @@ world hard --preset hard
 for s in 0 1 2; do
   for w in default hard; do
     model "$w" "$s"
-    for layer in features.7 features.4; do
+    for layer in features.7; do
       for method in gradient_x_activation integrated_gradients; do
         base_run "$w" "$s" "$layer" "$method" mixed
       done

@@ -143,6 +143,39 @@ fn summary(spec: &JobSpec) -> String {
             s.quality, s.replacement, s.permutations, s.permutations_per_task, s.top
         ),
     );
+    if let Some(v) = &spec.evaluate {
+        line(
+            "evaluate",
+            format!(
+                "WSOL after the job (hint run only): {}% of the neurons kept, {} images per \
+                 concept, {} random draws, {} bootstrap replicates",
+                join(&v.fractions),
+                v.images_per_concept,
+                v.random_draws,
+                v.bootstrap
+            ),
+        );
+    }
+    if let Some(a) = &spec.ablate {
+        let names = |n: Vec<&str>| n.join(", ");
+        line(
+            "ablate",
+            format!(
+                "ablation after the job (hint run only): {}% removed ({}), selections {}, \
+                 {} images from {}, {} random draws, {} bootstrap replicates",
+                join(&a.fractions),
+                names(a.removals.iter().map(|r| r.name()).collect()),
+                names(a.selections.iter().map(|s| s.name()).collect()),
+                a.max_images,
+                a.images.as_ref().map_or_else(
+                    || "the job's held-out split".into(),
+                    |p| p.display().to_string()
+                ),
+                a.random_draws,
+                a.bootstrap
+            ),
+        );
+    }
     line(
         "storage",
         format!("{}/<job-id>/", spec.storage.root.display()),
@@ -189,6 +222,15 @@ fn hierarchy(h: &HierarchySpec) -> String {
             format!("WordNet 3.0 ({})", rules.join(", "))
         }
     }
+}
+
+/// Percentages as a list: `10, 20, 40`.
+fn join(fractions: &[u32]) -> String {
+    fractions
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A setting as a person writes it: `1e-12`, not `0.000000000001`.

@@ -322,6 +322,9 @@ impl Coordinator {
             return Err(error);
         }
         tracing::info!(job = %id, name = %spec.name, "submitted");
+        for warning in crate::spec::warnings(&spec) {
+            tracing::warn!(job = %id, "{warning}");
+        }
         self.run_actions(vec![action]);
         Ok(id)
     }

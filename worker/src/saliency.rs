@@ -60,6 +60,30 @@ pub enum Method {
 }
 
 impl Method {
+    /// Why this method finds no responsible region at `layer` of `arch`, if it cannot: a
+    /// method that does not multiply by the activation (gradient, guided backpropagation,
+    /// SmoothGrad) is the same at every position of a layer whose only consumer is global
+    /// average pooling, so its normalised map is 0 everywhere. Checked before any work, so
+    /// a job is refused instead of extracting every image and failing at training.
+    pub fn spatially_constant_at(
+        &self,
+        arch: crate::models::Architecture,
+        layer: &str,
+    ) -> Option<String> {
+        let ignores_activation = matches!(
+            self,
+            Method::Gradient | Method::GuidedBackprop | Method::SmoothGrad { .. }
+        );
+        (ignores_activation && arch.pools_globally_after(layer)).then(|| {
+            format!(
+                "{} at {arch} {layer} is the same at every position ({layer} feeds only global \
+                 average pooling), so no position would be a responsible region: use \
+                 gradient_x_activation or integrated_gradients there, or an earlier layer",
+                self.name()
+            )
+        })
+    }
+
     /// The method's name as written on the command line and in region files.
     pub fn name(&self) -> &'static str {
         match self {

@@ -29,6 +29,9 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
         println!("{}: valid", args.spec.display());
         print!("{}", summary(&spec));
     }
+    for warning in spec::warnings(&spec) {
+        eprintln!("warning: {warning}");
+    }
     Ok(())
 }
 

@@ -123,6 +123,12 @@ impl ExtractArgs {
 /// Runs `hint extract`.
 pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
     let config = args.config()?;
+    if let Some(why) = config
+        .method
+        .spatially_constant_at(config.arch, &config.layer)
+    {
+        eprintln!("warning: {why}");
+    }
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(
             "{spinner} extract [{elapsed_precise}] {wide_bar} {pos}/{len} images ({per_sec}, eta {eta}) {msg}",

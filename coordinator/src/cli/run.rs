@@ -42,6 +42,9 @@ pub struct RunArgs {
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let spec = spec::load(&args.spec)?;
     anyhow::ensure!(args.workers >= 1, "--workers must be at least 1");
+    for warning in spec::warnings(&spec) {
+        eprintln!("warning: {warning}");
+    }
     let state = match &args.state {
         Some(state) => state.clone(),
         None if storage::is_remote(&spec.storage.root) => anyhow::bail!(

@@ -20,6 +20,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use hint_common::job::JobSpec;
+use hint_worker::models::Architecture;
+use hint_worker::saliency::{Baseline, Method};
 
 use fields::Section;
 
@@ -206,4 +208,23 @@ pub fn parse(text: &str, base_dir: &Path, source: &str) -> Result<JobSpec, SpecE
         evaluate: evaluate_spec,
         ablate: ablate_spec,
     })
+}
+
+/// What a valid spec will likely make meaningless, for people to read before the job runs
+/// (`hint check`, `hint run`, the coordinator's log): a saliency method that is the same at
+/// every position of the layer finds no responsible region, and the job would extract
+/// every image and then fail at the train stage.
+pub fn warnings(spec: &JobSpec) -> Vec<String> {
+    let e = &spec.extract;
+    let (Ok(arch), Ok(method)) = (
+        Architecture::parse(&spec.model.architecture),
+        Method::parse(&e.method, e.samples, e.noise, e.steps, Baseline::Zero),
+    ) else {
+        return Vec::new();
+    };
+    method
+        .spatially_constant_at(arch, &spec.model.layer)
+        .map(|why| format!("extract.method: {why}"))
+        .into_iter()
+        .collect()
 }

@@ -566,3 +566,34 @@ fn files_and_directories_are_where_the_spec_says() {
         ]
     );
 }
+
+#[test]
+fn a_saliency_that_is_constant_at_the_layer_is_warned_about() {
+    let world = World::new();
+    // tiny_cnn's features.7 feeds only global average pooling: plain gradient (the default)
+    // is the same at every position there.
+    let warnings = super::warnings(&world.parse(MINIMAL).unwrap());
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("extract.method: gradient at tiny_cnn features.7 is the same"),
+        "{warnings:?}"
+    );
+    for method in ["guided_backprop", "smoothgrad"] {
+        let text = format!("{MINIMAL}[extract]\nmethod = \"{method}\"\n");
+        assert_eq!(
+            super::warnings(&world.parse(&text).unwrap()).len(),
+            1,
+            "{method}"
+        );
+    }
+    for method in ["gradient_x_activation", "integrated_gradients"] {
+        let text = format!("{MINIMAL}[extract]\nmethod = \"{method}\"\n");
+        assert!(
+            super::warnings(&world.parse(&text).unwrap()).is_empty(),
+            "{method}"
+        );
+    }
+    // An earlier layer varies with position.
+    let text = MINIMAL.replace("features.7", "features.4");
+    assert!(super::warnings(&world.parse(&text).unwrap()).is_empty());
+}

@@ -109,6 +109,31 @@ impl Architecture {
         }
     }
 
+    /// Whether the only consumer of `layer` is a global average pool: it is the last stage
+    /// and the head pools over every position (tiny_cnn, ResNet, Inception; VGG's head keeps
+    /// a 7×7 map). There, `∂ logit / ∂ z` is the same at every position.
+    pub fn pools_globally_after(self, layer: &str) -> bool {
+        let global_head = matches!(
+            self,
+            Architecture::TinyCnn
+                | Architecture::Resnet18
+                | Architecture::Resnet50
+                | Architecture::InceptionV3
+        );
+        let names = self.layer_names();
+        // ResNet lists its aliases (`layer4`) after the stages (`layer4.1`).
+        let last_stage = names.iter().rev().find(|n| {
+            !matches!(self, Architecture::Resnet18 | Architecture::Resnet50) || n.contains('.')
+        });
+        global_head
+            && last_stage.is_some_and(|last| {
+                last == layer
+                    || last
+                        .strip_prefix(layer)
+                        .is_some_and(|rest| rest.starts_with('.'))
+            })
+    }
+
     /// The preprocessing torchvision's ImageNet weights expect.
     pub fn default_input(self) -> InputSize {
         match self {
@@ -336,6 +361,27 @@ mod tests {
         for arch in Architecture::ALL {
             let built = Backbone::new(arch, 1, Device::Cpu).layer_names();
             assert_eq!(arch.layer_names(), built, "{arch}");
+        }
+    }
+
+    #[test]
+    fn only_the_last_stage_before_a_global_pool_pools_globally() {
+        use Architecture::*;
+        for (arch, layer, expected) in [
+            (TinyCnn, "features.7", true),
+            (TinyCnn, "features.6", false),
+            (TinyCnn, "features.4", false),
+            (Resnet18, "layer4", true),
+            (Resnet18, "layer4.1", true),
+            (Resnet18, "layer4.0", false),
+            (Resnet18, "layer3", false),
+            (Resnet50, "layer4.2", true),
+            (InceptionV3, "Mixed_7c", true),
+            (InceptionV3, "Mixed_7b", false),
+            // VGG's head keeps a 7×7 map before its first linear layer.
+            (Vgg16, "features.30", false),
+        ] {
+            assert_eq!(arch.pools_globally_after(layer), expected, "{arch} {layer}");
         }
     }
 }

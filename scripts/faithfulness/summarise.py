@@ -93,6 +93,69 @@ def table(runs, removal: str, measure: str, baseline: str, select) -> list[str]:
     return lines
 
 
+def against_default(runs, removal: str, select) -> list[str]:
+    """Each (variant, ranking) − the default game's plain Φ, per run, pooled like the rest:
+    whether a winner is distinguishable from what hint does today."""
+    lines = ["| game (quality, replacement) | ranking | runs | "
+             + " | ".join(f"{f}%" for f in PRIMARY_FRACTIONS) + " |",
+             "|---|---|---|" + "---|" * len(PRIMARY_FRACTIONS)]
+    variants = sorted({v for r in runs.values() for v in r}, key=variant_order)
+    for variant in variants:
+        for ranking in RANKINGS:
+            cells, n = [], 0
+            for f in PRIMARY_FRACTIONS:
+                diffs = []
+                for run, by_variant in runs.items():
+                    if not select(run) or variant not in by_variant \
+                            or "log_likelihood-marginal" not in by_variant:
+                        continue
+                    s = specificity(by_variant[variant], removal, "accuracy")
+                    d = specificity(by_variant["log_likelihood-marginal"], removal, "accuracy")
+                    if (ranking, f) in s and ("shapley", f) in d:
+                        diffs.append(s[(ranking, f)] - d[("shapley", f)])
+                if not diffs:
+                    cells.append("—")
+                    continue
+                n = len(diffs)
+                mean, low, high = interval(diffs)
+                cells.append(f"{mean:+.3f} [{low:+.3f}, {high:+.3f}] {verdict(low, high)}")
+            if n:
+                lines.append(f"| {variant} | {LABEL[ranking]} | {n} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def winner(runs, removal: str, select) -> str:
+    """The protocol's decision rule, applied mechanically."""
+    best = None
+    variants = sorted({v for r in runs.values() for v in r}, key=variant_order)
+    for variant in variants:
+        for ranking in RANKINGS:
+            verdicts, means = [], []
+            for f in PRIMARY_FRACTIONS:
+                diffs = []
+                for run, by_variant in runs.items():
+                    if not select(run) or variant not in by_variant:
+                        continue
+                    s = specificity(by_variant[variant], removal, "accuracy")
+                    if (ranking, f) in s and ("weight_standardised", f) in s:
+                        diffs.append(s[(ranking, f)] - s[("weight_standardised", f)])
+                if len(diffs) < 2:
+                    break
+                mean, low, high = interval(diffs)
+                verdicts.append(verdict(low, high))
+                means.append(mean)
+            if len(verdicts) < len(PRIMARY_FRACTIONS):
+                continue
+            beats = verdicts.count("better") >= 2 and "worse" not in verdicts
+            score = sum(means) / len(means)
+            if beats and (best is None or score > best[0]):
+                best = (score, variant, ranking)
+    if best is None:
+        return "No (variant, ranking) beats |w|·σ by the primary criterion."
+    return (f"Winner by the primary criterion: {best[1]}, ranking {LABEL[best[2]]} "
+            f"(mean difference over 5–20% {best[0]:+.3f}).")
+
+
 def absolute(runs, removal: str, select) -> list[str]:
     """Mean specificity of every selection (default game's file of each run)."""
     sums = defaultdict(list)
@@ -151,6 +214,10 @@ def main() -> None:
         print(f"### {title}\n")
         print("\n".join(table(runs, args.removal, measure, baseline, select)))
         print()
+    print("### Each game and ranking − today's default Φ (log_likelihood, marginal)\n")
+    print("\n".join(against_default(runs, args.removal, mixed)))
+    print()
+    print(f"**{winner(runs, args.removal, mixed)}**\n")
     print("### Mean accuracy specificity of every selection (default game), mixed negatives\n")
     print("\n".join(absolute(runs, args.removal, mixed)))
 

@@ -44,6 +44,10 @@ pub struct EvaluateArgs {
     /// Bootstrap replicates of the 95% intervals of Shapley − each baseline.
     #[arg(long, default_value_t = wsol::DEFAULT_BOOTSTRAP_REPLICATES)]
     bootstrap: usize,
+    /// Rank Shapley by this phi.csv instead of the job's (e.g. another game's Φ from
+    /// `hint shapley`).
+    #[arg(long)]
+    phi: Option<PathBuf>,
 }
 
 /// Runs `hint evaluate`.
@@ -62,6 +66,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         seed,
         random_draws: args.random_draws,
         bootstrap_replicates: args.bootstrap,
+        phi: args.phi,
     };
     evaluate_and_print(&config)
 }
@@ -79,6 +84,7 @@ pub fn localise(job_dir: &Path, spec: &EvaluateSpec, device: Device) -> anyhow::
         seed: job_seed(job_dir)?,
         random_draws: spec.random_draws,
         bootstrap_replicates: spec.bootstrap,
+        phi: None,
     };
     evaluate_and_print(&config)
 }

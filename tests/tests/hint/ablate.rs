@@ -135,24 +135,28 @@ fn the_ablate_section_runs_under_hint_run_and_its_numbers_hang_together() {
     assert!(html.contains("blation"), "the report mentions the ablation");
 }
 
-/// Another seed of the world: images no classifier or model saw.
+/// Another seed of the world: images no classifier or model saw (made once: tests run in
+/// parallel).
 fn held_out_images() -> PathBuf {
-    let dir = job().0.path().join("held-out");
-    if !dir.join("images").is_dir() {
-        succeeded(
-            &hint(&[
-                "synth",
-                "--out",
-                dir.to_str().unwrap(),
-                "--seed",
-                "77",
-                "--per-class",
-                "4",
-            ]),
-            "hint synth",
-        );
-    }
-    dir.join("images")
+    static IMAGES: OnceLock<PathBuf> = OnceLock::new();
+    IMAGES
+        .get_or_init(|| {
+            let dir = job().0.path().join("held-out");
+            succeeded(
+                &hint(&[
+                    "synth",
+                    "--out",
+                    dir.to_str().unwrap(),
+                    "--seed",
+                    "77",
+                    "--per-class",
+                    "4",
+                ]),
+                "hint synth",
+            );
+            dir.join("images")
+        })
+        .clone()
 }
 
 #[test]
@@ -304,4 +308,71 @@ fn bad_input_is_an_error_that_says_what() {
         err.contains("label 'zebra' is not one of the job's labels"),
         "{err}"
     );
+}
+
+#[test]
+fn another_phi_ranks_shapley_and_the_report_goes_where_asked() {
+    let (tmp, job) = job();
+    // Φ negated: Shapley's neurons become the job's least valuable ones.
+    let text = std::fs::read_to_string(job.join("results/phi.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    assert_eq!(
+        header,
+        "concept,concept_name,level,neuron,phi,stderr,n_permutations"
+    );
+    let mut negated_text = format!("{header}\n");
+    let mut original: std::collections::BTreeMap<u32, Vec<(f64, usize)>> = Default::default();
+    for line in lines {
+        let mut fields: Vec<String> = line.split(',').map(String::from).collect();
+        let phi: f64 = fields[4].parse().unwrap();
+        original
+            .entry(fields[0].parse().unwrap())
+            .or_default()
+            .push((phi, fields[3].parse().unwrap()));
+        fields[4] = (-phi).to_string();
+        negated_text.push_str(&(fields.join(",") + "\n"));
+    }
+    let negated = tmp.path().join("negated-phi.csv");
+    std::fs::write(&negated, negated_text).unwrap();
+    let out = tmp.path().join("ablation-negated.json");
+    succeeded(
+        &hint(&[
+            "ablate",
+            "--job",
+            job.to_str().unwrap(),
+            "--phi",
+            negated.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--max-images",
+            "10",
+            "--fractions",
+            "5",
+            "--selections",
+            "random",
+            "--removals",
+            "zero",
+            "--bootstrap",
+            "0",
+        ]),
+        "hint ablate --phi --out",
+    );
+    let r = AblationReport::read(&out).unwrap();
+    for c in &r.concepts {
+        let set = c
+            .sets
+            .iter()
+            .find(|s| s.selection == AblationSelection::Shapley)
+            .unwrap();
+        let mut by_phi = original[&c.concept].clone();
+        by_phi.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let k = set.neurons.len();
+        if by_phi[k - 1].0 == by_phi[k].0 {
+            continue; // a tie at the boundary: either neuron may be taken
+        }
+        let mut lowest: Vec<usize> = by_phi[..set.neurons.len()].iter().map(|p| p.1).collect();
+        lowest.sort_unstable();
+        assert_eq!(set.neurons, lowest, "{}", c.name);
+    }
 }

@@ -90,6 +90,9 @@ pub struct WsolConfig {
     pub random_draws: u32,
     /// Bootstrap replicates of the intervals of Shapley − each baseline.
     pub bootstrap_replicates: usize,
+    /// Rank Shapley by this `phi.csv` instead of the job's `results/phi.csv` (Φ of another
+    /// game from `hint shapley`).
+    pub phi: Option<PathBuf>,
 }
 
 /// Why an evaluation failed; each names the file or setting at fault.
@@ -196,7 +199,10 @@ pub fn evaluate(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<WsolReport, WsolError> {
     config.validate()?;
-    let job = Job::open(&config.job_dir)?;
+    let mut job = Job::open(&config.job_dir)?;
+    if let Some(phi) = &config.phi {
+        job.phi = inputs::read_phi(phi, &job.hierarchy)?;
+    }
     let index = AnnotationIndex::scan(&config.annotations)?;
     let mut skipped = Vec::new();
     let d = job.classifiers[0].settings.d;
@@ -533,6 +539,7 @@ mod tests {
             seed: 0,
             random_draws: 5,
             bootstrap_replicates: 2000,
+            phi: None,
         };
         c.validate().unwrap();
         c.fractions = vec![0];

@@ -46,6 +46,16 @@ def interval(values: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+def cell(diffs: list[float]) -> str:
+    """Mean [interval] verdict over runs; one run has no interval."""
+    if not diffs:
+        return "—"
+    mean, low, high = interval(diffs)
+    if len(diffs) < 2:
+        return f"{mean:+.3f} (1 run, no interval)"
+    return f"{mean:+.3f} [{low:+.3f}, {high:+.3f}] {verdict(low, high)}"
+
+
 def verdict(low: float, high: float) -> str:
     return "better" if low > 0 else "worse" if high < 0 else "within noise"
 
@@ -82,12 +92,8 @@ def table(runs, removal: str, measure: str, baseline: str, select) -> list[str]:
                     s = specificity(by_variant[variant], removal, measure)
                     if (ranking, f) in s and (baseline, f) in s:
                         diffs.append(s[(ranking, f)] - s[(baseline, f)])
-                if not diffs:
-                    cells.append("—")
-                    continue
-                n = len(diffs)
-                mean, low, high = interval(diffs)
-                cells.append(f"{mean:+.3f} [{low:+.3f}, {high:+.3f}] {verdict(low, high)}")
+                cells.append(cell(diffs))
+                n = max(n, len(diffs))
             if n:
                 lines.append(f"| {variant} | {LABEL[ranking]} | {n} | " + " | ".join(cells) + " |")
     return lines
@@ -113,12 +119,8 @@ def against_default(runs, removal: str, select) -> list[str]:
                     d = specificity(by_variant["log_likelihood-marginal"], removal, "accuracy")
                     if (ranking, f) in s and ("shapley", f) in d:
                         diffs.append(s[(ranking, f)] - d[("shapley", f)])
-                if not diffs:
-                    cells.append("—")
-                    continue
-                n = len(diffs)
-                mean, low, high = interval(diffs)
-                cells.append(f"{mean:+.3f} [{low:+.3f}, {high:+.3f}] {verdict(low, high)}")
+                cells.append(cell(diffs))
+                n = max(n, len(diffs))
             if n:
                 lines.append(f"| {variant} | {LABEL[ranking]} | {n} | " + " | ".join(cells) + " |")
     return lines

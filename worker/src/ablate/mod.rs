@@ -23,8 +23,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use hint_common::ablation::{
-    AblationReport, AblationSelection, AblationSkipped, Bootstrap, ConceptAblation, ConceptCell,
-    NeuronSet, Removal, ABLATION_FILE,
+    self, AblationReport, AblationSelection, AblationSkipped, Bootstrap, ConceptAblation,
+    ConceptCell, NeuronSet, Removal, ABLATION_FILE,
 };
 use hint_common::hierarchy::ConceptId;
 use hint_common::regions::sample::ConceptSamples;
@@ -47,10 +47,6 @@ pub type AblateError = WsolError;
 pub const ABLATE_TAG: u64 = u64::from_be_bytes(*b"hintablt");
 /// Identity part of the image choice, after [`ABLATE_TAG`].
 pub const IMAGE_PART: u64 = 1;
-/// Default fractions of neurons removed (percent).
-pub const DEFAULT_FRACTIONS: [u32; 6] = [1, 2, 5, 10, 20, 40];
-/// Default number of evaluated images.
-pub const DEFAULT_MAX_IMAGES: usize = 200;
 /// Coverage of the intervals.
 pub const CONFIDENCE: f64 = 0.95;
 
@@ -92,12 +88,12 @@ impl AblateConfig {
         AblateConfig {
             job_dir,
             images: None,
-            max_images: DEFAULT_MAX_IMAGES,
-            fractions: DEFAULT_FRACTIONS.to_vec(),
+            max_images: ablation::DEFAULT_MAX_IMAGES,
+            fractions: ablation::DEFAULT_FRACTIONS.to_vec(),
             removals: Removal::ALL.to_vec(),
             selections: AblationSelection::ALL.to_vec(),
-            random_draws: crate::wsol::DEFAULT_RANDOM_DRAWS,
-            bootstrap_replicates: crate::wsol::DEFAULT_BOOTSTRAP_REPLICATES,
+            random_draws: ablation::DEFAULT_RANDOM_DRAWS,
+            bootstrap_replicates: ablation::DEFAULT_BOOTSTRAP_REPLICATES,
             seed: 0,
             device,
             phi: None,
@@ -179,153 +175,12 @@ pub fn ablate(
         job.phi = crate::wsol::inputs::read_phi(phi, &job.hierarchy)?;
     }
     let d = job.classifiers[0].settings.d;
-    let labels_path = job.dir.join("labels.txt");
-    let label_map = LabelMap::from_file(&labels_path)?;
-    let output_of = |name: &str| -> Result<u32, AblateError> {
-        label_map.index(name).ok_or_else(|| WsolError::Input {
-            path: labels_path.clone(),
-            problem: format!("label '{name}' has no model output"),
-        })
-    };
+    let outputs = Outputs::read(&job)?;
     let mut skipped = Vec::new();
+    let (ranked, held_out) = rank(&job, &config, &outputs, &mut skipped)?;
+    let (evaluated, image_source) =
+        evaluation_images(&job, &config, &outputs, &held_out, &mut skipped)?;
 
-    // Concepts with a classifier and a complete Φ row, grouped by sample settings.
-    let mut by_settings: BTreeMap<String, Vec<ConceptId>> = BTreeMap::new();
-    for (&id, &dir) in &job.classifier_of {
-        match job.phi.get(&id) {
-            Some(phi) if phi.len() == d => {
-                let key = serde_json::to_string(&job.classifiers[dir].settings.sample)
-                    .expect("plain data serialises");
-                by_settings.entry(key).or_default().push(id);
-            }
-            _ => skipped.push(AblationSkipped {
-                what: job.hierarchy.concept(id).name.clone(),
-                reason: "no complete Φ row".into(),
-            }),
-        }
-    }
-    let regions = job.dir.join("regions");
-    let mut ranked: Vec<Ranked> = Vec::new();
-    let mut held_out: Option<ConceptSamples> = None;
-    for ids in by_settings.into_values() {
-        let dir = &job.classifiers[job.classifier_of[&ids[0]]];
-        let samples = dir.rebuild_samples(Some(&regions), Some(&ids), &mut |_| {})?;
-        for &id in &ids {
-            let concept = job.hierarchy.concept(id);
-            let full = job.classifiers[job.classifier_of[&id]].classifier(id)?;
-            let sample = samples.concept(id).expect("built for this concept");
-            let scores = Scores {
-                phi: &job.phi[&id],
-                weight: &full.weight,
-                standardised: select::standardised_weight(&full, &samples, &sample.train),
-                raw: select::raw_weight(&full),
-                mean_activation: mean_positive_activation(&samples, &sample.train),
-            };
-            let mut sets = Vec::new();
-            for &fraction in &config.fractions {
-                let k = select::neurons_kept(d, fraction);
-                for &selection in &config.selections {
-                    let draws = if selection == AblationSelection::Random {
-                        config.random_draws
-                    } else {
-                        1
-                    };
-                    for draw in 0..draws {
-                        let neurons = scores.top(selection, k, config.seed, id, fraction, draw);
-                        sets.push(NeuronSet {
-                            selection,
-                            fraction,
-                            draw,
-                            neurons,
-                        });
-                    }
-                }
-            }
-            let outputs = concept
-                .labels
-                .iter()
-                .map(|&l| output_of(&job.hierarchy.labels()[l as usize]))
-                .collect::<Result<Vec<_>, _>>()?;
-            ranked.push(Ranked {
-                id,
-                name: concept.name.clone(),
-                level: concept.level,
-                outputs,
-                sets,
-            });
-        }
-        held_out.get_or_insert(samples);
-    }
-    if ranked.is_empty() {
-        return Err(WsolError::Config(
-            "no concept has both a classifier and a Φ row".into(),
-        ));
-    }
-    ranked.sort_by_key(|r| r.id);
-
-    // The images: the user's set, or the job's held-out split (every classifier directory
-    // of one job shares the split: one spec).
-    let (candidates, image_source) = match &config.images {
-        Some(path) => {
-            let dataset = images::scan(path)?;
-            let mut out = Vec::new();
-            for img in dataset.images {
-                let output = label_map
-                    .index(&img.label)
-                    .ok_or_else(|| WsolError::Input {
-                        path: img.path.clone(),
-                        problem: format!(
-                            "label '{}' is not one of the job's labels ({})",
-                            img.label,
-                            job.hierarchy.labels().join(", ")
-                        ),
-                    })?;
-                out.push((img.id, img.path, output));
-            }
-            (out, path.display().to_string())
-        }
-        None => {
-            let samples = held_out.as_ref().expect("at least one group");
-            let labels = job.label_index();
-            let mut out = Vec::new();
-            for img in &job.images {
-                let Some(&label) = labels.get(img.label.as_str()) else {
-                    continue;
-                };
-                if samples.is_held_out(label, img.id) {
-                    out.push((img.id, img.path.clone(), output_of(&img.label)?));
-                }
-            }
-            (out, "the job's held-out images".to_string())
-        }
-    };
-    let mut keyed: Vec<(u64, u64, PathBuf, u32)> = candidates
-        .into_iter()
-        .map(|(id, path, output)| {
-            let key = seed::derive(config.seed, &[ABLATE_TAG, IMAGE_PART, id]);
-            (key, id, path, output)
-        })
-        .collect();
-    keyed.sort_unstable_by_key(|k| (k.0, k.1));
-    keyed.truncate(config.max_images);
-    keyed.sort_unstable_by_key(|k| k.1);
-    let decoded: Vec<(PathBuf, Result<Vec<f32>, String>, u32)> = keyed
-        .into_par_iter()
-        .map(|(_, _, path, output)| {
-            let pixels = images::decode::load(&path, &job.preprocess);
-            (path, pixels, output)
-        })
-        .collect();
-    let mut evaluated = Vec::new();
-    for (path, pixels, output) in decoded {
-        match pixels {
-            Ok(pixels) => evaluated.push(Evaluated { output, pixels }),
-            Err(reason) => skipped.push(AblationSkipped {
-                what: path.display().to_string(),
-                reason,
-            }),
-        }
-    }
     if evaluated.len() < 2 {
         return Err(WsolError::Config(format!(
             "{} usable image(s) to evaluate ({image_source}): at least 2 are needed",
@@ -436,48 +291,7 @@ pub fn ablate(
         .copied()
         .filter(|&s| s != AblationSelection::Shapley)
         .collect();
-    let concepts = ranked
-        .iter()
-        .enumerate()
-        .map(|(c, r)| {
-            let on = targets.on[c].iter().filter(|&&o| o).count();
-            let mean = |v: &[f32], on_side: bool| {
-                let (sum, count) = v
-                    .iter()
-                    .zip(&targets.on[c])
-                    .filter(|(_, &o)| o == on_side)
-                    .fold((0f64, 0usize), |(s, k), (x, _)| (s + f64::from(*x), k + 1));
-                if count == 0 {
-                    0.0
-                } else {
-                    sum / count as f64
-                }
-            };
-            ConceptAblation {
-                concept: r.id.0,
-                name: r.name.clone(),
-                level: r.level,
-                on_images: on,
-                off_images: n - on,
-                on_accuracy: mean(&baseline[c].0, true),
-                off_accuracy: mean(&baseline[c].0, false),
-                sets: r.sets.clone(),
-                cells: cells
-                    .iter()
-                    .filter(|x| x.concept == c)
-                    .filter_map(|x| {
-                        Some(ConceptCell {
-                            selection: x.selection,
-                            removal: x.removal,
-                            fraction: x.fraction,
-                            draw: x.draw,
-                            drops: targets.drops(x, None)?,
-                        })
-                    })
-                    .collect(),
-            }
-        })
-        .collect::<Vec<_>>();
+    let concepts = concept_rows(&ranked, &targets, &baseline, &cells);
     for c in &concepts {
         let side = match (c.on_images, c.off_images) {
             (0, _) => "no evaluated image at or under it",
@@ -529,6 +343,242 @@ pub fn ablate(
         .write(&path)
         .map_err(|e| WsolError::other(&path, e.message))?;
     Ok(report)
+}
+
+/// Each concept's numbers for `ablation.json`: image counts, unablated accuracies, its
+/// neuron sets and the drops of each of its cells.
+fn concept_rows(
+    ranked: &[Ranked],
+    targets: &Targets,
+    baseline: &[(Vec<f32>, Vec<f32>)],
+    cells: &[CellDrops],
+) -> Vec<ConceptAblation> {
+    ranked
+        .iter()
+        .enumerate()
+        .map(|(c, r)| {
+            let on = targets.on[c].iter().filter(|&&o| o).count();
+            let mean = |v: &[f32], on_side: bool| {
+                let (sum, count) = v
+                    .iter()
+                    .zip(&targets.on[c])
+                    .filter(|(_, &o)| o == on_side)
+                    .fold((0f64, 0usize), |(s, k), (x, _)| (s + f64::from(*x), k + 1));
+                if count == 0 {
+                    0.0
+                } else {
+                    sum / count as f64
+                }
+            };
+            ConceptAblation {
+                concept: r.id.0,
+                name: r.name.clone(),
+                level: r.level,
+                on_images: on,
+                off_images: targets.on[c].len() - on,
+                on_accuracy: mean(&baseline[c].0, true),
+                off_accuracy: mean(&baseline[c].0, false),
+                sets: r.sets.clone(),
+                cells: cells
+                    .iter()
+                    .filter(|x| x.concept == c)
+                    .filter_map(|x| {
+                        Some(ConceptCell {
+                            selection: x.selection,
+                            removal: x.removal,
+                            fraction: x.fraction,
+                            draw: x.draw,
+                            drops: targets.drops(x, None)?,
+                        })
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// Every concept with a classifier and a complete Φ row, with its neuron sets; and the
+/// samples of the first classifier group (whose split says which images are held out).
+fn rank(
+    job: &Job,
+    config: &AblateConfig,
+    outputs: &Outputs,
+    skipped: &mut Vec<AblationSkipped>,
+) -> Result<(Vec<Ranked>, ConceptSamples), AblateError> {
+    let d = job.classifiers[0].settings.d;
+    // Concepts with a classifier and a complete Φ row, grouped by sample settings.
+    let mut by_settings: BTreeMap<String, Vec<ConceptId>> = BTreeMap::new();
+    for (&id, &dir) in &job.classifier_of {
+        match job.phi.get(&id) {
+            Some(phi) if phi.len() == d => {
+                let key = serde_json::to_string(&job.classifiers[dir].settings.sample)
+                    .expect("plain data serialises");
+                by_settings.entry(key).or_default().push(id);
+            }
+            _ => skipped.push(AblationSkipped {
+                what: job.hierarchy.concept(id).name.clone(),
+                reason: "no complete Φ row".into(),
+            }),
+        }
+    }
+    let regions = job.dir.join("regions");
+    let mut ranked: Vec<Ranked> = Vec::new();
+    let mut held_out: Option<ConceptSamples> = None;
+    for ids in by_settings.into_values() {
+        let dir = &job.classifiers[job.classifier_of[&ids[0]]];
+        let samples = dir.rebuild_samples(Some(&regions), Some(&ids), &mut |_| {})?;
+        for &id in &ids {
+            let concept = job.hierarchy.concept(id);
+            let full = job.classifiers[job.classifier_of[&id]].classifier(id)?;
+            let sample = samples.concept(id).expect("built for this concept");
+            let scores = Scores {
+                phi: &job.phi[&id],
+                weight: &full.weight,
+                standardised: select::standardised_weight(&full, &samples, &sample.train),
+                raw: select::raw_weight(&full),
+                mean_activation: mean_positive_activation(&samples, &sample.train),
+            };
+            let mut sets = Vec::new();
+            for &fraction in &config.fractions {
+                let k = select::neurons_kept(d, fraction);
+                for &selection in &config.selections {
+                    let draws = if selection == AblationSelection::Random {
+                        config.random_draws
+                    } else {
+                        1
+                    };
+                    for draw in 0..draws {
+                        let neurons = scores.top(selection, k, config.seed, id, fraction, draw);
+                        sets.push(NeuronSet {
+                            selection,
+                            fraction,
+                            draw,
+                            neurons,
+                        });
+                    }
+                }
+            }
+            let outputs = concept
+                .labels
+                .iter()
+                .map(|&l| outputs.of(&job.hierarchy.labels()[l as usize]))
+                .collect::<Result<Vec<_>, _>>()?;
+            ranked.push(Ranked {
+                id,
+                name: concept.name.clone(),
+                level: concept.level,
+                outputs,
+                sets,
+            });
+        }
+        held_out.get_or_insert(samples);
+    }
+    ranked.sort_by_key(|r| r.id);
+    match held_out {
+        Some(samples) if !ranked.is_empty() => Ok((ranked, samples)),
+        _ => Err(WsolError::Config(
+            "no concept has both a classifier and a Φ row".into(),
+        )),
+    }
+}
+
+/// The evaluated images, decoded (the user's set or the job's held-out split; at most
+/// `max_images`, the smallest seeded keys), and where they come from.
+fn evaluation_images(
+    job: &Job,
+    config: &AblateConfig,
+    outputs: &Outputs,
+    held_out: &ConceptSamples,
+    skipped: &mut Vec<AblationSkipped>,
+) -> Result<(Vec<Evaluated>, String), AblateError> {
+    // The images: the user's set, or the job's held-out split (every classifier directory
+    // of one job shares the split: one spec).
+    let (candidates, image_source) = match &config.images {
+        Some(path) => {
+            let dataset = images::scan(path)?;
+            let mut out = Vec::new();
+            for img in dataset.images {
+                let output = outputs
+                    .map
+                    .index(&img.label)
+                    .ok_or_else(|| WsolError::Input {
+                        path: img.path.clone(),
+                        problem: format!(
+                            "label '{}' is not one of the job's labels ({})",
+                            img.label,
+                            job.hierarchy.labels().join(", ")
+                        ),
+                    })?;
+                out.push((img.id, img.path, output));
+            }
+            (out, path.display().to_string())
+        }
+        None => {
+            let samples = held_out;
+            let labels = job.label_index();
+            let mut out = Vec::new();
+            for img in &job.images {
+                let Some(&label) = labels.get(img.label.as_str()) else {
+                    continue;
+                };
+                if samples.is_held_out(label, img.id) {
+                    out.push((img.id, img.path.clone(), outputs.of(&img.label)?));
+                }
+            }
+            (out, "the job's held-out images".to_string())
+        }
+    };
+    let mut keyed: Vec<(u64, u64, PathBuf, u32)> = candidates
+        .into_iter()
+        .map(|(id, path, output)| {
+            let key = seed::derive(config.seed, &[ABLATE_TAG, IMAGE_PART, id]);
+            (key, id, path, output)
+        })
+        .collect();
+    keyed.sort_unstable_by_key(|k| (k.0, k.1));
+    keyed.truncate(config.max_images);
+    keyed.sort_unstable_by_key(|k| k.1);
+    let decoded: Vec<(PathBuf, Result<Vec<f32>, String>, u32)> = keyed
+        .into_par_iter()
+        .map(|(_, _, path, output)| {
+            let pixels = images::decode::load(&path, &job.preprocess);
+            (path, pixels, output)
+        })
+        .collect();
+    let mut evaluated = Vec::new();
+    for (path, pixels, output) in decoded {
+        match pixels {
+            Ok(pixels) => evaluated.push(Evaluated { output, pixels }),
+            Err(reason) => skipped.push(AblationSkipped {
+                what: path.display().to_string(),
+                reason,
+            }),
+        }
+    }
+    Ok((evaluated, image_source))
+}
+
+/// The job's label map (`labels.txt`): label name → model output.
+struct Outputs {
+    map: LabelMap,
+    path: PathBuf,
+}
+
+impl Outputs {
+    fn read(job: &Job) -> Result<Self, AblateError> {
+        let path = job.dir.join("labels.txt");
+        Ok(Outputs {
+            map: LabelMap::from_file(&path)?,
+            path,
+        })
+    }
+
+    fn of(&self, name: &str) -> Result<u32, AblateError> {
+        self.map.index(name).ok_or_else(|| WsolError::Input {
+            path: self.path.clone(),
+            problem: format!("label '{name}' has no model output"),
+        })
+    }
 }
 
 /// A concept's neuron scores under every selection.

@@ -27,10 +27,10 @@ fn job() -> &'static (tempfile::TempDir, PathBuf) {
     JOB.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
         let tiny = TinyWorld::make(dir.path(), 5, 30, 10);
-        let spec = tiny.spec(
+        let (job, out) = tiny.run_job(
+            dir.path(),
             "ablate-test",
             11,
-            &dir.path().join("runs"),
             r#"[extract]
 method = "gradient_x_activation"
 background_ratio = 0.25
@@ -46,17 +46,10 @@ selections = ["weight_standardised", "random"]
 random_draws = 2
 bootstrap = 200"#,
         );
-        let spec_path = dir.path().join("job.toml");
-        std::fs::write(&spec_path, spec).expect("writing the spec");
-        let out = succeeded(
-            &hint(&["run", spec_path.to_str().unwrap(), "--workers", "1"]),
-            "hint run",
-        );
         assert!(
             out.contains("ablation ("),
             "hint run prints the table:\n{out}"
         );
-        let job = dir.path().join("runs/job-0001");
         assert!(job.join("results/ablation.json").is_file());
         (dir, job)
     })

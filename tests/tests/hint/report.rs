@@ -19,10 +19,10 @@ fn job() -> &'static Path {
     let (_, job) = JOB.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
         let tiny = TinyWorld::make(dir.path(), 3, 16, 2);
-        let spec = tiny.spec(
+        let (job, _) = tiny.run_job(
+            dir.path(),
             "report-test",
             5,
-            &dir.path().join("runs"),
             r#"[extract]
 method = "gradient_x_activation"
 background_ratio = 0.25
@@ -32,13 +32,6 @@ images_per_task = 64
 permutations = 16
 permutations_per_task = 16"#,
         );
-        let toml = dir.path().join("job.toml");
-        std::fs::write(&toml, spec).expect("writing the spec");
-        succeeded(
-            &hint(&["run", toml.to_str().unwrap(), "--workers", "1"]),
-            "hint run",
-        );
-        let job = dir.path().join("runs/job-0001");
         (dir, job)
     });
     job

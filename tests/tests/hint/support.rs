@@ -205,6 +205,21 @@ impl TinyWorld {
     }
 }
 
+impl TinyWorld {
+    /// Writes `dir/job.toml` (this world and model, `sections`, storage `dir/runs`) and runs
+    /// it with `hint run --workers 1`: the job directory `dir/runs/job-0001` and the stdout.
+    pub fn run_job(&self, dir: &Path, name: &str, seed: u64, sections: &str) -> (PathBuf, String) {
+        let spec_path = dir.join("job.toml");
+        let spec = self.spec(name, seed, &dir.join("runs"), sections);
+        std::fs::write(&spec_path, spec).expect("writing the spec");
+        let out = succeeded(
+            &hint(&["run", spec_path.to_str().unwrap(), "--workers", "1"]),
+            "hint run",
+        );
+        (dir.join("runs/job-0001"), out)
+    }
+}
+
 /// The text of a job spec on the tiny CNN's last ReLU (`features.7`): `[job]`, `[model]`,
 /// `[data]` with `inputs` = [images, weights, hierarchy] (paths or URLs), then `sections`,
 /// then `[storage]` with `storage` as its root.

@@ -35,10 +35,10 @@ fn job() -> &'static (tempfile::TempDir, PathBuf) {
     JOB.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
         let tiny = TinyWorld::make(dir.path(), 5, 30, 10);
-        let spec = tiny.spec(
+        let (job, _) = tiny.run_job(
+            dir.path(),
             "wsol-test",
             11,
-            &dir.path().join("runs"),
             r#"[extract]
 method = "gradient_x_activation"
 background_ratio = 0.25
@@ -47,13 +47,6 @@ background_ratio = 0.25
 permutations = 16
 permutations_per_task = 16"#,
         );
-        let spec_path = dir.path().join("job.toml");
-        std::fs::write(&spec_path, spec).expect("writing the spec");
-        succeeded(
-            &hint(&["run", spec_path.to_str().unwrap(), "--workers", "1"]),
-            "hint run",
-        );
-        let job = dir.path().join("runs/job-0001");
         assert!(job.join("results/phi.csv").is_file(), "the job finished");
         (dir, job)
     })

@@ -191,10 +191,10 @@ pub fn ablate(
     // The network: activations once, then every ablation's tail.
     let model = Backbone::from_safetensors(job.arch, &job.spec.model.weights, config.device)?;
     let layer = model.layer(&job.spec.model.layer)?;
-    let pixels: Vec<f32> = evaluated
-        .iter()
-        .flat_map(|e| e.pixels.iter().copied())
-        .collect();
+    let n = evaluated.len();
+    let truth: Vec<u32> = evaluated.iter().map(|e| e.output).collect();
+    // One batch buffer, each image's pixels freed as they are moved in.
+    let pixels: Vec<f32> = evaluated.into_iter().flat_map(|e| e.pixels).collect();
     let acts = LayerActivations::compute(
         &model,
         layer,
@@ -211,9 +211,7 @@ pub fn ablate(
             acts.channels()
         )));
     }
-    let n = evaluated.len();
     let classes = model.num_classes() as usize;
-    let truth: Vec<u32> = evaluated.iter().map(|e| e.output).collect();
     let base = acts.probabilities(&model, layer)?;
     let accuracy = (0..n)
         .filter(|&i| argmax(&base[i * classes..(i + 1) * classes]) == truth[i] as usize)

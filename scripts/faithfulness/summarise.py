@@ -76,49 +76,41 @@ def specificity(report, removal: str, measure: str):
             for p in report["curves"] if p["removal"] == removal}
 
 
-def table(runs, removal: str, measure: str, baseline: str, select) -> list[str]:
+DEFAULT_GAME = "log_likelihood-marginal"
+
+
+def differences(runs, select, removal: str, measure: str, variant: str, ranking: str,
+                fraction: int, reference) -> list[float]:
+    """Per selected run: the ranking's specificity under `variant` minus the reference's,
+    `reference` = (variant or None for the same one, selection)."""
+    ref_variant, ref_selection = reference
+    out = []
+    for run, by_variant in runs.items():
+        other = ref_variant or variant
+        if not select(run) or variant not in by_variant or other not in by_variant:
+            continue
+        s = specificity(by_variant[variant], removal, measure)
+        r = specificity(by_variant[other], removal, measure)
+        if (ranking, fraction) in s and (ref_selection, fraction) in r:
+            out.append(s[(ranking, fraction)] - r[(ref_selection, fraction)])
+    return out
+
+
+def variants_of(runs) -> list[str]:
+    return sorted({v for r in runs.values() for v in r}, key=variant_order)
+
+
+def table(runs, removal: str, measure: str, reference, select) -> list[str]:
+    """Every (variant, ranking) − `reference` per primary fraction, pooled over runs."""
     lines = [f"| game (quality, replacement) | ranking | runs | "
              + " | ".join(f"{f}%" for f in PRIMARY_FRACTIONS) + " |",
              "|---|---|---|" + "---|" * len(PRIMARY_FRACTIONS)]
-    variants = sorted({v for r in runs.values() for v in r}, key=variant_order)
-    for variant in variants:
+    for variant in variants_of(runs):
         for ranking in RANKINGS:
             cells, n = [], 0
             for f in PRIMARY_FRACTIONS:
-                diffs = []
-                for run, by_variant in runs.items():
-                    if not select(run) or variant not in by_variant:
-                        continue
-                    s = specificity(by_variant[variant], removal, measure)
-                    if (ranking, f) in s and (baseline, f) in s:
-                        diffs.append(s[(ranking, f)] - s[(baseline, f)])
-                cells.append(cell(diffs))
-                n = max(n, len(diffs))
-            if n:
-                lines.append(f"| {variant} | {LABEL[ranking]} | {n} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def against_default(runs, removal: str, select) -> list[str]:
-    """Each (variant, ranking) − the default game's plain Φ, per run, pooled like the rest:
-    whether a winner is distinguishable from what hint does today."""
-    lines = ["| game (quality, replacement) | ranking | runs | "
-             + " | ".join(f"{f}%" for f in PRIMARY_FRACTIONS) + " |",
-             "|---|---|---|" + "---|" * len(PRIMARY_FRACTIONS)]
-    variants = sorted({v for r in runs.values() for v in r}, key=variant_order)
-    for variant in variants:
-        for ranking in RANKINGS:
-            cells, n = [], 0
-            for f in PRIMARY_FRACTIONS:
-                diffs = []
-                for run, by_variant in runs.items():
-                    if not select(run) or variant not in by_variant \
-                            or "log_likelihood-marginal" not in by_variant:
-                        continue
-                    s = specificity(by_variant[variant], removal, "accuracy")
-                    d = specificity(by_variant["log_likelihood-marginal"], removal, "accuracy")
-                    if (ranking, f) in s and ("shapley", f) in d:
-                        diffs.append(s[(ranking, f)] - d[("shapley", f)])
+                diffs = differences(runs, select, removal, measure, variant, ranking, f,
+                                    reference)
                 cells.append(cell(diffs))
                 n = max(n, len(diffs))
             if n:
@@ -129,18 +121,12 @@ def against_default(runs, removal: str, select) -> list[str]:
 def winner(runs, removal: str, select) -> str:
     """The protocol's decision rule, applied mechanically."""
     best = None
-    variants = sorted({v for r in runs.values() for v in r}, key=variant_order)
-    for variant in variants:
+    for variant in variants_of(runs):
         for ranking in RANKINGS:
             verdicts, means = [], []
             for f in PRIMARY_FRACTIONS:
-                diffs = []
-                for run, by_variant in runs.items():
-                    if not select(run) or variant not in by_variant:
-                        continue
-                    s = specificity(by_variant[variant], removal, "accuracy")
-                    if (ranking, f) in s and ("weight_standardised", f) in s:
-                        diffs.append(s[(ranking, f)] - s[("weight_standardised", f)])
+                diffs = differences(runs, select, removal, "accuracy", variant, ranking, f,
+                                    (None, "weight_standardised"))
                 if len(diffs) < 2:
                     break
                 mean, low, high = interval(diffs)
@@ -162,7 +148,7 @@ def absolute(runs, removal: str, select) -> list[str]:
     """Mean specificity of every selection (default game's file of each run)."""
     sums = defaultdict(list)
     for run, by_variant in runs.items():
-        report = by_variant.get("log_likelihood-marginal")
+        report = by_variant.get(DEFAULT_GAME)
         if not select(run) or report is None:
             continue
         for (sel, f), v in specificity(report, removal, "accuracy").items():
@@ -214,10 +200,11 @@ def main() -> None:
     ]
     for title, measure, baseline, select in sections:
         print(f"### {title}\n")
-        print("\n".join(table(runs, args.removal, measure, baseline, select)))
+        print("\n".join(table(runs, args.removal, measure, (None, baseline), select)))
         print()
     print("### Each game and ranking − today's default Φ (log_likelihood, marginal)\n")
-    print("\n".join(against_default(runs, args.removal, mixed)))
+    # Whether a winner is distinguishable from what hint does today.
+    print("\n".join(table(runs, args.removal, "accuracy", (DEFAULT_GAME, "shapley"), mixed)))
     print()
     print(f"**{winner(runs, args.removal, mixed)}**\n")
     print("### Mean accuracy specificity of every selection (default game), mixed negatives\n")

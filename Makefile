@@ -9,7 +9,7 @@ export LIBTORCH_USE_PYTORCH := 1
 DEMO_DIR := demo-output
 HINT_RELEASE := target/release/hint
 
-.PHONY: demo test bootstrap bench lint
+.PHONY: demo test bootstrap bench lint install
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -18,7 +18,7 @@ bootstrap:
 ## world, train the tiny CNN, then `hint run` a coordinator and 2 workers in one process
 ## (extract → train → shapley → Φ), and read Φ back with pyarrow.
 demo: bootstrap
-	cargo build --release -p hint-coordinator
+	cargo build --release -p hint-coordinator -p hint-worker
 	$(HINT_RELEASE) synth --out $(DEMO_DIR)/world --seed 0 --overwrite
 	$(HINT_RELEASE) train-model --images $(DEMO_DIR)/world/images --out $(DEMO_DIR)/tiny_cnn.safetensors --seed 0
 	@# A fresh state, so the job is job-0001 (examples/job.toml writes under demo-output/runs).
@@ -35,6 +35,14 @@ test: bootstrap lint
 	cargo test --workspace 2>&1 | tee target/test.log
 	@# One closing line for the whole suite (cargo prints one per test binary).
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { print p " passed, " f " failed" }' target/test.log
+
+## install: `hint` and `hint-worker` into $(PREFIX)/bin (cargo's default: ~/.cargo/bin). They
+## belong together: `hint` hands the stages that need libtorch to the hint-worker beside it.
+PREFIX ?= $(HOME)/.cargo
+install: bootstrap
+	cargo build --locked --release -p hint-coordinator -p hint-worker
+	install -d $(PREFIX)/bin
+	install -m 755 target/release/hint target/release/hint-worker $(PREFIX)/bin/
 
 lint:
 	cargo fmt --all --check

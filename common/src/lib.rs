@@ -12,15 +12,23 @@
 //! - [`seed`]: deterministic seeds derived from a job seed and an identity.
 //! - [`stats`]: paired differences with bootstrap intervals and their verdicts.
 //! - [`ablation`]: `ablation.json`, the causal ablation of selected neurons.
+//! - [`architecture`], [`settings`]: the architectures by name (layer names without building
+//!   a model) and the engines' named settings (saliency method, aggregation, Shapley mode).
+//! - [`images`]: datasets (ImageFolder, CSV manifests) and label maps.
+//! - [`classify`]: `metrics.json`, the concept classifiers' metrics.
 #![deny(missing_docs)]
 
 pub mod ablation;
 pub mod annotations;
+pub mod architecture;
+pub mod classify;
 pub mod hierarchy;
+pub mod images;
 pub mod job;
 pub mod proto;
 pub mod regions;
 pub mod seed;
+pub mod settings;
 pub mod shapley;
 pub mod stats;
 pub mod storage;

@@ -7,7 +7,7 @@
 //! ```
 //!
 //! The manifest lists `/data/imagenet/train/nXXXXXXXX/nXXXXXXXX_K.JPEG` paths that need not
-//! exist: reading a CSV manifest opens only the CSV (`hint_worker::images::scan` never stats
+//! exist: reading a CSV manifest opens only the CSV (`hint_common::images::scan` never stats
 //! the image files; an ImageFolder source, by contrast, stats every entry). Labels are
 //! WordNet-shaped ids `n01000000`…, ImageNet's ~1,281 images per class, rows grouped by class
 //! as ImageNet's own listings are. The hierarchy file puts the labels under 100 parents

@@ -6,11 +6,13 @@
 //! - [`plan`]: the plan stage: the image manifest, the concept hierarchy, the shards.
 #![deny(missing_docs)]
 
+pub mod commands;
 pub mod coordinator;
 pub mod http;
 pub mod journal;
 pub mod metrics;
 pub mod plan;
+pub mod progress;
 pub mod report;
 pub mod results;
 pub mod scheduler;

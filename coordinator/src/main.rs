@@ -1,50 +1,33 @@
 //! `hint`: the command-line tool. Thin: flags become the libraries' validated configs.
 //!
-//! - `hint synth`, `hint train-model`: the synthetic world and a tiny CNN trained on it.
-//! - `hint concepts`: the concept hierarchy of a dataset (WordNet 3.0 or a custom file).
-//! - `hint extract …`: images → responsible-region Parquet files on one machine.
-//! - `hint classify`, `hint shapley`: concept classifiers on the regions, then Φ.
-//! - `hint run job.toml --workers N`: a whole job with an embedded coordinator and workers;
-//!   `hint coordinator`, `hint submit / status / results / cancel` for a cluster (`hint-worker` is the
-//!   worker binary), `hint health` to probe a coordinator; `hint check job.toml` validates a spec.
-//! - `hint layers --model ARCH`: the addressable layers of an architecture.
-//! - `hint example --out DIR`: a seconds-long smoke test input for `hint extract` (random
-//!   tiny CNN, one corrupt image).
+//! - `hint synth`: the synthetic world; `hint concepts`: the concept hierarchy of a dataset
+//!   (WordNet 3.0 or a custom file); `hint check job.toml` validates a spec.
+//! - `hint coordinator`, `hint submit / status / results / cancel` for a cluster
+//!   (`hint-worker` is the worker binary), `hint health` to probe a coordinator, `hint
+//!   report` to write a finished job's report.html.
+//! - The stages that need libtorch (`hint extract`, `layers`, `example`, `train-model`,
+//!   `classify`, `shapley`, `run`, `evaluate`, `ablate`) run in the `hint-worker` executable:
+//!   `hint` lists them and hands them over with `exec` (`hint_coordinator::commands`), so
+//!   this executable, the coordinator and the probes never load libtorch.
 
 mod cli;
 
-use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 
-/// HINT — which neurons of a CNN layer carry which concepts, at every level of a hierarchy.
-#[derive(Parser, Debug)]
-#[command(name = "hint", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
+use clap::{Arg, ArgAction, ArgMatches, Command, FromArgMatches, Subcommand};
+use hint_coordinator::commands::{TORCH_COMMANDS, WORKER_EXECUTABLE};
 
+/// The subcommands `hint` runs itself.
 #[derive(Subcommand, Debug)]
-enum Command {
-    /// Extract responsible regions: hidden-layer saliency → thresholded regions → Parquet.
-    Extract(Box<cli::extract::ExtractArgs>),
-    /// List the layers an architecture can be cut at (torchvision module names).
-    Layers(cli::layers::LayersArgs),
-    /// Write a small generated dataset and a seeded tiny CNN to try `hint extract` on.
-    Example(cli::example::ExampleArgs),
+enum Local {
     /// Print the concept hierarchy of a dataset's labels, with image counts per concept.
     Concepts(cli::concepts::ConceptsArgs),
     /// Generate the synthetic world: hierarchical classes, boxes, masks, hierarchy file.
     Synth(cli::synth::SynthArgs),
-    /// Train a small CNN on an ImageFolder (the synthetic world) and save it as safetensors.
-    TrainModel(cli::train_model::TrainModelArgs),
-    /// Train one linear classifier per concept on a region dataset.
-    Classify(cli::classify::ClassifyArgs),
-    /// Monte-Carlo Shapley values of every neuron for every concept → Φ.
-    Shapley(cli::shapley::ShapleyArgs),
     /// Validate a job spec (TOML) and summarise it, without running anything.
     Check(cli::check::CheckArgs),
-    /// Run a whole job here: a coordinator and N workers in this process (the embedded default).
-    Run(cli::run::RunArgs),
     /// Serve as a cluster's coordinator (gRPC; state in a directory, resumed on restart).
     Coordinator(cli::serve::ServeArgs),
     /// Submit a job spec to a running coordinator.
@@ -57,45 +40,93 @@ enum Command {
     Cancel(cli::client::CancelArgs),
     /// Is a coordinator serving? (exit status 0 or 1: a Kubernetes exec probe)
     Health(cli::health::HealthArgs),
-    /// Weakly supervised localisation of a finished job's concepts (Shapley vs |w|·σ vs raw |w| vs random).
-    Evaluate(cli::evaluate::EvaluateArgs),
-    /// Causal ablation: remove each concept's top neurons (Φ vs weights vs mean activation vs random) and measure what breaks.
-    Ablate(cli::ablate::AblateArgs),
     /// Write the self-contained report.html of a finished job.
     Report(cli::report::ReportArgs),
 }
 
-fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HINT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+/// The whole command line: the libtorch stages first (they take any arguments, which
+/// `hint-worker` parses), then the local subcommands.
+fn command() -> Command {
+    let torch = TORCH_COMMANDS.iter().map(|c| {
+        Command::new(c.name)
+            .about(c.about)
+            // `hint extract --help` is hint-worker's help for `extract`.
+            .disable_help_flag(true)
+            .arg(
+                Arg::new("args")
+                    .num_args(0..)
+                    .trailing_var_arg(true)
+                    .allow_hyphen_values(true)
+                    .action(ArgAction::Append)
+                    .value_parser(clap::value_parser!(OsString)),
+            )
+    });
+    let hint = Command::new("hint").subcommands(torch);
+    Local::augment_subcommands(hint)
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("HINT — which neurons of a CNN layer carry which concepts, at every level of a hierarchy.")
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+}
+
+/// Replaces this process with `hint-worker <name> <args>` (argv[0] = `hint`, so its usage
+/// lines and errors read `hint <name>`); returns only when that fails.
+fn hand_over(name: &str, matches: &ArgMatches) -> anyhow::Error {
+    let args = matches
+        .get_many::<OsString>("args")
+        .into_iter()
+        .flatten()
+        .cloned();
+    let worker = worker_executable();
+    let error = std::process::Command::new(&worker)
+        .arg0("hint")
+        .arg(name)
+        .args(args)
+        .exec();
+    let next_to = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.display().to_string()))
+        .unwrap_or_else(|| "this executable".into());
+    if error.kind() == std::io::ErrorKind::NotFound {
+        anyhow::anyhow!(
+            "`hint {name}` runs in the {WORKER_EXECUTABLE} executable (it needs libtorch), which \
+             is neither in {next_to} nor on PATH: build it with `cargo build --release -p \
+             hint-worker` or install both with `make install`"
         )
-        .with_writer(std::io::stderr)
-        // Colour codes only on a terminal: not in pod logs or redirected files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Extract(args) => cli::extract::run(*args),
-        Command::Layers(args) => cli::layers::run(args),
-        Command::Example(args) => cli::example::run(args),
-        Command::Concepts(args) => cli::concepts::run(args),
-        Command::Synth(args) => cli::synth::run(args),
-        Command::TrainModel(args) => cli::train_model::run(args),
-        Command::Classify(args) => cli::classify::run(args),
-        Command::Shapley(args) => cli::shapley::run(args),
-        Command::Check(args) => cli::check::run(args),
-        Command::Run(args) => cli::run::run(args),
-        Command::Coordinator(args) => cli::serve::run(args),
-        Command::Submit(args) => cli::client::submit(args),
-        Command::Status(args) => cli::client::status(args),
-        Command::Results(args) => cli::client::results(args),
-        Command::Cancel(args) => cli::client::cancel(args),
-        Command::Health(args) => cli::health::run(args),
-        Command::Evaluate(args) => cli::evaluate::run(args),
-        Command::Ablate(args) => cli::ablate::run(args),
-        Command::Report(args) => cli::report::run(args),
+    } else {
+        anyhow::anyhow!("starting {} for `hint {name}`: {error}", worker.display())
+    }
+}
+
+/// `hint-worker` next to this executable (a build's target directory, an install prefix,
+/// the container's /usr/local/bin), else whatever PATH finds.
+fn worker_executable() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .map(|me| me.with_file_name(WORKER_EXECUTABLE))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(WORKER_EXECUTABLE))
+}
+
+fn main() -> std::process::ExitCode {
+    let matches = command().get_matches();
+    let (name, sub) = matches.subcommand().expect("a subcommand is required");
+    let result = if TORCH_COMMANDS.iter().any(|c| c.name == name) {
+        Err(hand_over(name, sub))
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("HINT_LOG")
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .with_writer(std::io::stderr)
+            // Colour codes only on a terminal: not in pod logs or redirected files.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+        match Local::from_arg_matches(&matches) {
+            Ok(local) => run(local),
+            Err(e) => e.exit(),
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -106,5 +137,20 @@ fn main() -> std::process::ExitCode {
             }
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+fn run(command: Local) -> anyhow::Result<()> {
+    match command {
+        Local::Concepts(args) => cli::concepts::run(args),
+        Local::Synth(args) => cli::synth::run(args),
+        Local::Check(args) => cli::check::run(args),
+        Local::Coordinator(args) => cli::serve::run(args),
+        Local::Submit(args) => cli::client::submit(args),
+        Local::Status(args) => cli::client::status(args),
+        Local::Results(args) => cli::client::results(args),
+        Local::Cancel(args) => cli::client::cancel(args),
+        Local::Health(args) => cli::health::run(args),
+        Local::Report(args) => cli::report::run(args),
     }
 }

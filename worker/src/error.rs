@@ -5,14 +5,13 @@ use std::path::PathBuf;
 /// Errors of the worker library.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The architecture name is not one hint knows.
-    #[error("unknown model architecture '{name}'; known: {}", valid.join(", "))]
-    UnknownArchitecture {
-        /// What the user asked for.
-        name: String,
-        /// The architectures hint has.
-        valid: Vec<String>,
-    },
+    /// A setting names nothing hint has (an architecture, a saliency method…) or is out
+    /// of range.
+    #[error(transparent)]
+    Setting(#[from] hint_common::settings::SettingError),
+    /// The dataset or the label map is unusable as a whole.
+    #[error(transparent)]
+    Images(#[from] hint_common::images::Error),
     /// The layer name does not address a layer of the model.
     #[error("model {arch} has no layer '{layer}'; valid layers: {}", valid.join(", "))]
     UnknownLayer {

@@ -37,7 +37,7 @@ use tch::{Device, Kind, Tensor};
 use crate::error::{Error, Result};
 use crate::images::{self, DecodedBatch, LabelMap, Preprocess, SkippedImage};
 use crate::models::{Architecture, Backbone, InputSize, Layer};
-use crate::responsible::{self, Aggregation};
+use crate::responsible::{self, Aggregate, Aggregation};
 use crate::saliency::{self, Method, SaliencyInput};
 
 /// Everything one extraction needs. Build it directly (tests) or from CLI flags.

@@ -7,72 +7,23 @@
 //! everywhere (nothing stands out) instead of NaN. Positions with `ŝ > t` are responsible
 //! (foreground); the rest are background, of which a seeded fraction is kept.
 
-use std::fmt;
-
 use hint_common::seed;
 use rand::seq::index;
 use tch::{Kind, Tensor};
 
-use crate::error::{Error, Result};
-
 /// Floor of `p99 − min` in the normalisation.
 pub const MIN_RANGE: f64 = 1e-12;
 
-/// Channel aggregation ζ: `[B, D, H, W]` saliency to a `[B, H, W]` map.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Aggregation {
-    /// L2 norm over channels (HINT's default).
-    Norm,
-    /// Sum over channels.
-    Sum,
-    /// L2 norm of the positive part (`filter_norm`).
-    FilterNorm,
-    /// Maximum over channels.
-    Max,
-    /// Sum of absolute values.
-    AbsSum,
-    /// Maximum absolute value.
-    AbsMax,
+pub use hint_common::settings::Aggregation;
+
+/// Applying ζ to a saliency tensor (the name and its parsing live in `hint_common`).
+pub trait Aggregate {
+    /// Aggregates `[B, D, H, W]` over channels to `[B, H, W]`.
+    fn apply(self, saliency: &Tensor) -> Tensor;
 }
 
-impl Aggregation {
-    /// Every aggregation, in the order they are listed to users.
-    pub const ALL: [Aggregation; 6] = [
-        Aggregation::Norm,
-        Aggregation::Sum,
-        Aggregation::FilterNorm,
-        Aggregation::Max,
-        Aggregation::AbsSum,
-        Aggregation::AbsMax,
-    ];
-
-    /// The name used on the command line and in region files.
-    pub fn name(self) -> &'static str {
-        match self {
-            Aggregation::Norm => "norm",
-            Aggregation::Sum => "sum",
-            Aggregation::FilterNorm => "filter_norm",
-            Aggregation::Max => "max",
-            Aggregation::AbsSum => "abs_sum",
-            Aggregation::AbsMax => "abs_max",
-        }
-    }
-
-    /// Parses a name given by [`Aggregation::name`].
-    pub fn parse(name: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|a| a.name() == name)
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "unknown aggregation '{name}'; known: {}",
-                    Self::ALL.map(Aggregation::name).join(", ")
-                ))
-            })
-    }
-
-    /// Aggregates `[B, D, H, W]` over channels to `[B, H, W]`.
-    pub fn apply(self, saliency: &Tensor) -> Tensor {
+impl Aggregate for Aggregation {
+    fn apply(self, saliency: &Tensor) -> Tensor {
         let dims: &[i64] = &[1];
         match self {
             Aggregation::Norm => saliency.norm_scalaropt_dim(2.0, dims, false),
@@ -82,12 +33,6 @@ impl Aggregation {
             Aggregation::AbsSum => saliency.abs().sum_dim_intlist(dims, false, Kind::Float),
             Aggregation::AbsMax => saliency.abs().amax(dims, false),
         }
-    }
-}
-
-impl fmt::Display for Aggregation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
     }
 }
 

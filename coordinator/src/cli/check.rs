@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use hint_common::architecture::Architecture;
 use hint_common::job::spec::{HierarchySpec, JobSpec};
 use hint_coordinator::spec;
-use hint_worker::models::Architecture;
 
 /// Flags of `hint check`.
 #[derive(Args, Debug)]

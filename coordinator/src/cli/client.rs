@@ -7,12 +7,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use hint_common::proto::{self, jobs_client::JobsClient};
-use hint_common::transport::{self, AuthorizedChannel, ClientSettings, ClientTransport};
-use hint_coordinator::service::is_ended;
-use tonic::codegen::{Body, Bytes, StdError};
-use tonic::Code;
+use hint_common::transport::{AuthorizedChannel, ClientSettings, ClientTransport};
 
-use super::progress::{describe, phase_name, StageBars};
+use hint_coordinator::progress::{describe, follow, phase_name, refused};
 
 /// Where the coordinator is and how to reach it: the flags every client command shares.
 #[derive(Args, Debug)]
@@ -79,26 +76,6 @@ async fn connect(to: &Connection) -> anyhow::Result<Client> {
     Ok(JobsClient::new(channel))
 }
 
-/// A refused or failed call as one line. The coordinator's own answers (a bad spec, an
-/// unknown job) are its message; a refusal or a transport failure also says its code and
-/// causes (a TLS failure is in the causes), and a size refusal names the flag that governs it.
-pub fn refused(status: tonic::Status) -> anyhow::Error {
-    match status.code() {
-        Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition | Code::Internal => {
-            anyhow::anyhow!("{}", status.message())
-        }
-        Code::OutOfRange if status.message().contains("too large") => anyhow::anyhow!(
-            "the coordinator refused the request: {} (its --max-request-bytes)",
-            transport::describe(&status)
-        ),
-        Code::Unauthenticated | Code::PermissionDenied => anyhow::anyhow!(
-            "the coordinator refused the call: {}",
-            transport::describe(&status)
-        ),
-        _ => anyhow::anyhow!("{}", transport::describe(&status)),
-    }
-}
-
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -138,41 +115,6 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })
-}
-
-/// Follows a job with progress bars until it ends; returns the final status. Any channel:
-/// `hint run` follows its embedded coordinator over a plain one.
-pub async fn follow<T>(client: &mut JobsClient<T>, job: &str) -> anyhow::Result<proto::JobStatus>
-where
-    T: tonic::client::GrpcService<tonic::body::Body>,
-    T::Error: Into<StdError>,
-    T::ResponseBody: Body<Data = Bytes> + Send + 'static,
-    <T::ResponseBody as Body>::Error: Into<StdError> + Send,
-{
-    let mut stream = client
-        .watch(proto::JobRef {
-            job_id: job.to_string(),
-        })
-        .await
-        .map_err(refused)?
-        .into_inner();
-    let bars = StageBars::new();
-    let mut last = None;
-    while let Some(status) = stream
-        .message()
-        .await
-        .map_err(refused)
-        .context("watching the job")?
-    {
-        bars.update(&status);
-        let ended = is_ended(&status);
-        last = Some(status);
-        if ended {
-            break;
-        }
-    }
-    bars.finish();
-    last.context("the coordinator closed the status stream before the job ended")
 }
 
 /// Runs `hint status`.

@@ -52,7 +52,7 @@ pub struct ConceptsArgs {
 
 /// Builds, prints and optionally writes the hierarchy.
 pub fn run(args: ConceptsArgs) -> anyhow::Result<()> {
-    let dataset = hint_worker::images::scan(&args.images)?;
+    let dataset = hint_common::images::scan(&args.images)?;
     let labels = dataset.classes.clone();
     let mut counts = vec![0u64; labels.len()];
     for image in &dataset.images {

@@ -1,20 +1,10 @@
-//! The subcommands of `hint`, one module each (`client` holds the three small client
-//! commands; `progress` the bars and status text they share).
+//! The subcommands `hint` runs itself, one module each (`client` holds the small client
+//! commands). The stages that need libtorch live in `worker/src/bin/hint-worker/`.
 
-pub mod ablate;
 pub mod check;
-pub mod classify;
 pub mod client;
 pub mod concepts;
-pub mod evaluate;
-pub mod example;
-pub mod extract;
 pub mod health;
-pub mod layers;
-pub mod progress;
 pub mod report;
-pub mod run;
 pub mod serve;
-pub mod shapley;
 pub mod synth;
-pub mod train_model;

@@ -7,8 +7,8 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use hint_common::hierarchy::Hierarchy;
+use hint_common::images::ImageRecord;
 use hint_common::storage;
-use hint_worker::images::ImageRecord;
 
 use super::PlanError;
 

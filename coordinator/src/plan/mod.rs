@@ -27,10 +27,10 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use hint_common::hierarchy::{Hierarchy, Selection, WordNet};
+use hint_common::images::{self, Dataset, LabelMap};
 use hint_common::job::spec::HierarchySpec;
 use hint_common::job::JobSpec;
 use hint_common::storage::{self, StorageError};
-use hint_worker::images::{self, Dataset, LabelMap};
 
 use hierarchy::{BuildError, HierarchySource};
 
@@ -62,10 +62,10 @@ pub enum PlanError {
     Storage(#[from] StorageError),
     /// `data.images` is not a usable dataset (missing, no images, a malformed manifest).
     #[error("data.images: {0}")]
-    Images(hint_worker::Error),
+    Images(hint_common::images::Error),
     /// `data.labels` does not read as a label map.
     #[error("data.labels: {0}")]
-    LabelMap(hint_worker::Error),
+    LabelMap(hint_common::images::Error),
     /// The label map leaves dataset classes without an index.
     #[error(
         "data.labels: {path} does not name {} dataset class(es): {}",

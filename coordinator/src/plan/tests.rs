@@ -2,12 +2,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use hint_common::hierarchy::Hierarchy;
+use hint_common::images::{scan, LabelMap};
 use hint_common::job::spec::{
     ClassifySpec, DataSpec, ExtractSpec, HierarchySpec, ModelSpec, SchedulerSpec, ShapleySpec,
     StorageSpec,
 };
 use hint_common::job::JobSpec;
-use hint_worker::images::{scan, LabelMap};
 
 use super::*;
 

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use hint_common::ablation::{AblationReport, ABLATION_FILE};
+use hint_common::classify::{ConceptMetrics, MetricsFile, SkippedConcept, METRICS_FILE};
 use hint_common::hierarchy::Hierarchy;
 use hint_common::job::JobSpec;
-use hint_worker::classify::{ConceptMetrics, MetricsFile, SkippedConcept, METRICS_FILE};
 use serde::Deserialize;
 
 use super::csv::csv_table;

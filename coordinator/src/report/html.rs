@@ -327,7 +327,7 @@ fn classifiers(data: &ReportData) -> String {
         .collect();
     for c in data.hierarchy.concepts() {
         let m = data.metrics.get(&c.id.0);
-        let metric = |f: fn(&hint_worker::classify::ConceptMetrics) -> f64| {
+        let metric = |f: fn(&hint_common::classify::ConceptMetrics) -> f64| {
             m.map(|m| num_cell(f(m), &format!("{:.3}", f(m))))
                 .unwrap_or_else(|| num_cell(f64::NAN, "—"))
         };

@@ -19,9 +19,9 @@ mod tests;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use hint_common::architecture::Architecture;
 use hint_common::job::JobSpec;
-use hint_worker::models::Architecture;
-use hint_worker::saliency::{Baseline, Method};
+use hint_common::settings::{Baseline, Method};
 
 use fields::Section;
 

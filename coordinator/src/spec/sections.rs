@@ -6,18 +6,18 @@ use std::fmt::Display;
 use std::path::{Component, Path, PathBuf};
 
 use hint_common::ablation::{self, AblationSelection, Removal};
+use hint_common::architecture::Architecture;
 use hint_common::job::spec::{
     AblateSpec, ClassifySpec, DataSpec, EvaluateSpec, ExtractSpec, HierarchySpec, ModelSpec,
     SchedulerSpec, ShapleySpec, StorageSpec,
 };
 use hint_common::regions::sample::Negatives;
 use hint_common::regions::ActivationType;
+use hint_common::settings::Aggregation;
+use hint_common::settings::Mode;
+use hint_common::settings::{Baseline, Method};
 use hint_common::shapley::{Quality, Replacement};
 use hint_common::storage;
-use hint_worker::models::Architecture;
-use hint_worker::responsible::Aggregation;
-use hint_worker::saliency::{Baseline, Method};
-use hint_worker::shapley::Mode;
 
 use super::fields::Section;
 

@@ -189,7 +189,13 @@ fn resnet_aliases_are_listed_and_resolve_to_the_last_block() {
 #[test]
 fn unknown_architecture_lists_the_valid_ones() {
     let err = Architecture::parse("vgg13").unwrap_err();
-    assert!(matches!(err, Error::UnknownArchitecture { .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            hint_common::settings::SettingError::UnknownArchitecture { .. }
+        ),
+        "{err:?}"
+    );
     let message = err.to_string();
     for arch in Architecture::ALL {
         assert!(message.contains(arch.name()), "{message}");

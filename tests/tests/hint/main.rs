@@ -6,6 +6,7 @@ mod architectures;
 mod classify;
 mod cluster;
 mod deploy;
+mod executables;
 mod extract_cli;
 mod hierarchy;
 mod job_spec;

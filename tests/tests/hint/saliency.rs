@@ -7,7 +7,7 @@ use std::ffi::OsStr;
 use std::path::Path;
 
 use hint_worker::models::{Architecture, Backbone};
-use hint_worker::responsible::{self, Aggregation};
+use hint_worker::responsible::{self, Aggregate, Aggregation};
 use hint_worker::saliency::{self, Baseline, Method, SaliencyInput};
 use tch::{Device, Kind, Tensor};
 

@@ -217,7 +217,7 @@ fn a_different_seed_gives_different_weights_and_bad_flags_fail() {
 /// The tiny model really learns the synthetic world: on a small world (60 images per
 /// class, 12 held out) 30 epochs with flips reach ≥ 90 % held-out accuracy on every run
 /// seen (94.8–95.8 % for training seeds 0–2; about 17 s on two dedicated cores). The full
-/// measurement on the default world is the command in `coordinator/src/cli/train_model.rs`.
+/// measurement on the default world is the command in `worker/src/bin/hint-worker/train_model.rs`.
 #[test]
 fn reaches_ninety_percent_on_a_small_world() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,7 @@
 //! Image input: from a dataset on disk to batches of preprocessed pixels.
 //!
-//! - [`manifest`]: [`scan`] reads an ImageFolder tree or a CSV manifest into a [`Dataset`];
+//! - `hint_common::images` (re-exported here, libtorch-free so the coordinator plans with
+//!   it): [`scan`] reads an ImageFolder tree or a CSV manifest into a [`Dataset`];
 //!   [`LabelMap`] maps its label names to model outputs and [`LabelMap::check`]s them before
 //!   any work starts.
 //! - [`decode`]: [`load`] decodes one JPEG/PNG and applies the torchvision evaluation
@@ -10,11 +11,10 @@
 //!   [`SkippedImage`]s, never silent drops.
 
 pub mod decode;
-pub mod manifest;
 pub mod pipeline;
 
 pub use decode::{load, Preprocess};
-pub use manifest::{scan, Dataset, ImageRecord, LabelMap};
+pub use hint_common::images::{scan, Dataset, ImageRecord, LabelMap, IMAGE_EXTENSIONS};
 pub use pipeline::{
     spawn_decoder, DecodeStream, DecodedBatch, DecodedImage, LabelledImage, SkippedImage,
 };

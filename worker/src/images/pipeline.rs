@@ -18,16 +18,7 @@ use rayon::prelude::*;
 use super::decode::{load, Preprocess};
 use crate::error::{Error, Result};
 
-/// An image to decode, with its label already mapped to a model output.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LabelledImage {
-    /// The image's id in the dataset.
-    pub id: u64,
-    /// The image file.
-    pub path: PathBuf,
-    /// The model output index of its label.
-    pub label: u32,
-}
+pub use hint_common::images::LabelledImage;
 
 /// A decoded, preprocessed image.
 #[derive(Debug, Clone, PartialEq)]

@@ -16,31 +16,6 @@ use tch::Tensor;
 
 use super::{GlobalPoolHead, MaxPool, Parts, ReluMode, Stage};
 
-/// State_dict key of Inception-v3's final classifier weight.
-pub(super) const CLASSIFIER_WEIGHT: &str = "fc.weight";
-
-/// The stage names [`build`] gives, in forward order.
-pub(super) const STAGES: [&str; 18] = [
-    "Conv2d_1a_3x3",
-    "Conv2d_2a_3x3",
-    "Conv2d_2b_3x3",
-    "maxpool1",
-    "Conv2d_3b_1x1",
-    "Conv2d_4a_3x3",
-    "maxpool2",
-    "Mixed_5b",
-    "Mixed_5c",
-    "Mixed_5d",
-    "Mixed_6a",
-    "Mixed_6b",
-    "Mixed_6c",
-    "Mixed_6d",
-    "Mixed_6e",
-    "Mixed_7a",
-    "Mixed_7b",
-    "Mixed_7c",
-];
-
 /// Builds torchvision's `inception_v3` (without `AuxLogits`) under `root`.
 pub(super) fn build(root: &nn::Path, num_classes: i64) -> Parts {
     let basic = |name: &str, i, o, k| BasicConv::new(&(root / name), i, o, (k, k), 1, (0, 0));
@@ -414,7 +389,7 @@ mod tests {
             [384, 384, 3, 1]
         );
         assert_eq!(vars["Mixed_5b.branch_pool.bn.running_mean"].size(), [32]);
-        assert_eq!(vars[CLASSIFIER_WEIGHT].size(), [10, 2048]);
+        assert_eq!(vars["fc.weight"].size(), [10, 2048]);
         // torchvision's inception_v3 state_dict without AuxLogits: 566 entries, 94 of them
         // num_batches_tracked.
         assert_eq!(vars.len(), 566 - 94);

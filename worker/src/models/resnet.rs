@@ -5,14 +5,12 @@
 //! residual block (`layer1.0` … `layer4.2`); `layer1` … `layer4` are aliases of their last
 //! block, as hooking torchvision's `model.layer3` gives the output of `layer3[-1]`.
 
+use hint_common::architecture::{RESNET18_BLOCKS, RESNET50_BLOCKS};
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 
 use super::vgg::{Conv, Relu};
 use super::{GlobalPoolHead, MaxPool, Parts, ReluMode, Stage};
-
-/// State_dict key of ResNet's final classifier weight.
-pub(super) const CLASSIFIER_WEIGHT: &str = "fc.weight";
 
 /// Which ResNet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,8 +25,8 @@ impl Depth {
     /// Blocks per layer.
     fn blocks(self) -> [usize; 4] {
         match self {
-            Depth::D18 => [2, 2, 2, 2],
-            Depth::D50 => [3, 4, 6, 3],
+            Depth::D18 => RESNET18_BLOCKS,
+            Depth::D50 => RESNET50_BLOCKS,
         }
     }
 
@@ -87,16 +85,6 @@ pub(super) fn build(root: &nn::Path, depth: Depth, num_classes: i64) -> Parts {
         aliases,
         head: Box::new(GlobalPoolHead { fc }),
     }
-}
-
-/// The stage names [`build`] gives `depth`, then its aliases.
-pub(super) fn layer_names(depth: Depth) -> Vec<String> {
-    let mut names: Vec<String> = ["conv1", "bn1", "relu", "maxpool"].map(String::from).into();
-    for (k, blocks) in depth.blocks().into_iter().enumerate() {
-        names.extend((0..blocks).map(|i| format!("layer{}.{i}", k + 1)));
-    }
-    names.extend((1..=4).map(|k| format!("layer{k}")));
-    names
 }
 
 /// `Conv2d(bias=False)`, square kernel, as everywhere in ResNet.
@@ -238,7 +226,7 @@ mod tests {
         assert_eq!(vars["layer1.0.downsample.0.weight"].size(), [256, 64, 1, 1]);
         assert_eq!(vars["layer2.0.conv2.weight"].size(), [128, 128, 3, 3]);
         assert_eq!(vars["layer4.2.bn3.running_var"].size(), [2048]);
-        assert_eq!(vars[CLASSIFIER_WEIGHT].size(), [10, 2048]);
+        assert_eq!(vars["fc.weight"].size(), [10, 2048]);
         assert!(!vars.contains_key("layer2.1.downsample.0.weight"));
         // torchvision's resnet50 state_dict has 320 entries, 53 of them num_batches_tracked.
         assert_eq!(vars.len(), 320 - 53);
@@ -247,7 +235,7 @@ mod tests {
         let vars = vs.variables();
         assert!(!vars.contains_key("layer1.0.downsample.0.weight"));
         assert_eq!(vars["layer2.0.downsample.0.weight"].size(), [128, 64, 1, 1]);
-        assert_eq!(vars[CLASSIFIER_WEIGHT].size(), [10, 512]);
+        assert_eq!(vars["fc.weight"].size(), [10, 512]);
         // torchvision's resnet18 state_dict has 122 entries, 20 of them num_batches_tracked.
         assert_eq!(vars.len(), 122 - 20);
     }

@@ -14,25 +14,14 @@
 
 use tch::nn;
 
-use super::vgg::{self, Block};
+use hint_common::architecture::TINY_FEATURES;
+
+use super::vgg;
 use super::Parts;
-
-/// State_dict key of the final classifier weight.
-pub(super) const CLASSIFIER_WEIGHT: &str = "classifier.2.weight";
-
-/// The `features` configuration in VGG's notation. Unlike VGG there is no final
-/// max-pool: at 64×64 input the last layer is a 16×16 map.
-pub(super) const FEATURES: [Block; 5] = [
-    Block::Conv(16),
-    Block::Pool,
-    Block::Conv(32),
-    Block::Pool,
-    Block::Conv(64),
-];
 
 /// Builds `TinyCnn` under `root`: stages `features.0` … `features.7`.
 pub(super) fn build(root: &nn::Path, num_classes: i64) -> Parts {
-    let stages = vgg::features(&(root / "features"), 3, &FEATURES);
+    let stages = vgg::features(&(root / "features"), 3, TINY_FEATURES);
     let head = vgg::ClassifierHead::new(
         &(root / "classifier"),
         1,

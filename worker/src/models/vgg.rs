@@ -6,13 +6,13 @@
 //! The building blocks here ([`features`], [`ClassifierHead`]) are shared with the
 //! VGG-shaped test network in `tiny.rs`.
 
+use hint_common::architecture;
 use tch::nn::{self, Module};
 use tch::Tensor;
 
 use super::{MaxPool, Parts, ReluMode, Stage};
 
-/// State_dict key of VGG's final classifier weight (`classifier.6`).
-pub(super) const CLASSIFIER_WEIGHT: &str = "classifier.6.weight";
+pub(super) use hint_common::architecture::VggBlock as Block;
 
 /// Which VGG.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,43 +25,12 @@ pub(super) enum Depth {
     D19,
 }
 
-/// One entry of a VGG configuration: a 3×3 convolution to that many channels (followed by
-/// a ReLU), or a 2×2 max-pool.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Block {
-    /// `Conv2d(in, c, 3, padding=1)` then `ReLU`.
-    Conv(i64),
-    /// `MaxPool2d(2, 2)`.
-    Pool,
-}
-
-use Block::{Conv as C, Pool as M};
-
 /// torchvision's `cfgs["A"]`, `cfgs["D"]` and `cfgs["E"]`.
-#[rustfmt::skip]
 pub(super) fn config(depth: Depth) -> &'static [Block] {
     match depth {
-        Depth::D11 => &[
-            C(64), M,
-            C(128), M,
-            C(256), C(256), M,
-            C(512), C(512), M,
-            C(512), C(512), M,
-        ],
-        Depth::D16 => &[
-            C(64), C(64), M,
-            C(128), C(128), M,
-            C(256), C(256), C(256), M,
-            C(512), C(512), C(512), M,
-            C(512), C(512), C(512), M,
-        ],
-        Depth::D19 => &[
-            C(64), C(64), M,
-            C(128), C(128), M,
-            C(256), C(256), C(256), C(256), M,
-            C(512), C(512), C(512), C(512), M,
-            C(512), C(512), C(512), C(512), M,
-        ],
+        Depth::D11 => architecture::VGG11,
+        Depth::D16 => architecture::VGG16,
+        Depth::D19 => architecture::VGG19,
     }
 }
 
@@ -85,19 +54,6 @@ pub(super) fn build(root: &nn::Path, depth: Depth, num_classes: i64) -> Parts {
         aliases: Vec::new(),
         head: Box::new(head),
     }
-}
-
-/// The stage names [`features`] gives `config`: a convolution is two modules (with its
-/// ReLU), a pool one.
-pub(super) fn layer_names(config: &[Block]) -> Vec<String> {
-    let modules: usize = config
-        .iter()
-        .map(|block| match block {
-            Block::Conv(_) => 2,
-            Block::Pool => 1,
-        })
-        .sum();
-    (0..modules).map(|i| format!("features.{i}")).collect()
 }
 
 /// torchvision's `make_layers(cfg, batch_norm=False)`: one stage per module, each named
@@ -227,7 +183,7 @@ mod tests {
         assert_eq!(vars["features.0.weight"].size(), [64, 3, 3, 3]);
         assert_eq!(vars["features.28.weight"].size(), [512, 512, 3, 3]);
         assert_eq!(vars["classifier.0.weight"].size(), [4096, 25088]);
-        assert_eq!(vars[CLASSIFIER_WEIGHT].size(), [5, 4096]);
+        assert_eq!(vars["classifier.6.weight"].size(), [5, 4096]);
         // 13 convolutions and 3 linear layers, each with a weight and a bias.
         assert_eq!(vars.len(), 2 * (13 + 3));
     }

@@ -62,35 +62,7 @@ pub enum ShapleyRunError {
 /// Result of the Shapley stage.
 pub type Result<T, E = ShapleyRunError> = std::result::Result<T, E>;
 
-/// How the value of a coalition is computed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Mode {
-    /// The classifier trained once on all neurons.
-    #[default]
-    Fixed,
-    /// A classifier re-fitted on each coalition (the paper's `L*_e`).
-    Retrain,
-}
-
-impl std::str::FromStr for Mode {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "fixed" => Ok(Mode::Fixed),
-            "retrain" => Ok(Mode::Retrain),
-            _ => Err(format!("unknown mode '{s}' (expected fixed or retrain)")),
-        }
-    }
-}
-
-impl std::fmt::Display for Mode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Mode::Fixed => "fixed",
-            Mode::Retrain => "retrain",
-        })
-    }
-}
+pub use hint_common::settings::Mode;
 
 /// Settings of retrain mode's batched fits.
 #[derive(Debug, Clone, Copy, PartialEq)]

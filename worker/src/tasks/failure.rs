@@ -87,6 +87,18 @@ pub(crate) enum TaskError {
     Storage(#[from] StorageError),
 }
 
+impl From<hint_common::settings::SettingError> for TaskError {
+    fn from(e: hint_common::settings::SettingError) -> Self {
+        TaskError::Worker(e.into())
+    }
+}
+
+impl From<hint_common::images::Error> for TaskError {
+    fn from(e: hint_common::images::Error) -> Self {
+        TaskError::Worker(e.into())
+    }
+}
+
 impl TaskError {
     /// The report of this error.
     pub(crate) fn failure(&self) -> TaskFailure {
@@ -147,13 +159,16 @@ fn torch_reason(e: &tch::TchError) -> FailureReason {
 fn worker_reason(e: &crate::Error) -> FailureReason {
     use crate::Error;
     match e {
-        Error::UnknownArchitecture { .. }
+        Error::Setting(_)
+        | Error::Images(hint_common::images::Error::Input(_))
         | Error::UnknownLayer { .. }
         | Error::Weights { .. }
         | Error::Input(_)
         | Error::Config(_) => FailureReason::BadInput,
         Error::Torch(t) => torch_reason(t),
-        Error::Io { .. } => FailureReason::Io,
+        Error::Io { .. } | Error::Images(hint_common::images::Error::Io { .. }) => {
+            FailureReason::Io
+        }
         Error::Regions(r) => regions_reason(r),
     }
 }

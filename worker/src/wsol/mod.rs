@@ -128,6 +128,18 @@ pub enum WsolError {
     Torch(#[from] tch::TchError),
 }
 
+impl From<hint_common::settings::SettingError> for WsolError {
+    fn from(e: hint_common::settings::SettingError) -> Self {
+        WsolError::Worker(e.into())
+    }
+}
+
+impl From<hint_common::images::Error> for WsolError {
+    fn from(e: hint_common::images::Error) -> Self {
+        WsolError::Worker(e.into())
+    }
+}
+
 impl WsolError {
     fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         WsolError::Io {

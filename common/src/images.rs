@@ -36,10 +36,48 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use hint_common::storage;
+use crate::storage;
 
-use super::pipeline::LabelledImage;
-use crate::error::{Error, Result};
+/// A dataset or label map that cannot be used as a whole (a single bad image is skipped and
+/// recorded by the decoder instead).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The images or the label map are unusable, and why.
+    #[error("{0}")]
+    Input(String),
+    /// Reading a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Result of reading a dataset or a label map.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An image with its label resolved to a model output: what the decoder reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelledImage {
+    /// The image's id in the dataset.
+    pub id: u64,
+    /// The image file.
+    pub path: PathBuf,
+    /// The model output index of its label.
+    pub label: u32,
+}
 
 /// Extensions (lower case) of the files hint reads as images.
 pub const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];

@@ -1,8 +1,15 @@
 //! Progress of a job on the terminal: one bar per stage, fed by the status stream, and the
-//! closing summary. Shared by `hint run`, `hint submit --wait` and `hint status --watch`.
+//! closing summary. Shared by `hint run`, `hint submit --wait` and `hint status --watch`
+//! (`hint run` lives in the `hint-worker` executable, hence a library module).
 
-use hint_common::proto;
+use anyhow::Context;
+use hint_common::proto::{self, jobs_client::JobsClient};
+use hint_common::transport;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use tonic::codegen::{Body, Bytes, StdError};
+use tonic::Code;
+
+use crate::service::is_ended;
 
 /// A bar per stage (extract, train, shapley).
 pub struct StageBars {
@@ -71,7 +78,7 @@ impl Default for StageBars {
     }
 }
 
-pub use hint_coordinator::status::phase_name;
+pub use crate::status::phase_name;
 
 /// A status as a few readable lines.
 pub fn describe(status: &proto::JobStatus) -> String {
@@ -102,7 +109,7 @@ pub fn describe(status: &proto::JobStatus) -> String {
     }
     for q in &status.quarantined {
         let reason = proto::FailureReason::try_from(q.reason)
-            .map(|r| hint_coordinator::scheduler::reason_label(r.as_str_name()))
+            .map(|r| crate::scheduler::reason_label(r.as_str_name()))
             .unwrap_or("UNKNOWN");
         text += &format!(
             "  quarantined {} after {} attempt(s): {reason}: {}\n",
@@ -134,4 +141,59 @@ pub fn advance(bar: &indicatif::ProgressBar) -> impl FnMut(usize, usize) + '_ {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     }
+}
+
+/// A refused or failed call as one line. The coordinator's own answers (a bad spec, an
+/// unknown job) are its message; a refusal or a transport failure also says its code and
+/// causes (a TLS failure is in the causes), and a size refusal names the flag that governs it.
+pub fn refused(status: tonic::Status) -> anyhow::Error {
+    match status.code() {
+        Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition | Code::Internal => {
+            anyhow::anyhow!("{}", status.message())
+        }
+        Code::OutOfRange if status.message().contains("too large") => anyhow::anyhow!(
+            "the coordinator refused the request: {} (its --max-request-bytes)",
+            transport::describe(&status)
+        ),
+        Code::Unauthenticated | Code::PermissionDenied => anyhow::anyhow!(
+            "the coordinator refused the call: {}",
+            transport::describe(&status)
+        ),
+        _ => anyhow::anyhow!("{}", transport::describe(&status)),
+    }
+}
+
+/// Follows a job with progress bars until it ends; returns the final status. Any channel:
+/// `hint run` follows its embedded coordinator over a plain one.
+pub async fn follow<T>(client: &mut JobsClient<T>, job: &str) -> anyhow::Result<proto::JobStatus>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<StdError>,
+    T::ResponseBody: Body<Data = Bytes> + Send + 'static,
+    <T::ResponseBody as Body>::Error: Into<StdError> + Send,
+{
+    let mut stream = client
+        .watch(proto::JobRef {
+            job_id: job.to_string(),
+        })
+        .await
+        .map_err(refused)?
+        .into_inner();
+    let bars = StageBars::new();
+    let mut last = None;
+    while let Some(status) = stream
+        .message()
+        .await
+        .map_err(refused)
+        .context("watching the job")?
+    {
+        bars.update(&status);
+        let ended = is_ended(&status);
+        last = Some(status);
+        if ended {
+            break;
+        }
+    }
+    bars.finish();
+    last.context("the coordinator closed the status stream before the job ended")
 }

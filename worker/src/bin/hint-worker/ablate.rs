@@ -104,9 +104,9 @@ pub fn ablate_job(job_dir: &Path, spec: &AblateSpec, device: Device) -> anyhow::
 }
 
 fn ablate_and_print(config: &AblateConfig) -> anyhow::Result<()> {
-    let bar = super::progress::counting_bar("ablations through the network");
+    let bar = hint_coordinator::progress::counting_bar("ablations through the network");
     let start = Instant::now();
-    let report = engine::ablate(config, &mut super::progress::advance(&bar))
+    let report = engine::ablate(config, &mut hint_coordinator::progress::advance(&bar))
         .with_context(|| format!("ablating {}", config.job_dir.display()))?;
     bar.finish_and_clear();
     println!(

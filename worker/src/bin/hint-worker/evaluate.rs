@@ -101,9 +101,10 @@ pub(super) fn job_seed(job_dir: &Path) -> anyhow::Result<u64> {
 
 /// Runs the evaluation under a progress bar and prints the table, the skips and the files.
 fn evaluate_and_print(config: &WsolConfig) -> anyhow::Result<()> {
-    let bar = super::progress::counting_bar("re-fitting classifiers, then scoring images");
+    let bar =
+        hint_coordinator::progress::counting_bar("re-fitting classifiers, then scoring images");
     let start = Instant::now();
-    let report = wsol::evaluate(config, &mut super::progress::advance(&bar))
+    let report = wsol::evaluate(config, &mut hint_coordinator::progress::advance(&bar))
         .with_context(|| format!("evaluating {}", config.job_dir.display()))?;
     bar.finish_and_clear();
 

@@ -18,8 +18,8 @@ use hint_coordinator::{results, service, spec};
 use hint_worker::runtime::{self, WorkerConfig};
 use hint_worker::tasks::TaskRunner;
 
-use super::client::follow;
-use super::progress::{describe, phase_name};
+use hint_coordinator::progress::follow;
+use hint_coordinator::progress::{describe, phase_name};
 
 /// Flags of `hint run`.
 #[derive(Args, Debug)]

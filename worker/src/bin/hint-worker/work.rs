@@ -1,4 +1,4 @@
-//! `hint-worker`: a GPU (or CPU) worker of a hint coordinator.
+//! `hint-worker` without a subcommand: a GPU (or CPU) worker of a hint coordinator.
 //!
 //! ```sh
 //! hint-worker --coordinator http://coordinator:50051 [--device auto] [--slots 1]
@@ -10,22 +10,22 @@
 //! coordinator is away; on SIGTERM or Ctrl-C stops taking work, lets running tasks finish for
 //! `--drain-seconds`, then hands back what is left and leaves.
 
-use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
+use anyhow::Context;
+use clap::Args;
 use hint_common::transport::{ClientSettings, ClientTransport};
 use hint_worker::runtime::{self, WorkerConfig};
 use hint_worker::tasks::TaskRunner;
 
-/// A hint worker.
-#[derive(Parser, Debug)]
-#[command(name = "hint-worker", version, about)]
-struct Args {
+/// The worker's flags (`--coordinator` is required unless a subcommand is given).
+#[derive(Args, Debug)]
+pub struct WorkArgs {
     /// The coordinator's URL.
-    #[arg(long, env = "HINT_COORDINATOR")]
-    coordinator: String,
+    // Required, but an `Option`: with a subcommand there is none to build the struct from.
+    #[arg(long, env = "HINT_COORDINATOR", required = true)]
+    coordinator: Option<String>,
     /// cpu, cuda, cuda:N, or auto.
     #[arg(long, default_value = "auto", env = "HINT_DEVICE")]
     device: String,
@@ -45,29 +45,8 @@ struct Args {
     transport: ClientSettings,
 }
 
-fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HINT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only on a terminal: not in a pod's log or a file.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    match run(Args::parse()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            for cause in error.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
-fn run(args: Args) -> anyhow::Result<()> {
+/// Registers with the coordinator and runs its tasks until SIGTERM or Ctrl-C.
+pub fn run(args: WorkArgs) -> anyhow::Result<()> {
     // Before loading anything heavy: a wrong file fails now, naming it.
     let transport = ClientTransport::load(&args.transport)?;
     let device = hint_worker::device::parse(&args.device)?;
@@ -79,7 +58,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         format!("{}-{}", host.trim(), std::process::id())
     });
     let config = WorkerConfig {
-        coordinator: args.coordinator,
+        coordinator: args
+            .coordinator
+            .context("--coordinator (or HINT_COORDINATOR) is required")?,
         name,
         device: format!("{device:?}"),
         slots: args.slots.max(1),

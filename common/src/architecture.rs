@@ -1,0 +1,301 @@
+//! The architectures hint can build, by name, with what is known about them without
+//! building one: their addressable layer names, the state_dict key of their classifier and
+//! the preprocessing their ImageNet weights expect.
+//!
+//! This is the libtorch-free half of `hint_worker::models`: a job spec, `hint check` and the
+//! coordinator validate a model and layer through it, and the worker builds the network
+//! from the same tables ([`VGG11`], [`RESNET18_BLOCKS`], …), so the names and the networks
+//! cannot drift apart.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::settings::SettingError;
+
+/// The architectures hint can build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Architecture {
+    /// A three-convolution VGG-style network for tests and the demo.
+    TinyCnn,
+    /// torchvision `vgg11`.
+    Vgg11,
+    /// torchvision `vgg16`.
+    Vgg16,
+    /// torchvision `vgg19`.
+    Vgg19,
+    /// torchvision `resnet18`.
+    Resnet18,
+    /// torchvision `resnet50`.
+    Resnet50,
+    /// torchvision `inception_v3` (eval mode: no auxiliary classifier; `transform_input`
+    /// on, as in the ImageNet weights torchvision ships).
+    InceptionV3,
+}
+
+/// One entry of a VGG configuration: a 3×3 convolution to that many channels (followed by
+/// a ReLU), or a 2×2 max-pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VggBlock {
+    /// `Conv2d(in, c, 3, padding=1)` then `ReLU`.
+    Conv(i64),
+    /// `MaxPool2d(2, 2)`.
+    Pool,
+}
+
+use VggBlock::{Conv as C, Pool as M};
+
+/// torchvision's `cfgs["A"]` (`vgg11`).
+#[rustfmt::skip]
+pub const VGG11: &[VggBlock] = &[
+    C(64), M,
+    C(128), M,
+    C(256), C(256), M,
+    C(512), C(512), M,
+    C(512), C(512), M,
+];
+
+/// torchvision's `cfgs["D"]` (`vgg16`).
+#[rustfmt::skip]
+pub const VGG16: &[VggBlock] = &[
+    C(64), C(64), M,
+    C(128), C(128), M,
+    C(256), C(256), C(256), M,
+    C(512), C(512), C(512), M,
+    C(512), C(512), C(512), M,
+];
+
+/// torchvision's `cfgs["E"]` (`vgg19`).
+#[rustfmt::skip]
+pub const VGG19: &[VggBlock] = &[
+    C(64), C(64), M,
+    C(128), C(128), M,
+    C(256), C(256), C(256), C(256), M,
+    C(512), C(512), C(512), C(512), M,
+    C(512), C(512), C(512), C(512), M,
+];
+
+/// `tiny_cnn`'s `features` in VGG's notation. Unlike VGG there is no final max-pool: at
+/// 64×64 input the last layer is a 16×16 map.
+pub const TINY_FEATURES: &[VggBlock] = &[C(16), M, C(32), M, C(64)];
+
+/// Residual blocks per layer of `resnet18` (basic blocks).
+pub const RESNET18_BLOCKS: [usize; 4] = [2, 2, 2, 2];
+
+/// Residual blocks per layer of `resnet50` (bottlenecks).
+pub const RESNET50_BLOCKS: [usize; 4] = [3, 4, 6, 3];
+
+/// Inception-v3's stages, in forward order.
+pub const INCEPTION_STAGES: [&str; 18] = [
+    "Conv2d_1a_3x3",
+    "Conv2d_2a_3x3",
+    "Conv2d_2b_3x3",
+    "maxpool1",
+    "Conv2d_3b_1x1",
+    "Conv2d_4a_3x3",
+    "maxpool2",
+    "Mixed_5b",
+    "Mixed_5c",
+    "Mixed_5d",
+    "Mixed_6a",
+    "Mixed_6b",
+    "Mixed_6c",
+    "Mixed_6d",
+    "Mixed_6e",
+    "Mixed_7a",
+    "Mixed_7b",
+    "Mixed_7c",
+];
+
+impl Architecture {
+    /// Every architecture, in the order they are listed to users.
+    pub const ALL: [Architecture; 7] = [
+        Architecture::TinyCnn,
+        Architecture::Vgg11,
+        Architecture::Vgg16,
+        Architecture::Vgg19,
+        Architecture::Resnet18,
+        Architecture::Resnet50,
+        Architecture::InceptionV3,
+    ];
+
+    /// The name used on the command line and in torchvision (`vgg16`, `inception_v3`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Architecture::TinyCnn => "tiny_cnn",
+            Architecture::Vgg11 => "vgg11",
+            Architecture::Vgg16 => "vgg16",
+            Architecture::Vgg19 => "vgg19",
+            Architecture::Resnet18 => "resnet18",
+            Architecture::Resnet50 => "resnet50",
+            Architecture::InceptionV3 => "inception_v3",
+        }
+    }
+
+    /// Parses a name as given by [`Architecture::name`].
+    pub fn parse(name: &str) -> Result<Self, SettingError> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name() == name)
+            .ok_or_else(|| SettingError::UnknownArchitecture {
+                name: name.to_string(),
+                valid: Self::ALL.iter().map(|a| a.name().to_string()).collect(),
+            })
+    }
+
+    /// The state_dict key of the final classifier's weight, whose first dimension is the
+    /// number of classes.
+    pub fn classifier_weight(self) -> &'static str {
+        match self {
+            Architecture::TinyCnn => "classifier.2.weight",
+            Architecture::Vgg11 | Architecture::Vgg16 | Architecture::Vgg19 => {
+                "classifier.6.weight"
+            }
+            Architecture::Resnet18 | Architecture::Resnet50 | Architecture::InceptionV3 => {
+                "fc.weight"
+            }
+        }
+    }
+
+    /// The VGG-shaped `features` configuration of tiny_cnn and the VGGs.
+    pub fn vgg_features(self) -> Option<&'static [VggBlock]> {
+        match self {
+            Architecture::TinyCnn => Some(TINY_FEATURES),
+            Architecture::Vgg11 => Some(VGG11),
+            Architecture::Vgg16 => Some(VGG16),
+            Architecture::Vgg19 => Some(VGG19),
+            _ => None,
+        }
+    }
+
+    /// Every addressable layer name, in forward order (aliases after the stage names): what
+    /// the worker's `Backbone::layer_names` returns, without building the model (a VGG's
+    /// weights alone are half a gigabyte), so a job spec can be checked cheaply.
+    pub fn layer_names(self) -> Vec<String> {
+        match self {
+            Architecture::Resnet18 => resnet_layer_names(RESNET18_BLOCKS),
+            Architecture::Resnet50 => resnet_layer_names(RESNET50_BLOCKS),
+            Architecture::InceptionV3 => INCEPTION_STAGES.map(String::from).to_vec(),
+            vgg => vgg_layer_names(vgg.vgg_features().unwrap_or_default()),
+        }
+    }
+
+    /// Whether the only consumer of `layer` is a global average pool: it is the last stage
+    /// and the head pools over every position (tiny_cnn, ResNet, Inception; VGG's head keeps
+    /// a 7×7 map). There, `∂ logit / ∂ z` is the same at every position.
+    pub fn pools_globally_after(self, layer: &str) -> bool {
+        let global_head = matches!(
+            self,
+            Architecture::TinyCnn
+                | Architecture::Resnet18
+                | Architecture::Resnet50
+                | Architecture::InceptionV3
+        );
+        let names = self.layer_names();
+        // ResNet lists its aliases (`layer4`) after the stages (`layer4.1`).
+        let last_stage = names.iter().rev().find(|n| {
+            !matches!(self, Architecture::Resnet18 | Architecture::Resnet50) || n.contains('.')
+        });
+        global_head
+            && last_stage.is_some_and(|last| {
+                last == layer
+                    || last
+                        .strip_prefix(layer)
+                        .is_some_and(|rest| rest.starts_with('.'))
+            })
+    }
+
+    /// The preprocessing torchvision's ImageNet weights expect.
+    pub fn default_input(self) -> InputSize {
+        match self {
+            Architecture::TinyCnn => InputSize {
+                resize: 64,
+                crop: 64,
+            },
+            Architecture::InceptionV3 => InputSize {
+                resize: 342,
+                crop: 299,
+            },
+            _ => InputSize {
+                resize: 256,
+                crop: 224,
+            },
+        }
+    }
+}
+
+/// The stage names of a VGG-shaped `features`: a convolution is two modules (with its
+/// ReLU), a pool one, named `features.<index>` as in torchvision's `nn.Sequential`.
+pub fn vgg_layer_names(config: &[VggBlock]) -> Vec<String> {
+    let modules: usize = config
+        .iter()
+        .map(|block| match block {
+            VggBlock::Conv(_) => 2,
+            VggBlock::Pool => 1,
+        })
+        .sum();
+    (0..modules).map(|i| format!("features.{i}")).collect()
+}
+
+/// A ResNet's stage names (the stem's modules, then every block), then its aliases
+/// (`layer3` = the last block of `layer3`, as hooking torchvision's `model.layer3` gives).
+pub fn resnet_layer_names(blocks: [usize; 4]) -> Vec<String> {
+    let mut names: Vec<String> = ["conv1", "bn1", "relu", "maxpool"].map(String::from).into();
+    for (k, blocks) in blocks.into_iter().enumerate() {
+        names.extend((0..blocks).map(|i| format!("layer{}.{i}", k + 1)));
+    }
+    names.extend((1..=4).map(|k| format!("layer{k}")));
+    names
+}
+
+impl fmt::Display for Architecture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Architecture {
+    type Err = SettingError;
+    fn from_str(name: &str) -> Result<Self, SettingError> {
+        Architecture::parse(name)
+    }
+}
+
+/// Image preprocessing sizes: resize the shorter side to `resize`, then centre-crop a
+/// `crop × crop` square.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InputSize {
+    /// Shorter side after resizing, in pixels.
+    pub resize: u32,
+    /// Side of the centre crop fed to the model, in pixels.
+    pub crop: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_list_the_known_ones() {
+        for arch in Architecture::ALL {
+            assert_eq!(Architecture::parse(arch.name()).unwrap(), arch);
+        }
+        let err = Architecture::parse("vgg13").unwrap_err().to_string();
+        assert!(
+            err.contains("'vgg13'") && err.contains("inception_v3"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn layer_names_follow_torchvision_modules() {
+        let vgg16 = Architecture::Vgg16.layer_names();
+        assert_eq!((vgg16.len(), vgg16[30].as_str()), (31, "features.30"));
+        let resnet = Architecture::Resnet50.layer_names();
+        assert!(resnet.contains(&"layer3.5".to_string()) && resnet.ends_with(&["layer4".into()]));
+        assert!(Architecture::Resnet18.pools_globally_after("layer4"));
+        assert!(Architecture::Resnet18.pools_globally_after("layer4.1"));
+        assert!(!Architecture::Resnet18.pools_globally_after("layer3"));
+        assert!(!Architecture::Vgg16.pools_globally_after("features.30"));
+        assert!(Architecture::TinyCnn.pools_globally_after("features.7"));
+    }
+}

@@ -1,0 +1,295 @@
+//! The named settings of the engines — saliency method, its baseline, channel aggregation,
+//! Shapley mode — and their parsing, shared by the job spec, the command line, the
+//! coordinator and the worker. The engines that apply them (libtorch) live in the worker;
+//! a name is parsed and checked here, once.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::architecture::Architecture;
+
+/// A setting that names nothing hint has, or a parameter out of range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SettingError {
+    /// The architecture name is not one hint knows.
+    #[error("unknown model architecture '{name}'; known: {}", valid.join(", "))]
+    UnknownArchitecture {
+        /// What the user asked for.
+        name: String,
+        /// The architectures hint has.
+        valid: Vec<String>,
+    },
+    /// An invalid option value (an unknown method, aggregation or mode; a parameter out of
+    /// range).
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl SettingError {
+    /// The message without the generic "invalid configuration: " prefix, for callers that
+    /// name the field themselves (the job spec).
+    pub fn detail(&self) -> String {
+        match self {
+            SettingError::Invalid(message) => message.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Where integrated gradients' path starts, in the model's (normalised) input space.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Baseline {
+    /// All zeros after normalisation: the dataset's mean colour.
+    Zero,
+    /// A black image: pixel value 0 before normalisation, i.e. `−mean/std` per channel.
+    Black,
+}
+
+/// A saliency method Λ.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Method {
+    /// Vanilla gradient `∂ y_c / ∂ z`.
+    Gradient,
+    /// Gradient × activation, `z ⊙ ∂ y_c / ∂ z`.
+    GradientTimesActivation,
+    /// Guided backpropagation: ReLUs above `l` pass back only positive gradients.
+    GuidedBackprop,
+    /// SmoothGrad: the mean gradient at `l` over `samples` copies of the input with
+    /// Gaussian noise of σ = `noise` × (max(x) − min(x)) per image (the SmoothGrad
+    /// paper's "noise level" `σ / (x_max − x_min)` is `noise`).
+    SmoothGrad {
+        /// Number of noisy copies `n`.
+        samples: usize,
+        /// Noise level: σ as a fraction of the image's value range.
+        noise: f64,
+    },
+    /// Integrated gradients along the straight input path from a baseline: the mean of
+    /// the gradients at `l` for inputs `x₀ + (k/steps)(x − x₀)`, `k = 1..=steps` (right
+    /// Riemann sum), times `z(x) − z(x₀)`.
+    IntegratedGradients {
+        /// Number of points on the path.
+        steps: usize,
+        /// The path's start.
+        baseline: Baseline,
+    },
+}
+
+impl Method {
+    /// Why this method finds no responsible region at `layer` of `arch`, if it cannot: a
+    /// method that does not multiply by the activation (gradient, guided backpropagation,
+    /// SmoothGrad) is the same at every position of a layer whose only consumer is global
+    /// average pooling, so its normalised map is 0 everywhere.
+    pub fn spatially_constant_at(&self, arch: Architecture, layer: &str) -> Option<String> {
+        let ignores_activation = matches!(
+            self,
+            Method::Gradient | Method::GuidedBackprop | Method::SmoothGrad { .. }
+        );
+        (ignores_activation && arch.pools_globally_after(layer)).then(|| {
+            format!(
+                "{} at {arch} {layer} is the same at every position ({layer} feeds only global \
+                 average pooling), so no position would be a responsible region: use \
+                 gradient_x_activation or integrated_gradients there, or an earlier layer",
+                self.name()
+            )
+        })
+    }
+
+    /// The method's name as written on the command line and in region files.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Method::Gradient => "gradient",
+            Method::GradientTimesActivation => "gradient_x_activation",
+            Method::GuidedBackprop => "guided_backprop",
+            Method::SmoothGrad { .. } => "smoothgrad",
+            Method::IntegratedGradients { .. } => "integrated_gradients",
+        }
+    }
+
+    /// Every method name.
+    pub const NAMES: [&'static str; 5] = [
+        "gradient",
+        "gradient_x_activation",
+        "guided_backprop",
+        "smoothgrad",
+        "integrated_gradients",
+    ];
+
+    /// Builds a method from its name and the parameters of the parametrised ones.
+    pub fn parse(
+        name: &str,
+        samples: usize,
+        noise: f64,
+        steps: usize,
+        baseline: Baseline,
+    ) -> Result<Self, SettingError> {
+        let method = match name {
+            "gradient" => Method::Gradient,
+            "gradient_x_activation" => Method::GradientTimesActivation,
+            "guided_backprop" => Method::GuidedBackprop,
+            "smoothgrad" => Method::SmoothGrad { samples, noise },
+            "integrated_gradients" => Method::IntegratedGradients { steps, baseline },
+            _ => {
+                return Err(SettingError::Invalid(format!(
+                    "unknown saliency method '{name}'; known: {}",
+                    Self::NAMES.join(", ")
+                )))
+            }
+        };
+        method.validate()?;
+        Ok(method)
+    }
+
+    /// Checks the parameters.
+    pub fn validate(&self) -> Result<(), SettingError> {
+        match *self {
+            Method::SmoothGrad { samples, noise } => {
+                if samples == 0 {
+                    return Err(SettingError::Invalid(
+                        "smoothgrad needs at least 1 sample".into(),
+                    ));
+                }
+                if !(noise.is_finite() && noise >= 0.0) {
+                    return Err(SettingError::Invalid(format!(
+                        "smoothgrad noise level must be a finite number ≥ 0, got {noise}"
+                    )));
+                }
+            }
+            Method::IntegratedGradients { steps: 0, .. } => {
+                return Err(SettingError::Invalid(
+                    "integrated gradients needs at least 1 step".into(),
+                ))
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The parameters worth recording next to the method's name (region-file metadata).
+    pub fn parameters(&self) -> Vec<(&'static str, String)> {
+        match *self {
+            Method::SmoothGrad { samples, noise } => {
+                vec![
+                    ("samples", samples.to_string()),
+                    ("noise", noise.to_string()),
+                ]
+            }
+            Method::IntegratedGradients { steps, baseline } => vec![
+                ("steps", steps.to_string()),
+                ("baseline", baseline.to_string()),
+            ],
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl fmt::Display for Baseline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Baseline::Zero => "zero",
+            Baseline::Black => "black",
+        })
+    }
+}
+
+impl Baseline {
+    /// Parses `zero` or `black`.
+    pub fn parse(name: &str) -> Result<Self, SettingError> {
+        match name {
+            "zero" => Ok(Baseline::Zero),
+            "black" => Ok(Baseline::Black),
+            _ => Err(SettingError::Invalid(format!(
+                "unknown integrated-gradients baseline '{name}'; known: zero, black"
+            ))),
+        }
+    }
+}
+
+/// Channel aggregation ζ: `[B, D, H, W]` saliency to a `[B, H, W]` map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Aggregation {
+    /// L2 norm over channels (HINT's default).
+    Norm,
+    /// Sum over channels.
+    Sum,
+    /// L2 norm of the positive part (`filter_norm`).
+    FilterNorm,
+    /// Maximum over channels.
+    Max,
+    /// Sum of absolute values.
+    AbsSum,
+    /// Maximum absolute value.
+    AbsMax,
+}
+
+impl Aggregation {
+    /// Every aggregation, in the order they are listed to users.
+    pub const ALL: [Aggregation; 6] = [
+        Aggregation::Norm,
+        Aggregation::Sum,
+        Aggregation::FilterNorm,
+        Aggregation::Max,
+        Aggregation::AbsSum,
+        Aggregation::AbsMax,
+    ];
+
+    /// The name used on the command line and in region files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Aggregation::Norm => "norm",
+            Aggregation::Sum => "sum",
+            Aggregation::FilterNorm => "filter_norm",
+            Aggregation::Max => "max",
+            Aggregation::AbsSum => "abs_sum",
+            Aggregation::AbsMax => "abs_max",
+        }
+    }
+
+    /// Parses a name given by [`Aggregation::name`].
+    pub fn parse(name: &str) -> Result<Self, SettingError> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name() == name)
+            .ok_or_else(|| {
+                SettingError::Invalid(format!(
+                    "unknown aggregation '{name}'; known: {}",
+                    Self::ALL.map(Aggregation::name).join(", ")
+                ))
+            })
+    }
+}
+
+impl fmt::Display for Aggregation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How the value of a Shapley coalition is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// The classifier trained once on all neurons.
+    #[default]
+    Fixed,
+    /// A classifier re-fitted on each coalition (the paper's `L*_e`).
+    Retrain,
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fixed" => Ok(Mode::Fixed),
+            "retrain" => Ok(Mode::Retrain),
+            _ => Err(format!("unknown mode '{s}' (expected fixed or retrain)")),
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Fixed => "fixed",
+            Mode::Retrain => "retrain",
+        })
+    }
+}

@@ -23,6 +23,7 @@
 //! under its final name is therefore always complete, whatever crashes.
 
 mod meta;
+pub mod quality;
 mod reader;
 mod rows;
 pub mod sample;

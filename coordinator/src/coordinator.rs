@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hint_common::job::{wire, JobId, JobSpec, TaskId, WorkerId, PROTOCOL_VERSION};
+use hint_common::job::{wire, JobId, JobSpec, Stage, TaskId, WorkerId, PROTOCOL_VERSION};
 use hint_common::proto;
 use hint_common::shapley::PermutationBlock;
 use hint_common::storage;
@@ -462,6 +462,13 @@ impl Coordinator {
                 (false, actions)
             }
         };
+        // The last extract commit: diagnose the regions while training starts, so a layer
+        // whose saliency is an artefact is warned about now, not only in the results.
+        let extracted = (accepted && task.stage == Stage::Extract)
+            .then(|| inner.scheduler.job(&task.job))
+            .flatten()
+            .filter(|job| job.all_settled(Stage::Extract))
+            .cloned();
         let version = inner.scheduler.version();
         drop(inner);
         if let Some(ticket) = ticket {
@@ -469,6 +476,14 @@ impl Coordinator {
         }
         self.changed.send_replace(version);
         self.run_actions(actions);
+        if let Some(job) = extracted {
+            std::thread::spawn(move || {
+                let _span = tracing::info_span!("regions", job = %job.id).entered();
+                if let Some(q) = results::region_quality(&job) {
+                    tracing::info!("{}", q.line());
+                }
+            });
+        }
         Ok(accepted)
     }
 

@@ -6,8 +6,9 @@
 //! top_neurons.csv        the top N neurons of each concept
 //! multimodal.csv         neurons in the top N of ≥ 2 concepts
 //! concepts.json          the hierarchy used
-//! job.json               the run: images, region rows, skipped images, quarantined tasks,
-//!                        concepts with their permutation counts
+//! job.json               the run: images, region rows, region-quality diagnostics
+//!                        (`hint_common::regions::quality`), skipped images, quarantined
+//!                        tasks, concepts with their permutation counts
 //! report.html            everything above for people (`report::write`)
 //! ```
 
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use hint_common::hierarchy::{ConceptId, Hierarchy, HierarchyError};
 use hint_common::job::Stage;
+use hint_common::regions::quality::{self, RegionQuality};
 use hint_common::shapley::phi::{
     multimodal, top_neurons, write_multimodal_csv, write_phi_csv, write_phi_parquet, write_top_csv,
     ConceptPhi,
@@ -168,6 +170,37 @@ fn settings(job: &Job) -> Vec<(String, String)> {
     ]
 }
 
+/// Region-quality diagnostics over every committed extract output together (the fixed
+/// pattern is the whole dataset's), each warning logged. A file that cannot be read is
+/// logged and gives `None`, never a failed job: the diagnostics are advice.
+pub fn region_quality(job: &Job) -> Option<RegionQuality> {
+    let (mut paths, mut images) = (Vec::new(), 0);
+    for task in job.stage_tasks(Stage::Extract) {
+        if let TaskState::Done {
+            output: Output::Extract {
+                files, images: n, ..
+            },
+            ..
+        } = &task.state
+        {
+            paths.extend(files.iter().map(|f| PathBuf::from(&f.path)));
+            images += n;
+        }
+    }
+    match quality::measure(&paths, images) {
+        Ok(q) => {
+            for warning in &q.warnings {
+                tracing::warn!(job = %job.id, "{warning}");
+            }
+            Some(q)
+        }
+        Err(error) => {
+            tracing::warn!(job = %job.id, %error, "region-quality diagnostics failed");
+            None
+        }
+    }
+}
+
 fn summary(job: &Job, hierarchy: &Hierarchy) -> serde_json::Value {
     let (mut files, mut rows, mut images) = (0u64, 0u64, 0u64);
     let mut skipped = Vec::new();
@@ -239,6 +272,7 @@ fn summary(job: &Job, hierarchy: &Hierarchy) -> serde_json::Value {
             ))
         })
         .collect();
+    let region_quality = region_quality(job);
     let finished_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
@@ -253,6 +287,7 @@ fn summary(job: &Job, hierarchy: &Hierarchy) -> serde_json::Value {
         "images_processed": images,
         "region_files": files,
         "region_rows": rows,
+        "region_quality": region_quality,
         "skipped_images": skipped,
         "quarantined_tasks": quarantined,
         "concepts": concepts,

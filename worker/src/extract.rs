@@ -28,6 +28,7 @@ use std::thread;
 use std::time::Instant;
 
 use crossbeam_channel::bounded;
+use hint_common::regions::quality::{self, RegionQuality};
 use hint_common::regions::{
     ActivationType, RegionFileMeta, RegionFileSummary, RegionRows, RegionWriter,
 };
@@ -210,6 +211,9 @@ pub struct ExtractReport {
     pub layer_shape: (usize, usize, usize),
     /// Wall-clock seconds, from the first batch to the last file closed.
     pub seconds: f64,
+    /// Region-quality diagnostics of a whole-dataset extraction (`None` for a shard,
+    /// `image_range` set: the job measures all its shards' files together).
+    pub quality: Option<RegionQuality>,
 }
 
 impl ExtractReport {
@@ -326,13 +330,22 @@ pub fn run(config: &ExtractConfig, on_progress: &mut dyn FnMut(Progress)) -> Res
     }
     gathered?;
     let files = files?;
+    let seconds = started.elapsed().as_secs_f64();
+    let quality = match config.image_range {
+        Some(_) => None,
+        None => {
+            let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+            Some(quality::measure(&paths, images_processed as u64)?)
+        }
+    };
     let report = ExtractReport {
         images_total,
         images_processed,
         skipped,
         files,
         layer_shape: layer_shape.unwrap_or((0, 0, 0)),
-        seconds: started.elapsed().as_secs_f64(),
+        seconds,
+        quality,
     };
     write_summary(config, &report)?;
     Ok(report)
@@ -801,6 +814,7 @@ fn write_summary(config: &ExtractConfig, report: &ExtractReport) -> Result<()> {
             "foreground_rows": f.foreground_rows, "background_rows": f.background_rows,
         })).collect::<Vec<_>>(),
         "seconds": report.seconds,
+        "region_quality": report.quality,
     });
     let path = config.out.join(SUMMARY_FILE);
     let text = serde_json::to_string_pretty(&summary).expect("JSON values serialise");

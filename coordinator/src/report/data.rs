@@ -10,6 +10,7 @@ use hint_common::ablation::{AblationReport, ABLATION_FILE};
 use hint_common::classify::{ConceptMetrics, MetricsFile, SkippedConcept, METRICS_FILE};
 use hint_common::hierarchy::Hierarchy;
 use hint_common::job::JobSpec;
+use hint_common::regions::quality::RegionQuality;
 use serde::Deserialize;
 
 use super::csv::csv_table;
@@ -64,6 +65,8 @@ pub struct JobSummary {
     pub region_files: u64,
     /// Region rows in them.
     pub region_rows: u64,
+    /// Region-quality diagnostics (absent in files written before they existed).
+    pub region_quality: Option<RegionQuality>,
     /// Images the extraction skipped.
     pub skipped_images: Vec<SkippedImage>,
     /// Tasks that failed too often.

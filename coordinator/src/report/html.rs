@@ -29,7 +29,7 @@ pub fn render(data: &ReportData) -> String {
         escape(&title)
     );
     page += &header(data, &title);
-    page += "<nav><a href=\"#phi\">Φ heatmap</a><a href=\"#hierarchy\">Hierarchy</a>\
+    page += "<nav><a href=\"#phi\">Φ heatmap</a><a href=\"#regions\">Regions</a><a href=\"#hierarchy\">Hierarchy</a>\
              <a href=\"#classifiers\">Classifiers</a><a href=\"#multimodal\">Multimodal neurons</a>\
              <a href=\"#wsol\">Localisation</a><a href=\"#ablation\">Ablation</a><a href=\"#problems\">Skipped &amp; quarantined</a></nav>\n<main>\n";
     let _ = write!(
@@ -37,6 +37,7 @@ pub fn render(data: &ReportData) -> String {
         "<section id=\"phi\"><h2>Φ: Shapley values of neurons × concepts</h2>\n{}</section>\n",
         heatmap::section(&data.phi)
     );
+    page += &regions(data);
     page += &hierarchy(data);
     page += &classifiers(data);
     page += &multimodal(data);
@@ -159,6 +160,43 @@ fn header(data: &ReportData, title: &str) -> String {
         escape(title),
         escape(&spec_json)
     )
+}
+
+/// The region-quality diagnostics: whether the saliency picked objects, nothing, or the
+/// same positions everywhere (`hint_common::regions::quality`).
+fn regions(data: &ReportData) -> String {
+    let mut out = String::from("<section id=\"regions\"><h2>Responsible regions</h2>\n");
+    let Some(q) = &data.summary.region_quality else {
+        out += "<p class=\"note\">No region-quality diagnostics in job.json (written before \
+                hint recorded them).</p></section>\n";
+        return out;
+    };
+    let _ = write!(
+        out,
+        "<p class=\"note\">Objects at varying places give a fixed-pattern IoU near 0; a \
+         saliency artefact (the same positions in every image, such as a stride pattern) \
+         near 1. The fixed pattern is the set of positions that are responsible in more than \
+         half of the images.</p>\n<table><tbody>\
+         <tr><th>Layer, method</th><td>{} · {}</td></tr>\
+         <tr><th>Images with a responsible region</th><td>{} of {} ({:.1}%)</td></tr>\
+         <tr><th>Responsible positions per such image</th><td>{:.1} of {}×{}</td></tr>\
+         <tr><th>Fixed pattern</th><td>{} positions; mean IoU with it {:.3}</td></tr>\
+         </tbody></table>\n",
+        escape(&q.layer),
+        escape(&q.method),
+        q.images_with_regions,
+        q.images,
+        100.0 * (1.0 - q.no_region_share),
+        q.regions_per_image,
+        q.grid[0],
+        q.grid[1],
+        q.fixed_pattern_positions,
+        q.fixed_pattern_iou
+    );
+    for warning in &q.warnings {
+        let _ = write!(out, "<p class=\"warn\">Warning: {}</p>\n", escape(warning));
+    }
+    out + "</section>\n"
 }
 
 fn describe_hierarchy(spec: &HierarchySpec) -> String {

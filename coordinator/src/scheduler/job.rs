@@ -234,7 +234,8 @@ impl Job {
             .take_while(move |t| t.id.stage == stage)
     }
 
-    fn all_settled(&self, stage: Stage) -> bool {
+    /// Whether every task of `stage` is done or quarantined (true for a stage without tasks).
+    pub fn all_settled(&self, stage: Stage) -> bool {
         self.counts.get(&stage).is_none_or(|&(_, open)| open == 0)
     }
 

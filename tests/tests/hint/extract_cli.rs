@@ -89,6 +89,30 @@ fn extract_skips_a_corrupt_image_and_writes_regions_pyarrow_reads() {
         .zip(&rows.foreground)
         .all(|(s, f)| (*s > 0.5) == *f));
 
+    // The region-quality diagnostics, recomputed here from the rows with per-image sets.
+    assert!(stdout.contains("quality: "), "summary:\n{stdout}");
+    let quality = &summary["region_quality"];
+    let mut masks: std::collections::BTreeMap<u64, std::collections::BTreeSet<usize>> =
+        Default::default();
+    for i in (0..rows.len()).filter(|&i| rows.foreground[i]) {
+        let p = usize::from(rows.y[i]) * 32 + usize::from(rows.x[i]);
+        masks.entry(rows.image_id[i]).or_default().insert(p);
+    }
+    let fixed: std::collections::BTreeSet<usize> = (0..32 * 32)
+        .filter(|p| 2 * masks.values().filter(|m| m.contains(p)).count() > 15)
+        .collect();
+    let iou = masks
+        .values()
+        .map(|m| m.intersection(&fixed).count() as f64 / m.union(&fixed).count() as f64)
+        .sum::<f64>()
+        / masks.len() as f64;
+    let per_image = masks.values().map(|m| m.len()).sum::<usize>() as f64 / masks.len() as f64;
+    assert_eq!(quality["images"], 15, "{quality}");
+    assert_eq!(quality["images_with_regions"], masks.len(), "{quality}");
+    assert_eq!(quality["fixed_pattern_positions"], fixed.len(), "{quality}");
+    assert!((quality["fixed_pattern_iou"].as_f64().unwrap() - iou).abs() < 1e-12);
+    assert!((quality["regions_per_image"].as_f64().unwrap() - per_image).abs() < 1e-12);
+
     let pyarrow = run_python("read_regions.py", &[file.as_os_str()]);
     let read: serde_json::Value = serde_json::from_str(&pyarrow).unwrap();
     assert_eq!(

@@ -185,9 +185,22 @@ fn the_report_of_a_job_is_self_contained_and_renders_in_headless_chromium() {
         "F1 0.",
         "run <code>hint evaluate</code> to add localisation results",
         "No task was quarantined.",
+        "<h2>Responsible regions</h2>",
+        "Images with a responsible region",
     ] {
         assert!(html.contains(needle), "the page lacks {needle:?}");
     }
+    // The coordinator measured the regions of every shard together.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(job.join("results/job.json")).unwrap())
+            .unwrap();
+    let quality = &summary["region_quality"];
+    assert_eq!(quality["images"], summary["images_processed"], "{quality}");
+    assert_eq!(quality["layer"], "features.7");
+    assert!(
+        quality["images_with_regions"].as_u64().unwrap() > 0,
+        "{quality}"
+    );
 
     // It runs: ready, no script error.
     let dom = dump_dom(&page);

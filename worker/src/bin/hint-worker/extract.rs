@@ -181,5 +181,11 @@ fn print_summary(config: &ExtractConfig, report: &ExtractReport) {
             );
         }
     }
+    if let Some(quality) = &report.quality {
+        println!("  quality: {}", quality.line());
+        for warning in &quality.warnings {
+            println!("  warning: {warning}");
+        }
+    }
     println!("  summary: {}", config.out.join(SUMMARY_FILE).display());
 }

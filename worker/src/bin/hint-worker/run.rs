@@ -12,6 +12,7 @@ use clap::Args;
 use hint_common::hierarchy::Hierarchy;
 use hint_common::job::JobId;
 use hint_common::proto::{self, jobs_client::JobsClient};
+use hint_common::regions::quality::RegionQuality;
 use hint_common::storage;
 use hint_coordinator::coordinator::{Coordinator, CoordinatorConfig};
 use hint_coordinator::{results, service, spec};
@@ -173,6 +174,13 @@ fn print_summary(coordinator: &Coordinator, id: &JobId, status: &proto::JobStatu
         summary["region_files"],
         summary["skipped_images"].as_array().map_or(0, Vec::len)
     );
+    if let Ok(quality) = serde_json::from_value::<RegionQuality>(summary["region_quality"].clone())
+    {
+        println!("  regions: {}", quality.line());
+        for warning in &quality.warnings {
+            println!("  warning: {warning}");
+        }
+    }
     let phis = results::phi(&job, &hierarchy);
     let mut levels: Vec<u32> = phis.iter().map(|p| p.level).collect();
     levels.sort_unstable();

@@ -234,6 +234,10 @@ pub struct WsolRow {
     pub loc_accuracy_sd: Option<f64>,
     /// …of mask IoU.
     pub mask_iou_sd: Option<f64>,
+    /// MaxBoxAcc: box accuracy at the best threshold of the sweep, when recorded.
+    pub max_box_acc: Option<f64>,
+    /// The threshold it was reached at (one-draw selections), when recorded.
+    pub max_box_threshold: Option<f64>,
 }
 
 /// The bootstrap of `wsol.json`'s intervals.
@@ -264,6 +268,8 @@ pub struct WsolComparison {
     pub loc_accuracy: Option<WsolDifference>,
     /// Mask IoU, when there are masks.
     pub mask_iou: Option<WsolDifference>,
+    /// MaxBoxAcc, each selection at its own best threshold, when recorded.
+    pub max_box_acc: Option<WsolDifference>,
     /// `better`, `within_noise` or `worse` (of the localisation accuracy's interval).
     pub verdict: String,
     /// Share of the baseline's neurons that Shapley also keeps, when recorded.

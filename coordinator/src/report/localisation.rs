@@ -46,6 +46,11 @@ fn wsol_rows(rows: &[WsolRow], per_concept: bool) -> String {
             };
             out += &num_cell(v.unwrap_or(f64::NAN), &text);
         }
+        let text = match (r.max_box_acc, r.max_box_threshold) {
+            (Some(v), Some(t)) => format!("{} (τ {t:.2})", percent(Some(v))),
+            (v, _) => percent(v),
+        };
+        out += &num_cell(r.max_box_acc.unwrap_or(f64::NAN), &text);
         out.push_str("</tr>");
     }
     out
@@ -91,7 +96,8 @@ fn comparisons(f: &WsolFile) -> String {
          <th class=\"num\">difference</th><th>interval</th><th>verdict</th>\
          <th class=\"num\">mask IoU difference</th><th>interval</th>\
          <th class=\"num\" title=\"share of the baseline's neurons that Shapley also keeps\">\
-         overlap</th></tr></thead><tbody>\
+         overlap</th><th class=\"num\">MaxBoxAcc difference</th><th>interval</th>\
+         </tr></thead><tbody>\
          {rows}</tbody></table>\n",
         100.0 * confidence
     )
@@ -138,12 +144,25 @@ fn comparison_row(c: &WsolComparison) -> String {
         None => out += "<td></td><td></td>",
     }
     out += &num_cell(c.overlap.unwrap_or(f64::NAN), &percent(c.overlap));
+    match &c.max_box_acc {
+        Some(d) => {
+            let _ = write!(
+                out,
+                "{}<td>{}</td>",
+                num_cell(d.difference, &format!("{} pts", points(d.difference))),
+                escape(&interval(d))
+            );
+        }
+        None => out += "<td></td><td></td>",
+    }
     out + "</tr>"
 }
 
 const WSOL_HEAD: &str = "<th>selection</th><th class=\"num\">neurons kept</th>\
     <th class=\"num\">images</th><th class=\"num\">loc. accuracy</th>\
-    <th class=\"num\">pointing</th><th class=\"num\">mask IoU</th></tr></thead><tbody>";
+    <th class=\"num\">pointing</th><th class=\"num\">mask IoU</th>\
+    <th class=\"num\" title=\"box accuracy at the best threshold of a 0.01-step sweep \
+    (Choe et al. 2020)\">MaxBoxAcc</th></tr></thead><tbody>";
 
 /// The localisation section: the results of `hint evaluate`, or a note that there are none.
 pub fn section(wsol: Option<&Wsol>) -> String {
@@ -159,7 +178,9 @@ pub fn section(wsol: Option<&Wsol>) -> String {
          localisation with each concept classifier restricted to a fraction of the neurons, \
          chosen by Shapley value, by classifier weight (|w|·σ: on the standardised features \
          the classifier was fitted on; raw |w|: on raw activations) or at random: \
-         localisation accuracy (box IoU ≥ 0.5), pointing game and mask IoU{}.</p>\n<table \
+         localisation accuracy (box IoU ≥ 0.5), pointing game, mask IoU{}, and MaxBoxAcc (Choe \
+         et al. 2020): the box accuracy at the best threshold of a 0.01-step sweep, chosen per \
+         selection on these images (its interval holds that threshold fixed).</p>\n<table \
          class=\"sortable\"><thead><tr>{WSOL_HEAD}{}</tbody></table>\n{}",
         f.threshold
             .map(|t| format!("; maps thresholded at {t} of their range"))
@@ -259,13 +280,19 @@ mod tests {
                 "random_draws":5,"bootstrap":{"replicates":2000,"confidence":0.95,"seed":0},
                 "summary":[{"selection":"random","fraction":10,"neurons":7,"images":600,
                             "draws":5,"loc_accuracy":0.662,"pointing":0.99,"mask_iou":0.5,
-                            "loc_accuracy_sd":0.021,"pointing_sd":0.0,"mask_iou_sd":0.01}],
+                            "loc_accuracy_sd":0.021,"pointing_sd":0.0,"mask_iou_sd":0.01,
+                            "max_box_acc":0.705},
+                           {"selection":"shapley","fraction":10,"neurons":7,"images":600,
+                            "loc_accuracy":0.812,"pointing":1.0,"mask_iou":0.6,
+                            "max_box_acc":0.9,"max_box_threshold":0.31}],
                 "comparisons":[
                   {"baseline":"weight_raw","fraction":10,"pairs":600,"images":580,"draws":1,
                    "loc_accuracy":{"shapley":0.812,"baseline":0.255,"difference":0.557,
                                    "low":0.51,"high":0.6},
                    "pointing":{"shapley":1,"baseline":1,"difference":0,"low":0,"high":0},
-                   "mask_iou":null,"verdict":"better","overlap":0.25},
+                   "mask_iou":null,"verdict":"better","overlap":0.25,
+                   "max_box_acc":{"shapley":0.9,"baseline":0.4,"difference":0.5,
+                                  "low":0.45,"high":0.55}},
                   {"baseline":"weight_standardised","fraction":10,"pairs":600,"images":580,
                    "draws":1,"loc_accuracy":{"shapley":0.812,"baseline":0.848,
                    "difference":-0.036,"low":-0.061,"high":-0.011},
@@ -293,6 +320,10 @@ mod tests {
             "<td class=\"warn\">worse</td>",
             "[-2.0, +0.0]",
             ">25.0%</td>",
+            ">70.5%</td>",
+            "90.0% (τ 0.31)",
+            "+50.0 pts",
+            "[+45.0, +55.0]",
         ] {
             assert!(html.contains(needle), "no {needle:?} in {html}");
         }

@@ -133,6 +133,13 @@ fn evaluate_writes_every_selection_and_fraction_and_heatmaps() {
             unit(&row["loc_accuracy"], &what);
             unit(&row["pointing"], &what);
             unit(&row["mask_iou"], &what);
+            // MaxBoxAcc takes the best threshold of a sweep that holds the fixed one (0.5).
+            let max_box = unit(&row["max_box_acc"], &what);
+            assert!(
+                max_box >= row["loc_accuracy"].as_f64().unwrap() - 1e-12,
+                "{what}"
+            );
+            assert_eq!(row["max_box_threshold"].is_f64(), draws == 1, "{what}");
             // Pooled over (concept, image) pairs: the per-concept counts add up.
             let mine: Vec<&Value> = concepts
                 .iter()

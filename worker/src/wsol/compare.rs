@@ -32,6 +32,10 @@ pub struct Outcome {
     pub pointed: bool,
     /// IoU of the thresholded map with the mask, when there is a mask.
     pub mask_iou: Option<f64>,
+    /// Bit `k`: localised at the sweep's threshold `k` (see `geometry::boxes_by_threshold`).
+    pub box_hits: u128,
+    /// Localised at its slot's MaxBoxAcc threshold ([`choose_box_thresholds`]).
+    pub max_box: bool,
 }
 
 /// What is measured of an [`Outcome`].
@@ -43,11 +47,18 @@ pub enum Metric {
     Pointing,
     /// Mask IoU (pairs with a mask only).
     MaskIou,
+    /// Box accuracy at the slot's best sweep threshold (MaxBoxAcc).
+    MaxBoxAcc,
 }
 
 impl Metric {
-    /// The three, in report order.
-    pub const ALL: [Metric; 3] = [Metric::LocAccuracy, Metric::Pointing, Metric::MaskIou];
+    /// The four, in report order.
+    pub const ALL: [Metric; 4] = [
+        Metric::LocAccuracy,
+        Metric::Pointing,
+        Metric::MaskIou,
+        Metric::MaxBoxAcc,
+    ];
 
     /// The outcome's value; `None` where the metric does not apply (no mask).
     pub fn value(self, o: &Outcome) -> Option<f64> {
@@ -55,8 +66,36 @@ impl Metric {
             Metric::LocAccuracy => Some(f64::from(u8::from(o.localised))),
             Metric::Pointing => Some(f64::from(u8::from(o.pointed))),
             Metric::MaskIou => o.mask_iou,
+            Metric::MaxBoxAcc => Some(f64::from(u8::from(o.max_box))),
         }
     }
+}
+
+/// MaxBoxAcc's threshold of every slot: the sweep step with the most localised pairs over
+/// all of them (the lowest step on a tie), as Choe et al. take the best threshold over the
+/// evaluation set; each outcome's `max_box` is then its hit at its slot's step. Every
+/// selection (each random draw too) gets its own best threshold, so none is favoured.
+pub fn choose_box_thresholds(pairs: &mut [PairOutcomes], slots: usize) -> Vec<usize> {
+    let steps = super::geometry::SWEEP;
+    let chosen: Vec<usize> = (0..slots)
+        .map(|slot| {
+            let mut hits = vec![0usize; steps];
+            for p in pairs.iter() {
+                let bits = p.outcomes[slot].box_hits;
+                for (k, h) in hits.iter_mut().enumerate() {
+                    *h += usize::from(bits >> k & 1 == 1);
+                }
+            }
+            // The first maximum: the lowest threshold among the best.
+            (0..steps).fold(0, |best, k| if hits[k] > hits[best] { k } else { best })
+        })
+        .collect();
+    for p in pairs.iter_mut() {
+        for (o, &k) in p.outcomes.iter_mut().zip(&chosen) {
+            o.max_box = o.box_hits >> k & 1 == 1;
+        }
+    }
+    chosen
 }
 
 /// A re-fitted classifier of a concept: every concept has the same [`slots`].
@@ -176,6 +215,9 @@ pub struct Comparison {
     pub pointing: Difference,
     /// Mask IoU (pairs with a mask), `None` without masks.
     pub mask_iou: Option<Difference>,
+    /// MaxBoxAcc, each selection at its own best threshold (absent in older files).
+    #[serde(default)]
+    pub max_box_acc: Option<Difference>,
     /// What the localisation accuracy's interval says.
     pub verdict: Verdict,
     /// Share of the baseline's neurons that Shapley also keeps, mean over concepts (and
@@ -256,6 +298,7 @@ pub fn compare(
                 loc_accuracy,
                 pointing,
                 mask_iou: difference(Metric::MaskIou),
+                max_box_acc: difference(Metric::MaxBoxAcc),
                 overlap: None,
             });
         }
@@ -412,6 +455,8 @@ mod tests {
             localised,
             pointed: true,
             mask_iou: Some(if localised { 0.75 } else { 0.25 }),
+            max_box: localised,
+            ..Outcome::default()
         }
     }
 
@@ -440,6 +485,35 @@ mod tests {
             image,
             outcomes,
         }
+    }
+
+    #[test]
+    fn each_slot_takes_its_own_best_sweep_threshold() {
+        let with_bits = |a: u128, b: u128| PairOutcomes {
+            concept: 0,
+            image: 0,
+            outcomes: vec![
+                Outcome {
+                    box_hits: a,
+                    ..Outcome::default()
+                },
+                Outcome {
+                    box_hits: b,
+                    ..Outcome::default()
+                },
+            ],
+        };
+        // Slot 0: step 3 localises both pairs, step 1 one. Slot 1: steps 2 and 7 tie at one
+        // pair each (the lower wins); nothing at step 3.
+        let mut pairs = vec![with_bits(0b1010, 1 << 2), with_bits(0b1000, 1 << 7)];
+        assert_eq!(choose_box_thresholds(&mut pairs, 2), vec![3, 2]);
+        let hits = |slot: usize| {
+            pairs
+                .iter()
+                .map(|p| p.outcomes[slot].max_box)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!((hits(0), hits(1)), (vec![true, true], vec![true, false]));
     }
 
     #[test]

@@ -22,7 +22,11 @@
 //! - localisation: IoU with a ground-truth box `≥ 0.5`, best over the boxes ([`box_iou`]);
 //! - pointing game: the centre of the map's maximum pixel (first in row-major order) lies in
 //!   a ground-truth box, no tolerance ([`argmax`], [`Rect::contains`]);
-//! - mask IoU: every thresholded pixel (not only the largest component) against the mask.
+//! - mask IoU: every thresholded pixel (not only the largest component) against the mask;
+//! - MaxBoxAcc (Choe et al., CVPR 2020, "Evaluating Weakly Supervised Object Localization
+//!   Methods Right"): the box at every threshold `k / 100`, `k = 0..100` (their
+//!   `cam_curve_interval` 0.01), localised or not ([`boxes_by_threshold`]); the caller takes
+//!   the best threshold over a dataset.
 
 use hint_common::annotations::BoundingBox;
 
@@ -245,6 +249,96 @@ pub fn largest_component_box(mask: &[bool], width: usize) -> Option<Rect> {
     })
 }
 
+/// Thresholds of the MaxBoxAcc sweep: `k / SWEEP` for `k = 0..SWEEP`.
+pub const SWEEP: usize = 100;
+
+/// The threshold of sweep step `k`.
+pub fn sweep_threshold(k: usize) -> f32 {
+    k as f32 / SWEEP as f32
+}
+
+/// [`largest_component_box`] of `map ≥ sweep_threshold(k)` for every `k`, in one pass:
+/// pixels are added in descending value with a union-find over 8-neighbours that keeps each
+/// component's size, box and first pixel (row-major), so the largest component (same tie
+/// rule) is known after each threshold's pixels are in. Components only grow and merge as
+/// the threshold falls, and every change is compared with the best so far.
+pub fn boxes_by_threshold(map: &[f32], width: usize) -> Vec<Option<Rect>> {
+    let n = map.len();
+    let height = n / width;
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| map[b].total_cmp(&map[a]).then(a.cmp(&b)));
+    let mut parent: Vec<usize> = (0..n).collect();
+    let mut active = vec![false; n];
+    // Per root: (size, first pixel, xmin, ymin, xmax, ymax).
+    let mut comp: Vec<(usize, usize, usize, usize, usize, usize)> = (0..n)
+        .map(|p| (1, p, p % width, p / width, p % width, p / width))
+        .collect();
+    fn find(parent: &mut [usize], mut p: usize) -> usize {
+        while parent[p] != p {
+            parent[p] = parent[parent[p]];
+            p = parent[p];
+        }
+        p
+    }
+    let better = |a: &(usize, usize, usize, usize, usize, usize),
+                  b: &(usize, usize, usize, usize, usize, usize)| {
+        a.0 > b.0 || (a.0 == b.0 && a.1 < b.1)
+    };
+    let mut best: Option<usize> = None;
+    let mut next = 0;
+    let mut out = vec![None; SWEEP];
+    for k in (0..SWEEP).rev() {
+        let t = sweep_threshold(k);
+        while next < n && map[order[next]] >= t {
+            let p = order[next];
+            next += 1;
+            active[p] = true;
+            let mut root = p;
+            let (x, y) = (p % width, p / width);
+            for ny in y.saturating_sub(1)..=(y + 1).min(height - 1) {
+                for nx in x.saturating_sub(1)..=(x + 1).min(width - 1) {
+                    let q = ny * width + nx;
+                    if q == p || !active[q] {
+                        continue;
+                    }
+                    let (a, b) = (find(&mut parent, root), find(&mut parent, q));
+                    if a == b {
+                        continue;
+                    }
+                    let (ca, cb) = (comp[a], comp[b]);
+                    parent[b] = a;
+                    comp[a] = (
+                        ca.0 + cb.0,
+                        ca.1.min(cb.1),
+                        ca.2.min(cb.2),
+                        ca.3.min(cb.3),
+                        ca.4.max(cb.4),
+                        ca.5.max(cb.5),
+                    );
+                    root = a;
+                }
+            }
+            let root = find(&mut parent, root);
+            let stale = best.map(|b| find(&mut parent, b));
+            if stale.is_none_or(|b| b == root || better(&comp[root], &comp[b])) {
+                best = Some(root);
+            } else {
+                best = stale;
+            }
+        }
+        out[k] = best.map(|b| {
+            let c = comp[find(&mut parent, b)];
+            Rect {
+                xmin: c.2 as f64,
+                ymin: c.3 as f64,
+                xmax: (c.4 + 1) as f64,
+                ymax: (c.5 + 1) as f64,
+            }
+        });
+    }
+    out
+}
+
 /// Intersection over union of two pixel masks of the same size; 0 when both are empty.
 pub fn mask_iou(a: &[bool], b: &[bool]) -> f64 {
     assert_eq!(a.len(), b.len(), "masks of one size");
@@ -273,6 +367,9 @@ pub struct Scores {
     pub pointed: bool,
     /// IoU of the thresholded map with the mask, when there is a mask.
     pub mask_iou: Option<f64>,
+    /// Bit `k`: the box at threshold [`sweep_threshold`]`(k)` has IoU ≥ 0.5 with a
+    /// ground-truth box (MaxBoxAcc's sweep).
+    pub box_hits: u128,
 }
 
 /// Scores a classifier's `h × w` map on an image whose ground truth (`boxes`, optional
@@ -294,6 +391,7 @@ pub fn score_map(
             localised: false,
             pointed: false,
             mask_iou: mask.map(|_| 0.0),
+            box_hits: 0,
         };
         return (scores, None);
     };
@@ -306,12 +404,23 @@ pub fn score_map(
     let pointed = boxes
         .iter()
         .any(|b| b.contains(px as f64 + 0.5, py as f64 + 0.5));
+    let best_iou_of = |b: &Option<Rect>| {
+        b.map_or(0.0, |p| {
+            boxes.iter().map(|b| box_iou(&p, b)).fold(0.0, f64::max)
+        })
+    };
+    let box_hits = boxes_by_threshold(&norm, crop)
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| best_iou_of(b) >= 0.5)
+        .fold(0u128, |bits, (k, _)| bits | 1 << k);
     let scores = Scores {
         predicted,
         best_iou,
         localised: best_iou >= 0.5,
         pointed,
         mask_iou: mask.map(|m| mask_iou(&above, m)),
+        box_hits,
     };
     (scores, Some(norm))
 }
@@ -343,6 +452,30 @@ mod tests {
             box_iou(&rect(1.0, 1.0, 1.0, 5.0), &rect(1.0, 1.0, 1.0, 5.0)),
             0.0
         );
+    }
+
+    #[test]
+    fn the_sweep_gives_the_largest_component_box_at_every_threshold() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for (trial, (h, w)) in [(1, 1), (3, 5), (8, 8), (16, 12), (33, 31)]
+            .into_iter()
+            .cycle()
+            .take(40)
+            .enumerate()
+        {
+            // Coarse values make ties (equal sizes, equal values) common.
+            let levels = if trial % 2 == 0 { 5.0 } else { 100.0 };
+            let map: Vec<f32> = (0..h * w)
+                .map(|_| (rng.random_range(0.0..1.0f32) * levels).floor() / levels)
+                .collect();
+            let swept = boxes_by_threshold(&map, w);
+            for (k, got) in swept.iter().enumerate() {
+                let t = sweep_threshold(k);
+                let above: Vec<bool> = map.iter().map(|&v| v >= t).collect();
+                assert_eq!(*got, largest_component_box(&above, w), "{h}×{w} k={k}");
+            }
+        }
     }
 
     #[test]

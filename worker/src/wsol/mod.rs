@@ -418,6 +418,7 @@ pub fn evaluate(
 
     // Images were scored in id order: sort by concept, then image, for the rows.
     pairs.sort_by_key(|p| (p.concept, p.image));
+    let box_thresholds = compare::choose_box_thresholds(&mut pairs, slots.len());
     let mut concepts = Vec::new();
     for e in &evaluated {
         let mine: Vec<&PairOutcomes> = pairs.iter().filter(|p| p.concept == e.id.0).collect();
@@ -437,7 +438,7 @@ pub fn evaluate(
     let report = WsolReport {
         fractions: config.fractions.clone(),
         selections: Selection::ALL.to_vec(),
-        summary: report::summary_rows(&pairs, &slots, &config.fractions, |f| {
+        summary: report::summary_rows(&pairs, &slots, &config.fractions, &box_thresholds, |f| {
             select::neurons_kept(d, f)
         }),
         comparisons: compare::compare(&pairs, &slots, &config.fractions, &bootstrap)

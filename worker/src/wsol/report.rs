@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::compare::{self, BootstrapSettings, Comparison, Metric, PairOutcomes, Slot, Verdict};
+use super::geometry;
 use super::select::Selection;
 use super::WsolError;
 
@@ -43,6 +44,13 @@ pub struct SummaryRow {
     /// …of `mask_iou`.
     #[serde(default)]
     pub mask_iou_sd: Option<f64>,
+    /// MaxBoxAcc: box accuracy at the best threshold of the sweep (mean over draws; absent
+    /// in older files).
+    #[serde(default)]
+    pub max_box_acc: Option<f64>,
+    /// The threshold it was reached at (one-draw selections).
+    #[serde(default)]
+    pub max_box_threshold: Option<f32>,
 }
 
 fn one() -> usize {
@@ -77,6 +85,9 @@ pub struct ConceptRow {
     /// Standard deviation of `loc_accuracy` across draws (several draws only).
     #[serde(default)]
     pub loc_accuracy_sd: Option<f64>,
+    /// Box accuracy at the selection's pooled MaxBoxAcc threshold (absent in older files).
+    #[serde(default)]
+    pub max_box_acc: Option<f64>,
 }
 
 /// One heatmap PNG.
@@ -169,7 +180,7 @@ impl WsolReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<9} {:>8} {:>7} {:>6} {:>5} {:>15} {:>9} {:>15}",
+            "{:<9} {:>8} {:>7} {:>6} {:>5} {:>15} {:>9} {:>15} {:>16}",
             "selection",
             "fraction",
             "neurons",
@@ -177,7 +188,8 @@ impl WsolReport {
             "draws",
             "loc_accuracy",
             "pointing",
-            "mask_iou"
+            "mask_iou",
+            "max_box_acc (τ)"
         );
         let with_sd = |v: f64, sd: Option<f64>| match sd {
             Some(sd) => format!("{v:.3} ± {sd:.3}"),
@@ -188,9 +200,14 @@ impl WsolReport {
                 let mask = r
                     .mask_iou
                     .map_or_else(|| "-".to_string(), |m| with_sd(m, r.mask_iou_sd));
+                let max_box = match (r.max_box_acc, r.max_box_threshold) {
+                    (Some(v), Some(t)) => format!("{v:.3} ({t:.2})"),
+                    (Some(v), None) => format!("{v:.3}"),
+                    _ => "-".to_string(),
+                };
                 let _ = writeln!(
                     out,
-                    "{:<9} {:>7}% {:>7} {:>6} {:>5} {:>15} {:>9.3} {:>15}",
+                    "{:<9} {:>7}% {:>7} {:>6} {:>5} {:>15} {:>9.3} {:>15} {:>16}",
                     r.selection.label(),
                     r.fraction,
                     r.neurons,
@@ -198,7 +215,8 @@ impl WsolReport {
                     r.draws,
                     with_sd(r.loc_accuracy, r.loc_accuracy_sd),
                     r.pointing,
-                    mask
+                    mask,
+                    max_box
                 );
             }
         }
@@ -215,14 +233,26 @@ impl WsolReport {
             );
             let _ = writeln!(
                 out,
-                "{:>8}  {:<8} {:>7} {:>8} {:>10}  {:<18}  {:<12}  overlap",
-                "fraction", "baseline", "Shapley", "baseline", "difference", "interval", "verdict"
+                "{:>8}  {:<8} {:>7} {:>8} {:>10}  {:<18}  {:<12}  {:<8} {:<24}",
+                "fraction",
+                "baseline",
+                "Shapley",
+                "baseline",
+                "difference",
+                "interval",
+                "verdict",
+                "overlap",
+                "MaxBoxAcc difference"
             );
             for c in &self.comparisons {
                 let d = &c.loc_accuracy;
+                let max_box = c.max_box_acc.as_ref().map_or_else(
+                    || "-".to_string(),
+                    |m| format!("{:+.3} [{:+.3}, {:+.3}]", m.difference, m.low, m.high),
+                );
                 let _ = writeln!(
                     out,
-                    "{:>7}%  {:<8} {:>7.3} {:>8.3} {:>+10.3}  {:<18}  {:<12}  {}",
+                    "{:>7}%  {:<8} {:>7.3} {:>8.3} {:>+10.3}  {:<18}  {:<12}  {:<8} {}",
                     c.fraction,
                     c.baseline.label(),
                     d.shapley,
@@ -231,7 +261,8 @@ impl WsolReport {
                     format!("[{:+.3}, {:+.3}]", d.low, d.high),
                     c.verdict.words(),
                     c.overlap
-                        .map_or_else(|| "-".to_string(), |o| format!("{:.0}%", 100.0 * o))
+                        .map_or_else(|| "-".to_string(), |o| format!("{:.0}%", 100.0 * o)),
+                    max_box
                 );
             }
             for baseline in Selection::BASELINES {
@@ -262,9 +293,9 @@ impl WsolReport {
     }
 }
 
-/// Pairs, draws and the three metrics of `slots` (one selection at one fraction) over
+/// Pairs, draws and the four metrics of `slots` (one selection at one fraction) over
 /// `pairs`.
-fn numbers(pairs: &[&PairOutcomes], slots: &[usize]) -> (usize, usize, [compare::Pooled; 3]) {
+fn numbers(pairs: &[&PairOutcomes], slots: &[usize]) -> (usize, usize, [compare::Pooled; 4]) {
     (
         pairs.len(),
         slots.len(),
@@ -273,18 +304,26 @@ fn numbers(pairs: &[&PairOutcomes], slots: &[usize]) -> (usize, usize, [compare:
 }
 
 /// The summary rows (selection-major, then fraction), pooled over every pair.
+/// `box_thresholds`: each slot's MaxBoxAcc sweep step ([`compare::choose_box_thresholds`]).
 pub(super) fn summary_rows(
     pairs: &[PairOutcomes],
     slots: &[Slot],
     fractions: &[u32],
+    box_thresholds: &[usize],
     neurons: impl Fn(u32) -> usize,
 ) -> Vec<SummaryRow> {
     let all: Vec<&PairOutcomes> = pairs.iter().collect();
     let mut rows = Vec::new();
     for selection in Selection::ALL {
         for &fraction in fractions {
-            let (images, draws, [loc, pointing, mask]) =
-                numbers(&all, &compare::slots_of(slots, selection, fraction));
+            let mine = compare::slots_of(slots, selection, fraction);
+            let (images, draws, [loc, pointing, mask, max_box]) = numbers(&all, &mine);
+            let max_box_threshold = match mine[..] {
+                [slot] => box_thresholds
+                    .get(slot)
+                    .map(|&k| geometry::sweep_threshold(k)),
+                _ => None,
+            };
             rows.push(SummaryRow {
                 selection,
                 fraction,
@@ -297,6 +336,8 @@ pub(super) fn summary_rows(
                 loc_accuracy_sd: loc.sd,
                 pointing_sd: pointing.sd,
                 mask_iou_sd: mask.sd,
+                max_box_acc: max_box.mean,
+                max_box_threshold,
             });
         }
     }
@@ -313,7 +354,7 @@ pub(super) fn concept_rows(
     let mut rows = Vec::new();
     for selection in Selection::ALL {
         for &fraction in fractions {
-            let (images, draws, [loc, pointing, mask]) =
+            let (images, draws, [loc, pointing, mask, max_box]) =
                 numbers(pairs, &compare::slots_of(slots, selection, fraction));
             rows.push(ConceptRow {
                 concept,
@@ -327,6 +368,7 @@ pub(super) fn concept_rows(
                 pointing: pointing.mean.unwrap_or(0.0),
                 mask_iou: mask.mean,
                 loc_accuracy_sd: loc.sd,
+                max_box_acc: max_box.mean,
             });
         }
     }
@@ -348,6 +390,8 @@ mod tests {
                     localised: l,
                     pointed: true,
                     mask_iou: mask,
+                    max_box: !l,
+                    ..Outcome::default()
                 })
                 .collect(),
         }
@@ -365,7 +409,7 @@ mod tests {
             pair(1, 2, &[false, false, false, true, true], None),
             pair(1, 3, &[false, false, false, false, false], None),
         ];
-        let rows = summary_rows(&pairs, &slots, &[10], |_| 7);
+        let rows = summary_rows(&pairs, &slots, &[10], &[50, 50, 50, 50, 50], |_| 7);
         assert_eq!(rows.len(), 4);
         let shapley = &rows[0];
         assert_eq!(shapley.selection, Selection::Shapley);
@@ -374,6 +418,15 @@ mod tests {
         assert_eq!(shapley.pointing, 1.0);
         assert_eq!(shapley.mask_iou, Some(0.5));
         assert_eq!(shapley.loc_accuracy_sd, None);
+        // MaxBoxAcc pools each outcome's hit at its slot's threshold (here set by hand).
+        assert_eq!(
+            (shapley.max_box_acc, shapley.max_box_threshold),
+            (Some(0.5), Some(0.5))
+        );
+        assert_eq!(
+            (rows[3].max_box_acc, rows[3].max_box_threshold),
+            (Some(0.5), None)
+        );
         assert_eq!((rows[1].loc_accuracy, rows[2].loc_accuracy), (0.0, 0.25));
         let random = &rows[3];
         assert_eq!((random.draws, random.loc_accuracy), (2, 0.5));

@@ -166,6 +166,8 @@ impl Context<'_> {
                     localised: s.localised,
                     pointed: s.pointed,
                     mask_iou: s.mask_iou,
+                    box_hits: s.box_hits,
+                    max_box: false, // set once every pair is in (`choose_box_thresholds`)
                 });
                 if draw
                     && slot.selection == Selection::Shapley

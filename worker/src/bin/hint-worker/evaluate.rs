@@ -127,7 +127,8 @@ fn evaluate_and_print(config: &WsolConfig) -> anyhow::Result<()> {
     println!(
         "maps: the re-fitted classifier's logit at every position, bilinear to the crop, \
          min-max normalised, ≥ {THRESHOLD}; box of the largest 8-connected component; \
-         localised = IoU ≥ 0.5; pooled over (concept, image) pairs. Neurons kept: top by \
+         localised = IoU ≥ 0.5; max_box_acc = the same at the best threshold of a 0.01 sweep \
+         (τ: where it was reached); pooled over (concept, image) pairs. Neurons kept: top by \
          Shapley value, by |w|·σ (the classifier's weight on standardised features), by raw |w| \
          (its weight on raw activations), or at random (mean ± sd over the draws)"
     );

@@ -80,6 +80,10 @@ pub struct EvaluateSpec {
     /// Bootstrap replicates of the intervals.
     #[serde(default = "EvaluateSpec::default_bootstrap")]
     pub bootstrap: usize,
+    /// Held-out images (ImageFolder or CSV with the job's labels); None: the job's own
+    /// held-out split.
+    #[serde(default)]
+    pub images: Option<PathBuf>,
 }
 
 impl EvaluateSpec {

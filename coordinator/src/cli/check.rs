@@ -146,14 +146,21 @@ fn summary(spec: &JobSpec) -> String {
             s.quality, s.replacement, s.permutations, s.permutations_per_task, s.top
         ),
     );
+    let held_out = |images: &Option<std::path::PathBuf>| {
+        images.as_ref().map_or_else(
+            || "the job's held-out split".to_string(),
+            |p| p.display().to_string(),
+        )
+    };
     if let Some(v) = &spec.evaluate {
         line(
             "evaluate",
             format!(
                 "WSOL after the job (hint run only): {}% of the neurons kept, {} images per \
-                 concept, {} random draws, {} bootstrap replicates",
+                 concept from {}, {} random draws, {} bootstrap replicates",
                 join(&v.fractions),
                 v.images_per_concept,
+                held_out(&v.images),
                 v.random_draws,
                 v.bootstrap
             ),
@@ -170,10 +177,7 @@ fn summary(spec: &JobSpec) -> String {
                 names(a.removals.iter().map(|r| r.name()).collect()),
                 names(a.selections.iter().map(|s| s.name()).collect()),
                 a.max_images,
-                a.images.as_ref().map_or_else(
-                    || "the job's held-out split".into(),
-                    |p| p.display().to_string()
-                ),
+                held_out(&a.images),
                 a.random_draws,
                 a.bootstrap
             ),

@@ -192,6 +192,8 @@ pub struct WsolFile {
     pub threshold: Option<f64>,
     /// Concepts and images the evaluation left out.
     pub skipped: Vec<WsolSkipped>,
+    /// Where the evaluated images came from, when recorded.
+    pub image_source: Option<String>,
 }
 
 /// Something `hint evaluate` left out, and why.

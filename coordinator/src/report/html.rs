@@ -194,7 +194,7 @@ fn regions(data: &ReportData) -> String {
         q.fixed_pattern_iou
     );
     for warning in &q.warnings {
-        let _ = write!(out, "<p class=\"warn\">Warning: {}</p>\n", escape(warning));
+        let _ = writeln!(out, "<p class=\"warn\">Warning: {}</p>", escape(warning));
     }
     out + "</section>\n"
 }

@@ -483,6 +483,26 @@ pub(super) fn storage(s: &mut Section<'_>, base_dir: &Path) -> StorageSpec {
     StorageSpec { root }
 }
 
+/// The optional `images` key of `[evaluate]` and `[ablate]`: a held-out set, read as local
+/// files by `command`.
+fn local_images(s: &mut Section<'_>, base_dir: &Path, command: &str) -> Option<PathBuf> {
+    let images = path(s, "images", base_dir);
+    if let Some(dir) = &images {
+        if storage::is_remote(dir) {
+            s.problem(
+                "images",
+                format!("must be local for now ({command} reads it as files)"),
+            );
+        } else if !dir.exists() {
+            s.problem(
+                "images",
+                format!("no such directory or file: {}", dir.display()),
+            );
+        }
+    }
+    images
+}
+
 /// `[evaluate]` (optional): annotations (and masks) of the job's images for `hint evaluate`,
 /// run after the job by `hint run`.
 pub(super) fn evaluate(
@@ -501,6 +521,7 @@ pub(super) fn evaluate(
     }
     let annotations = required_path(s, "annotations", base_dir);
     let masks = path(s, "masks", base_dir);
+    let images = local_images(s, base_dir, "hint evaluate");
     let fractions = s
         .integers("fractions", 1, 100)
         .map(|f| f.into_iter().map(|n| n as u32).collect())
@@ -534,6 +555,7 @@ pub(super) fn evaluate(
         images_per_concept,
         random_draws,
         bootstrap,
+        images,
     })
 }
 
@@ -553,20 +575,7 @@ pub(super) fn ablate(
             "needs a local storage root for now: run `hint ablate` on a copy of the job",
         );
     }
-    let images = path(s, "images", base_dir);
-    if let Some(dir) = &images {
-        if storage::is_remote(dir) {
-            s.problem(
-                "images",
-                "must be local for now (hint ablate reads it as files)",
-            );
-        } else if !dir.exists() {
-            s.problem(
-                "images",
-                format!("no such directory or file: {}", dir.display()),
-            );
-        }
-    }
+    let images = local_images(s, base_dir, "hint ablate");
     let max_images = s.integer_or::<usize>("max_images", ablation::DEFAULT_MAX_IMAGES, 2);
     let fractions = s
         .integers("fractions", 1, 100)

@@ -298,3 +298,94 @@ fn annotations_without_xml_are_an_error_naming_the_directory() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_held_out_image_set_is_evaluated_into_its_own_directory() {
+    let (tmp, job) = job();
+    // Images 30..33 of every class of the job's world (seed 5): no classifier saw them.
+    let held_out = tmp.path().join("held-out-wsol");
+    succeeded(
+        &hint(&[
+            "synth",
+            "--out",
+            held_out.to_str().unwrap(),
+            "--seed",
+            "5",
+            "--first-index",
+            "30",
+            "--per-class",
+            "3",
+        ]),
+        "hint synth --first-index",
+    );
+    let out = tmp.path().join("wsol-held-out");
+    let images = held_out.join("images");
+    let stdout = succeeded(
+        &hint(&[
+            "evaluate",
+            "--job",
+            job.to_str().unwrap(),
+            "--images",
+            images.to_str().unwrap(),
+            "--annotations",
+            held_out.join("annotations").to_str().unwrap(),
+            "--fractions",
+            "20",
+            "--random-draws",
+            "2",
+            "--bootstrap",
+            "100",
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+        "hint evaluate --images --out",
+    );
+    assert!(stdout.contains(images.to_str().unwrap()), "{stdout}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("wsol.json")).unwrap()).unwrap();
+    assert_eq!(report["image_source"], images.to_str().unwrap());
+    // Every heatmap is of a held-out image, and the job's own results were left alone.
+    let heatmaps = report["heatmaps"].as_array().unwrap();
+    assert!(!heatmaps.is_empty());
+    for h in heatmaps {
+        let image = h["image"].as_str().unwrap();
+        assert!(image.starts_with(images.to_str().unwrap()), "{image}");
+        assert!(out.join(h["png"].as_str().unwrap()).is_file(), "{h}");
+    }
+    // 8 classes × 3 images; a concept is evaluated on every held-out image under it.
+    let rows = report["summary"].as_array().unwrap();
+    let shapley = rows.iter().find(|r| r["selection"] == "shapley").unwrap();
+    assert!(shapley["images"].as_u64().unwrap() >= 24, "{shapley}");
+
+    // A set whose labels are not the job's is refused, naming the image.
+    let stranger = tmp.path().join("stranger/zebra");
+    std::fs::create_dir_all(&stranger).unwrap();
+    std::fs::copy(
+        std::fs::read_dir(images.join("dog"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path(),
+        stranger.join("z.png"),
+    )
+    .unwrap();
+    let stderr = failed(
+        &hint(&[
+            "evaluate",
+            "--job",
+            job.to_str().unwrap(),
+            "--images",
+            stranger.parent().unwrap().to_str().unwrap(),
+            "--annotations",
+            held_out.join("annotations").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+        "hint evaluate on foreign labels",
+    );
+    assert!(
+        stderr.contains("label 'zebra' is not one of the job's labels"),
+        "{stderr}"
+    );
+}

@@ -42,6 +42,7 @@ use rayon::prelude::*;
 use tch::Device;
 
 use crate::classify::ClassifyError;
+use crate::images;
 use crate::models::Backbone;
 use compare::{BootstrapSettings, PairOutcomes};
 pub use compare::{Comparison, Difference, Verdict};
@@ -93,6 +94,11 @@ pub struct WsolConfig {
     /// Rank Shapley by this `phi.csv` instead of the job's `results/phi.csv` (Φ of another
     /// game from `hint shapley`).
     pub phi: Option<PathBuf>,
+    /// Evaluate on these images (ImageFolder or CSV manifest with the job's labels, e.g. a
+    /// held-out set of the same world) instead of the job's held-out split.
+    pub images: Option<PathBuf>,
+    /// Write `wsol.json` and the heatmaps here instead of the job's `results/`.
+    pub out: Option<PathBuf>,
 }
 
 /// Why an evaluation failed; each names the file or setting at fault.
@@ -253,6 +259,30 @@ pub fn evaluate(
         ));
     }
     let labels = job.label_index();
+    // The images evaluated from: the user's set (every image of it), or the job's own
+    // (its held-out split only). Ids are positions in `pool`.
+    let (pool, image_source) = match &config.images {
+        Some(path) => {
+            let dataset = images::scan(path)?;
+            if let Some(img) = dataset
+                .images
+                .iter()
+                .find(|img| !labels.contains_key(img.label.as_str()))
+            {
+                return Err(WsolError::Input {
+                    path: img.path.clone(),
+                    problem: format!(
+                        "label '{}' is not one of the job's labels ({})",
+                        img.label,
+                        job.hierarchy.labels().join(", ")
+                    ),
+                });
+            }
+            (dataset.images, path.display().to_string())
+        }
+        None => (job.images.clone(), "the job's held-out images".to_string()),
+    };
+    let held_out_only = config.images.is_none();
     let mut truth_of: HashMap<u64, GroundTruthFiles> = HashMap::new();
     let heatmap_fraction = *config
         .fractions
@@ -268,8 +298,8 @@ pub fn evaluate(
     for (samples, ids) in &groups {
         // Evaluation images come from this group's held-out split (every group of one job
         // has the same split: one spec).
-        let held_out_by_label = held_out_images(
-            &job,
+        let held_out_by_label = evaluation_images(
+            (&pool, held_out_only),
             samples,
             &labels,
             &index,
@@ -296,7 +326,7 @@ pub fn evaluate(
             if images.is_empty() {
                 skipped.push(Skipped {
                     what: concept.name.clone(),
-                    reason: "no annotated held-out image".into(),
+                    reason: "no annotated evaluation image".into(),
                 });
                 progress(done, total);
                 continue;
@@ -350,7 +380,7 @@ pub fn evaluate(
             work.entry(id)
                 .or_insert_with(|| ImageWork {
                     id,
-                    path: job.images[id as usize].path.clone(),
+                    path: pool[id as usize].path.clone(),
                     truth: truth_of[&id].clone(),
                     concepts: Vec::new(),
                 })
@@ -362,7 +392,11 @@ pub fn evaluate(
     total += work.len();
     progress(done, total);
 
-    let results = job.dir.join("results");
+    let results = config
+        .out
+        .clone()
+        .unwrap_or_else(|| job.dir.join("results"));
+    std::fs::create_dir_all(&results).map_err(|e| WsolError::io(&results, e))?;
     let heatmap_dir = results.join(HEATMAP_DIR);
     prepare_heatmap_dir(&heatmap_dir)?;
     let model = Backbone::from_safetensors(job.arch, &job.spec.model.weights, config.device)?;
@@ -456,6 +490,7 @@ pub fn evaluate(
         seed: config.seed,
         neurons: d,
         skipped,
+        image_source,
     };
     report.write(&results.join(WSOL_FILE))?;
     Ok(report)
@@ -483,10 +518,11 @@ fn overlap(
     (!shares.is_empty()).then(|| shares.iter().sum::<f64>() / shares.len() as f64)
 }
 
-/// The held-out images of `samples`' split with an annotation, per label; their ground
-/// truth files go to `truth_of`.
-fn held_out_images(
-    job: &Job,
+/// The evaluation images with an annotation, per label: every image of `pool`, or only
+/// those in `samples`' held-out split (`held_out_only`: the pool is the job's own images);
+/// their ground truth files go to `truth_of`. `labels` indexes every label of the job.
+fn evaluation_images(
+    (pool, held_out_only): (&[images::ImageRecord], bool),
     samples: &ConceptSamples,
     labels: &HashMap<&str, u32>,
     index: &AnnotationIndex,
@@ -494,13 +530,13 @@ fn held_out_images(
     truth_of: &mut HashMap<u64, GroundTruthFiles>,
     skipped: &mut Vec<Skipped>,
 ) -> Vec<Vec<u64>> {
-    let mut by_label: Vec<Vec<u64>> = vec![Vec::new(); job.hierarchy.labels().len()];
+    let mut by_label: Vec<Vec<u64>> = vec![Vec::new(); labels.len()];
     let mut unannotated = 0usize;
-    for img in &job.images {
+    for img in pool {
         let Some(&label) = labels.get(img.label.as_str()) else {
             continue;
         };
-        if !samples.is_held_out(label, img.id) {
+        if held_out_only && !samples.is_held_out(label, img.id) {
             continue;
         }
         let truth = match truth_of.get(&img.id) {
@@ -517,7 +553,7 @@ fn held_out_images(
     }
     if unannotated > 0 {
         skipped.push(Skipped {
-            what: format!("{unannotated} held-out images"),
+            what: format!("{unannotated} evaluation images"),
             reason: "no (unambiguous) annotation file".into(),
         });
     }
@@ -553,6 +589,8 @@ mod tests {
             random_draws: 5,
             bootstrap_replicates: 2000,
             phi: None,
+            images: None,
+            out: None,
         };
         c.validate().unwrap();
         c.fractions = vec![0];

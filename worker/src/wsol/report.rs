@@ -146,6 +146,10 @@ pub struct WsolReport {
     pub neurons: usize,
     /// Concepts and images left out.
     pub skipped: Vec<Skipped>,
+    /// Where the evaluated images came from (the job's held-out split or a user's set;
+    /// empty in older files).
+    #[serde(default)]
+    pub image_source: String,
 }
 
 impl WsolReport {
@@ -460,6 +464,7 @@ mod tests {
             seed: 0,
             neurons: 64,
             skipped: Vec::new(),
+            image_source: "the job's held-out images".into(),
         };
         let table = report.table();
         assert!(

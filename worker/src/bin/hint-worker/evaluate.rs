@@ -48,6 +48,15 @@ pub struct EvaluateArgs {
     /// `hint shapley`).
     #[arg(long)]
     phi: Option<PathBuf>,
+    /// Evaluate on these images instead of the job's held-out split: an ImageFolder or CSV
+    /// with the job's labels (e.g. `hint synth --first-index` of the same world), every
+    /// image a candidate; `--annotations` (and `--masks`) must cover them.
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// Write wsol.json and heatmaps/ into this directory instead of the job's results/
+    /// (keeps the job's own evaluation).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 /// Runs `hint evaluate`.
@@ -67,6 +76,8 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         random_draws: args.random_draws,
         bootstrap_replicates: args.bootstrap,
         phi: args.phi,
+        images: args.images,
+        out: args.out,
     };
     evaluate_and_print(&config)
 }
@@ -85,6 +96,8 @@ pub fn localise(job_dir: &Path, spec: &EvaluateSpec, device: Device) -> anyhow::
         random_draws: spec.random_draws,
         bootstrap_replicates: spec.bootstrap,
         phi: None,
+        images: spec.images.clone(),
+        out: None,
     };
     evaluate_and_print(&config)
 }
@@ -132,11 +145,15 @@ fn evaluate_and_print(config: &WsolConfig) -> anyhow::Result<()> {
          Shapley value, by |w|·σ (the classifier's weight on standardised features), by raw |w| \
          (its weight on raw activations), or at random (mean ± sd over the draws)"
     );
+    println!("images: {}", report.image_source);
     print!("{}", report.table());
     for s in &report.skipped {
         println!("skipped {}: {}", s.what, s.reason);
     }
-    let results = config.job_dir.join("results");
+    let results = config
+        .out
+        .clone()
+        .unwrap_or_else(|| config.job_dir.join("results"));
     println!(
         "wrote {} and {} heatmaps in {}",
         results.join(WSOL_FILE).display(),

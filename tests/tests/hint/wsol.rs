@@ -389,3 +389,84 @@ fn a_held_out_image_set_is_evaluated_into_its_own_directory() {
         "{stderr}"
     );
 }
+
+/// `hint evaluate` into `out` with `annotations`, small settings.
+fn evaluate_into(annotations: &Path, out: &Path) -> Value {
+    succeeded(
+        &hint(&[
+            "evaluate",
+            "--job",
+            job().1.to_str().unwrap(),
+            "--annotations",
+            annotations.to_str().unwrap(),
+            "--fractions",
+            "20",
+            "--random-draws",
+            "2",
+            "--bootstrap",
+            "100",
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+        "hint evaluate --out",
+    );
+    serde_json::from_str(&std::fs::read_to_string(out.join("wsol.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn cub_annotations_give_the_numbers_of_the_same_boxes_in_voc_xml() {
+    let tmp = &job().0;
+    // The world's boxes (one object per image) written as a CUB-200-2011 root.
+    let cub = tmp.path().join("CUB_200_2011");
+    std::fs::create_dir_all(&cub).unwrap();
+    let annotations = world().join("annotations");
+    let mut classes: Vec<String> = std::fs::read_dir(&annotations)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    classes.sort();
+    let (mut images, mut labels, mut boxes) = (String::new(), String::new(), String::new());
+    let mut id = 0;
+    for (c, class) in classes.iter().enumerate() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(annotations.join(class))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for xml in files {
+            id += 1;
+            let a = hint_common::annotations::voc::read_file(&xml, id).unwrap();
+            assert_eq!(a.boxes.len(), 1, "{}", xml.display());
+            let b = &a.boxes[0];
+            let stem = xml.file_stem().unwrap().to_string_lossy().into_owned();
+            images += &format!("{id} {class}/{stem}.png\n");
+            labels += &format!("{id} {}\n", c + 1);
+            boxes += &format!(
+                "{id} {} {} {} {}\n",
+                b.xmin,
+                b.ymin,
+                b.xmax - b.xmin,
+                b.ymax - b.ymin
+            );
+        }
+    }
+    let class_lines: String = classes
+        .iter()
+        .enumerate()
+        .map(|(c, name)| format!("{} {name}\n", c + 1))
+        .collect();
+    for (file, text) in [
+        ("classes.txt", class_lines),
+        ("images.txt", images),
+        ("image_class_labels.txt", labels),
+        ("bounding_boxes.txt", boxes),
+    ] {
+        std::fs::write(cub.join(file), text).unwrap();
+    }
+    let from_xml = evaluate_into(&annotations, &tmp.path().join("wsol-xml"));
+    let from_cub = evaluate_into(&cub, &tmp.path().join("wsol-cub"));
+    assert!(!from_xml["summary"].as_array().unwrap().is_empty());
+    for key in ["summary", "concepts", "comparisons", "skipped"] {
+        assert_eq!(from_xml[key], from_cub[key], "{key}");
+    }
+}

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
 
+use hint_common::annotations::{cub, BoundingBox};
 use hint_common::hierarchy::{ConceptId, Hierarchy};
 use hint_common::job::JobSpec;
 
@@ -168,26 +169,39 @@ pub fn read_phi(
     Ok(phi)
 }
 
-/// The annotation files of a tree, found by the images they describe.
+/// The annotations of a tree, found by the images they describe: a tree of PASCAL VOC /
+/// ImageNet XML files, or a CUB-200-2011 root (`images.txt`, `bounding_boxes.txt`, … read
+/// by `hint_common::annotations::cub`).
 ///
-/// An image matches the annotation file with its file stem whose path relative to the
-/// annotation root agrees with the image's path on the most trailing directories
-/// (`world/images/dog/dog_00007.png` ↔ `annotations/dog/dog_00007.xml`); a stem unique in
-/// the tree matches whatever its directories (VOC's flat `Annotations/000005.xml` for
-/// `JPEGImages/000005.jpg`). Two equally good candidates match nothing. A mask is the
-/// annotation's relative path under the mask root with the extension `.png`.
+/// An image matches the annotation with its file stem whose path relative to the
+/// annotation root (for CUB: its path in `images.txt`) agrees with the image's path on the
+/// most trailing directories (`world/images/dog/dog_00007.png` ↔
+/// `annotations/dog/dog_00007.xml`; `CUB_200_2011/images/001.Albatross/x.jpg` ↔
+/// `001.Albatross/x.jpg`); a stem unique in the tree matches whatever its directories
+/// (VOC's flat `Annotations/000005.xml` for `JPEGImages/000005.jpg`, ImageNet's
+/// `val/ILSVRC2012_val_00000001.xml`). Two equally good candidates match nothing. A mask is
+/// the annotation's relative path under the mask root with the extension `.png` (CUB's
+/// `segmentations/` has that layout).
 #[derive(Debug, Default)]
 pub struct AnnotationIndex {
-    root: PathBuf,
-    /// File stem → relative paths (without extension) as components.
-    by_stem: HashMap<String, Vec<Vec<String>>>,
+    /// File stem → (relative path without extension, as components; its boxes).
+    by_stem: HashMap<String, Vec<(Vec<String>, Boxes)>>,
+}
+
+/// Where an image's boxes are.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Boxes {
+    /// A VOC XML file, read when the image is scored.
+    Xml(PathBuf),
+    /// Read already (CUB's one box per image).
+    Given(Vec<BoundingBox>),
 }
 
 /// Where one image's ground truth is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GroundTruthFiles {
-    /// The VOC XML file.
-    pub annotation: PathBuf,
+    /// Its boxes.
+    pub boxes: Boxes,
     /// The mask PNG, when a mask root was given and the file is there.
     pub mask: Option<PathBuf>,
 }
@@ -202,26 +216,37 @@ fn components(path: &Path) -> Vec<String> {
 }
 
 impl AnnotationIndex {
-    /// Indexes every `*.xml` under `root`.
+    /// Indexes the CUB-200-2011 root `root` (it holds `images.txt` and
+    /// `bounding_boxes.txt`), or else every `*.xml` under `root`.
     pub fn scan(root: &Path) -> Result<Self, WsolError> {
-        let mut index = AnnotationIndex {
-            root: root.to_path_buf(),
-            by_stem: HashMap::new(),
+        let mut index = AnnotationIndex::default();
+        let mut add = |relative: &Path, boxes: Boxes| {
+            let parts = components(&relative.with_extension(""));
+            if let Some(stem) = parts.last() {
+                index
+                    .by_stem
+                    .entry(stem.clone())
+                    .or_default()
+                    .push((parts, boxes));
+            }
         };
-        let mut pending = vec![root.to_path_buf()];
-        while let Some(dir) = pending.pop() {
-            for entry in std::fs::read_dir(&dir).map_err(|e| WsolError::io(&dir, e))? {
-                let path = entry.map_err(|e| WsolError::io(&dir, e))?.path();
-                if path.is_dir() {
-                    pending.push(path);
-                } else if path
-                    .extension()
-                    .is_some_and(|e| e.eq_ignore_ascii_case("xml"))
-                {
-                    let relative = path.strip_prefix(root).unwrap_or(&path).with_extension("");
-                    let parts = components(&relative);
-                    if let Some(stem) = parts.last() {
-                        index.by_stem.entry(stem.clone()).or_default().push(parts);
+        if root.join("images.txt").is_file() && root.join("bounding_boxes.txt").is_file() {
+            for record in cub::read(root).map_err(|e| WsolError::other(root, e))? {
+                add(&record.path, Boxes::Given(record.boxes));
+            }
+        } else {
+            let mut pending = vec![root.to_path_buf()];
+            while let Some(dir) = pending.pop() {
+                for entry in std::fs::read_dir(&dir).map_err(|e| WsolError::io(&dir, e))? {
+                    let path = entry.map_err(|e| WsolError::io(&dir, e))?.path();
+                    if path.is_dir() {
+                        pending.push(path);
+                    } else if path
+                        .extension()
+                        .is_some_and(|e| e.eq_ignore_ascii_case("xml"))
+                    {
+                        let relative = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+                        add(&relative, Boxes::Xml(path));
                     }
                 }
             }
@@ -229,7 +254,7 @@ impl AnnotationIndex {
         if index.by_stem.is_empty() {
             return Err(WsolError::Input {
                 path: root.to_path_buf(),
-                problem: "no annotation files (*.xml)".into(),
+                problem: "no annotation files (*.xml) and no CUB-200-2011 images.txt".into(),
             });
         }
         Ok(index)
@@ -246,18 +271,20 @@ impl AnnotationIndex {
                 .take_while(|(a, b)| a == b)
                 .count()
         };
-        let best = candidates.iter().map(agreement).max()?;
-        let mut winners = candidates.iter().filter(|c| agreement(c) == best);
-        let winner = winners.next()?;
+        let best = candidates.iter().map(|(c, _)| agreement(c)).max()?;
+        let mut winners = candidates.iter().filter(|(c, _)| agreement(c) == best);
+        let (winner, boxes) = winners.next()?;
         if winners.next().is_some() {
             return None;
         }
         let relative: PathBuf = winner.iter().collect();
-        let annotation = self.root.join(&relative).with_extension("xml");
         let mask = masks
             .map(|m| m.join(&relative).with_extension("png"))
             .filter(|m| m.is_file());
-        Some(GroundTruthFiles { annotation, mask })
+        Some(GroundTruthFiles {
+            boxes: boxes.clone(),
+            mask,
+        })
     }
 }
 
@@ -281,13 +308,13 @@ mod tests {
         let found = index
             .find(Path::new("/w/images/dog/dog_00001.png"), Some(&masks))
             .unwrap();
-        assert_eq!(found.annotation, ann.join("dog/dog_00001.xml"));
+        assert_eq!(found.boxes, Boxes::Xml(ann.join("dog/dog_00001.xml")));
         assert_eq!(found.mask, Some(masks.join("dog/dog_00001.png")));
         // Same stem in two folders: the image's folder decides.
         let found = index
             .find(Path::new("/w/images/bird/x_00001.jpg"), Some(&masks))
             .unwrap();
-        assert_eq!(found.annotation, ann.join("bird/x_00001.xml"));
+        assert_eq!(found.boxes, Boxes::Xml(ann.join("bird/x_00001.xml")));
         assert_eq!(found.mask, None);
         // …and an image in neither folder is ambiguous.
         assert_eq!(index.find(Path::new("/w/fish/x_00001.jpg"), None), None);
@@ -296,8 +323,8 @@ mod tests {
             index
                 .find(Path::new("/voc/JPEGImages/flat.jpg"), None)
                 .unwrap()
-                .annotation,
-            ann.join("flat.xml")
+                .boxes,
+            Boxes::Xml(ann.join("flat.xml"))
         );
         assert_eq!(index.find(Path::new("/w/images/dog/none.png"), None), None);
     }

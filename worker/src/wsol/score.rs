@@ -9,7 +9,7 @@ use tch::{Device, Kind, Tensor};
 use super::compare::{Outcome, PairOutcomes, Slot};
 use super::geometry::{self, CropFrame, Rect};
 use super::heatmap;
-use super::inputs::GroundTruthFiles;
+use super::inputs::{Boxes, GroundTruthFiles};
 use super::report::{Heatmap, Skipped};
 use super::{Evaluated, Selection, WsolError, HEATMAP_DIR, THRESHOLD};
 use crate::models::{Backbone, Layer, ReluMode};
@@ -38,7 +38,10 @@ pub(super) fn decode(w: &ImageWork, p: &crate::images::Preprocess) -> Result<Dec
         .map_err(|e| format!("cannot decode: {e}"))?
         .to_rgb8();
     let (width, height) = rgb.dimensions();
-    let annotation = voc::read_file(&w.truth.annotation, w.id).map_err(|e| e.to_string())?;
+    let boxes = match &w.truth.boxes {
+        Boxes::Xml(path) => voc::read_file(path, w.id).map_err(|e| e.to_string())?.boxes,
+        Boxes::Given(boxes) => boxes.clone(),
+    };
     let mask = match &w.truth.mask {
         Some(path) => {
             let m = image::open(path)
@@ -60,7 +63,7 @@ pub(super) fn decode(w: &ImageWork, p: &crate::images::Preprocess) -> Result<Dec
         pixels: crate::images::decode::preprocess(&rgb, p),
         frame: CropFrame::new(width, height, p),
         rgb,
-        boxes: annotation.boxes,
+        boxes,
         mask,
     })
 }

@@ -18,8 +18,9 @@ pub struct EvaluateArgs {
     /// The finished job's directory (`<storage.root>/<job-id>`).
     #[arg(long)]
     job: PathBuf,
-    /// PASCAL VOC XML annotations of the job's images (e.g. world/annotations), matched to
-    /// the images by file stem and folders.
+    /// Boxes of the job's images, matched by file stem and folders: a tree of PASCAL VOC or
+    /// ImageNet XML files (e.g. world/annotations, ILSVRC2012 val/), or a CUB-200-2011 root
+    /// (images.txt, bounding_boxes.txt, …).
     #[arg(long)]
     annotations: PathBuf,
     /// Object masks (PNG, nonzero = object) at the annotations' relative paths.

@@ -70,6 +70,9 @@ pub enum CoordinatorError {
     /// A malformed request (bad task id, output of the wrong kind…).
     #[error("{0}")]
     BadRequest(String),
+    /// The journal failed: this coordinator takes no more work (fail-stop).
+    #[error("{0}")]
+    Stopped(String),
     /// Preparing a job's storage failed.
     #[error("{path}: {source}")]
     Io {
@@ -93,6 +96,10 @@ pub struct Coordinator {
     config: CoordinatorConfig,
     changed: watch::Sender<u64>,
     busy: Mutex<HashSet<JobId>>,
+    /// Set once, when the journal could not be written: from then on every call that would
+    /// change state is refused and the process should exit ([`Coordinator::stopped`]), so
+    /// nothing ever acts on a state the journal does not hold.
+    stopped: watch::Sender<Option<String>>,
 }
 
 fn now_epoch() -> f64 {
@@ -153,6 +160,7 @@ impl Coordinator {
             config,
             changed,
             busy: Mutex::new(HashSet::new()),
+            stopped: watch::channel(None).0,
         });
         Ok((coordinator, actions))
     }
@@ -180,6 +188,45 @@ impl Coordinator {
         });
     }
 
+    /// Resolves to the reason once the journal failed and the coordinator stopped taking
+    /// work (`hint coordinator` then exits; a restart resumes from the journal).
+    pub fn stopped(&self) -> watch::Receiver<Option<String>> {
+        self.stopped.subscribe()
+    }
+
+    /// Fail-stop: the first journal failure stops the coordinator for good.
+    fn journal_failed(&self, error: &JournalError) {
+        self.stopped.send_if_modified(|stopped| {
+            if stopped.is_some() {
+                return false;
+            }
+            let message = format!(
+                "the journal could not be written ({error}): this coordinator stopped taking \
+                 work so that its state stays what the journal holds; free the space (or mend \
+                 the file system) and start it again: it resumes from the journal"
+            );
+            tracing::error!("{message}");
+            *stopped = Some(message);
+            true
+        });
+    }
+
+    /// `Err` once stopped: the calls that change state start here.
+    fn running(&self) -> Result<(), CoordinatorError> {
+        match &*self.stopped.borrow() {
+            Some(message) => Err(CoordinatorError::Stopped(message.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// A journal result, failing the coordinator on an error.
+    fn journaled<T>(&self, result: Result<T, JournalError>) -> Result<T, CoordinatorError> {
+        result.map_err(|error| {
+            self.journal_failed(&error);
+            CoordinatorError::Journal(error)
+        })
+    }
+
     /// Waits for any change (for watchers).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
@@ -197,8 +244,11 @@ impl Coordinator {
         let result = change(&mut inner.scheduler, Instant::now());
         let records = inner.scheduler.take_records();
         self.metrics.observe(&records);
-        if let Err(error) = inner.journal.append(&records) {
-            tracing::error!(%error, "journal append failed");
+        // Nothing more is written after a failure: the journal keeps its intact prefix.
+        if self.running().is_ok() {
+            if let Err(error) = inner.journal.append(&records) {
+                self.journal_failed(&error);
+            }
         }
         let version = inner.scheduler.version();
         drop(inner);
@@ -212,6 +262,9 @@ impl Coordinator {
     }
 
     fn run_actions(self: &Arc<Self>, actions: Vec<Action>) {
+        if self.running().is_err() {
+            return;
+        }
         for action in actions {
             let job = match &action {
                 Action::Plan(job) | Action::Report(job) => job.clone(),
@@ -304,8 +357,11 @@ impl Coordinator {
 
     /// Accepts an already validated spec.
     pub fn submit_spec(self: &Arc<Self>, spec: JobSpec) -> Result<JobId, CoordinatorError> {
+        self.running()?;
         let (id, action) = self.mutate(|s, now| s.submit(&spec, now_epoch(), now));
         self.sync_now();
+        // Acknowledged only once durable.
+        self.running()?;
         let job_dir = spec.storage.root.join(&id.0);
         let spec_path = job_dir.join("spec.json");
         // Writing spec.json also shows the storage root is writable before any work runs.
@@ -331,18 +387,22 @@ impl Coordinator {
 
     /// Makes every change so far durable (the `fsync` runs outside the lock).
     fn sync_now(&self) {
+        if self.running().is_err() {
+            return;
+        }
         let synced = self
             .lock()
             .journal
             .flush()
             .and_then(|ticket| self.syncer.sync_through(ticket));
         if let Err(error) = synced {
-            tracing::error!(%error, "journal sync failed");
+            self.journal_failed(&error);
         }
     }
 
     /// A client cancels a job: it ends now; workers drop its tasks at their next poll.
     pub fn cancel(&self, id: &JobId) -> Result<(), CoordinatorError> {
+        self.running()?;
         self.read(|s| s.job(id).map(|_| ()))
             .ok_or_else(|| SchedulerError::UnknownJob(id.to_string()))?;
         self.mutate(|s, now| {
@@ -354,7 +414,7 @@ impl Coordinator {
             )
         });
         self.sync_now();
-        Ok(())
+        self.running()
     }
 
     /// A worker registers.
@@ -362,6 +422,7 @@ impl Coordinator {
         &self,
         request: &proto::RegisterRequest,
     ) -> Result<proto::RegisterResponse, CoordinatorError> {
+        self.running()?;
         if request.protocol_version != PROTOCOL_VERSION {
             return Err(CoordinatorError::Protocol {
                 worker: request.protocol_version,
@@ -384,6 +445,7 @@ impl Coordinator {
         &self,
         request: &proto::PollRequest,
     ) -> Result<proto::PollResponse, CoordinatorError> {
+        self.running()?;
         let worker = WorkerId(request.worker_id.clone());
         let mut running = Vec::with_capacity(request.running.len());
         for status in &request.running {
@@ -415,6 +477,7 @@ impl Coordinator {
         self: &Arc<Self>,
         request: proto::CompleteRequest,
     ) -> Result<bool, CoordinatorError> {
+        self.running()?;
         let task = parse_task(&request.task_id)?;
         let attempt = request.attempt;
         let output = request.output.ok_or_else(|| {
@@ -441,9 +504,9 @@ impl Coordinator {
                 let (acceptance, actions) = inner.scheduler.complete(&task, attempt, output, now);
                 let records = inner.scheduler.take_records();
                 self.metrics.observe(&records);
-                inner.journal.append(&records)?;
+                self.journaled(inner.journal.append(&records))?;
                 if moved_files {
-                    ticket = Some(inner.journal.flush()?);
+                    ticket = Some(self.journaled(inner.journal.flush())?);
                 }
                 (acceptance == Acceptance::Accepted, actions)
             }
@@ -458,7 +521,7 @@ impl Coordinator {
                 let actions = inner.scheduler.fail(&task, attempt, failure, now);
                 let records = inner.scheduler.take_records();
                 self.metrics.observe(&records);
-                inner.journal.append(&records)?;
+                self.journaled(inner.journal.append(&records))?;
                 (false, actions)
             }
         };
@@ -472,7 +535,7 @@ impl Coordinator {
         let version = inner.scheduler.version();
         drop(inner);
         if let Some(ticket) = ticket {
-            self.syncer.sync_through(ticket)?;
+            self.journaled(self.syncer.sync_through(ticket))?;
         }
         self.changed.send_replace(version);
         self.run_actions(actions);
@@ -489,6 +552,7 @@ impl Coordinator {
 
     /// A worker reports a failed attempt.
     pub fn fail(self: &Arc<Self>, request: &proto::FailRequest) -> Result<(), CoordinatorError> {
+        self.running()?;
         let task = parse_task(&request.task_id)?;
         let reason = proto::FailureReason::try_from(request.reason)
             .unwrap_or(proto::FailureReason::Execution);

@@ -144,6 +144,8 @@ impl From<CoordinatorError> for Status {
             }
             CoordinatorError::Scheduler(_) => Status::not_found(message),
             CoordinatorError::Journal(_) | CoordinatorError::Io { .. } => Status::internal(message),
+            // Workers back off and retry: a restarted coordinator answers again.
+            CoordinatorError::Stopped(_) => Status::unavailable(message),
         }
     }
 }

@@ -186,7 +186,30 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             describe(&security),
             args.state.display()
         );
-        service::serve_secured(coordinator, listener, &security, shutdown_signal()).await?;
+        // Fail-stop: a journal that cannot be written ends the process with its reason.
+        let mut stopped = coordinator.stopped();
+        let journal_failed = async move {
+            match stopped.wait_for(Option::is_some).await {
+                Ok(reason) => reason.clone(),
+                Err(_) => std::future::pending().await,
+            }
+        };
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = service::serve_secured(coordinator, listener, &security, async move {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = stop_rx => {}
+            }
+        });
+        tokio::pin!(server);
+        tokio::select! {
+            served = &mut server => served?,
+            reason = journal_failed => {
+                let _ = stop.send(());
+                let _ = server.await;
+                anyhow::bail!("{}", reason.unwrap_or_default());
+            }
+        }
         Ok(())
     })
 }

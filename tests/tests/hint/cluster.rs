@@ -82,9 +82,31 @@ struct Coordinator {
 
 /// `hint coordinator` on `listen` (port 0: any) over `state`, with `extra` flags.
 fn start_coordinator(state: &Path, listen: &str, extra: &[&str]) -> Coordinator {
+    start_coordinator_as(hint_command(), state, listen, extra)
+}
+
+/// `hint coordinator` unable to write any file past `kib` KiB (RLIMIT_FSIZE, SIGXFSZ
+/// ignored, so a write past it fails with EFBIG, as on a full disk); its stderr goes to
+/// `<state>.stderr`.
+fn start_coordinator_with_file_limit(state: &Path, listen: &str, kib: u64) -> Coordinator {
+    let mut command = Command::new("bash");
+    command
+        .args(["-c", "ulimit -f \"$0\"; trap '' XFSZ; exec \"$@\""])
+        .arg(kib.to_string())
+        .arg(hint_bin())
+        .stderr(std::fs::File::create(state.with_extension("stderr")).unwrap());
+    start_coordinator_as(command, state, listen, &[])
+}
+
+fn start_coordinator_as(
+    mut command: Command,
+    state: &Path,
+    listen: &str,
+    extra: &[&str],
+) -> Coordinator {
     let address_file = state.with_extension("address");
     let _ = std::fs::remove_file(&address_file);
-    let child = hint_command()
+    let child = command
         .args([
             "coordinator",
             "--listen",
@@ -410,6 +432,55 @@ fn a_coordinator_killed_mid_job_resumes_on_restart() {
         cluster.journal().contains(r#""incarnation":2"#),
         "the restart did not resume the journal"
     );
+}
+
+#[test]
+fn a_journal_that_cannot_grow_stops_the_coordinator_and_a_restart_finishes_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("runs");
+    let spec = write_spec(dir.path(), &storage);
+    let state = dir.path().join("state");
+    // The journal reaches 128 KiB a few dozen Shapley commits in (each holds the sums).
+    let mut limited = start_coordinator_with_file_limit(&state, "127.0.0.1:0", 128);
+    let url = limited.url.clone();
+    let _workers: Vec<Process> = (0..2)
+        .map(|k| start_worker(&url, &format!("w{k}")))
+        .collect();
+    let job = submit(&url, &spec);
+    // Fail-stop: the coordinator ends by itself, saying why and what to do.
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(exit) = limited.process.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "the coordinator kept running with a journal it cannot write"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!exit.success(), "{exit}");
+    let stderr = std::fs::read_to_string(state.with_extension("stderr")).unwrap();
+    assert!(
+        stderr.contains("the journal could not be written")
+            && stderr.contains("resumes from the journal"),
+        "{stderr}"
+    );
+    assert!(
+        !storage.join(&job).join("results/phi.csv").exists(),
+        "the job finished before the journal filled: raise the test's work or lower the limit"
+    );
+    // Space freed: the same state and address, and the job completes as if undisturbed.
+    let listen = url.trim_start_matches("http://").to_string();
+    let _coordinator = start_coordinator(&state, &listen, &[]);
+    wait_succeeded(&url, &job);
+    let (phi, rows) = outcome(&storage, &job);
+    let (reference_phi, reference_rows) = reference();
+    assert_eq!(
+        &rows, reference_rows,
+        "region rows differ from the reference"
+    );
+    assert!(phi == *reference_phi, "Φ differs from the undisturbed run");
 }
 
 #[test]

@@ -111,7 +111,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 .context("submitting the job")?,
         };
         let mut client = JobsClient::connect(url.clone()).await?;
-        let status = follow(&mut client, &job.0).await?;
+        // Fail-stop: a journal that cannot be written ends the run with its reason (the
+        // state stays what the journal holds; running again resumes it).
+        let mut journal = coordinator.stopped();
+        let status = tokio::select! {
+            status = follow(&mut client, &job.0) => status?,
+            reason = journal.wait_for(Option::is_some) => {
+                let reason = reason.map(|r| r.clone()).ok().flatten().unwrap_or_default();
+                let _ = stop.send(true);
+                anyhow::bail!("{reason}");
+            }
+        };
         let _ = stop.send(true);
         for worker in workers {
             worker.await??;

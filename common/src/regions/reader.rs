@@ -68,9 +68,15 @@ fn open_builder(
         .key_value_metadata()
         .cloned()
         .unwrap_or_default();
+    // A file written by another tool may leave `activation_type` out: the `activation`
+    // column's item type says it (the schema is checked against it below either way).
+    let inferred = (!kv.iter().any(|kv| kv.key == "activation_type"))
+        .then(|| activation_type_of(builder.schema()))
+        .flatten();
     let meta = RegionFileMeta::from_key_values(
         kv.iter()
-            .map(|kv| (kv.key.as_str(), kv.value.as_deref().unwrap_or(""))),
+            .map(|kv| (kv.key.as_str(), kv.value.as_deref().unwrap_or("")))
+            .chain(inferred.map(|t| ("activation_type", t))),
     )
     .map_err(|problem| RegionsError::Metadata {
         path: path.to_path_buf(),
@@ -79,6 +85,19 @@ fn open_builder(
     let expected = region_schema(meta.channels, meta.activation_type);
     check_schema(builder.schema(), &expected).map_err(|p| schema_error(path, p))?;
     Ok((builder, meta))
+}
+
+/// `f32` or `f16` from the `activation` column's list item type, if it is one of them.
+fn activation_type_of(schema: &Schema) -> Option<&'static str> {
+    let field = schema.field_with_name("activation").ok()?;
+    match field.data_type() {
+        DataType::FixedSizeList(item, _) => match item.data_type() {
+            DataType::Float32 => Some("f32"),
+            DataType::Float16 => Some("f16"),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 fn parquet_error(path: &Path, source: parquet::errors::ParquetError) -> RegionsError {

@@ -208,3 +208,32 @@ fn f32_region_files_read_in_pyarrow() {
 fn f16_region_files_read_in_pyarrow() {
     check_with_pyarrow(ActivationType::F16, "halffloat");
 }
+
+/// A file another tool wrote by the README's schema, without `activation_type` in its
+/// metadata: the `activation` column's type says it.
+fn read_a_file_written_by_pyarrow(kind: &str, activation_type: ActivationType) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("regions-00000.parquet");
+    run_python(
+        "write_regions.py",
+        &[path.as_os_str(), std::ffi::OsStr::new(kind)],
+    );
+    let (meta, rows) = read_regions(&path).expect("hint reads the file");
+    assert_eq!(meta.activation_type, activation_type);
+    assert_eq!((meta.channels, meta.height, meta.width), (4, 2, 2));
+    assert_eq!(meta.labels, vec!["cat", "dog"]);
+    assert_eq!(rows.len(), 6);
+    assert_eq!(rows.image_id, vec![0, 0, 0, 1, 1, 1]);
+    assert_eq!(rows.foreground.iter().filter(|f| **f).count(), 2);
+    // Row 4 is image 1, position 1: 1.1, 2.1, 3.1, 4.1 (f16 rounds them).
+    let activation = &rows.activation[4 * 4..5 * 4];
+    for (k, &v) in activation.iter().enumerate() {
+        assert!((v - (1.1 + k as f32)).abs() < 2e-3, "{activation:?}");
+    }
+}
+
+#[test]
+fn region_files_of_another_tool_read_without_activation_type_metadata() {
+    read_a_file_written_by_pyarrow("f32", ActivationType::F32);
+    read_a_file_written_by_pyarrow("f16", ActivationType::F16);
+}

@@ -170,9 +170,15 @@ fn settings(job: &Job) -> Vec<(String, String)> {
     ]
 }
 
+/// Where the job's region-quality diagnostics are kept once measured.
+pub const REGION_QUALITY_FILE: &str = "region_quality.json";
+
 /// Region-quality diagnostics over every committed extract output together (the fixed
-/// pattern is the whole dataset's), each warning logged. A file that cannot be read is
-/// logged and gives `None`, never a failed job: the diagnostics are advice.
+/// pattern is the whole dataset's), each warning logged. Measured once — when the last
+/// extract task commits — and kept in `<job>/region_quality.json`, which the results read
+/// back (two passes over an ImageNet job's position columns are worth not repeating). A
+/// file that cannot be read is logged and gives `None`, never a failed job: the
+/// diagnostics are advice.
 pub fn region_quality(job: &Job) -> Option<RegionQuality> {
     let (mut paths, mut images) = (Vec::new(), 0);
     for task in job.stage_tasks(Stage::Extract) {
@@ -187,10 +193,22 @@ pub fn region_quality(job: &Job) -> Option<RegionQuality> {
             images += n;
         }
     }
+    let kept = job.job_dir.join(REGION_QUALITY_FILE);
+    let cached = storage::read_to_string(&kept)
+        .ok()
+        .and_then(|text| serde_json::from_str::<RegionQuality>(&text).ok())
+        .filter(|q| q.images == images);
+    if cached.is_some() {
+        return cached;
+    }
     match quality::measure(&paths, images) {
         Ok(q) => {
             for warning in &q.warnings {
                 tracing::warn!(job = %job.id, "{warning}");
+            }
+            let text = serde_json::to_string_pretty(&q).expect("plain data serialises");
+            if let Err(error) = storage::write(&kept, text.as_bytes()) {
+                tracing::warn!(job = %job.id, %error, "could not keep {}", kept.display());
             }
             Some(q)
         }

@@ -341,10 +341,14 @@ fn reference() -> &'static (Vec<u8>, String) {
 fn three_workers_give_the_one_worker_phi_bit_for_bit_and_metrics_show_the_run() {
     let cluster = Cluster::start(3, &[]);
     let job = cluster.submit();
-    // Scraped during the run: Prometheus metrics and the status page.
-    wait_until(cluster.url(), &job, "extraction under way", |t| {
-        stage(t, "extract").2 >= 1
-    });
+    // Scraped during the run: Prometheus metrics and the status page. Workers register as
+    // they start (each loads libtorch first; seconds on a loaded machine), so wait for all.
+    wait_until(
+        cluster.url(),
+        &job,
+        "extraction under way on 3 workers",
+        |t| stage(t, "extract").2 >= 1 && t.contains("3 live worker(s)"),
+    );
     let during = http_get(&cluster.state(), "/metrics");
     assert_eq!(metric(&during, "hint_live_workers"), 3.0, "{during}");
     assert!(metric(&during, r#"hint_tasks{kind="extract",state="running"}"#) >= 1.0);

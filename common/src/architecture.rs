@@ -12,10 +12,11 @@ use std::str::FromStr;
 
 use crate::settings::SettingError;
 
-/// The architectures hint can build.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// The architectures hint can build. Also a command-line value (`--model tiny_cnn`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Architecture {
     /// A three-convolution VGG-style network for tests and the demo.
+    #[value(name = "tiny_cnn")]
     TinyCnn,
     /// torchvision `vgg11`.
     Vgg11,
@@ -29,6 +30,7 @@ pub enum Architecture {
     Resnet50,
     /// torchvision `inception_v3` (eval mode: no auxiliary classifier; `transform_input`
     /// on, as in the ImageNet weights torchvision ships).
+    #[value(name = "inception_v3")]
     InceptionV3,
 }
 
@@ -276,9 +278,13 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_unknown_names_list_the_known_ones() {
+        use clap::ValueEnum;
         for arch in Architecture::ALL {
             assert_eq!(Architecture::parse(arch.name()).unwrap(), arch);
+            // The command line's name is the same one.
+            assert_eq!(arch.to_possible_value().unwrap().get_name(), arch.name());
         }
+        assert_eq!(Architecture::value_variants(), Architecture::ALL);
         let err = Architecture::parse("vgg13").unwrap_err().to_string();
         assert!(
             err.contains("'vgg13'") && err.contains("inception_v3"),

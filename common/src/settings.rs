@@ -37,7 +37,7 @@ impl SettingError {
 }
 
 /// Where integrated gradients' path starts, in the model's (normalised) input space.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
 pub enum Baseline {
     /// All zeros after normalisation: the dataset's mean colour.
     Zero,
@@ -205,19 +205,22 @@ impl Baseline {
 }
 
 /// Channel aggregation ζ: `[B, D, H, W]` saliency to a `[B, H, W]` map.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Aggregation {
     /// L2 norm over channels (HINT's default).
     Norm,
     /// Sum over channels.
     Sum,
-    /// L2 norm of the positive part (`filter_norm`).
+    /// L2 norm of the positive part.
+    #[value(name = "filter_norm")]
     FilterNorm,
     /// Maximum over channels.
     Max,
     /// Sum of absolute values.
+    #[value(name = "abs_sum")]
     AbsSum,
     /// Maximum absolute value.
+    #[value(name = "abs_max")]
     AbsMax,
 }
 
@@ -265,7 +268,7 @@ impl fmt::Display for Aggregation {
 }
 
 /// How the value of a Shapley coalition is computed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Mode {
     /// The classifier trained once on all neurons.
     #[default]
@@ -291,5 +294,35 @@ impl fmt::Display for Mode {
             Mode::Fixed => "fixed",
             Mode::Retrain => "retrain",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::ValueEnum;
+
+    use super::*;
+
+    /// The command line's names are the names the spec, the region files and the errors use.
+    #[test]
+    fn command_line_names_are_the_settings_names() {
+        for a in Aggregation::ALL {
+            assert_eq!(a.to_possible_value().unwrap().get_name(), a.name());
+        }
+        assert_eq!(Aggregation::value_variants(), Aggregation::ALL);
+        for b in Baseline::value_variants() {
+            let name = b.to_possible_value().unwrap().get_name().to_string();
+            assert_eq!(
+                (Baseline::parse(&name).unwrap(), name.clone()),
+                (*b, b.to_string())
+            );
+        }
+        for m in Mode::value_variants() {
+            let name = m.to_possible_value().unwrap().get_name().to_string();
+            assert_eq!(
+                (name.parse::<Mode>().unwrap(), name.clone()),
+                (*m, m.to_string())
+            );
+        }
     }
 }

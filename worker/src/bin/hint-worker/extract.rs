@@ -14,9 +14,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// Flags of `hint extract`.
 #[derive(Args, Debug)]
 pub struct ExtractArgs {
-    /// Architecture: tiny_cnn, vgg11, vgg16, vgg19, resnet18, resnet50, inception_v3.
-    #[arg(long, env = "HINT_MODEL")]
-    model: String,
+    /// Architecture.
+    #[arg(long, env = "HINT_MODEL", value_enum)]
+    model: Architecture,
     /// Weights: a torchvision state_dict saved as safetensors.
     #[arg(long, env = "HINT_WEIGHTS")]
     weights: PathBuf,
@@ -34,9 +34,9 @@ pub struct ExtractArgs {
     /// integrated_gradients.
     #[arg(long, default_value = "gradient")]
     method: String,
-    /// Channel aggregation: norm, sum, filter_norm, max, abs_sum, abs_max.
-    #[arg(long, default_value = "norm")]
-    aggregation: String,
+    /// Channel aggregation.
+    #[arg(long, value_enum, default_value_t = Aggregation::Norm)]
+    aggregation: Aggregation,
     /// Threshold t on the normalised saliency: positions with ŝ > t are responsible.
     #[arg(long, default_value_t = 0.5)]
     threshold: f32,
@@ -55,9 +55,9 @@ pub struct ExtractArgs {
     /// Integrated gradients: points on the path.
     #[arg(long, default_value_t = 20)]
     steps: usize,
-    /// Integrated gradients: baseline, zero (mean colour) or black.
-    #[arg(long, default_value = "zero")]
-    baseline: String,
+    /// Integrated gradients: where the path starts.
+    #[arg(long, value_enum, default_value_t = Baseline::Zero)]
+    baseline: Baseline,
     /// Images per model batch.
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
@@ -89,8 +89,7 @@ pub struct ExtractArgs {
 
 impl ExtractArgs {
     fn config(self) -> anyhow::Result<ExtractConfig> {
-        let arch = Architecture::parse(&self.model)?;
-        let baseline = Baseline::parse(&self.baseline)?;
+        let (arch, baseline) = (self.model, self.baseline);
         let mut config = ExtractConfig::new(arch, self.weights, self.layer, self.images, self.out);
         let defaults = arch.default_input();
         config.input = InputSize {
@@ -100,7 +99,7 @@ impl ExtractArgs {
         config.label_map = self.labels;
         config.method =
             Method::parse(&self.method, self.samples, self.noise, self.steps, baseline)?;
-        config.aggregation = Aggregation::parse(&self.aggregation)?;
+        config.aggregation = self.aggregation;
         config.threshold = self.threshold;
         config.background_ratio = self.background_ratio;
         config.activation_type = self

@@ -53,8 +53,8 @@ pub struct ShapleyArgs {
     #[arg(long, default_value_t = 20)]
     round: u64,
     /// Value mode: fixed (the trained classifier) or retrain (a fit per coalition).
-    #[arg(long, default_value = "fixed")]
-    mode: String,
+    #[arg(long, value_enum, default_value_t = Mode::Fixed)]
+    mode: Mode,
     /// What replaces neurons outside a coalition: marginal, mean or zero.
     #[arg(long, default_value = "marginal")]
     replacement: String,
@@ -94,7 +94,7 @@ pub struct ShapleyArgs {
 impl ShapleyArgs {
     fn config(&self) -> anyhow::Result<(ShapleyConfig, Budget)> {
         let parse = |what: &str, e: String| anyhow::anyhow!("--{what}: {e}");
-        let mode: Mode = self.mode.parse().map_err(|e| parse("mode", e))?;
+        let mode = self.mode;
         let device = hint_worker::device::parse(&self.device)?;
         let config = ShapleyConfig {
             mode,

@@ -37,9 +37,9 @@ pub struct TrainModelArgs {
     /// `.json`.
     #[arg(long)]
     out: PathBuf,
-    /// Architecture: tiny_cnn (or vgg11, vgg16, vgg19, slow on a CPU).
-    #[arg(long, default_value = "tiny_cnn")]
-    arch: String,
+    /// Architecture (a VGG is slow on a CPU).
+    #[arg(long, value_enum, default_value_t = Architecture::TinyCnn)]
+    arch: Architecture,
     /// Passes over the training images.
     #[arg(long, default_value_t = DEFAULT_EPOCHS)]
     epochs: usize,
@@ -73,7 +73,7 @@ pub struct TrainModelArgs {
 impl TrainModelArgs {
     fn config(&self) -> anyhow::Result<TrainConfig> {
         let config = TrainConfig {
-            arch: Architecture::parse(&self.arch)?,
+            arch: self.arch,
             epochs: self.epochs,
             batch_size: self.batch_size,
             learning_rate: self.lr,

@@ -83,3 +83,18 @@ pub const TORCH_COMMANDS: [TorchCommand; 9] = [
 
 /// The executable that runs [`TORCH_COMMANDS`].
 pub const WORKER_EXECUTABLE: &str = "hint-worker";
+
+/// The exit status of a command, printing an error and its causes on stderr as every `hint`
+/// and `hint-worker` command does.
+pub fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -17,7 +17,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
 use clap::{Arg, ArgAction, ArgMatches, Command, FromArgMatches, Subcommand};
-use hint_coordinator::commands::{TORCH_COMMANDS, WORKER_EXECUTABLE};
+use hint_coordinator::commands::{self, TORCH_COMMANDS, WORKER_EXECUTABLE};
 
 /// The subcommands `hint` runs itself.
 #[derive(Subcommand, Debug)]
@@ -128,16 +128,7 @@ fn main() -> std::process::ExitCode {
             Err(e) => e.exit(),
         }
     };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            for cause in error.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
-            std::process::ExitCode::FAILURE
-        }
-    }
+    commands::exit_code(result)
 }
 
 fn run(command: Local) -> anyhow::Result<()> {

@@ -132,29 +132,18 @@ fn comparison_row(c: &WsolComparison) -> String {
         ""
     };
     let _ = write!(out, "<td{class}>{}</td>", escape(&verdict));
-    match &c.mask_iou {
-        Some(d) => {
-            let _ = write!(
-                out,
-                "{}<td>{}</td>",
-                num_cell(d.difference, &format!("{} pts", points(d.difference))),
-                escape(&interval(d))
-            );
-        }
-        None => out += "<td></td><td></td>",
-    }
+    // A difference and its interval, or two empty cells.
+    let difference = |d: Option<&super::data::WsolDifference>| match d {
+        Some(d) => format!(
+            "{}<td>{}</td>",
+            num_cell(d.difference, &format!("{} pts", points(d.difference))),
+            escape(&interval(d))
+        ),
+        None => "<td></td><td></td>".to_string(),
+    };
+    out += &difference(c.mask_iou.as_ref());
     out += &num_cell(c.overlap.unwrap_or(f64::NAN), &percent(c.overlap));
-    match &c.max_box_acc {
-        Some(d) => {
-            let _ = write!(
-                out,
-                "{}<td>{}</td>",
-                num_cell(d.difference, &format!("{} pts", points(d.difference))),
-                escape(&interval(d))
-            );
-        }
-        None => out += "<td></td><td></td>",
-    }
+    out += &difference(c.max_box_acc.as_ref());
     out + "</tr>"
 }
 

@@ -299,6 +299,30 @@ fn annotations_without_xml_are_an_error_naming_the_directory() {
     );
 }
 
+/// `hint evaluate` of the job into `out` with `annotations` and `extra` flags, small
+/// settings: its stdout and wsol.json.
+fn evaluate_into(annotations: &Path, out: &Path, extra: &[&str]) -> (String, Value) {
+    let mut args = vec![
+        "evaluate",
+        "--job",
+        job().1.to_str().unwrap(),
+        "--annotations",
+        annotations.to_str().unwrap(),
+        "--fractions",
+        "20",
+        "--random-draws",
+        "2",
+        "--bootstrap",
+        "100",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let stdout = succeeded(&hint(&args), "hint evaluate --out");
+    let text = std::fs::read_to_string(out.join("wsol.json")).unwrap();
+    (stdout, serde_json::from_str(&text).unwrap())
+}
+
 #[test]
 fn a_held_out_image_set_is_evaluated_into_its_own_directory() {
     let (tmp, job) = job();
@@ -320,29 +344,12 @@ fn a_held_out_image_set_is_evaluated_into_its_own_directory() {
     );
     let out = tmp.path().join("wsol-held-out");
     let images = held_out.join("images");
-    let stdout = succeeded(
-        &hint(&[
-            "evaluate",
-            "--job",
-            job.to_str().unwrap(),
-            "--images",
-            images.to_str().unwrap(),
-            "--annotations",
-            held_out.join("annotations").to_str().unwrap(),
-            "--fractions",
-            "20",
-            "--random-draws",
-            "2",
-            "--bootstrap",
-            "100",
-            "--out",
-            out.to_str().unwrap(),
-        ]),
-        "hint evaluate --images --out",
+    let (stdout, report) = evaluate_into(
+        &held_out.join("annotations"),
+        &out,
+        &["--images", images.to_str().unwrap()],
     );
     assert!(stdout.contains(images.to_str().unwrap()), "{stdout}");
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("wsol.json")).unwrap()).unwrap();
     assert_eq!(report["image_source"], images.to_str().unwrap());
     // Every heatmap is of a held-out image, and the job's own results were left alone.
     let heatmaps = report["heatmaps"].as_array().unwrap();
@@ -388,29 +395,6 @@ fn a_held_out_image_set_is_evaluated_into_its_own_directory() {
         stderr.contains("label 'zebra' is not one of the job's labels"),
         "{stderr}"
     );
-}
-
-/// `hint evaluate` into `out` with `annotations`, small settings.
-fn evaluate_into(annotations: &Path, out: &Path) -> Value {
-    succeeded(
-        &hint(&[
-            "evaluate",
-            "--job",
-            job().1.to_str().unwrap(),
-            "--annotations",
-            annotations.to_str().unwrap(),
-            "--fractions",
-            "20",
-            "--random-draws",
-            "2",
-            "--bootstrap",
-            "100",
-            "--out",
-            out.to_str().unwrap(),
-        ]),
-        "hint evaluate --out",
-    );
-    serde_json::from_str(&std::fs::read_to_string(out.join("wsol.json")).unwrap()).unwrap()
 }
 
 #[test]
@@ -463,8 +447,8 @@ fn cub_annotations_give_the_numbers_of_the_same_boxes_in_voc_xml() {
     ] {
         std::fs::write(cub.join(file), text).unwrap();
     }
-    let from_xml = evaluate_into(&annotations, &tmp.path().join("wsol-xml"));
-    let from_cub = evaluate_into(&cub, &tmp.path().join("wsol-cub"));
+    let (_, from_xml) = evaluate_into(&annotations, &tmp.path().join("wsol-xml"), &[]);
+    let (_, from_cub) = evaluate_into(&cub, &tmp.path().join("wsol-cub"), &[]);
     assert!(!from_xml["summary"].as_array().unwrap().is_empty());
     for key in ["summary", "concepts", "comparisons", "skipped"] {
         assert_eq!(from_xml[key], from_cub[key], "{key}");

@@ -88,14 +88,5 @@ fn main() -> std::process::ExitCode {
         Some(Stage::Evaluate(args)) => evaluate::run(args),
         Some(Stage::Ablate(args)) => ablate::run(args),
     };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            for cause in error.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
-            std::process::ExitCode::FAILURE
-        }
-    }
+    commands::exit_code(result)
 }

@@ -431,6 +431,7 @@ impl Coordinator {
         let slots = request.slots.max(1);
         let id = self
             .mutate(|s, now| s.register(request.name.clone(), request.device.clone(), slots, now));
+        self.running()?;
         tracing::info!(worker = %id, name = %request.name, device = %request.device, slots, "worker registered");
         let lease = self.config.scheduler.lease_timeout;
         Ok(proto::RegisterResponse {
@@ -458,6 +459,8 @@ impl Coordinator {
         }
         let (tasks, cancel) =
             self.mutate(|s, now| s.poll(&worker, request.free_slots, &running, now))?;
+        // Leases whose records could not be appended are not handed out.
+        self.running()?;
         Ok(proto::PollResponse {
             tasks,
             cancel: cancel
@@ -564,6 +567,7 @@ impl Coordinator {
             message: request.message.clone(),
         };
         let actions = self.mutate(|s, now| s.fail(&task, request.attempt, failure, now));
+        self.running()?;
         self.run_actions(actions);
         Ok(())
     }

@@ -194,6 +194,22 @@ pub struct WsolFile {
     pub skipped: Vec<WsolSkipped>,
     /// Where the evaluated images came from, when recorded.
     pub image_source: Option<String>,
+    /// The object lift of the job's regions on the evaluated images, when recorded.
+    pub region_lift: Option<WsolRegionLift>,
+}
+
+/// `wsol.json`'s `region_lift`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct WsolRegionLift {
+    /// Images with a mask.
+    pub images: u64,
+    /// Object share inside the responsible cells.
+    pub object_share_in_regions: f64,
+    /// Object share of the crops.
+    pub object_share: f64,
+    /// Their ratio.
+    pub lift: f64,
 }
 
 /// Something `hint evaluate` left out, and why.

@@ -178,7 +178,21 @@ pub fn section(wsol: Option<&Wsol>) -> String {
             .as_deref()
             .filter(|s| !s.is_empty())
             .map(|s| format!(" Images: {}.", escape(s)))
-            .unwrap_or_default(),
+            .unwrap_or_default()
+            + &f.region_lift
+                .as_ref()
+                .map(|l| {
+                    format!(
+                        " The extraction's responsible regions on these images are {:.1}% \
+                         object pixels against {:.1}% of the crops: object lift {:.2} ({} \
+                         images with a mask).",
+                        100.0 * l.object_share_in_regions,
+                        100.0 * l.object_share,
+                        l.lift,
+                        l.images
+                    )
+                })
+                .unwrap_or_default(),
         wsol_rows(&f.summary, false),
         comparisons(f)
     );

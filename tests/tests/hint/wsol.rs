@@ -117,6 +117,16 @@ fn evaluate_writes_every_selection_and_fraction_and_heatmaps() {
     let summary = report["summary"].as_array().unwrap();
     let concepts = report["concepts"].as_array().unwrap();
     assert_eq!(summary.len(), 16);
+    // The job's regions on the evaluated images sit on the objects more than the crops do.
+    let lift = &report["region_lift"];
+    let (inside, overall) = (
+        unit(&lift["object_share_in_regions"], "object share in regions"),
+        unit(&lift["object_share"], "object share"),
+    );
+    assert!((lift["lift"].as_f64().unwrap() - inside / overall).abs() < 1e-12);
+    assert!(lift["images"].as_u64().unwrap() > 0, "{lift}");
+    assert!(inside > overall, "{lift}");
+    assert!(stdout.contains("object lift"), "{stdout}");
     // The world's 15 concepts all have a classifier, Φ and held-out annotated images.
     assert_eq!(concepts.len(), 15 * 16);
     for s in selections {
@@ -351,6 +361,8 @@ fn a_held_out_image_set_is_evaluated_into_its_own_directory() {
     );
     assert!(stdout.contains(images.to_str().unwrap()), "{stdout}");
     assert_eq!(report["image_source"], images.to_str().unwrap());
+    // No region of the job describes these images.
+    assert!(report["region_lift"].is_null());
     // Every heatmap is of a held-out image, and the job's own results were left alone.
     let heatmaps = report["heatmaps"].as_array().unwrap();
     assert!(!heatmaps.is_empty());

@@ -152,6 +152,58 @@ impl CropFrame {
     }
 }
 
+/// Object pixels and pixels of the crop frame inside some feature-map cells, and over the
+/// whole crop: the parts of the regions' *object lift* (object share inside the responsible
+/// cells over the object share of the crop).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ObjectCounts {
+    /// Object pixels inside the cells.
+    pub object_in_cells: u64,
+    /// Pixels inside the cells.
+    pub in_cells: u64,
+    /// Object pixels of the crop.
+    pub object: u64,
+    /// Pixels of the crop.
+    pub pixels: u64,
+}
+
+impl ObjectCounts {
+    /// Adds another image's counts.
+    pub fn add(&mut self, other: ObjectCounts) {
+        self.object_in_cells += other.object_in_cells;
+        self.in_cells += other.in_cells;
+        self.object += other.object;
+        self.pixels += other.pixels;
+    }
+}
+
+/// [`ObjectCounts`] of the cells `(y, x)` of an `h × w` grid tiling a `crop × crop` mask
+/// (crop frame, row-major, true = object): cell `(y, x)` covers rows
+/// `⌊y·crop/h⌋ .. ⌊(y+1)·crop/h⌋` and the columns likewise.
+pub fn object_counts(
+    mask: &[bool],
+    crop: usize,
+    (h, w): (usize, usize),
+    cells: &[(u16, u16)],
+) -> ObjectCounts {
+    assert_eq!(mask.len(), crop * crop, "mask is crop × crop");
+    let span = |i: usize, n: usize| (i * crop / n)..((i + 1) * crop / n).min(crop);
+    let mut counts = ObjectCounts {
+        object: mask.iter().filter(|&&m| m).count() as u64,
+        pixels: mask.len() as u64,
+        ..ObjectCounts::default()
+    };
+    for &(y, x) in cells {
+        for row in span(usize::from(y), h) {
+            for col in span(usize::from(x), w) {
+                counts.in_cells += 1;
+                counts.object_in_cells += u64::from(mask[row * crop + col]);
+            }
+        }
+    }
+    counts
+}
+
 /// Bilinear upsampling of an `h × w` map to `out × out`, as PyTorch's
 /// `interpolate(mode="bilinear", align_corners=False)`.
 pub fn upsample_bilinear(map: &[f32], h: usize, w: usize, out: usize) -> Vec<f32> {
@@ -452,6 +504,21 @@ mod tests {
             box_iou(&rect(1.0, 1.0, 1.0, 5.0), &rect(1.0, 1.0, 1.0, 5.0)),
             0.0
         );
+    }
+
+    #[test]
+    fn object_counts_tile_the_crop_with_the_cells() {
+        // An 8 × 8 crop, object in its top-left 4 × 4; a 2 × 2 grid: each cell is 4 × 4.
+        let mask: Vec<bool> = (0..64).map(|i| i % 8 < 4 && i / 8 < 4).collect();
+        let c = object_counts(&mask, 8, (2, 2), &[(0, 0), (1, 1)]);
+        assert_eq!(
+            (c.object_in_cells, c.in_cells, c.object, c.pixels),
+            (16, 32, 16, 64)
+        );
+        // A 3 × 3 grid over 8 pixels: cells of 2, 3 and 3 rows/columns, covering all 64.
+        let all: Vec<(u16, u16)> = (0..3).flat_map(|y| (0..3).map(move |x| (y, x))).collect();
+        let c = object_counts(&mask, 8, (3, 3), &all);
+        assert_eq!((c.in_cells, c.object_in_cells), (64, 16));
     }
 
     #[test]

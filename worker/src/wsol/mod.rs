@@ -37,6 +37,7 @@ use std::path::{Path, PathBuf};
 
 use hint_common::hierarchy::ConceptId;
 use hint_common::regions::sample::ConceptSamples;
+use hint_common::regions::{open_regions, RegionProjection};
 use hint_common::seed;
 use rayon::prelude::*;
 use tch::Device;
@@ -47,7 +48,7 @@ use crate::models::Backbone;
 use compare::{BootstrapSettings, PairOutcomes};
 pub use compare::{Comparison, Difference, Verdict};
 use inputs::{AnnotationIndex, GroundTruthFiles, Job};
-pub use report::{ConceptRow, Heatmap, Skipped, SummaryRow, WsolReport};
+pub use report::{ConceptRow, Heatmap, RegionLift, Skipped, SummaryRow, WsolReport};
 use score::{Context, Decoded, ImageScores, ImageWork};
 pub use select::{SelectedClassifier, Selection, WSOL_TAG};
 
@@ -404,6 +405,13 @@ pub fn evaluate(
     let names: Vec<&str> = job.hierarchy.labels().iter().map(String::as_str).collect();
     let mut pairs: Vec<PairOutcomes> = Vec::new();
     let mut heatmaps = Vec::new();
+    // The extraction's regions of the evaluated images (the job's own images only: a
+    // user's set has none), for their object lift where there are masks.
+    let regions_of = match (&config.images, &config.masks) {
+        (None, Some(_)) => Some(foreground_cells(&job.dir.join("regions"), &work)?),
+        _ => None,
+    };
+    let (mut lift_counts, mut lift_images) = (geometry::ObjectCounts::default(), 0);
     let batch = job.spec.extract.batch_size.max(1);
     let ctx = Context {
         evaluated: &evaluated,
@@ -431,6 +439,16 @@ pub fn evaluate(
                 }
             })
             .collect();
+        if let Some((cells, grid)) = &regions_of {
+            for (w, dec) in &ok {
+                if let (Some(mask), Some(cells)) = (&dec.mask, cells.get(&w.id)) {
+                    let crop = dec.frame.crop as usize;
+                    let mask = dec.frame.map_mask(mask);
+                    lift_counts.add(geometry::object_counts(&mask, crop, *grid, cells));
+                    lift_images += 1;
+                }
+            }
+        }
         if !ok.is_empty() {
             let maps = score::feature_maps(&model, layer, &ok, &job.preprocess, config.device)?;
             let (d, h, w) = maps.shape;
@@ -491,6 +509,7 @@ pub fn evaluate(
         neurons: d,
         skipped,
         image_source,
+        region_lift: RegionLift::of(lift_images, &lift_counts),
     };
     report.write(&results.join(WSOL_FILE))?;
     Ok(report)
@@ -558,6 +577,41 @@ fn evaluation_images(
         });
     }
     by_label
+}
+
+/// Each image's responsible cells `(y, x)`, and the grid's `(H, W)`.
+type ForegroundCells = (HashMap<u64, Vec<(u16, u16)>>, (usize, usize));
+
+/// The foreground cells of each image of `work` in the region files of `dir`: one pass over
+/// their position columns.
+fn foreground_cells(dir: &Path, work: &[ImageWork]) -> Result<ForegroundCells, WsolError> {
+    let wanted: std::collections::HashSet<u64> = work.iter().map(|w| w.id).collect();
+    let identity = RegionProjection {
+        saliency: false,
+        activation: false,
+    };
+    let mut cells: HashMap<u64, Vec<(u16, u16)>> = HashMap::new();
+    let mut grid = (0, 0);
+    let files =
+        hint_common::regions::sample::region_files(dir).map_err(|e| WsolError::other(dir, e))?;
+    for path in files {
+        let reader =
+            open_regions(&path, identity, 1 << 16).map_err(|e| WsolError::other(&path, e))?;
+        grid = (reader.meta().height, reader.meta().width);
+        for batch in reader {
+            let batch = batch.map_err(|e| WsolError::other(&path, e))?;
+            for i in 0..batch.len() {
+                let id = batch.image_id()[i];
+                if batch.foreground(i) && wanted.contains(&id) {
+                    cells
+                        .entry(id)
+                        .or_default()
+                        .push((batch.y()[i], batch.x()[i]));
+                }
+            }
+        }
+    }
+    Ok((cells, grid))
 }
 
 /// Removes heatmaps of an earlier evaluation (the directory is this stage's own).

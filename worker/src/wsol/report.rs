@@ -116,6 +116,49 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// The extraction's responsible regions on the evaluated images that have a mask: the
+/// object share of the pixels their cells cover, against the object share of the crop.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RegionLift {
+    /// Images with a mask and regions in the job's region files.
+    pub images: usize,
+    /// Object pixels / pixels, inside the responsible cells.
+    pub object_share_in_regions: f64,
+    /// Object pixels / pixels, over the whole crops.
+    pub object_share: f64,
+    /// Their ratio: 1 = regions no more on objects than chance, higher = on objects.
+    pub lift: f64,
+}
+
+impl RegionLift {
+    /// From counts pooled over images; `None` without pixels on either side.
+    pub fn of(images: usize, c: &super::geometry::ObjectCounts) -> Option<RegionLift> {
+        if images == 0 || c.in_cells == 0 || c.object == 0 {
+            return None;
+        }
+        let object_share_in_regions = c.object_in_cells as f64 / c.in_cells as f64;
+        let object_share = c.object as f64 / c.pixels as f64;
+        Some(RegionLift {
+            images,
+            object_share_in_regions,
+            object_share,
+            lift: object_share_in_regions / object_share,
+        })
+    }
+
+    /// One line for people.
+    pub fn line(&self) -> String {
+        format!(
+            "the extraction's responsible regions on these images: {:.1}% object pixels, the \
+             crops {:.1}% (object lift {:.2}, {} images with a mask)",
+            100.0 * self.object_share_in_regions,
+            100.0 * self.object_share,
+            self.lift,
+            self.images
+        )
+    }
+}
+
 /// `results/wsol.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WsolReport {
@@ -150,6 +193,10 @@ pub struct WsolReport {
     /// empty in older files).
     #[serde(default)]
     pub image_source: String,
+    /// The object lift of the job's regions on the evaluated images (the job's own images
+    /// with masks only).
+    #[serde(default)]
+    pub region_lift: Option<RegionLift>,
 }
 
 impl WsolReport {
@@ -465,6 +512,7 @@ mod tests {
             neurons: 64,
             skipped: Vec::new(),
             image_source: "the job's held-out images".into(),
+            region_lift: None,
         };
         let table = report.table();
         assert!(

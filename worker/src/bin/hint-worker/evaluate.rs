@@ -147,6 +147,9 @@ fn evaluate_and_print(config: &WsolConfig) -> anyhow::Result<()> {
          (its weight on raw activations), or at random (mean ± sd over the draws)"
     );
     println!("images: {}", report.image_source);
+    if let Some(lift) = &report.region_lift {
+        println!("regions: {}", lift.line());
+    }
     print!("{}", report.table());
     for s in &report.skipped {
         println!("skipped {}: {}", s.what, s.reason);

@@ -84,6 +84,26 @@ pub const TORCH_COMMANDS: [TorchCommand; 9] = [
 /// The executable that runs [`TORCH_COMMANDS`].
 pub const WORKER_EXECUTABLE: &str = "hint-worker";
 
+/// Set by `hint` to its version when it hands a command over: `hint-worker` refuses to run
+/// for a `hint` of another version (two executables from different builds).
+pub const HANDOVER_VERSION_VAR: &str = "HINT_HANDOVER_VERSION";
+
+/// This build's version, as both executables report it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `Err` when `hint` of another version handed the command over (`handed_by`: the value of
+/// [`HANDOVER_VERSION_VAR`], if set).
+pub fn check_handover(handed_by: Option<&str>) -> anyhow::Result<()> {
+    match handed_by {
+        Some(version) if version != VERSION => anyhow::bail!(
+            "hint {version} handed this command to hint-worker {VERSION}: the two executables \
+             come from different builds; install both from one (make install, or cargo build \
+             --release -p hint-coordinator -p hint-worker)"
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// The exit status of a command, printing an error and its causes on stderr as every `hint`
 /// and `hint-worker` command does.
 pub fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {

@@ -79,6 +79,7 @@ fn hand_over(name: &str, matches: &ArgMatches) -> anyhow::Error {
         .cloned();
     let worker = worker_executable();
     let error = std::process::Command::new(&worker)
+        .env(commands::HANDOVER_VERSION_VAR, commands::VERSION)
         .arg0("hint")
         .arg(name)
         .args(args)

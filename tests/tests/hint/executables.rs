@@ -69,3 +69,29 @@ fn without_hint_worker_a_stage_says_what_to_build() {
     let version = Command::new(&alone).arg("--version").output().unwrap();
     succeeded(&version, "hint --version without hint-worker");
 }
+
+#[test]
+fn a_hint_worker_of_another_build_refuses_a_handed_over_stage() {
+    let worker = hint_bin().with_file_name("hint-worker");
+    let output = Command::new(worker)
+        .args(["layers", "--model", "tiny_cnn"])
+        .env(
+            hint_coordinator::commands::HANDOVER_VERSION_VAR,
+            "0.0.0-other",
+        )
+        .output()
+        .unwrap();
+    let stderr = failed(&output, "hint-worker handed over by another hint");
+    assert!(
+        stderr.contains("hint 0.0.0-other handed this command to hint-worker")
+            && stderr.contains("make install"),
+        "{stderr}"
+    );
+    // Handed over by this build's hint, it runs (the other tests), and run directly too.
+    let direct = Command::new(hint_bin().with_file_name("hint-worker"))
+        .args(["layers", "--model", "tiny_cnn"])
+        .env_remove(hint_coordinator::commands::HANDOVER_VERSION_VAR)
+        .output()
+        .unwrap();
+    succeeded(&direct, "hint-worker layers");
+}

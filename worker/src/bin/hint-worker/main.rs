@@ -76,6 +76,11 @@ fn main() -> std::process::ExitCode {
         // Colour codes only on a terminal: not in a pod's log or a file.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // A stage handed over by `hint` must come from the same build.
+    let handed_by = std::env::var(commands::HANDOVER_VERSION_VAR).ok();
+    if let Err(error) = commands::check_handover(handed_by.as_deref()) {
+        return commands::exit_code(Err(error));
+    }
     let result = match cli.command {
         None => work::run(cli.work),
         Some(Stage::Extract(args)) => extract::run(*args),

@@ -9,6 +9,7 @@
 pub mod commands;
 pub mod coordinator;
 pub mod http;
+pub mod job_file;
 pub mod journal;
 pub mod metrics;
 pub mod plan;

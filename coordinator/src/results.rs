@@ -23,8 +23,8 @@ use hint_common::shapley::phi::{
 };
 use hint_common::shapley::ShapleyError;
 use hint_common::storage::{self, StorageError};
-use serde_json::json;
 
+use crate::job_file::{ConceptRun, JobSummary, QuarantinedTask, SkippedImage, JOB_FILE};
 use crate::scheduler::{Job, Output, TaskState};
 
 /// The results directory of a job.
@@ -134,13 +134,9 @@ fn write_into(job: &Job, job_dir: &Path) -> Result<(), ResultsError> {
     write_top_csv(&out.join("top_neurons.csv"), &top_neurons(&phis, top))?;
     write_multimodal_csv(&out.join("multimodal.csv"), &multimodal(&phis, top))?;
     hierarchy.write_json(&out.join("concepts.json"))?;
-    let summary = summary(job, &hierarchy);
-    let path = out.join("job.json");
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&summary).expect("json") + "\n",
-    )
-    .map_err(|source| ResultsError::Io { path, source })?;
+    let path = out.join(JOB_FILE);
+    std::fs::write(&path, summary(job, &hierarchy).to_json())
+        .map_err(|source| ResultsError::Io { path, source })?;
     // The page people open first; `hint evaluate` adds localisation to it later.
     crate::report::write(job_dir).map_err(|e| ResultsError::Report(e.to_string()))?;
     Ok(())
@@ -219,98 +215,94 @@ pub fn region_quality(job: &Job) -> Option<RegionQuality> {
     }
 }
 
-fn summary(job: &Job, hierarchy: &Hierarchy) -> serde_json::Value {
-    let (mut files, mut rows, mut images) = (0u64, 0u64, 0u64);
-    let mut skipped = Vec::new();
+fn summary(job: &Job, hierarchy: &Hierarchy) -> JobSummary {
+    let (mut region_files, mut region_rows, mut images_processed) = (0u64, 0u64, 0u64);
+    let mut skipped_images = Vec::new();
     for task in job.stage_tasks(Stage::Extract) {
         if let TaskState::Done {
             output:
                 Output::Extract {
-                    files: f,
-                    skipped: s,
-                    images: n,
+                    files,
+                    skipped,
+                    images,
                 },
             ..
         } = &task.state
         {
-            files += f.len() as u64;
-            rows += f.iter().map(|f| f.rows).sum::<u64>();
-            images += n;
-            skipped.extend(
-                s.iter()
-                    .map(|(path, reason)| json!({"path": path, "reason": reason})),
-            );
+            region_files += files.len() as u64;
+            region_rows += files.iter().map(|f| f.rows).sum::<u64>();
+            images_processed += images;
+            skipped_images.extend(skipped.iter().map(|(path, reason)| SkippedImage {
+                path: path.clone(),
+                reason: reason.clone(),
+            }));
         }
     }
-    let quarantined: Vec<_> = job
+    let quarantined_tasks = job
         .tasks
         .values()
         .filter(|t| t.state == TaskState::Quarantined)
-        .map(|t| {
-            let f = t.last_failure.as_ref();
-            json!({
-                "task": t.id.to_string(),
-                "attempts": t.attempts,
-                "reason": f.map(|f| f.reason.clone()),
-                "message": f.map(|f| f.message.clone()),
-            })
+        .map(|t| QuarantinedTask {
+            task: t.id.to_string(),
+            attempts: u64::from(t.attempts),
+            reason: t.last_failure.as_ref().map(|f| f.reason.clone()),
+            message: t.last_failure.as_ref().map(|f| f.message.clone()),
         })
         .collect();
     let rule = job.rule();
     let max = job.spec.shapley.permutations;
-    let concepts: Vec<_> = job
+    let concepts = job
         .sums
         .iter()
         .map(|(&concept, sums)| {
             let c = hierarchy.concept(ConceptId(concept));
-            json!({
-                "concept": concept,
-                "name": c.name,
-                "level": c.level,
-                "n_permutations": sums.permutations(),
-                "stopped_by_rule": rule.is_some() && sums.permutations() < max,
-                "complete": sums.blocks().len() == 1 && sums.blocks()[0].start == 0,
-            })
+            ConceptRun {
+                concept,
+                name: c.name.clone(),
+                level: c.level,
+                n_permutations: sums.permutations(),
+                stopped_by_rule: rule.is_some() && sums.permutations() < max,
+                complete: sums.blocks().len() == 1 && sums.blocks()[0].start == 0,
+            }
         })
         .collect();
     let trained: Vec<u32> = job.trained().into_iter().map(|(c, _)| c).collect();
-    let untrained: Vec<_> = (0..job.concepts)
+    let concepts_without_classifier = (0..job.concepts)
         .filter(|c| !trained.contains(c))
         .map(|c| hierarchy.concept(ConceptId(c)).name.clone())
         .collect();
     // Seconds from the first lease of a stage to its last task settling, as this process saw.
-    let timings: serde_json::Map<String, serde_json::Value> = job
+    let timings = job
         .stage_times
         .iter()
         .filter_map(|(stage, (start, end))| {
             let end = (*end)?;
             Some((
                 stage.name().to_string(),
-                json!(end.saturating_duration_since(*start).as_secs_f64()),
+                end.saturating_duration_since(*start).as_secs_f64(),
             ))
         })
         .collect();
-    let region_quality = region_quality(job);
     let finished_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
-    json!({
-        "job": job.id.to_string(),
-        "submitted_at": job.submitted_at,
-        "finished_at": finished_at,
-        "timings": timings,
-        "name": job.spec.name,
-        "spec": job.spec,
-        "images": job.images,
-        "images_processed": images,
-        "region_files": files,
-        "region_rows": rows,
-        "region_quality": region_quality,
-        "skipped_images": skipped,
-        "quarantined_tasks": quarantined,
-        "concepts": concepts,
-        "concepts_without_classifier": untrained,
-        "classifiers": job.job_dir.join("classifiers").display().to_string(),
-        "regions": job.regions_dir().display().to_string(),
-    })
+    JobSummary {
+        job: job.id.to_string(),
+        name: job.spec.name.clone(),
+        submitted_at: Some(job.submitted_at),
+        finished_at: Some(finished_at),
+        timings,
+        spec: Some(job.spec.clone()),
+        images: job.images,
+        images_processed,
+        region_files,
+        region_rows,
+        region_quality: region_quality(job),
+        skipped_images,
+        quarantined_tasks,
+        concepts,
+        concepts_without_classifier,
+        classifiers: job.job_dir.join("classifiers").display().to_string(),
+        regions: job.regions_dir().display().to_string(),
+    }
 }

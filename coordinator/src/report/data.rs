@@ -6,11 +6,11 @@
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
+pub use crate::job_file::{ConceptRun, JobSummary, QuarantinedTask, SkippedImage};
 use hint_common::ablation::{AblationReport, ABLATION_FILE};
 use hint_common::classify::{ConceptMetrics, MetricsFile, SkippedConcept, METRICS_FILE};
 use hint_common::hierarchy::Hierarchy;
 use hint_common::job::JobSpec;
-use hint_common::regions::quality::RegionQuality;
 use serde::Deserialize;
 
 use super::csv::csv_table;
@@ -47,76 +47,6 @@ pub struct ReportData {
     pub wsol: Option<Wsol>,
     /// `results/ablation.json`, when `hint ablate` has run.
     pub ablation: Option<AblationReport>,
-}
-
-/// `results/job.json` (fields the report uses; unknown ones are ignored, missing ones empty).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct JobSummary {
-    /// The job id.
-    pub job: String,
-    /// The job's name.
-    pub name: String,
-    /// Images in the manifest.
-    pub images: u64,
-    /// Images the extract tasks processed.
-    pub images_processed: u64,
-    /// Committed region files.
-    pub region_files: u64,
-    /// Region rows in them.
-    pub region_rows: u64,
-    /// Region-quality diagnostics (absent in files written before they existed).
-    pub region_quality: Option<RegionQuality>,
-    /// Images the extraction skipped.
-    pub skipped_images: Vec<SkippedImage>,
-    /// Tasks that failed too often.
-    pub quarantined_tasks: Vec<QuarantinedTask>,
-    /// Concepts with Φ and their permutation counts.
-    pub concepts: Vec<ConceptRun>,
-    /// Names of concepts without a classifier.
-    pub concepts_without_classifier: Vec<String>,
-    /// Submission time (Unix seconds), when the coordinator records it.
-    pub submitted_at: Option<f64>,
-    /// Finishing time (Unix seconds), when the coordinator records it.
-    pub finished_at: Option<f64>,
-    /// Any other timings the coordinator records (name → seconds), shown as they are.
-    pub timings: BTreeMap<String, f64>,
-}
-
-/// An image the extraction skipped.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct SkippedImage {
-    /// Its path.
-    pub path: String,
-    /// Why.
-    pub reason: String,
-}
-
-/// A quarantined task.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct QuarantinedTask {
-    /// `job-0001/extract-00003`.
-    pub task: String,
-    /// Attempts made.
-    pub attempts: u64,
-    /// The last failure's reason.
-    pub reason: Option<String>,
-    /// The last failure's message.
-    pub message: Option<String>,
-}
-
-/// A concept's Shapley run in `job.json`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct ConceptRun {
-    /// Concept id.
-    pub concept: u32,
-    /// Permutations behind its φ.
-    pub n_permutations: u64,
-    /// Whether a stopping rule ended it early.
-    pub stopped_by_rule: bool,
 }
 
 /// Φ: concepts × neurons.

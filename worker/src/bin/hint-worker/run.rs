@@ -12,9 +12,9 @@ use clap::Args;
 use hint_common::hierarchy::Hierarchy;
 use hint_common::job::JobId;
 use hint_common::proto::{self, jobs_client::JobsClient};
-use hint_common::regions::quality::RegionQuality;
 use hint_common::storage;
 use hint_coordinator::coordinator::{Coordinator, CoordinatorConfig};
+use hint_coordinator::job_file::{JobSummary, JOB_FILE};
 use hint_coordinator::{results, service, spec};
 use hint_worker::runtime::{self, WorkerConfig};
 use hint_worker::tasks::TaskRunner;
@@ -171,21 +171,20 @@ fn print_summary(coordinator: &Coordinator, id: &JobId, status: &proto::JobStatu
     else {
         return;
     };
-    let summary: serde_json::Value = storage::read_to_string(&dir.join("job.json"))
+    let summary: JobSummary = storage::read_to_string(&dir.join(JOB_FILE))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
     println!(
         "  {} workers; {} of {} images → {} region rows in {} files; {} image(s) skipped",
         workers,
-        summary["images_processed"],
-        summary["images"],
-        summary["region_rows"],
-        summary["region_files"],
-        summary["skipped_images"].as_array().map_or(0, Vec::len)
+        summary.images_processed,
+        summary.images,
+        summary.region_rows,
+        summary.region_files,
+        summary.skipped_images.len()
     );
-    if let Ok(quality) = serde_json::from_value::<RegionQuality>(summary["region_quality"].clone())
-    {
+    if let Some(quality) = &summary.region_quality {
         println!("  regions: {}", quality.line());
         for warning in &quality.warnings {
             println!("  warning: {warning}");

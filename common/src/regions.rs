@@ -41,7 +41,8 @@ use parquet::errors::ParquetError;
 
 pub use meta::{ActivationType, MetadataProblem, RegionFileMeta, PARAM_PREFIX};
 pub use reader::{
-    open_regions, read_region_meta, read_regions, RegionBatch, RegionBatchReader, RegionProjection,
+    for_each_foreground, open_regions, read_region_meta, read_regions, RegionBatch,
+    RegionBatchReader, RegionProjection,
 };
 pub use rows::{RegionRow, RegionRows};
 pub use writer::{partial_path, RegionFileSummary, RegionWriter};

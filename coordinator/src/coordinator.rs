@@ -97,7 +97,8 @@ pub struct Coordinator {
     changed: watch::Sender<u64>,
     busy: Mutex<HashSet<JobId>>,
     /// Set once, when the journal could not be written: from then on every call that would
-    /// change state is refused and the process should exit ([`Coordinator::stopped`]), so
+    /// change state is refused and the process should exit
+    /// ([`Coordinator::journal_failure`]), so
     /// nothing ever acts on a state the journal does not hold.
     stopped: watch::Sender<Option<String>>,
 }
@@ -188,10 +189,16 @@ impl Coordinator {
         });
     }
 
-    /// Resolves to the reason once the journal failed and the coordinator stopped taking
-    /// work (`hint coordinator` then exits; a restart resumes from the journal).
-    pub fn stopped(&self) -> watch::Receiver<Option<String>> {
-        self.stopped.subscribe()
+    /// Resolves with the reason once the journal failed and the coordinator stopped taking
+    /// work (`hint coordinator` and `hint run` then exit; a restart resumes from the
+    /// journal); never resolves otherwise.
+    pub async fn journal_failure(&self) -> String {
+        let mut stopped = self.stopped.subscribe();
+        let reason = match stopped.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone().unwrap_or_default(),
+            Err(_) => return std::future::pending().await,
+        };
+        reason
     }
 
     /// Fail-stop: the first journal failure stops the coordinator for good.
@@ -534,7 +541,7 @@ impl Coordinator {
             .then(|| inner.scheduler.job(&task.job))
             .flatten()
             .filter(|job| job.all_settled(Stage::Extract))
-            .cloned();
+            .map(results::RegionInputs::of);
         let version = inner.scheduler.version();
         drop(inner);
         if let Some(ticket) = ticket {
@@ -542,10 +549,10 @@ impl Coordinator {
         }
         self.changed.send_replace(version);
         self.run_actions(actions);
-        if let Some(job) = extracted {
+        if let Some(inputs) = extracted {
             std::thread::spawn(move || {
-                let _span = tracing::info_span!("regions", job = %job.id).entered();
-                if let Some(q) = results::region_quality(&job) {
+                let _span = tracing::info_span!("regions", job = %task.job).entered();
+                if let Some(q) = results::region_quality(&inputs) {
                     tracing::info!("{}", q.line());
                 }
             });

@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use hint_common::hierarchy::{ConceptId, Hierarchy, HierarchyError};
-use hint_common::job::Stage;
+use hint_common::job::{JobId, Stage};
 use hint_common::regions::quality::{self, RegionQuality};
 use hint_common::shapley::phi::{
     multimodal, top_neurons, write_multimodal_csv, write_phi_csv, write_phi_parquet, write_top_csv,
@@ -169,47 +169,79 @@ fn settings(job: &Job) -> Vec<(String, String)> {
 /// Where the job's region-quality diagnostics are kept once measured.
 pub const REGION_QUALITY_FILE: &str = "region_quality.json";
 
+/// What the region-quality diagnostics read: every committed extract output's files, the
+/// images they cover, and where the measurement is kept. Small, so it is taken under the
+/// scheduler's lock and measured outside it.
+#[derive(Debug, Clone)]
+pub struct RegionInputs {
+    job: JobId,
+    files: Vec<PathBuf>,
+    images: u64,
+    kept: PathBuf,
+}
+
+impl RegionInputs {
+    /// The inputs of `job`'s committed extract outputs.
+    pub fn of(job: &Job) -> RegionInputs {
+        let (mut files, mut images) = (Vec::new(), 0);
+        for task in job.stage_tasks(Stage::Extract) {
+            if let TaskState::Done {
+                output:
+                    Output::Extract {
+                        files: f,
+                        images: n,
+                        ..
+                    },
+                ..
+            } = &task.state
+            {
+                files.extend(f.iter().map(|f| PathBuf::from(&f.path)));
+                images += n;
+            }
+        }
+        RegionInputs {
+            job: job.id.clone(),
+            files,
+            images,
+            kept: job.job_dir.join(REGION_QUALITY_FILE),
+        }
+    }
+}
+
 /// Region-quality diagnostics over every committed extract output together (the fixed
 /// pattern is the whole dataset's), each warning logged. Measured once — when the last
 /// extract task commits — and kept in `<job>/region_quality.json`, which the results read
 /// back (two passes over an ImageNet job's position columns are worth not repeating). A
 /// file that cannot be read is logged and gives `None`, never a failed job: the
 /// diagnostics are advice.
-pub fn region_quality(job: &Job) -> Option<RegionQuality> {
-    let (mut paths, mut images) = (Vec::new(), 0);
-    for task in job.stage_tasks(Stage::Extract) {
-        if let TaskState::Done {
-            output: Output::Extract {
-                files, images: n, ..
-            },
-            ..
-        } = &task.state
-        {
-            paths.extend(files.iter().map(|f| PathBuf::from(&f.path)));
-            images += n;
-        }
-    }
-    let kept = job.job_dir.join(REGION_QUALITY_FILE);
-    let cached = storage::read_to_string(&kept)
+pub fn region_quality(inputs: &RegionInputs) -> Option<RegionQuality> {
+    let RegionInputs {
+        job,
+        files,
+        images,
+        kept,
+    } = inputs;
+    let images = *images;
+    let cached = storage::read_to_string(kept)
         .ok()
         .and_then(|text| serde_json::from_str::<RegionQuality>(&text).ok())
         .filter(|q| q.images == images);
     if cached.is_some() {
         return cached;
     }
-    match quality::measure(&paths, images) {
+    match quality::measure(files, images) {
         Ok(q) => {
             for warning in &q.warnings {
-                tracing::warn!(job = %job.id, "{warning}");
+                tracing::warn!(job = %job, "{warning}");
             }
             let text = serde_json::to_string_pretty(&q).expect("plain data serialises");
-            if let Err(error) = storage::write(&kept, text.as_bytes()) {
-                tracing::warn!(job = %job.id, %error, "could not keep {}", kept.display());
+            if let Err(error) = storage::write(kept, text.as_bytes()) {
+                tracing::warn!(job = %job, %error, "could not keep {}", kept.display());
             }
             Some(q)
         }
         Err(error) => {
-            tracing::warn!(job = %job.id, %error, "region-quality diagnostics failed");
+            tracing::warn!(job = %job, %error, "region-quality diagnostics failed");
             None
         }
     }
@@ -297,7 +329,7 @@ fn summary(job: &Job, hierarchy: &Hierarchy) -> JobSummary {
         images_processed,
         region_files,
         region_rows,
-        region_quality: region_quality(job),
+        region_quality: region_quality(&RegionInputs::of(job)),
         skipped_images,
         quarantined_tasks,
         concepts,

@@ -27,10 +27,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{open_regions, RegionProjection, RegionsError};
-
-/// Rows decoded per record batch.
-const BATCH_ROWS: usize = 65_536;
+use super::{for_each_foreground, read_region_meta, RegionsError};
 
 /// Share of images without a responsible region above which a warning is given.
 pub const NO_REGION_WARNING: f64 = 0.5;
@@ -88,53 +85,33 @@ fn percent(share: f64) -> String {
 
 /// Measures `files` (one layer's region files) for `images_processed` extracted images.
 pub fn measure(files: &[PathBuf], images_processed: u64) -> Result<RegionQuality, RegionsError> {
-    let identity = RegionProjection {
-        saliency: false,
-        activation: false,
+    let (layer, method, grid) = match files.first() {
+        Some(first) => {
+            let (meta, _) = read_region_meta(first)?;
+            (meta.layer, meta.method, [meta.height, meta.width])
+        }
+        None => (String::new(), String::new(), [0, 0]),
     };
+    let position = |y: u16, x: u16| usize::from(y) * grid[1] + usize::from(x);
     // Pass 1: foreground per image, images per position.
     let mut per_image: HashMap<u64, (u32, u32)> = HashMap::new();
-    let mut per_position: Vec<u64> = Vec::new();
-    let (mut layer, mut method, mut grid) = (String::new(), String::new(), [0, 0]);
-    for path in files {
-        let reader = open_regions(path, identity, BATCH_ROWS)?;
-        let meta = reader.meta();
-        if per_position.is_empty() {
-            (layer, method) = (meta.layer.clone(), meta.method.clone());
-            grid = [meta.height, meta.width];
-            per_position = vec![0; meta.height * meta.width];
+    let mut per_position = vec![0u64; grid[0] * grid[1]];
+    for_each_foreground(files, |image, y, x| {
+        per_image.entry(image).or_default().0 += 1;
+        if let Some(count) = per_position.get_mut(position(y, x)) {
+            *count += 1;
         }
-        let width = grid[1];
-        for batch in reader {
-            let batch = batch?;
-            for i in 0..batch.len() {
-                if batch.foreground(i) {
-                    per_image.entry(batch.image_id()[i]).or_default().0 += 1;
-                    let p = usize::from(batch.y()[i]) * width + usize::from(batch.x()[i]);
-                    if let Some(count) = per_position.get_mut(p) {
-                        *count += 1;
-                    }
-                }
-            }
-        }
-    }
+    })?;
     let images = images_processed.max(per_image.len() as u64);
     let fixed: Vec<bool> = per_position.iter().map(|&n| 2 * n > images).collect();
     let fixed_positions = fixed.iter().filter(|&&f| f).count() as u64;
     // Pass 2 (only when there is a pattern to compare with): |F ∩ M| per image.
     if fixed_positions > 0 {
-        let width = grid[1];
-        for path in files {
-            for batch in open_regions(path, identity, BATCH_ROWS)? {
-                let batch = batch?;
-                for i in 0..batch.len() {
-                    let p = usize::from(batch.y()[i]) * width + usize::from(batch.x()[i]);
-                    if batch.foreground(i) && fixed.get(p).copied().unwrap_or(false) {
-                        per_image.entry(batch.image_id()[i]).or_default().1 += 1;
-                    }
-                }
+        for_each_foreground(files, |image, y, x| {
+            if fixed.get(position(y, x)).copied().unwrap_or(false) {
+                per_image.entry(image).or_default().1 += 1;
             }
-        }
+        })?;
     }
     let with_regions = per_image.len() as u64;
     let mean = |f: &dyn Fn(u32, u32) -> f64| {

@@ -45,6 +45,27 @@ pub fn read_region_meta(path: &Path) -> Result<(RegionFileMeta, u64), RegionsErr
     Ok((meta, rows))
 }
 
+/// Calls `visit(image_id, y, x)` for every responsible (foreground) row of `files`, in file
+/// and row order, decoding only the identity columns (never saliency or activations).
+pub fn for_each_foreground(
+    files: &[PathBuf],
+    mut visit: impl FnMut(u64, u16, u16),
+) -> Result<(), RegionsError> {
+    let identity = RegionProjection {
+        saliency: false,
+        activation: false,
+    };
+    for path in files {
+        for batch in open_regions(path, identity, 1 << 16)? {
+            let batch = batch?;
+            for i in (0..batch.len()).filter(|&i| batch.foreground(i)) {
+                visit(batch.image_id()[i], batch.y()[i], batch.x()[i]);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Opens `path`, parses its metadata and checks its columns against the region schema. A
 /// remote file is read from its local copy (fetched into the storage cache once, streamed, and
 /// reused while unchanged): Parquet reads footers and column chunks at scattered offsets.

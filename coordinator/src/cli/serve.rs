@@ -187,13 +187,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             args.state.display()
         );
         // Fail-stop: a journal that cannot be written ends the process with its reason.
-        let mut stopped = coordinator.stopped();
-        let journal_failed = async move {
-            match stopped.wait_for(Option::is_some).await {
-                Ok(reason) => reason.clone(),
-                Err(_) => std::future::pending().await,
-            }
-        };
+        let failing = Arc::clone(&coordinator);
+        let journal_failed = async move { failing.journal_failure().await };
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = service::serve_secured(coordinator, listener, &security, async move {
             tokio::select! {
@@ -207,7 +202,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             reason = journal_failed => {
                 let _ = stop.send(());
                 let _ = server.await;
-                anyhow::bail!("{}", reason.unwrap_or_default());
+                anyhow::bail!("{reason}");
             }
         }
         Ok(())

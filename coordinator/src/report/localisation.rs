@@ -169,7 +169,7 @@ pub fn section(wsol: Option<&Wsol>) -> String {
          the classifier was fitted on; raw |w|: on raw activations) or at random: \
          localisation accuracy (box IoU ≥ 0.5), pointing game, mask IoU{}, and MaxBoxAcc (Choe \
          et al. 2020): the box accuracy at the best threshold of a 0.01-step sweep, chosen per \
-         selection on these images (its interval holds that threshold fixed).{}</p>\n<table \
+         selection on these images (its interval holds that threshold fixed).{}{}</p>\n<table \
          class=\"sortable\"><thead><tr>{WSOL_HEAD}{}</tbody></table>\n{}",
         f.threshold
             .map(|t| format!("; maps thresholded at {t} of their range"))
@@ -178,21 +178,21 @@ pub fn section(wsol: Option<&Wsol>) -> String {
             .as_deref()
             .filter(|s| !s.is_empty())
             .map(|s| format!(" Images: {}.", escape(s)))
-            .unwrap_or_default()
-            + &f.region_lift
-                .as_ref()
-                .map(|l| {
-                    format!(
-                        " The extraction's responsible regions on these images are {:.1}% \
-                         object pixels against {:.1}% of the crops: object lift {:.2} ({} \
-                         images with a mask).",
-                        100.0 * l.object_share_in_regions,
-                        100.0 * l.object_share,
-                        l.lift,
-                        l.images
-                    )
-                })
-                .unwrap_or_default(),
+            .unwrap_or_default(),
+        f.region_lift
+            .as_ref()
+            .map(|l| {
+                format!(
+                    " The extraction's responsible regions on these images are {:.1}% object \
+                     pixels against {:.1}% of the crops: object lift {:.2} ({} images with a \
+                     mask).",
+                    100.0 * l.object_share_in_regions,
+                    100.0 * l.object_share,
+                    l.lift,
+                    l.images
+                )
+            })
+            .unwrap_or_default(),
         wsol_rows(&f.summary, false),
         comparisons(f)
     );

@@ -493,20 +493,9 @@ fn evaluation_images(
     // of one job shares the split: one spec).
     let (candidates, image_source) = match &config.images {
         Some(path) => {
-            let dataset = images::scan(path)?;
             let mut out = Vec::new();
-            for img in dataset.images {
-                let output = outputs
-                    .map
-                    .index(&img.label)
-                    .ok_or_else(|| WsolError::Input {
-                        path: img.path.clone(),
-                        problem: format!(
-                            "label '{}' is not one of the job's labels ({})",
-                            img.label,
-                            job.hierarchy.labels().join(", ")
-                        ),
-                    })?;
+            for img in job.image_set(path)? {
+                let output = outputs.of(&img.label)?;
                 out.push((img.id, img.path, output));
             }
             (out, path.display().to_string())

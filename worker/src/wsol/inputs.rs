@@ -73,6 +73,29 @@ impl Job {
         })
     }
 
+    /// A user's image set (ImageFolder or CSV) whose labels must all be the job's: a held-out
+    /// set for `hint evaluate --images` and `hint ablate --images`. An unknown label is an
+    /// error naming the image.
+    pub fn image_set(&self, path: &Path) -> Result<Vec<images::ImageRecord>, WsolError> {
+        let dataset = images::scan(path)?;
+        let labels = self.hierarchy.labels();
+        if let Some(img) = dataset
+            .images
+            .iter()
+            .find(|img| !labels.contains(&img.label))
+        {
+            return Err(WsolError::Input {
+                path: img.path.clone(),
+                problem: format!(
+                    "label '{}' is not one of the job's labels ({})",
+                    img.label,
+                    labels.join(", ")
+                ),
+            });
+        }
+        Ok(dataset.images)
+    }
+
     /// The hierarchy's index of a label name.
     pub fn label_index(&self) -> HashMap<&str, u32> {
         self.hierarchy

@@ -36,8 +36,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use hint_common::hierarchy::ConceptId;
-use hint_common::regions::sample::ConceptSamples;
-use hint_common::regions::{open_regions, RegionProjection};
+use hint_common::regions::sample::{region_files, ConceptSamples};
+use hint_common::regions::{for_each_foreground, read_region_meta};
 use hint_common::seed;
 use rayon::prelude::*;
 use tch::Device;
@@ -259,31 +259,17 @@ pub fn evaluate(
             "no concept has both a classifier and a Φ row".into(),
         ));
     }
-    let labels = job.label_index();
     // The images evaluated from: the user's set (every image of it), or the job's own
     // (its held-out split only). Ids are positions in `pool`.
     let (pool, image_source) = match &config.images {
-        Some(path) => {
-            let dataset = images::scan(path)?;
-            if let Some(img) = dataset
-                .images
-                .iter()
-                .find(|img| !labels.contains_key(img.label.as_str()))
-            {
-                return Err(WsolError::Input {
-                    path: img.path.clone(),
-                    problem: format!(
-                        "label '{}' is not one of the job's labels ({})",
-                        img.label,
-                        job.hierarchy.labels().join(", ")
-                    ),
-                });
-            }
-            (dataset.images, path.display().to_string())
-        }
-        None => (job.images.clone(), "the job's held-out images".to_string()),
+        Some(path) => (job.image_set(path)?, path.display().to_string()),
+        None => (
+            std::mem::take(&mut job.images),
+            "the job's held-out images".to_string(),
+        ),
     };
     let held_out_only = config.images.is_none();
+    let labels = job.label_index();
     let mut truth_of: HashMap<u64, GroundTruthFiles> = HashMap::new();
     let heatmap_fraction = *config
         .fractions
@@ -443,8 +429,7 @@ pub fn evaluate(
             for (w, dec) in &ok {
                 if let (Some(mask), Some(cells)) = (&dec.mask, cells.get(&w.id)) {
                     let crop = dec.frame.crop as usize;
-                    let mask = dec.frame.map_mask(mask);
-                    lift_counts.add(geometry::object_counts(&mask, crop, *grid, cells));
+                    lift_counts.add(geometry::object_counts(mask, crop, *grid, cells));
                     lift_images += 1;
                 }
             }
@@ -586,31 +571,21 @@ type ForegroundCells = (HashMap<u64, Vec<(u16, u16)>>, (usize, usize));
 /// their position columns.
 fn foreground_cells(dir: &Path, work: &[ImageWork]) -> Result<ForegroundCells, WsolError> {
     let wanted: std::collections::HashSet<u64> = work.iter().map(|w| w.id).collect();
-    let identity = RegionProjection {
-        saliency: false,
-        activation: false,
+    let files = region_files(dir).map_err(|e| WsolError::other(dir, e))?;
+    let grid = match files.first() {
+        Some(first) => {
+            let (meta, _) = read_region_meta(first).map_err(|e| WsolError::other(first, e))?;
+            (meta.height, meta.width)
+        }
+        None => (0, 0),
     };
     let mut cells: HashMap<u64, Vec<(u16, u16)>> = HashMap::new();
-    let mut grid = (0, 0);
-    let files =
-        hint_common::regions::sample::region_files(dir).map_err(|e| WsolError::other(dir, e))?;
-    for path in files {
-        let reader =
-            open_regions(&path, identity, 1 << 16).map_err(|e| WsolError::other(&path, e))?;
-        grid = (reader.meta().height, reader.meta().width);
-        for batch in reader {
-            let batch = batch.map_err(|e| WsolError::other(&path, e))?;
-            for i in 0..batch.len() {
-                let id = batch.image_id()[i];
-                if batch.foreground(i) && wanted.contains(&id) {
-                    cells
-                        .entry(id)
-                        .or_default()
-                        .push((batch.y()[i], batch.x()[i]));
-                }
-            }
+    for_each_foreground(&files, |image, y, x| {
+        if wanted.contains(&image) {
+            cells.entry(image).or_default().push((y, x));
         }
-    }
+    })
+    .map_err(|e| WsolError::other(dir, e))?;
     Ok((cells, grid))
 }
 

@@ -29,6 +29,7 @@ pub(super) struct Decoded {
     pub frame: CropFrame,
     pub rgb: image::RgbImage,
     pub boxes: Vec<BoundingBox>,
+    /// The object mask in the crop frame (`crop × crop`), when there is one.
     pub mask: Option<Vec<bool>>,
 }
 
@@ -55,16 +56,17 @@ pub(super) fn decode(w: &ImageWork, p: &crate::images::Preprocess) -> Result<Dec
                     m.height()
                 ));
             }
-            Some(m.pixels().map(|p| p.0[0] > 127).collect())
+            Some(m.pixels().map(|p| p.0[0] > 127).collect::<Vec<bool>>())
         }
         None => None,
     };
+    let frame = CropFrame::new(width, height, p);
     Ok(Decoded {
         pixels: crate::images::decode::preprocess(&rgb, p),
-        frame: CropFrame::new(width, height, p),
+        mask: mask.map(|m| frame.map_mask(&m)),
+        frame,
         rgb,
         boxes,
-        mask,
     })
 }
 
@@ -135,7 +137,7 @@ impl Context<'_> {
         (d, h, wd): (usize, usize, usize),
     ) -> Result<ImageScores, WsolError> {
         let crop = dec.frame.crop as usize;
-        let mask = dec.mask.as_ref().map(|m| dec.frame.map_mask(m));
+        let mask = dec.mask.as_deref();
         let mut out = ImageScores {
             pairs: Vec::new(),
             heatmaps: Vec::new(),
@@ -163,8 +165,7 @@ impl Context<'_> {
                         *m += wn * v;
                     }
                 }
-                let (s, norm) =
-                    geometry::score_map(&map, (h, wd), crop, THRESHOLD, &truth, mask.as_deref());
+                let (s, norm) = geometry::score_map(&map, (h, wd), crop, THRESHOLD, &truth, mask);
                 outcomes.push(Outcome {
                     localised: s.localised,
                     pointed: s.pointed,

@@ -113,11 +113,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let mut client = JobsClient::connect(url.clone()).await?;
         // Fail-stop: a journal that cannot be written ends the run with its reason (the
         // state stays what the journal holds; running again resumes it).
-        let mut journal = coordinator.stopped();
         let status = tokio::select! {
             status = follow(&mut client, &job.0) => status?,
-            reason = journal.wait_for(Option::is_some) => {
-                let reason = reason.map(|r| r.clone()).ok().flatten().unwrap_or_default();
+            reason = coordinator.journal_failure() => {
                 let _ = stop.send(true);
                 anyhow::bail!("{reason}");
             }

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use crate::journal::{Journal, JournalError, Syncer};
 use crate::metrics::Metrics;
-use crate::scheduler::records::{hex, CommittedFile};
+use crate::scheduler::records::{hex, CommittedFile, MovedFile};
 use crate::scheduler::{
     decode_sums, Acceptance, Action, Failure, Job, JobPhase, Outcome, Output, Record, Scheduler,
     SchedulerConfig, SchedulerError, TaskSpec, TaskState,
@@ -320,16 +320,20 @@ impl Coordinator {
         }
     }
 
+    /// Writes Φ and the result files, then tells the scheduler: the job succeeds, or its
+    /// evaluate and ablate tasks open on that Φ.
     fn report(&self, id: &JobId) {
         let Some(job) = self.read(|s| s.job(id).cloned()) else {
             return;
         };
         let _span = tracing::info_span!("report", job = %id).entered();
-        let (outcome, error) = match results::write(&job) {
-            Ok(()) => (Outcome::Succeeded, None),
-            Err(error) => (Outcome::Failed, Some(format!("report: {error:#}"))),
-        };
-        self.mutate(|s, now| s.finish(id, outcome, error, now));
+        match results::write(&job) {
+            Ok(()) => self.mutate(|s, now| s.reported(id, now)),
+            Err(error) => {
+                let error = format!("report: {error:#}");
+                self.mutate(|s, now| s.finish(id, Outcome::Failed, Some(error), now));
+            }
+        }
         self.sync_now();
     }
 
@@ -342,23 +346,6 @@ impl Coordinator {
     ) -> Result<JobId, CoordinatorError> {
         let spec = crate::spec::parse(spec_toml, base_dir, "job spec")
             .map_err(|e| CoordinatorError::Spec(e.to_string()))?;
-        // A section is honoured or refused: localisation and ablation need the model where
-        // they run and are not leased stages yet, so only `hint run` runs them.
-        let after_job: Vec<&str> = [
-            ("[evaluate]", spec.evaluate.is_some()),
-            ("[ablate]", spec.ablate.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(name, present)| present.then_some(name))
-        .collect();
-        if !after_job.is_empty() {
-            return Err(CoordinatorError::Spec(format!(
-                "{} runs only under `hint run` for now (not as a cluster stage): remove it \
-                 from a spec sent to a coordinator, and run `hint evaluate` / `hint ablate` \
-                 on the finished job",
-                after_job.join(" and ")
-            )));
-        }
         self.submit_spec(spec)
     }
 
@@ -717,6 +704,37 @@ fn committed_output(
             debug_assert!(decode_sums(&output, block).is_some());
             Ok(output)
         }
+        (TaskSpec::Evaluate { .. } | TaskSpec::Ablate { .. }, Wire::Results(out)) => {
+            if Path::new(&out.dir) != attempt_dir {
+                return Err(format!(
+                    "results in {}, expected {}",
+                    out.dir,
+                    attempt_dir.display()
+                ));
+            }
+            let results = crate::results::results_dir(&job.job_dir);
+            let files = out
+                .files
+                .iter()
+                .map(|name| {
+                    let relative = Path::new(name);
+                    let plain = relative
+                        .components()
+                        .all(|c| matches!(c, std::path::Component::Normal(_)));
+                    if name.is_empty() || !plain {
+                        return Err(format!("{name:?} is not a plain relative path"));
+                    }
+                    Ok(MovedFile {
+                        from: attempt_dir.join(relative).display().to_string(),
+                        path: results.join(relative).display().to_string(),
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            if files.is_empty() {
+                return Err("no result files".into());
+            }
+            Ok(Output::Results { files })
+        }
         _ => Err("the output is of another kind than the task".into()),
     }
 }
@@ -761,7 +779,8 @@ fn sweep_uncommitted(job: &Job) {
                 Output::Train { dir, .. } => {
                     committed.insert(PathBuf::from(dir));
                 }
-                Output::Shapley { .. } => {}
+                // Results are not swept: the report rewrites what it owns there.
+                Output::Shapley { .. } | Output::Results { .. } => {}
             }
         }
     }
@@ -814,6 +833,12 @@ pub fn move_committed(output: &Output) -> Result<(), String> {
             Ok(())
         }
         Output::Train { from, dir, .. } => move_dir(Path::new(from), Path::new(dir)),
+        Output::Results { files } => {
+            for file in files {
+                move_file(Path::new(&file.from), Path::new(&file.path))?;
+            }
+            Ok(())
+        }
         Output::Shapley { .. } => Ok(()),
     }
 }

@@ -55,7 +55,7 @@ impl Metrics {
                 Record::Committed { task, output, .. } => {
                     let (images, permutations) = match output {
                         Output::Extract { images, .. } => (*images, 0),
-                        Output::Train { .. } => (0, 0),
+                        Output::Train { .. } | Output::Results { .. } => (0, 0),
                         Output::Shapley {
                             samples,
                             antithetic,
@@ -122,7 +122,7 @@ impl Metrics {
         let _ = family("hint_tasks", "gauge", "Tasks by stage and state.");
         let mut tasks: BTreeMap<(&str, &str), u64> = BTreeMap::new();
         for job in scheduler.jobs() {
-            for stage in [Stage::Extract, Stage::Train, Stage::Shapley] {
+            for stage in Stage::LEASED {
                 for state in ["pending", "running", "done", "quarantined"] {
                     tasks.entry((stage.name(), state)).or_default();
                 }
@@ -166,7 +166,7 @@ impl Metrics {
             scheduler.workers().len()
         );
         let _ = writeln!(out, "# HELP hint_task_completions_total Committed tasks by kind.\n# TYPE hint_task_completions_total counter");
-        for kind in ["extract", "train", "shapley"] {
+        for kind in Stage::LEASED.map(Stage::name) {
             let n = c.completions.get(kind).copied().unwrap_or(0);
             let _ = writeln!(out, "hint_task_completions_total{{kind=\"{kind}\"}} {n}");
         }

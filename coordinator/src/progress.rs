@@ -11,43 +11,60 @@ use tonic::Code;
 
 use crate::service::is_ended;
 
-/// A bar per stage (extract, train, shapley).
+/// A bar per stage: extract, train and shapley from the start; evaluate and ablate once
+/// the job has their tasks.
 pub struct StageBars {
-    bars: Vec<ProgressBar>,
-    _multi: MultiProgress,
+    bars: std::sync::Mutex<Vec<(String, ProgressBar)>>,
+    style: ProgressStyle,
+    multi: MultiProgress,
 }
 
 impl StageBars {
-    /// Bars for the three worker stages.
+    /// Bars for the three stages every job has.
     pub fn new() -> Self {
-        let multi = MultiProgress::new();
         let style = ProgressStyle::with_template(
             "{prefix:>8} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}",
         )
         .expect("valid template");
-        let bars = ["extract", "train", "shapley"]
-            .iter()
-            .map(|stage| {
-                let bar = multi.add(ProgressBar::new(0).with_style(style.clone()));
-                bar.set_prefix(*stage);
-                bar.set_message("waiting");
-                bar
-            })
-            .collect();
-        StageBars {
-            bars,
-            _multi: multi,
+        let bars = StageBars {
+            bars: Default::default(),
+            style,
+            multi: MultiProgress::new(),
+        };
+        for stage in ["extract", "train", "shapley"] {
+            bars.bar(stage);
         }
+        bars
+    }
+
+    fn bar(&self, stage: &str) -> ProgressBar {
+        let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, bar)) = bars.iter().find(|(name, _)| name == stage) {
+            return bar.clone();
+        }
+        let bar = self
+            .multi
+            .add(ProgressBar::new(0).with_style(self.style.clone()));
+        bar.set_prefix(stage.to_string());
+        bar.set_message("waiting");
+        bars.push((stage.to_string(), bar.clone()));
+        bar
     }
 
     /// Shows a status.
     pub fn update(&self, status: &proto::JobStatus) {
-        for (bar, stage) in self.bars.iter().zip(&status.stages) {
+        for stage in &status.stages {
             let unit = match stage.stage.as_str() {
                 "extract" => "images",
                 "train" => "concepts",
-                _ => "permutations",
+                "shapley" => "permutations",
+                _ => "steps",
             };
+            let always = matches!(unit, "images" | "concepts" | "permutations");
+            if stage.total == 0 && !always {
+                continue;
+            }
+            let bar = self.bar(&stage.stage);
             bar.set_length(stage.units_total);
             bar.set_position(stage.units_done);
             if stage.total == 0 {
@@ -66,7 +83,7 @@ impl StageBars {
 
     /// Removes the bars.
     pub fn finish(&self) {
-        for bar in &self.bars {
+        for (_, bar) in self.bars.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             bar.finish_and_clear();
         }
     }

@@ -7,7 +7,7 @@ use crate::scheduler::{Job, JobPhase, TaskState};
 
 /// The proto status of `job`.
 pub fn job_status(job: &Job, live_workers: u32) -> proto::JobStatus {
-    let stages = [Stage::Extract, Stage::Train, Stage::Shapley]
+    let stages = Stage::LEASED
         .into_iter()
         .map(|stage| {
             let mut progress = proto::StageProgress {
@@ -16,7 +16,7 @@ pub fn job_status(job: &Job, live_workers: u32) -> proto::JobStatus {
             };
             for task in job.stage_tasks(stage) {
                 progress.total += 1;
-                let units = task.spec.units();
+                let units = task.units();
                 progress.units_total += units;
                 match &task.state {
                     TaskState::Pending => progress.pending += 1,

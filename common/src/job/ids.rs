@@ -37,7 +37,8 @@ impl fmt::Display for WorkerId {
     }
 }
 
-/// The stages of a job, in order. `plan` and `report` run on the coordinator.
+/// The stages of a job, in order. `plan` and `report` run on the coordinator; `evaluate`
+/// and `ablate` run only when the spec has their section, on Φ that a first report wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
@@ -49,18 +50,33 @@ pub enum Stage {
     Train,
     /// Classifiers → partial Shapley sums (one task per concept and permutation block).
     Shapley,
+    /// Φ → WSOL with re-fitted classifiers (`[evaluate]`; one task: wsol.json, heatmaps).
+    Evaluate,
+    /// Φ → causal ablation in the network (`[ablate]`; one task: ablation.json).
+    Ablate,
     /// Partial sums → Φ and the result files.
     Report,
 }
 
 impl Stage {
     /// Every stage in order.
-    pub const ALL: [Stage; 5] = [
+    pub const ALL: [Stage; 7] = [
         Stage::Plan,
         Stage::Extract,
         Stage::Train,
         Stage::Shapley,
+        Stage::Evaluate,
+        Stage::Ablate,
         Stage::Report,
+    ];
+
+    /// The stages whose tasks are leased to workers, in order.
+    pub const LEASED: [Stage; 5] = [
+        Stage::Extract,
+        Stage::Train,
+        Stage::Shapley,
+        Stage::Evaluate,
+        Stage::Ablate,
     ];
 
     /// The stage's name in ids, logs and status.
@@ -70,6 +86,8 @@ impl Stage {
             Stage::Extract => "extract",
             Stage::Train => "train",
             Stage::Shapley => "shapley",
+            Stage::Evaluate => "evaluate",
+            Stage::Ablate => "ablate",
             Stage::Report => "report",
         }
     }

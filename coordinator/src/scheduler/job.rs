@@ -106,6 +106,15 @@ impl Task {
         self.progress = (done, total);
     }
 
+    /// Work units of the task: its spec's, or for an evaluate or ablate task the steps its
+    /// worker reported.
+    pub fn units(&self) -> u64 {
+        match self.spec {
+            TaskSpec::Evaluate { .. } | TaskSpec::Ablate { .. } => self.progress.1.max(1),
+            _ => self.spec.units(),
+        }
+    }
+
     /// Whether the task is done or quarantined.
     pub fn is_settled(&self) -> bool {
         matches!(self.state, TaskState::Done { .. } | TaskState::Quarantined)
@@ -209,15 +218,20 @@ impl Job {
         )
     }
 
-    /// The stage running now: the latest stage with tasks (plan before any, report once
-    /// every Shapley task settled).
+    /// The stage running now: the first leased stage with open tasks; plan before any task,
+    /// report once every task from Shapley on has settled (Φ is written before evaluate and
+    /// ablate, and again with their results after them).
     pub fn stage(&self) -> Stage {
-        match self.tasks.keys().next_back() {
-            None => Stage::Plan,
-            Some(last) if last.stage == Stage::Shapley && self.all_settled(Stage::Shapley) => {
-                Stage::Report
-            }
-            Some(last) => last.stage,
+        let Some(last) = self.tasks.keys().next_back() else {
+            return Stage::Plan;
+        };
+        match Stage::LEASED
+            .into_iter()
+            .find(|&s| self.has_tasks(s) && !self.all_settled(s))
+        {
+            Some(open) => open,
+            None if last.stage >= Stage::Shapley => Stage::Report,
+            None => last.stage,
         }
     }
 
@@ -287,11 +301,7 @@ impl Job {
     }
 
     pub(super) fn add_task(&mut self, spec: TaskSpec) {
-        let stage = match spec {
-            TaskSpec::Extract { .. } => Stage::Extract,
-            TaskSpec::Train { .. } => Stage::Train,
-            TaskSpec::Shapley { .. } => Stage::Shapley,
-        };
+        let stage = spec.stage();
         let id = TaskId {
             job: self.id.clone(),
             stage,
@@ -399,7 +409,8 @@ impl Job {
             self.sums.insert(*concept, merged);
         }
         task.state = TaskState::Done { attempt, output };
-        task.progress = (task.spec.units(), task.spec.units());
+        let units = task.units();
+        task.progress = (units, units);
         let spec = task.spec.clone();
         self.pending.remove(id);
         self.settled(&spec, id.stage, false, now);
@@ -477,6 +488,10 @@ impl Job {
                 end_permutation: *end,
                 classifiers_dir: classifiers.clone(),
             }),
+            TaskSpec::Evaluate { .. } => {
+                proto::task::Kind::Evaluate(proto::EvaluateTask { out_dir })
+            }
+            TaskSpec::Ablate { .. } => proto::task::Kind::Ablate(proto::AblateTask { out_dir }),
         };
         proto::Task {
             task_id: id.to_string(),
@@ -552,11 +567,42 @@ impl Job {
         if !next.is_empty() {
             return Step::Add(next);
         }
-        if self.all_settled(Stage::Shapley) {
-            Step::Report
-        } else {
-            Step::Wait
+        if !self.all_settled(Stage::Shapley) {
+            return Step::Wait;
         }
+        // Φ is final. Evaluate and ablate (added by `reported` once the report wrote Φ)
+        // run on it; the report then runs again with their results.
+        let assessing = [Stage::Evaluate, Stage::Ablate];
+        if !assessing.iter().all(|&s| self.all_settled(s)) {
+            return Step::Wait;
+        }
+        let quarantined: Vec<String> = assessing
+            .iter()
+            .filter(|&&s| self.stage_tasks(s).any(|t| t.state == TaskState::Quarantined))
+            .map(|&s| format!("{s}: {}", self.quarantine_summary(s)))
+            .collect();
+        if !quarantined.is_empty() {
+            return Step::Fail(format!(
+                "{} (Φ was written to {})",
+                quarantined.join("; "),
+                self.job_dir.join("results").display()
+            ));
+        }
+        Step::Report
+    }
+
+    /// The tasks that run on Φ once a report has written it: an evaluate task for
+    /// `[evaluate]`, an ablate task for `[ablate]`, each unless already added.
+    pub(super) fn assessments(&self) -> Vec<TaskSpec> {
+        let wanted = [
+            (self.spec.evaluate.is_some(), TaskSpec::Evaluate { index: 0 }),
+            (self.spec.ablate.is_some(), TaskSpec::Ablate { index: 0 }),
+        ];
+        wanted
+            .into_iter()
+            .filter(|(wanted, spec)| *wanted && !self.has_tasks(spec.stage()))
+            .map(|(_, spec)| spec)
+            .collect()
     }
 
     /// Concepts with a committed classifier and usable evaluation split, with the directory

@@ -18,7 +18,9 @@
 //!
 //! Stages open when the previous one has settled (every task done or quarantined):
 //! plan (on the coordinator) → extract → train → shapley (more rounds while a stopping rule
-//! asks for them) → report (on the coordinator).
+//! asks for them) → report (on the coordinator). With `[evaluate]` or `[ablate]`, the report
+//! that wrote Φ opens evaluate and ablate ([`Scheduler::reported`]), which run on that Φ,
+//! and the report runs again with their results.
 
 mod job;
 pub mod records;
@@ -32,7 +34,7 @@ use hint_common::job::{JobId, JobSpec, Stage, TaskId, WorkerId};
 use hint_common::proto;
 
 pub use job::{decode_sums, Job, JobPhase, Task, TaskState};
-pub use records::{Failure, Outcome, Output, Record, TaskSpec};
+pub use records::{Failure, MovedFile, Outcome, Output, Record, TaskSpec};
 
 /// Timing rules of the scheduler.
 #[derive(Debug, Clone, Copy)]
@@ -236,6 +238,31 @@ impl Scheduler {
                     job: job.clone(),
                     outcome,
                     error,
+                },
+                now,
+            );
+        }
+    }
+
+    /// The report wrote Φ and the result files. A job with `[evaluate]` or `[ablate]`
+    /// whose tasks have not run yet gets them now (they read that Φ); any other job has
+    /// succeeded.
+    pub fn reported(&mut self, job: &JobId, now: Instant) {
+        let Some(tasks) = self
+            .jobs
+            .get(job)
+            .filter(|j| !j.is_finished())
+            .map(Job::assessments)
+        else {
+            return;
+        };
+        if tasks.is_empty() {
+            self.finish(job, Outcome::Succeeded, None, now);
+        } else {
+            self.record(
+                Record::TasksAdded {
+                    job: job.clone(),
+                    tasks,
                 },
                 now,
             );

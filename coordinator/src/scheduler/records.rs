@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use hint_common::job::{JobId, TaskId};
+use hint_common::job::{JobId, Stage, TaskId};
 
 /// One durable fact.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -127,6 +127,16 @@ pub enum TaskSpec {
         /// The committed classifier directory holding the concept.
         classifiers: String,
     },
+    /// WSOL of Φ (`[evaluate]`), after a first report wrote Φ.
+    Evaluate {
+        /// Task index (always 0: one task).
+        index: u32,
+    },
+    /// Causal ablation of Φ's selections (`[ablate]`), after a first report wrote Φ.
+    Ablate {
+        /// Task index (always 0: one task).
+        index: u32,
+    },
 }
 
 impl TaskSpec {
@@ -135,17 +145,32 @@ impl TaskSpec {
         match self {
             TaskSpec::Extract { index, .. }
             | TaskSpec::Train { index, .. }
-            | TaskSpec::Shapley { index, .. } => *index,
+            | TaskSpec::Shapley { index, .. }
+            | TaskSpec::Evaluate { index }
+            | TaskSpec::Ablate { index } => *index,
         }
     }
 
-    /// Work units of the task (images, concepts, permutations).
+    /// The stage the task belongs to.
+    pub fn stage(&self) -> Stage {
+        match self {
+            TaskSpec::Extract { .. } => Stage::Extract,
+            TaskSpec::Train { .. } => Stage::Train,
+            TaskSpec::Shapley { .. } => Stage::Shapley,
+            TaskSpec::Evaluate { .. } => Stage::Evaluate,
+            TaskSpec::Ablate { .. } => Stage::Ablate,
+        }
+    }
+
+    /// Work units of the task (images, concepts, permutations; 1 for an evaluate or
+    /// ablate task, whose worker reports its own steps while it runs).
     pub fn units(&self) -> u64 {
         match self {
             TaskSpec::Extract { first, end, .. } | TaskSpec::Shapley { first, end, .. } => {
                 end - first
             }
             TaskSpec::Train { concepts, .. } => concepts.len() as u64,
+            TaskSpec::Evaluate { .. } | TaskSpec::Ablate { .. } => 1,
         }
     }
 }
@@ -198,6 +223,21 @@ pub enum Output {
         /// Σ marginal², same.
         sum_sq: String,
     },
+    /// Files of an evaluate or ablate task, moved from the attempt's directory into the
+    /// job's `results/`.
+    Results {
+        /// Each file's attempt path and committed path.
+        files: Vec<MovedFile>,
+    },
+}
+
+/// One file of a committed evaluate or ablate task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MovedFile {
+    /// Where the attempt wrote it.
+    pub from: String,
+    /// Where it lives once committed.
+    pub path: String,
 }
 
 /// One region file of a committed extract task.

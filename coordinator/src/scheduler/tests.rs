@@ -283,6 +283,12 @@ impl Harness {
                     sum_sq,
                 }
             }
+            TaskSpec::Evaluate { .. } | TaskSpec::Ablate { .. } => Output::Results {
+                files: vec![MovedFile {
+                    from: job.attempt_dir(id, *attempt).join("x.json").display().to_string(),
+                    path: job.job_dir.join("results/x.json").display().to_string(),
+                }],
+            },
         }
     }
 
@@ -727,7 +733,6 @@ fn a_registering_worker_restarts_the_grace_clock() {
 }
 
 #[test]
-
 fn a_job_awaiting_its_report_needs_no_worker() {
     let mut h = Harness::new();
     let job = h.start(&spec());
@@ -941,4 +946,109 @@ fn after_a_restart_a_worker_keeps_the_attempt_it_is_running() {
     let (new, cancel) = h.poll(&w3, 1);
     assert_eq!(cancel, vec![lost.clone()]);
     assert_eq!(new, vec![(lost.0.clone(), lost.1 + 1)]);
+}
+
+/// The spec with `[evaluate]` and `[ablate]` (paths need not exist here either).
+fn assessed_spec() -> JobSpec {
+    use hint_common::ablation::{AblationSelection, Removal};
+    use hint_common::job::spec::{AblateSpec, EvaluateSpec};
+    let mut spec = spec();
+    spec.evaluate = Some(EvaluateSpec {
+        annotations: "/none/annotations".into(),
+        masks: None,
+        fractions: vec![10],
+        images_per_concept: 4,
+        random_draws: 1,
+        bootstrap: 100,
+        images: None,
+    });
+    spec.ablate = Some(AblateSpec {
+        images: None,
+        max_images: 8,
+        fractions: vec![10],
+        removals: vec![Removal::Zero],
+        selections: vec![AblationSelection::Random],
+        random_draws: 1,
+        bootstrap: 0,
+    });
+    spec
+}
+
+#[test]
+fn evaluate_and_ablate_run_on_the_reported_phi_then_the_report_runs_again() {
+    let mut h = Harness::new();
+    let job = h.start(&assessed_spec());
+    let w = [h.register("a", 2)];
+    // Shapley settles: the report writes Φ first.
+    assert_eq!(h.run(&w), [Action::Report(job.clone())]);
+    assert_eq!(h.job(&job).stage(), Stage::Report);
+    // A restart before the report told the scheduler reports again (the same Φ).
+    assert_eq!(h.restart().1, [Action::Report(job.clone())]);
+
+    h.scheduler.reported(&job, h.now());
+    h.sync();
+    assert_eq!(h.phase(&job), JobPhase::Running);
+    assert_eq!(indices(h.job(&job), Stage::Evaluate), [0]);
+    assert_eq!(indices(h.job(&job), Stage::Ablate), [0]);
+    assert_eq!(h.job(&job).stage(), Stage::Evaluate);
+    // Restarted now, the open tasks wait for workers: no report yet.
+    let (restarted, actions) = h.restart();
+    assert!(actions.is_empty());
+    assert_eq!(restarted.job(&job).assessments(), []);
+
+    let leases = h.fill(&w[0]);
+    let stages: Vec<Stage> = leases.iter().map(|(id, _)| id.stage).collect();
+    assert_eq!(stages, [Stage::Evaluate, Stage::Ablate]);
+    let message = h.job(&job).task_message(&leases[0].0, 1);
+    let Some(proto::task::Kind::Evaluate(evaluate)) = message.kind else {
+        panic!("an evaluate task")
+    };
+    assert!(evaluate.out_dir.ends_with("attempts/evaluate-00000-a1"));
+    let (_, actions) = h.complete(&leases[1]);
+    assert!(actions.is_empty(), "evaluate is still open");
+    assert_eq!(h.job(&job).stage(), Stage::Evaluate);
+    let (_, actions) = h.complete(&leases[0]);
+    assert_eq!(actions, [Action::Report(job.clone())]);
+    assert_eq!(h.job(&job).stage(), Stage::Report);
+    assert_eq!(h.restart().1, [Action::Report(job.clone())]);
+
+    // The second report finds nothing left to add: the job succeeded.
+    h.scheduler.reported(&job, h.now());
+    h.sync();
+    assert_eq!(h.phase(&job), JobPhase::Succeeded);
+    let added = h.count(|r| matches!(r, Record::TasksAdded { .. }));
+    assert_eq!(added, 4, "extract, train, shapley, then evaluate + ablate at once");
+}
+
+#[test]
+fn a_quarantined_evaluate_task_fails_the_job_after_phi_was_written() {
+    let mut h = Harness::new();
+    let job = h.start(&assessed_spec());
+    let w = [h.register("a", 1)];
+    assert_eq!(h.run(&w), [Action::Report(job.clone())]);
+    h.scheduler.reported(&job, h.now());
+    h.sync();
+    h.outcome = Box::new(|(id, _): &Lease| {
+        (id.stage == Stage::Evaluate).then(|| failure(FailureReason::BadInput, false, true))
+    });
+    let actions = h.run(&w);
+    assert!(actions.is_empty());
+    let j = h.job(&job);
+    assert_eq!(j.phase, JobPhase::Failed);
+    let error = j.error.as_deref().unwrap_or_default();
+    assert!(error.starts_with("evaluate: 1 quarantined: evaluate-00000 (BAD_INPUT: boom)"), "{error}");
+    assert!(error.contains("Φ was written to /none/jobs/job-0001/results"), "{error}");
+    assert!(h.committed(&task_id(&job, Stage::Ablate, 0)).is_some());
+}
+
+#[test]
+fn a_job_without_evaluate_or_ablate_succeeds_at_its_first_report() {
+    let mut h = Harness::new();
+    let job = h.start(&spec());
+    let w = [h.register("a", 1)];
+    assert_eq!(h.run(&w), [Action::Report(job.clone())]);
+    h.scheduler.reported(&job, h.now());
+    h.sync();
+    assert_eq!(h.phase(&job), JobPhase::Succeeded);
+    assert!(!h.job(&job).tasks.keys().any(|id| id.stage > Stage::Shapley));
 }

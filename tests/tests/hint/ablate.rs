@@ -10,7 +10,7 @@
 //!   mean-fills the channels) on every cell: probabilities to float tolerance, accuracies
 //!   exactly up to one image whose arg-max is a float tie;
 //! - a second run writes the same file; bad flags and a label the job does not know are
-//!   errors that say so; a spec with `[ablate]` sent to a coordinator is refused.
+//!   errors that say so (`cluster.rs` runs `[ablate]` under a coordinator).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

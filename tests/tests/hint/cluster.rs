@@ -7,14 +7,16 @@
 //! - kill -9 of the coordinator mid-job, restarted on its state directory: it resumes and
 //!   finishes with the bit-identical Φ;
 //! - SIGTERM drains a worker; no worker fails a job after the grace period; bad input is
-//!   quarantined at once and named; a cancelled job stops and its worker runs the next.
+//!   quarantined at once and named; a cancelled job stops and its worker runs the next;
+//! - `[evaluate]` and `[ablate]` run as leased stages: 2 workers under a coordinator write
+//!   the same wsol.json, heatmaps and ablation.json as `hint run` with 1 worker.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::support::{failed, hint, hint_bin, hint_command, run_python, succeeded, TinyWorld};
+use crate::support::{hint, hint_bin, hint_command, run_python, succeeded, TinyWorld};
 
 /// Seconds a lease lives without a heartbeat in these tests (short, so a killed worker's
 /// tasks come back quickly).
@@ -530,29 +532,113 @@ fn a_job_without_workers_fails_after_the_grace_period() {
     assert!(text.contains("no worker was seen for 1 s"), "{text}");
 }
 
+/// A spec over the world with `[evaluate]` and `[ablate]` (small: a handful of images
+/// and one fraction each), its results under `storage`.
+fn assessed_spec(dir: &Path, storage: &Path) -> PathBuf {
+    let world = world();
+    let spec = world.spec(
+        "assessed",
+        5,
+        storage,
+        &format!(
+            r#"[extract]
+method = "gradient_x_activation"
+background_ratio = 0.25
+images_per_task = 24
+
+[shapley]
+permutations = 16
+permutations_per_task = 8
+
+[evaluate]
+annotations = "{}"
+masks = "{}"
+fractions = [20]
+images_per_concept = 6
+random_draws = 1
+bootstrap = 100
+
+[ablate]
+max_images = 24
+fractions = [10]
+removals = ["zero"]
+selections = ["weight_standardised", "random"]
+random_draws = 1
+bootstrap = 100"#,
+            world.world.join("annotations").display(),
+            world.world.join("masks").display()
+        ),
+    );
+    let path = dir.join("assessed.toml");
+    std::fs::write(&path, spec).expect("writing the spec");
+    path
+}
+
+/// The files evaluate and ablate commit, and Φ, by their path under `results/`.
+fn assessed_results(job_dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let results = job_dir.join("results");
+    let mut files = vec!["phi.csv".to_string(), "wsol.json".into(), "ablation.json".into()];
+    let mut heatmaps: Vec<String> = std::fs::read_dir(results.join("heatmaps"))
+        .expect("results/heatmaps")
+        .map(|e| format!("heatmaps/{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    heatmaps.sort();
+    assert!(!heatmaps.is_empty(), "the evaluate stage drew heatmaps");
+    files.extend(heatmaps);
+    files
+        .into_iter()
+        .map(|name| {
+            let bytes = std::fs::read(results.join(&name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            (name, bytes)
+        })
+        .collect()
+}
+
 #[test]
-fn a_coordinator_refuses_sections_it_would_not_run() {
-    // `[evaluate]` and `[ablate]` run only under `hint run`: a coordinator must refuse them
-    // rather than accept the spec and silently never run them.
-    let cluster = Cluster::start(0, &[]);
-    let text = std::fs::read_to_string(&cluster.spec).unwrap();
-    let spec = cluster.dir.path().join("with-ablate.toml");
-    std::fs::write(&spec, format!("{text}\n[ablate]\nmax_images = 10\n")).unwrap();
-    let err = failed(
-        &hint(&[
-            "submit",
-            spec.to_str().unwrap(),
-            "--coordinator",
-            cluster.url(),
-        ]),
-        "a spec with [ablate]",
+fn evaluate_and_ablate_are_leased_stages_and_match_hint_run_byte_for_byte() {
+    // `hint run` (one embedded worker) and a real coordinator with two hint-worker
+    // processes run the same spec; the stages' files must be the same bytes.
+    let embedded = tempfile::tempdir().expect("tempdir");
+    let spec = assessed_spec(embedded.path(), &embedded.path().join("runs"));
+    let out = succeeded(
+        &hint_command()
+            .env("OMP_NUM_THREADS", "1")
+            .args(["run", spec.to_str().unwrap(), "--workers", "1"])
+            .output()
+            .unwrap(),
+        "hint run with [evaluate] and [ablate]",
     );
-    assert!(err.contains("[ablate] runs only under `hint run`"), "{err}");
-    let listed = hint(&["status", "--coordinator", cluster.url()]);
-    assert!(
-        !String::from_utf8_lossy(&listed.stdout).contains("job-0001"),
-        "nothing was submitted"
-    );
+    assert!(out.contains("localisation (WSOL"), "{out}");
+    assert!(out.contains("ablation ("), "{out}");
+    let reference = assessed_results(&embedded.path().join("runs/job-0001"));
+
+    let cluster = Cluster::start(2, &[]);
+    let spec = assessed_spec(cluster.dir.path(), &cluster.storage());
+    let job = submit(cluster.url(), &spec);
+    let text = wait_succeeded(cluster.url(), &job);
+    for name in ["evaluate", "ablate"] {
+        assert_eq!(stage(&text, name).0, 1, "{name} done:\n{text}");
+    }
+    let job_dir = cluster.storage().join(&job);
+    let results = assessed_results(&job_dir);
+    let names = |r: &[(String, Vec<u8>)]| r.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&results), names(&reference));
+    for ((name, bytes), (_, expected)) in results.iter().zip(&reference) {
+        assert!(bytes == expected, "{name} differs between hint run and the cluster");
+    }
+    // The second report has both sections; nothing is left under attempts/.
+    let report = std::fs::read_to_string(job_dir.join("results/report.html")).unwrap();
+    assert!(report.contains("<h2>Localisation (WSOL)</h2>\n<p class=\"note\">Weakly"));
+    assert!(report.contains("<h2>Causal ablation</h2>\n<p class=\"note\">Each concept"));
+    assert!(!job_dir.join("attempts").exists());
+    let journal = cluster.journal();
+    for task in ["evaluate-00000", "ablate-00000"] {
+        let commits = journal
+            .lines()
+            .filter(|l| l.contains("\"committed\"") && l.contains(task))
+            .count();
+        assert_eq!(commits, 1, "{task} committed once");
+    }
 }
 
 #[test]

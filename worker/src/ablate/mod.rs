@@ -20,13 +20,14 @@ pub mod network;
 pub mod tally;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use hint_common::ablation::{
     self, AblationReport, AblationSelection, AblationSkipped, Bootstrap, ConceptAblation,
     ConceptCell, NeuronSet, Removal, ABLATION_FILE,
 };
 use hint_common::hierarchy::ConceptId;
+use hint_common::job::spec::AblateSpec;
 use hint_common::regions::sample::ConceptSamples;
 use hint_common::seed;
 use rayon::prelude::*;
@@ -98,6 +99,31 @@ impl AblateConfig {
             device,
             phi: None,
             out: None,
+        }
+    }
+
+    /// The ablation a job's `[ablate]` section asks for, with the job's seed, written to
+    /// `out` (the job's `results/ablation.json` when None).
+    pub fn from_spec(
+        job_dir: &Path,
+        spec: &AblateSpec,
+        seed: u64,
+        device: Device,
+        out: Option<PathBuf>,
+    ) -> Self {
+        AblateConfig {
+            job_dir: job_dir.to_path_buf(),
+            images: spec.images.clone(),
+            max_images: spec.max_images,
+            fractions: spec.fractions.clone(),
+            removals: spec.removals.clone(),
+            selections: spec.selections.clone(),
+            random_draws: spec.random_draws,
+            bootstrap_replicates: spec.bootstrap,
+            seed,
+            device,
+            phi: None,
+            out,
         }
     }
 

@@ -82,6 +82,9 @@ pub(crate) enum TaskError {
     /// The job's `concepts.json`.
     #[error(transparent)]
     Hierarchy(#[from] HierarchyError),
+    /// WSOL or ablation (they share one error type).
+    #[error(transparent)]
+    Assess(#[from] crate::wsol::WsolError),
     /// Fetching an input from, or uploading an output to, the job's storage.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -116,6 +119,7 @@ impl TaskError {
             TaskError::Classify(e) => classify_reason(e),
             TaskError::Shapley(e) => shapley_reason(e),
             TaskError::Hierarchy(e) => hierarchy_reason(e),
+            TaskError::Assess(e) => assess_reason(e),
             // A missing input stays missing on every worker; anything else (the network,
             // the store) may pass.
             TaskError::Storage(e) if e.not_found => FailureReason::BadInput,
@@ -194,6 +198,18 @@ fn sample_reason(e: &SampleError) -> FailureReason {
         | SampleError::LabelOutOfRange { .. }
         | SampleError::HierarchyMismatch { .. }
         | SampleError::Config(_) => FailureReason::BadInput,
+    }
+}
+
+fn assess_reason(e: &crate::wsol::WsolError) -> FailureReason {
+    use crate::wsol::WsolError;
+    match e {
+        WsolError::Io { .. } => FailureReason::Io,
+        // Annotations that do not cover the images, a bad setting: the same on every try.
+        WsolError::Input { .. } | WsolError::Config(_) => FailureReason::BadInput,
+        WsolError::Classify(e) => classify_reason(e),
+        WsolError::Worker(e) => worker_reason(e),
+        WsolError::Torch(e) => torch_reason(e),
     }
 }
 

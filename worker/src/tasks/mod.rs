@@ -1,7 +1,7 @@
 //! Running one leased attempt of a distributed task with the engines: [`TaskRunner`].
 //!
 //! A task ([`proto::Task`]) carries the validated job spec as JSON, the job directory and one
-//! of three kinds; each drives the very engine its single-machine command drives:
+//! of five kinds; each drives the very engine its single-machine command drives:
 //!
 //! - extract ([`extract`]): images `[first_image, end_image)` of `<job_dir>/manifest.csv` →
 //!   one region file `regions-s{shard:05}-00000.parquet` in the attempt's directory, image ids
@@ -9,13 +9,17 @@
 //! - train ([`train`]): the listed concepts of `<job_dir>/concepts.json` → classifiers in the
 //!   attempt's directory (what `hint classify --concept …` gives);
 //! - shapley ([`shapley`]): one permutation block of one concept → exact partial sums
-//!   (bit-identical to the same permutations of `hint shapley` on the CPU sweep).
+//!   (bit-identical to the same permutations of `hint shapley` on the CPU sweep);
+//! - evaluate and ablate ([`assess`]): the spec's `[evaluate]` / `[ablate]` on the job's Φ →
+//!   `wsol.json` and heatmaps / `ablation.json` in the attempt's directory (what `hint
+//!   evaluate` / `hint ablate` write into `results/`).
 //!
 //! A failure comes back as a [`TaskFailure`], classified where it happened ([`failure`]).
 //! One runner serves every slot of a worker: it holds the device, the decoding threads and
 //! the Shapley caches (the evaluation samples of a classifier directory are rebuilt once,
 //! not once per permutation block).
 
+mod assess;
 mod extract;
 mod failure;
 mod shapley;
@@ -202,8 +206,14 @@ impl TaskRunner {
             Some(Kind::Shapley(t)) => {
                 shapley::run(self, &job, t, progress, cancel).map(Output::Shapley)
             }
+            Some(Kind::Evaluate(t)) => {
+                assess::evaluate(self, &job, t, progress, cancel).map(Output::Results)
+            }
+            Some(Kind::Ablate(t)) => {
+                assess::ablate(self, &job, t, progress, cancel).map(Output::Results)
+            }
             None => Err(TaskError::BadInput(format!(
-                "task {} has no kind (extract, train or shapley)",
+                "task {} has no kind (extract, train, shapley, evaluate or ablate)",
                 task.task_id
             ))),
         }

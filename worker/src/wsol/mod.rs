@@ -36,6 +36,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use hint_common::hierarchy::ConceptId;
+use hint_common::job::spec::EvaluateSpec;
 use hint_common::regions::sample::{region_files, ConceptSamples};
 use hint_common::regions::{for_each_foreground, read_region_meta};
 use hint_common::seed;
@@ -164,6 +165,31 @@ impl WsolError {
 }
 
 impl WsolConfig {
+    /// The evaluation a job's `[evaluate]` section asks for, with the job's seed, written
+    /// into `out` (the job's `results/` when None).
+    pub fn from_spec(
+        job_dir: &Path,
+        spec: &EvaluateSpec,
+        seed: u64,
+        device: Device,
+        out: Option<PathBuf>,
+    ) -> Self {
+        WsolConfig {
+            job_dir: job_dir.to_path_buf(),
+            annotations: spec.annotations.clone(),
+            masks: spec.masks.clone(),
+            fractions: spec.fractions.clone(),
+            images_per_concept: spec.images_per_concept,
+            device,
+            seed,
+            random_draws: spec.random_draws,
+            bootstrap_replicates: spec.bootstrap,
+            phi: None,
+            images: spec.images.clone(),
+            out,
+        }
+    }
+
     /// Checks the numbers.
     pub fn validate(&self) -> Result<(), WsolError> {
         if self.fractions.is_empty() {

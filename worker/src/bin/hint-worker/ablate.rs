@@ -1,15 +1,13 @@
 //! `hint ablate`: causal ablation on a finished job — flags → [`AblateConfig`], a progress
 //! bar, the specificity tables and `results/ablation.json`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use hint_common::ablation::{self, AblationSelection, Removal, ABLATION_FILE};
-use hint_common::job::spec::AblateSpec;
+use hint_common::ablation::{self, AblationReport, AblationSelection, Removal, ABLATION_FILE};
 use hint_worker::ablate::{self as engine, AblateConfig};
-use tch::Device;
 
 use super::evaluate::job_seed;
 
@@ -84,25 +82,6 @@ pub fn run(args: AblateArgs) -> anyhow::Result<()> {
     ablate_and_print(&config)
 }
 
-/// The ablation `hint run` adds after a job whose spec has `[ablate]`.
-pub fn ablate_job(job_dir: &Path, spec: &AblateSpec, device: Device) -> anyhow::Result<()> {
-    let config = AblateConfig {
-        job_dir: job_dir.to_path_buf(),
-        images: spec.images.clone(),
-        max_images: spec.max_images,
-        fractions: spec.fractions.clone(),
-        removals: spec.removals.clone(),
-        selections: spec.selections.clone(),
-        random_draws: spec.random_draws,
-        bootstrap_replicates: spec.bootstrap,
-        seed: job_seed(job_dir)?,
-        device,
-        phi: None,
-        out: None,
-    };
-    ablate_and_print(&config)
-}
-
 fn ablate_and_print(config: &AblateConfig) -> anyhow::Result<()> {
     let bar = hint_coordinator::progress::counting_bar("ablations through the network");
     let start = Instant::now();
@@ -124,14 +103,20 @@ fn ablate_and_print(config: &AblateConfig) -> anyhow::Result<()> {
         report.bootstrap.replicates,
         start.elapsed().as_secs_f64()
     );
-    print!("{}", report.table());
-    for s in &report.skipped {
-        println!("skipped {}: {}", s.what, s.reason);
-    }
+    print_results(&report);
     let written = config
         .out
         .clone()
         .unwrap_or_else(|| config.job_dir.join("results").join(ABLATION_FILE));
     println!("wrote {}", written.display());
     Ok(())
+}
+
+/// The specificity tables and what was left out (shared with `hint run`, which prints a
+/// job's `ablation.json`).
+pub(super) fn print_results(report: &AblationReport) {
+    print!("{}", report.table());
+    for s in &report.skipped {
+        println!("skipped {}: {}", s.what, s.reason);
+    }
 }

@@ -7,10 +7,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use hint_common::job::spec::EvaluateSpec;
 use hint_common::job::JobSpec;
-use hint_worker::wsol::{self, WsolConfig, HEATMAP_DIR, THRESHOLD, WSOL_FILE};
-use tch::Device;
+use hint_worker::wsol::{self, WsolConfig, WsolReport, HEATMAP_DIR, THRESHOLD, WSOL_FILE};
 
 /// Flags of `hint evaluate`.
 #[derive(Args, Debug)]
@@ -83,24 +81,17 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     evaluate_and_print(&config)
 }
 
-/// The localisation `hint run` adds after a job whose spec has `[evaluate]`: the job's seed
-/// and the section's settings.
-pub fn localise(job_dir: &Path, spec: &EvaluateSpec, device: Device) -> anyhow::Result<()> {
-    let config = WsolConfig {
-        job_dir: job_dir.to_path_buf(),
-        annotations: spec.annotations.clone(),
-        masks: spec.masks.clone(),
-        fractions: spec.fractions.clone(),
-        images_per_concept: spec.images_per_concept,
-        device,
-        seed: job_seed(job_dir)?,
-        random_draws: spec.random_draws,
-        bootstrap_replicates: spec.bootstrap,
-        phi: None,
-        images: spec.images.clone(),
-        out: None,
-    };
-    evaluate_and_print(&config)
+/// The images, the regions' object lift, the pooled table and what was left out (shared
+/// with `hint run`, which prints a job's `wsol.json`).
+pub(super) fn print_results(report: &WsolReport) {
+    println!("images: {}", report.image_source);
+    if let Some(lift) = &report.region_lift {
+        println!("regions: {}", lift.line());
+    }
+    print!("{}", report.table());
+    for s in &report.skipped {
+        println!("skipped {}: {}", s.what, s.reason);
+    }
 }
 
 /// The seed in the job's `spec.json`.
@@ -146,14 +137,7 @@ fn evaluate_and_print(config: &WsolConfig) -> anyhow::Result<()> {
          Shapley value, by |w|·σ (the classifier's weight on standardised features), by raw |w| \
          (its weight on raw activations), or at random (mean ± sd over the draws)"
     );
-    println!("images: {}", report.image_source);
-    if let Some(lift) = &report.region_lift {
-        println!("regions: {}", lift.line());
-    }
-    print!("{}", report.table());
-    for s in &report.skipped {
-        println!("skipped {}: {}", s.what, s.reason);
-    }
+    print_results(&report);
     let results = config
         .out
         .clone()

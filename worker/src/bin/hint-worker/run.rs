@@ -3,12 +3,13 @@
 //! results under the spec's storage root. Killed and started again with the same spec, it
 //! resumes the unfinished job instead of starting over.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use hint_common::ablation::{AblationReport, ABLATION_FILE};
 use hint_common::hierarchy::Hierarchy;
 use hint_common::job::JobId;
 use hint_common::proto::{self, jobs_client::JobsClient};
@@ -18,6 +19,7 @@ use hint_coordinator::job_file::{JobSummary, JOB_FILE};
 use hint_coordinator::{results, service, spec};
 use hint_worker::runtime::{self, WorkerConfig};
 use hint_worker::tasks::TaskRunner;
+use hint_worker::wsol::{WsolReport, WSOL_FILE};
 
 use hint_coordinator::progress::follow;
 use hint_coordinator::progress::{describe, phase_name};
@@ -94,8 +96,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             )));
         }
         let json = spec.to_json();
-        let evaluate = spec.evaluate.clone();
-        let ablate = spec.ablate.clone();
         let unfinished = coordinator.read(|s| {
             s.jobs()
                 .find(|j| !j.is_finished() && j.spec_json == json)
@@ -139,22 +139,41 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let job_dir = coordinator
             .read(|s| s.job(&job).map(|j| j.job_dir.clone()))
             .context("the job vanished")?;
-        // The report stage wrote report.html; localisation and ablation add their sections.
-        if let Some(evaluate) = &evaluate {
-            super::evaluate::localise(&job_dir, evaluate, device)?;
-        }
-        if let Some(ablate) = &ablate {
-            super::ablate::ablate_job(&job_dir, ablate, device)?;
-        }
-        if evaluate.is_some() || ablate.is_some() {
-            hint_coordinator::report::write(&job_dir).context("writing the report")?;
-        }
+        print_assessments(&results::results_dir(&job_dir))?;
         println!(
             "  report: {}",
             results::results_dir(&job_dir).join("report.html").display()
         );
         Ok(())
     })
+}
+
+/// The tables of the evaluate and ablate stages, where the job ran them.
+fn print_assessments(results: &Path) -> anyhow::Result<()> {
+    let wsol = results.join(WSOL_FILE);
+    if wsol.is_file() {
+        let report = WsolReport::read(&wsol)?;
+        println!(
+            "  localisation (WSOL, {} neurons, seed {}): {}",
+            report.neurons,
+            report.seed,
+            wsol.display()
+        );
+        super::evaluate::print_results(&report);
+    }
+    let ablation = results.join(ABLATION_FILE);
+    if ablation.is_file() {
+        let report = AblationReport::read(&ablation).map_err(anyhow::Error::msg)?;
+        println!(
+            "  ablation ({} images, {} at {}): {}",
+            report.images,
+            report.model,
+            report.layer,
+            ablation.display()
+        );
+        super::ablate::print_results(&report);
+    }
+    Ok(())
 }
 
 fn print_summary(coordinator: &Coordinator, id: &JobId, status: &proto::JobStatus, workers: u32) {

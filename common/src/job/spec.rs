@@ -34,10 +34,12 @@ pub struct JobSpec {
     pub storage: StorageSpec,
     /// Retries and leases.
     pub scheduler: SchedulerSpec,
-    /// Localisation of the concepts after the job (`[evaluate]`; none when absent).
+    /// Localisation of the concepts once Φ is written (`[evaluate]`, the evaluate stage; none
+    /// when absent).
     #[serde(default)]
     pub evaluate: Option<EvaluateSpec>,
-    /// Causal ablation of the selected neurons after the job (`[ablate]`; none when absent).
+    /// Causal ablation of the selected neurons once Φ is written (`[ablate]`, the ablate
+    /// stage; none when absent).
     #[serde(default)]
     pub ablate: Option<AblateSpec>,
 }

@@ -156,7 +156,7 @@ fn summary(spec: &JobSpec) -> String {
         line(
             "evaluate",
             format!(
-                "WSOL after the job (hint run only): {}% of the neurons kept, {} images per \
+                "WSOL once Φ is written (a stage on a worker): {}% of the neurons kept, {} images per \
                  concept from {}, {} random draws, {} bootstrap replicates",
                 join(&v.fractions),
                 v.images_per_concept,
@@ -171,7 +171,7 @@ fn summary(spec: &JobSpec) -> String {
         line(
             "ablate",
             format!(
-                "ablation after the job (hint run only): {}% removed ({}), selections {}, \
+                "ablation once Φ is written (a stage on a worker): {}% removed ({}), selections {}, \
                  {} images from {}, {} random draws, {} bootstrap replicates",
                 join(&a.fractions),
                 names(a.removals.iter().map(|r| r.name()).collect()),

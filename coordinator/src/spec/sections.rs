@@ -503,8 +503,8 @@ fn local_images(s: &mut Section<'_>, base_dir: &Path, command: &str) -> Option<P
     images
 }
 
-/// `[evaluate]` (optional): annotations (and masks) of the job's images for `hint evaluate`,
-/// run after the job by `hint run`.
+/// `[evaluate]` (optional): annotations (and masks) of the job's images for the evaluate
+/// stage, which runs on a worker once the report wrote Φ (as `hint evaluate` would).
 pub(super) fn evaluate(
     s: &mut Section<'_>,
     base_dir: &Path,
@@ -514,7 +514,7 @@ pub(super) fn evaluate(
         return None;
     }
     if storage::is_remote(storage_root) {
-        // Localisation runs where `hint run` runs and reads the job's files directly.
+        // The evaluate stage reads the job's files directly (a shared file system).
         s.section_problem(
             "needs a local storage root for now: run `hint evaluate` on a copy of the job",
         );
@@ -559,8 +559,8 @@ pub(super) fn evaluate(
     })
 }
 
-/// `[ablate]` (optional): causal ablation of each concept's selected neurons, run after the
-/// job by `hint run` (as `hint ablate` would).
+/// `[ablate]` (optional): causal ablation of each concept's selected neurons, a stage that
+/// runs on a worker once the report wrote Φ (as `hint ablate` would).
 pub(super) fn ablate(
     s: &mut Section<'_>,
     base_dir: &Path,
@@ -570,7 +570,7 @@ pub(super) fn ablate(
         return None;
     }
     if storage::is_remote(storage_root) {
-        // Ablation runs where `hint run` runs and reads the job's files directly.
+        // The ablate stage reads the job's files directly (a shared file system).
         s.section_problem(
             "needs a local storage root for now: run `hint ablate` on a copy of the job",
         );

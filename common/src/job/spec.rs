@@ -244,6 +244,30 @@ pub struct ShapleySpec {
     pub sweep_on_device: bool,
 }
 
+impl ShapleySpec {
+    /// The permutation scheme: antithetic pairs or independent permutations.
+    pub fn sampling(&self) -> crate::shapley::Sampling {
+        if self.antithetic {
+            crate::shapley::Sampling::Antithetic
+        } else {
+            crate::shapley::Sampling::Independent
+        }
+    }
+
+    /// The stopping rule, if one is set (the spec check allows at most one).
+    pub fn stopping_rule(&self) -> Option<crate::shapley::StoppingRule> {
+        use crate::shapley::StoppingRule;
+        match (self.until_stderr, self.until_top_k) {
+            (Some(bound), _) => Some(StoppingRule::StderrBelow(bound)),
+            (None, Some(k)) => Some(StoppingRule::TopKSeparated {
+                k,
+                confidence: self.confidence,
+            }),
+            (None, None) => None,
+        }
+    }
+}
+
 /// `[storage]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StorageSpec {

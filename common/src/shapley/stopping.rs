@@ -11,6 +11,10 @@
 
 use super::ShapleyEstimate;
 
+/// Samples a concept needs before its stopping rule is first asked (`hint shapley` and the
+/// coordinator's rounds alike).
+pub const MIN_SAMPLES: u64 = 5;
+
 /// A rule that says when the estimates of one concept are good enough.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum StoppingRule {

@@ -6,12 +6,9 @@ use std::time::Instant;
 
 use hint_common::job::{JobId, JobSpec, Stage, TaskId, WorkerId};
 use hint_common::proto;
-use hint_common::shapley::{PartialSums, PermutationBlock, Sampling, StoppingRule};
+use hint_common::shapley::{PartialSums, PermutationBlock, StoppingRule, MIN_SAMPLES};
 
 use super::records::{unhex, Failure, Outcome, Output, TaskSpec};
-
-/// Samples a stopping rule needs before it is asked (as `hint shapley`).
-const MIN_SAMPLES: u64 = 5;
 
 /// Where a job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -578,7 +575,10 @@ impl Job {
         }
         let quarantined: Vec<String> = assessing
             .iter()
-            .filter(|&&s| self.stage_tasks(s).any(|t| t.state == TaskState::Quarantined))
+            .filter(|&&s| {
+                self.stage_tasks(s)
+                    .any(|t| t.state == TaskState::Quarantined)
+            })
             .map(|&s| format!("{s}: {}", self.quarantine_summary(s)))
             .collect();
         if !quarantined.is_empty() {
@@ -595,7 +595,10 @@ impl Job {
     /// `[evaluate]`, an ablate task for `[ablate]`, each unless already added.
     pub(super) fn assessments(&self) -> Vec<TaskSpec> {
         let wanted = [
-            (self.spec.evaluate.is_some(), TaskSpec::Evaluate { index: 0 }),
+            (
+                self.spec.evaluate.is_some(),
+                TaskSpec::Evaluate { index: 0 },
+            ),
             (self.spec.ablate.is_some(), TaskSpec::Ablate { index: 0 }),
         ];
         wanted
@@ -625,29 +628,13 @@ impl Job {
     }
 
     fn max_permutations(&self) -> u64 {
-        let per = self.sampling().permutations_per_sample();
+        let per = self.spec.shapley.sampling().permutations_per_sample();
         self.spec.shapley.permutations.div_ceil(per) * per
-    }
-
-    fn sampling(&self) -> Sampling {
-        if self.spec.shapley.antithetic {
-            Sampling::Antithetic
-        } else {
-            Sampling::Independent
-        }
     }
 
     /// The stopping rule of the spec, if any.
     pub fn rule(&self) -> Option<StoppingRule> {
-        let s = &self.spec.shapley;
-        match (s.until_stderr, s.until_top_k) {
-            (Some(bound), _) => Some(StoppingRule::StderrBelow(bound)),
-            (None, Some(k)) => Some(StoppingRule::TopKSeparated {
-                k,
-                confidence: s.confidence,
-            }),
-            (None, None) => None,
-        }
+        self.spec.shapley.stopping_rule()
     }
 
     /// The Shapley tasks to add now. Without a stopping rule every block is planned at once;

@@ -285,7 +285,11 @@ impl Harness {
             }
             TaskSpec::Evaluate { .. } | TaskSpec::Ablate { .. } => Output::Results {
                 files: vec![MovedFile {
-                    from: job.attempt_dir(id, *attempt).join("x.json").display().to_string(),
+                    from: job
+                        .attempt_dir(id, *attempt)
+                        .join("x.json")
+                        .display()
+                        .to_string(),
                     path: job.job_dir.join("results/x.json").display().to_string(),
                 }],
             },
@@ -1017,7 +1021,10 @@ fn evaluate_and_ablate_run_on_the_reported_phi_then_the_report_runs_again() {
     h.sync();
     assert_eq!(h.phase(&job), JobPhase::Succeeded);
     let added = h.count(|r| matches!(r, Record::TasksAdded { .. }));
-    assert_eq!(added, 4, "extract, train, shapley, then evaluate + ablate at once");
+    assert_eq!(
+        added, 4,
+        "extract, train, shapley, then evaluate + ablate at once"
+    );
 }
 
 #[test]
@@ -1036,8 +1043,14 @@ fn a_quarantined_evaluate_task_fails_the_job_after_phi_was_written() {
     let j = h.job(&job);
     assert_eq!(j.phase, JobPhase::Failed);
     let error = j.error.as_deref().unwrap_or_default();
-    assert!(error.starts_with("evaluate: 1 quarantined: evaluate-00000 (BAD_INPUT: boom)"), "{error}");
-    assert!(error.contains("Φ was written to /none/jobs/job-0001/results"), "{error}");
+    assert!(
+        error.starts_with("evaluate: 1 quarantined: evaluate-00000 (BAD_INPUT: boom)"),
+        "{error}"
+    );
+    assert!(
+        error.contains("Φ was written to /none/jobs/job-0001/results"),
+        "{error}"
+    );
     assert!(h.committed(&task_id(&job, Stage::Ablate, 0)).is_some());
 }
 

@@ -577,7 +577,11 @@ bootstrap = 100"#,
 /// The files evaluate and ablate commit, and Φ, by their path under `results/`.
 fn assessed_results(job_dir: &Path) -> Vec<(String, Vec<u8>)> {
     let results = job_dir.join("results");
-    let mut files = vec!["phi.csv".to_string(), "wsol.json".into(), "ablation.json".into()];
+    let mut files = vec![
+        "phi.csv".to_string(),
+        "wsol.json".into(),
+        "ablation.json".into(),
+    ];
     let mut heatmaps: Vec<String> = std::fs::read_dir(results.join("heatmaps"))
         .expect("results/heatmaps")
         .map(|e| format!("heatmaps/{}", e.unwrap().file_name().to_string_lossy()))
@@ -588,7 +592,8 @@ fn assessed_results(job_dir: &Path) -> Vec<(String, Vec<u8>)> {
     files
         .into_iter()
         .map(|name| {
-            let bytes = std::fs::read(results.join(&name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let bytes =
+                std::fs::read(results.join(&name)).unwrap_or_else(|e| panic!("{name}: {e}"));
             (name, bytes)
         })
         .collect()
@@ -624,7 +629,10 @@ fn evaluate_and_ablate_are_leased_stages_and_match_hint_run_byte_for_byte() {
     let names = |r: &[(String, Vec<u8>)]| r.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
     assert_eq!(names(&results), names(&reference));
     for ((name, bytes), (_, expected)) in results.iter().zip(&reference) {
-        assert!(bytes == expected, "{name} differs between hint run and the cluster");
+        assert!(
+            bytes == expected,
+            "{name} differs between hint run and the cluster"
+        );
     }
     // The second report has both sections; nothing is left under attempts/.
     let report = std::fs::read_to_string(job_dir.join("results/report.html")).unwrap();

@@ -34,6 +34,7 @@
 pub mod batched;
 pub mod retrain;
 
+use hint_common::job::spec::ShapleySpec;
 use hint_common::seed;
 use hint_common::shapley::{
     exact, permutation, replacement_rows, LinearGame, PartialSums, PermutationBlock, Quality,
@@ -175,6 +176,40 @@ impl Default for ShapleyConfig {
 }
 
 impl ShapleyConfig {
+    /// The settings of a spec's `[shapley]` section and seed: the one place names become a
+    /// config (`hint shapley` builds a section from its flags). `device` serves retrain mode,
+    /// and fixed mode only with `sweep_on_device` (otherwise the pure-Rust CPU sweep:
+    /// bit-identical on any mix of machines). A name that does not parse is named by its key.
+    pub fn from_spec(spec: &ShapleySpec, seed: u64, device: Device) -> Result<Self> {
+        let bad = |key: &str, e: String| ShapleyRunError::Config(format!("{key}: {e}"));
+        let mode: Mode = spec.mode.parse().map_err(|e| bad("mode", e))?;
+        let config = ShapleyConfig {
+            mode,
+            quality: spec.quality.parse().map_err(|e| bad("quality", e))?,
+            replacement: spec
+                .replacement
+                .parse()
+                .map_err(|e| bad("replacement", e))?,
+            sampling: spec.sampling(),
+            truncation: spec.truncation,
+            seed,
+            retrain: RetrainConfig {
+                iterations: spec.retrain_iterations,
+                l2: spec.retrain_l2,
+                ..RetrainConfig::default()
+            },
+            ..ShapleyConfig::default()
+        };
+        let device = if spec.sweep_on_device || mode == Mode::Retrain {
+            device
+        } else {
+            Device::Cpu
+        };
+        let config = config.with_device(device);
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Runs both modes on `device`: fixed mode's sweep backend
     /// ([`SweepBackend::for_device`]) and retrain mode's fits (f64 on the CPU, f32 on GPUs).
     pub fn with_device(mut self, device: Device) -> Self {

@@ -93,7 +93,8 @@ fn prepare(job: &Job, out_dir: &str, stage: &str) -> Result<PathBuf, TaskError> 
 /// The files the attempt wrote, relative to its directory.
 fn finished(out: PathBuf, started: Instant) -> Result<ResultFiles, TaskError> {
     let mut files = Vec::new();
-    collect_files(&out, Path::new(""), &mut files).map_err(|source| crate::Error::io(&out, source))?;
+    collect_files(&out, Path::new(""), &mut files)
+        .map_err(|source| crate::Error::io(&out, source))?;
     files.sort();
     Ok(ResultFiles {
         dir: out.display().to_string(),

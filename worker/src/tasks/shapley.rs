@@ -18,16 +18,14 @@ use hint_common::job::spec::JobSpec;
 use hint_common::job::wire::sums_to_proto;
 use hint_common::proto::{ShapleySums, ShapleyTask};
 use hint_common::regions::sample::ConceptSamples;
-use hint_common::shapley::{PartialSums, PermutationBlock, Quality, Replacement, Sampling};
+use hint_common::shapley::{PartialSums, PermutationBlock};
 use hint_common::storage;
 use tch::Device;
 
 use super::failure::TaskError;
 use super::{check_cancel, require, Job, TaskRunner};
 use crate::classify::ClassifierDir;
-use crate::shapley::{
-    ConceptInput, Mode, RetrainConfig, ShapleyConfig, ShapleyEngine, ShapleyRunError,
-};
+use crate::shapley::{ConceptInput, Mode, ShapleyConfig, ShapleyEngine, ShapleyRunError};
 
 /// Classifier directories whose samples are kept (each holds every trained concept's
 /// evaluation regions).
@@ -39,45 +37,13 @@ const ENGINES: usize = 16;
 /// whole groups wherever the task starts.
 const FIXED_CHUNK: u64 = 512;
 
-/// The Shapley settings of `spec` as `hint shapley` would build them from the same flags;
-/// `device` serves retrain mode, and fixed mode only when the spec asks to sweep on it
-/// (otherwise the pure-Rust CPU sweep: bit-identical on any mix of machines).
+/// The Shapley settings of `spec` ([`ShapleyConfig::from_spec`], as `hint shapley` builds
+/// them from the same flags); a name that does not parse is the job's fault.
 pub(super) fn config(spec: &JobSpec, device: Device) -> Result<ShapleyConfig, TaskError> {
-    let s = &spec.shapley;
-    let bad = |field: &str, e: String| TaskError::BadInput(format!("shapley.{field}: {e}"));
-    let mode: Mode = s.mode.parse().map_err(|e| bad("mode", e))?;
-    let config = ShapleyConfig {
-        mode,
-        quality: s
-            .quality
-            .parse::<Quality>()
-            .map_err(|e| bad("quality", e))?,
-        replacement: s
-            .replacement
-            .parse::<Replacement>()
-            .map_err(|e| bad("replacement", e))?,
-        sampling: if s.antithetic {
-            Sampling::Antithetic
-        } else {
-            Sampling::Independent
-        },
-        truncation: s.truncation,
-        seed: spec.seed,
-        retrain: RetrainConfig {
-            iterations: s.retrain_iterations,
-            l2: s.retrain_l2,
-            ..RetrainConfig::default()
-        },
-        ..ShapleyConfig::default()
-    };
-    let device = if s.sweep_on_device || mode == Mode::Retrain {
-        device
-    } else {
-        Device::Cpu
-    };
-    let config = config.with_device(device);
-    config.validate()?;
-    Ok(config)
+    ShapleyConfig::from_spec(&spec.shapley, spec.seed, device).map_err(|e| match e {
+        ShapleyRunError::Config(message) => TaskError::BadInput(format!("[shapley] {message}")),
+        other => other.into(),
+    })
 }
 
 /// Runs the Shapley task.

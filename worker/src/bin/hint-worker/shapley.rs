@@ -9,14 +9,15 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 use hint_common::hierarchy::ConceptId;
+use hint_common::job::spec::ShapleySpec;
 use hint_common::shapley::phi::{
     multimodal, top_neurons, write_multimodal_csv, write_phi_csv, write_phi_parquet, write_top_csv,
     ConceptPhi,
 };
-use hint_common::shapley::{Quality, Replacement, Sampling, StoppingRule};
+use hint_common::shapley::{Sampling, MIN_SAMPLES};
 use hint_worker::classify::ClassifierDir;
 use hint_worker::shapley::{
-    estimate, Budget, ConceptInput, Mode, RetrainConfig, ShapleyConfig, ShapleyEngine, SweepBackend,
+    estimate, Budget, ConceptInput, Mode, ShapleyConfig, ShapleyEngine, SweepBackend,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -93,55 +94,40 @@ pub struct ShapleyArgs {
 
 impl ShapleyArgs {
     fn config(&self) -> anyhow::Result<(ShapleyConfig, Budget)> {
-        let parse = |what: &str, e: String| anyhow::anyhow!("--{what}: {e}");
-        let mode = self.mode;
-        let device = hint_worker::device::parse(&self.device)?;
-        let config = ShapleyConfig {
-            mode,
-            quality: self
-                .quality
-                .parse::<Quality>()
-                .map_err(|e| parse("quality", e))?,
-            replacement: self
-                .replacement
-                .parse::<Replacement>()
-                .map_err(|e| parse("replacement", e))?,
-            sampling: if self.no_antithetic {
-                Sampling::Independent
-            } else {
-                Sampling::Antithetic
-            },
+        anyhow::ensure!(
+            self.until_stderr.is_none() || self.until_top_k.is_none(),
+            "give --until-stderr or --until-top-k, not both"
+        );
+        anyhow::ensure!(
+            self.until_top_k.is_none() || (self.confidence > 0.5 && self.confidence < 1.0),
+            "--confidence must be in (0.5, 1)"
+        );
+        // The flags as a `[shapley]` section, so they become a config the way a job's do.
+        let section = ShapleySpec {
+            mode: self.mode.to_string(),
+            quality: self.quality.clone(),
+            replacement: self.replacement.clone(),
+            antithetic: !self.no_antithetic,
+            permutations: self.permutations,
+            permutations_per_task: self.round.max(1),
+            until_stderr: self.until_stderr,
+            until_top_k: self.until_top_k,
+            confidence: self.confidence,
             truncation: self.truncation,
-            seed: self.seed,
-            retrain: RetrainConfig {
-                iterations: self.retrain_iterations,
-                l2: self.l2,
-                ..RetrainConfig::default()
-            },
-            ..ShapleyConfig::default()
-        }
-        .with_device(device);
-        config.validate()?;
-        let rule = match (self.until_stderr, self.until_top_k) {
-            (Some(_), Some(_)) => anyhow::bail!("give --until-stderr or --until-top-k, not both"),
-            (Some(bound), None) => Some(StoppingRule::StderrBelow(bound)),
-            (None, Some(k)) => {
-                anyhow::ensure!(
-                    self.confidence > 0.5 && self.confidence < 1.0,
-                    "--confidence must be in (0.5, 1)"
-                );
-                Some(StoppingRule::TopKSeparated {
-                    k,
-                    confidence: self.confidence,
-                })
-            }
-            (None, None) => None,
+            retrain_iterations: self.retrain_iterations,
+            retrain_l2: self.l2,
+            top: self.top,
+            // A device named on the command line sweeps fixed mode there too.
+            sweep_on_device: true,
         };
+        let device = hint_worker::device::parse(&self.device)?;
+        let config = ShapleyConfig::from_spec(&section, self.seed, device)?;
+        let rule = section.stopping_rule();
         anyhow::ensure!(self.permutations > 0, "--permutations must be at least 1");
         let budget = Budget {
             max_permutations: self.permutations,
             rule,
-            min_samples: 5,
+            min_samples: MIN_SAMPLES,
             round: self.round.max(1),
         };
         Ok((config, budget))

@@ -58,6 +58,15 @@ pub enum ShapleyRunError {
     /// An invalid setting.
     #[error("invalid Shapley configuration: {0}")]
     Config(String),
+    /// A name in a `[shapley]` key that names nothing (the caller says where the key is:
+    /// `shapley.quality` in a spec, `--quality` on the command line).
+    #[error("{key}: {message}")]
+    Setting {
+        /// The section's key.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// Result of the Shapley stage.
@@ -181,7 +190,7 @@ impl ShapleyConfig {
     /// and fixed mode only with `sweep_on_device` (otherwise the pure-Rust CPU sweep:
     /// bit-identical on any mix of machines). A name that does not parse is named by its key.
     pub fn from_spec(spec: &ShapleySpec, seed: u64, device: Device) -> Result<Self> {
-        let bad = |key: &str, e: String| ShapleyRunError::Config(format!("{key}: {e}"));
+        let bad = |key: &'static str, message: String| ShapleyRunError::Setting { key, message };
         let mode: Mode = spec.mode.parse().map_err(|e| bad("mode", e))?;
         let config = ShapleyConfig {
             mode,

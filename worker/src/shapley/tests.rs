@@ -144,8 +144,15 @@ fn check_against_exact(
         let total = values[0] - values[1];
         let exact_sum: f64 = exact.iter().sum();
         let mc_sum: f64 = estimates.iter().map(|e| e.phi).sum();
+        // Retrain fits are batched: on some CPUs (seen on AMD EPYC) a coalition's fit
+        // differs in the 8th–9th digit with the batch it was fitted in (1.1e-8 relative for
+        // `logit`), and enumeration fits each coalition in other batches than this pair.
+        let tolerance = match mode {
+            Mode::Retrain => 1e-7 * total.abs().max(1.0),
+            Mode::Fixed => 1e-9,
+        };
         assert!(
-            (exact_sum - total).abs() < 1e-9,
+            (exact_sum - total).abs() < tolerance,
             "{quality} {replacement}: exact efficiency {exact_sum} vs {total}"
         );
         assert!(

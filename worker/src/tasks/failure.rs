@@ -245,7 +245,7 @@ fn shapley_reason(e: &ShapleyRunError) -> FailureReason {
             ShapleyError::Merge(_) | ShapleyError::Overflow { .. } => FailureReason::Execution,
         },
         ShapleyRunError::Torch(t) => torch_reason(t),
-        ShapleyRunError::Config(_) => FailureReason::BadInput,
+        ShapleyRunError::Config(_) | ShapleyRunError::Setting { .. } => FailureReason::BadInput,
     }
 }
 

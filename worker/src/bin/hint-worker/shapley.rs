@@ -17,7 +17,8 @@ use hint_common::shapley::phi::{
 use hint_common::shapley::{Sampling, MIN_SAMPLES};
 use hint_worker::classify::ClassifierDir;
 use hint_worker::shapley::{
-    estimate, Budget, ConceptInput, Mode, ShapleyConfig, ShapleyEngine, SweepBackend,
+    estimate, Budget, ConceptInput, Mode, ShapleyConfig, ShapleyEngine, ShapleyRunError,
+    SweepBackend,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -121,7 +122,13 @@ impl ShapleyArgs {
             sweep_on_device: true,
         };
         let device = hint_worker::device::parse(&self.device)?;
-        let config = ShapleyConfig::from_spec(&section, self.seed, device)?;
+        let config =
+            ShapleyConfig::from_spec(&section, self.seed, device).map_err(|e| match e {
+                ShapleyRunError::Setting { key, message } => {
+                    anyhow::anyhow!("--{}: {message}", key.replace('_', "-"))
+                }
+                other => other.into(),
+            })?;
         let rule = section.stopping_rule();
         anyhow::ensure!(self.permutations > 0, "--permutations must be at least 1");
         let budget = Budget {

@@ -369,3 +369,33 @@ fn another_phi_ranks_shapley_and_the_report_goes_where_asked() {
         assert_eq!(set.neurons, lowest, "{}", c.name);
     }
 }
+
+#[test]
+fn a_cancel_stops_the_engine_between_batches_and_writes_nothing() {
+    // What a drained or cancelled ablate task does: the flag, set while the engine runs
+    // (here from its first progress report), stops it at the next batch.
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (tmp, job) = job();
+    let out = tmp.path().join("cancelled/ablation.json");
+    let mut config = hint_worker::ablate::AblateConfig::new(job.clone(), tch::Device::Cpu);
+    config.max_images = 40;
+    config.bootstrap_replicates = 0;
+    config.out = Some(out.clone());
+    let cancel = AtomicBool::new(false);
+    let mut reports = Vec::new();
+    let result = hint_worker::ablate::ablate(
+        &config,
+        &mut |done, total| {
+            reports.push((done, total));
+            cancel.store(true, Ordering::Relaxed);
+        },
+        &cancel,
+    );
+    assert!(
+        matches!(result, Err(hint_worker::wsol::WsolError::Cancelled)),
+        "{result:?}"
+    );
+    let (done, total) = *reports.last().unwrap();
+    assert!(done < total, "stopped early: {reports:?}");
+    assert!(!out.exists(), "a cancelled ablation writes no report");
+}

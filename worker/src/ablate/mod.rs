@@ -21,6 +21,7 @@ pub mod tally;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use hint_common::ablation::{
     self, AblationReport, AblationSelection, AblationSkipped, Bootstrap, ConceptAblation,
@@ -189,10 +190,12 @@ struct Evaluated {
 }
 
 /// Runs the ablation of `config.job_dir` and writes `results/ablation.json`.
-/// `progress(done, total)` counts ablations run through the network.
+/// `progress(done, total)` counts ablations run through the network; once `cancel` is set
+/// the ablation stops at the next batch with [`WsolError::Cancelled`].
 pub fn ablate(
     config: &AblateConfig,
     progress: &mut dyn FnMut(usize, usize),
+    cancel: &AtomicBool,
 ) -> Result<AblationReport, AblateError> {
     let mut config = config.clone();
     config.validate()?;
@@ -279,8 +282,10 @@ pub fn ablate(
     let total = jobs.len();
     progress(0, total);
     let mut cells: Vec<CellDrops> = Vec::with_capacity(total);
-    // Chunks bound the host memory of the probabilities (N × C floats per ablation).
-    let chunk = (64usize << 20) / (n * classes * 4).max(1);
+    // Chunks bound the host memory of the probabilities (N × C floats per ablation) and are
+    // at most one stacked batch through the network, so progress (and a cancel) comes after
+    // every batch; the batches start at multiples of the group, as in one long chunk.
+    let chunk = ((64usize << 20) / (n * classes * 4).max(1)).min(acts.stack_group());
     for part in jobs.chunks(chunk.max(1)) {
         let ablations: Vec<(&[usize], Removal)> = part
             .iter()
@@ -301,7 +306,7 @@ pub fn ablate(
                 probability: base_prob.iter().zip(&prob).map(|(b, a)| b - a).collect(),
             });
         }
-        progress(cells.len(), total);
+        crate::wsol::step(progress, cancel, cells.len(), total)?;
     }
 
     let bootstrap = Bootstrap {

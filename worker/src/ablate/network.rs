@@ -68,6 +68,13 @@ impl LayerActivations {
         Ok(out)
     }
 
+    /// Ablations stacked into one batch through the tail: at most [`STACK_BYTES`] of
+    /// activations.
+    pub fn stack_group(&self) -> usize {
+        let per_copy = self.z.size().iter().product::<i64>() * 4;
+        (STACK_BYTES / per_copy.max(1)).max(1) as usize
+    }
+
     /// Softmax of the network with `removed[k]`'s channels replaced as `removals[k]` says,
     /// one `N × C` block per ablation, in order. Ablations are stacked into batches of at
     /// most [`STACK_BYTES`] of activations.
@@ -78,8 +85,8 @@ impl LayerActivations {
         ablations: &[(&[usize], Removal)],
     ) -> Result<Vec<f32>, tch::TchError> {
         let size = self.z.size();
-        let (d, per_copy) = (size[1], size.iter().product::<i64>() * 4);
-        let group = (STACK_BYTES / per_copy.max(1)).max(1) as usize;
+        let d = size[1];
+        let group = self.stack_group();
         let device = self.z.device();
         let mut out = Vec::new();
         for chunk in ablations.chunks(group) {

@@ -13,9 +13,9 @@ use hint_common::proto::{AblateTask, EvaluateTask, ResultFiles};
 use hint_common::storage;
 
 use super::failure::TaskError;
-use super::{check_cancel, output_dir, require, Job, TaskRunner};
+use super::{output_dir, require, Job, TaskRunner};
 use crate::ablate::{self, AblateConfig};
-use crate::wsol::{self, WsolConfig};
+use crate::wsol::{self, WsolConfig, WsolError};
 
 /// Runs the evaluate task: `wsol.json` and `heatmaps/` in the attempt's directory.
 pub(super) fn evaluate(
@@ -37,10 +37,12 @@ pub(super) fn evaluate(
         runner.device,
         Some(out.clone()),
     );
-    wsol::evaluate(&config, &mut |done, total| {
-        progress(done as u64, total as u64)
-    })?;
-    check_cancel(cancel)?;
+    wsol::evaluate(
+        &config,
+        &mut |done, total| progress(done as u64, total as u64),
+        cancel,
+    )
+    .map_err(stopped)?;
     finished(out, started)
 }
 
@@ -64,11 +66,21 @@ pub(super) fn ablate(
         runner.device,
         Some(out.join(ABLATION_FILE)),
     );
-    ablate::ablate(&config, &mut |done, total| {
-        progress(done as u64, total as u64)
-    })?;
-    check_cancel(cancel)?;
+    ablate::ablate(
+        &config,
+        &mut |done, total| progress(done as u64, total as u64),
+        cancel,
+    )
+    .map_err(stopped)?;
     finished(out, started)
+}
+
+/// An engine that saw `cancel` set is a cancelled attempt (not counted, retried elsewhere).
+fn stopped(error: WsolError) -> TaskError {
+    match error {
+        WsolError::Cancelled => TaskError::Cancelled,
+        other => other.into(),
+    }
 }
 
 /// The attempt's output directory, once the job's inputs are known to be there. The

@@ -210,6 +210,7 @@ fn assess_reason(e: &crate::wsol::WsolError) -> FailureReason {
         WsolError::Classify(e) => classify_reason(e),
         WsolError::Worker(e) => worker_reason(e),
         WsolError::Torch(e) => torch_reason(e),
+        WsolError::Cancelled => FailureReason::Cancelled,
     }
 }
 

@@ -34,6 +34,7 @@ pub mod select;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use hint_common::hierarchy::ConceptId;
 use hint_common::job::spec::EvaluateSpec;
@@ -134,6 +135,26 @@ pub enum WsolError {
     /// A libtorch operation failed.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    /// The `cancel` flag was set (a drained or cancelled task).
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Reports progress, then stops with [`WsolError::Cancelled`] once `cancel` is set (the
+/// engines call it between steps: a concept re-fitted, a chunk of images, a batch of
+/// ablations).
+pub(crate) fn step(
+    progress: &mut dyn FnMut(usize, usize),
+    cancel: &AtomicBool,
+    done: usize,
+    total: usize,
+) -> Result<(), WsolError> {
+    progress(done, total);
+    if cancel.load(Ordering::Relaxed) {
+        Err(WsolError::Cancelled)
+    } else {
+        Ok(())
+    }
 }
 
 impl From<hint_common::settings::SettingError> for WsolError {
@@ -238,10 +259,12 @@ pub(super) struct Evaluated {
 }
 
 /// Runs the evaluation of `config.job_dir` and writes `results/wsol.json` and the heatmaps.
-/// `progress(done, total)` counts concepts re-fitted, then images scored.
+/// `progress(done, total)` counts concepts re-fitted, then images scored; once `cancel` is
+/// set the evaluation stops at the next step with [`WsolError::Cancelled`].
 pub fn evaluate(
     config: &WsolConfig,
     progress: &mut dyn FnMut(usize, usize),
+    cancel: &AtomicBool,
 ) -> Result<WsolReport, WsolError> {
     config.validate()?;
     let mut job = Job::open(&config.job_dir)?;
@@ -341,7 +364,7 @@ pub fn evaluate(
                     what: concept.name.clone(),
                     reason: "no annotated evaluation image".into(),
                 });
-                progress(done, total);
+                step(progress, cancel, done, total)?;
                 continue;
             }
             let dir = &job.classifiers[job.classifier_of[&id]];
@@ -381,7 +404,7 @@ pub fn evaluate(
                 classifiers,
                 images: images.into_iter().map(|(_, i)| i).collect(),
             });
-            progress(done, total);
+            step(progress, cancel, done, total)?;
         }
     }
     evaluated.sort_by_key(|e| e.id);
@@ -476,7 +499,7 @@ pub fn evaluate(
             }
         }
         done += chunk.len();
-        progress(done, total);
+        step(progress, cancel, done, total)?;
     }
 
     // Images were scored in id order: sort by concept, then image, for the rows.

@@ -85,8 +85,13 @@ pub fn run(args: AblateArgs) -> anyhow::Result<()> {
 fn ablate_and_print(config: &AblateConfig) -> anyhow::Result<()> {
     let bar = hint_coordinator::progress::counting_bar("ablations through the network");
     let start = Instant::now();
-    let report = engine::ablate(config, &mut hint_coordinator::progress::advance(&bar))
-        .with_context(|| format!("ablating {}", config.job_dir.display()))?;
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let report = engine::ablate(
+        config,
+        &mut hint_coordinator::progress::advance(&bar),
+        &never,
+    )
+    .with_context(|| format!("ablating {}", config.job_dir.display()))?;
     bar.finish_and_clear();
     println!(
         "ablation of {} concepts at {} {} (D = {}), {} images ({}), device {:?}, seed {}, \

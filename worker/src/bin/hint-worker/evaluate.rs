@@ -109,8 +109,13 @@ fn evaluate_and_print(config: &WsolConfig) -> anyhow::Result<()> {
     let bar =
         hint_coordinator::progress::counting_bar("re-fitting classifiers, then scoring images");
     let start = Instant::now();
-    let report = wsol::evaluate(config, &mut hint_coordinator::progress::advance(&bar))
-        .with_context(|| format!("evaluating {}", config.job_dir.display()))?;
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let report = wsol::evaluate(
+        config,
+        &mut hint_coordinator::progress::advance(&bar),
+        &never,
+    )
+    .with_context(|| format!("evaluating {}", config.job_dir.display()))?;
     bar.finish_and_clear();
 
     let concepts = report

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use hint_common::job::JobSpec;
-use hint_common::regions::quality::RegionQuality;
+use hint_common::regions::quality::{RegionLift, RegionQuality};
 use serde::{Deserialize, Serialize};
 
 /// The file's name under `results/`.
@@ -38,6 +38,9 @@ pub struct JobSummary {
     pub region_rows: u64,
     /// Region-quality diagnostics (absent in files written before they existed).
     pub region_quality: Option<RegionQuality>,
+    /// The object lift of the responsible regions on the evaluated images with a mask, as
+    /// the evaluate stage measured it (absent without `[evaluate]` masks).
+    pub region_lift: Option<RegionLift>,
     /// Images the extraction skipped.
     pub skipped_images: Vec<SkippedImage>,
     /// Tasks that failed too often.

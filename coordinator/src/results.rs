@@ -7,8 +7,9 @@
 //! multimodal.csv         neurons in the top N of ≥ 2 concepts
 //! concepts.json          the hierarchy used
 //! job.json               the run: images, region rows, region-quality diagnostics
-//!                        (`hint_common::regions::quality`), skipped images, quarantined
-//!                        tasks, concepts with their permutation counts
+//!                        (`hint_common::regions::quality`) and, after the evaluate stage,
+//!                        the regions' object lift; skipped images, quarantined tasks,
+//!                        concepts with their permutation counts
 //! report.html            everything above for people (`report::write`)
 //! ```
 
@@ -16,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use hint_common::hierarchy::{ConceptId, Hierarchy, HierarchyError};
 use hint_common::job::{JobId, Stage};
-use hint_common::regions::quality::{self, RegionQuality};
+use hint_common::regions::quality::{self, RegionLift, RegionQuality};
 use hint_common::shapley::phi::{
     multimodal, top_neurons, write_multimodal_csv, write_phi_csv, write_phi_parquet, write_top_csv,
     ConceptPhi,
@@ -247,6 +248,17 @@ pub fn region_quality(inputs: &RegionInputs) -> Option<RegionQuality> {
     }
 }
 
+/// The object lift the evaluate stage measured (its committed `wsol.json`, read through
+/// the report's type); None before it ran, without masks, or for a file that does not read.
+fn region_lift(job: &Job) -> Option<RegionLift> {
+    let path = results_dir(&job.job_dir).join("wsol.json");
+    let text = storage::read_to_string(&path).ok()?;
+    serde_json::from_str::<crate::report::data::WsolFile>(&text)
+        .map_err(|e| tracing::warn!("{}: {e}", path.display()))
+        .ok()?
+        .region_lift
+}
+
 fn summary(job: &Job, hierarchy: &Hierarchy) -> JobSummary {
     let (mut region_files, mut region_rows, mut images_processed) = (0u64, 0u64, 0u64);
     let mut skipped_images = Vec::new();
@@ -330,6 +342,7 @@ fn summary(job: &Job, hierarchy: &Hierarchy) -> JobSummary {
         region_files,
         region_rows,
         region_quality: region_quality(&RegionInputs::of(job)),
+        region_lift: region_lift(job),
         skipped_images,
         quarantined_tasks,
         concepts,

@@ -35,6 +35,56 @@ pub const NO_REGION_WARNING: f64 = 0.5;
 /// Mean fixed-pattern IoU at or above which a warning is given.
 pub const FIXED_PATTERN_WARNING: f64 = 0.5;
 
+/// The extraction's responsible regions on images that have an object mask: the object
+/// share of the pixels their cells cover, against the object share of the crops
+/// (`wsol.json`'s and `job.json`'s `region_lift`, measured by the evaluate stage).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RegionLift {
+    /// Images with a mask and regions in the job's region files.
+    pub images: usize,
+    /// Object pixels / pixels, inside the responsible cells.
+    pub object_share_in_regions: f64,
+    /// Object pixels / pixels, over the whole crops.
+    pub object_share: f64,
+    /// Their ratio: 1 = regions no more on objects than chance, higher = on objects.
+    pub lift: f64,
+}
+
+impl RegionLift {
+    /// From pixel counts pooled over `images`; `None` without pixels on either side.
+    pub fn from_counts(
+        images: usize,
+        object_in_cells: u64,
+        in_cells: u64,
+        object: u64,
+        pixels: u64,
+    ) -> Option<RegionLift> {
+        if images == 0 || in_cells == 0 || object == 0 || pixels == 0 {
+            return None;
+        }
+        let object_share_in_regions = object_in_cells as f64 / in_cells as f64;
+        let object_share = object as f64 / pixels as f64;
+        Some(RegionLift {
+            images,
+            object_share_in_regions,
+            object_share,
+            lift: object_share_in_regions / object_share,
+        })
+    }
+
+    /// One line for people.
+    pub fn line(&self) -> String {
+        format!(
+            "the extraction's responsible regions on these images: {:.1}% object pixels, the \
+             crops {:.1}% (object lift {:.2}, {} images with a mask)",
+            100.0 * self.object_share_in_regions,
+            100.0 * self.object_share,
+            self.lift,
+            self.images
+        )
+    }
+}
+
 /// The diagnostics of one layer's region files (`job.json`'s `region_quality`, the
 /// extraction summary, the report).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -11,6 +11,7 @@ use hint_common::ablation::{AblationReport, ABLATION_FILE};
 use hint_common::classify::{ConceptMetrics, MetricsFile, SkippedConcept, METRICS_FILE};
 use hint_common::hierarchy::Hierarchy;
 use hint_common::job::JobSpec;
+use hint_common::regions::quality::RegionLift;
 use serde::Deserialize;
 
 use super::csv::csv_table;
@@ -125,21 +126,7 @@ pub struct WsolFile {
     /// Where the evaluated images came from, when recorded.
     pub image_source: Option<String>,
     /// The object lift of the job's regions on the evaluated images, when recorded.
-    pub region_lift: Option<WsolRegionLift>,
-}
-
-/// `wsol.json`'s `region_lift`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct WsolRegionLift {
-    /// Images with a mask.
-    pub images: u64,
-    /// Object share inside the responsible cells.
-    pub object_share_in_regions: f64,
-    /// Object share of the crops.
-    pub object_share: f64,
-    /// Their ratio.
-    pub lift: f64,
+    pub region_lift: Option<RegionLift>,
 }
 
 /// Something `hint evaluate` left out, and why.

@@ -639,6 +639,13 @@ fn evaluate_and_ablate_are_leased_stages_and_match_hint_run_byte_for_byte() {
     assert!(report.contains("<h2>Localisation (WSOL)</h2>\n<p class=\"note\">Weakly"));
     assert!(report.contains("<h2>Causal ablation</h2>\n<p class=\"note\">Each concept"));
     assert!(!job_dir.join("attempts").exists());
+    // job.json carries the object lift the evaluate stage measured (the world has masks).
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(job_dir.join("results/job.json")).unwrap())
+            .unwrap();
+    let lift = &summary["region_lift"];
+    assert!(lift["lift"].as_f64().is_some_and(|l| l > 0.0), "{summary}");
+    assert!(lift["images"].as_u64().is_some_and(|n| n > 0), "{summary}");
     let journal = cluster.journal();
     for task in ["evaluate-00000", "ablate-00000"] {
         let commits = journal

@@ -543,7 +543,13 @@ pub fn evaluate(
         neurons: d,
         skipped,
         image_source,
-        region_lift: RegionLift::of(lift_images, &lift_counts),
+        region_lift: RegionLift::from_counts(
+            lift_images,
+            lift_counts.object_in_cells,
+            lift_counts.in_cells,
+            lift_counts.object,
+            lift_counts.pixels,
+        ),
     };
     report.write(&results.join(WSOL_FILE))?;
     Ok(report)

@@ -10,6 +10,7 @@ use super::compare::{self, BootstrapSettings, Comparison, Metric, PairOutcomes, 
 use super::geometry;
 use super::select::Selection;
 use super::WsolError;
+pub use hint_common::regions::quality::RegionLift;
 
 /// Pooled numbers of one (selection, fraction): over every (concept, image) pair evaluated,
 /// so an image counts once for each concept it is evaluated under. A selection with several
@@ -114,49 +115,6 @@ pub struct Skipped {
     pub what: String,
     /// Why.
     pub reason: String,
-}
-
-/// The extraction's responsible regions on the evaluated images that have a mask: the
-/// object share of the pixels their cells cover, against the object share of the crop.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct RegionLift {
-    /// Images with a mask and regions in the job's region files.
-    pub images: usize,
-    /// Object pixels / pixels, inside the responsible cells.
-    pub object_share_in_regions: f64,
-    /// Object pixels / pixels, over the whole crops.
-    pub object_share: f64,
-    /// Their ratio: 1 = regions no more on objects than chance, higher = on objects.
-    pub lift: f64,
-}
-
-impl RegionLift {
-    /// From counts pooled over images; `None` without pixels on either side.
-    pub fn of(images: usize, c: &super::geometry::ObjectCounts) -> Option<RegionLift> {
-        if images == 0 || c.in_cells == 0 || c.object == 0 {
-            return None;
-        }
-        let object_share_in_regions = c.object_in_cells as f64 / c.in_cells as f64;
-        let object_share = c.object as f64 / c.pixels as f64;
-        Some(RegionLift {
-            images,
-            object_share_in_regions,
-            object_share,
-            lift: object_share_in_regions / object_share,
-        })
-    }
-
-    /// One line for people.
-    pub fn line(&self) -> String {
-        format!(
-            "the extraction's responsible regions on these images: {:.1}% object pixels, the \
-             crops {:.1}% (object lift {:.2}, {} images with a mask)",
-            100.0 * self.object_share_in_regions,
-            100.0 * self.object_share,
-            self.lift,
-            self.images
-        )
-    }
 }
 
 /// `results/wsol.json`.

@@ -268,7 +268,18 @@ impl fmt::Display for Aggregation {
 }
 
 /// How the value of a Shapley coalition is computed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// The classifier trained once on all neurons.
     #[default]

@@ -138,7 +138,8 @@ fn write_into(job: &Job, job_dir: &Path) -> Result<(), ResultsError> {
     let path = out.join(JOB_FILE);
     std::fs::write(&path, summary(job, &hierarchy).to_json())
         .map_err(|source| ResultsError::Io { path, source })?;
-    // The page people open first; `hint evaluate` adds localisation to it later.
+    // The page people open first; after the evaluate and ablate stages it is written again
+    // with their sections.
     crate::report::write(job_dir).map_err(|e| ResultsError::Report(e.to_string()))?;
     Ok(())
 }
@@ -146,7 +147,7 @@ fn write_into(job: &Job, job_dir: &Path) -> Result<(), ResultsError> {
 /// Key/value metadata of phi.parquet: what decides whether two runs are bit-comparable.
 fn settings(job: &Job) -> Vec<(String, String)> {
     let s = &job.spec.shapley;
-    let backend = if s.mode == "retrain" {
+    let backend = if s.mode == hint_common::settings::Mode::Retrain {
         "retrain on the workers' devices".to_string()
     } else if s.sweep_on_device {
         "the workers' devices (batched sweep)".to_string()
@@ -156,9 +157,12 @@ fn settings(job: &Job) -> Vec<(String, String)> {
     vec![
         ("hint.job.id".into(), job.id.to_string()),
         ("hint.job.name".into(), job.spec.name.clone()),
-        ("hint.shapley.mode".into(), s.mode.clone()),
-        ("hint.shapley.quality".into(), s.quality.clone()),
-        ("hint.shapley.replacement".into(), s.replacement.clone()),
+        ("hint.shapley.mode".into(), s.mode.to_string()),
+        ("hint.shapley.quality".into(), s.quality.name().into()),
+        (
+            "hint.shapley.replacement".into(),
+            s.replacement.name().into(),
+        ),
         ("hint.shapley.antithetic".into(), s.antithetic.to_string()),
         ("hint.shapley.seed".into(), job.spec.seed.to_string()),
         ("hint.shapley.backend".into(), backend),

@@ -212,12 +212,12 @@ pub struct ClassifySpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShapleySpec {
     /// `fixed` or `retrain`.
-    pub mode: String,
+    pub mode: crate::settings::Mode,
     /// `log_likelihood`, `balanced_log_likelihood`, `accuracy`, `prediction`, `logit`,
-    /// `prediction_all`, `logit_all` ([`crate::shapley::Quality`]).
-    pub quality: String,
+    /// `prediction_all`, `logit_all`.
+    pub quality: crate::shapley::Quality,
     /// `marginal`, `mean`, `zero`.
-    pub replacement: String,
+    pub replacement: crate::shapley::Replacement,
     /// Antithetic pairs (true) or independent permutations.
     pub antithetic: bool,
     /// Permutations per concept (the most, with a stopping rule).
@@ -321,9 +321,9 @@ impl Default for ClassifySpec {
 impl Default for ShapleySpec {
     fn default() -> Self {
         ShapleySpec {
-            mode: "fixed".into(),
-            quality: "log_likelihood".into(),
-            replacement: "marginal".into(),
+            mode: crate::settings::Mode::Fixed,
+            quality: crate::shapley::Quality::LogLikelihood,
+            replacement: crate::shapley::Replacement::Marginal,
             antithetic: true,
             permutations: 100,
             permutations_per_task: 20,

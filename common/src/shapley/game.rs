@@ -41,7 +41,8 @@ use super::{permutation::below, ShapleyError, REPLACEMENT_TAG};
 use crate::seed;
 
 /// What replaces the neurons outside a coalition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Replacement {
     /// Values of another region of the pool (seeded, one draw per concept).
     #[default]

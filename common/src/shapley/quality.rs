@@ -57,7 +57,8 @@ use std::str::FromStr;
 use super::ShapleyError;
 
 /// How a classifier's output on the replaced regions is scored; see the module docs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Quality {
     /// Mean log σ(±logit) of the true labels.
     #[default]

@@ -116,13 +116,13 @@ fn summary(spec: &JobSpec) -> String {
         ),
         _ => String::new(),
     };
-    let mode = match s.mode.as_str() {
-        "retrain" => format!(
+    let mode = match s.mode {
+        hint_common::settings::Mode::Retrain => format!(
             "retrain ({} Newton iterations, l2 {})",
             s.retrain_iterations,
             number(s.retrain_l2)
         ),
-        _ => format!(
+        hint_common::settings::Mode::Fixed => format!(
             "fixed{}{}",
             s.truncation
                 .map_or(String::new(), |t| format!(", truncation {t}")),

@@ -52,9 +52,9 @@ fn spec(images: &Path, hierarchy: HierarchySpec, per_shard: u64, per_part: usize
             concepts_per_task: per_part,
         },
         shapley: ShapleySpec {
-            mode: "fixed".into(),
-            quality: "log_likelihood".into(),
-            replacement: "marginal".into(),
+            mode: hint_common::settings::Mode::Fixed,
+            quality: hint_common::shapley::Quality::LogLikelihood,
+            replacement: hint_common::shapley::Replacement::Marginal,
             antithetic: true,
             permutations: 64,
             permutations_per_task: 16,

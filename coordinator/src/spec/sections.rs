@@ -367,9 +367,9 @@ pub(super) fn classify(s: &mut Section<'_>) -> ClassifySpec {
 /// `[shapley]`: `hint shapley`'s settings, plus the permutations per task.
 pub(super) fn shapley(s: &mut Section<'_>) -> ShapleySpec {
     let d = ShapleySpec::default();
-    let mode = s.string_or("mode", &d.mode);
-    let quality = s.string_or("quality", &d.quality);
-    let replacement = s.string_or("replacement", &d.replacement);
+    let mode = s.string_or("mode", &d.mode.to_string());
+    let quality = s.string_or("quality", d.quality.name());
+    let replacement = s.string_or("replacement", d.replacement.name());
     let antithetic = s.bool_or("antithetic", d.antithetic);
     let permutations = s.integer_or::<u64>("permutations", d.permutations, 1);
     let per_task = s.integer::<u64>("permutations_per_task", 1);
@@ -382,6 +382,7 @@ pub(super) fn shapley(s: &mut Section<'_>) -> ShapleySpec {
     let top = s.integer_or::<usize>("top", d.top, 1);
     let sweep_on_device = s.bool_or("sweep_on_device", d.sweep_on_device);
 
+    // A name that does not parse is reported; the default stands in so checking goes on.
     let mode_parsed = match mode.parse::<Mode>() {
         Ok(mode) => Some(mode),
         Err(e) => {
@@ -389,12 +390,14 @@ pub(super) fn shapley(s: &mut Section<'_>) -> ShapleySpec {
             None
         }
     };
-    if let Err(e) = quality.parse::<Quality>() {
-        s.problem("quality", e);
-    }
-    if let Err(e) = replacement.parse::<Replacement>() {
-        s.problem("replacement", e);
-    }
+    let quality = quality
+        .parse::<Quality>()
+        .map_err(|e| s.problem("quality", e))
+        .unwrap_or(d.quality);
+    let replacement = replacement
+        .parse::<Replacement>()
+        .map_err(|e| s.problem("replacement", e))
+        .unwrap_or(d.replacement);
     if let Some(per_task) = per_task {
         if antithetic && per_task % 2 == 1 {
             s.problem(
@@ -441,7 +444,7 @@ pub(super) fn shapley(s: &mut Section<'_>) -> ShapleySpec {
     }
     positive(s, "retrain_l2", retrain_l2);
     ShapleySpec {
-        mode,
+        mode: mode_parsed.unwrap_or(d.mode),
         quality,
         replacement,
         antithetic,

@@ -107,9 +107,9 @@ fn a_minimal_spec_gets_the_commands_defaults() {
             concepts_per_task: 16,
         },
         shapley: ShapleySpec {
-            mode: "fixed".into(),
-            quality: "log_likelihood".into(),
-            replacement: "marginal".into(),
+            mode: hint_common::settings::Mode::Fixed,
+            quality: hint_common::shapley::Quality::LogLikelihood,
+            replacement: hint_common::shapley::Replacement::Marginal,
             antithetic: true,
             permutations: 100,
             permutations_per_task: 20,
@@ -247,7 +247,7 @@ max_attempts = 5
     assert_eq!(c.negatives, Negatives::Siblings);
     let s = &spec.shapley;
     assert_eq!(
-        (s.mode.as_str(), s.quality.as_str(), s.replacement.as_str()),
+        (s.mode.to_string().as_str(), s.quality.name(), s.replacement.name()),
         ("retrain", "accuracy", "mean")
     );
     assert_eq!(
@@ -519,7 +519,7 @@ confidence = 0.4
     // The paper's sign-aware qualities are accepted as written.
     for name in ["prediction", "logit", "prediction_all", "logit_all"] {
         let text = format!("{MINIMAL}[shapley]\nquality = \"{name}\"\n");
-        assert_eq!(world.parse(&text).unwrap().shapley.quality, name);
+        assert_eq!(world.parse(&text).unwrap().shapley.quality.name(), name);
     }
     assert_eq!(
         problems[6].to_string(),

@@ -281,8 +281,9 @@ fn bad_flags_are_clear_errors() {
     assert!(!output.status.success());
     assert!(
         stderr.contains(
-            "--quality: unknown quality 'auc' (expected log_likelihood, balanced_log_likelihood, \
-             accuracy, prediction, logit, prediction_all, logit_all)"
+            "invalid value 'auc' for '--quality <QUALITY>': unknown quality 'auc' (expected \
+             log_likelihood, balanced_log_likelihood, accuracy, prediction, logit, \
+             prediction_all, logit_all)"
         ),
         "{stderr}"
     );

@@ -58,15 +58,6 @@ pub enum ShapleyRunError {
     /// An invalid setting.
     #[error("invalid Shapley configuration: {0}")]
     Config(String),
-    /// A name in a `[shapley]` key that names nothing (the caller says where the key is:
-    /// `shapley.quality` in a spec, `--quality` on the command line).
-    #[error("{key}: {message}")]
-    Setting {
-        /// The section's key.
-        key: &'static str,
-        /// What is wrong.
-        message: String,
-    },
 }
 
 /// Result of the Shapley stage.
@@ -188,17 +179,13 @@ impl ShapleyConfig {
     /// The settings of a spec's `[shapley]` section and seed: the one place names become a
     /// config (`hint shapley` builds a section from its flags). `device` serves retrain mode,
     /// and fixed mode only with `sweep_on_device` (otherwise the pure-Rust CPU sweep:
-    /// bit-identical on any mix of machines). A name that does not parse is named by its key.
+    /// bit-identical on any mix of machines).
     pub fn from_spec(spec: &ShapleySpec, seed: u64, device: Device) -> Result<Self> {
-        let bad = |key: &'static str, message: String| ShapleyRunError::Setting { key, message };
-        let mode: Mode = spec.mode.parse().map_err(|e| bad("mode", e))?;
+        let mode = spec.mode;
         let config = ShapleyConfig {
             mode,
-            quality: spec.quality.parse().map_err(|e| bad("quality", e))?,
-            replacement: spec
-                .replacement
-                .parse()
-                .map_err(|e| bad("replacement", e))?,
+            quality: spec.quality,
+            replacement: spec.replacement,
             sampling: spec.sampling(),
             truncation: spec.truncation,
             seed,

@@ -246,7 +246,7 @@ fn shapley_reason(e: &ShapleyRunError) -> FailureReason {
             ShapleyError::Merge(_) | ShapleyError::Overflow { .. } => FailureReason::Execution,
         },
         ShapleyRunError::Torch(t) => torch_reason(t),
-        ShapleyRunError::Config(_) | ShapleyRunError::Setting { .. } => FailureReason::BadInput,
+        ShapleyRunError::Config(_) => FailureReason::BadInput,
     }
 }
 

@@ -41,9 +41,6 @@ const FIXED_CHUNK: u64 = 512;
 /// them from the same flags); a name that does not parse is the job's fault.
 pub(super) fn config(spec: &JobSpec, device: Device) -> Result<ShapleyConfig, TaskError> {
     ShapleyConfig::from_spec(&spec.shapley, spec.seed, device).map_err(|e| match e {
-        ShapleyRunError::Setting { key, message } => {
-            TaskError::BadInput(format!("shapley.{key}: {message}"))
-        }
         ShapleyRunError::Config(message) => TaskError::BadInput(format!("[shapley] {message}")),
         other => other.into(),
     })

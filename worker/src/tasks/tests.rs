@@ -114,9 +114,9 @@ fn job() -> Job {
             concepts_per_task: 8,
         },
         shapley: ShapleySpec {
-            mode: "fixed".into(),
-            quality: "log_likelihood".into(),
-            replacement: "marginal".into(),
+            mode: hint_common::settings::Mode::Fixed,
+            quality: hint_common::shapley::Quality::LogLikelihood,
+            replacement: hint_common::shapley::Replacement::Marginal,
             antithetic: true,
             permutations: 12,
             permutations_per_task: 4,
@@ -389,7 +389,7 @@ fn train_and_shapley_tasks_match_the_single_machine_stages() {
 
     // Retrain mode re-fits on the concept's training regions (on the runner's device).
     let mut spec = job.spec.clone();
-    spec.shapley.mode = "retrain".into();
+    spec.shapley.mode = hint_common::settings::Mode::Retrain;
     spec.shapley.antithetic = false;
     let merged = PartialSums::merge([block(&spec, 0, 1), block(&spec, 1, 3)]).unwrap();
     let train = samples.train(id).unwrap();
@@ -470,9 +470,9 @@ fn the_spec_becomes_the_engines_settings() {
     let on_device = super::shapley::config(&spec, cuda).unwrap();
     assert_eq!(on_device.fixed.backend, SweepBackend::Torch(cuda));
     spec.shapley = ShapleySpec {
-        mode: "retrain".into(),
-        quality: "accuracy".into(),
-        replacement: "mean".into(),
+        mode: hint_common::settings::Mode::Retrain,
+        quality: hint_common::shapley::Quality::Accuracy,
+        replacement: hint_common::shapley::Replacement::Mean,
         antithetic: false,
         sweep_on_device: false,
         retrain_iterations: 3,

@@ -14,11 +14,10 @@ use hint_common::shapley::phi::{
     multimodal, top_neurons, write_multimodal_csv, write_phi_csv, write_phi_parquet, write_top_csv,
     ConceptPhi,
 };
-use hint_common::shapley::{Sampling, MIN_SAMPLES};
+use hint_common::shapley::{Quality, Replacement, Sampling, MIN_SAMPLES};
 use hint_worker::classify::ClassifierDir;
 use hint_worker::shapley::{
-    estimate, Budget, ConceptInput, Mode, ShapleyConfig, ShapleyEngine, ShapleyRunError,
-    SweepBackend,
+    estimate, Budget, ConceptInput, Mode, ShapleyConfig, ShapleyEngine, SweepBackend,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -59,12 +58,12 @@ pub struct ShapleyArgs {
     mode: Mode,
     /// What replaces neurons outside a coalition: marginal, mean or zero.
     #[arg(long, default_value = "marginal")]
-    replacement: String,
+    replacement: Replacement,
     /// Quality measure. Of the true labels: log_likelihood, balanced_log_likelihood, accuracy.
     /// Of the concept's prediction (the paper's sign-aware value): prediction, logit (mean over
     /// the positives), prediction_all, logit_all (mean over all evaluation regions).
     #[arg(long, default_value = "log_likelihood")]
-    quality: String,
+    quality: Quality,
     /// Independent permutations instead of antithetic pairs.
     #[arg(long)]
     no_antithetic: bool,
@@ -105,9 +104,9 @@ impl ShapleyArgs {
         );
         // The flags as a `[shapley]` section, so they become a config the way a job's do.
         let section = ShapleySpec {
-            mode: self.mode.to_string(),
-            quality: self.quality.clone(),
-            replacement: self.replacement.clone(),
+            mode: self.mode,
+            quality: self.quality,
+            replacement: self.replacement,
             antithetic: !self.no_antithetic,
             permutations: self.permutations,
             permutations_per_task: self.round.max(1),
@@ -122,13 +121,7 @@ impl ShapleyArgs {
             sweep_on_device: true,
         };
         let device = hint_worker::device::parse(&self.device)?;
-        let config =
-            ShapleyConfig::from_spec(&section, self.seed, device).map_err(|e| match e {
-                ShapleyRunError::Setting { key, message } => {
-                    anyhow::anyhow!("--{}: {message}", key.replace('_', "-"))
-                }
-                other => other.into(),
-            })?;
+        let config = ShapleyConfig::from_spec(&section, self.seed, device)?;
         let rule = section.stopping_rule();
         anyhow::ensure!(self.permutations > 0, "--permutations must be at least 1");
         let budget = Budget {

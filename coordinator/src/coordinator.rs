@@ -3,8 +3,9 @@
 //!
 //! Every change goes through the [`Scheduler`] under one mutex and its records are appended
 //! to the journal before the lock is released, so the journal's order is the order of the
-//! changes. Commits that move files (extract, train, evaluate, ablate) are synced at once; the rest (attempt
-//! starts, Shapley sums) are group-committed by a background task every few milliseconds.
+//! changes. Commits that move files (extract, train, evaluate, ablate) are synced at once;
+//! the rest (attempt starts, Shapley sums) are group-committed by a background task every
+//! few milliseconds.
 //! Planning and reports run on blocking threads and report back through the scheduler.
 
 use std::collections::HashSet;

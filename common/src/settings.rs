@@ -37,7 +37,8 @@ impl SettingError {
 }
 
 /// Where integrated gradients' path starts, in the model's (normalised) input space.
-#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Baseline {
     /// All zeros after normalisation: the dataset's mean colour.
     Zero,
@@ -205,7 +206,10 @@ impl Baseline {
 }
 
 /// Channel aggregation ζ: `[B, D, H, W]` saliency to a `[B, H, W]` map.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Aggregation {
     /// L2 norm over channels (HINT's default).
     Norm,

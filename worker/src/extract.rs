@@ -28,6 +28,7 @@ use std::thread;
 use std::time::Instant;
 
 use crossbeam_channel::bounded;
+use hint_common::job::spec::ExtractSpec;
 use hint_common::regions::quality::{self, RegionQuality};
 use hint_common::regions::{
     ActivationType, RegionFileMeta, RegionFileSummary, RegionRows, RegionWriter,
@@ -125,6 +126,20 @@ impl ExtractConfig {
             file_prefix: DEFAULT_FILE_PREFIX.to_string(),
             cancel: None,
         }
+    }
+
+    /// Takes an `[extract]` section's saliency and region settings: the method with its
+    /// parameters, aggregation, threshold, background ratio, activation type and batch size.
+    /// The one place a section becomes these fields (`hint extract` fills a section from its
+    /// flags, an extract task passes its job's).
+    pub fn apply(&mut self, section: &ExtractSpec) -> Result<()> {
+        self.method = section.saliency()?;
+        self.aggregation = section.aggregation;
+        self.threshold = section.threshold;
+        self.background_ratio = section.background_ratio;
+        self.activation_type = section.activation_type;
+        self.batch_size = section.batch_size;
+        Ok(())
     }
 
     /// Checks the values that can be checked without touching files.

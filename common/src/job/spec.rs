@@ -172,19 +172,33 @@ pub struct ExtractSpec {
     /// Integrated gradients: points on the path.
     pub steps: usize,
     /// Integrated gradients: `zero` or `black`.
-    pub baseline: String,
+    pub baseline: crate::settings::Baseline,
     /// `norm`, `sum`, `filter_norm`, `max`, `abs_sum`, `abs_max`.
-    pub aggregation: String,
+    pub aggregation: crate::settings::Aggregation,
     /// Threshold on the normalised saliency.
     pub threshold: f32,
     /// Fraction of background positions kept.
     pub background_ratio: f64,
     /// `f32` or `f16`.
-    pub activation_type: String,
+    pub activation_type: crate::regions::ActivationType,
     /// Images per model batch.
     pub batch_size: usize,
     /// Images per extract task (one shard; the plan cuts the manifest into these).
     pub images_per_task: u64,
+}
+
+impl ExtractSpec {
+    /// The saliency method: its name with the parameters beside it (`samples` and `noise`
+    /// for SmoothGrad, `steps` and `baseline` for integrated gradients).
+    pub fn saliency(&self) -> Result<crate::settings::Method, crate::settings::SettingError> {
+        crate::settings::Method::parse(
+            &self.method,
+            self.samples,
+            self.noise,
+            self.steps,
+            self.baseline,
+        )
+    }
 }
 
 /// `[classify]`.
@@ -290,11 +304,11 @@ impl Default for ExtractSpec {
             samples: 20,
             noise: 0.15,
             steps: 20,
-            baseline: "zero".into(),
-            aggregation: "norm".into(),
+            baseline: crate::settings::Baseline::Zero,
+            aggregation: crate::settings::Aggregation::Norm,
             threshold: 0.5,
             background_ratio: 1.0,
-            activation_type: "f32".into(),
+            activation_type: crate::regions::ActivationType::F32,
             batch_size: 16,
             images_per_task: 1000,
         }

@@ -29,7 +29,10 @@ pub enum MetadataProblem {
 }
 
 /// How activations are stored: `f16` halves the files at about three significant digits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum ActivationType {
     /// 32-bit floats, exact.
     #[default]

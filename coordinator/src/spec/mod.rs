@@ -21,7 +21,6 @@ use std::path::{Path, PathBuf};
 
 use hint_common::architecture::Architecture;
 use hint_common::job::JobSpec;
-use hint_common::settings::{Baseline, Method};
 
 use fields::Section;
 
@@ -216,10 +215,8 @@ pub fn parse(text: &str, base_dir: &Path, source: &str) -> Result<JobSpec, SpecE
 /// every image and then fail at the train stage.
 pub fn warnings(spec: &JobSpec) -> Vec<String> {
     let e = &spec.extract;
-    let (Ok(arch), Ok(method)) = (
-        Architecture::parse(&spec.model.architecture),
-        Method::parse(&e.method, e.samples, e.noise, e.steps, Baseline::Zero),
-    ) else {
+    let (Ok(arch), Ok(method)) = (Architecture::parse(&spec.model.architecture), e.saliency())
+    else {
         return Vec::new();
     };
     method

@@ -273,11 +273,11 @@ pub(super) fn extract(s: &mut Section<'_>) -> ExtractSpec {
     let samples = s.integer_or::<usize>("samples", d.samples, 1);
     let noise = s.number_or("noise", d.noise);
     let steps = s.integer_or::<usize>("steps", d.steps, 1);
-    let baseline = s.string_or("baseline", &d.baseline);
-    let aggregation = s.string_or("aggregation", &d.aggregation);
+    let baseline = s.string_or("baseline", &d.baseline.to_string());
+    let aggregation = s.string_or("aggregation", d.aggregation.name());
     let threshold = s.number_or("threshold", f64::from(d.threshold));
     let background_ratio = s.number_or("background_ratio", d.background_ratio);
-    let activation_type = s.string_or("activation_type", &d.activation_type);
+    let activation_type = s.string_or("activation_type", &d.activation_type.to_string());
     let batch_size = s.integer_or::<usize>("batch_size", d.batch_size, 1);
     let images_per_task = s.integer_or::<u64>("images_per_task", d.images_per_task, 1);
 
@@ -291,12 +291,13 @@ pub(super) fn extract(s: &mut Section<'_>) -> ExtractSpec {
             format!("must be a finite number ≥ 0, found {noise}"),
         );
     }
-    if let Err(e) = Baseline::parse(&baseline) {
-        s.problem("baseline", message(e));
-    }
-    if let Err(e) = Aggregation::parse(&aggregation) {
-        s.problem("aggregation", message(e));
-    }
+    // A name that does not parse is reported; the default stands in so checking goes on.
+    let baseline = Baseline::parse(&baseline)
+        .map_err(|e| s.problem("baseline", message(e)))
+        .unwrap_or(d.baseline);
+    let aggregation = Aggregation::parse(&aggregation)
+        .map_err(|e| s.problem("aggregation", message(e)))
+        .unwrap_or(d.aggregation);
     for (key, value) in [
         ("threshold", threshold),
         ("background_ratio", background_ratio),
@@ -305,9 +306,10 @@ pub(super) fn extract(s: &mut Section<'_>) -> ExtractSpec {
             s.problem(key, format!("must be in [0, 1], found {value}"));
         }
     }
-    if let Err(e) = activation_type.parse::<ActivationType>() {
-        s.problem("activation_type", e);
-    }
+    let activation_type = activation_type
+        .parse::<ActivationType>()
+        .map_err(|e| s.problem("activation_type", e))
+        .unwrap_or(d.activation_type);
     ExtractSpec {
         method,
         samples,

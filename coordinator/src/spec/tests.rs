@@ -89,11 +89,11 @@ fn a_minimal_spec_gets_the_commands_defaults() {
             samples: 20,
             noise: 0.15,
             steps: 20,
-            baseline: "zero".into(),
-            aggregation: "norm".into(),
+            baseline: hint_common::settings::Baseline::Zero,
+            aggregation: hint_common::settings::Aggregation::Norm,
             threshold: 0.5,
             background_ratio: 1.0,
-            activation_type: "f32".into(),
+            activation_type: hint_common::regions::ActivationType::F32,
             batch_size: 16,
             images_per_task: 1000,
         },
@@ -226,16 +226,20 @@ max_attempts = 5
             e.samples,
             e.noise,
             e.steps,
-            e.baseline.as_str()
+            e.baseline.to_string().as_str()
         ),
         ("smoothgrad", 8, 0.2, 5, "black")
     );
     assert_eq!(
-        (e.aggregation.as_str(), e.threshold, e.background_ratio),
+        (e.aggregation.name(), e.threshold, e.background_ratio),
         ("abs_max", 1.0, 0.25)
     );
     assert_eq!(
-        (e.activation_type.as_str(), e.batch_size, e.images_per_task),
+        (
+            e.activation_type.to_string().as_str(),
+            e.batch_size,
+            e.images_per_task
+        ),
         ("f16", 64, 250)
     );
     let c = &spec.classify;
@@ -247,7 +251,11 @@ max_attempts = 5
     assert_eq!(c.negatives, Negatives::Siblings);
     let s = &spec.shapley;
     assert_eq!(
-        (s.mode.to_string().as_str(), s.quality.name(), s.replacement.name()),
+        (
+            s.mode.to_string().as_str(),
+            s.quality.name(),
+            s.replacement.name()
+        ),
         ("retrain", "accuracy", "mean")
     );
     assert_eq!(

@@ -5,15 +5,12 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use hint_common::proto::{ExtractSummary, ExtractTask, RegionFile, SkippedImage};
-use hint_common::regions::ActivationType;
 use hint_common::storage;
 
 use super::failure::TaskError;
 use super::{check_cancel, output_dir, require, Job, TaskRunner};
 use crate::extract::{self, ExtractConfig};
 use crate::models::{Architecture, InputSize};
-use crate::responsible::Aggregation;
-use crate::saliency::{Baseline, Method};
 
 /// The extraction settings of `job` for the task's shard, on the runner's device.
 pub(super) fn config(
@@ -23,7 +20,6 @@ pub(super) fn config(
 ) -> Result<ExtractConfig, TaskError> {
     let spec = &job.spec;
     let arch = Architecture::parse(&spec.model.architecture)?;
-    let baseline = Baseline::parse(&spec.extract.baseline)?;
     let (first, end) = (task.first_image, task.end_image);
     if first >= end {
         return Err(TaskError::BadInput(format!(
@@ -62,16 +58,7 @@ pub(super) fn config(
     } else {
         spec.data.labels.as_deref().map(local_copy).transpose()?
     };
-    let e = &spec.extract;
-    config.method = Method::parse(&e.method, e.samples, e.noise, e.steps, baseline)?;
-    config.aggregation = Aggregation::parse(&e.aggregation)?;
-    config.threshold = e.threshold;
-    config.background_ratio = e.background_ratio;
-    config.activation_type = e
-        .activation_type
-        .parse::<ActivationType>()
-        .map_err(|e| TaskError::BadInput(format!("extract.activation_type: {e}")))?;
-    config.batch_size = e.batch_size;
+    config.apply(&spec.extract)?;
     config.device = runner.device;
     config.seed = spec.seed;
     config.decode_threads = runner.decode_threads;

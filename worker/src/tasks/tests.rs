@@ -96,11 +96,11 @@ fn job() -> Job {
             samples: 4,
             noise: 0.15,
             steps: 4,
-            baseline: "zero".into(),
-            aggregation: "norm".into(),
+            baseline: hint_common::settings::Baseline::Zero,
+            aggregation: hint_common::settings::Aggregation::Norm,
             threshold: 0.5,
             background_ratio: 0.2,
-            activation_type: "f32".into(),
+            activation_type: hint_common::regions::ActivationType::F32,
             batch_size: 4,
             images_per_task: 16,
         },
@@ -422,7 +422,7 @@ fn the_spec_becomes_the_engines_settings() {
     let runner = runner();
     let mut spec = job.spec.clone();
     spec.extract.method = "smoothgrad".into();
-    spec.extract.aggregation = "abs_max".into();
+    spec.extract.aggregation = hint_common::settings::Aggregation::AbsMax;
     spec.data.labels = Some(job.dir.join("labels.txt"));
     let kind = extract_task(&job, 3, 32..48);
     let Kind::Extract(t) = &kind else {

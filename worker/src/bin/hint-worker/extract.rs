@@ -4,11 +4,12 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use hint_common::job::spec::ExtractSpec;
 use hint_common::regions::ActivationType;
 use hint_worker::extract::{self, ExtractConfig, ExtractReport, Progress, SUMMARY_FILE};
 use hint_worker::models::{Architecture, InputSize};
 use hint_worker::responsible::Aggregation;
-use hint_worker::saliency::{Baseline, Method};
+use hint_worker::saliency::Baseline;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Flags of `hint extract`.
@@ -97,16 +98,23 @@ impl ExtractArgs {
             crop: self.crop.unwrap_or(defaults.crop),
         };
         config.label_map = self.labels;
-        config.method =
-            Method::parse(&self.method, self.samples, self.noise, self.steps, baseline)?;
-        config.aggregation = self.aggregation;
-        config.threshold = self.threshold;
-        config.background_ratio = self.background_ratio;
-        config.activation_type = self
-            .activation_type
-            .parse::<ActivationType>()
-            .map_err(|e| anyhow::anyhow!("--activation-type: {e}"))?;
-        config.batch_size = self.batch_size;
+        // The flags as an `[extract]` section, so they become settings the way a job's do.
+        config.apply(&ExtractSpec {
+            method: self.method,
+            samples: self.samples,
+            noise: self.noise,
+            steps: self.steps,
+            baseline,
+            aggregation: self.aggregation,
+            threshold: self.threshold,
+            background_ratio: self.background_ratio,
+            activation_type: self
+                .activation_type
+                .parse::<ActivationType>()
+                .map_err(|e| anyhow::anyhow!("--activation-type: {e}"))?,
+            batch_size: self.batch_size,
+            ..ExtractSpec::default()
+        })?;
         config.device = hint_worker::device::parse(&self.device)?;
         config.seed = self.seed;
         if let Some(threads) = self.decode_threads {

@@ -385,13 +385,10 @@ pub(super) fn shapley(s: &mut Section<'_>) -> ShapleySpec {
     let sweep_on_device = s.bool_or("sweep_on_device", d.sweep_on_device);
 
     // A name that does not parse is reported; the default stands in so checking goes on.
-    let mode_parsed = match mode.parse::<Mode>() {
-        Ok(mode) => Some(mode),
-        Err(e) => {
-            s.problem("mode", e);
-            None
-        }
-    };
+    let mode = mode
+        .parse::<Mode>()
+        .map_err(|e| s.problem("mode", e))
+        .unwrap_or(d.mode);
     let quality = quality
         .parse::<Quality>()
         .map_err(|e| s.problem("quality", e))
@@ -437,7 +434,7 @@ pub(super) fn shapley(s: &mut Section<'_>) -> ShapleySpec {
                 "truncation",
                 format!("must be a finite number ≥ 0, found {t}"),
             );
-        } else if mode_parsed == Some(Mode::Retrain) {
+        } else if mode == Mode::Retrain {
             s.problem(
                 "truncation",
                 "applies to mode = \"fixed\" only (retrain fits a permutation's coalitions as one batch)",
@@ -446,7 +443,7 @@ pub(super) fn shapley(s: &mut Section<'_>) -> ShapleySpec {
     }
     positive(s, "retrain_l2", retrain_l2);
     ShapleySpec {
-        mode: mode_parsed.unwrap_or(d.mode),
+        mode,
         quality,
         replacement,
         antithetic,

@@ -38,12 +38,10 @@ const ENGINES: usize = 16;
 const FIXED_CHUNK: u64 = 512;
 
 /// The Shapley settings of `spec` ([`ShapleyConfig::from_spec`], as `hint shapley` builds
-/// them from the same flags); a name that does not parse is the job's fault.
+/// them from the same flags); a combination that cannot run is classified `BAD_INPUT` like
+/// every `ShapleyRunError::Config`.
 pub(super) fn config(spec: &JobSpec, device: Device) -> Result<ShapleyConfig, TaskError> {
-    ShapleyConfig::from_spec(&spec.shapley, spec.seed, device).map_err(|e| match e {
-        ShapleyRunError::Config(message) => TaskError::BadInput(format!("[shapley] {message}")),
-        other => other.into(),
-    })
+    Ok(ShapleyConfig::from_spec(&spec.shapley, spec.seed, device)?)
 }
 
 /// Runs the Shapley task.

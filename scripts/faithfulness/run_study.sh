@@ -2,6 +2,8 @@
 # The pre-registered faithfulness study of docs/faithfulness.md, end to end:
 #   scripts/faithfulness/run_study.sh OUT_DIR [RUNS]
 # RUNS (default: all) filters the base runs by a substring of their name, e.g. "default-s0".
+# GAMES=retrain runs the retrain-mode addendum's games instead of the study's (see the
+# addendum in docs/faithfulness.md), on the base runs RUNS selects.
 # Writes OUT_DIR/<world>/…, one directory per base run with one ablation-<variant>.json per
 # game variant; scripts/faithfulness/summarise.py OUT_DIR pools them. Needs the release
 # binaries (`cargo build --release -p hint-coordinator`).
@@ -14,7 +16,15 @@ export OMP_WAIT_POLICY=passive HINT_DEVICE=${HINT_DEVICE:-cpu}
 mkdir -p "$OUT"
 log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/study.log"; }
 
-# Game variants of Φ (quality/replacement), computed on each base run's classifiers.
+# Game variants of Φ (quality, replacement, and mode when not fixed), computed on each base
+# run's classifiers.
+if [[ ${GAMES:-study} == retrain ]]; then
+  VARIANTS=(
+    "log_likelihood marginal"
+    "log_likelihood marginal retrain"
+    "prediction zero retrain"
+  )
+else
 VARIANTS=(
   "log_likelihood marginal"
   "prediction marginal"
@@ -25,6 +35,7 @@ VARIANTS=(
   "prediction_all zero"
   "log_likelihood zero"
 )
+fi
 
 world() { # name, synth flags
   local name=$1; shift
@@ -50,7 +61,7 @@ base_run() { # world, seed, layer, method, negatives
   local name="$w-s$s-$layer-$method-$negatives"
   [[ -z $FILTER || $name == *$FILTER* ]] || return 0
   local dir=$OUT/$w/runs/$name
-  [[ -f $dir/done ]] && return 0
+  [[ -f $dir/done${GAMES:+-$GAMES} ]] && return 0
   mkdir -p "$dir"
   cat > "$dir/job.toml" <<EOF
 [job]
@@ -82,18 +93,24 @@ permutations_per_task = 64
 [storage]
 root = "$dir/runs"
 EOF
-  log "run $name"
-  rm -rf "$dir/runs"
-  "$HINT" run "$dir/job.toml" --workers 1 > "$dir/run.log" 2>&1
+  if [[ ! -f $dir/runs/job-0001/results/phi.csv ]]; then
+    log "run $name"
+    rm -rf "$dir/runs"
+    "$HINT" run "$dir/job.toml" --workers 1 > "$dir/run.log" 2>&1
+  fi
   local job=$dir/runs/job-0001
   local variants=("${VARIANTS[@]}")
   # The negative-set runs compare the default game and the paper's value only.
   [[ $negatives == mixed ]] || variants=("log_likelihood marginal" "prediction zero")
   for v in "${variants[@]}"; do
-    read -r quality replacement <<<"$v"
+    read -r quality replacement mode <<<"$v"
+    mode=${mode:-fixed}
     local tag=$quality-$replacement
+    [[ $mode == fixed ]] || tag=$mode-$tag
+    [[ -f $dir/ablation-$tag.json ]] && continue
+    log "  $name: $tag"
     "$HINT" shapley --classifiers "$job/classifiers/train-00000" --permutations 64 \
-      --quality "$quality" --replacement "$replacement" --seed "$s" \
+      --quality "$quality" --replacement "$replacement" --mode "$mode" --seed "$s" \
       --out "$dir/phi-$tag" --overwrite > "$dir/shapley-$tag.log" 2>&1
     # Mean removal (secondary) for the default game and the paper's value only; 200
     # replicates (the per-run intervals are not pooled): see "Deviations".
@@ -103,7 +120,7 @@ EOF
       --out "$dir/ablation-$tag.json" --fractions 2,5,10,20,40 --removals "$removals" \
       --bootstrap 200 > "$dir/ablate-$tag.log" 2>&1
   done
-  touch "$dir/done"
+  touch "$dir/done${GAMES:+-$GAMES}"
 }
 
 world default

@@ -246,7 +246,7 @@ pub struct ShapleySpec {
     pub confidence: f64,
     /// Fixed mode: truncate a sweep once |v(all) − v(prefix)| ≤ this.
     pub truncation: Option<f64>,
-    /// Retrain mode: Newton iterations per fit.
+    /// Retrain mode: full Newton steps per fit (at most, on a permutation's path).
     pub retrain_iterations: usize,
     /// Retrain mode: L2 penalty.
     pub retrain_l2: f64,

@@ -20,11 +20,11 @@
 //!   are bit-identical to the CPU sweep's; its values agree with them to float tolerance
 //!   (libtorch's `log σ` and reductions), not bits — see [`batched`] for the contract.
 //! - `retrain` (the paper's `L*_e`): every coalition gets its own logistic regression, fitted
-//!   by [`retrain::RetrainGame`] — all `D + 1` nested coalitions of a permutation at once, as
-//!   one batched Newton optimisation in libtorch (CPU or GPU).
+//!   by [`retrain::RetrainGame`] in libtorch (CPU or GPU): the nested coalitions of a
+//!   permutation one after the other, each fit starting from the previous optimum.
 //!
 //! Determinism: the permutations of a block and the replacement rows come from the job seed
-//! alone, retrain mode always batches exactly one permutation's coalitions, and the batched
+//! alone, retrain mode fits each permutation's path on its own, and the batched
 //! fixed sweep always computes whole groups `gP..(g+1)P` (the same shapes for any split), so
 //! splitting the permutations of a concept into any blocks and merging the partial sums gives
 //! bit-identical Φ on a given device kind and thread count. Across backends (pure Rust,
@@ -41,7 +41,7 @@ use hint_common::shapley::{
     Replacement, Sampling, ShapleyError, SignedContributions, StoppingRule,
 };
 use rayon::prelude::*;
-use tch::{Device, Kind};
+use tch::Device;
 
 pub use batched::BatchedSweep;
 pub use retrain::RetrainGame;
@@ -65,19 +65,19 @@ pub type Result<T, E = ShapleyRunError> = std::result::Result<T, E>;
 
 pub use hint_common::settings::Mode;
 
-/// Settings of retrain mode's batched fits.
+/// Settings of retrain mode's fits.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetrainConfig {
-    /// Newton iterations per fit, a fixed number so the fit is a fixed function of the
-    /// coalition (10: converged to working precision on well-posed problems).
+    /// Full Newton steps per fit: exactly this many for a fit from the cold start
+    /// ([`RetrainGame::values`]), at most this many for a fit on a permutation's path, which
+    /// stops earlier once converged (10: converged to working precision on well-posed
+    /// problems).
     pub iterations: usize,
     /// L2 penalty λ on the weights (not the bias) of the mean log-loss; must be > 0 so that
     /// the Newton systems of coalitions with constant features are solvable.
     pub l2: f64,
-    /// Where the fits run.
+    /// Where the fits run (always in f64: a path's fits stop at a relative step of 1e-12).
     pub device: Device,
-    /// Floating-point kind of the fits (`Double` on the CPU; `Float` is faster on GPUs).
-    pub kind: Kind,
     /// Bytes of coalition design matrices held at once (bounds memory at large N·D).
     pub memory_budget: usize,
 }
@@ -88,7 +88,6 @@ impl Default for RetrainConfig {
             iterations: 10,
             l2: 1e-3,
             device: Device::Cpu,
-            kind: Kind::Double,
             memory_budget: 1 << 30,
         }
     }
@@ -207,15 +206,10 @@ impl ShapleyConfig {
     }
 
     /// Runs both modes on `device`: fixed mode's sweep backend
-    /// ([`SweepBackend::for_device`]) and retrain mode's fits (f64 on the CPU, f32 on GPUs).
+    /// ([`SweepBackend::for_device`]) and retrain mode's fits.
     pub fn with_device(mut self, device: Device) -> Self {
         self.fixed.backend = SweepBackend::for_device(device);
         self.retrain.device = device;
-        self.retrain.kind = if device.is_cuda() {
-            Kind::Float
-        } else {
-            Kind::Double
-        };
         self
     }
 
@@ -436,8 +430,8 @@ impl ShapleyEngine {
                         .map(|j| sampler.sample(j))
                         .collect()
                 }
-                // libtorch parallelises inside each fit; one permutation at a time keeps
-                // the batch shapes independent of the block.
+                // One permutation's path at a time (its fits are sequential); libtorch
+                // parallelises inside each step.
                 Game::Retrain(game) => (start..end)
                     .map(|j| {
                         let mut out = vec![0.0f64; self.neurons];

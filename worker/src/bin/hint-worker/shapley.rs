@@ -78,7 +78,8 @@ pub struct ShapleyArgs {
     /// libtorch (Φ agrees with cpu to float tolerance, not bits). Retrain fits run there too.
     #[arg(long, default_value = "auto", env = "HINT_DEVICE")]
     device: String,
-    /// Retrain mode: Newton iterations per fit.
+    /// Retrain mode: full Newton steps per fit (at most: a fit on a permutation's path,
+    /// warm-started from the previous coalition, stops once converged).
     #[arg(long, default_value_t = 10)]
     retrain_iterations: usize,
     /// Retrain mode: L2 penalty on the raw weights.
@@ -271,10 +272,7 @@ fn settings(args: &ShapleyArgs, config: &ShapleyConfig) -> Vec<(String, String)>
 /// with its batching.
 fn backend(config: &ShapleyConfig) -> String {
     match (config.mode, config.fixed.backend) {
-        (Mode::Retrain, _) => format!(
-            "retrain on {:?} ({:?})",
-            config.retrain.device, config.retrain.kind
-        ),
+        (Mode::Retrain, _) => format!("retrain on {:?}", config.retrain.device),
         (Mode::Fixed, SweepBackend::Rust) => "cpu".into(),
         (Mode::Fixed, SweepBackend::Torch(device)) => {
             format!("{device:?}, group {}", config.fixed.group)

@@ -87,6 +87,9 @@ pub enum CoordinatorError {
 struct Inner {
     scheduler: Scheduler,
     journal: Journal,
+    /// Tasks whose completion is moving its files (outside the lock): one commit in flight
+    /// per task, so two attempts never move into the same place at once.
+    committing: HashSet<TaskId>,
 }
 
 /// The coordinator of one state directory.
@@ -158,7 +161,11 @@ impl Coordinator {
         let coordinator = Arc::new(Coordinator {
             metrics: Metrics::default(),
             syncer: journal.syncer(),
-            inner: Mutex::new(Inner { scheduler, journal }),
+            inner: Mutex::new(Inner {
+                scheduler,
+                journal,
+                committing: HashSet::new(),
+            }),
             config,
             changed,
             busy: Mutex::new(HashSet::new()),
@@ -468,9 +475,15 @@ impl Coordinator {
         })
     }
 
-    /// A worker completes an attempt. Extract and train outputs are moved from the attempt's
-    /// directory to their committed place before the commit is recorded (and synced); a
-    /// rejected completion leaves its files where they are.
+    /// A worker completes an attempt. Extract, train and result files are moved from the
+    /// attempt's directory to their committed place before the commit is recorded (and
+    /// synced); a rejected completion leaves its files where they are.
+    ///
+    /// The lock covers the checks and the state change, not the moves (on object storage a
+    /// move is a copy of every object, too long to stall every worker's poll): the task is
+    /// reserved while its files move, so a second attempt completing meanwhile is answered
+    /// "not accepted", and files moved for a commit the scheduler no longer takes (its job
+    /// was cancelled or its task quarantined meanwhile) are removed again.
     pub fn complete(
         self: &Arc<Self>,
         request: proto::CompleteRequest,
@@ -481,18 +494,60 @@ impl Coordinator {
         let output = request.output.ok_or_else(|| {
             CoordinatorError::BadRequest(format!("{task}: completion without output"))
         })?;
-        let mut inner = self.lock();
-        if !inner.scheduler.would_accept(&task, attempt) {
+        let Some(checked) = self.begin_commit(&task, attempt, output) else {
             return Ok(false);
+        };
+        let reserved = checked.is_ok();
+        let checked = checked.and_then(|output| {
+            move_committed(&output)?;
+            Ok(output)
+        });
+        self.finish_commit(task, attempt, checked, reserved)
+    }
+
+    /// Checks a completion against its task and, when it holds, reserves the task for its
+    /// commit. None: the completion is not wanted (the task is done, gone, or another
+    /// attempt's commit is in flight).
+    fn begin_commit(
+        &self,
+        task: &TaskId,
+        attempt: u32,
+        output: proto::complete_request::Output,
+    ) -> Option<Result<Output, String>> {
+        let mut inner = self.lock();
+        if !inner.scheduler.would_accept(task, attempt) || inner.committing.contains(task) {
+            return None;
         }
         let job = inner
             .scheduler
             .job(&task.job)
             .expect("accepting job exists");
-        let checked = committed_output(job, &task, attempt, output).and_then(|output| {
-            move_committed(&output)?;
-            Ok(output)
-        });
+        let checked = committed_output(job, task, attempt, output);
+        if checked.is_ok() {
+            inner.committing.insert(task.clone());
+        }
+        Some(checked)
+    }
+
+    /// Records a completion whose files were moved (`Ok`) or that was refused (`Err`), and
+    /// releases the task's reservation (`reserved`).
+    fn finish_commit(
+        self: &Arc<Self>,
+        task: TaskId,
+        attempt: u32,
+        checked: Result<Output, String>,
+        reserved: bool,
+    ) -> Result<bool, CoordinatorError> {
+        let mut inner = self.lock();
+        if reserved {
+            inner.committing.remove(&task);
+        }
+        if !inner.scheduler.would_accept(&task, attempt) {
+            if let Ok(output) = &checked {
+                unmove(output);
+            }
+            return Ok(false);
+        }
         let now = Instant::now();
         let mut ticket = None;
         let (accepted, actions) = match checked {
@@ -844,6 +899,24 @@ pub fn move_committed(output: &Output) -> Result<(), String> {
     }
 }
 
+/// Removes what [`move_committed`] moved for a commit that was then not recorded: no commit
+/// names those places, so no stage may read them (the restart sweep,
+/// [`sweep_uncommitted`], would remove them too). Results are left: the report rewrites
+/// what it owns there.
+fn unmove(output: &Output) {
+    let places: Vec<PathBuf> = match output {
+        Output::Extract { files, .. } => files.iter().map(|f| PathBuf::from(&f.path)).collect(),
+        Output::Train { dir, .. } => vec![PathBuf::from(dir)],
+        Output::Results { .. } | Output::Shapley { .. } => Vec::new(),
+    };
+    for place in places {
+        tracing::warn!("removing {}: its commit was not taken", place.display());
+        if let Err(error) = storage::remove_all(&place) {
+            tracing::error!(%error, "could not remove {}", place.display());
+        }
+    }
+}
+
 /// Moves one file (or object) unless the target is already in place.
 fn move_file(from: &Path, to: &Path) -> Result<(), String> {
     if storage::exists(to).map_err(|e| e.to_string())? {
@@ -919,6 +992,161 @@ mod tests {
         JobSpec::from_json(&text.replace("ROOT", &root.display().to_string()))
             .expect("valid")
             .to_json()
+    }
+
+    /// A coordinator on a planned job of 6 (empty) images in two extract tasks whose task 0
+    /// has attempt 1 on record, and that attempt's region file: (coordinator, task, file).
+    fn planned_job(dir: &Path) -> (Arc<Coordinator>, TaskId, PathBuf) {
+        let images = dir.join("images");
+        for (class, n) in [("cat", 2), ("dog", 3), ("car", 1)] {
+            std::fs::create_dir_all(images.join(class)).unwrap();
+            for i in 0..n {
+                std::fs::write(images.join(class).join(format!("{class}_{i}.png")), b"").unwrap();
+            }
+        }
+        let yaml = dir.join("pets.yaml");
+        std::fs::write(
+            &yaml,
+            "children:\n  whole: [animal, car]\n  animal: [cat, dog]\n",
+        )
+        .unwrap();
+        let mut spec = JobSpec::from_json(&spec(&dir.join("runs"))).unwrap();
+        spec.data.images = images;
+        spec.data.hierarchy = hint_common::job::spec::HierarchySpec::File { path: yaml };
+        let job = JobId::numbered(1);
+        let job_dir = dir.join("runs").join(&job.0);
+        let plan = crate::plan::plan(&spec, &job_dir).unwrap();
+        let task = TaskId {
+            job: job.clone(),
+            stage: Stage::Extract,
+            index: 0,
+        };
+        let (mut journal, _, _) = Journal::open(&dir.join("state")).unwrap();
+        journal
+            .append(&[
+                Record::Submitted {
+                    job: job.clone(),
+                    spec_json: spec.to_json(),
+                    job_dir: job_dir.display().to_string(),
+                    submitted_at: 0.0,
+                },
+                Record::Planned {
+                    job: job.clone(),
+                    images: plan.images,
+                    concepts: plan.hierarchy.concepts().len() as u32,
+                },
+                Record::TasksAdded {
+                    job,
+                    tasks: vec![
+                        TaskSpec::Extract {
+                            index: 0,
+                            first: 0,
+                            end: 4,
+                        },
+                        TaskSpec::Extract {
+                            index: 1,
+                            first: 4,
+                            end: 6,
+                        },
+                    ],
+                },
+                Record::AttemptStarted {
+                    task: task.clone(),
+                    attempt: 1,
+                },
+            ])
+            .unwrap();
+        journal.sync().unwrap();
+        drop(journal);
+        let (coordinator, _) =
+            Coordinator::open(CoordinatorConfig::new(dir.join("state"))).unwrap();
+        let attempt_dir = coordinator.read(|s| s.job(&task.job).unwrap().attempt_dir(&task, 1));
+        std::fs::create_dir_all(&attempt_dir).unwrap();
+        let file = attempt_dir.join("regions-s00000-00000.parquet");
+        std::fs::write(&file, "rows").unwrap();
+        (coordinator, task, file)
+    }
+
+    fn extract_output(file: &Path) -> proto::complete_request::Output {
+        proto::complete_request::Output::Extract(proto::ExtractSummary {
+            files: vec![proto::RegionFile {
+                url: file.display().to_string(),
+                rows: 1,
+                foreground_rows: 1,
+                background_rows: 0,
+            }],
+            skipped: vec![],
+            images_processed: 4,
+            seconds: 0.1,
+        })
+    }
+
+    /// Commit moves run outside the lock: while one completion of a task moves its files,
+    /// another is not accepted and touches nothing; files moved for a commit the scheduler
+    /// no longer takes (the job was cancelled meanwhile) are removed again.
+    #[test]
+    fn a_commit_in_flight_reserves_its_task_and_a_commit_not_taken_is_unmoved() {
+        let dir = tempfile::tempdir().unwrap();
+        let (coordinator, task, file) = planned_job(dir.path());
+        let committed = coordinator
+            .read(|s| s.job(&task.job).unwrap().regions_dir())
+            .join("regions-s00000-00000.parquet");
+        let request = || proto::CompleteRequest {
+            worker_id: "w".into(),
+            task_id: task.to_string(),
+            attempt: 1,
+            output: Some(extract_output(&file)),
+        };
+
+        // Another completion of the task is moving its files.
+        coordinator.lock().committing.insert(task.clone());
+        assert!(!coordinator.complete(request()).unwrap());
+        assert!(file.exists() && !committed.exists(), "nothing moved");
+        coordinator.lock().committing.remove(&task);
+
+        // Checked and reserved, moved, then the job is cancelled before the record.
+        let checked = coordinator
+            .begin_commit(&task, 1, extract_output(&file))
+            .expect("wanted");
+        assert!(coordinator
+            .begin_commit(&task, 1, extract_output(&file))
+            .is_none());
+        let output = checked.unwrap();
+        move_committed(&output).unwrap();
+        assert!(committed.exists());
+        coordinator.cancel(&task.job).unwrap();
+        assert!(!coordinator
+            .finish_commit(task.clone(), 1, Ok(output), true)
+            .unwrap());
+        assert!(
+            !committed.exists(),
+            "a commit not taken leaves nothing in regions/"
+        );
+        assert!(coordinator.lock().committing.is_empty());
+    }
+
+    #[test]
+    fn a_completion_moves_its_files_and_commits_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (coordinator, task, file) = planned_job(dir.path());
+        let committed = coordinator
+            .read(|s| s.job(&task.job).unwrap().regions_dir())
+            .join("regions-s00000-00000.parquet");
+        let request = proto::CompleteRequest {
+            worker_id: "w".into(),
+            task_id: task.to_string(),
+            attempt: 1,
+            output: Some(extract_output(&file)),
+        };
+        assert!(coordinator.complete(request.clone()).unwrap());
+        assert!(committed.exists() && !file.exists());
+        assert!(coordinator.lock().committing.is_empty());
+        assert!(
+            !coordinator.complete(request).unwrap(),
+            "a second completion"
+        );
+        let status = coordinator.status(&task.job).unwrap();
+        assert_eq!(status.stages[0].done, 1);
     }
 
     #[test]

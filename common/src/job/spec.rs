@@ -250,6 +250,10 @@ pub struct ShapleySpec {
     pub retrain_iterations: usize,
     /// Retrain mode: L2 penalty.
     pub retrain_l2: f64,
+    /// Retrain mode: fitting regions per concept, a seeded uniform subsample when a concept
+    /// has more (0: all). Absent in specs written before it: the default.
+    #[serde(default = "default_retrain_fit_regions")]
+    pub retrain_fit_regions: usize,
     /// Neurons listed per concept in top_neurons.csv.
     pub top: usize,
     /// Fixed mode: sweep on the worker's device (libtorch, batched) instead of the pure-Rust
@@ -347,10 +351,19 @@ impl Default for ShapleySpec {
             truncation: None,
             retrain_iterations: 10,
             retrain_l2: 1e-3,
+            retrain_fit_regions: DEFAULT_RETRAIN_FIT_REGIONS,
             top: 10,
             sweep_on_device: false,
         }
     }
+}
+
+/// `retrain_fit_regions`' default: a logistic fit of D ≤ 256 weights is stable on 4,096
+/// regions, and each step of a fit passes over them (ARCHITECTURE.md).
+pub const DEFAULT_RETRAIN_FIT_REGIONS: usize = 4096;
+
+fn default_retrain_fit_regions() -> usize {
+    DEFAULT_RETRAIN_FIT_REGIONS
 }
 
 /// The defaults of `[scheduler]`.

@@ -118,9 +118,13 @@ fn summary(spec: &JobSpec) -> String {
     };
     let mode = match s.mode {
         hint_common::settings::Mode::Retrain => format!(
-            "retrain ({} Newton iterations, l2 {})",
+            "retrain (at most {} Newton steps per fit, l2 {}, {})",
             s.retrain_iterations,
-            number(s.retrain_l2)
+            number(s.retrain_l2),
+            match s.retrain_fit_regions {
+                0 => "all training regions".to_string(),
+                n => format!("at most {n} fitting regions per concept"),
+            }
         ),
         hint_common::settings::Mode::Fixed => format!(
             "fixed{}{}",

@@ -64,6 +64,7 @@ fn spec(images: &Path, hierarchy: HierarchySpec, per_shard: u64, per_part: usize
             truncation: None,
             retrain_iterations: 20,
             retrain_l2: 1e-3,
+            retrain_fit_regions: 4096,
             top: 10,
             sweep_on_device: false,
         },

@@ -381,6 +381,8 @@ pub(super) fn shapley(s: &mut Section<'_>) -> ShapleySpec {
     let truncation = s.number("truncation");
     let retrain_iterations = s.integer_or::<usize>("retrain_iterations", d.retrain_iterations, 1);
     let retrain_l2 = s.number_or("retrain_l2", d.retrain_l2);
+    let retrain_fit_regions =
+        s.integer_or::<usize>("retrain_fit_regions", d.retrain_fit_regions, 0);
     let top = s.integer_or::<usize>("top", d.top, 1);
     let sweep_on_device = s.bool_or("sweep_on_device", d.sweep_on_device);
 
@@ -435,10 +437,7 @@ pub(super) fn shapley(s: &mut Section<'_>) -> ShapleySpec {
                 format!("must be a finite number ≥ 0, found {t}"),
             );
         } else if mode == Mode::Retrain {
-            s.problem(
-                "truncation",
-                "applies to mode = \"fixed\" only (retrain fits a permutation's coalitions as one batch)",
-            );
+            s.problem("truncation", "applies to mode = \"fixed\" only");
         }
     }
     positive(s, "retrain_l2", retrain_l2);
@@ -460,6 +459,7 @@ pub(super) fn shapley(s: &mut Section<'_>) -> ShapleySpec {
         truncation,
         retrain_iterations,
         retrain_l2,
+        retrain_fit_regions,
         top,
         sweep_on_device,
     }

@@ -119,6 +119,7 @@ fn a_minimal_spec_gets_the_commands_defaults() {
             truncation: None,
             retrain_iterations: 10,
             retrain_l2: 1e-3,
+            retrain_fit_regions: 4096,
             top: 10,
             sweep_on_device: false,
         },
@@ -195,6 +196,7 @@ until_top_k = 5
 confidence = 0.99
 retrain_iterations = 3
 retrain_l2 = 0.5
+retrain_fit_regions = 0
 top = 3
 sweep_on_device = true
 
@@ -266,7 +268,15 @@ max_attempts = 5
         (s.until_stderr, s.until_top_k, s.confidence),
         (None, Some(5), 0.99)
     );
-    assert_eq!((s.retrain_iterations, s.retrain_l2, s.top), (3, 0.5, 3));
+    assert_eq!(
+        (
+            s.retrain_iterations,
+            s.retrain_l2,
+            s.retrain_fit_regions,
+            s.top
+        ),
+        (3, 0.5, 0, 3)
+    );
     assert!(s.sweep_on_device);
     // Absolute already; canonical as far as it exists (/tmp may be a link).
     let tmp = std::path::Path::new("/tmp").canonicalize().unwrap();

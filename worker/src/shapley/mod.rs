@@ -65,6 +65,9 @@ pub type Result<T, E = ShapleyRunError> = std::result::Result<T, E>;
 
 pub use hint_common::settings::Mode;
 
+/// [`RetrainConfig::fit_regions`]'s default, the spec's `retrain_fit_regions`.
+pub use hint_common::job::spec::DEFAULT_RETRAIN_FIT_REGIONS as DEFAULT_FIT_REGIONS;
+
 /// Settings of retrain mode's fits.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetrainConfig {
@@ -80,6 +83,10 @@ pub struct RetrainConfig {
     pub device: Device,
     /// Bytes of coalition design matrices held at once (bounds memory at large N·D).
     pub memory_budget: usize,
+    /// Fitting regions per concept: a concept with more is fitted on a seeded uniform
+    /// subsample of this many (0: all). Each step of a fit passes over them, so they set
+    /// retrain mode's cost.
+    pub fit_regions: usize,
 }
 
 impl Default for RetrainConfig {
@@ -89,6 +96,7 @@ impl Default for RetrainConfig {
             l2: 1e-3,
             device: Device::Cpu,
             memory_budget: 1 << 30,
+            fit_regions: DEFAULT_FIT_REGIONS,
         }
     }
 }
@@ -191,6 +199,7 @@ impl ShapleyConfig {
             retrain: RetrainConfig {
                 iterations: spec.retrain_iterations,
                 l2: spec.retrain_l2,
+                fit_regions: spec.retrain_fit_regions,
                 ..RetrainConfig::default()
             },
             ..ShapleyConfig::default()
@@ -223,7 +232,7 @@ impl ShapleyConfig {
         }
         if self.mode == Mode::Retrain && self.truncation.is_some() {
             return Err(ShapleyRunError::Config(
-                "truncation applies to fixed mode only (retrain fits a permutation's coalitions as one batch)".into(),
+                "truncation applies to fixed mode only".into(),
             ));
         }
         if self.truncation.is_some_and(|t| t.is_nan() || t < 0.0) {
@@ -267,6 +276,39 @@ impl ConceptInput {
 
 /// Seed part that separates the fitting set's replacement rows from the evaluation set's.
 const FIT_REPLACEMENT_TAG: u64 = 0x4649_5452_4550_4C00; // "FITREPL"
+/// Seed part of the fitting set's subsample.
+const FIT_SAMPLE_TAG: u64 = 0x4649_5453_414D_5000; // "FITSAMP"
+
+/// The rows of `x` (`n × d`) and `targets` kept in a seeded uniform subsample of at most
+/// `cap` rows (0: all), in their original order.
+fn subsample(
+    x: &[f32],
+    targets: &[bool],
+    d: usize,
+    cap: usize,
+    seed: u64,
+    concept: u32,
+) -> (Vec<f32>, Vec<bool>) {
+    let n = targets.len();
+    if cap == 0 || n <= cap {
+        return (x.to_vec(), targets.to_vec());
+    }
+    // A partial Fisher–Yates draw of `cap` distinct rows.
+    let mut rng = seed::rng(seed, &[FIT_SAMPLE_TAG, u64::from(concept)]);
+    let mut rows: Vec<usize> = (0..n).collect();
+    for i in 0..cap {
+        let j = i + permutation::below(&mut rng, (n - i) as u64) as usize;
+        rows.swap(i, j);
+    }
+    let mut kept = rows[..cap].to_vec();
+    kept.sort_unstable();
+    (
+        kept.iter()
+            .flat_map(|&r| x[r * d..(r + 1) * d].iter().copied())
+            .collect(),
+        kept.iter().map(|&r| targets[r]).collect(),
+    )
+}
 
 /// The game of one concept, ready to sweep permutation blocks.
 #[derive(Debug)]
@@ -326,22 +368,34 @@ impl ShapleyEngine {
             }
             Mode::Retrain => {
                 let (fit_x, fit_targets, fit_rows) = if input.fit_targets.is_empty() {
-                    (&input.eval_x, &input.eval_targets, rows.clone())
+                    (
+                        input.eval_x.clone(),
+                        input.eval_targets.clone(),
+                        rows.clone(),
+                    )
                 } else {
+                    let (fit_x, fit_targets) = subsample(
+                        &input.fit_x,
+                        &input.fit_targets,
+                        d,
+                        config.retrain.fit_regions,
+                        config.seed,
+                        input.concept,
+                    );
                     let fit_seed = seed::derive(config.seed, &[FIT_REPLACEMENT_TAG]);
                     let fit_rows = replacement_rows(
-                        &input.fit_x,
-                        input.fit_targets.len(),
+                        &fit_x,
+                        fit_targets.len(),
                         d,
                         config.replacement,
                         fit_seed,
                         input.concept,
                     )?;
-                    (&input.fit_x, &input.fit_targets, fit_rows)
+                    (fit_x, fit_targets, fit_rows)
                 };
                 Game::Retrain(RetrainGame::new(
                     retrain::Regions::new(&input.eval_x, &input.eval_targets, &rows, d)?,
-                    retrain::Regions::new(fit_x, fit_targets, &fit_rows, d)?,
+                    retrain::Regions::new(&fit_x, &fit_targets, &fit_rows, d)?,
                     d,
                     config.quality,
                     &config.retrain,

@@ -251,6 +251,50 @@ fn retrain_path_matches_cold_fits_coalition_by_coalition() {
     }
 }
 
+/// Retrain mode's fitting set is capped by a seeded uniform subsample: `cap` distinct rows
+/// in their order, each with its own target, the same for a seed and concept; no cap (or
+/// one the set fits in) changes nothing.
+#[test]
+fn retrain_fitting_regions_are_a_seeded_subsample() {
+    let (d, n) = (3, 40);
+    let x: Vec<f32> = (0..n * d).map(|v| v as f32).collect();
+    let targets: Vec<bool> = (0..n).map(|i| i % 3 == 0).collect();
+    let (sx, st) = subsample(&x, &targets, d, 10, 42, 3);
+    assert_eq!((sx.len(), st.len()), (10 * d, 10));
+    let rows: Vec<usize> = sx.chunks(d).map(|r| r[0] as usize / d).collect();
+    assert!(
+        rows.windows(2).all(|w| w[0] < w[1]),
+        "distinct, in order: {rows:?}"
+    );
+    for (k, &row) in rows.iter().enumerate() {
+        assert_eq!(&sx[k * d..(k + 1) * d], &x[row * d..(row + 1) * d]);
+        assert_eq!(st[k], targets[row]);
+    }
+    assert_eq!(subsample(&x, &targets, d, 10, 42, 3), (sx.clone(), st));
+    assert_ne!(
+        subsample(&x, &targets, d, 10, 42, 4).0,
+        sx,
+        "another concept"
+    );
+    assert_ne!(subsample(&x, &targets, d, 10, 43, 3).0, sx, "another seed");
+    for cap in [0, n, n + 1] {
+        assert_eq!(
+            subsample(&x, &targets, d, cap, 42, 3),
+            (x.clone(), targets.clone())
+        );
+    }
+
+    // Through the engine: a cap the fitting set fits in is no cap; a smaller one changes φ.
+    let input = input(240, 5, &[1], 0.6);
+    let phi = |fit_regions: usize| {
+        let mut config = config(Mode::Retrain);
+        config.retrain.fit_regions = fit_regions;
+        run(&ShapleyEngine::new(&input, &config).unwrap(), 4)
+    };
+    assert_eq!(phi(0), phi(240));
+    assert_ne!(phi(0), phi(100));
+}
+
 #[test]
 fn fixed_mode_prediction_qualities_agree_with_exact_shapley() {
     for quality in PREDICTION_QUALITIES {

@@ -126,6 +126,7 @@ fn job() -> Job {
             truncation: None,
             retrain_iterations: 5,
             retrain_l2: 1e-3,
+            retrain_fit_regions: 4096,
             top: 5,
             sweep_on_device: false,
         },
@@ -477,6 +478,7 @@ fn the_spec_becomes_the_engines_settings() {
         sweep_on_device: false,
         retrain_iterations: 3,
         retrain_l2: 0.5,
+        retrain_fit_regions: 100,
         ..spec.shapley
     };
     let retrain = super::shapley::config(&spec, cuda).unwrap();
@@ -492,6 +494,7 @@ fn the_spec_becomes_the_engines_settings() {
             retrain: RetrainConfig {
                 iterations: 3,
                 l2: 0.5,
+                fit_regions: 100,
                 ..RetrainConfig::default()
             },
             ..ShapleyConfig::default()

@@ -82,6 +82,10 @@ pub struct ShapleyArgs {
     /// warm-started from the previous coalition, stops once converged).
     #[arg(long, default_value_t = 10)]
     retrain_iterations: usize,
+    /// Retrain mode: fitting regions per concept; a concept with more is fitted on a seeded
+    /// uniform subsample of this many (0: all of its training regions).
+    #[arg(long, default_value_t = hint_worker::shapley::DEFAULT_FIT_REGIONS)]
+    retrain_fit_regions: usize,
     /// Retrain mode: L2 penalty on the raw weights.
     #[arg(long, default_value_t = 1e-3)]
     l2: f64,
@@ -117,6 +121,7 @@ impl ShapleyArgs {
             truncation: self.truncation,
             retrain_iterations: self.retrain_iterations,
             retrain_l2: self.l2,
+            retrain_fit_regions: self.retrain_fit_regions,
             top: self.top,
             // A device named on the command line sweeps fixed mode there too.
             sweep_on_device: true,

@@ -101,7 +101,9 @@ pub fn write(job: &Job) -> Result<(), ResultsError> {
 }
 
 /// A local job directory for the report of a job in object storage: its spec, its
-/// hierarchy and (linked) the fetched classifier directories.
+/// hierarchy, (linked) the fetched classifier directories, and a copy of what the evaluate
+/// and ablate stages committed into `results/` (`wsol.json` and its heatmaps,
+/// `ablation.json`), which the report reads beside the files it writes.
 fn stage(job: &Job, staging: &Path) -> Result<(), ResultsError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -117,6 +119,25 @@ fn stage(job: &Job, staging: &Path) -> Result<(), ResultsError> {
     let classifiers = storage::fetch_dir(&job.job_dir.join("classifiers"))?;
     std::os::unix::fs::symlink(&classifiers, staging.join("classifiers"))
         .map_err(io(&classifiers))?;
+    // Copied, not linked: the report writes into results/, and the cache's copies must
+    // stay the objects' bytes.
+    let committed = storage::fetch_dir(&results_dir(&job.job_dir))?;
+    copy_tree(&committed, &results_dir(staging)).map_err(io(&committed))?;
+    Ok(())
+}
+
+/// Copies every file below `from` to the same relative path below `to`.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
     Ok(())
 }
 

@@ -180,11 +180,11 @@ pub fn parse(text: &str, base_dir: &Path, source: &str) -> Result<JobSpec, SpecE
     problems.extend(scheduler.finish());
 
     let mut evaluate = root.section("evaluate");
-    let evaluate_spec = sections::evaluate(&mut evaluate, &base_dir, &storage_spec.root);
+    let evaluate_spec = sections::evaluate(&mut evaluate, &base_dir);
     problems.extend(evaluate.finish());
 
     let mut ablate = root.section("ablate");
-    let ablate_spec = sections::ablate(&mut ablate, &base_dir, &storage_spec.root);
+    let ablate_spec = sections::ablate(&mut ablate, &base_dir);
     problems.extend(ablate.finish());
 
     problems.extend(root.finish());

@@ -507,19 +507,9 @@ fn local_images(s: &mut Section<'_>, base_dir: &Path, command: &str) -> Option<P
 
 /// `[evaluate]` (optional): annotations (and masks) of the job's images for the evaluate
 /// stage, which runs on a worker once the report wrote Φ (as `hint evaluate` would).
-pub(super) fn evaluate(
-    s: &mut Section<'_>,
-    base_dir: &Path,
-    storage_root: &Path,
-) -> Option<EvaluateSpec> {
+pub(super) fn evaluate(s: &mut Section<'_>, base_dir: &Path) -> Option<EvaluateSpec> {
     if !s.is_present() {
         return None;
-    }
-    if storage::is_remote(storage_root) {
-        // The evaluate stage reads the job's files directly (a shared file system).
-        s.section_problem(
-            "needs a local storage root for now: run `hint evaluate` on a copy of the job",
-        );
     }
     let annotations = required_path(s, "annotations", base_dir);
     let masks = path(s, "masks", base_dir);
@@ -563,19 +553,9 @@ pub(super) fn evaluate(
 
 /// `[ablate]` (optional): causal ablation of each concept's selected neurons, a stage that
 /// runs on a worker once the report wrote Φ (as `hint ablate` would).
-pub(super) fn ablate(
-    s: &mut Section<'_>,
-    base_dir: &Path,
-    storage_root: &Path,
-) -> Option<AblateSpec> {
+pub(super) fn ablate(s: &mut Section<'_>, base_dir: &Path) -> Option<AblateSpec> {
     if !s.is_present() {
         return None;
-    }
-    if storage::is_remote(storage_root) {
-        // The ablate stage reads the job's files directly (a shared file system).
-        s.section_problem(
-            "needs a local storage root for now: run `hint ablate` on a copy of the job",
-        );
     }
     let images = local_images(s, base_dir, "hint ablate");
     let max_images = s.integer_or::<usize>("max_images", ablation::DEFAULT_MAX_IMAGES, 2);

@@ -2,8 +2,10 @@
 //! root on a real S3 server (moto's, over HTTP), run by `hint run` with 2 workers. Φ is
 //! bit-identical to the same job on local files; the plan, the region files and the
 //! classifiers are where the job says; nothing is left under `attempts/`. Objects are
-//! put and read back by the fixture's own HTTP client, independent of ours. A commit cut
-//! short by a crash (some objects moved, some not) is finished by redoing it.
+//! put and read back by the fixture's own HTTP client, independent of ours. The evaluate
+//! and ablate stages run on the job in S3 (the workers mirror what they read) and write
+//! the local run's wsol.json, heatmaps and ablation.json. A commit cut short by a crash
+//! (some objects moved, some not) is finished by redoing it.
 
 use std::path::Path;
 
@@ -14,7 +16,8 @@ use hint_coordinator::scheduler::Output as Committed;
 use crate::moto::Moto;
 use crate::support::{failed, hint, job_spec, succeeded, TinyWorld};
 
-/// The job's settings after `[data]`: small, and the same for both runs.
+/// The job's settings after `[data]`: small, and the same for both runs; `[evaluate]` reads
+/// the world's local annotations and masks (`{world}`).
 const SECTIONS: &str = r#"[extract]
 method = "gradient_x_activation"
 background_ratio = 0.25
@@ -26,18 +29,35 @@ concepts_per_task = 8
 
 [shapley]
 permutations = 16
-permutations_per_task = 8"#;
+permutations_per_task = 8
+
+[evaluate]
+annotations = "{world}/annotations"
+masks = "{world}/masks"
+fractions = [20]
+images_per_concept = 4
+random_draws = 1
+bootstrap = 100
+
+[ablate]
+max_images = 16
+fractions = [10]
+removals = ["zero"]
+selections = ["weight_standardised", "random"]
+random_draws = 1
+bootstrap = 100"#;
 
 #[test]
 fn a_job_on_s3_gives_the_local_phi_bit_for_bit() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
     let tiny = TinyWorld::make(dir, 5, 12, 1);
+    let sections = SECTIONS.replace("{world}", &tiny.world.display().to_string());
 
     // The reference: the same job on local files.
     let local_runs = dir.join("local-runs");
     let local = dir.join("local.toml");
-    std::fs::write(&local, tiny.spec("s3-test", 11, &local_runs, SECTIONS)).unwrap();
+    std::fs::write(&local, tiny.spec("s3-test", 11, &local_runs, &sections)).unwrap();
     succeeded(
         &hint(&[
             "run",
@@ -74,7 +94,7 @@ fn a_job_on_s3_gives_the_local_phi_bit_for_bit() {
     ];
     std::fs::write(
         &remote,
-        job_spec("s3-test", 11, inputs, "s3://hint-runs/runs", SECTIONS),
+        job_spec("s3-test", 11, inputs, "s3://hint-runs/runs", &sections),
     )
     .unwrap();
     let cache = dir.join("cache");
@@ -122,6 +142,8 @@ fn a_job_on_s3_gives_the_local_phi_bit_for_bit() {
         "runs/job-0001/results/phi.parquet",
         "runs/job-0001/results/report.html",
         "runs/job-0001/results/job.json",
+        "runs/job-0001/results/wsol.json",
+        "runs/job-0001/results/ablation.json",
     ] {
         assert!(
             names.iter().any(|n| n == expected),
@@ -146,6 +168,45 @@ fn a_job_on_s3_gives_the_local_phi_bit_for_bit() {
         remote_phi == local_phi,
         "Φ on S3 differs from Φ on local files"
     );
+    // The assessments of the job in S3 are the local job's (which name the images by their
+    // local paths), heatmaps included, and the second report read them.
+    let local_results = local_runs.join("job-0001/results");
+    for name in ["wsol.json", "ablation.json"] {
+        let remote = moto
+            .get("hint-runs", &format!("runs/job-0001/results/{name}"))
+            .unwrap_or_else(|| panic!("{name}"));
+        let local = std::fs::read_to_string(local_results.join(name))
+            .unwrap()
+            .replace(tiny.images().to_str().unwrap(), inputs[0]);
+        assert!(
+            String::from_utf8(remote).unwrap() == local,
+            "{name} on S3 differs from the local run's"
+        );
+    }
+    let heatmaps: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with("runs/job-0001/results/heatmaps/"))
+        .collect();
+    assert!(!heatmaps.is_empty(), "no heatmap in:\n{keys}");
+    for key in heatmaps {
+        let relative = key.trim_start_matches("runs/job-0001/results/");
+        assert!(
+            moto.get("hint-runs", key) == std::fs::read(local_results.join(relative)).ok(),
+            "{key} differs from the local run's"
+        );
+    }
+    let report = String::from_utf8(
+        moto.get("hint-runs", "runs/job-0001/results/report.html")
+            .expect("report.html"),
+    )
+    .unwrap();
+    // A section with results opens with a line break; an empty one with "No …".
+    for section in [
+        "<h2>Localisation (WSOL)</h2>\n",
+        "<h2>Causal ablation</h2>\n",
+    ] {
+        assert!(report.contains(section), "the report lacks {section:?}");
+    }
 }
 
 #[test]

@@ -80,6 +80,12 @@ pub fn crop_offset(size: u32, crop: u32) -> i64 {
 /// [`Preprocess::pixels_per_image`]). Any problem — unreadable file, unknown format,
 /// truncated or corrupt data — is returned as a short human reason, for the skip record.
 pub fn load(path: &Path, p: &Preprocess) -> Result<Vec<f32>, String> {
+    Ok(preprocess(&read_rgb(path)?, p))
+}
+
+/// Reads (a local file or an `s3://` object) and decodes the image at `path` to RGB; a
+/// problem is a short human reason, as for [`load`].
+pub fn read_rgb(path: &Path) -> Result<RgbImage, String> {
     // A local read fails with the system's message, as `std::fs::read` gives it.
     let bytes =
         hint_common::storage::read(path).map_err(|e| format!("cannot read: {}", e.message))?;
@@ -99,7 +105,7 @@ pub fn load(path: &Path, p: &Preprocess) -> Result<Vec<f32>, String> {
             image.height()
         ));
     }
-    Ok(preprocess(&image.to_rgb8(), p))
+    Ok(image.to_rgb8())
 }
 
 /// Resizes, centre-crops and normalises a decoded RGB image into CHW `f32` values.

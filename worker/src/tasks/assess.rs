@@ -3,6 +3,11 @@
 //! task running the engine `hint evaluate` / `hint ablate` runs, with the spec's section and
 //! the job's seed, into the attempt's directory; the coordinator moves the files into
 //! `results/` when it commits them.
+//!
+//! The engines read a job directory and write plain files. For a job in object storage the
+//! task gives them a local mirror of what they read (fetched into the storage cache, where
+//! the worker's earlier tasks may have left most of it) and a local scratch directory, and
+//! uploads the scratch directory to the attempt's directory when the engine is done.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -29,13 +34,13 @@ pub(super) fn evaluate(
     let spec = job.spec.evaluate.as_ref().ok_or_else(|| {
         TaskError::BadInput("an evaluate task of a job whose spec has no [evaluate]".into())
     })?;
-    let out = prepare(job, &task.out_dir, "evaluate")?;
+    let work = Workspace::prepare(job, &task.out_dir, "evaluate")?;
     let config = WsolConfig::from_spec(
-        &job.dir,
+        &work.job_dir,
         spec,
         job.spec.seed,
         runner.device,
-        Some(out.clone()),
+        Some(work.out.clone()),
     );
     wsol::evaluate(
         &config,
@@ -43,7 +48,7 @@ pub(super) fn evaluate(
         cancel,
     )
     .map_err(stopped)?;
-    finished(out, started)
+    work.finish(started)
 }
 
 /// Runs the ablate task: `ablation.json` in the attempt's directory.
@@ -58,13 +63,13 @@ pub(super) fn ablate(
     let spec = job.spec.ablate.as_ref().ok_or_else(|| {
         TaskError::BadInput("an ablate task of a job whose spec has no [ablate]".into())
     })?;
-    let out = prepare(job, &task.out_dir, "ablate")?;
+    let work = Workspace::prepare(job, &task.out_dir, "ablate")?;
     let config = AblateConfig::from_spec(
-        &job.dir,
+        &work.job_dir,
         spec,
         job.spec.seed,
         runner.device,
-        Some(out.join(ABLATION_FILE)),
+        Some(work.out.join(ABLATION_FILE)),
     );
     ablate::ablate(
         &config,
@@ -72,7 +77,7 @@ pub(super) fn ablate(
         cancel,
     )
     .map_err(stopped)?;
-    finished(out, started)
+    work.finish(started)
 }
 
 /// An engine that saw `cancel` set is a cancelled attempt (not counted, retried elsewhere).
@@ -83,36 +88,98 @@ fn stopped(error: WsolError) -> TaskError {
     }
 }
 
-/// The attempt's output directory, once the job's inputs are known to be there. The
-/// engines read the job's files directly, so the job must be on a local (shared) file
-/// system; the spec check refuses these sections for object storage already.
-fn prepare(job: &Job, out_dir: &str, stage: &str) -> Result<PathBuf, TaskError> {
-    if storage::is_remote(&job.dir) {
-        return Err(TaskError::BadInput(format!(
-            "the {stage} stage needs the job on a file system, not {}",
-            job.dir.display()
-        )));
-    }
-    require(
-        &job.dir.join("results").join("phi.csv"),
-        "the job's Φ (written by its first report)",
-    )?;
-    let out = output_dir(out_dir, &format!("{stage} output directory"))?;
-    std::fs::create_dir_all(&out).map_err(|source| crate::Error::io(&out, source))?;
-    Ok(out)
+/// Files of the job directory the engines read, and its directories (fetched whole).
+const MIRRORED_FILES: [&str; 5] = [
+    "spec.json",
+    "concepts.json",
+    "manifest.csv",
+    "labels.txt",
+    "results/phi.csv",
+];
+const MIRRORED_DIRS: [&str; 2] = ["classifiers", "regions"];
+
+/// Where an engine reads the job and writes its files.
+struct Workspace {
+    /// The job directory the engine reads: the job's own, or a local mirror of it.
+    job_dir: PathBuf,
+    /// The directory the engine writes into: the attempt's, or a local scratch directory.
+    out: PathBuf,
+    /// The attempt's directory in object storage, where `out` is uploaded.
+    upload_to: Option<PathBuf>,
 }
 
-/// The files the attempt wrote, relative to its directory.
-fn finished(out: PathBuf, started: Instant) -> Result<ResultFiles, TaskError> {
-    let mut files = Vec::new();
-    collect_files(&out, Path::new(""), &mut files)
-        .map_err(|source| crate::Error::io(&out, source))?;
-    files.sort();
-    Ok(ResultFiles {
-        dir: out.display().to_string(),
-        files,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+impl Workspace {
+    /// Checks that the job's Φ is there, then mirrors an object-storage job locally.
+    fn prepare(job: &Job, out_dir: &str, stage: &str) -> Result<Workspace, TaskError> {
+        require(
+            &job.dir.join("results").join("phi.csv"),
+            "the job's Φ (written by its first report)",
+        )?;
+        let attempt = output_dir(out_dir, &format!("{stage} output directory"))?;
+        if !storage::is_remote(&job.dir) {
+            std::fs::create_dir_all(&attempt)
+                .map_err(|source| crate::Error::io(&attempt, source))?;
+            return Ok(Workspace {
+                job_dir: job.dir.clone(),
+                out: attempt,
+                upload_to: None,
+            });
+        }
+        // The cache keeps an object at `<cache>/s3/<bucket>/<key>`, so the fetched files
+        // and directories form one local tree under the job's prefix.
+        let mut job_dir = None;
+        for file in MIRRORED_FILES {
+            let local = storage::fetch(&job.dir.join(file))?;
+            let depth = Path::new(file).components().count();
+            job_dir.get_or_insert_with(|| {
+                local
+                    .ancestors()
+                    .nth(depth)
+                    .expect("a fetched file lies below its job directory")
+                    .to_path_buf()
+            });
+        }
+        for dir in MIRRORED_DIRS {
+            storage::fetch_dir(&job.dir.join(dir))?;
+        }
+        let name = attempt
+            .file_name()
+            .ok_or_else(|| TaskError::BadInput(format!("{stage} output directory {out_dir}")))?;
+        let out = storage::cache_dir().join("attempts").join(name);
+        if out.exists() {
+            std::fs::remove_dir_all(&out).map_err(|source| crate::Error::io(&out, source))?;
+        }
+        std::fs::create_dir_all(&out).map_err(|source| crate::Error::io(&out, source))?;
+        Ok(Workspace {
+            job_dir: job_dir.expect("files were mirrored"),
+            out,
+            upload_to: Some(attempt),
+        })
+    }
+
+    /// The files the engine wrote, relative to the attempt's directory (uploaded there
+    /// first for a job in object storage).
+    fn finish(self, started: Instant) -> Result<ResultFiles, TaskError> {
+        let mut files = Vec::new();
+        collect_files(&self.out, Path::new(""), &mut files)
+            .map_err(|source| crate::Error::io(&self.out, source))?;
+        files.sort();
+        let dir = match &self.upload_to {
+            None => self.out.clone(),
+            Some(attempt) => {
+                storage::upload_dir(&self.out, attempt)?;
+                if let Err(error) = std::fs::remove_dir_all(&self.out) {
+                    tracing::warn!(%error, "could not remove {}", self.out.display());
+                }
+                attempt.clone()
+            }
+        };
+        Ok(ResultFiles {
+            dir: dir.display().to_string(),
+            files,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
 }
 
 fn collect_files(root: &Path, under: &Path, files: &mut Vec<String>) -> std::io::Result<()> {

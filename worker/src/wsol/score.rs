@@ -35,9 +35,7 @@ pub(super) struct Decoded {
 
 /// Reads an image, its annotation and its mask; a problem is a reason to skip the image.
 pub(super) fn decode(w: &ImageWork, p: &crate::images::Preprocess) -> Result<Decoded, String> {
-    let rgb = image::open(&w.path)
-        .map_err(|e| format!("cannot decode: {e}"))?
-        .to_rgb8();
+    let rgb = crate::images::decode::read_rgb(&w.path)?;
     let (width, height) = rgb.dimensions();
     let boxes = match &w.truth.boxes {
         Boxes::Xml(path) => voc::read_file(path, w.id).map_err(|e| e.to_string())?.boxes,

@@ -34,7 +34,9 @@
 pub mod batched;
 pub mod retrain;
 
+use hint_common::hierarchy::ConceptId;
 use hint_common::job::spec::ShapleySpec;
+use hint_common::regions::sample::ConceptSamples;
 use hint_common::seed;
 use hint_common::shapley::{
     exact, permutation, replacement_rows, LinearGame, PartialSums, PermutationBlock, Quality,
@@ -43,6 +45,7 @@ use hint_common::shapley::{
 use rayon::prelude::*;
 use tch::Device;
 
+use crate::classify::ConceptClassifier;
 pub use batched::BatchedSweep;
 pub use retrain::RetrainGame;
 
@@ -267,7 +270,60 @@ pub struct ConceptInput {
     pub bias: f32,
 }
 
+/// Why a concept's samples define no game.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoGame {
+    /// The samples have no rows of the concept.
+    #[error("has no samples")]
+    NoSamples,
+    /// Fewer than two evaluation regions, or only one class among them.
+    #[error(
+        "has an evaluation split of {regions} regions, {positives} positive, which defines no game"
+    )]
+    OneSided {
+        /// Evaluation regions.
+        regions: usize,
+        /// Positives among them.
+        positives: usize,
+    },
+}
+
 impl ConceptInput {
+    /// A concept's game from the samples its classifier directory rebuilds and its
+    /// classifier: the evaluation split, and for retrain mode the training split to re-fit
+    /// on. The one place `hint shapley` and the Shapley task decide a concept has a game.
+    pub fn from_samples(
+        concept: ConceptId,
+        samples: &ConceptSamples,
+        classifier: &ConceptClassifier,
+        mode: Mode,
+    ) -> Result<Self, NoGame> {
+        let eval = samples.eval(concept).ok_or(NoGame::NoSamples)?;
+        let positives = eval.targets.iter().filter(|&&t| t > 0.5).count();
+        if eval.len() < 2 || positives == 0 || positives == eval.len() {
+            return Err(NoGame::OneSided {
+                regions: eval.len(),
+                positives,
+            });
+        }
+        let (fit_x, fit_targets) = match (mode, samples.train(concept)) {
+            (Mode::Retrain, Some(train)) => (
+                train.activations,
+                train.targets.iter().map(|&t| t > 0.5).collect(),
+            ),
+            _ => (Vec::new(), Vec::new()),
+        };
+        Ok(ConceptInput {
+            concept: concept.0,
+            eval_targets: eval.targets.iter().map(|&t| t > 0.5).collect(),
+            eval_x: eval.activations,
+            fit_x,
+            fit_targets,
+            weight: classifier.weight.clone(),
+            bias: classifier.bias,
+        })
+    }
+
     /// Neurons `D`.
     pub fn neurons(&self) -> usize {
         self.weight.len()

@@ -179,33 +179,8 @@ fn build_engine(
         return Err(missing("has no classifier"));
     }
     let classifier = dir.classifier(concept)?;
-    let eval = prepared
-        .samples
-        .eval(concept)
-        .ok_or_else(|| missing("has no samples"))?;
-    let positives = eval.targets.iter().filter(|&&t| t > 0.5).count();
-    if eval.len() < 2 || positives == 0 || positives == eval.len() {
-        return Err(missing(&format!(
-            "has an evaluation split of {} regions, {positives} positive, which defines no game",
-            eval.len()
-        )));
-    }
-    let (fit_x, fit_targets) = match (config.mode, prepared.samples.train(concept)) {
-        (Mode::Retrain, Some(train)) => (
-            train.activations,
-            train.targets.iter().map(|&t| t > 0.5).collect(),
-        ),
-        _ => (Vec::new(), Vec::new()),
-    };
-    let input = ConceptInput {
-        concept: concept.0,
-        eval_targets: eval.targets.iter().map(|&t| t > 0.5).collect(),
-        eval_x: eval.activations,
-        fit_x,
-        fit_targets,
-        weight: classifier.weight,
-        bias: classifier.bias,
-    };
+    let input = ConceptInput::from_samples(concept, &prepared.samples, &classifier, config.mode)
+        .map_err(|no_game| missing(&no_game.to_string()))?;
     Ok(ShapleyEngine::new(&input, config)?)
 }
 

@@ -17,7 +17,7 @@ use hint_common::shapley::phi::{
 use hint_common::shapley::{Quality, Replacement, Sampling, MIN_SAMPLES};
 use hint_worker::classify::ClassifierDir;
 use hint_worker::shapley::{
-    estimate, Budget, ConceptInput, Mode, ShapleyConfig, ShapleyEngine, SweepBackend,
+    estimate, Budget, ConceptInput, Mode, NoGame, ShapleyConfig, ShapleyEngine, SweepBackend,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -199,30 +199,14 @@ pub fn run(args: ShapleyArgs) -> anyhow::Result<()> {
         let concept = hierarchy.concept(id);
         bar.set_message(format!("permutations · {}", concept.name));
         let classifier = dir.classifier(id)?;
-        let eval = samples
-            .eval(id)
-            .context("concept missing from the samples")?;
-        let positives = eval.targets.iter().filter(|&&t| t > 0.5).count();
-        if eval.len() < 2 || positives == 0 || positives == eval.len() {
-            skipped.push(json!({"concept": id.0, "name": concept.name,
-                "reason": format!("evaluation split has {} regions, {positives} positive", eval.len())}));
-            continue;
-        }
-        let (fit_x, fit_targets) = match (config.mode, samples.train(id)) {
-            (Mode::Retrain, Some(train)) => (
-                train.activations,
-                train.targets.iter().map(|&t| t > 0.5).collect(),
-            ),
-            _ => (Vec::new(), Vec::new()),
-        };
-        let input = ConceptInput {
-            concept: id.0,
-            eval_targets: eval.targets.iter().map(|&t| t > 0.5).collect(),
-            eval_x: eval.activations,
-            fit_x,
-            fit_targets,
-            weight: classifier.weight,
-            bias: classifier.bias,
+        let input = match ConceptInput::from_samples(id, &samples, &classifier, config.mode) {
+            Ok(input) => input,
+            Err(NoGame::NoSamples) => anyhow::bail!("concept {} missing from the samples", id.0),
+            Err(no_game) => {
+                skipped.push(json!({"concept": id.0, "name": concept.name,
+                    "reason": no_game.to_string()}));
+                continue;
+            }
         };
         let start = Instant::now();
         let engine = ShapleyEngine::new(&input, &config)

@@ -244,7 +244,7 @@ pub struct ShapleySpec {
     pub until_top_k: Option<usize>,
     /// One-sided confidence of each top-K separation.
     pub confidence: f64,
-    /// Fixed mode: truncate a sweep once |v(all) − v(prefix)| ≤ this.
+    /// Truncate a sweep once |v(all) − v(prefix)| ≤ this (either mode).
     pub truncation: Option<f64>,
     /// Retrain mode: full Newton steps per fit (at most, on a permutation's path).
     pub retrain_iterations: usize,

@@ -116,9 +116,12 @@ fn summary(spec: &JobSpec) -> String {
         ),
         _ => String::new(),
     };
+    let truncation = s
+        .truncation
+        .map_or(String::new(), |t| format!(", truncation {t}"));
     let mode = match s.mode {
         hint_common::settings::Mode::Retrain => format!(
-            "retrain (at most {} Newton steps per fit, l2 {}, {})",
+            "retrain (at most {} Newton steps per fit, l2 {}, {}{truncation})",
             s.retrain_iterations,
             number(s.retrain_l2),
             match s.retrain_fit_regions {
@@ -127,9 +130,7 @@ fn summary(spec: &JobSpec) -> String {
             }
         ),
         hint_common::settings::Mode::Fixed => format!(
-            "fixed{}{}",
-            s.truncation
-                .map_or(String::new(), |t| format!(", truncation {t}")),
+            "fixed{truncation}{}",
             if s.sweep_on_device {
                 ", sweep on the device"
             } else {

@@ -436,8 +436,6 @@ pub(super) fn shapley(s: &mut Section<'_>) -> ShapleySpec {
                 "truncation",
                 format!("must be a finite number ≥ 0, found {t}"),
             );
-        } else if mode == Mode::Retrain {
-            s.problem("truncation", "applies to mode = \"fixed\" only");
         }
     }
     positive(s, "retrain_l2", retrain_l2);

@@ -160,7 +160,7 @@ pub struct ShapleyConfig {
     pub replacement: Replacement,
     /// Independent permutations or antithetic pairs (default).
     pub sampling: Sampling,
-    /// Fixed mode only: stop a sweep once |v(all) − v(prefix)| ≤ this (off by default).
+    /// Stop a sweep once |v(all) − v(prefix)| ≤ this (off by default; either mode).
     pub truncation: Option<f64>,
     /// The job seed.
     pub seed: u64,
@@ -232,11 +232,6 @@ impl ShapleyConfig {
                 "the batched sweep's group must be even and ≥ 2, not {}",
                 self.fixed.group
             )));
-        }
-        if self.mode == Mode::Retrain && self.truncation.is_some() {
-            return Err(ShapleyRunError::Config(
-                "truncation applies to fixed mode only".into(),
-            ));
         }
         if self.truncation.is_some_and(|t| t.is_nan() || t < 0.0) {
             return Err(ShapleyRunError::Config("truncation must be ≥ 0".into()));
@@ -546,7 +541,7 @@ impl ShapleyEngine {
                     .map(|j| {
                         let mut out = vec![0.0f64; self.neurons];
                         for (k, scale) in self.permutations_of(j) {
-                            game.sweep(&self.order(k), scale, &mut out)?;
+                            game.sweep(&self.order(k), self.config.truncation, scale, &mut out)?;
                         }
                         Ok(out)
                     })

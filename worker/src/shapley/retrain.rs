@@ -123,8 +123,16 @@ impl RetrainGame {
     }
 
     /// Adds `scale ×` the marginals along `order` to `out`: the `D + 1` nested coalitions of
-    /// the permutation, each fit warm-started from the previous one.
-    pub fn sweep(&self, order: &[u32], scale: f64, out: &mut [f64]) -> Result<()> {
+    /// the permutation, each fit warm-started from the previous one. With `truncation`, the
+    /// sweep stops once |v(all) − v(prefix)| ≤ it (the rest of the order gets 0), as fixed
+    /// mode's does.
+    pub fn sweep(
+        &self,
+        order: &[u32],
+        truncation: Option<f64>,
+        scale: f64,
+        out: &mut [f64],
+    ) -> Result<()> {
         let _guard = tch::no_grad_guard();
         let problem = &self.problem;
         let mut fit = self.start.copy()?;
@@ -139,6 +147,9 @@ impl RetrainGame {
             };
             out[neuron as usize] += scale * (value - previous);
             previous = value;
+            if truncation.is_some_and(|tol| (self.full_value - value).abs() <= tol) {
+                break;
+            }
         }
         Ok(())
     }

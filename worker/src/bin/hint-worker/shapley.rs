@@ -67,7 +67,7 @@ pub struct ShapleyArgs {
     /// Independent permutations instead of antithetic pairs.
     #[arg(long)]
     no_antithetic: bool,
-    /// Fixed mode: stop a sweep once |v(all) − v(prefix)| ≤ this.
+    /// Stop a sweep once |v(all) − v(prefix)| ≤ this (retrain mode: the remaining fits too).
     #[arg(long)]
     truncation: Option<f64>,
     /// Seed of the permutations and the replacement rows.

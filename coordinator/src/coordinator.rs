@@ -994,6 +994,56 @@ mod tests {
             .to_json()
     }
 
+    /// The records of a planned job with two extract tasks (images 0..4 and 4..`images`)
+    /// whose task 0 has attempt 1 started, then `more`, journalled and synced in `state`.
+    fn journal_extract_job(
+        state: &Path,
+        job: &JobId,
+        spec_json: String,
+        job_dir: &Path,
+        (images, concepts): (u64, u32),
+        more: Vec<Record>,
+    ) {
+        let task = TaskId {
+            job: job.clone(),
+            stage: Stage::Extract,
+            index: 0,
+        };
+        let mut records = vec![
+            Record::Submitted {
+                job: job.clone(),
+                spec_json,
+                job_dir: job_dir.display().to_string(),
+                submitted_at: 0.0,
+            },
+            Record::Planned {
+                job: job.clone(),
+                images,
+                concepts,
+            },
+            Record::TasksAdded {
+                job: job.clone(),
+                tasks: vec![
+                    TaskSpec::Extract {
+                        index: 0,
+                        first: 0,
+                        end: 4,
+                    },
+                    TaskSpec::Extract {
+                        index: 1,
+                        first: 4,
+                        end: images,
+                    },
+                ],
+            },
+            Record::AttemptStarted { task, attempt: 1 },
+        ];
+        records.extend(more);
+        let (mut journal, _, _) = Journal::open(state).unwrap();
+        journal.append(&records).unwrap();
+        journal.sync().unwrap();
+    }
+
     /// A coordinator on a planned job of 6 (empty) images in two extract tasks whose task 0
     /// has attempt 1 on record, and that attempt's region file: (coordinator, task, file).
     fn planned_job(dir: &Path) -> (Arc<Coordinator>, TaskId, PathBuf) {
@@ -1021,43 +1071,14 @@ mod tests {
             stage: Stage::Extract,
             index: 0,
         };
-        let (mut journal, _, _) = Journal::open(&dir.join("state")).unwrap();
-        journal
-            .append(&[
-                Record::Submitted {
-                    job: job.clone(),
-                    spec_json: spec.to_json(),
-                    job_dir: job_dir.display().to_string(),
-                    submitted_at: 0.0,
-                },
-                Record::Planned {
-                    job: job.clone(),
-                    images: plan.images,
-                    concepts: plan.hierarchy.concepts().len() as u32,
-                },
-                Record::TasksAdded {
-                    job,
-                    tasks: vec![
-                        TaskSpec::Extract {
-                            index: 0,
-                            first: 0,
-                            end: 4,
-                        },
-                        TaskSpec::Extract {
-                            index: 1,
-                            first: 4,
-                            end: 6,
-                        },
-                    ],
-                },
-                Record::AttemptStarted {
-                    task: task.clone(),
-                    attempt: 1,
-                },
-            ])
-            .unwrap();
-        journal.sync().unwrap();
-        drop(journal);
+        journal_extract_job(
+            &dir.join("state"),
+            &job,
+            spec.to_json(),
+            &job_dir,
+            (plan.images, plan.hierarchy.concepts().len() as u32),
+            Vec::new(),
+        );
         let (coordinator, _) =
             Coordinator::open(CoordinatorConfig::new(dir.join("state"))).unwrap();
         let attempt_dir = coordinator.read(|s| s.job(&task.job).unwrap().attempt_dir(&task, 1));
@@ -1166,62 +1187,31 @@ mod tests {
             stage: Stage::Extract,
             index: 0,
         };
-        {
-            let (mut journal, _, _) = Journal::open(&state).unwrap();
-            journal
-                .append(&[
-                    Record::Submitted {
-                        job: job.clone(),
-                        spec_json: spec(&dir.path().join("runs")),
-                        job_dir: job_dir.display().to_string(),
-                        submitted_at: 0.0,
-                    },
-                    Record::Planned {
-                        job: job.clone(),
-                        images: 8,
-                        concepts: 3,
-                    },
-                    Record::TasksAdded {
-                        job: job.clone(),
-                        tasks: vec![
-                            TaskSpec::Extract {
-                                index: 0,
-                                first: 0,
-                                end: 4,
-                            },
-                            TaskSpec::Extract {
-                                index: 1,
-                                first: 4,
-                                end: 8,
-                            },
-                        ],
-                    },
-                    Record::AttemptStarted {
-                        task: task.clone(),
-                        attempt: 1,
-                    },
-                    Record::Committed {
-                        task,
-                        attempt: 1,
-                        output: Output::Extract {
-                            files: vec![CommittedFile {
-                                from: job_dir
-                                    .join("attempts/extract-00000-a1/x")
-                                    .display()
-                                    .to_string(),
-                                path: kept.display().to_string(),
-                                rows: 1,
-                                foreground: 1,
-                                background: 0,
-                            }],
-                            skipped: vec![],
-                            images: 4,
-                        },
-                    },
-                ])
-                .unwrap();
-            journal.sync().unwrap();
-        }
+        journal_extract_job(
+            &state,
+            &job,
+            spec(&dir.path().join("runs")),
+            &job_dir,
+            (8, 3),
+            vec![Record::Committed {
+                task,
+                attempt: 1,
+                output: Output::Extract {
+                    files: vec![CommittedFile {
+                        from: job_dir
+                            .join("attempts/extract-00000-a1/x")
+                            .display()
+                            .to_string(),
+                        path: kept.display().to_string(),
+                        rows: 1,
+                        foreground: 1,
+                        background: 0,
+                    }],
+                    skipped: vec![],
+                    images: 4,
+                },
+            }],
+        );
         let (coordinator, actions) = Coordinator::open(CoordinatorConfig::new(state)).unwrap();
         assert!(actions.is_empty(), "{actions:?}");
         assert!(kept.exists(), "a committed file stays");

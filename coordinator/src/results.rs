@@ -175,21 +175,14 @@ fn settings(job: &Job) -> Vec<(String, String)> {
     } else {
         "cpu".to_string()
     };
-    vec![
+    let mut pairs = vec![
         ("hint.job.id".into(), job.id.to_string()),
         ("hint.job.name".into(), job.spec.name.clone()),
-        ("hint.shapley.mode".into(), s.mode.to_string()),
-        ("hint.shapley.quality".into(), s.quality.name().into()),
-        (
-            "hint.shapley.replacement".into(),
-            s.replacement.name().into(),
-        ),
-        ("hint.shapley.antithetic".into(), s.antithetic.to_string()),
-        ("hint.shapley.seed".into(), job.spec.seed.to_string()),
-        ("hint.shapley.backend".into(), backend),
-        ("hint.model".into(), job.spec.model.architecture.clone()),
-        ("hint.layer".into(), job.spec.model.layer.clone()),
-    ]
+    ];
+    pairs.extend(s.phi_metadata(job.spec.seed, &backend));
+    pairs.push(("hint.model".into(), job.spec.model.architecture.clone()));
+    pairs.push(("hint.layer".into(), job.spec.model.layer.clone()));
+    pairs
 }
 
 /// Where the job's region-quality diagnostics are kept once measured.

@@ -284,6 +284,33 @@ impl ShapleySpec {
             (None, None) => None,
         }
     }
+
+    /// The Φ files' key/value metadata (`phi.parquet`, `shapley.json`): the settings that
+    /// decide whether two runs' Φ are comparable bit for bit, with the job `seed` and the
+    /// `backend` that computed the sweeps or fits. One list for `hint shapley` and the
+    /// coordinator's results.
+    pub fn phi_metadata(&self, seed: u64, backend: &str) -> Vec<(String, String)> {
+        let mut pairs = vec![
+            ("mode", self.mode.to_string()),
+            ("quality", self.quality.name().to_string()),
+            ("replacement", self.replacement.name().to_string()),
+            ("antithetic", self.antithetic.to_string()),
+            ("seed", seed.to_string()),
+            ("backend", backend.to_string()),
+        ];
+        if let Some(t) = self.truncation {
+            pairs.push(("truncation", t.to_string()));
+        }
+        if self.mode == crate::settings::Mode::Retrain {
+            pairs.push(("retrain_iterations", self.retrain_iterations.to_string()));
+            pairs.push(("retrain_l2", self.retrain_l2.to_string()));
+            pairs.push(("retrain_fit_regions", self.retrain_fit_regions.to_string()));
+        }
+        pairs
+            .into_iter()
+            .map(|(key, value)| (format!("hint.shapley.{key}"), value))
+            .collect()
+    }
 }
 
 /// `[storage]`.
@@ -404,5 +431,43 @@ mod tests {
         let old: ClassifySpec = serde_json::from_value(json).unwrap();
         assert_eq!(old, ClassifySpec::default());
         assert_eq!(old.negatives, Negatives::Mixed);
+    }
+
+    /// Φ's metadata names every setting that changes Φ's bits: the retrain settings only in
+    /// retrain mode, truncation only when set; a spec from before `retrain_fit_regions`
+    /// reads with its default.
+    #[test]
+    fn phi_metadata_records_what_makes_two_runs_comparable() {
+        let keys = |s: &ShapleySpec| -> Vec<String> {
+            s.phi_metadata(7, "cpu")
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
+        };
+        let fixed = ShapleySpec::default();
+        let metadata = fixed.phi_metadata(7, "cpu");
+        assert!(metadata.contains(&("hint.shapley.seed".into(), "7".into())));
+        assert!(metadata.contains(&("hint.shapley.quality".into(), "log_likelihood".into())));
+        assert!(!keys(&fixed)
+            .iter()
+            .any(|k| k.contains("retrain") || k.contains("truncation")));
+        let retrain = ShapleySpec {
+            mode: crate::settings::Mode::Retrain,
+            truncation: Some(0.01),
+            ..ShapleySpec::default()
+        };
+        let metadata = retrain.phi_metadata(7, "cpu");
+        for (key, value) in [
+            ("hint.shapley.truncation", "0.01"),
+            ("hint.shapley.retrain_fit_regions", "4096"),
+            ("hint.shapley.retrain_l2", "0.001"),
+            ("hint.shapley.retrain_iterations", "10"),
+        ] {
+            assert!(metadata.contains(&(key.into(), value.into())), "{key}");
+        }
+        let mut json = serde_json::to_value(&retrain).unwrap();
+        json.as_object_mut().unwrap().remove("retrain_fit_regions");
+        let old: ShapleySpec = serde_json::from_value(json).unwrap();
+        assert_eq!(old, retrain);
     }
 }

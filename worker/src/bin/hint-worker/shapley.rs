@@ -14,7 +14,7 @@ use hint_common::shapley::phi::{
     multimodal, top_neurons, write_multimodal_csv, write_phi_csv, write_phi_parquet, write_top_csv,
     ConceptPhi,
 };
-use hint_common::shapley::{Quality, Replacement, Sampling, MIN_SAMPLES};
+use hint_common::shapley::{Quality, Replacement, MIN_SAMPLES};
 use hint_worker::classify::ClassifierDir;
 use hint_worker::shapley::{
     estimate, Budget, ConceptInput, Mode, NoGame, ShapleyConfig, ShapleyEngine, SweepBackend,
@@ -107,8 +107,24 @@ impl ShapleyArgs {
             self.until_top_k.is_none() || (self.confidence > 0.5 && self.confidence < 1.0),
             "--confidence must be in (0.5, 1)"
         );
-        // The flags as a `[shapley]` section, so they become a config the way a job's do.
-        let section = ShapleySpec {
+        let section = self.section();
+        let device = hint_worker::device::parse(&self.device)?;
+        let config = ShapleyConfig::from_spec(&section, self.seed, device)?;
+        let rule = section.stopping_rule();
+        anyhow::ensure!(self.permutations > 0, "--permutations must be at least 1");
+        let budget = Budget {
+            max_permutations: self.permutations,
+            rule,
+            min_samples: MIN_SAMPLES,
+            round: self.round.max(1),
+        };
+        Ok((config, budget))
+    }
+
+    /// The flags as a `[shapley]` section, so they become a config (and the Φ files'
+    /// metadata) the way a job's do.
+    fn section(&self) -> ShapleySpec {
+        ShapleySpec {
             mode: self.mode,
             quality: self.quality,
             replacement: self.replacement,
@@ -125,18 +141,7 @@ impl ShapleyArgs {
             top: self.top,
             // A device named on the command line sweeps fixed mode there too.
             sweep_on_device: true,
-        };
-        let device = hint_worker::device::parse(&self.device)?;
-        let config = ShapleyConfig::from_spec(&section, self.seed, device)?;
-        let rule = section.stopping_rule();
-        anyhow::ensure!(self.permutations > 0, "--permutations must be at least 1");
-        let budget = Budget {
-            max_permutations: self.permutations,
-            rule,
-            min_samples: MIN_SAMPLES,
-            round: self.round.max(1),
-        };
-        Ok((config, budget))
+        }
     }
 }
 
@@ -234,27 +239,16 @@ pub fn run(args: ShapleyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The Φ files' metadata: the section's ([`ShapleySpec::phi_metadata`]), with the backend
+/// that ran (Φ is bit-identical only between runs on the same backend and, for a device,
+/// the same kind of device and group size) and the classifier directory.
 fn settings(args: &ShapleyArgs, config: &ShapleyConfig) -> Vec<(String, String)> {
-    vec![
-        ("hint.shapley.mode".into(), config.mode.to_string()),
-        ("hint.shapley.quality".into(), config.quality.to_string()),
-        (
-            "hint.shapley.replacement".into(),
-            config.replacement.to_string(),
-        ),
-        (
-            "hint.shapley.antithetic".into(),
-            (config.sampling == Sampling::Antithetic).to_string(),
-        ),
-        ("hint.shapley.seed".into(), config.seed.to_string()),
-        // Φ is bit-identical only between runs on the same backend (and, for a device, the
-        // same kind of device and group size): record which one made it.
-        ("hint.shapley.backend".into(), backend(config)),
-        (
-            "hint.shapley.classifiers".into(),
-            args.classifiers.display().to_string(),
-        ),
-    ]
+    let mut pairs = args.section().phi_metadata(config.seed, &backend(config));
+    pairs.push((
+        "hint.shapley.classifiers".into(),
+        args.classifiers.display().to_string(),
+    ));
+    pairs
 }
 
 /// What computed the sweeps or fits: `cpu` (the pure-Rust sweep) or the libtorch device

@@ -81,8 +81,9 @@ pub struct RetrainGame {
     problem: Problem,
     /// The empty coalition's fit: where every permutation's path starts.
     start: Fit,
-    /// v(∅) and v(all), fitted once.
+    /// v(∅), from `start`.
     empty_value: f64,
+    /// v(all), fitted once: the end of every permutation's path.
     full_value: f64,
 }
 

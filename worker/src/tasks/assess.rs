@@ -142,10 +142,11 @@ impl Workspace {
         for dir in MIRRORED_DIRS {
             storage::fetch_dir(&job.dir.join(dir))?;
         }
-        let name = attempt
-            .file_name()
-            .ok_or_else(|| TaskError::BadInput(format!("{stage} output directory {out_dir}")))?;
-        let out = storage::cache_dir().join("attempts").join(name);
+        // Named after the attempt's URL: unique across jobs and storage roots.
+        let url = attempt.to_string_lossy();
+        let out = storage::cache_dir()
+            .join("scratch")
+            .join(url.trim_start_matches("s3://"));
         if out.exists() {
             std::fs::remove_dir_all(&out).map_err(|source| crate::Error::io(&out, source))?;
         }

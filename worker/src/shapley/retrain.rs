@@ -263,26 +263,16 @@ impl Problem {
         })
     }
 
-    /// The fixed start of a cold fit: weights 0, bias the base rate's log-odds; `[.., D + 1]`.
-    fn cold_start(&self, coalitions: Option<i64>) -> Result<Tensor> {
-        let d = self.neurons as i64;
+    /// The fixed start of a cold fit: weights 0, bias the base rate's log-odds; `[D + 1]`.
+    fn cold_start(&self) -> Result<Tensor> {
         let options = (Kind::Double, self.device);
-        Ok(match coalitions {
-            Some(g) => Tensor::f_cat(
-                &[
-                    Tensor::f_zeros([g, d], options)?,
-                    Tensor::f_full([g, 1], self.init_b, options)?,
-                ],
-                1,
-            )?,
-            None => Tensor::f_cat(
-                &[
-                    Tensor::f_zeros([d], options)?,
-                    Tensor::f_full([1], self.init_b, options)?,
-                ],
-                0,
-            )?,
-        })
+        Ok(Tensor::f_cat(
+            &[
+                Tensor::f_zeros([self.neurons as i64], options)?,
+                Tensor::f_full([1], self.init_b, options)?,
+            ],
+            0,
+        )?)
     }
 
     /// Mean log-loss of the fitting margins plus the ridge of the parameters, over the last
@@ -354,7 +344,7 @@ impl Problem {
         let xs = self.design(&self.fit_x, &self.fit_r, masks)?;
         let g = masks.size()[0];
         let nf = xs.size()[1] as f64;
-        let mut theta = self.cold_start(Some(g))?;
+        let mut theta = self.cold_start()?.f_unsqueeze(0)?.f_repeat([g, 1])?;
         let xt = xs.f_transpose(1, 2)?;
         let ridge = self.ridge.f_diag_embed(0, -2, -1)?;
         let loss = |theta: &Tensor| -> Result<Tensor> {
@@ -448,7 +438,7 @@ impl Fit {
         };
         let design = with_bias(fit)?;
         let eval_design = with_bias(eval)?;
-        let theta = problem.cold_start(None)?;
+        let theta = problem.cold_start()?;
         let margins = design.f_mv(&theta)?;
         let loss = problem.objective(&margins, &theta)?.f_double_value(&[])?;
         let mut fit = Fit {

@@ -88,9 +88,9 @@ fn stopped(error: WsolError) -> TaskError {
     }
 }
 
-/// Files of the job directory the engines read, and its directories (fetched whole).
-const MIRRORED_FILES: [&str; 5] = [
-    "spec.json",
+/// Files of the job directory the engines read besides `spec.json`, and its directories
+/// (fetched whole).
+const MIRRORED_FILES: [&str; 4] = [
     "concepts.json",
     "manifest.csv",
     "labels.txt",
@@ -126,18 +126,14 @@ impl Workspace {
             });
         }
         // The cache keeps an object at `<cache>/s3/<bucket>/<key>`, so the fetched files
-        // and directories form one local tree under the job's prefix.
-        let mut job_dir = None;
+        // and directories form one local tree under the job's prefix, spec.json's parent.
+        let spec = storage::fetch(&job.dir.join("spec.json"))?;
+        let job_dir = spec
+            .parent()
+            .expect("a fetched file lies below its job directory")
+            .to_path_buf();
         for file in MIRRORED_FILES {
-            let local = storage::fetch(&job.dir.join(file))?;
-            let depth = Path::new(file).components().count();
-            job_dir.get_or_insert_with(|| {
-                local
-                    .ancestors()
-                    .nth(depth)
-                    .expect("a fetched file lies below its job directory")
-                    .to_path_buf()
-            });
+            storage::fetch(&job.dir.join(file))?;
         }
         for dir in MIRRORED_DIRS {
             storage::fetch_dir(&job.dir.join(dir))?;
@@ -152,7 +148,7 @@ impl Workspace {
         }
         std::fs::create_dir_all(&out).map_err(|source| crate::Error::io(&out, source))?;
         Ok(Workspace {
-            job_dir: job_dir.expect("files were mirrored"),
+            job_dir,
             out,
             upload_to: Some(attempt),
         })

@@ -1045,8 +1045,29 @@ mod tests {
     }
 
     /// A coordinator on a planned job of 6 (empty) images in two extract tasks whose task 0
-    /// has attempt 1 on record, and that attempt's region file: (coordinator, task, file).
-    fn planned_job(dir: &Path) -> (Arc<Coordinator>, TaskId, PathBuf) {
+    /// has attempt 1 on record, with that attempt's region file.
+    struct PlannedJob {
+        coordinator: Arc<Coordinator>,
+        task: TaskId,
+        /// The region file in the attempt's directory.
+        file: PathBuf,
+        /// Where its commit puts it.
+        committed: PathBuf,
+    }
+
+    impl PlannedJob {
+        /// The attempt's completion, naming `file`.
+        fn request(&self) -> proto::CompleteRequest {
+            proto::CompleteRequest {
+                worker_id: "w".into(),
+                task_id: self.task.to_string(),
+                attempt: 1,
+                output: Some(extract_output(&self.file)),
+            }
+        }
+    }
+
+    fn planned_job(dir: &Path) -> PlannedJob {
         let images = dir.join("images");
         for (class, n) in [("cat", 2), ("dog", 3), ("car", 1)] {
             std::fs::create_dir_all(images.join(class)).unwrap();
@@ -1083,9 +1104,16 @@ mod tests {
             Coordinator::open(CoordinatorConfig::new(dir.join("state"))).unwrap();
         let attempt_dir = coordinator.read(|s| s.job(&task.job).unwrap().attempt_dir(&task, 1));
         std::fs::create_dir_all(&attempt_dir).unwrap();
-        let file = attempt_dir.join("regions-s00000-00000.parquet");
+        let name = "regions-s00000-00000.parquet";
+        let file = attempt_dir.join(name);
         std::fs::write(&file, "rows").unwrap();
-        (coordinator, task, file)
+        let committed = coordinator.read(|s| s.job(&task.job).unwrap().regions_dir().join(name));
+        PlannedJob {
+            coordinator,
+            task,
+            file,
+            committed,
+        }
     }
 
     fn extract_output(file: &Path) -> proto::complete_request::Output {
@@ -1108,29 +1136,26 @@ mod tests {
     #[test]
     fn a_commit_in_flight_reserves_its_task_and_a_commit_not_taken_is_unmoved() {
         let dir = tempfile::tempdir().unwrap();
-        let (coordinator, task, file) = planned_job(dir.path());
-        let committed = coordinator
-            .read(|s| s.job(&task.job).unwrap().regions_dir())
-            .join("regions-s00000-00000.parquet");
-        let request = || proto::CompleteRequest {
-            worker_id: "w".into(),
-            task_id: task.to_string(),
-            attempt: 1,
-            output: Some(extract_output(&file)),
-        };
+        let job = planned_job(dir.path());
+        let PlannedJob {
+            coordinator,
+            task,
+            file,
+            committed,
+        } = &job;
 
         // Another completion of the task is moving its files.
         coordinator.lock().committing.insert(task.clone());
-        assert!(!coordinator.complete(request()).unwrap());
+        assert!(!coordinator.complete(job.request()).unwrap());
         assert!(file.exists() && !committed.exists(), "nothing moved");
-        coordinator.lock().committing.remove(&task);
+        coordinator.lock().committing.remove(task);
 
         // Checked and reserved, moved, then the job is cancelled before the record.
         let checked = coordinator
-            .begin_commit(&task, 1, extract_output(&file))
+            .begin_commit(task, 1, extract_output(file))
             .expect("wanted");
         assert!(coordinator
-            .begin_commit(&task, 1, extract_output(&file))
+            .begin_commit(task, 1, extract_output(file))
             .is_none());
         let output = checked.unwrap();
         move_committed(&output).unwrap();
@@ -1149,24 +1174,16 @@ mod tests {
     #[test]
     fn a_completion_moves_its_files_and_commits_once() {
         let dir = tempfile::tempdir().unwrap();
-        let (coordinator, task, file) = planned_job(dir.path());
-        let committed = coordinator
-            .read(|s| s.job(&task.job).unwrap().regions_dir())
-            .join("regions-s00000-00000.parquet");
-        let request = proto::CompleteRequest {
-            worker_id: "w".into(),
-            task_id: task.to_string(),
-            attempt: 1,
-            output: Some(extract_output(&file)),
-        };
-        assert!(coordinator.complete(request.clone()).unwrap());
-        assert!(committed.exists() && !file.exists());
+        let job = planned_job(dir.path());
+        let coordinator = &job.coordinator;
+        assert!(coordinator.complete(job.request()).unwrap());
+        assert!(job.committed.exists() && !job.file.exists());
         assert!(coordinator.lock().committing.is_empty());
         assert!(
-            !coordinator.complete(request).unwrap(),
+            !coordinator.complete(job.request()).unwrap(),
             "a second completion"
         );
-        let status = coordinator.status(&task.job).unwrap();
+        let status = coordinator.status(&job.task.job).unwrap();
         assert_eq!(status.stages[0].done, 1);
     }
 

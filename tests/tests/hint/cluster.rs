@@ -550,23 +550,8 @@ images_per_task = 24
 permutations = 16
 permutations_per_task = 8
 
-[evaluate]
-annotations = "{}"
-masks = "{}"
-fractions = [20]
-images_per_concept = 6
-random_draws = 1
-bootstrap = 100
-
-[ablate]
-max_images = 24
-fractions = [10]
-removals = ["zero"]
-selections = ["weight_standardised", "random"]
-random_draws = 1
-bootstrap = 100"#,
-            world.world.join("annotations").display(),
-            world.world.join("masks").display()
+{}"#,
+            world.assessments()
         ),
     );
     let path = dir.join("assessed.toml");

@@ -16,8 +16,8 @@ use hint_coordinator::scheduler::Output as Committed;
 use crate::moto::Moto;
 use crate::support::{failed, hint, job_spec, succeeded, TinyWorld};
 
-/// The job's settings after `[data]`: small, and the same for both runs; `[evaluate]` reads
-/// the world's local annotations and masks (`{world}`).
+/// The job's settings after `[data]`: small, and the same for both runs (with the world's
+/// [`TinyWorld::assessments`]).
 const SECTIONS: &str = r#"[extract]
 method = "gradient_x_activation"
 background_ratio = 0.25
@@ -29,30 +29,14 @@ concepts_per_task = 8
 
 [shapley]
 permutations = 16
-permutations_per_task = 8
-
-[evaluate]
-annotations = "{world}/annotations"
-masks = "{world}/masks"
-fractions = [20]
-images_per_concept = 4
-random_draws = 1
-bootstrap = 100
-
-[ablate]
-max_images = 16
-fractions = [10]
-removals = ["zero"]
-selections = ["weight_standardised", "random"]
-random_draws = 1
-bootstrap = 100"#;
+permutations_per_task = 8"#;
 
 #[test]
 fn a_job_on_s3_gives_the_local_phi_bit_for_bit() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
     let tiny = TinyWorld::make(dir, 5, 12, 1);
-    let sections = SECTIONS.replace("{world}", &tiny.world.display().to_string());
+    let sections = format!("{SECTIONS}\n\n{}", tiny.assessments());
 
     // The reference: the same job on local files.
     let local_runs = dir.join("local-runs");

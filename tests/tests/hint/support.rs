@@ -206,6 +206,30 @@ impl TinyWorld {
 }
 
 impl TinyWorld {
+    /// `[evaluate]` (this world's annotations and masks) and `[ablate]` sections, small: a
+    /// handful of images and one fraction each.
+    pub fn assessments(&self) -> String {
+        format!(
+            r#"[evaluate]
+annotations = "{}"
+masks = "{}"
+fractions = [20]
+images_per_concept = 6
+random_draws = 1
+bootstrap = 100
+
+[ablate]
+max_images = 24
+fractions = [10]
+removals = ["zero"]
+selections = ["weight_standardised", "random"]
+random_draws = 1
+bootstrap = 100"#,
+            self.world.join("annotations").display(),
+            self.world.join("masks").display()
+        )
+    }
+
     /// Writes `dir/job.toml` (this world and model, `sections`, storage `dir/runs`) and runs
     /// it with `hint run --workers 1`: the job directory `dir/runs/job-0001` and the stdout.
     pub fn run_job(&self, dir: &Path, name: &str, seed: u64, sections: &str) -> (PathBuf, String) {

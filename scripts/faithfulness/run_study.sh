@@ -100,8 +100,13 @@ EOF
   fi
   local job=$dir/runs/job-0001
   local variants=("${VARIANTS[@]}")
-  # The negative-set runs compare the default game and the paper's value only.
-  [[ $negatives == mixed ]] || variants=("log_likelihood marginal" "prediction zero")
+  # The negative-set runs compare the default game and the paper's value only (in fixed
+  # mode, and in retrain mode for the second retrain addendum).
+  if [[ $negatives != mixed ]]; then
+    variants=("log_likelihood marginal" "prediction zero")
+    [[ ${GAMES:-study} == retrain ]] && variants+=(
+      "log_likelihood marginal retrain" "prediction zero retrain")
+  fi
   for v in "${variants[@]}"; do
     read -r quality replacement mode <<<"$v"
     mode=${mode:-fixed}

@@ -206,6 +206,11 @@ def main() -> None:
     # Whether a winner is distinguishable from what hint does today.
     print("\n".join(table(runs, args.removal, "accuracy", (DEFAULT_GAME, "shapley"), mixed)))
     print()
+    siblings = lambda run: run.endswith("-siblings")  # noqa: E731
+    for game in (DEFAULT_GAME, "prediction-zero"):
+        print(f"### Negatives = siblings: each game and ranking − fixed-mode {game}, plain Φ\n")
+        print("\n".join(table(runs, args.removal, "accuracy", (game, "shapley"), siblings)))
+        print()
     print(f"**{winner(runs, args.removal, mixed)}**\n")
     print("### Mean accuracy specificity of every selection (default game), mixed negatives\n")
     print("\n".join(absolute(runs, args.removal, mixed)))

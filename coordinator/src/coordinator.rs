@@ -13,18 +13,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hint_common::job::{wire, JobId, JobSpec, Stage, TaskId, WorkerId, PROTOCOL_VERSION};
+use hint_common::job::{JobId, JobSpec, Stage, TaskId, WorkerId, PROTOCOL_VERSION};
 use hint_common::proto;
-use hint_common::shapley::PermutationBlock;
 use hint_common::storage;
 use tokio::sync::watch;
 
 use crate::journal::{Journal, JournalError, Syncer};
 use crate::metrics::Metrics;
-use crate::scheduler::records::{hex, CommittedFile, MovedFile};
+use crate::scheduler::stages::STAGES;
 use crate::scheduler::{
-    decode_sums, Acceptance, Action, Failure, Job, JobPhase, Outcome, Output, Record, Scheduler,
-    SchedulerConfig, SchedulerError, TaskSpec, TaskState,
+    Acceptance, Action, Failure, Job, JobPhase, Outcome, Output, Record, Scheduler,
+    SchedulerConfig, SchedulerError, TaskState,
 };
 use crate::{plan, results, status};
 
@@ -522,7 +521,7 @@ impl Coordinator {
             .scheduler
             .job(&task.job)
             .expect("accepting job exists");
-        let checked = committed_output(job, task, attempt, output);
+        let checked = job.check_output(task, attempt, output);
         if checked.is_ok() {
             inner.committing.insert(task.clone());
         }
@@ -663,138 +662,6 @@ fn parse_task(id: &str) -> Result<TaskId, CoordinatorError> {
     id.parse().map_err(CoordinatorError::BadRequest)
 }
 
-/// A completion's output, checked against the task and given its committed locations.
-fn committed_output(
-    job: &Job,
-    task: &TaskId,
-    attempt: u32,
-    output: proto::complete_request::Output,
-) -> Result<Output, String> {
-    use proto::complete_request::Output as Wire;
-    let spec = &job.tasks.get(task).ok_or("no such task")?.spec;
-    let attempt_dir = job.attempt_dir(task, attempt);
-    match (spec, output) {
-        (TaskSpec::Extract { .. }, Wire::Extract(summary)) => {
-            let mut files = Vec::new();
-            for file in summary.files {
-                let from = PathBuf::from(&file.url);
-                if from.parent() != Some(attempt_dir.as_path()) {
-                    return Err(format!(
-                        "{} is not in the attempt's directory {}",
-                        from.display(),
-                        attempt_dir.display()
-                    ));
-                }
-                let name = from.file_name().ok_or("a region file without a name")?;
-                files.push(CommittedFile {
-                    from: file.url.clone(),
-                    path: job.regions_dir().join(name).display().to_string(),
-                    rows: file.rows,
-                    foreground: file.foreground_rows,
-                    background: file.background_rows,
-                });
-            }
-            Ok(Output::Extract {
-                files,
-                skipped: summary
-                    .skipped
-                    .into_iter()
-                    .map(|s| (s.path, s.reason))
-                    .collect(),
-                images: summary.images_processed,
-            })
-        }
-        (TaskSpec::Train { concepts, .. }, Wire::Train(out)) => {
-            if Path::new(&out.dir) != attempt_dir {
-                return Err(format!(
-                    "classifiers in {}, expected {}",
-                    out.dir,
-                    attempt_dir.display()
-                ));
-            }
-            if let Some(bad) = out.trained.iter().find(|c| !concepts.contains(c)) {
-                return Err(format!("concept {bad} was not part of the task"));
-            }
-            Ok(Output::Train {
-                from: out.dir,
-                dir: job.classifiers_dir(task).display().to_string(),
-                trained: out.trained,
-            })
-        }
-        (
-            TaskSpec::Shapley {
-                concept,
-                first,
-                end,
-                ..
-            },
-            Wire::Shapley(sums),
-        ) => {
-            let block = PermutationBlock::new(*first, *end);
-            if (sums.first_permutation, sums.end_permutation) != (*first, *end) {
-                return Err(format!(
-                    "sums of permutations {}..{}, the task is {first}..{end}",
-                    sums.first_permutation, sums.end_permutation
-                ));
-            }
-            let part = wire::sums_from_proto(&sums).map_err(|e| e.to_string())?;
-            if sums.antithetic != job.spec.shapley.antithetic {
-                return Err("sampling scheme differs from the spec".into());
-            }
-            if let Some(acc) = job.sums.get(concept) {
-                if acc.neurons() != part.neurons() {
-                    return Err(format!(
-                        "{} neurons, earlier blocks had {}",
-                        part.neurons(),
-                        acc.neurons()
-                    ));
-                }
-            }
-            let output = Output::Shapley {
-                neurons: sums.neurons,
-                samples: sums.samples,
-                antithetic: sums.antithetic,
-                sum: hex(&sums.sum),
-                sum_sq: hex(&sums.sum_sq),
-            };
-            debug_assert!(decode_sums(&output, block).is_some());
-            Ok(output)
-        }
-        (TaskSpec::Evaluate { .. } | TaskSpec::Ablate { .. }, Wire::Results(out)) => {
-            if Path::new(&out.dir) != attempt_dir {
-                return Err(format!(
-                    "results in {}, expected {}",
-                    out.dir,
-                    attempt_dir.display()
-                ));
-            }
-            let results = crate::results::results_dir(&job.job_dir);
-            let files = out
-                .files
-                .iter()
-                .map(|name| {
-                    let relative = Path::new(name);
-                    let plain = relative
-                        .components()
-                        .all(|c| matches!(c, std::path::Component::Normal(_)));
-                    if name.is_empty() || !plain {
-                        return Err(format!("{name:?} is not a plain relative path"));
-                    }
-                    Ok(MovedFile {
-                        from: attempt_dir.join(relative).display().to_string(),
-                        path: results.join(relative).display().to_string(),
-                    })
-                })
-                .collect::<Result<Vec<_>, String>>()?;
-            if files.is_empty() {
-                return Err("no result files".into());
-            }
-            Ok(Output::Results { files })
-        }
-        _ => Err("the output is of another kind than the task".into()),
-    }
-}
-
 /// Why a planned job cannot resume: its plan files (read back as the workers will read them)
 /// are damaged or no longer match what the journal recorded. None when they are intact (or
 /// the job is not planned yet).
@@ -828,19 +695,11 @@ fn sweep_uncommitted(job: &Job) {
     let mut committed = HashSet::new();
     for task in job.tasks.values() {
         if let TaskState::Done { output, .. } = &task.state {
-            match output {
-                Output::Extract { files, .. } => {
-                    committed.extend(files.iter().map(|f| PathBuf::from(&f.path)));
-                }
-                Output::Train { dir, .. } => {
-                    committed.insert(PathBuf::from(dir));
-                }
-                // Results are not swept: the report rewrites what it owns there.
-                Output::Shapley { .. } | Output::Results { .. } => {}
-            }
+            committed.extend(output.owned_paths());
         }
     }
-    for place in [job.regions_dir(), job.job_dir.join("classifiers")] {
+    let owned = STAGES.iter().filter_map(|rules| rules.owned_place(job));
+    for place in owned {
         for path in children(&place) {
             if committed.contains(&path) {
                 continue;
@@ -904,12 +763,7 @@ pub fn move_committed(output: &Output) -> Result<(), String> {
 /// [`sweep_uncommitted`], would remove them too). Results are left: the report rewrites
 /// what it owns there.
 fn unmove(output: &Output) {
-    let places: Vec<PathBuf> = match output {
-        Output::Extract { files, .. } => files.iter().map(|f| PathBuf::from(&f.path)).collect(),
-        Output::Train { dir, .. } => vec![PathBuf::from(dir)],
-        Output::Results { .. } | Output::Shapley { .. } => Vec::new(),
-    };
-    for place in places {
+    for place in output.owned_paths() {
         tracing::warn!("removing {}: its commit was not taken", place.display());
         if let Err(error) = storage::remove_all(&place) {
             tracing::error!(%error, "could not remove {}", place.display());
@@ -974,6 +828,8 @@ fn missing(from: &Path, to: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scheduler::records::CommittedFile;
+    use crate::scheduler::TaskSpec;
     use hint_common::job::Stage;
 
     fn spec(root: &Path) -> String {

@@ -6,9 +6,10 @@ use std::time::Instant;
 
 use hint_common::job::{JobId, JobSpec, Stage, TaskId, WorkerId};
 use hint_common::proto;
-use hint_common::shapley::{PartialSums, PermutationBlock, StoppingRule, MIN_SAMPLES};
+use hint_common::shapley::{PartialSums, PermutationBlock, StoppingRule};
 
 use super::records::{unhex, Failure, Outcome, Output, TaskSpec};
+use super::stages::{self, STAGES};
 
 /// Where a job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,9 +107,10 @@ impl Task {
     /// Work units of the task: its spec's, or for an evaluate or ablate task the steps its
     /// worker reported.
     pub fn units(&self) -> u64 {
-        match self.spec {
-            TaskSpec::Evaluate { .. } | TaskSpec::Ablate { .. } => self.progress.1.max(1),
-            _ => self.spec.units(),
+        if stages::rules(self.id.stage).worker_counts_units() {
+            self.progress.1.max(1)
+        } else {
+            self.spec.units()
         }
     }
 
@@ -160,13 +162,13 @@ pub struct Job {
 
 /// A concept's Shapley tasks so far.
 #[derive(Debug, Clone, Copy, Default)]
-struct Rounds {
+pub(super) struct Rounds {
     /// One past the last permutation planned.
-    planned_end: u64,
+    pub(super) planned_end: u64,
     /// Tasks planned and not settled.
-    outstanding: u32,
+    pub(super) outstanding: u32,
     /// A task was quarantined: no more rounds (Φ rests on the blocks that were committed).
-    stopped: bool,
+    pub(super) stopped: bool,
 }
 
 /// What a job needs next.
@@ -250,7 +252,8 @@ impl Job {
         self.counts.get(&stage).is_none_or(|&(_, open)| open == 0)
     }
 
-    fn has_tasks(&self, stage: Stage) -> bool {
+    /// Whether `stage` has any task (it opened).
+    pub(super) fn has_tasks(&self, stage: Stage) -> bool {
         self.counts.get(&stage).is_some_and(|&(all, _)| all > 0)
     }
 
@@ -458,38 +461,7 @@ impl Job {
     pub(super) fn task_message(&self, id: &TaskId, attempt: u32) -> proto::Task {
         let task = &self.tasks[id];
         let out_dir = self.attempt_dir(id, attempt).display().to_string();
-        let kind = match &task.spec {
-            TaskSpec::Extract { index, first, end } => {
-                proto::task::Kind::Extract(proto::ExtractTask {
-                    shard: *index,
-                    first_image: *first,
-                    end_image: *end,
-                    out_dir,
-                })
-            }
-            TaskSpec::Train { index, concepts } => proto::task::Kind::Train(proto::TrainTask {
-                part: *index,
-                concepts: concepts.clone(),
-                regions_dir: self.regions_dir().display().to_string(),
-                out_dir,
-            }),
-            TaskSpec::Shapley {
-                concept,
-                first,
-                end,
-                classifiers,
-                ..
-            } => proto::task::Kind::Shapley(proto::ShapleyTask {
-                concept: *concept,
-                first_permutation: *first,
-                end_permutation: *end,
-                classifiers_dir: classifiers.clone(),
-            }),
-            TaskSpec::Evaluate { .. } => {
-                proto::task::Kind::Evaluate(proto::EvaluateTask { out_dir })
-            }
-            TaskSpec::Ablate { .. } => proto::task::Kind::Ablate(proto::AblateTask { out_dir }),
-        };
+        let kind = stages::rules(id.stage).task_kind(self, task, out_dir);
         proto::Task {
             task_id: id.to_string(),
             job_id: self.id.to_string(),
@@ -500,112 +472,57 @@ impl Job {
         }
     }
 
-    /// The next step: open a stage, add Shapley rounds, fail, report, or wait.
-    /// `only`: the Shapley concept whose task just settled (None: consider every concept,
-    /// as after a restart), so a completion costs O(1) rather than a scan of the job.
+    /// The next step: open a stage, add Shapley rounds, fail, report, or wait. Each leased
+    /// stage before the report, in order, may add tasks, must settle, and must leave the
+    /// job able to go on; then the report writes Φ. The stages after it (added by
+    /// [`Job::assessments`] once a report wrote Φ) must settle, and any that cannot go on
+    /// fail the job together, Φ written. `only`: the Shapley concept whose task just
+    /// settled (None: consider every concept, as after a restart), so a completion costs
+    /// O(1) rather than a scan of the job.
     pub(super) fn next_step(&self, only: Option<u32>) -> Step {
         if self.phase != JobPhase::Running {
             return Step::Wait;
         }
-        if !self.has_tasks(Stage::Extract) {
-            if self.images == 0 {
-                return Step::Fail("the image set is empty".into());
+        for rules in STAGES.iter().filter(|r| !r.after_report()) {
+            match rules.next_tasks(self, only) {
+                Err(error) => return Step::Fail(error),
+                Ok(tasks) if !tasks.is_empty() => return Step::Add(tasks),
+                Ok(_) => {}
             }
-            let per = self.spec.extract.images_per_task.max(1);
-            let shards = (0..self.images.div_ceil(per))
-                .map(|k| TaskSpec::Extract {
-                    index: k as u32,
-                    first: k * per,
-                    end: ((k + 1) * per).min(self.images),
-                })
-                .collect();
-            return Step::Add(shards);
-        }
-        if !self.all_settled(Stage::Extract) {
-            return Step::Wait;
-        }
-        if !self.has_tasks(Stage::Train) {
-            if !self
-                .stage_tasks(Stage::Extract)
-                .any(|t| matches!(t.state, TaskState::Done { .. }))
-            {
-                return Step::Fail(format!(
-                    "every extract task was quarantined ({})",
-                    self.quarantine_summary(Stage::Extract)
-                ));
+            if !self.all_settled(rules.stage()) {
+                return Step::Wait;
             }
-            let per = self.spec.classify.concepts_per_task.max(1) as u32;
-            let parts = (0..self.concepts.div_ceil(per))
-                .map(|k| TaskSpec::Train {
-                    index: k,
-                    concepts: (k * per..((k + 1) * per).min(self.concepts)).collect(),
-                })
-                .collect();
-            return Step::Add(parts);
+            if let Err(error) = rules.check_settled(self) {
+                return Step::Fail(error);
+            }
         }
-        if !self.all_settled(Stage::Train) {
+        let assessing: Vec<_> = STAGES.iter().filter(|r| r.after_report()).collect();
+        if !assessing.iter().all(|r| self.all_settled(r.stage())) {
             return Step::Wait;
         }
-        let trained = self.trained();
-        if trained.is_empty() {
-            return Step::Fail(format!(
-                "no concept classifier could be trained ({}; see metrics.json in {})",
-                self.quarantine_summary(Stage::Train),
-                self.job_dir.join("classifiers").display()
-            ));
-        }
-        // The first round covers every concept; later ones only the concept that changed.
-        let only = if self.has_tasks(Stage::Shapley) {
-            only
-        } else {
-            None
-        };
-        let next = self.shapley_round(&trained, only);
-        if !next.is_empty() {
-            return Step::Add(next);
-        }
-        if !self.all_settled(Stage::Shapley) {
-            return Step::Wait;
-        }
-        // Φ is final. Evaluate and ablate (added by `reported` once the report wrote Φ)
-        // run on it; the report then runs again with their results.
-        let assessing = [Stage::Evaluate, Stage::Ablate];
-        if !assessing.iter().all(|&s| self.all_settled(s)) {
-            return Step::Wait;
-        }
-        let quarantined: Vec<String> = assessing
+        let errors: Vec<String> = assessing
             .iter()
-            .filter(|&&s| {
-                self.stage_tasks(s)
-                    .any(|t| t.state == TaskState::Quarantined)
-            })
-            .map(|&s| format!("{s}: {}", self.quarantine_summary(s)))
+            .filter_map(|r| r.check_settled(self).err())
             .collect();
-        if !quarantined.is_empty() {
+        if !errors.is_empty() {
             return Step::Fail(format!(
                 "{} (Φ was written to {})",
-                quarantined.join("; "),
+                errors.join("; "),
                 self.job_dir.join("results").display()
             ));
         }
         Step::Report
     }
 
-    /// The tasks that run on Φ once a report has written it: an evaluate task for
-    /// `[evaluate]`, an ablate task for `[ablate]`, each unless already added.
-    pub(super) fn assessments(&self) -> Vec<TaskSpec> {
-        let wanted = [
-            (
-                self.spec.evaluate.is_some(),
-                TaskSpec::Evaluate { index: 0 },
-            ),
-            (self.spec.ablate.is_some(), TaskSpec::Ablate { index: 0 }),
-        ];
-        wanted
-            .into_iter()
-            .filter(|(wanted, spec)| *wanted && !self.has_tasks(spec.stage()))
-            .map(|(_, spec)| spec)
-            .collect()
+    /// The tasks that run on Φ once a report has written it (an evaluate task for
+    /// `[evaluate]`, an ablate task for `[ablate]`), each unless already added; or why the
+    /// job cannot go on.
+    pub(super) fn assessments(&self) -> Result<Vec<TaskSpec>, String> {
+        let mut tasks = Vec::new();
+        for rules in STAGES.iter().filter(|r| r.after_report()) {
+            tasks.extend(rules.next_tasks(self, None)?);
+        }
+        Ok(tasks)
     }
 
     /// Concepts with a committed classifier and usable evaluation split, with the directory
@@ -627,9 +544,15 @@ impl Job {
         trained
     }
 
-    fn max_permutations(&self) -> u64 {
+    /// Permutations per concept at most: the spec's, rounded up to whole samples.
+    pub(super) fn max_permutations(&self) -> u64 {
         let per = self.spec.shapley.sampling().permutations_per_sample();
         self.spec.shapley.permutations.div_ceil(per) * per
+    }
+
+    /// A concept's Shapley tasks so far.
+    pub(super) fn rounds(&self, concept: u32) -> Rounds {
+        self.rounds.get(&concept).copied().unwrap_or_default()
     }
 
     /// The stopping rule of the spec, if any.
@@ -637,53 +560,16 @@ impl Job {
         self.spec.shapley.stopping_rule()
     }
 
-    /// The Shapley tasks to add now. Without a stopping rule every block is planned at once;
-    /// with one, a concept gets its next block only when its previous ones are settled and
-    /// the rule is not yet satisfied, so the decisions (and Φ) depend only on the committed
-    /// sums, never on timing. Task index = concept × blocks per concept + block number.
-    fn shapley_round(&self, trained: &[(u32, String)], only: Option<u32>) -> Vec<TaskSpec> {
-        let max = self.max_permutations();
-        let per_task = self.spec.shapley.permutations_per_task.max(1);
-        let blocks_per_concept = max.div_ceil(per_task);
-        let rule = self.rule();
-        let mut out = Vec::new();
-        let candidates = trained
-            .iter()
-            .filter(|(concept, _)| only.is_none_or(|c| c == *concept));
-        for (concept, dir) in candidates {
-            let rounds = self.rounds.get(concept).copied().unwrap_or_default();
-            let start = rounds.planned_end;
-            if start >= max || rounds.outstanding > 0 || rounds.stopped {
-                continue;
-            }
-            let ends: Vec<u64> = match rule {
-                None => (start..max)
-                    .step_by(per_task as usize)
-                    .map(|s| (s + per_task).min(max))
-                    .collect(),
-                Some(rule) => {
-                    let satisfied = self.sums.get(concept).is_some_and(|sums| {
-                        rule.satisfied(&sums.estimates(), sums.samples(), MIN_SAMPLES)
-                    });
-                    if satisfied {
-                        continue;
-                    }
-                    vec![(start + per_task).min(max)]
-                }
-            };
-            let mut first = start;
-            for end in ends {
-                out.push(TaskSpec::Shapley {
-                    index: (u64::from(*concept) * blocks_per_concept + first / per_task) as u32,
-                    concept: *concept,
-                    first,
-                    end,
-                    classifiers: dir.clone(),
-                });
-                first = end;
-            }
-        }
-        out
+    /// A completion's output, checked against its task (by the task's stage) and given its
+    /// committed locations.
+    pub fn check_output(
+        &self,
+        id: &TaskId,
+        attempt: u32,
+        wire: proto::complete_request::Output,
+    ) -> Result<Output, String> {
+        let task = self.tasks.get(id).ok_or("no such task")?;
+        stages::rules(id.stage).output(self, task, &self.attempt_dir(id, attempt), wire)
     }
 
     /// `3 quarantined: extract-00001 (BAD_INPUT: …), …` for error messages.

@@ -24,6 +24,7 @@
 
 mod job;
 pub mod records;
+pub mod stages;
 #[cfg(test)]
 mod tests;
 
@@ -256,16 +257,16 @@ impl Scheduler {
         else {
             return;
         };
-        if tasks.is_empty() {
-            self.finish(job, Outcome::Succeeded, None, now);
-        } else {
-            self.record(
+        match tasks {
+            Err(error) => self.finish(job, Outcome::Failed, Some(error), now),
+            Ok(tasks) if tasks.is_empty() => self.finish(job, Outcome::Succeeded, None, now),
+            Ok(tasks) => self.record(
                 Record::TasksAdded {
                     job: job.clone(),
                     tasks,
                 },
                 now,
-            );
+            ),
         }
     }
 

@@ -5,6 +5,8 @@
 //! under, are never reused), each attempt that failed, each committed output, and the end of
 //! a job. Leases are not records: after a restart every running task is pending again.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 use hint_common::job::{JobId, Stage, TaskId};
@@ -229,6 +231,20 @@ pub enum Output {
         /// Each file's attempt path and committed path.
         files: Vec<MovedFile>,
     },
+}
+
+impl Output {
+    /// The committed places this output alone owns: an extract task's region files, a
+    /// train task's classifier directory. A commit that is not taken has them removed, and
+    /// so does the restart sweep when no commit names them. Results are not among them: the
+    /// report rewrites what it owns there.
+    pub fn owned_paths(&self) -> Vec<PathBuf> {
+        match self {
+            Output::Extract { files, .. } => files.iter().map(|f| PathBuf::from(&f.path)).collect(),
+            Output::Train { dir, .. } => vec![PathBuf::from(dir)],
+            Output::Shapley { .. } | Output::Results { .. } => Vec::new(),
+        }
+    }
 }
 
 /// One file of a committed evaluate or ablate task.

@@ -998,7 +998,7 @@ fn evaluate_and_ablate_run_on_the_reported_phi_then_the_report_runs_again() {
     // Restarted now, the open tasks wait for workers: no report yet.
     let (restarted, actions) = h.restart();
     assert!(actions.is_empty());
-    assert_eq!(restarted.job(&job).assessments(), []);
+    assert_eq!(restarted.job(&job).assessments(), Ok(Vec::new()));
 
     let leases = h.fill(&w[0]);
     let stages: Vec<Stage> = leases.iter().map(|(id, _)| id.stage).collect();

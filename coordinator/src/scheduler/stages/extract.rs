@@ -1,0 +1,110 @@
+//! Extract: images → region files, one task per shard of the manifest.
+
+use std::path::{Path, PathBuf};
+
+use hint_common::job::Stage;
+use hint_common::proto;
+
+use super::{other_kind, StageRules, Wire};
+use crate::scheduler::job::{Job, Task, TaskState};
+use crate::scheduler::records::{CommittedFile, Output, TaskSpec};
+
+/// The extract stage.
+pub struct Extract;
+
+impl StageRules for Extract {
+    fn stage(&self) -> Stage {
+        Stage::Extract
+    }
+
+    /// Every shard at once, `images_per_task` manifest positions each.
+    fn next_tasks(&self, job: &Job, _only: Option<u32>) -> Result<Vec<TaskSpec>, String> {
+        if job.has_tasks(Stage::Extract) {
+            return Ok(Vec::new());
+        }
+        if job.images == 0 {
+            return Err("the image set is empty".into());
+        }
+        let per = job.spec.extract.images_per_task.max(1);
+        Ok((0..job.images.div_ceil(per))
+            .map(|k| TaskSpec::Extract {
+                index: k as u32,
+                first: k * per,
+                end: ((k + 1) * per).min(job.images),
+            })
+            .collect())
+    }
+
+    /// Training needs region files: at least one shard must have committed.
+    fn check_settled(&self, job: &Job) -> Result<(), String> {
+        if job
+            .stage_tasks(Stage::Extract)
+            .any(|t| matches!(t.state, TaskState::Done { .. }))
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "every extract task was quarantined ({})",
+                job.quarantine_summary(Stage::Extract)
+            ))
+        }
+    }
+
+    fn task_kind(&self, _job: &Job, task: &Task, out_dir: String) -> proto::task::Kind {
+        let TaskSpec::Extract { index, first, end } = &task.spec else {
+            unreachable!("an extract task has an extract spec")
+        };
+        proto::task::Kind::Extract(proto::ExtractTask {
+            shard: *index,
+            first_image: *first,
+            end_image: *end,
+            out_dir,
+        })
+    }
+
+    /// Region files written directly in the attempt's directory, committed into `regions/`
+    /// under the same names.
+    fn output(
+        &self,
+        job: &Job,
+        _task: &Task,
+        attempt_dir: &Path,
+        wire: Wire,
+    ) -> Result<Output, String> {
+        let Wire::Extract(summary) = wire else {
+            return Err(other_kind());
+        };
+        let mut files = Vec::new();
+        for file in summary.files {
+            let from = PathBuf::from(&file.url);
+            if from.parent() != Some(attempt_dir) {
+                return Err(format!(
+                    "{} is not in the attempt's directory {}",
+                    from.display(),
+                    attempt_dir.display()
+                ));
+            }
+            let name = from.file_name().ok_or("a region file without a name")?;
+            files.push(CommittedFile {
+                from: file.url.clone(),
+                path: job.regions_dir().join(name).display().to_string(),
+                rows: file.rows,
+                foreground: file.foreground_rows,
+                background: file.background_rows,
+            });
+        }
+        Ok(Output::Extract {
+            files,
+            skipped: summary
+                .skipped
+                .into_iter()
+                .map(|s| (s.path, s.reason))
+                .collect(),
+            images: summary.images_processed,
+        })
+    }
+
+    fn owned_place(&self, job: &Job) -> Option<PathBuf> {
+        Some(job.regions_dir())
+    }
+}

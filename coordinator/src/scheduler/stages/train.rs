@@ -1,0 +1,91 @@
+//! Train: regions → concept classifiers, one task per group of concepts.
+
+use std::path::{Path, PathBuf};
+
+use hint_common::job::Stage;
+use hint_common::proto;
+
+use super::{other_kind, StageRules, Wire};
+use crate::scheduler::job::{Job, Task};
+use crate::scheduler::records::{Output, TaskSpec};
+
+/// The train stage.
+pub struct Train;
+
+impl StageRules for Train {
+    fn stage(&self) -> Stage {
+        Stage::Train
+    }
+
+    /// Every group at once, `concepts_per_task` concepts each.
+    fn next_tasks(&self, job: &Job, _only: Option<u32>) -> Result<Vec<TaskSpec>, String> {
+        if job.has_tasks(Stage::Train) {
+            return Ok(Vec::new());
+        }
+        let per = job.spec.classify.concepts_per_task.max(1) as u32;
+        Ok((0..job.concepts.div_ceil(per))
+            .map(|k| TaskSpec::Train {
+                index: k,
+                concepts: (k * per..((k + 1) * per).min(job.concepts)).collect(),
+            })
+            .collect())
+    }
+
+    /// Shapley needs at least one concept with a classifier and an evaluation split.
+    fn check_settled(&self, job: &Job) -> Result<(), String> {
+        if job.trained().is_empty() {
+            Err(format!(
+                "no concept classifier could be trained ({}; see metrics.json in {})",
+                job.quarantine_summary(Stage::Train),
+                job.job_dir.join("classifiers").display()
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn task_kind(&self, job: &Job, task: &Task, out_dir: String) -> proto::task::Kind {
+        let TaskSpec::Train { index, concepts } = &task.spec else {
+            unreachable!("a train task has a train spec")
+        };
+        proto::task::Kind::Train(proto::TrainTask {
+            part: *index,
+            concepts: concepts.clone(),
+            regions_dir: job.regions_dir().display().to_string(),
+            out_dir,
+        })
+    }
+
+    /// The attempt's directory itself, renamed to `classifiers/<task>`; only the task's
+    /// concepts may be named trained.
+    fn output(
+        &self,
+        job: &Job,
+        task: &Task,
+        attempt_dir: &Path,
+        wire: Wire,
+    ) -> Result<Output, String> {
+        let (TaskSpec::Train { concepts, .. }, Wire::Train(out)) = (&task.spec, wire) else {
+            return Err(other_kind());
+        };
+        if Path::new(&out.dir) != attempt_dir {
+            return Err(format!(
+                "classifiers in {}, expected {}",
+                out.dir,
+                attempt_dir.display()
+            ));
+        }
+        if let Some(bad) = out.trained.iter().find(|c| !concepts.contains(c)) {
+            return Err(format!("concept {bad} was not part of the task"));
+        }
+        Ok(Output::Train {
+            from: out.dir,
+            dir: job.classifiers_dir(&task.id).display().to_string(),
+            trained: out.trained,
+        })
+    }
+
+    fn owned_place(&self, job: &Job) -> Option<PathBuf> {
+        Some(job.job_dir.join("classifiers"))
+    }
+}

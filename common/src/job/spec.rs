@@ -272,6 +272,18 @@ impl ShapleySpec {
         }
     }
 
+    /// How each concept's permutations are spent: `permutations` in blocks of
+    /// `permutations_per_task` (one task each under a coordinator), until the stopping rule
+    /// holds.
+    pub fn rounds(&self) -> crate::shapley::Rounds {
+        crate::shapley::Rounds::new(
+            self.sampling(),
+            self.permutations,
+            self.permutations_per_task,
+            self.stopping_rule(),
+        )
+    }
+
     /// The stopping rule, if one is set (the spec check allows at most one).
     pub fn stopping_rule(&self) -> Option<crate::shapley::StoppingRule> {
         use crate::shapley::StoppingRule;

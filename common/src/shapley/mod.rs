@@ -48,7 +48,7 @@ pub use game::{replacement_rows, LinearGame, Replacement, SignedContributions};
 pub use permutation::{permutation, PermutationBlock, Sampling};
 pub use phi::{ConceptPhi, MultimodalNeuron, TopNeuron};
 pub use quality::Quality;
-pub use stopping::{StoppingRule, MIN_SAMPLES};
+pub use stopping::{Rounds, StoppingRule, MIN_SAMPLES};
 pub use sums::{PartialSums, ShapleyEstimate};
 
 /// Tag of the permutation draws: permutation `k` of concept `e` comes from

@@ -9,7 +9,7 @@
 //! Neither rule answers before `min_samples` samples: a standard error from a handful of
 //! samples is itself too noisy to trust (and is NaN below two).
 
-use super::ShapleyEstimate;
+use super::{PartialSums, PermutationBlock, Sampling, ShapleyEstimate};
 
 /// Samples a concept needs before its stopping rule is first asked (`hint shapley` and the
 /// coordinator's rounds alike).
@@ -42,6 +42,66 @@ impl StoppingRule {
                 top_k_separated(estimates, k, normal_quantile(confidence))
             }
         }
+    }
+}
+
+/// How one concept's permutations are spent: blocks of `round` permutations from 0 up to
+/// `max`, until the stopping rule holds (asked after each block, from [`MIN_SAMPLES`]
+/// samples on). `hint shapley` (one process, block after block) and the scheduler (one task
+/// per block) both follow this plan, so they stop after the same block and give the same Φ.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rounds {
+    /// The most permutations, rounded up to whole samples.
+    pub max: u64,
+    /// Permutations per block, rounded up to whole samples (an antithetic pair is never
+    /// split).
+    pub round: u64,
+    /// Stop earlier when this holds.
+    pub rule: Option<StoppingRule>,
+}
+
+impl Rounds {
+    /// At most `permutations`, in blocks of `round`, stopping when `rule` holds.
+    pub fn new(
+        sampling: Sampling,
+        permutations: u64,
+        round: u64,
+        rule: Option<StoppingRule>,
+    ) -> Self {
+        let per = sampling.permutations_per_sample();
+        let whole = |p: u64| p.div_ceil(per) * per;
+        Rounds {
+            max: whole(permutations),
+            round: whole(round.max(1)),
+            rule,
+        }
+    }
+
+    /// The block after the first `done` permutations, whose merged sums are `sums` (None
+    /// before the first block); None once the budget is spent or the rule holds.
+    pub fn next(&self, done: u64, sums: Option<&PartialSums>) -> Option<PermutationBlock> {
+        if done >= self.max {
+            return None;
+        }
+        if let (Some(rule), Some(sums)) = (self.rule, sums) {
+            if rule.satisfied(&sums.estimates(), sums.samples(), MIN_SAMPLES) {
+                return None;
+            }
+        }
+        Some(PermutationBlock::new(
+            done,
+            (done + self.round).min(self.max),
+        ))
+    }
+
+    /// Every block from `done` to the budget's end, as planned at once without a rule.
+    pub fn remaining(&self, done: u64) -> impl Iterator<Item = PermutationBlock> + '_ {
+        std::iter::successors(self.next(done, None), |block| self.next(block.end, None))
+    }
+
+    /// Blocks per concept at most; block `b` of a concept starts at `b × round`.
+    pub fn blocks(&self) -> u64 {
+        self.max.div_ceil(self.round)
     }
 }
 
@@ -145,6 +205,35 @@ mod tests {
         assert!(!rule.satisfied(&clear, 3, 5), "too few samples");
         let blurred = [est(1.0, 0.5), est(0.9, 0.01), est(0.1, 0.5), est(0.0, 0.01)];
         assert!(!rule.satisfied(&blurred, 10, 5));
+    }
+
+    #[test]
+    fn rounds_are_whole_samples_and_stop_when_the_rule_holds() {
+        let blocks =
+            |r: Rounds| -> Vec<(u64, u64)> { r.remaining(0).map(|b| (b.start, b.end)).collect() };
+        // 9 antithetic permutations are 5 pairs; a round of 3 becomes 2 pairs.
+        let pairs = Rounds::new(Sampling::Antithetic, 9, 3, None);
+        assert_eq!((pairs.max, pairs.round, pairs.blocks()), (10, 4, 3));
+        assert_eq!(blocks(pairs), [(0, 4), (4, 8), (8, 10)]);
+        let single = Rounds::new(Sampling::Independent, 7, 0, None);
+        assert_eq!(blocks(single).len(), 7);
+        assert_eq!(single.remaining(7).count(), 0);
+
+        let rule = Some(StoppingRule::StderrBelow(0.5));
+        let ruled = Rounds::new(Sampling::Independent, 100, 5, rule);
+        assert_eq!(ruled.next(0, None), Some(PermutationBlock::new(0, 5)));
+        let mut sums = PartialSums::new(2, Sampling::Independent, PermutationBlock::new(0, 5));
+        for _ in 0..4 {
+            sums.add_sample(&[1.0, 0.0]).unwrap();
+        }
+        // Four equal samples: a standard error of 0, but fewer than MIN_SAMPLES.
+        assert_eq!(
+            ruled.next(5, Some(&sums)),
+            Some(PermutationBlock::new(5, 10))
+        );
+        sums.add_sample(&[1.0, 0.0]).unwrap();
+        assert_eq!(ruled.next(5, Some(&sums)), None, "the rule holds");
+        assert_eq!(ruled.next(100, None), None, "the budget is spent");
     }
 
     #[test]

@@ -544,12 +544,6 @@ impl Job {
         trained
     }
 
-    /// Permutations per concept at most: the spec's, rounded up to whole samples.
-    pub(super) fn max_permutations(&self) -> u64 {
-        let per = self.spec.shapley.sampling().permutations_per_sample();
-        self.spec.shapley.permutations.div_ceil(per) * per
-    }
-
     /// A concept's Shapley tasks so far.
     pub(super) fn rounds(&self, concept: u32) -> Rounds {
         self.rounds.get(&concept).copied().unwrap_or_default()

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use hint_common::job::{wire, Stage};
 use hint_common::proto;
-use hint_common::shapley::{PermutationBlock, MIN_SAMPLES};
+use hint_common::shapley::PermutationBlock;
 
 use super::{other_kind, StageRules, Wire};
 use crate::scheduler::job::{decode_sums, Job, Task};
@@ -19,21 +19,19 @@ impl StageRules for Shapley {
         Stage::Shapley
     }
 
-    /// Without a stopping rule every block is planned at once; with one, a concept gets its
-    /// next block only when its previous ones are settled and the rule is not yet
-    /// satisfied, so the decisions (and Φ) depend only on the committed sums, never on
-    /// timing. Task index = concept × blocks per concept + block number. The first round
-    /// covers every concept; later ones only `only`, the concept that changed.
+    /// The blocks of [`Rounds`](hint_common::shapley::Rounds), one task each. Without a
+    /// stopping rule every block is planned at once; with one, a concept gets its next
+    /// block only when its previous ones are settled and the rule is not yet satisfied, so
+    /// the decisions (and Φ) depend only on the committed sums, never on timing. Task index
+    /// = concept × blocks per concept + block number. The first round covers every
+    /// concept; later ones only `only`, the concept that changed.
     fn next_tasks(&self, job: &Job, only: Option<u32>) -> Result<Vec<TaskSpec>, String> {
         let only = if job.has_tasks(Stage::Shapley) {
             only
         } else {
             None
         };
-        let max = job.max_permutations();
-        let per_task = job.spec.shapley.permutations_per_task.max(1);
-        let blocks_per_concept = max.div_ceil(per_task);
-        let rule = job.rule();
+        let plan = job.spec.shapley.rounds();
         let mut out = Vec::new();
         let trained = job.trained();
         let candidates = trained
@@ -41,35 +39,26 @@ impl StageRules for Shapley {
             .filter(|(concept, _)| only.is_none_or(|c| c == *concept));
         for (concept, dir) in candidates {
             let rounds = job.rounds(*concept);
-            let start = rounds.planned_end;
-            if start >= max || rounds.outstanding > 0 || rounds.stopped {
+            if rounds.outstanding > 0 || rounds.stopped {
                 continue;
             }
-            let ends: Vec<u64> = match rule {
-                None => (start..max)
-                    .step_by(per_task as usize)
-                    .map(|s| (s + per_task).min(max))
+            let start = rounds.planned_end;
+            // With a rule, one block at a time, decided on the sums committed so far.
+            let blocks: Vec<PermutationBlock> = match plan.rule {
+                None => plan.remaining(start).collect(),
+                Some(_) => plan
+                    .next(start, job.sums.get(concept))
+                    .into_iter()
                     .collect(),
-                Some(rule) => {
-                    let satisfied = job.sums.get(concept).is_some_and(|sums| {
-                        rule.satisfied(&sums.estimates(), sums.samples(), MIN_SAMPLES)
-                    });
-                    if satisfied {
-                        continue;
-                    }
-                    vec![(start + per_task).min(max)]
-                }
             };
-            let mut first = start;
-            for end in ends {
+            for block in blocks {
                 out.push(TaskSpec::Shapley {
-                    index: (u64::from(*concept) * blocks_per_concept + first / per_task) as u32,
+                    index: (u64::from(*concept) * plan.blocks() + block.start / plan.round) as u32,
                     concept: *concept,
-                    first,
-                    end,
+                    first: block.start,
+                    end: block.end,
                     classifiers: dir.clone(),
                 });
-                first = end;
             }
         }
         Ok(out)

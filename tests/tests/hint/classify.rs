@@ -579,7 +579,8 @@ fn negative_sets_are_recorded_and_rebuilt_from_the_classifier_directory() {
         "hint classify",
     );
     assert!(
-        err.contains("--negatives: unknown negative set 'sibling' (expected mixed, background, others, siblings)"),
+        err.contains("invalid value 'sibling' for '--negatives <NEGATIVES>'")
+            && err.contains("[possible values: mixed, background, others, siblings]"),
         "{err}"
     );
 }

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use hint_common::hierarchy::{ConceptId, Hierarchy, HierarchyError};
+use hint_common::job::spec::ClassifySpec;
 use hint_common::regions::sample::{
     ConceptSample, ConceptSamples, ConceptSplit, Negatives, SampleConfig, SampleError,
     SampleProgress,
@@ -129,6 +130,22 @@ impl ClassifyConfig {
             overwrite: false,
             group_memory_bytes: 2 << 30,
         }
+    }
+
+    /// Takes the sampling and solver settings of a `[classify]` section (the job's, or the
+    /// one `hint classify` builds from its flags) and the job's seed.
+    pub fn apply(&mut self, spec: &ClassifySpec, seed: u64) {
+        self.sample = SampleConfig {
+            seed,
+            max_per_class: spec.max_per_class,
+            holdout: spec.holdout,
+            negatives: spec.negatives,
+        };
+        self.solver = LogisticSettings {
+            l2: spec.l2,
+            max_iterations: spec.iterations,
+            tolerance: spec.tolerance,
+        };
     }
 
     /// Checks the numbers.

@@ -6,14 +6,11 @@ use std::time::Instant;
 
 use hint_common::hierarchy::{ConceptId, Hierarchy};
 use hint_common::proto::{TrainOutput, TrainTask};
-use hint_common::regions::sample::SampleConfig;
 use hint_common::storage;
 
 use super::failure::TaskError;
 use super::{check_cancel, output_dir, require, Job, TaskRunner};
-use crate::classify::{
-    self, ClassifyConfig, ClassifyProgress, ConceptClassifier, ConceptMetrics, LogisticSettings,
-};
+use crate::classify::{self, ClassifyConfig, ClassifyProgress, ConceptClassifier, ConceptMetrics};
 
 /// Whether a trained concept's evaluation split can define a Shapley game: two regions or
 /// more, both classes present (`hint shapley` skips the others).
@@ -74,17 +71,7 @@ pub(super) fn run(
     let written = scratch.clone().unwrap_or_else(|| out.clone());
     let mut config = ClassifyConfig::new(regions, written.clone());
     config.hierarchy_source = Some(concepts_file);
-    config.sample = SampleConfig {
-        seed: job.spec.seed,
-        max_per_class: spec.max_per_class,
-        holdout: spec.holdout,
-        negatives: spec.negatives,
-    };
-    config.solver = LogisticSettings {
-        l2: spec.l2,
-        max_iterations: spec.iterations,
-        tolerance: spec.tolerance,
-    };
+    config.apply(spec, job.spec.seed);
     config.device = runner.device;
     config.concepts = Some(ids);
     // The attempt's directory is its own; a leftover there is an earlier try of it.

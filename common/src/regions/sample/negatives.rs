@@ -16,7 +16,9 @@ use crate::hierarchy::{ConceptId, Hierarchy};
 /// The negative set of each concept classifier. Whatever the set, a concept gets as many
 /// negatives as positives when its pools have them, and fewer otherwise (the trainer weights
 /// the two classes equally; a concept with no negative training row is skipped).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Negatives {
     /// Half from other concepts' foreground, half from background; a short pool is filled

@@ -5,11 +5,14 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 use hint_common::hierarchy::Hierarchy;
-use hint_common::regions::sample::{check_region_set, region_files, Negatives, SampleConfig};
-use hint_worker::classify::{
-    self, ClassifyConfig, ClassifyProgress, ClassifyReport, LogisticSettings,
-};
+use hint_common::job::spec::ClassifySpec;
+use hint_common::regions::sample::{check_region_set, region_files, Negatives};
+use hint_worker::classify::{self, ClassifyConfig, ClassifyProgress, ClassifyReport};
 use indicatif::{ProgressBar, ProgressStyle};
+
+/// The flags' defaults: the `[classify]` section's.
+static DEFAULTS: std::sync::LazyLock<ClassifySpec> =
+    std::sync::LazyLock::new(ClassifySpec::default);
 
 /// Flags of `hint classify`.
 #[derive(Args, Debug)]
@@ -28,24 +31,24 @@ pub struct ClassifyArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// At most this many positive regions per concept (and as many negatives); bounds memory.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = DEFAULTS.max_per_class)]
     max_per_class: usize,
     /// Fraction of images held out for evaluation.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = DEFAULTS.holdout)]
     holdout: f64,
     /// Each concept's negatives: mixed (half other concepts' foreground, half background),
     /// background, others (other concepts' foreground) or siblings (its siblings'
     /// foreground; others for a concept without siblings).
-    #[arg(long, default_value = "mixed")]
-    negatives: String,
+    #[arg(long, value_enum, default_value_t = DEFAULTS.negatives, hide_possible_values = true)]
+    negatives: Negatives,
     /// L2 penalty λ on the standardised weights.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = DEFAULTS.l2)]
     l2: f64,
     /// Most Newton iterations per concept.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = DEFAULTS.iterations)]
     iterations: usize,
     /// Stop a concept when its Newton decrement is below this.
-    #[arg(long, default_value_t = 1e-12)]
+    #[arg(long, default_value_t = DEFAULTS.tolerance)]
     tolerance: f64,
     /// cpu, cuda, cuda:N, or auto.
     #[arg(long, default_value = "auto", env = "HINT_DEVICE")]
@@ -87,20 +90,19 @@ impl ClassifyArgs {
         let mut config = ClassifyConfig::new(self.regions, self.out);
         config.hierarchy_source =
             Some(std::fs::canonicalize(&self.hierarchy).unwrap_or_else(|_| self.hierarchy.clone()));
-        config.sample = SampleConfig {
-            seed: self.seed,
-            max_per_class: self.max_per_class,
-            holdout: self.holdout,
-            negatives: self
-                .negatives
-                .parse::<Negatives>()
-                .map_err(|e| anyhow::anyhow!("--negatives: {e}"))?,
-        };
-        config.solver = LogisticSettings {
-            l2: self.l2,
-            max_iterations: self.iterations,
-            tolerance: self.tolerance,
-        };
+        // The flags as a `[classify]` section, so they become settings the way a job's do.
+        config.apply(
+            &ClassifySpec {
+                max_per_class: self.max_per_class,
+                holdout: self.holdout,
+                negatives: self.negatives,
+                l2: self.l2,
+                iterations: self.iterations,
+                tolerance: self.tolerance,
+                ..ClassifySpec::default()
+            },
+            self.seed,
+        );
         config.device = hint_worker::device::parse(&self.device)?;
         if !self.concepts.is_empty() {
             let mut ids = Vec::new();

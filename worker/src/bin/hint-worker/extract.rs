@@ -45,8 +45,8 @@ pub struct ExtractArgs {
     #[arg(long, default_value_t = 1.0)]
     background_ratio: f64,
     /// Stored activation precision: f32 or f16.
-    #[arg(long, default_value = "f32")]
-    activation_type: String,
+    #[arg(long, value_enum, default_value_t = ActivationType::F32, hide_possible_values = true)]
+    activation_type: ActivationType,
     /// SmoothGrad: number of noisy copies.
     #[arg(long, default_value_t = 20)]
     samples: usize,
@@ -108,10 +108,7 @@ impl ExtractArgs {
             aggregation: self.aggregation,
             threshold: self.threshold,
             background_ratio: self.background_ratio,
-            activation_type: self
-                .activation_type
-                .parse::<ActivationType>()
-                .map_err(|e| anyhow::anyhow!("--activation-type: {e}"))?,
+            activation_type: self.activation_type,
             batch_size: self.batch_size,
             ..ExtractSpec::default()
         })?;

@@ -1028,6 +1028,32 @@ mod tests {
     }
 
     #[test]
+    fn a_worker_of_another_protocol_version_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let (coordinator, _) =
+            Coordinator::open(CoordinatorConfig::new(dir.path().join("state"))).unwrap();
+        let request = |protocol_version| proto::RegisterRequest {
+            name: "old".into(),
+            device: "cpu".into(),
+            device_memory: 0,
+            slots: 1,
+            protocol_version,
+        };
+        let refused = coordinator
+            .register(&request(PROTOCOL_VERSION - 1))
+            .unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            format!(
+                "worker protocol version {} is not this coordinator's {PROTOCOL_VERSION}: \
+                 run matching versions",
+                PROTOCOL_VERSION - 1
+            )
+        );
+        assert!(coordinator.register(&request(PROTOCOL_VERSION)).is_ok());
+    }
+
+    #[test]
     fn a_completion_moves_its_files_and_commits_once() {
         let dir = tempfile::tempdir().unwrap();
         let job = planned_job(dir.path());

@@ -15,4 +15,7 @@ pub use spec::JobSpec;
 
 /// The worker protocol's version: bumped on any change an older peer would misread.
 /// `Register` refuses a worker that speaks another one.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// 2: evaluate and ablate tasks (`Task.kind`), result files (`CompleteRequest.output`) and
+/// the retrain settings in the spec a task carries — a version-1 worker cannot run them.
+pub const PROTOCOL_VERSION: u32 = 2;

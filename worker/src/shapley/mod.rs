@@ -560,6 +560,31 @@ impl ShapleyEngine {
         permutations_of(self.config.sampling, j)
     }
 
+    /// Retrain mode: (fits made so far, fits that stopped at `retrain_iterations` Newton
+    /// steps short of the tolerance). None in fixed mode.
+    pub fn retrain_fits(&self) -> Option<(u64, u64)> {
+        match &self.game {
+            Game::Retrain(game) => Some(game.fit_counts()),
+            Game::Fixed { .. } => None,
+        }
+    }
+
+    /// A warning when retrain fits made since `since` (an earlier [`Self::retrain_fits`];
+    /// (0, 0) for all) stopped at the Newton-step cap: their values depend on the
+    /// permutation's path, so Φ is not the exact Shapley value of the game. None otherwise.
+    pub fn unconverged_warning(&self, since: (u64, u64)) -> Option<String> {
+        let (fits, at_cap) = self.retrain_fits()?;
+        let (fits, at_cap) = (fits - since.0, at_cap - since.1);
+        (at_cap > 0).then(|| {
+            format!(
+                "{at_cap} of {fits} retrain fits of concept {} stopped at retrain_iterations = {} \
+                 Newton steps before converging: their values depend on the path; raise \
+                 retrain_iterations",
+                self.concept, self.config.retrain.iterations
+            )
+        })
+    }
+
     /// The batched sweep, when fixed mode runs on libtorch.
     pub fn batched(&self) -> Option<&BatchedSweep> {
         match &self.game {

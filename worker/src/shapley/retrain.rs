@@ -16,7 +16,8 @@
 //! 10⁻¹² relative — near the optimum the loss moves below f64's resolution, and a strict
 //! "least loss" would stall there with θ still 10⁻⁷ away), else none. A fit ends when
 //! its next step is below 10⁻¹² of the parameters' scale (that step is taken), or after
-//! `iterations` full Newton steps. The empty and the full coalition are the same in every
+//! `iterations` full Newton steps — such fits are counted ([`RetrainGame::fit_counts`]) and
+//! the Shapley task and `hint shapley` warn about them. The empty and the full coalition are the same in every
 //! permutation: both are fitted once, when the game is built, and the last marginal of every
 //! permutation ends at the cached full fit, so each permutation's marginals sum to exactly
 //! v(all) − v(∅). A fit's value depends on the path only through the stopping tolerance.
@@ -32,6 +33,8 @@
 //! coalition and a rebuild every 10 coalitions at D = 256) — `cargo bench -p hint-worker
 //! --bench shapley` times both on one game (22.6× at D = 256, N = 2,000 on 2 cores). Every
 //! fit is in f64, on the CPU or a GPU.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hint_common::shapley::{Quality, ShapleyError};
 use tch::{Device, Kind, Tensor};
@@ -85,6 +88,35 @@ pub struct RetrainGame {
     empty_value: f64,
     /// v(all), fitted once: the end of every permutation's path.
     full_value: f64,
+    /// Fits made so far (the game's two cold fits and every fit on a path), and those that
+    /// reached `iterations` Newton steps before the tolerance.
+    fits: FitCounts,
+}
+
+/// How many fits a retrain game made, and how many stopped at the Newton-step cap
+/// (`retrain_iterations`) short of the tolerance: their values depend on the path, so Φ is
+/// then not the exact Shapley value of the game it names.
+#[derive(Debug, Default)]
+pub struct FitCounts {
+    fits: AtomicU64,
+    at_cap: AtomicU64,
+}
+
+impl FitCounts {
+    fn record(&self, converged: bool) {
+        self.fits.fetch_add(1, Ordering::Relaxed);
+        if !converged {
+            self.at_cap.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// (fits, fits stopped at the cap) so far.
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.fits.load(Ordering::Relaxed),
+            self.at_cap.load(Ordering::Relaxed),
+        )
+    }
 }
 
 impl RetrainGame {
@@ -99,13 +131,17 @@ impl RetrainGame {
     ) -> Result<Self> {
         let problem = Problem::new(eval, fit, neurons, quality, config)?;
         let _guard = tch::no_grad_guard();
-        let start = Fit::cold(&problem, false)?;
-        let full = Fit::cold(&problem, true)?;
+        let fits = FitCounts::default();
+        let (start, converged) = Fit::cold(&problem, false)?;
+        fits.record(converged);
+        let (full, converged) = Fit::cold(&problem, true)?;
+        fits.record(converged);
         Ok(RetrainGame {
             empty_value: start.value(&problem)?,
             full_value: full.value(&problem)?,
             start,
             problem,
+            fits,
         })
     }
 
@@ -143,7 +179,7 @@ impl RetrainGame {
                 self.full_value
             } else {
                 fit.swap_in(problem, neuron as i64)?;
-                fit.converge(problem)?;
+                self.fits.record(fit.converge(problem)?);
                 fit.value(problem)?
             };
             out[neuron as usize] += scale * (value - previous);
@@ -153,6 +189,12 @@ impl RetrainGame {
             }
         }
         Ok(())
+    }
+
+    /// The fits made so far (construction and every sweep), and how many stopped at the
+    /// Newton-step cap.
+    pub fn fit_counts(&self) -> (u64, u64) {
+        self.fits.get()
     }
 }
 
@@ -425,8 +467,9 @@ struct Fit {
 }
 
 impl Fit {
-    /// The empty (`full = false`) or the full coalition, fitted from the cold start.
-    fn cold(problem: &Problem, full: bool) -> Result<Fit> {
+    /// The empty (`full = false`) or the full coalition, fitted from the cold start, and
+    /// whether it converged.
+    fn cold(problem: &Problem, full: bool) -> Result<(Fit, bool)> {
         let (fit, eval) = if full {
             (&problem.fit_x, &problem.eval_x)
         } else {
@@ -452,8 +495,8 @@ impl Fit {
             factor: Tensor::new(),
         };
         fit.rebuild(problem)?;
-        fit.converge(problem)?;
-        Ok(fit)
+        let converged = fit.converge(problem)?;
+        Ok((fit, converged))
     }
 
     /// An independent copy (the path mutates its tensors in place).
@@ -559,8 +602,9 @@ impl Fit {
         self.loss = loss;
     }
 
-    /// Steps to the optimum (see the module's documentation for the rule).
-    fn converge(&mut self, problem: &Problem) -> Result<()> {
+    /// Steps to the optimum (see the module's documentation for the rule); false when it
+    /// stopped at `iterations` Newton steps instead.
+    fn converge(&mut self, problem: &Problem) -> Result<bool> {
         let mut newton_steps = 0;
         let mut previous = f64::INFINITY;
         loop {
@@ -569,7 +613,7 @@ impl Fit {
             if size <= TOLERANCE * scale {
                 let last = self.moved(problem, &step, 1.0)?;
                 self.accept(last);
-                return Ok(());
+                return Ok(true);
             }
             if size <= CONTRACTION * previous {
                 let moved = self.moved(problem, &step, 1.0)?;
@@ -582,7 +626,7 @@ impl Fit {
             // The re-used Hessian is too far off: a safeguarded Newton step from here, the
             // longest of the step lengths that keeps the loss.
             if newton_steps == problem.iterations {
-                return Ok(());
+                return Ok(false);
             }
             newton_steps += 1;
             self.rebuild(problem)?;
@@ -598,7 +642,7 @@ impl Fit {
             }
             // Not even 1/256 of a Newton step keeps the loss: the fit is at f64's resolution.
             if !taken {
-                return Ok(());
+                return Ok(true);
             }
             previous = size;
         }

@@ -251,6 +251,45 @@ fn retrain_path_matches_cold_fits_coalition_by_coalition() {
     }
 }
 
+/// Fits that reach the Newton-step cap short of the tolerance are counted and warned about;
+/// with the default cap, a well-posed game's fits all converge.
+#[test]
+fn retrain_fits_stopped_at_the_newton_cap_are_counted() {
+    let input = input(300, 8, &[1, 4], 3.0);
+    let at = |iterations: usize| {
+        let mut config = config(Mode::Retrain);
+        config.retrain.iterations = iterations;
+        let engine = ShapleyEngine::new(&input, &config).unwrap();
+        run(&engine, 2);
+        engine
+    };
+    let converged = at(10);
+    assert_eq!(
+        converged.retrain_fits(),
+        Some((2 + 2 * 7, 0)),
+        "2 cold fits, 7 per path"
+    );
+    assert_eq!(converged.unconverged_warning((0, 0)), None);
+    let capped = at(1);
+    let (fits, at_cap) = capped.retrain_fits().unwrap();
+    assert!(at_cap > 0 && at_cap <= fits, "{at_cap} of {fits}");
+    let warning = capped.unconverged_warning((0, 0)).unwrap();
+    assert!(
+        warning.contains("stopped at retrain_iterations = 1 Newton steps"),
+        "{warning}"
+    );
+    assert_eq!(
+        capped.unconverged_warning(capped.retrain_fits().unwrap()),
+        None
+    );
+    assert_eq!(
+        ShapleyEngine::new(&input, &config(Mode::Fixed))
+            .unwrap()
+            .retrain_fits(),
+        None
+    );
+}
+
 /// Retrain mode's fitting set is capped by a seeded uniform subsample: `cap` distinct rows
 /// in their order, each with its own target, the same for a seed and concept; no cap (or
 /// one the set fits in) changes nothing.

@@ -85,6 +85,7 @@ pub(super) fn run(
     // sweep groups, and the exact sums merge bit-identically for any split.
     let mut parts = Vec::new();
     let mut start = first;
+    let fits_before = lock(&engine).retrain_fits().unwrap_or_default();
     while start < end {
         check_cancel(cancel)?;
         let stop = ((start / chunk + 1) * chunk).min(end);
@@ -92,6 +93,9 @@ pub(super) fn run(
         parts.push(part);
         progress(stop - first, end - first);
         start = stop;
+    }
+    if let Some(warning) = lock(&engine).unconverged_warning(fits_before) {
+        tracing::warn!("{warning}");
     }
     let sums = PartialSums::merge(parts).map_err(ShapleyRunError::from)?;
     Ok(sums_to_proto(&sums, started.elapsed().as_secs_f64()))

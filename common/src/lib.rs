@@ -11,6 +11,7 @@
 //! - [`job`]: the job spec, ids of jobs, tasks and workers, proto conversions.
 //! - [`seed`]: deterministic seeds derived from a job seed and an identity.
 //! - [`stats`]: paired differences with bootstrap intervals and their verdicts.
+//! - [`wsol`]: `wsol.json`, localisation with classifiers re-fitted on selected neurons.
 //! - [`ablation`]: `ablation.json`, the causal ablation of selected neurons.
 //! - [`architecture`], [`settings`]: the architectures by name (layer names without building
 //!   a model) and the engines' named settings (saliency method, aggregation, Shapley mode).
@@ -34,3 +35,4 @@ pub mod stats;
 pub mod storage;
 pub mod synth;
 pub mod transport;
+pub mod wsol;

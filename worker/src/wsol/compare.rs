@@ -12,11 +12,10 @@
 //! numpy's default). Concepts are fixed: the interval is about images and draws, not about
 //! other concepts, models or jobs.
 
-use serde::{Deserialize, Serialize};
-
 use hint_common::seed;
 use hint_common::stats::percentile_interval;
 pub use hint_common::stats::{quantile, Difference, Verdict};
+pub use hint_common::wsol::{BootstrapSettings, Comparison};
 
 use super::select::{Selection, WSOL_TAG};
 
@@ -183,47 +182,6 @@ pub fn pooled(pairs: &[&PairOutcomes], draws: &[usize], metric: Metric) -> Poole
         (ss / (per_draw.len() - 1) as f64).sqrt()
     });
     Pooled { mean: Some(m), sd }
-}
-
-/// Settings of the bootstrap.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct BootstrapSettings {
-    /// Replicates.
-    pub replicates: usize,
-    /// Coverage of the interval (0.95).
-    pub confidence: f64,
-    /// Seed of the resampling.
-    pub seed: u64,
-}
-
-/// Shapley against one baseline at one fraction.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Comparison {
-    /// The baseline.
-    pub baseline: Selection,
-    /// Percent of neurons kept.
-    pub fraction: u32,
-    /// (concept, image) pairs compared.
-    pub pairs: usize,
-    /// Distinct images among them (the bootstrap's unit).
-    pub images: usize,
-    /// The baseline's draws (random: several).
-    pub draws: usize,
-    /// Localisation accuracy.
-    pub loc_accuracy: Difference,
-    /// Pointing game.
-    pub pointing: Difference,
-    /// Mask IoU (pairs with a mask), `None` without masks.
-    pub mask_iou: Option<Difference>,
-    /// MaxBoxAcc, each selection at its own best threshold (absent in older files).
-    #[serde(default)]
-    pub max_box_acc: Option<Difference>,
-    /// What the localisation accuracy's interval says.
-    pub verdict: Verdict,
-    /// Share of the baseline's neurons that Shapley also keeps, mean over concepts (and
-    /// draws); set by the caller, who knows the neuron sets.
-    #[serde(default)]
-    pub overlap: Option<f64>,
 }
 
 /// Every (baseline, fraction) comparison with Shapley, baseline-major.

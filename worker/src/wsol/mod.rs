@@ -49,13 +49,12 @@ use crate::images;
 use crate::models::Backbone;
 use compare::{BootstrapSettings, PairOutcomes};
 pub use compare::{Comparison, Difference, Verdict};
+pub use hint_common::wsol::WSOL_FILE;
 use inputs::{AnnotationIndex, GroundTruthFiles, Job};
 pub use report::{ConceptRow, Heatmap, RegionLift, Skipped, SummaryRow, WsolReport};
 use score::{Context, Decoded, ImageScores, ImageWork};
 pub use select::{SelectedClassifier, Selection, WSOL_TAG};
 
-/// The report's file name in `<job>/results/`.
-pub const WSOL_FILE: &str = "wsol.json";
 /// The heatmaps' directory in `<job>/results/`.
 pub const HEATMAP_DIR: &str = "heatmaps";
 /// Threshold on the min-max normalised, upsampled map (the half-maximum rule).
@@ -551,7 +550,10 @@ pub fn evaluate(
             lift_counts.pixels,
         ),
     };
-    report.write(&results.join(WSOL_FILE))?;
+    let path = results.join(WSOL_FILE);
+    report
+        .write(&path)
+        .map_err(|e| WsolError::other(&path, e.message))?;
     Ok(report)
 }
 

@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use hint_common::hierarchy::ConceptId;
 use hint_common::regions::sample::{ConceptSamples, ConceptSplit};
 use hint_common::seed;
-use serde::{Deserialize, Serialize};
+pub use hint_common::wsol::Selection;
 use tch::Device;
 
 use crate::classify::logistic::{self, LogisticSettings, Problem};
@@ -17,64 +17,6 @@ pub const WSOL_TAG: u64 = u64::from_be_bytes(*b"hintwsol");
 
 /// Identity part of the random selections' keys, after [`WSOL_TAG`] (1 is the images').
 pub const RANDOM_PART: u64 = 2;
-
-/// How a concept's neurons are ranked.
-///
-/// "|classifier weight|" reads two ways, both kept: the classifier is fitted on standardised
-/// features (its own weight there is `w_d · σ_d`) and saved mapped back to raw activations
-/// (`w_d`); raw `|w_d|` favours channels of small variance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Selection {
-    /// By Φ, largest first.
-    Shapley,
-    /// By the full classifier's weight on standardised features, `|w_d| · σ_d`, largest
-    /// first (`weight` in files written before the raw weight was added).
-    #[serde(alias = "weight")]
-    WeightStandardised,
-    /// By the saved classifier's weight on raw activations, `|w_d|`, largest first.
-    WeightRaw,
-    /// Uniformly at random: [`WsolConfig::random_draws`](super::WsolConfig) draws, each
-    /// seeded by (seed, concept, fraction, draw).
-    Random,
-}
-
-impl Selection {
-    /// The four, in report order.
-    pub const ALL: [Selection; 4] = [
-        Selection::Shapley,
-        Selection::WeightStandardised,
-        Selection::WeightRaw,
-        Selection::Random,
-    ];
-
-    /// The baselines Shapley is compared with.
-    pub const BASELINES: [Selection; 3] = [
-        Selection::WeightStandardised,
-        Selection::WeightRaw,
-        Selection::Random,
-    ];
-
-    /// The name in `wsol.json`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Selection::Shapley => "shapley",
-            Selection::WeightStandardised => "weight_standardised",
-            Selection::WeightRaw => "weight_raw",
-            Selection::Random => "random",
-        }
-    }
-
-    /// The name in the printed tables.
-    pub fn label(self) -> &'static str {
-        match self {
-            Selection::Shapley => "Shapley",
-            Selection::WeightStandardised => "|w|·σ",
-            Selection::WeightRaw => "raw |w|",
-            Selection::Random => "random",
-        }
-    }
-}
 
 /// Neurons kept at `fraction` percent of `d`: `ceil(d · fraction / 100)`, at least 1.
 pub fn neurons_kept(d: usize, fraction: u32) -> usize {

@@ -152,7 +152,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 fn print_assessments(results: &Path) -> anyhow::Result<()> {
     let wsol = results.join(WSOL_FILE);
     if wsol.is_file() {
-        let report = WsolReport::read(&wsol)?;
+        let report = WsolReport::read(&wsol).map_err(anyhow::Error::msg)?;
         println!(
             "  localisation (WSOL, {} neurons, seed {}): {}",
             report.neurons,

@@ -24,6 +24,7 @@ use hint_common::shapley::phi::{
 };
 use hint_common::shapley::ShapleyError;
 use hint_common::storage::{self, StorageError};
+use hint_common::wsol::{WsolReport, WSOL_FILE};
 
 use crate::job_file::{ConceptRun, JobSummary, QuarantinedTask, SkippedImage, JOB_FILE};
 use crate::scheduler::{Job, Output, TaskState};
@@ -267,11 +268,11 @@ pub fn region_quality(inputs: &RegionInputs) -> Option<RegionQuality> {
 }
 
 /// The object lift the evaluate stage measured (its committed `wsol.json`, read through
-/// the report's type); None before it ran, without masks, or for a file that does not read.
+/// the writer's type); None before it ran, without masks, or for a file that does not read.
 fn region_lift(job: &Job) -> Option<RegionLift> {
-    let path = results_dir(&job.job_dir).join("wsol.json");
+    let path = results_dir(&job.job_dir).join(WSOL_FILE);
     let text = storage::read_to_string(&path).ok()?;
-    serde_json::from_str::<crate::report::data::WsolFile>(&text)
+    WsolReport::from_json(&text)
         .map_err(|e| tracing::warn!("{}: {e}", path.display()))
         .ok()?
         .region_lift

@@ -11,8 +11,7 @@ use hint_common::ablation::{AblationReport, ABLATION_FILE};
 use hint_common::classify::{ConceptMetrics, MetricsFile, SkippedConcept, METRICS_FILE};
 use hint_common::hierarchy::Hierarchy;
 use hint_common::job::JobSpec;
-use hint_common::regions::quality::RegionLift;
-use serde::Deserialize;
+use hint_common::wsol::{WsolReport, WSOL_FILE};
 
 use super::csv::csv_table;
 use super::ReportError;
@@ -98,158 +97,11 @@ pub struct MultimodalRow {
     pub concepts: Vec<String>,
 }
 
-/// `results/wsol.json` (written by `hint evaluate`).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct WsolFile {
-    /// Fractions of neurons kept, in percent.
-    pub fractions: Vec<u32>,
-    /// Neuron selections compared (`shapley`, `weight_standardised`, `weight_raw`,
-    /// `random`; `weight` in files of the first version).
-    pub selections: Vec<String>,
-    /// Over all concepts.
-    pub summary: Vec<WsolRow>,
-    /// Shapley − each baseline per fraction, with intervals (absent in older files).
-    pub comparisons: Vec<WsolComparison>,
-    /// Draws of the random selection averaged, when recorded.
-    pub random_draws: Option<u32>,
-    /// The bootstrap behind the intervals, when recorded.
-    pub bootstrap: Option<WsolBootstrap>,
-    /// Per concept.
-    pub concepts: Vec<WsolRow>,
-    /// Heatmap images.
-    pub heatmaps: Vec<WsolHeatmap>,
-    /// Threshold on the normalised map, when recorded.
-    pub threshold: Option<f64>,
-    /// Concepts and images the evaluation left out.
-    pub skipped: Vec<WsolSkipped>,
-    /// Where the evaluated images came from, when recorded.
-    pub image_source: Option<String>,
-    /// The object lift of the job's regions on the evaluated images, when recorded.
-    pub region_lift: Option<RegionLift>,
-}
-
-/// Something `hint evaluate` left out, and why.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct WsolSkipped {
-    /// A concept name or an image path.
-    pub what: String,
-    /// Why.
-    pub reason: String,
-}
-
-/// A localisation result: over all concepts (`concept` None) or of one.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct WsolRow {
-    /// Concept id (per-concept rows).
-    pub concept: Option<u32>,
-    /// Concept name (per-concept rows).
-    pub name: Option<String>,
-    /// Concept level (per-concept rows).
-    pub level: Option<u32>,
-    /// Neuron selection.
-    pub selection: String,
-    /// Percent of neurons kept.
-    pub fraction: u32,
-    /// Neurons kept, when recorded.
-    pub neurons: Option<u64>,
-    /// Evaluation images.
-    pub images: u64,
-    /// Localisation accuracy (IoU ≥ 0.5 with a ground-truth box).
-    pub loc_accuracy: Option<f64>,
-    /// Pointing game accuracy.
-    pub pointing: Option<f64>,
-    /// Mean IoU with the masks, when there are masks.
-    pub mask_iou: Option<f64>,
-    /// Draws averaged (random selections), when recorded.
-    pub draws: Option<u32>,
-    /// Standard deviation of the localisation accuracy across draws, when several.
-    pub loc_accuracy_sd: Option<f64>,
-    /// …of mask IoU.
-    pub mask_iou_sd: Option<f64>,
-    /// MaxBoxAcc: box accuracy at the best threshold of the sweep, when recorded.
-    pub max_box_acc: Option<f64>,
-    /// The threshold it was reached at (one-draw selections), when recorded.
-    pub max_box_threshold: Option<f64>,
-}
-
-/// The bootstrap of `wsol.json`'s intervals.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct WsolBootstrap {
-    /// Replicates.
-    pub replicates: u64,
-    /// Coverage (0.95).
-    pub confidence: f64,
-}
-
-/// Shapley against one baseline at one fraction.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct WsolComparison {
-    /// The baseline selection.
-    pub baseline: String,
-    /// Percent of neurons kept.
-    pub fraction: u32,
-    /// (concept, image) pairs compared.
-    pub pairs: u64,
-    /// Distinct images (the bootstrap's unit).
-    pub images: u64,
-    /// The baseline's draws.
-    pub draws: u64,
-    /// Localisation accuracy: Shapley, baseline, difference and interval.
-    pub loc_accuracy: Option<WsolDifference>,
-    /// Mask IoU, when there are masks.
-    pub mask_iou: Option<WsolDifference>,
-    /// MaxBoxAcc, each selection at its own best threshold, when recorded.
-    pub max_box_acc: Option<WsolDifference>,
-    /// `better`, `within_noise` or `worse` (of the localisation accuracy's interval).
-    pub verdict: String,
-    /// Share of the baseline's neurons that Shapley also keeps, when recorded.
-    pub overlap: Option<f64>,
-}
-
-/// Shapley − baseline for one metric.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct WsolDifference {
-    /// Shapley's value.
-    pub shapley: f64,
-    /// The baseline's.
-    pub baseline: f64,
-    /// Their difference.
-    pub difference: f64,
-    /// The interval's lower end.
-    pub low: f64,
-    /// Its upper end.
-    pub high: f64,
-}
-
-/// One heatmap image in `wsol.json`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct WsolHeatmap {
-    /// Concept id.
-    pub concept: u32,
-    /// Concept name.
-    pub name: String,
-    /// The source image.
-    pub image: String,
-    /// The PNG, relative to `results/`.
-    pub png: String,
-    /// The neuron selection of the classifier drawn, when recorded.
-    pub selection: Option<String>,
-    /// Its percent of neurons kept.
-    pub fraction: Option<u32>,
-}
-
 /// WSOL results with the heatmap PNGs loaded.
 #[derive(Debug)]
 pub struct Wsol {
     /// The file.
-    pub file: WsolFile,
+    pub file: WsolReport,
     /// The embedded heatmaps: (index into `file.heatmaps`, PNG bytes).
     pub images: Vec<(usize, Vec<u8>)>,
     /// Heatmaps not embedded: (index, why).
@@ -343,13 +195,13 @@ fn read_metrics(
 
 /// `results/wsol.json` and its PNGs; None when `hint evaluate` has not run.
 fn read_wsol(results: &Path) -> Result<Option<Wsol>, ReportError> {
-    let path = results.join("wsol.json");
+    let path = results.join(WSOL_FILE);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(ReportError::Read { path, source }),
     };
-    let file: WsolFile = serde_json::from_str(&text).map_err(|e| parse_error(&path, e))?;
+    let file = WsolReport::from_json(&text).map_err(|e| parse_error(&path, e))?;
     let (mut images, mut left_out, mut bytes) = (Vec::new(), Vec::new(), 0u64);
     for (i, heatmap) in file.heatmaps.iter().enumerate() {
         let relative = Path::new(&heatmap.png);
@@ -544,17 +396,22 @@ mod tests {
         std::fs::write(
             dir.path().join("wsol.json"),
             r#"{"fractions":[10],"selections":["shapley"],
-                "summary":[{"selection":"shapley","fraction":10,"images":4,
+                "summary":[{"selection":"shapley","fraction":10,"neurons":7,"images":4,
                             "loc_accuracy":0.5,"pointing":0.75,"mask_iou":null}],
                 "concepts":[],
-                "heatmaps":[{"concept":1,"name":"a","image":"x.jpg","png":"heatmaps/a.png"},
-                            {"concept":1,"name":"a","image":"y.jpg","png":"../spec.json"},
-                            {"concept":2,"name":"b","image":"z.jpg","png":"heatmaps/b.png"},
-                            {"concept":2,"name":"b","image":"w.jpg","png":"heatmaps/none.png"}]}"#,
+                "heatmaps":[{"concept":1,"name":"a","image":"x.jpg","png":"heatmaps/a.png",
+                             "selection":"shapley","fraction":10},
+                            {"concept":1,"name":"a","image":"y.jpg","png":"../spec.json",
+                             "selection":"shapley","fraction":10},
+                            {"concept":2,"name":"b","image":"z.jpg","png":"heatmaps/b.png",
+                             "selection":"shapley","fraction":10},
+                            {"concept":2,"name":"b","image":"w.jpg","png":"heatmaps/none.png",
+                             "selection":"shapley","fraction":10}],
+                "threshold":0.5,"seed":0,"neurons":64,"skipped":[]}"#,
         )
         .unwrap();
         let wsol = read_wsol(dir.path()).unwrap().unwrap();
-        assert_eq!(wsol.file.summary[0].pointing, Some(0.75));
+        assert_eq!(wsol.file.summary[0].pointing, 0.75);
         assert_eq!(wsol.file.summary[0].mask_iou, None);
         assert_eq!(wsol.images.len(), 1);
         assert_eq!(wsol.images[0].0, 0);
@@ -565,6 +422,10 @@ mod tests {
             read_wsol(dir.path()),
             Err(ReportError::Parse { .. })
         ));
+        // The writer's type reads the file: a field every version wrote is not optional.
+        std::fs::write(dir.path().join("wsol.json"), r#"{"fractions":[10]}"#).unwrap();
+        let error = read_wsol(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("missing field"), "{error}");
     }
 
     #[test]

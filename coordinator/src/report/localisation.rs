@@ -3,29 +3,88 @@
 
 use std::fmt::Write as _;
 
-use super::data::{Wsol, WsolComparison, WsolFile, WsolRow};
+use hint_common::stats::{Difference, Verdict};
+use hint_common::wsol::{Comparison, ConceptRow, Selection, SummaryRow, WsolReport};
+
+use super::data::Wsol;
 use super::html::num_cell;
 use super::text::{base64, escape, percent};
 
-fn wsol_rows(rows: &[WsolRow], per_concept: bool) -> String {
+/// A row of the localisation tables: pooled over every pair (no concept) or of one concept.
+struct Row<'a> {
+    /// The concept's name and level (per-concept rows).
+    concept: Option<(&'a str, u32)>,
+    selection: Selection,
+    fraction: u32,
+    /// Neurons kept (pooled rows).
+    neurons: Option<usize>,
+    images: usize,
+    draws: usize,
+    loc_accuracy: f64,
+    loc_accuracy_sd: Option<f64>,
+    pointing: f64,
+    mask_iou: Option<f64>,
+    mask_iou_sd: Option<f64>,
+    max_box_acc: Option<f64>,
+    max_box_threshold: Option<f32>,
+}
+
+impl<'a> From<&'a SummaryRow> for Row<'a> {
+    fn from(r: &'a SummaryRow) -> Self {
+        Row {
+            concept: None,
+            selection: r.selection,
+            fraction: r.fraction,
+            neurons: Some(r.neurons),
+            images: r.images,
+            draws: r.draws,
+            loc_accuracy: r.loc_accuracy,
+            loc_accuracy_sd: r.loc_accuracy_sd,
+            pointing: r.pointing,
+            mask_iou: r.mask_iou,
+            mask_iou_sd: r.mask_iou_sd,
+            max_box_acc: r.max_box_acc,
+            max_box_threshold: r.max_box_threshold,
+        }
+    }
+}
+
+impl<'a> From<&'a ConceptRow> for Row<'a> {
+    fn from(r: &'a ConceptRow) -> Self {
+        Row {
+            concept: Some((&r.name, r.level)),
+            selection: r.selection,
+            fraction: r.fraction,
+            neurons: None,
+            images: r.images,
+            draws: r.draws,
+            loc_accuracy: r.loc_accuracy,
+            loc_accuracy_sd: r.loc_accuracy_sd,
+            pointing: r.pointing,
+            mask_iou: r.mask_iou,
+            mask_iou_sd: None,
+            max_box_acc: r.max_box_acc,
+            max_box_threshold: None,
+        }
+    }
+}
+
+fn wsol_rows<'a>(rows: impl IntoIterator<Item = Row<'a>>) -> String {
     let mut out = String::new();
     for r in rows {
         out.push_str("<tr>");
-        if per_concept {
+        if let Some((name, level)) = r.concept {
             let _ = write!(
                 out,
                 "<td>{}</td>{}",
-                escape(r.name.as_deref().unwrap_or("?")),
-                num_cell(
-                    r.level.map_or(f64::NAN, f64::from),
-                    &r.level.map(|l| l.to_string()).unwrap_or_default()
-                )
+                escape(name),
+                num_cell(f64::from(level), &level.to_string())
             );
         }
         let _ = write!(
             out,
             "<td>{}</td>{}{}",
-            escape(&selection_label(&r.selection, r.draws)),
+            escape(&selection_label(r.selection, r.draws)),
             num_cell(
                 f64::from(r.fraction),
                 &match r.neurons {
@@ -36,8 +95,8 @@ fn wsol_rows(rows: &[WsolRow], per_concept: bool) -> String {
             num_cell(r.images as f64, &r.images.to_string())
         );
         for (v, sd) in [
-            (r.loc_accuracy, r.loc_accuracy_sd),
-            (r.pointing, None),
+            (Some(r.loc_accuracy), r.loc_accuracy_sd),
+            (Some(r.pointing), None),
             (r.mask_iou, r.mask_iou_sd),
         ] {
             let text = match sd {
@@ -57,22 +116,22 @@ fn wsol_rows(rows: &[WsolRow], per_concept: bool) -> String {
 }
 
 /// A selection's name for people; random ones say how many draws they average.
-fn selection_label(selection: &str, draws: Option<u32>) -> String {
+fn selection_label(selection: Selection, draws: usize) -> String {
     let name = match selection {
-        "shapley" => "Shapley",
-        "weight_standardised" => "|w|·σ (standardised weight)",
-        "weight_raw" => "raw |w|",
-        "weight" => "|weight|",
-        other => other,
+        Selection::Shapley => "Shapley",
+        Selection::WeightStandardised => "|w|·σ (standardised weight)",
+        Selection::WeightRaw => "raw |w|",
+        Selection::Random => "random",
     };
-    match draws {
-        Some(n) if n > 1 => format!("{name} (mean ± sd of {n} draws)"),
-        _ => name.to_string(),
+    if draws > 1 {
+        format!("{name} (mean ± sd of {draws} draws)")
+    } else {
+        name.to_string()
     }
 }
 
 /// Shapley − each baseline with its interval and verdict; empty for files without them.
-fn comparisons(f: &WsolFile) -> String {
+fn comparisons(f: &WsolReport) -> String {
     if f.comparisons.is_empty() {
         return String::new();
     }
@@ -103,37 +162,27 @@ fn comparisons(f: &WsolFile) -> String {
     )
 }
 
-fn comparison_row(c: &WsolComparison) -> String {
+fn comparison_row(c: &Comparison) -> String {
     let points = |v: f64| format!("{:+.1}", 100.0 * v);
-    let interval =
-        |d: &super::data::WsolDifference| format!("[{}, {}]", points(d.low), points(d.high));
+    let interval = |d: &Difference| format!("[{}, {}]", points(d.low), points(d.high));
+    let d = &c.loc_accuracy;
     let mut out = format!(
-        "<tr>{}<td>{}</td>",
+        "<tr>{}<td>{}</td>{}{}{}<td>{}</td>",
         num_cell(f64::from(c.fraction), &format!("{}%", c.fraction)),
-        escape(&selection_label(&c.baseline, Some(c.draws as u32)))
+        escape(&selection_label(c.baseline, c.draws)),
+        num_cell(d.shapley, &percent(Some(d.shapley))),
+        num_cell(d.baseline, &percent(Some(d.baseline))),
+        num_cell(d.difference, &format!("{} pts", points(d.difference))),
+        escape(&interval(d))
     );
-    match &c.loc_accuracy {
-        Some(d) => {
-            let _ = write!(
-                out,
-                "{}{}{}<td>{}</td>",
-                num_cell(d.shapley, &percent(Some(d.shapley))),
-                num_cell(d.baseline, &percent(Some(d.baseline))),
-                num_cell(d.difference, &format!("{} pts", points(d.difference))),
-                escape(&interval(d))
-            );
-        }
-        None => out += "<td></td><td></td><td></td><td></td>",
-    }
-    let verdict = c.verdict.replace('_', " ");
-    let class = if c.verdict == "worse" {
+    let class = if c.verdict == Verdict::Worse {
         " class=\"warn\""
     } else {
         ""
     };
-    let _ = write!(out, "<td{class}>{}</td>", escape(&verdict));
+    let _ = write!(out, "<td{class}>{}</td>", escape(c.verdict.words()));
     // A difference and its interval, or two empty cells.
-    let difference = |d: Option<&super::data::WsolDifference>| match d {
+    let difference = |d: Option<&Difference>| match d {
         Some(d) => format!(
             "{}<td>{}</td>",
             num_cell(d.difference, &format!("{} pts", points(d.difference))),
@@ -171,11 +220,8 @@ pub fn section(wsol: Option<&Wsol>) -> String {
          et al. 2020): the box accuracy at the best threshold of a 0.01-step sweep, chosen per \
          selection on these images (its interval holds that threshold fixed).{}{}</p>\n<table \
          class=\"sortable\"><thead><tr>{WSOL_HEAD}{}</tbody></table>\n{}",
-        f.threshold
-            .map(|t| format!("; maps thresholded at {t} of their range"))
-            .unwrap_or_default(),
-        f.image_source
-            .as_deref()
+        format_args!("; maps thresholded at {} of their range", f.threshold),
+        Some(f.image_source.as_str())
             .filter(|s| !s.is_empty())
             .map(|s| format!(" Images: {}.", escape(s)))
             .unwrap_or_default(),
@@ -193,7 +239,7 @@ pub fn section(wsol: Option<&Wsol>) -> String {
                 )
             })
             .unwrap_or_default(),
-        wsol_rows(&f.summary, false),
+        wsol_rows(f.summary.iter().map(Row::from)),
         comparisons(f)
     );
     if !f.concepts.is_empty() {
@@ -203,7 +249,7 @@ pub fn section(wsol: Option<&Wsol>) -> String {
              <tr><th>concept</th><th class=\"num\">level</th>{WSOL_HEAD}{}</tbody></table>\
              </details>",
             f.concepts.len(),
-            wsol_rows(&f.concepts, true)
+            wsol_rows(f.concepts.iter().map(Row::from))
         );
     }
     out += "<h3>Concept-classifier heatmaps</h3>\n";
@@ -219,10 +265,11 @@ pub fn section(wsol: Option<&Wsol>) -> String {
              <figcaption>{image}{drawn}</figcaption></figure>",
             base64(png),
             name = escape(&h.name),
-            drawn = match (&h.selection, h.fraction) {
-                (Some(s), Some(f)) => format!("<br>{}, {f}% of neurons", escape(s)),
-                _ => String::new(),
-            },
+            drawn = format_args!(
+                "<br>{}, {}% of neurons",
+                escape(h.selection.name()),
+                h.fraction
+            ),
             image = escape(
                 std::path::Path::new(&h.image)
                     .file_name()
@@ -283,7 +330,7 @@ mod tests {
 
     #[test]
     fn comparisons_and_random_spreads_are_shown() {
-        let file: WsolFile = serde_json::from_str(
+        let file = WsolReport::from_json(
             r#"{"fractions":[10],"selections":["shapley","weight_raw","random"],
                 "random_draws":5,"bootstrap":{"replicates":2000,"confidence":0.95,"seed":0},
                 "summary":[{"selection":"random","fraction":10,"neurons":7,"images":600,
@@ -304,8 +351,11 @@ mod tests {
                   {"baseline":"weight_standardised","fraction":10,"pairs":600,"images":580,
                    "draws":1,"loc_accuracy":{"shapley":0.812,"baseline":0.848,
                    "difference":-0.036,"low":-0.061,"high":-0.011},
+                   "pointing":{"shapley":1,"baseline":1,"difference":0,"low":0,"high":0},
                    "mask_iou":{"shapley":0.6,"baseline":0.61,"difference":-0.01,
-                               "low":-0.02,"high":0.0},"verdict":"worse"}]}"#,
+                               "low":-0.02,"high":0.0},"verdict":"worse"}],
+                "concepts":[],"heatmaps":[],"threshold":0.5,"seed":0,"neurons":64,
+                "skipped":[]}"#,
         )
         .unwrap();
         let html = section(Some(&Wsol {
@@ -337,10 +387,21 @@ mod tests {
         }
         // A file without comparisons (the first version) has no such table.
         let old = section(Some(&Wsol {
-            file: WsolFile::default(),
+            file: WsolReport::from_json(
+                r#"{"fractions":[10],"selections":["shapley","weight","random"],
+                    "summary":[{"selection":"weight","fraction":10,"neurons":7,"images":4,
+                                "loc_accuracy":0.5,"pointing":1.0,"mask_iou":null}],
+                    "concepts":[],"heatmaps":[],"threshold":0.5,"seed":0,"neurons":64,
+                    "skipped":[]}"#,
+            )
+            .unwrap(),
             images: Vec::new(),
             left_out: Vec::new(),
         }));
         assert!(!old.contains("Shapley − baseline"));
+        assert!(
+            old.contains("<td>|w|·σ (standardised weight)</td>"),
+            "{old}"
+        );
     }
 }

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use hint_common::wsol::{ConceptRow, Heatmap, Selection, SummaryRow, WsolReport, WSOL_FILE};
+
 use crate::support::{hint, succeeded, TinyWorld};
 
 /// A world, a briefly trained tiny CNN and a finished job over them, made once: the job
@@ -288,36 +290,81 @@ fn localisation_results_and_their_heatmaps_are_embedded() {
     let job = dir.path().join("job-0001");
     std::fs::create_dir(&job).unwrap();
     copy_job(self::job(), &job);
-    // A wsol.json in the shape `hint evaluate` writes, with three heatmaps of two concepts
-    // (this test is about the report, not about localisation).
+    // A wsol.json written through the type `hint evaluate` writes, with three heatmaps of two
+    // concepts (this test is about the report, not about localisation).
     let results = job.join("results");
     std::fs::create_dir(results.join("heatmaps")).unwrap();
     let mut heatmaps = Vec::new();
-    for (k, (concept, name)) in [(3, "bird"), (3, "bird"), (7, "bus")].iter().enumerate() {
+    for (k, (concept, name)) in [(3, "bird"), (3, "bird"), (7, "bus")]
+        .into_iter()
+        .enumerate()
+    {
         let png = format!("heatmaps/{name}-{k}.png");
         image::RgbImage::from_fn(48, 48, |x, y| {
             image::Rgb([(x * 5) as u8, 40, (y * 5) as u8])
         })
         .save(results.join(&png))
         .unwrap();
-        heatmaps.push(serde_json::json!({
-            "concept": concept, "name": name, "image": format!("/data/{name}_{k}.jpg"), "png": png
-        }));
+        heatmaps.push(Heatmap {
+            concept,
+            name: name.into(),
+            image: format!("/data/{name}_{k}.jpg"),
+            png,
+            selection: Selection::Shapley,
+            fraction: 10,
+        });
     }
-    let row = |selection: &str, fraction: u32, loc: f64| {
-        serde_json::json!({"selection": selection, "fraction": fraction, "images": 24,
-                           "loc_accuracy": loc, "pointing": 0.625, "mask_iou": null})
+    let row = |selection, fraction, loc_accuracy| SummaryRow {
+        selection,
+        fraction,
+        neurons: 7,
+        images: 24,
+        draws: 1,
+        loc_accuracy,
+        pointing: 0.625,
+        mask_iou: None,
+        loc_accuracy_sd: None,
+        pointing_sd: None,
+        mask_iou_sd: None,
+        max_box_acc: None,
+        max_box_threshold: None,
     };
-    let wsol = serde_json::json!({
-        "fractions": [10, 80], "selections": ["shapley", "random"],
-        "summary": [row("shapley", 10, 0.45), row("random", 10, 0.125),
-                    row("shapley", 80, 0.5), row("random", 80, 0.25)],
-        "concepts": [{"concept": 3, "name": "bird", "level": 2, "selection": "shapley",
-                      "fraction": 10, "images": 8, "loc_accuracy": 0.875, "pointing": 1.0,
-                      "mask_iou": 0.3}],
-        "heatmaps": heatmaps,
-    });
-    std::fs::write(results.join("wsol.json"), wsol.to_string()).unwrap();
+    let (shapley, random) = (Selection::Shapley, Selection::Random);
+    let wsol = WsolReport {
+        fractions: vec![10, 80],
+        selections: vec![shapley, random],
+        summary: vec![
+            row(shapley, 10, 0.45),
+            row(random, 10, 0.125),
+            row(shapley, 80, 0.5),
+            row(random, 80, 0.25),
+        ],
+        comparisons: Vec::new(),
+        random_draws: 1,
+        bootstrap: None,
+        concepts: vec![ConceptRow {
+            concept: 3,
+            name: "bird".into(),
+            level: 2,
+            selection: shapley,
+            fraction: 10,
+            images: 8,
+            draws: 1,
+            loc_accuracy: 0.875,
+            pointing: 1.0,
+            mask_iou: Some(0.3),
+            loc_accuracy_sd: None,
+            max_box_acc: None,
+        }],
+        heatmaps,
+        threshold: 0.5,
+        seed: 0,
+        neurons: 64,
+        skipped: Vec::new(),
+        image_source: String::new(),
+        region_lift: None,
+    };
+    wsol.write(&results.join(WSOL_FILE)).unwrap();
 
     let page = report(&job);
     let html = std::fs::read_to_string(&page).unwrap();

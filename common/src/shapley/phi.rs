@@ -1,5 +1,6 @@
 //! Φ on disk: `phi.parquet` / `phi.csv` (one row per concept × neuron), the top-N neurons of
-//! every concept and the multimodal neurons.
+//! every concept and the multimodal neurons; `shapley.json` ([`ShapleySummary`]), `hint
+//! shapley`'s account of its run.
 //!
 //! Columns of Φ: `concept` (u32 id), `concept_name` (utf8), `level` (u32), `neuron` (u32),
 //! `phi`, `stderr` (f64; stderr NaN with fewer than two samples), `n_permutations` (u64). The
@@ -12,6 +13,7 @@
 //! (a parent's level is always lower), so `max_same_level ≥ 2` is multimodality the hierarchy
 //! does not explain.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Write as _;
@@ -24,6 +26,7 @@ use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
 
 use super::{ShapleyError, ShapleyEstimate};
 use crate::regions::partial_path;
@@ -283,6 +286,81 @@ pub fn write_multimodal_csv(path: &Path, neurons: &[MultimodalNeuron]) -> Result
     write_text(path, &text)
 }
 
+/// `shapley.json`'s name in `hint shapley`'s output directory.
+pub const SHAPLEY_SUMMARY_FILE: &str = "shapley.json";
+
+/// `shapley.json`: what `hint shapley` ran and how each concept went.
+///
+/// Fields are declared in alphabetical order (here and in the types below): the file was
+/// first written from a `serde_json::Value`, whose objects sort their keys, and this keeps its
+/// bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShapleySummary {
+    /// Each concept with a game, in the order computed.
+    pub concepts: Vec<ShapleySummaryConcept>,
+    /// The most permutations per concept.
+    pub max_permutations: u64,
+    /// The stopping rule (its `Debug` form), if one was set.
+    pub rule: Option<String>,
+    /// The Φ files' metadata ([`ShapleySpec::phi_metadata`], the same pairs as `phi.parquet`'s)
+    /// with the classifier directory (`hint.shapley.classifiers`).
+    ///
+    /// [`ShapleySpec::phi_metadata`]: crate::job::spec::ShapleySpec::phi_metadata
+    pub settings: BTreeMap<String, String>,
+    /// Concepts with a classifier but no game, and why.
+    pub skipped: Vec<ShapleySkipped>,
+    /// Neurons listed per concept in `top_neurons.csv`.
+    pub top: usize,
+}
+
+/// One concept's run in `shapley.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShapleySummaryConcept {
+    /// The concept's id.
+    pub concept: u32,
+    /// Evaluation regions of its game.
+    pub eval_regions: usize,
+    /// Its level.
+    pub level: u32,
+    /// Permutations sampled.
+    pub n_permutations: u64,
+    /// Its name.
+    pub name: String,
+    /// Wall-clock seconds of its estimate.
+    pub seconds: f64,
+    /// The stopping rule held before the budget was spent.
+    pub stopped_by_rule: bool,
+}
+
+/// A concept `hint shapley` left out, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShapleySkipped {
+    /// The concept's id.
+    pub concept: u32,
+    /// Its name.
+    pub name: String,
+    /// Why it has no game.
+    pub reason: String,
+}
+
+impl ShapleySummary {
+    /// The file's text: pretty JSON and a final newline.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("plain data serialises") + "\n"
+    }
+
+    /// Writes the file ([`to_json`](Self::to_json)) through a `.partial` name.
+    pub fn write(&self, path: &Path) -> Result<(), ShapleyError> {
+        write_text(path, &self.to_json())
+    }
+
+    /// Reads a `shapley.json`; the error names the file.
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
 /// Quotes a CSV field when it holds a separator, a quote or a line break (RFC 4180).
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
@@ -380,5 +458,54 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert!(!names.iter().any(|n| n.ends_with(".partial")), "{names:?}");
+    }
+
+    #[test]
+    fn shapley_json_keeps_the_bytes_of_the_value_it_replaced() {
+        let summary = ShapleySummary {
+            concepts: vec![ShapleySummaryConcept {
+                concept: 1,
+                eval_regions: 2381,
+                level: 1,
+                n_permutations: 40,
+                name: "animal".into(),
+                seconds: 1.109215144,
+                stopped_by_rule: true,
+            }],
+            max_permutations: 400,
+            rule: Some("TopKSeparated { k: 2, confidence: 0.95 }".into()),
+            settings: [("hint.shapley.seed", "5"), ("hint.shapley.mode", "fixed")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into(),
+            skipped: vec![ShapleySkipped {
+                concept: 7,
+                name: "duck".into(),
+                reason: "no evaluation regions".into(),
+            }],
+            top: 2,
+        };
+        // What `hint shapley` wrote before the type: a `serde_json::json!` value.
+        let value = serde_json::json!({
+            "settings": summary.settings,
+            "max_permutations": 400,
+            "rule": "TopKSeparated { k: 2, confidence: 0.95 }",
+            "top": 2,
+            "concepts": [{"concept": 1, "name": "animal", "level": 1, "eval_regions": 2381,
+                          "n_permutations": 40, "stopped_by_rule": true,
+                          "seconds": 1.109215144}],
+            "skipped": [{"concept": 7, "name": "duck", "reason": "no evaluation regions"}],
+        });
+        let before = serde_json::to_string_pretty(&value).unwrap() + "\n";
+        assert_eq!(summary.to_json(), before);
+        let none = ShapleySummary {
+            rule: None,
+            ..summary.clone()
+        };
+        assert!(none.to_json().contains("\"rule\": null,"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(SHAPLEY_SUMMARY_FILE);
+        summary.write(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+        assert_eq!(ShapleySummary::read(&path).unwrap(), summary);
     }
 }

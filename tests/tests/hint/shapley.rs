@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Output;
 
 use hint_common::regions::{ActivationType, RegionFileMeta, RegionRow, RegionRows, RegionWriter};
+use hint_common::shapley::phi::{ShapleySummary, SHAPLEY_SUMMARY_FILE};
 use serde_json::Value;
 
 use crate::support::{
@@ -209,10 +210,12 @@ fn shapley_finds_the_planted_channels_and_pyarrow_reads_phi() {
         ),
         "hint shapley --until-top-k",
     );
-    let rule: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("rule/shapley.json")).unwrap())
-            .unwrap();
-    assert_eq!(rule["concepts"][0]["stopped_by_rule"], true, "{rule}");
+    let rule = ShapleySummary::read(&dir.join("rule").join(SHAPLEY_SUMMARY_FILE)).unwrap();
+    assert!(rule.concepts[0].stopped_by_rule, "{rule:?}");
+    assert_eq!(
+        rule.rule.as_deref(),
+        Some("TopKSeparated { k: 2, confidence: 0.95 }")
+    );
     succeeded(
         &shapley(
             dir,
@@ -247,13 +250,10 @@ fn shapley_finds_the_planted_channels_and_pyarrow_reads_phi() {
         ),
         "hint shapley --quality prediction_all",
     );
-    let summary: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("prediction/shapley.json")).unwrap(),
-    )
-    .unwrap();
+    let summary = ShapleySummary::read(&dir.join("prediction").join(SHAPLEY_SUMMARY_FILE)).unwrap();
     assert_eq!(
-        summary["settings"]["hint.shapley.quality"], "prediction_all",
-        "{summary}"
+        summary.settings["hint.shapley.quality"], "prediction_all",
+        "{summary:?}"
     );
     let phi_of = |neuron: usize| -> f64 {
         let csv = std::fs::read_to_string(dir.join("prediction/phi.csv")).unwrap();

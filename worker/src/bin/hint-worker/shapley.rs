@@ -8,11 +8,10 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use hint_common::hierarchy::ConceptId;
 use hint_common::job::spec::ShapleySpec;
 use hint_common::shapley::phi::{
     multimodal, top_neurons, write_multimodal_csv, write_phi_csv, write_phi_parquet, write_top_csv,
-    ConceptPhi,
+    ConceptPhi, ShapleySkipped, ShapleySummary, ShapleySummaryConcept, SHAPLEY_SUMMARY_FILE,
 };
 use hint_common::shapley::{Quality, Replacement, MIN_SAMPLES};
 use hint_worker::classify::ClassifierDir;
@@ -20,7 +19,6 @@ use hint_worker::shapley::{
     estimate, Budget, ConceptInput, Mode, NoGame, ShapleyConfig, ShapleyEngine, SweepBackend,
 };
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::json;
 
 /// Flags of `hint shapley`.
 #[derive(Args, Debug)]
@@ -208,8 +206,11 @@ pub fn run(args: ShapleyArgs) -> anyhow::Result<()> {
             Ok(input) => input,
             Err(NoGame::NoSamples) => anyhow::bail!("concept {} missing from the samples", id.0),
             Err(no_game) => {
-                skipped.push(json!({"concept": id.0, "name": concept.name,
-                    "reason": no_game.to_string()}));
+                skipped.push(ShapleySkipped {
+                    concept: id.0,
+                    name: concept.name.clone(),
+                    reason: no_game.to_string(),
+                });
                 continue;
             }
         };
@@ -235,7 +236,7 @@ pub fn run(args: ShapleyArgs) -> anyhow::Result<()> {
     }
     bar.finish_and_clear();
     write_outputs(&args, &config, &budget, &dir, &runs, &skipped)?;
-    print_summary(&args, &config, &runs, &skipped, hierarchy);
+    print_summary(&args, &config, &runs, &skipped);
     Ok(())
 }
 
@@ -269,7 +270,7 @@ fn write_outputs(
     budget: &Budget,
     dir: &ClassifierDir,
     runs: &[ConceptRun],
-    skipped: &[serde_json::Value],
+    skipped: &[ShapleySkipped],
 ) -> anyhow::Result<()> {
     let phis: Vec<ConceptPhi> = runs.iter().map(|r| r.phi.clone()).collect();
     let out = &args.out;
@@ -278,31 +279,26 @@ fn write_outputs(
     write_top_csv(&out.join("top_neurons.csv"), &top_neurons(&phis, args.top))?;
     write_multimodal_csv(&out.join("multimodal.csv"), &multimodal(&phis, args.top))?;
     dir.hierarchy.write_json(&out.join("concepts.json"))?;
-    let concepts: Vec<_> = runs
-        .iter()
-        .map(|r| {
-            json!({
-                "concept": r.phi.concept,
-                "name": r.phi.name,
-                "level": r.phi.level,
-                "eval_regions": r.eval_regions,
-                "n_permutations": r.phi.estimates.first().map_or(0, |e| e.n_permutations),
-                "stopped_by_rule": r.stopped_early,
-                "seconds": r.seconds,
+    let summary = ShapleySummary {
+        concepts: runs
+            .iter()
+            .map(|r| ShapleySummaryConcept {
+                concept: r.phi.concept,
+                eval_regions: r.eval_regions,
+                level: r.phi.level,
+                n_permutations: r.phi.estimates.first().map_or(0, |e| e.n_permutations),
+                name: r.phi.name.clone(),
+                seconds: r.seconds,
+                stopped_by_rule: r.stopped_early,
             })
-        })
-        .collect();
-    let summary = json!({
-        "settings": settings(args, config).into_iter().collect::<std::collections::BTreeMap<_, _>>(),
-        "max_permutations": budget.max_permutations,
-        "rule": budget.rule.map(|r| format!("{r:?}")),
-        "top": args.top,
-        "concepts": concepts,
-        "skipped": skipped,
-    });
-    let path = out.join("shapley.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&summary)? + "\n")
-        .with_context(|| format!("writing {}", path.display()))?;
+            .collect(),
+        max_permutations: budget.max_permutations,
+        rule: budget.rule.map(|r| format!("{r:?}")),
+        settings: settings(args, config).into_iter().collect(),
+        skipped: skipped.to_vec(),
+        top: args.top,
+    };
+    summary.write(&out.join(SHAPLEY_SUMMARY_FILE))?;
     Ok(())
 }
 
@@ -310,8 +306,7 @@ fn print_summary(
     args: &ShapleyArgs,
     config: &ShapleyConfig,
     runs: &[ConceptRun],
-    skipped: &[serde_json::Value],
-    hierarchy: &hint_common::hierarchy::Hierarchy,
+    skipped: &[ShapleySkipped],
 ) {
     let seconds: f64 = runs.iter().map(|r| r.seconds).sum();
     let permutations: u64 = runs
@@ -366,11 +361,7 @@ fn print_summary(
         println!("    neuron {}: {}", m.neuron, names.join(", "));
     }
     for s in skipped {
-        let name = s["concept"]
-            .as_u64()
-            .map(|id| hierarchy.concept(ConceptId(id as u32)).name.clone())
-            .unwrap_or_default();
-        println!("  skipped {name}: {}", s["reason"].as_str().unwrap_or(""));
+        println!("  skipped {}: {}", s.name, s.reason);
     }
     println!("  output: {}", args.out.display());
 }

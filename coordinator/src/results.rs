@@ -83,7 +83,8 @@ pub fn write(job: &Job) -> Result<(), ResultsError> {
         write_into(job, &job.job_dir)?;
     } else {
         let staging = storage::cache_dir().join("results").join(&job.id.0);
-        let staged = stage(job, &staging).and_then(|()| write_into(job, &staging));
+        // The fetched classifiers stay pinned in the cache while the report reads them.
+        let staged = stage(job, &staging).and_then(|_pinned| write_into(job, &staging));
         let uploaded = staged.and_then(|()| {
             storage::upload_dir(&results_dir(&staging), &results_dir(&job.job_dir))
                 .map_err(ResultsError::from)
@@ -104,8 +105,9 @@ pub fn write(job: &Job) -> Result<(), ResultsError> {
 /// A local job directory for the report of a job in object storage: its spec, its
 /// hierarchy, (linked) the fetched classifier directories, and a copy of what the evaluate
 /// and ablate stages committed into `results/` (`wsol.json` and its heatmaps,
-/// `ablation.json`), which the report reads beside the files it writes.
-fn stage(job: &Job, staging: &Path) -> Result<(), ResultsError> {
+/// `ablation.json`), which the report reads beside the files it writes. Returns the fetched
+/// classifier directories, pinned in the cache while the caller holds them.
+fn stage(job: &Job, staging: &Path) -> Result<storage::CachedDir, ResultsError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ResultsError::Io { path, source }
@@ -124,7 +126,7 @@ fn stage(job: &Job, staging: &Path) -> Result<(), ResultsError> {
     // stay the objects' bytes.
     let committed = storage::fetch_dir(&results_dir(&job.job_dir))?;
     copy_tree(&committed, &results_dir(staging)).map_err(io(&committed))?;
-    Ok(())
+    Ok(classifiers)
 }
 
 /// Copies every file below `from` to the same relative path below `to`.

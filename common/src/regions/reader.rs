@@ -72,10 +72,11 @@ pub fn for_each_foreground(
 fn open_builder(
     path: &Path,
 ) -> Result<(ParquetRecordBatchReaderBuilder<File>, RegionFileMeta), RegionsError> {
+    // Pinned in the cache until opened: an open file stays readable if it is evicted.
     let local = if storage::is_remote(path) {
         storage::fetch(path).map_err(|e| storage_error(path, e))?
     } else {
-        path.to_path_buf()
+        storage::Cached::local(path.to_path_buf())
     };
     let file = File::open(&local).map_err(|source| RegionsError::Io {
         path: path.to_path_buf(),

@@ -29,6 +29,9 @@
 //! - `AWS_ALLOW_HTTP=true`: needed for a plain `http://` endpoint.
 //! - `HINT_S3_PART_SIZE`: bytes per multipart part (default 8 MiB, at least 5 MiB).
 //! - `HINT_CACHE_DIR`: where [`fetch`] keeps its copies (default `<tmp>/hint-cache`).
+//! - `HINT_CACHE_LIMIT`: the most bytes of copies it keeps (`500GiB`, `80G`, a number of
+//!   bytes; default: no limit), least recently used first out; copies in use are pinned
+//!   ([`Cached`]). `hint-worker --cache-limit` sets it ([`set_cache_limit`]).
 
 mod cache;
 mod local;
@@ -40,7 +43,9 @@ mod writer;
 mod tests;
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
+pub use cache::{Cache, Cached, CachedDir, LOW_WATER};
 pub(crate) use writer::partial_path;
 pub use writer::ObjectWriter;
 
@@ -214,6 +219,61 @@ pub fn cache_dir() -> PathBuf {
     }
 }
 
+/// A limit set by [`set_cache_limit`], over `HINT_CACHE_LIMIT` (Some(None): no limit).
+static LIMIT: Mutex<Option<Option<u64>>> = Mutex::new(None);
+
+/// Sets the most bytes [`fetch`] keeps in [`cache_dir`] (None: no limit), over
+/// `HINT_CACHE_LIMIT`.
+pub fn set_cache_limit(limit: Option<u64>) {
+    *LIMIT.lock().unwrap_or_else(|e| e.into_inner()) = Some(limit);
+}
+
+/// The cache [`fetch`] uses: [`cache_dir`], with the limit of [`set_cache_limit`] or else
+/// `HINT_CACHE_LIMIT`.
+pub fn cache() -> Result<Cache, StorageError> {
+    let set = *LIMIT.lock().unwrap_or_else(|e| e.into_inner());
+    let limit = match set {
+        Some(limit) => limit,
+        None => match std::env::var("HINT_CACHE_LIMIT") {
+            Ok(text) if !text.trim().is_empty() => {
+                Some(parse_bytes(&text).map_err(|e| StorageError::new("HINT_CACHE_LIMIT", e))?)
+            }
+            _ => None,
+        },
+    };
+    Ok(Cache::new(cache_dir(), limit))
+}
+
+/// Bytes from `500GiB`, `80G`, `300Gi` (Kubernetes' spelling), `1.5TB`, `4096` (binary and
+/// decimal units; `G` is GiB).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (like 500GiB, 80G or 4096)"))?;
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "ki" | "kib" => 1024.0,
+        "m" | "mi" | "mib" => 1024f64.powi(2),
+        "g" | "gi" | "gib" => 1024f64.powi(3),
+        "t" | "ti" | "tib" => 1024f64.powi(4),
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        other => {
+            return Err(format!(
+                "{text:?}: unknown unit {other:?} (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
+            ))
+        }
+    };
+    Ok((value * scale).round() as u64)
+}
+
 /// S3's smallest part (except the last one of an upload).
 pub const MIN_PART_SIZE: usize = 5 << 20;
 
@@ -323,30 +383,17 @@ pub fn remove_all(path: &Path) -> Result<(), StorageError> {
 }
 
 /// A local file with the content of `path`: a local path is itself; an object is streamed
-/// into `cache_dir()/s3/<bucket>/<key>` (reused while its size and ETag are unchanged).
-pub fn fetch(path: &Path) -> Result<PathBuf, StorageError> {
-    match target(path)? {
-        Target::Local(path) => {
-            if path.is_file() {
-                Ok(path)
-            } else {
-                Err(StorageError::not_found(
-                    path.display().to_string(),
-                    "no such file",
-                ))
-            }
-        }
-        Target::S3(url) => cache::fetch(&url),
-    }
+/// into `cache_dir()/s3/<bucket>/<key>` (reused while its size and ETag are unchanged) and
+/// pinned there while the returned handle lives ([`Cache::fetch`] on [`cache`]).
+pub fn fetch(path: &Path) -> Result<Cached, StorageError> {
+    cache()?.fetch(path)
 }
 
 /// A local directory with every file below `dir`: a local directory is itself; a prefix is
-/// fetched object by object into the cache (see [`fetch`]).
-pub fn fetch_dir(dir: &Path) -> Result<PathBuf, StorageError> {
-    match target(dir)? {
-        Target::Local(path) => Ok(path),
-        Target::S3(url) => cache::fetch_dir(&url),
-    }
+/// fetched object by object into the cache (see [`fetch`]), each pinned while the returned
+/// handle lives.
+pub fn fetch_dir(dir: &Path) -> Result<CachedDir, StorageError> {
+    cache()?.fetch_dir(dir)
 }
 
 /// Copies every file below the local directory `local` to `dest/<relative path>`.

@@ -52,7 +52,7 @@ fn local_round_trip() {
     assert_eq!(read(&renamed).unwrap(), b"alpha two");
 
     let copy = fetch(&renamed).unwrap();
-    assert_eq!(copy, renamed, "a local file is its own copy");
+    assert_eq!(copy.path(), renamed, "a local file is its own copy");
     assert_eq!(std::fs::read(&copy).unwrap(), b"alpha two");
 
     let dir = fetch_dir(&root.join("sub")).unwrap();
@@ -144,4 +144,19 @@ fn unfinished_local_files_leave_nothing() {
     assert!(dir.path().join("out/.region.parquet.partial").is_file());
     drop(writer);
     assert!(list(dir.path()).unwrap().is_empty());
+}
+
+#[test]
+fn sizes_parse_with_binary_and_decimal_units() {
+    use super::parse_bytes;
+    assert_eq!(parse_bytes("4096"), Ok(4096));
+    assert_eq!(parse_bytes("250GiB"), Ok(250 << 30));
+    assert_eq!(parse_bytes(" 80G "), Ok(80 << 30));
+    assert_eq!(parse_bytes("300Gi"), Ok(300 << 30));
+    assert_eq!(parse_bytes("1.5TB"), Ok(1_500_000_000_000));
+    assert_eq!(parse_bytes("2 MiB"), Ok(2 << 20));
+    assert!(parse_bytes("lots").unwrap_err().contains("is not a size"));
+    assert!(parse_bytes("3 parsecs")
+        .unwrap_err()
+        .contains("unknown unit"));
 }

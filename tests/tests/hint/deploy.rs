@@ -775,6 +775,15 @@ fn the_manifests_have_the_shape_the_design_needs() {
         .find(|v| v["name"] == cache_mount["name"])
         .unwrap();
     assert!(cache_volume["emptyDir"].is_object(), "{cache_volume}");
+    // The cache evicts before the kubelet would evict the pod for outgrowing its volume,
+    // and keeps the job's ~161 GB of region files (deploy/README.md).
+    let bytes = |text: &str| hint_common::storage::parse_bytes(text).unwrap();
+    let limit = bytes(&flag_value(&args, "--cache-limit").expect("--cache-limit"));
+    let volume = bytes(&text(&cache_volume["emptyDir"]["sizeLimit"]));
+    assert!(
+        limit < volume && limit > 161_000_000_000,
+        "cache limit {limit} B, volume {volume} B"
+    );
     let pdb = overlay.find("PodDisruptionBudget", "hint-worker");
     assert_eq!(
         pdb["spec"]["selector"]["matchLabels"],

@@ -110,10 +110,16 @@ impl Moto {
 
     /// Runs `hint` with `args` against this server, downloads cached in `cache`.
     pub fn hint(&self, cache: &Path, args: &[&str]) -> Output {
+        self.hint_with_env(cache, &[], args)
+    }
+
+    /// [`Moto::hint`] with more environment variables.
+    pub fn hint_with_env(&self, cache: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
         hint_command()
             .args(args)
             .envs(self.env())
             .env("HINT_CACHE_DIR", cache)
+            .envs(env.iter().copied())
             .output()
             .expect("starting hint")
     }

@@ -259,7 +259,7 @@ fn fetch_reuses_unchanged_objects_and_follows_changes() {
     storage::write(&path, b"version one").unwrap();
     let copy = storage::fetch(&path).unwrap();
     assert_eq!(
-        copy,
+        copy.path(),
         storage::cache_dir()
             .join("s3")
             .join(&b)
@@ -292,6 +292,60 @@ fn fetch_reuses_unchanged_objects_and_follows_changes() {
         .map(|e| e.path)
         .collect();
     assert_eq!(names, vec![dir.join("weights.safetensors")]);
+}
+
+/// A cache with a size limit smaller than the data: a fetch over the limit removes the least
+/// recently used copies nobody holds, never a pinned one (the cache stays over its limit
+/// while everything is in use), and an evicted object is fetched again intact.
+#[test]
+fn a_cache_over_its_limit_evicts_the_least_recently_used_unpinned_copies() {
+    let moto = Moto::shared();
+    let b = bucket(moto, "limit");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = storage::Cache::new(dir.path(), Some(2500));
+    let objects: Vec<PathBuf> = (0..5).map(|k| url(&b, &format!("r/{k}.bin"))).collect();
+    for (k, object) in objects.iter().enumerate() {
+        storage::write(object, &vec![k as u8; 1000]).unwrap();
+    }
+    let copy_of = |k: usize| dir.path().join("s3").join(&b).join(format!("r/{k}.bin"));
+
+    // Three pinned copies: 3000 bytes, over the limit, and all kept.
+    let pinned: Vec<storage::Cached> = objects[..3]
+        .iter()
+        .map(|o| cache.fetch(o).unwrap())
+        .collect();
+    assert!((0..3).all(|k| copy_of(k).is_file()));
+    // Used again: copy 0 becomes the most recently used.
+    std::thread::sleep(Duration::from_millis(20));
+    drop(cache.fetch(&objects[0]).unwrap());
+    drop(pinned);
+
+    // A fourth: 4000 bytes, so the least recently used unpinned copies go (1, then 2) down
+    // to 90% of the limit; the new copy, pinned by its handle, stays.
+    let fourth = cache.fetch(&objects[3]).unwrap();
+    let kept: Vec<bool> = (0..4).map(|k| copy_of(k).is_file()).collect();
+    assert_eq!(kept, [true, false, false, true]);
+    assert!(!dir
+        .path()
+        .join("meta/s3")
+        .join(&b)
+        .join("r/1.bin.json")
+        .exists());
+
+    // An evicted object comes back with its bytes.
+    let again = cache.fetch(&objects[1]).unwrap();
+    assert_eq!(std::fs::read(&again).unwrap(), vec![1u8; 1000]);
+    drop((fourth, again));
+
+    // A directory's files are pinned together while its handle lives.
+    let whole = cache.fetch_dir(&url(&b, "r")).unwrap();
+    assert_eq!(
+        storage::list(&whole).unwrap().len(),
+        5,
+        "over the limit, all pinned"
+    );
+    drop(whole);
+    assert!(cache.evict(2500) <= 2500);
 }
 
 /// A storage call from a thread that runs another tokio runtime (an async server's handler)

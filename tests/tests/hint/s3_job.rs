@@ -4,7 +4,8 @@
 //! classifiers are where the job says; nothing is left under `attempts/`. Objects are
 //! put and read back by the fixture's own HTTP client, independent of ours. The evaluate
 //! and ablate stages run on the job in S3 (the workers mirror what they read) and write
-//! the local run's wsol.json, heatmaps and ablation.json. A commit cut short by a crash
+//! the local run's wsol.json, heatmaps and ablation.json — all with a cache limit of one byte
+//! (every fetch evicts what no task holds). A commit cut short by a crash
 //! (some objects moved, some not) is finished by redoing it.
 
 use std::path::Path;
@@ -100,8 +101,11 @@ fn a_job_on_s3_gives_the_local_phi_bit_for_bit() {
     assert!(failed(&no_state, "hint run without --state").contains("--state"));
 
     let state = dir.join("state");
-    let run = moto.hint(
+    // A cache limit far below the job's files: every fetch evicts what no task holds, and
+    // the results must not change.
+    let run = moto.hint_with_env(
         &cache,
+        &[("HINT_CACHE_LIMIT", "1")],
         &[
             "run",
             remote.to_str().unwrap(),
@@ -116,6 +120,15 @@ fn a_job_on_s3_gives_the_local_phi_bit_for_bit() {
     succeeded(&run, "hint run (s3)");
 
     let names = moto.keys("hint-runs", "runs/job-0001/");
+    // The limit was honoured: of everything fetched, at most what a task held at the end
+    // is left (the region files alone are far over one byte).
+    let regions = names.iter().filter(|n| n.contains("/regions/")).count();
+    let cached = std::fs::read_dir(cache.join("s3/hint-runs/runs/job-0001/regions"))
+        .map_or(0, |entries| entries.count());
+    assert!(
+        regions >= 2 && cached < regions,
+        "{cached} of {regions} region files left in the cache"
+    );
     let keys = names.join("\n");
     for expected in [
         "runs/job-0001/spec.json",

@@ -26,7 +26,7 @@ pub(super) fn read(path: &Path) -> Result<Vec<(String, Tensor)>> {
     let local = if storage::is_remote(path) {
         storage::fetch(path).map_err(|e| Error::io(path, e.into_io_at(path)))?
     } else {
-        path.to_path_buf()
+        storage::Cached::local(path.to_path_buf())
     };
     let bytes = std::fs::read(&local).map_err(|e| Error::io(path, e))?;
     let file = SafeTensors::deserialize(&bytes)

@@ -106,6 +106,8 @@ struct Workspace {
     out: PathBuf,
     /// The attempt's directory in object storage, where `out` is uploaded.
     upload_to: Option<PathBuf>,
+    /// The mirrored files, pinned in the cache while the engine reads them.
+    _mirror: (Vec<storage::Cached>, Vec<storage::CachedDir>),
 }
 
 impl Workspace {
@@ -123,6 +125,7 @@ impl Workspace {
                 job_dir: job.dir.clone(),
                 out: attempt,
                 upload_to: None,
+                _mirror: Default::default(),
             });
         }
         // The cache keeps an object at `<cache>/s3/<bucket>/<key>`, so the fetched files
@@ -132,12 +135,14 @@ impl Workspace {
             .parent()
             .expect("a fetched file lies below its job directory")
             .to_path_buf();
+        let mut files = vec![spec];
         for file in MIRRORED_FILES {
-            storage::fetch(&job.dir.join(file))?;
+            files.push(storage::fetch(&job.dir.join(file))?);
         }
-        for dir in MIRRORED_DIRS {
-            storage::fetch_dir(&job.dir.join(dir))?;
-        }
+        let dirs = MIRRORED_DIRS
+            .iter()
+            .map(|dir| storage::fetch_dir(&job.dir.join(dir)))
+            .collect::<Result<Vec<_>, _>>()?;
         // Named after the attempt's URL: unique across jobs and storage roots.
         let url = attempt.to_string_lossy();
         let out = storage::cache_dir()
@@ -151,6 +156,7 @@ impl Workspace {
             job_dir,
             out,
             upload_to: Some(attempt),
+            _mirror: (files, dirs),
         })
     }
 

@@ -1,6 +1,6 @@
 //! The extract task: one shard of the job's manifest → one region file.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -12,12 +12,13 @@ use super::{check_cancel, output_dir, require, Job, TaskRunner};
 use crate::extract::{self, ExtractConfig};
 use crate::models::{Architecture, InputSize};
 
-/// The extraction settings of `job` for the task's shard, on the runner's device.
+/// The extraction settings of `job` for the task's shard, on the runner's device, and the
+/// cached copy of a label map in object storage (pinned in the cache while it is held).
 pub(super) fn config(
     runner: &TaskRunner,
     job: &Job,
     task: &ExtractTask,
-) -> Result<ExtractConfig, TaskError> {
+) -> Result<(ExtractConfig, Option<storage::Cached>), TaskError> {
     let spec = &job.spec;
     let arch = Architecture::parse(&spec.model.architecture)?;
     let (first, end) = (task.first_image, task.end_image);
@@ -46,18 +47,19 @@ pub(super) fn config(
     let planned = job.labels();
     // A label map in object storage is read from its copy in the cache; a local one is
     // checked where the task runs (`require`).
-    let local_copy = |path: &Path| -> Result<PathBuf, TaskError> {
+    let local_copy = |path: &Path| -> Result<storage::Cached, TaskError> {
         Ok(if storage::is_remote(path) {
             storage::fetch(path)?
         } else {
-            path.to_path_buf()
+            storage::Cached::local(path.to_path_buf())
         })
     };
-    config.label_map = if storage::exists(&planned)? {
+    let label_map = if storage::exists(&planned)? {
         Some(local_copy(&planned)?)
     } else {
         spec.data.labels.as_deref().map(local_copy).transpose()?
     };
+    config.label_map = label_map.as_ref().map(|copy| copy.to_path_buf());
     config.apply(&spec.extract)?;
     config.device = runner.device;
     config.seed = spec.seed;
@@ -70,7 +72,7 @@ pub(super) fn config(
     config.image_range = Some(first..end);
     config.file_prefix = format!("regions-s{:05}", task.shard);
     config.validate()?;
-    Ok(config)
+    Ok((config, label_map))
 }
 
 /// Runs the extract task.
@@ -81,7 +83,7 @@ pub(super) fn run(
     progress: &(dyn Fn(u64, u64) + Sync),
     cancel: &AtomicBool,
 ) -> Result<ExtractSummary, TaskError> {
-    let mut config = config(runner, job, task)?;
+    let (mut config, _label_map) = config(runner, job, task)?;
     require(&config.weights, "the model weights")?;
     require(&config.images, "the job's manifest")?;
     if let Some(labels) = &config.label_map {

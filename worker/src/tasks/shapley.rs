@@ -106,6 +106,9 @@ pub(super) fn run(
 struct PreparedDir {
     dir: ClassifierDir,
     samples: ConceptSamples,
+    /// The directory's files, pinned in the cache while the runner keeps it (its
+    /// classifiers are read when each concept's engine is built).
+    _files: storage::CachedDir,
 }
 
 type EngineKey = (PathBuf, ConceptId, ShapleyConfig);
@@ -150,7 +153,8 @@ impl ShapleyCache {
 /// A directory in object storage is fetched into the worker's cache first; its samples are
 /// rebuilt from the region files it names, wherever they are.
 fn prepare(dir: &Path) -> Result<PreparedDir, TaskError> {
-    let classifiers = ClassifierDir::open(&storage::fetch_dir(dir)?)?;
+    let files = storage::fetch_dir(dir)?;
+    let classifiers = ClassifierDir::open(&files)?;
     let trained = classifiers.trained();
     let samples = classifiers.rebuild_samples(None, Some(&trained), &mut |_| {})?;
     tracing::debug!(
@@ -161,6 +165,7 @@ fn prepare(dir: &Path) -> Result<PreparedDir, TaskError> {
     Ok(PreparedDir {
         dir: classifiers,
         samples,
+        _files: files,
     })
 }
 

@@ -229,7 +229,7 @@ fn an_extract_task_gives_the_rows_a_whole_run_gives_its_images() {
     let Kind::Extract(extract_task) = &kind else {
         unreachable!()
     };
-    let mut whole = super::extract::config(
+    let (mut whole, _) = super::extract::config(
         &runner,
         &super::Job::from_task(&task(&job, &job.spec, kind.clone())).unwrap(),
         extract_task,
@@ -429,7 +429,7 @@ fn the_spec_becomes_the_engines_settings() {
     let Kind::Extract(t) = &kind else {
         unreachable!()
     };
-    let config = super::extract::config(
+    let (config, _) = super::extract::config(
         &runner,
         &super::Job::from_task(&task(&job, &spec, kind.clone())).unwrap(),
         t,

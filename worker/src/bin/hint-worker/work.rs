@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use hint_common::storage;
 use hint_common::transport::{ClientSettings, ClientTransport};
 use hint_worker::runtime::{self, WorkerConfig};
 use hint_worker::tasks::TaskRunner;
@@ -41,6 +42,11 @@ pub struct WorkArgs {
     /// Seconds running tasks may finish after SIGTERM before they are handed back.
     #[arg(long, default_value_t = 60.0)]
     drain_seconds: f64,
+    /// The most bytes of downloaded objects the cache ($HINT_CACHE_DIR) keeps, least
+    /// recently used out first (e.g. 250GiB; default: $HINT_CACHE_LIMIT, else no limit).
+    /// Files a task is reading are never removed.
+    #[arg(long, value_parser = storage::parse_bytes)]
+    cache_limit: Option<u64>,
     #[command(flatten)]
     transport: ClientSettings,
 }
@@ -50,6 +56,12 @@ pub fn run(args: WorkArgs) -> anyhow::Result<()> {
     // Before loading anything heavy: a wrong file fails now, naming it.
     let transport = ClientTransport::load(&args.transport)?;
     let device = hint_worker::device::parse(&args.device)?;
+    // The flag over the environment, which every process's cache reads (a malformed
+    // value fails now, naming it).
+    if let Some(limit) = args.cache_limit {
+        storage::set_cache_limit(Some(limit));
+    }
+    storage::cache()?;
     let decode_threads = args
         .decode_threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));

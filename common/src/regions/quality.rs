@@ -22,7 +22,7 @@
 //! names both. A spatially constant saliency (`gradient` before global
 //! pooling) gives no foreground at all — warned when more than half of the images have none.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -143,8 +143,9 @@ pub fn measure(files: &[PathBuf], images_processed: u64) -> Result<RegionQuality
         None => (String::new(), String::new(), [0, 0]),
     };
     let position = |y: u16, x: u16| usize::from(y) * grid[1] + usize::from(x);
-    // Pass 1: foreground per image, images per position.
-    let mut per_image: HashMap<u64, (u32, u32)> = HashMap::new();
+    // Pass 1: foreground per image, images per position. Ordered by image, so the means
+    // below add in one order and job.json is the same bytes on every run.
+    let mut per_image: BTreeMap<u64, (u32, u32)> = BTreeMap::new();
     let mut per_position = vec![0u64; grid[0] * grid[1]];
     for_each_foreground(files, |image, y, x| {
         per_image.entry(image).or_default().0 += 1;

@@ -40,7 +40,7 @@ use hint_common::regions::sample::ConceptSamples;
 use hint_common::seed;
 use hint_common::shapley::{
     exact, permutation, replacement_rows, LinearGame, PartialSums, PermutationBlock, Quality,
-    Replacement, Sampling, ShapleyError, SignedContributions, StoppingRule,
+    Replacement, Rounds, Sampling, ShapleyError, SignedContributions,
 };
 use rayon::prelude::*;
 use tch::Device;
@@ -639,49 +639,26 @@ impl FixedSampler<'_> {
     }
 }
 
-/// How many permutations to run for a concept.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Budget {
-    /// The most permutations (rounded up to whole samples).
-    pub max_permutations: u64,
-    /// Stop earlier when this rule holds, checked after every round.
-    pub rule: Option<StoppingRule>,
-    /// Samples before the rule is first asked.
-    pub min_samples: u64,
-    /// Permutations per round (the granularity of the rule's checks and of progress).
-    pub round: u64,
-}
-
-/// Runs rounds of permutation blocks `0..r, r..2r, …` for one concept until the budget is
-/// spent or the rule is satisfied; `on_round` sees the merged sums after each round. The
-/// rounds are contiguous blocks from 0, so the result equals one block of the same length.
+/// Runs the blocks of `rounds` for one concept, from permutation 0, until the budget is
+/// spent or the stopping rule holds (the plan the coordinator's Shapley stage follows one
+/// task per block); `on_round` sees the merged sums after each block. The blocks are
+/// contiguous from 0, so the result equals one block of the same length.
 pub fn estimate(
     engine: &ShapleyEngine,
-    budget: &Budget,
+    rounds: &Rounds,
     mut on_round: impl FnMut(&PartialSums),
 ) -> Result<PartialSums> {
-    let per = engine.config.sampling.permutations_per_sample();
-    let round_up = |p: u64| p.div_ceil(per) * per;
-    let max = round_up(budget.max_permutations);
-    let round = round_up(budget.round.max(1));
     let mut sums: Option<PartialSums> = None;
     let mut done = 0;
-    while done < max {
-        let end = (done + round).min(max);
-        let part = engine.run_block(PermutationBlock::new(done, end))?;
+    while let Some(block) = rounds.next(done, sums.as_ref()) {
+        let part = engine.run_block(block)?;
         let merged = match sums.take() {
             None => PartialSums::merge([part])?,
             Some(previous) => PartialSums::merge([previous, part])?,
         };
         on_round(&merged);
-        done = end;
-        let stop = budget.rule.is_some_and(|rule| {
-            rule.satisfied(&merged.estimates(), merged.samples(), budget.min_samples)
-        });
+        done = block.end;
         sums = Some(merged);
-        if stop {
-            break;
-        }
     }
     sums.map_or_else(
         || {

@@ -2,6 +2,7 @@
 //! signal, and shard invariance.
 
 use super::*;
+use hint_common::shapley::StoppingRule;
 use rand::Rng;
 use tch::{Kind, Tensor};
 
@@ -524,15 +525,11 @@ fn top_neurons_are_the_planted_group() {
     let planted = [5usize, 17, 33, 40];
     let input = input(1000, 48, &planted, 0.8);
     let engine = ShapleyEngine::new(&input, &config(Mode::Fixed)).unwrap();
-    let budget = Budget {
-        max_permutations: 400,
-        rule: Some(StoppingRule::TopKSeparated {
-            k: planted.len(),
-            confidence: 0.99,
-        }),
-        min_samples: 5,
-        round: 10,
+    let rule = StoppingRule::TopKSeparated {
+        k: planted.len(),
+        confidence: 0.99,
     };
+    let budget = Rounds::new(config(Mode::Fixed).sampling, 400, 10, Some(rule));
     let mut rounds = 0;
     let sums = estimate(&engine, &budget, |_| rounds += 1).unwrap();
     assert!(

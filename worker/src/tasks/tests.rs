@@ -20,7 +20,7 @@ use hint_common::proto::{
 };
 use hint_common::regions::sample::region_files;
 use hint_common::regions::{read_regions, RegionRows};
-use hint_common::shapley::{PartialSums, PermutationBlock};
+use hint_common::shapley::{PartialSums, PermutationBlock, Rounds};
 use hint_common::synth::{self, SynthConfig};
 use tch::Device;
 
@@ -29,7 +29,7 @@ use crate::classify::ClassifierDir;
 use crate::models::{Architecture, Backbone};
 use crate::saliency::Method;
 use crate::shapley::{
-    estimate, Budget, ConceptInput, Mode, RetrainConfig, ShapleyConfig, ShapleyEngine, SweepBackend,
+    estimate, ConceptInput, Mode, RetrainConfig, ShapleyConfig, ShapleyEngine, SweepBackend,
 };
 
 /// Images per class of the synthetic world (8 classes).
@@ -370,17 +370,7 @@ fn train_and_shapley_tasks_match_the_single_machine_stages() {
     }
     .with_device(Device::Cpu);
     let engine = ShapleyEngine::new(&input, &config).unwrap();
-    let single = estimate(
-        &engine,
-        &Budget {
-            max_permutations: 12,
-            rule: None,
-            min_samples: 5,
-            round: 20,
-        },
-        |_| {},
-    )
-    .unwrap();
+    let single = estimate(&engine, &Rounds::new(config.sampling, 12, 20, None), |_| {}).unwrap();
     assert_eq!(merged, single);
     assert_eq!(
         merged,

@@ -1,5 +1,5 @@
-//! `hint shapley`: classifiers + regions → Φ on one machine. Flags → [`ShapleyConfig`] and a
-//! [`Budget`]; the evaluation (and, for retrain, training) regions of every concept are
+//! `hint shapley`: classifiers + regions → Φ on one machine. Flags → [`ShapleyConfig`] and
+//! the [`Rounds`] a job's Shapley stage would run; the evaluation (and, for retrain, training) regions of every concept are
 //! rebuilt from `classify.json` by the classifier stage's sampling API, so they are exactly
 //! the held-out split the classifiers were scored on.
 
@@ -13,10 +13,10 @@ use hint_common::shapley::phi::{
     multimodal, top_neurons, write_multimodal_csv, write_phi_csv, write_phi_parquet, write_top_csv,
     ConceptPhi, ShapleySkipped, ShapleySummary, ShapleySummaryConcept, SHAPLEY_SUMMARY_FILE,
 };
-use hint_common::shapley::{Quality, Replacement, MIN_SAMPLES};
+use hint_common::shapley::{Quality, Replacement, Rounds};
 use hint_worker::classify::ClassifierDir;
 use hint_worker::shapley::{
-    estimate, Budget, ConceptInput, Mode, NoGame, ShapleyConfig, ShapleyEngine, SweepBackend,
+    estimate, ConceptInput, Mode, NoGame, ShapleyConfig, ShapleyEngine, SweepBackend,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -96,7 +96,7 @@ pub struct ShapleyArgs {
 }
 
 impl ShapleyArgs {
-    fn config(&self) -> anyhow::Result<(ShapleyConfig, Budget)> {
+    fn config(&self) -> anyhow::Result<(ShapleyConfig, Rounds)> {
         anyhow::ensure!(
             self.until_stderr.is_none() || self.until_top_k.is_none(),
             "give --until-stderr or --until-top-k, not both"
@@ -108,15 +108,8 @@ impl ShapleyArgs {
         let section = self.section();
         let device = hint_worker::device::parse(&self.device)?;
         let config = ShapleyConfig::from_spec(&section, self.seed, device)?;
-        let rule = section.stopping_rule();
         anyhow::ensure!(self.permutations > 0, "--permutations must be at least 1");
-        let budget = Budget {
-            max_permutations: self.permutations,
-            rule,
-            min_samples: MIN_SAMPLES,
-            round: self.round.max(1),
-        };
-        Ok((config, budget))
+        Ok((config, section.rounds()))
     }
 
     /// The flags as a `[shapley]` section, so they become a config (and the Φ files'
@@ -153,7 +146,7 @@ struct ConceptRun {
 
 /// Runs `hint shapley`.
 pub fn run(args: ShapleyArgs) -> anyhow::Result<()> {
-    let (config, budget) = args.config()?;
+    let (config, rounds) = args.config()?;
     let dir = ClassifierDir::open(&args.classifiers)
         .with_context(|| format!("reading classifiers in {}", args.classifiers.display()))?;
     let hierarchy = &dir.hierarchy;
@@ -192,8 +185,7 @@ pub fn run(args: ShapleyArgs) -> anyhow::Result<()> {
             bar.set_position(p.rows_done);
         })
         .context("rebuilding the classifiers' evaluation regions")?;
-    let per_sample = config.sampling.permutations_per_sample();
-    bar.set_length(ids.len() as u64 * budget.max_permutations.div_ceil(per_sample) * per_sample);
+    bar.set_length(ids.len() as u64 * rounds.max);
     bar.set_position(0);
 
     let mut runs = Vec::new();
@@ -218,12 +210,15 @@ pub fn run(args: ShapleyArgs) -> anyhow::Result<()> {
         let engine = ShapleyEngine::new(&input, &config)
             .with_context(|| format!("concept {} ({})", concept.name, id.0))?;
         let base = bar.position();
-        let sums = estimate(&engine, &budget, |s| {
+        let sums = estimate(&engine, &rounds, |s| {
             bar.set_position(base + s.permutations())
         })
         .with_context(|| format!("concept {} ({})", concept.name, id.0))?;
+        if let Some(warning) = engine.unconverged_warning((0, 0)) {
+            bar.suspend(|| eprintln!("warning: {warning} ({})", concept.name));
+        }
         runs.push(ConceptRun {
-            stopped_early: sums.permutations() < budget.max_permutations,
+            stopped_early: sums.permutations() < rounds.max,
             phi: ConceptPhi {
                 concept: id.0,
                 name: concept.name.clone(),
@@ -235,7 +230,7 @@ pub fn run(args: ShapleyArgs) -> anyhow::Result<()> {
         });
     }
     bar.finish_and_clear();
-    write_outputs(&args, &config, &budget, &dir, &runs, &skipped)?;
+    write_outputs(&args, &config, &rounds, &dir, &runs, &skipped)?;
     print_summary(&args, &config, &runs, &skipped);
     Ok(())
 }
@@ -267,7 +262,7 @@ fn backend(config: &ShapleyConfig) -> String {
 fn write_outputs(
     args: &ShapleyArgs,
     config: &ShapleyConfig,
-    budget: &Budget,
+    rounds: &Rounds,
     dir: &ClassifierDir,
     runs: &[ConceptRun],
     skipped: &[ShapleySkipped],
@@ -292,8 +287,8 @@ fn write_outputs(
                 stopped_by_rule: r.stopped_early,
             })
             .collect(),
-        max_permutations: budget.max_permutations,
-        rule: budget.rule.map(|r| format!("{r:?}")),
+        max_permutations: args.permutations,
+        rule: rounds.rule.map(|r| format!("{r:?}")),
         settings: settings(args, config).into_iter().collect(),
         skipped: skipped.to_vec(),
         top: args.top,

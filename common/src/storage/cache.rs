@@ -15,7 +15,10 @@
 //!
 //! A reader that found a copy and locks it just as another process removed it sees the path
 //! no longer names its file and fetches again; a new copy is locked before it is renamed
-//! into place, so it is pinned from the moment it is visible.
+//! into place, so it is pinned from the moment it is visible; and fetches of one object are
+//! serialised (a lock file per stripe of objects), so a second fetcher finds the first's
+//! copy instead of renaming its own over it. (A copy replaced because its object changed
+//! leaves earlier readers holding the old version, as before.)
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -35,6 +38,9 @@ use super::{local, target, ObjectUrl, StorageError, Target};
 
 /// Eviction goes down to this fraction of the limit.
 pub const LOW_WATER: f64 = 0.9;
+
+/// Lock files that serialise fetches of one object (objects share them by hash).
+const INSTALL_STRIPES: u64 = 256;
 
 /// A local file with the content of a location, pinned in the cache while this lives (a
 /// local path is itself, with nothing to pin). Derefs to its path.
@@ -210,6 +216,10 @@ impl Cache {
 
     /// A pinned local copy of the object at `url`, whose current metadata is `meta`.
     fn fetch_object(&self, url: &ObjectUrl, meta: &ObjectMeta) -> Result<Cached, StorageError> {
+        // One fetch of an object at a time, across threads and processes: two downloads
+        // of one object would each rename their copy into place, and the first one's pin
+        // would then hold a file no longer at the path.
+        let _installing = self.install_lock(url)?;
         if let Some(copy) = self.cached(url, meta) {
             return Ok(copy);
         }
@@ -249,6 +259,27 @@ impl Cache {
             path: copy,
             _pin: Some(pin),
         })
+    }
+
+    /// An exclusive lock on the stripe of `url` (one of [`INSTALL_STRIPES`] lock files
+    /// under `<root>/locks`), held while its copy is checked and, if need be, installed.
+    fn install_lock(&self, url: &ObjectUrl) -> Result<File, StorageError> {
+        let dir = self.root.join("locks");
+        std::fs::create_dir_all(&dir).map_err(|e| StorageError::io(&dir, "create directory", e))?;
+        // FNV-1a: the same stripe in every process.
+        let hash = url.url().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let path = dir.join(format!("{:03}", hash % INSTALL_STRIPES));
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StorageError::io(&path, "open", e))?;
+        file.lock()
+            .map_err(|e| StorageError::io(&path, "lock", e))?;
+        Ok(file)
     }
 
     /// A local directory holding every object below `url` (and nothing else), each pinned.

@@ -483,21 +483,18 @@ pub(super) fn storage(s: &mut Section<'_>, base_dir: &Path) -> StorageSpec {
     StorageSpec { root }
 }
 
-/// The optional `images` key of `[evaluate]` and `[ablate]`: a held-out set, read as local
-/// files by `command`.
-fn local_images(s: &mut Section<'_>, base_dir: &Path, command: &str) -> Option<PathBuf> {
+/// The optional `images` key of `[evaluate]` and `[ablate]`: a held-out set (an image
+/// folder or a CSV manifest, local or in object storage).
+fn held_out_images(s: &mut Section<'_>, base_dir: &Path) -> Option<PathBuf> {
     let images = path(s, "images", base_dir);
     if let Some(dir) = &images {
-        if storage::is_remote(dir) {
-            s.problem(
-                "images",
-                format!("must be local for now ({command} reads it as files)"),
-            );
-        } else if !dir.exists() {
-            s.problem(
+        match look(dir) {
+            Ok(Found::File | Found::Dir) => {}
+            Ok(Found::Nothing) => s.problem(
                 "images",
                 format!("no such directory or file: {}", dir.display()),
-            );
+            ),
+            Err(problem) => s.problem("images", problem),
         }
     }
     images
@@ -511,7 +508,7 @@ pub(super) fn evaluate(s: &mut Section<'_>, base_dir: &Path) -> Option<EvaluateS
     }
     let annotations = required_path(s, "annotations", base_dir);
     let masks = path(s, "masks", base_dir);
-    let images = local_images(s, base_dir, "hint evaluate");
+    let images = held_out_images(s, base_dir);
     let fractions = s
         .integers("fractions", 1, 100)
         .map(|f| f.into_iter().map(|n| n as u32).collect())
@@ -521,15 +518,13 @@ pub(super) fn evaluate(s: &mut Section<'_>, base_dir: &Path) -> Option<EvaluateS
         EvaluateSpec::DEFAULT_IMAGES_PER_CONCEPT,
         1,
     );
+    // Local or in object storage (the evaluate task fetches a prefix into its cache).
     for (key, dir) in [("annotations", &annotations), ("masks", &masks)] {
         if let Some(dir) = dir {
-            if storage::is_remote(dir) {
-                s.problem(
-                    key,
-                    "must be a local directory (hint evaluate reads it as files)",
-                );
-            } else if !dir.is_dir() {
-                s.problem(key, format!("no such directory: {}", dir.display()));
+            match look(dir) {
+                Ok(Found::Dir) => {}
+                Ok(_) => s.problem(key, format!("no such directory: {}", dir.display())),
+                Err(problem) => s.problem(key, problem),
             }
         }
     }
@@ -555,7 +550,7 @@ pub(super) fn ablate(s: &mut Section<'_>, base_dir: &Path) -> Option<AblateSpec>
     if !s.is_present() {
         return None;
     }
-    let images = local_images(s, base_dir, "hint ablate");
+    let images = held_out_images(s, base_dir);
     let max_images = s.integer_or::<usize>("max_images", ablation::DEFAULT_MAX_IMAGES, 2);
     let fractions = s
         .integers("fractions", 1, 100)

@@ -3,7 +3,8 @@
 //! bit-identical to the same job on local files; the plan, the region files and the
 //! classifiers are where the job says; nothing is left under `attempts/`. Objects are
 //! put and read back by the fixture's own HTTP client, independent of ours. The evaluate
-//! and ablate stages run on the job in S3 (the workers mirror what they read) and write
+//! and ablate stages run on the job in S3 (the workers mirror what they read; `[evaluate]`'s
+//! annotations and masks are in the bucket too) and write
 //! the local run's wsol.json, heatmaps and ablation.json — all with a cache limit of one byte
 //! (every fetch evicts what no task holds). A commit cut short by a crash
 //! (some objects moved, some not) is finished by redoing it.
@@ -37,7 +38,12 @@ fn a_job_on_s3_gives_the_local_phi_bit_for_bit() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
     let tiny = TinyWorld::make(dir, 5, 12, 1);
-    let sections = format!("{SECTIONS}\n\n{}", tiny.assessments());
+    // `[ablate]` on an image set named by `images` (here the job's own images): a URL in
+    // the S3 run.
+    let sections = format!("{SECTIONS}\n\n{}", tiny.assessments()).replace(
+        "[ablate]\n",
+        &format!("[ablate]\nimages = \"{}\"\n", tiny.images().display()),
+    );
 
     // The reference: the same job on local files.
     let local_runs = dir.join("local-runs");
@@ -60,6 +66,21 @@ fn a_job_on_s3_gives_the_local_phi_bit_for_bit() {
     moto.create_bucket("hint-data");
     moto.create_bucket("hint-runs");
     moto.put_dir(&tiny.images(), "hint-data", "world/images");
+    // `[evaluate]` reads its annotations and masks from the bucket too.
+    let mut remote_sections = sections.replace(
+        &format!("images = \"{}\"", tiny.images().display()),
+        "images = \"s3://hint-data/world/images\"",
+    );
+    assert!(remote_sections.contains("images = \"s3://hint-data/world/images\""));
+    for tree in ["annotations", "masks"] {
+        let local = tiny.world.join(tree);
+        moto.put_dir(&local, "hint-data", &format!("world/{tree}"));
+        remote_sections = remote_sections.replace(
+            local.to_str().unwrap(),
+            &format!("s3://hint-data/world/{tree}"),
+        );
+        assert!(remote_sections.contains(&format!("s3://hint-data/world/{tree}")));
+    }
     let read = |p: &Path| std::fs::read(p).unwrap();
     moto.put(
         "hint-data",
@@ -79,7 +100,13 @@ fn a_job_on_s3_gives_the_local_phi_bit_for_bit() {
     ];
     std::fs::write(
         &remote,
-        job_spec("s3-test", 11, inputs, "s3://hint-runs/runs", &sections),
+        job_spec(
+            "s3-test",
+            11,
+            inputs,
+            "s3://hint-runs/runs",
+            &remote_sections,
+        ),
     )
     .unwrap();
     let cache = dir.join("cache");

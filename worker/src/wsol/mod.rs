@@ -41,6 +41,7 @@ use hint_common::job::spec::EvaluateSpec;
 use hint_common::regions::sample::{region_files, ConceptSamples};
 use hint_common::regions::{for_each_foreground, read_region_meta};
 use hint_common::seed;
+use hint_common::storage;
 use rayon::prelude::*;
 use tch::Device;
 
@@ -270,7 +271,18 @@ pub fn evaluate(
     if let Some(phi) = &config.phi {
         job.phi = inputs::read_phi(phi, &job.hierarchy)?;
     }
-    let index = AnnotationIndex::scan(&config.annotations)?;
+    // Annotations and masks in object storage are read from their copies in the cache,
+    // pinned for the whole evaluation.
+    let fetch = |dir: &Path| {
+        storage::fetch_dir(dir).map_err(|e| WsolError::Input {
+            path: dir.to_path_buf(),
+            problem: e.message,
+        })
+    };
+    let annotations = fetch(&config.annotations)?;
+    let masks = config.masks.as_deref().map(fetch).transpose()?;
+    let masks = masks.as_ref().map(|m| m.path());
+    let index = AnnotationIndex::scan(&annotations)?;
     let mut skipped = Vec::new();
     let d = job.classifiers[0].settings.d;
 
@@ -338,7 +350,7 @@ pub fn evaluate(
             samples,
             &labels,
             &index,
-            config.masks.as_deref(),
+            masks,
             &mut truth_of,
             &mut skipped,
         );
@@ -441,7 +453,7 @@ pub fn evaluate(
     let mut heatmaps = Vec::new();
     // The extraction's regions of the evaluated images (the job's own images only: a
     // user's set has none), for their object lift where there are masks.
-    let regions_of = match (&config.images, &config.masks) {
+    let regions_of = match (&config.images, masks) {
         (None, Some(_)) => Some(foreground_cells(&job.dir.join("regions"), &work)?),
         _ => None,
     };

@@ -1,6 +1,7 @@
 //! The worker's loop: register with the coordinator, poll for tasks (the poll is the
-//! heartbeat that keeps leases alive), run them on blocking threads with [`TaskRunner`], and
-//! report each result exactly as it came out.
+//! heartbeat that keeps leases alive), run them on blocking threads with a [`RunTask`] (the
+//! engines' [`TaskRunner`], or a stub in the runtime's own tests), and report each result
+//! exactly as it came out.
 //!
 //! Robustness rules:
 //! - The coordinator going away is normal: calls are retried with exponential backoff
@@ -55,6 +56,29 @@ pub enum WorkerError {
     Refused(String),
 }
 
+/// What runs a leased attempt.
+pub trait RunTask: Send + Sync + 'static {
+    /// Runs one attempt, as [`TaskRunner::run`] documents: progress in the task's units,
+    /// `cancel` read at every safe point, a failure classified.
+    fn run(
+        &self,
+        task: &proto::Task,
+        progress: &(dyn Fn(u64, u64) + Sync),
+        cancel: &AtomicBool,
+    ) -> Result<proto::complete_request::Output, TaskFailure>;
+}
+
+impl RunTask for TaskRunner {
+    fn run(
+        &self,
+        task: &proto::Task,
+        progress: &(dyn Fn(u64, u64) + Sync),
+        cancel: &AtomicBool,
+    ) -> Result<proto::complete_request::Output, TaskFailure> {
+        TaskRunner::run(self, task, progress, cancel)
+    }
+}
+
 type Key = (String, u32);
 
 struct Running {
@@ -74,7 +98,7 @@ type Scheduler = SchedulerClient<AuthorizedChannel>;
 /// until `shutdown` resolves and it has drained.
 pub async fn run(
     config: WorkerConfig,
-    runner: Arc<TaskRunner>,
+    runner: Arc<dyn RunTask>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
     run_with_transport(config, &ClientTransport::plain(), runner, shutdown).await
@@ -85,7 +109,7 @@ pub async fn run(
 pub async fn run_with_transport(
     config: WorkerConfig,
     transport: &ClientTransport,
-    runner: Arc<TaskRunner>,
+    runner: Arc<dyn RunTask>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
     let channel = transport.connect_lazy(&config.coordinator)?;
@@ -218,7 +242,7 @@ pub async fn run_with_transport(
 fn spawn(
     task: proto::Task,
     key: Key,
-    runner: &Arc<TaskRunner>,
+    runner: &Arc<dyn RunTask>,
     finished: &mpsc::UnboundedSender<Finished>,
 ) -> Running {
     let done = Arc::new(AtomicU64::new(0));

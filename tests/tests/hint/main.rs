@@ -8,6 +8,7 @@ mod cluster;
 mod deploy;
 mod executables;
 mod extract_cli;
+mod harness;
 mod hierarchy;
 mod job_spec;
 mod moto;

@@ -1,0 +1,317 @@
+//! An in-process cluster: the coordinator's gRPC services on `127.0.0.1:0` and workers
+//! running the real runtime (`hint_worker::runtime`: poll loop, leases, outbox, drain) with
+//! stub task runners that write placeholder outputs and never touch libtorch. It tests the
+//! runtime's rules in seconds, without processes; the engines' outputs, and the report that
+//! reads them, are the real-process tests' business (cluster.rs).
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hint_common::job::{JobId, JobSpec, Stage, TaskId};
+use hint_common::proto::{self, complete_request::Output, task::Kind};
+use hint_common::shapley::{PartialSums, PermutationBlock, Sampling};
+use hint_coordinator::coordinator::{Coordinator, CoordinatorConfig};
+use hint_coordinator::scheduler::TaskState;
+use hint_worker::runtime::{self, RunTask, WorkerConfig};
+use hint_worker::tasks::TaskFailure;
+use tokio::sync::oneshot;
+
+/// A stub runner: placeholder outputs of the right shape, after `delay`; an extract task of
+/// shard `hang_shard` instead waits until `release` (or its cancel flag) is set.
+struct Stub {
+    delay: Duration,
+    hang_shard: Option<u32>,
+    release: Arc<AtomicBool>,
+}
+
+impl Stub {
+    fn quick() -> Arc<Stub> {
+        Arc::new(Stub {
+            delay: Duration::ZERO,
+            hang_shard: None,
+            release: Arc::new(AtomicBool::new(true)),
+        })
+    }
+}
+
+impl RunTask for Stub {
+    fn run(
+        &self,
+        task: &proto::Task,
+        progress: &(dyn Fn(u64, u64) + Sync),
+        cancel: &AtomicBool,
+    ) -> Result<Output, TaskFailure> {
+        let hangs =
+            matches!(&task.kind, Some(Kind::Extract(t)) if Some(t.shard) == self.hang_shard);
+        while hangs && !self.release.load(Ordering::Relaxed) && !cancel.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(self.delay);
+        progress(1, 1);
+        Ok(match task.kind.as_ref().expect("a task kind") {
+            Kind::Extract(t) => {
+                let dir = PathBuf::from(&t.out_dir);
+                std::fs::create_dir_all(&dir).unwrap();
+                let file = dir.join(format!("regions-s{:05}-00000.parquet", t.shard));
+                std::fs::write(&file, b"placeholder").unwrap();
+                let images = t.end_image - t.first_image;
+                Output::Extract(proto::ExtractSummary {
+                    files: vec![proto::RegionFile {
+                        url: file.display().to_string(),
+                        rows: images,
+                        foreground_rows: images,
+                        background_rows: 0,
+                    }],
+                    skipped: vec![],
+                    images_processed: images,
+                    seconds: 0.0,
+                })
+            }
+            Kind::Train(t) => {
+                std::fs::create_dir_all(&t.out_dir).unwrap();
+                Output::Train(proto::TrainOutput {
+                    dir: t.out_dir.clone(),
+                    trained: t.concepts.clone(),
+                    seconds: 0.0,
+                })
+            }
+            Kind::Shapley(t) => {
+                let block = PermutationBlock::new(t.first_permutation, t.end_permutation);
+                let mut sums = PartialSums::new(3, Sampling::Antithetic, block);
+                for _ in 0..block.samples(Sampling::Antithetic).unwrap().count() {
+                    sums.add_sample(&[0.0; 3]).unwrap();
+                }
+                Output::Shapley(hint_common::job::wire::sums_to_proto(&sums, 0.0))
+            }
+            other => panic!("the stub has no {other:?}"),
+        })
+    }
+}
+
+/// A coordinator serving on a loopback port, and the runtime that drives it and its workers.
+struct Cluster {
+    coordinator: Arc<Coordinator>,
+    address: String,
+    runtime: tokio::runtime::Runtime,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+/// A worker of the cluster: stop it gracefully (drain) or make it vanish.
+struct Worker {
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<Result<(), runtime::WorkerError>>,
+}
+
+impl Cluster {
+    fn start(state: &Path, lease_timeout: Duration) -> Cluster {
+        let mut config = CoordinatorConfig::new(state.to_path_buf());
+        config.scheduler.lease_timeout = lease_timeout;
+        let (coordinator, actions) = Coordinator::open(config).unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serving = Arc::clone(&coordinator);
+        runtime.spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            hint_coordinator::service::serve(serving, listener, shutdown)
+                .await
+                .unwrap();
+        });
+        {
+            let _entered = runtime.enter();
+            coordinator.spawn_background(actions);
+        }
+        Cluster {
+            coordinator,
+            address,
+            runtime,
+            stop: Some(stop),
+        }
+    }
+
+    fn worker(&self, name: &str, runner: Arc<dyn RunTask>) -> Worker {
+        let config = WorkerConfig {
+            coordinator: self.address.clone(),
+            name: name.into(),
+            device: "Cpu".into(),
+            slots: 1,
+            drain: Duration::from_secs(30),
+            max_backoff: Duration::from_millis(200),
+        };
+        let (shutdown, signal) = oneshot::channel::<()>();
+        let signal: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
+            let _ = signal.await;
+        });
+        let handle = self
+            .runtime
+            .spawn(async move { runtime::run(config, runner, signal).await });
+        Worker {
+            shutdown: Some(shutdown),
+            handle,
+        }
+    }
+
+    /// The task's state and attempts started (None before its stage opens).
+    fn task(&self, task: &TaskId) -> Option<(TaskState, u32)> {
+        self.coordinator.read(|s| {
+            let t = s.job(&task.job)?.tasks.get(task)?;
+            Some((t.state.clone(), t.attempts))
+        })
+    }
+
+    fn running(&self, task: &TaskId) -> bool {
+        matches!(self.task(task), Some((TaskState::Running { .. }, _)))
+    }
+
+    fn done_attempt(&self, task: &TaskId) -> Option<u32> {
+        match self.task(task)? {
+            (TaskState::Done { attempt, .. }, _) => Some(attempt),
+            _ => None,
+        }
+    }
+
+    fn live_workers(&self) -> usize {
+        self.coordinator.read(|s| s.workers().len())
+    }
+
+    /// Waits (up to 20 s) until `done` holds.
+    fn wait_for(&self, what: &str, done: impl Fn(&Cluster) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A planned-size job (6 images of 3 classes, 2 extract tasks of 4 images) on placeholder
+/// files: the plan only lists them.
+fn submit(cluster: &Cluster, dir: &Path) -> JobId {
+    let images = dir.join("images");
+    for (class, n) in [("cat", 2), ("dog", 3), ("car", 1)] {
+        std::fs::create_dir_all(images.join(class)).unwrap();
+        for i in 0..n {
+            std::fs::write(images.join(class).join(format!("{class}_{i}.png")), b"").unwrap();
+        }
+    }
+    let hierarchy = dir.join("pets.yaml");
+    std::fs::write(
+        &hierarchy,
+        "children:\n  whole: [animal, car]\n  animal: [cat, dog]\n",
+    )
+    .unwrap();
+    let json = serde_json::json!({
+        "name": "harness", "seed": 7,
+        "model": {"architecture": "tiny_cnn", "weights": dir.join("w.safetensors"),
+                  "layer": "features.7"},
+        "data": {"images": images, "hierarchy": {"source": "file", "path": hierarchy}},
+        "extract": {"method": "gradient", "samples": 20, "noise": 0.15, "steps": 20,
+            "baseline": "zero", "aggregation": "norm", "threshold": 0.5,
+            "background_ratio": 1.0, "activation_type": "f32", "batch_size": 16,
+            "images_per_task": 4},
+        "classify": {"max_per_class": 1000, "holdout": 0.2, "l2": 0.001, "iterations": 50,
+            "tolerance": 1e-8, "concepts_per_task": 2},
+        "shapley": {"mode": "fixed", "quality": "log_likelihood", "replacement": "marginal",
+            "antithetic": true, "permutations": 4, "permutations_per_task": 4,
+            "confidence": 0.95, "retrain_iterations": 10, "retrain_l2": 0.001, "top": 3,
+            "sweep_on_device": false},
+        "storage": {"root": dir.join("runs")}, "scheduler": {"max_attempts": 3}
+    });
+    let spec = JobSpec::from_json(&json.to_string()).expect("a valid spec");
+    let _entered = cluster.runtime.enter();
+    cluster.coordinator.submit_spec(spec).unwrap()
+}
+
+fn extract_task(job: &JobId, index: u32) -> TaskId {
+    TaskId {
+        job: job.clone(),
+        stage: Stage::Extract,
+        index,
+    }
+}
+
+/// A worker that vanishes (no Leave, no more polls) while it holds a task loses it when its
+/// lease expires; another worker runs it as attempt 2 and the job goes on.
+#[test]
+fn a_vanished_workers_task_is_leased_again_when_its_lease_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(&dir.path().join("state"), Duration::from_millis(600));
+    let job = submit(&cluster, dir.path());
+    let release = Arc::new(AtomicBool::new(false));
+    let hanging = cluster.worker(
+        "vanishing",
+        Arc::new(Stub {
+            delay: Duration::ZERO,
+            hang_shard: Some(0),
+            release: Arc::clone(&release),
+        }),
+    );
+    let first = extract_task(&job, 0);
+    cluster.wait_for("the first extract task to be leased", |c| c.running(&first));
+    hanging.handle.abort();
+    let helper = cluster.worker("helper", Stub::quick());
+    cluster.wait_for("the first extract task to be committed", |c| {
+        c.done_attempt(&first).is_some()
+    });
+    assert_eq!(cluster.done_attempt(&first), Some(2));
+    assert!(
+        cluster.live_workers() == 1,
+        "the vanished worker was declared lost"
+    );
+    cluster.wait_for("the job to reach Shapley", |c| {
+        c.coordinator
+            .read(|s| s.job(&job).unwrap().stage() >= Stage::Shapley)
+    });
+    release.store(true, Ordering::Relaxed);
+    drop(helper);
+}
+
+/// A worker told to stop (SIGTERM) finishes the task it holds, delivers it, takes nothing
+/// more, leaves, and its loop returns.
+#[test]
+fn a_draining_worker_finishes_its_task_takes_no_more_and_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(&dir.path().join("state"), Duration::from_secs(30));
+    let job = submit(&cluster, dir.path());
+    let mut worker = cluster.worker(
+        "draining",
+        Arc::new(Stub {
+            delay: Duration::from_millis(400),
+            hang_shard: None,
+            release: Arc::new(AtomicBool::new(true)),
+        }),
+    );
+    let first = extract_task(&job, 0);
+    cluster.wait_for("the first extract task to be leased", |c| c.running(&first));
+    worker.shutdown.take().unwrap().send(()).unwrap();
+    let returned = cluster.runtime.block_on(worker.handle).unwrap();
+    assert!(returned.is_ok(), "{returned:?}");
+    assert_eq!(cluster.done_attempt(&first), Some(1));
+    assert_eq!(
+        cluster.task(&extract_task(&job, 1)),
+        Some((TaskState::Pending, 0)),
+        "no new work while draining"
+    );
+    assert_eq!(cluster.live_workers(), 0, "it left");
+}

@@ -6,7 +6,7 @@ use hint_common::job::Stage;
 use hint_common::proto;
 
 use super::{other_kind, StageRules, Wire};
-use crate::scheduler::job::{Job, Task};
+use crate::scheduler::job::{Job, Task, TaskState};
 use crate::scheduler::records::{Output, TaskSpec};
 
 /// The train stage.
@@ -31,9 +31,14 @@ impl StageRules for Train {
             .collect())
     }
 
-    /// Shapley needs at least one concept with a classifier and an evaluation split.
+    /// Shapley needs at least one concept with a classifier and an evaluation split. (Asked
+    /// on every completion after training: it stops at the first task that trained one.)
     fn check_settled(&self, job: &Job) -> Result<(), String> {
-        if job.trained().is_empty() {
+        let any_trained = job.stage_tasks(Stage::Train).any(|t| {
+            matches!(&t.state, TaskState::Done { output: Output::Train { trained, .. }, .. }
+                if !trained.is_empty())
+        });
+        if !any_trained {
             Err(format!(
                 "no concept classifier could be trained ({}; see metrics.json in {})",
                 job.quarantine_summary(Stage::Train),

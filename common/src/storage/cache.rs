@@ -11,7 +11,9 @@
 //! unpinned copies (a copy's modification time is its last use: every hit touches it) down
 //! to [`LOW_WATER`] of the limit, so the directory is rescanned only once per that much
 //! downloading. When everything left is pinned the cache stays over its limit (a task needs
-//! its inputs) and says so in the log.
+//! its inputs) and says so in the log. Each process counts its own downloads since its last
+//! scan, so processes sharing a directory can together pass the limit by what the others
+//! downloaded meanwhile, until one of them rescans.
 //!
 //! A reader that found a copy and locks it just as another process removed it sees the path
 //! no longer names its file and fetches again; a new copy is locked before it is renamed
@@ -121,8 +123,9 @@ pub struct Cache {
     pub limit: Option<u64>,
 }
 
-/// Bytes this process believes the cache holds (None until the first eviction check scans
-/// it), per cache root; and the lock that makes one eviction run at a time.
+/// Bytes this process believes each cache root holds: the last scan's total plus what it
+/// downloaded since (a root is absent until its first download scans it). Its lock makes
+/// one eviction run at a time in a process.
 static USED: Mutex<Vec<(PathBuf, u64)>> = Mutex::new(Vec::new());
 
 /// What a cached copy was fetched at.

@@ -107,7 +107,7 @@ pub fn write(job: &Job) -> Result<(), ResultsError> {
 /// and ablate stages committed into `results/` (`wsol.json` and its heatmaps,
 /// `ablation.json`), which the report reads beside the files it writes. Returns the fetched
 /// classifier directories, pinned in the cache while the caller holds them.
-fn stage(job: &Job, staging: &Path) -> Result<storage::CachedDir, ResultsError> {
+fn stage(job: &Job, staging: &Path) -> Result<storage::Cached, ResultsError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ResultsError::Io { path, source }

@@ -44,19 +44,23 @@ pub const LOW_WATER: f64 = 0.9;
 /// Lock files that serialise fetches of one object (objects share them by hash).
 const INSTALL_STRIPES: u64 = 256;
 
-/// A local file with the content of a location, pinned in the cache while this lives (a
-/// local path is itself, with nothing to pin). Derefs to its path.
+/// A local file or directory with the content of a location, pinned in the cache while this
+/// lives: a shared lock on each cached file it covers (none for a local path, which is
+/// itself). Derefs to its path.
 #[derive(Debug)]
 pub struct Cached {
     path: PathBuf,
-    /// The shared lock that pins a cached copy.
-    _pin: Option<File>,
+    /// The shared locks that pin the cached copies.
+    _pins: Vec<File>,
 }
 
 impl Cached {
-    /// A local file, not in the cache (nothing to pin).
+    /// A local file or directory, not in the cache (nothing to pin).
     pub fn local(path: PathBuf) -> Self {
-        Cached { path, _pin: None }
+        Cached {
+            path,
+            _pins: Vec::new(),
+        }
     }
 
     /// Its path.
@@ -73,42 +77,6 @@ impl std::ops::Deref for Cached {
 }
 
 impl AsRef<Path> for Cached {
-    fn as_ref(&self) -> &Path {
-        &self.path
-    }
-}
-
-/// A local directory with the content of a location, every file below it pinned while this
-/// lives. Derefs to its path.
-#[derive(Debug)]
-pub struct CachedDir {
-    path: PathBuf,
-    _files: Vec<Cached>,
-}
-
-impl CachedDir {
-    /// A local directory, not in the cache (nothing to pin).
-    pub fn local(path: PathBuf) -> Self {
-        CachedDir {
-            path,
-            _files: Vec::new(),
-        }
-    }
-
-    /// Its path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl std::ops::Deref for CachedDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl AsRef<Path> for CachedDir {
     fn as_ref(&self) -> &Path {
         &self.path
     }
@@ -183,7 +151,7 @@ impl Cache {
         let _ = file.set_modified(SystemTime::now());
         Some(Cached {
             path: copy,
-            _pin: Some(file),
+            _pins: vec![file],
         })
     }
 
@@ -203,9 +171,9 @@ impl Cache {
 
     /// A local directory with every file below `dir`: a local directory is itself; a
     /// prefix is fetched object by object, each pinned while the returned handle lives.
-    pub fn fetch_dir(&self, dir: &Path) -> Result<CachedDir, StorageError> {
+    pub fn fetch_dir(&self, dir: &Path) -> Result<Cached, StorageError> {
         match target(dir)? {
-            Target::Local(path) => Ok(CachedDir::local(path)),
+            Target::Local(path) => Ok(Cached::local(path)),
             Target::S3(url) => self.fetch_remote_dir(&url),
         }
     }
@@ -260,7 +228,7 @@ impl Cache {
         self.downloaded(fetched.size);
         Ok(Cached {
             path: copy,
-            _pin: Some(pin),
+            _pins: vec![pin],
         })
     }
 
@@ -286,7 +254,7 @@ impl Cache {
     }
 
     /// A local directory holding every object below `url` (and nothing else), each pinned.
-    fn fetch_remote_dir(&self, url: &ObjectUrl) -> Result<CachedDir, StorageError> {
+    fn fetch_remote_dir(&self, url: &ObjectUrl) -> Result<Cached, StorageError> {
         let dir = self.copy_path(url);
         let mut files = Vec::new();
         for meta in remote::list_meta(url)? {
@@ -301,9 +269,9 @@ impl Cache {
                 local::remove_all(&entry.path)?;
             }
         }
-        Ok(CachedDir {
+        Ok(Cached {
             path: dir,
-            _files: files,
+            _pins: files.into_iter().flat_map(|file| file._pins).collect(),
         })
     }
 

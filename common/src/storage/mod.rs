@@ -45,7 +45,7 @@ mod tests;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-pub use cache::{Cache, Cached, CachedDir, LOW_WATER};
+pub use cache::{Cache, Cached, LOW_WATER};
 pub(crate) use writer::partial_path;
 pub use writer::ObjectWriter;
 
@@ -392,7 +392,7 @@ pub fn fetch(path: &Path) -> Result<Cached, StorageError> {
 /// A local directory with every file below `dir`: a local directory is itself; a prefix is
 /// fetched object by object into the cache (see [`fetch`]), each pinned while the returned
 /// handle lives.
-pub fn fetch_dir(dir: &Path) -> Result<CachedDir, StorageError> {
+pub fn fetch_dir(dir: &Path) -> Result<Cached, StorageError> {
     cache()?.fetch_dir(dir)
 }
 

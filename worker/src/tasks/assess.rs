@@ -107,7 +107,7 @@ struct Workspace {
     /// The attempt's directory in object storage, where `out` is uploaded.
     upload_to: Option<PathBuf>,
     /// The mirrored files, pinned in the cache while the engine reads them.
-    _mirror: (Vec<storage::Cached>, Vec<storage::CachedDir>),
+    _mirror: Vec<storage::Cached>,
 }
 
 impl Workspace {
@@ -125,7 +125,7 @@ impl Workspace {
                 job_dir: job.dir.clone(),
                 out: attempt,
                 upload_to: None,
-                _mirror: Default::default(),
+                _mirror: Vec::new(),
             });
         }
         // The cache keeps an object at `<cache>/s3/<bucket>/<key>`, so the fetched files
@@ -135,14 +135,13 @@ impl Workspace {
             .parent()
             .expect("a fetched file lies below its job directory")
             .to_path_buf();
-        let mut files = vec![spec];
+        let mut mirror = vec![spec];
         for file in MIRRORED_FILES {
-            files.push(storage::fetch(&job.dir.join(file))?);
+            mirror.push(storage::fetch(&job.dir.join(file))?);
         }
-        let dirs = MIRRORED_DIRS
-            .iter()
-            .map(|dir| storage::fetch_dir(&job.dir.join(dir)))
-            .collect::<Result<Vec<_>, _>>()?;
+        for dir in MIRRORED_DIRS {
+            mirror.push(storage::fetch_dir(&job.dir.join(dir))?);
+        }
         // Named after the attempt's URL: unique across jobs and storage roots.
         let url = attempt.to_string_lossy();
         let out = storage::cache_dir()
@@ -156,7 +155,7 @@ impl Workspace {
             job_dir,
             out,
             upload_to: Some(attempt),
-            _mirror: (files, dirs),
+            _mirror: mirror,
         })
     }
 

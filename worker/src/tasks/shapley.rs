@@ -108,7 +108,7 @@ struct PreparedDir {
     samples: ConceptSamples,
     /// The directory's files, pinned in the cache while the runner keeps it (its
     /// classifiers are read when each concept's engine is built).
-    _files: storage::CachedDir,
+    _files: storage::Cached,
 }
 
 type EngineKey = (PathBuf, ConceptId, ShapleyConfig);

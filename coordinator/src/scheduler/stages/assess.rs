@@ -7,7 +7,7 @@ use std::path::{Component, Path};
 use hint_common::job::{JobSpec, Stage};
 use hint_common::proto;
 
-use super::{other_kind, StageRules, Wire};
+use super::{in_attempt_dir, other_kind, StageRules, Wire};
 use crate::scheduler::job::{Job, Task, TaskState};
 use crate::scheduler::records::{MovedFile, Output, TaskSpec};
 
@@ -90,13 +90,7 @@ fn results(job: &Job, attempt_dir: &Path, wire: Wire) -> Result<Output, String> 
     let Wire::Results(out) = wire else {
         return Err(other_kind());
     };
-    if Path::new(&out.dir) != attempt_dir {
-        return Err(format!(
-            "results in {}, expected {}",
-            out.dir,
-            attempt_dir.display()
-        ));
-    }
+    in_attempt_dir("results", &out.dir, attempt_dir)?;
     let results = crate::results::results_dir(&job.job_dir);
     let files = out
         .files

@@ -95,6 +95,18 @@ pub fn rules(stage: Stage) -> &'static dyn StageRules {
         .unwrap_or_else(|| panic!("{stage} has no leased tasks"))
 }
 
+/// That an output directory is the attempt's own: `what` (classifiers, results) in `dir`.
+fn in_attempt_dir(what: &str, dir: &str, attempt_dir: &Path) -> Result<(), String> {
+    if Path::new(dir) == attempt_dir {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} in {dir}, expected {}",
+            attempt_dir.display()
+        ))
+    }
+}
+
 /// `kind` when the output is of another kind than the task.
 fn other_kind() -> String {
     "the output is of another kind than the task".into()

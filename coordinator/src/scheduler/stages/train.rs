@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use hint_common::job::Stage;
 use hint_common::proto;
 
-use super::{other_kind, StageRules, Wire};
+use super::{in_attempt_dir, other_kind, StageRules, Wire};
 use crate::scheduler::job::{Job, Task, TaskState};
 use crate::scheduler::records::{Output, TaskSpec};
 
@@ -73,13 +73,7 @@ impl StageRules for Train {
         let (TaskSpec::Train { concepts, .. }, Wire::Train(out)) = (&task.spec, wire) else {
             return Err(other_kind());
         };
-        if Path::new(&out.dir) != attempt_dir {
-            return Err(format!(
-                "classifiers in {}, expected {}",
-                out.dir,
-                attempt_dir.display()
-            ));
-        }
+        in_attempt_dir("classifiers", &out.dir, attempt_dir)?;
         if let Some(bad) = out.trained.iter().find(|c| !concepts.contains(c)) {
             return Err(format!("concept {bad} was not part of the task"));
         }

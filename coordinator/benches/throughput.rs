@@ -241,6 +241,8 @@ async fn worker(addr: SocketAddr, number: usize, shared: Arc<Shared>) -> Latenci
         .worker_id;
     let mut latencies = Latencies::default();
     let mut held: Option<proto::Task> = None;
+    // The jobs whose specs this worker was sent, named in every poll as a real worker does.
+    let mut known_jobs: Vec<String> = Vec::new();
     loop {
         if shared.done() {
             break;
@@ -261,10 +263,12 @@ async fn worker(addr: SocketAddr, number: usize, shared: Arc<Shared>) -> Latenci
                 worker_id: worker_id.clone(),
                 free_slots: 1,
                 running,
+                known_jobs: known_jobs.clone(),
             })
             .await
             .expect("poll")
             .into_inner();
+        known_jobs.extend(reply.jobs.iter().map(|j| j.job_id.clone()));
         if measuring {
             latencies.poll.push(micros(asked));
         }

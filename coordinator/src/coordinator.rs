@@ -458,12 +458,16 @@ impl Coordinator {
                 status.total,
             ));
         }
-        let (tasks, cancel) =
-            self.mutate(|s, now| s.poll(&worker, request.free_slots, &running, now))?;
+        let (tasks, cancel, jobs) = self.mutate(|s, now| {
+            let (tasks, cancel) = s.poll(&worker, request.free_slots, &running, now)?;
+            let jobs = specs_to_send(s, &tasks, &request.known_jobs);
+            Ok::<_, SchedulerError>((tasks, cancel, jobs))
+        })?;
         // Leases whose records could not be appended are not handed out.
         self.running()?;
         Ok(proto::PollResponse {
             tasks,
+            jobs,
             cancel: cancel
                 .into_iter()
                 .map(|(task, attempt)| proto::TaskRef {
@@ -658,6 +662,30 @@ impl Coordinator {
     }
 }
 
+/// The specs a poll's worker lacks: one per job of the leased `tasks` that `known` (the
+/// worker's `known_jobs`) does not name, in the order the tasks first name them.
+fn specs_to_send(
+    scheduler: &Scheduler,
+    tasks: &[proto::Task],
+    known: &[String],
+) -> Vec<proto::JobSpecJson> {
+    let mut sent: Vec<proto::JobSpecJson> = Vec::new();
+    for task in tasks {
+        let job_id = &task.job_id;
+        if known.contains(job_id) || sent.iter().any(|j| &j.job_id == job_id) {
+            continue;
+        }
+        let job = scheduler
+            .job(&JobId(job_id.clone()))
+            .expect("a task leased now belongs to a known job");
+        sent.push(proto::JobSpecJson {
+            job_id: job_id.clone(),
+            spec_json: job.spec_json.clone(),
+        });
+    }
+    sent
+}
+
 fn parse_task(id: &str) -> Result<TaskId, CoordinatorError> {
     id.parse().map_err(CoordinatorError::BadRequest)
 }
@@ -666,22 +694,22 @@ fn parse_task(id: &str) -> Result<TaskId, CoordinatorError> {
 /// are damaged or no longer match what the journal recorded. None when they are intact (or
 /// the job is not planned yet).
 fn check_plan(job: &Job) -> Option<String> {
-    if job.phase != JobPhase::Running {
+    let JobPhase::Running(planned) = job.phase else {
         return None;
-    }
+    };
     match plan::reload(&job.spec, &job.job_dir) {
         Err(error) => Some(format!("resuming: the plan of the job is damaged: {error}")),
         Ok(plan)
-            if plan.images != job.images
-                || plan.hierarchy.concepts().len() as u32 != job.concepts =>
+            if plan.images != planned.images
+                || plan.hierarchy.concepts().len() as u32 != planned.concepts =>
         {
             Some(format!(
                 "resuming: the plan in {} has {} images and {} concepts, the journal {} and {}",
                 job.job_dir.display(),
                 plan.images,
                 plan.hierarchy.concepts().len(),
-                job.images,
-                job.concepts
+                planned.images,
+                planned.concepts
             ))
         }
         Ok(_) => None,
@@ -1051,6 +1079,49 @@ mod tests {
             )
         );
         assert!(coordinator.register(&request(PROTOCOL_VERSION)).is_ok());
+    }
+
+    #[test]
+    fn a_jobs_spec_is_sent_with_its_first_task_to_each_worker_not_with_every_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = planned_job(dir.path());
+        let coordinator = &job.coordinator;
+        let spec_json = coordinator.read(|s| s.job(&job.task.job).unwrap().spec_json.clone());
+        let register = |name: &str| {
+            let request = proto::RegisterRequest {
+                name: name.into(),
+                device: "cpu".into(),
+                device_memory: 0,
+                slots: 1,
+                protocol_version: PROTOCOL_VERSION,
+            };
+            coordinator.register(&request).unwrap().worker_id
+        };
+        let poll = |worker_id: &str, known_jobs: Vec<String>| {
+            coordinator
+                .poll(&proto::PollRequest {
+                    worker_id: worker_id.into(),
+                    free_slots: 1,
+                    running: vec![],
+                    known_jobs,
+                })
+                .unwrap()
+        };
+        let job_id = job.task.job.0.clone();
+        let (first, second) = (register("a"), register("b"));
+
+        let response = poll(&first, vec![]);
+        assert_eq!(response.tasks.len(), 1);
+        let sent: Vec<_> = response
+            .jobs
+            .iter()
+            .map(|j| (&j.job_id, &j.spec_json))
+            .collect();
+        assert_eq!(sent, [(&job_id, &spec_json)], "the worker named no job");
+        // The other worker knows the job already (from an earlier task): no spec.
+        let response = poll(&second, vec![job_id.clone()]);
+        assert_eq!(response.tasks.len(), 1);
+        assert!(response.jobs.is_empty(), "{:?}", response.jobs);
     }
 
     #[test]

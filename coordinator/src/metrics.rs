@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use hint_common::job::Stage;
 
-use crate::scheduler::{JobPhase, Output, Record, Scheduler, TaskState};
+use crate::scheduler::{JobPhase, Outcome, Output, Record, Scheduler, TaskState};
 
 /// How far back the rates look.
 const RATE_WINDOW: Duration = Duration::from_secs(60);
@@ -144,12 +144,14 @@ impl Metrics {
         out.push_str(&lines);
         let mut jobs: BTreeMap<&str, u64> = BTreeMap::new();
         for job in scheduler.jobs() {
-            let phase = match job.phase {
+            let phase = match &job.phase {
                 JobPhase::Planning => "planning",
-                JobPhase::Running => "running",
-                JobPhase::Succeeded => "succeeded",
-                JobPhase::Failed => "failed",
-                JobPhase::Cancelled => "cancelled",
+                JobPhase::Running(_) => "running",
+                JobPhase::Ended(ending) => match ending.outcome {
+                    Outcome::Succeeded => "succeeded",
+                    Outcome::Failed => "failed",
+                    Outcome::Cancelled => "cancelled",
+                },
             };
             *jobs.entry(phase).or_default() += 1;
         }

@@ -281,6 +281,9 @@ fn region_lift(job: &Job) -> Option<RegionLift> {
 }
 
 fn summary(job: &Job, hierarchy: &Hierarchy) -> JobSummary {
+    let planned = job
+        .planned()
+        .expect("the report follows the Shapley stage, so the plan");
     let (mut region_files, mut region_rows, mut images_processed) = (0u64, 0u64, 0u64);
     let mut skipped_images = Vec::new();
     for task in job.stage_tasks(Stage::Extract) {
@@ -332,7 +335,7 @@ fn summary(job: &Job, hierarchy: &Hierarchy) -> JobSummary {
         })
         .collect();
     let trained: Vec<u32> = job.trained().into_iter().map(|(c, _)| c).collect();
-    let concepts_without_classifier = (0..job.concepts)
+    let concepts_without_classifier = (0..planned.concepts)
         .filter(|c| !trained.contains(c))
         .map(|c| hierarchy.concept(ConceptId(c)).name.clone())
         .collect();
@@ -358,7 +361,7 @@ fn summary(job: &Job, hierarchy: &Hierarchy) -> JobSummary {
         finished_at: Some(finished_at),
         timings,
         spec: Some(job.spec.clone()),
-        images: job.images,
+        images: planned.images,
         images_processed,
         region_files,
         region_rows,

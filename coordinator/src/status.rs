@@ -3,7 +3,7 @@
 use hint_common::job::Stage;
 use hint_common::proto;
 
-use crate::scheduler::{Job, JobPhase, TaskState};
+use crate::scheduler::{Job, JobPhase, Outcome, TaskState};
 
 /// The proto status of `job`.
 pub fn job_status(job: &Job, live_workers: u32) -> proto::JobStatus {
@@ -53,12 +53,14 @@ pub fn job_status(job: &Job, live_workers: u32) -> proto::JobStatus {
                 .unwrap_or_default(),
         })
         .collect();
-    let phase = match job.phase {
+    let phase = match &job.phase {
         JobPhase::Planning => proto::JobPhase::Queued,
-        JobPhase::Running => proto::JobPhase::Running,
-        JobPhase::Succeeded => proto::JobPhase::Succeeded,
-        JobPhase::Failed => proto::JobPhase::Failed,
-        JobPhase::Cancelled => proto::JobPhase::Cancelled,
+        JobPhase::Running(_) => proto::JobPhase::Running,
+        JobPhase::Ended(ending) => match ending.outcome {
+            Outcome::Succeeded => proto::JobPhase::Succeeded,
+            Outcome::Failed => proto::JobPhase::Failed,
+            Outcome::Cancelled => proto::JobPhase::Cancelled,
+        },
     };
     proto::JobStatus {
         job_id: job.id.to_string(),
@@ -67,7 +69,7 @@ pub fn job_status(job: &Job, live_workers: u32) -> proto::JobStatus {
         stage: job.stage().name().into(),
         stages,
         quarantined,
-        error: job.error.clone().unwrap_or_default(),
+        error: job.error().unwrap_or_default().to_string(),
         job_dir: job.job_dir.display().to_string(),
         live_workers,
         elapsed_seconds: job.seen_at.elapsed().as_secs_f64(),

@@ -19,13 +19,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hint_common::job::PROTOCOL_VERSION;
+use hint_common::job::{JobSpec, PROTOCOL_VERSION};
 use hint_common::proto::{self, scheduler_client::SchedulerClient};
 use hint_common::transport::{self, AuthorizedChannel, ClientTransport, TransportError};
 use tokio::sync::mpsc;
 use tonic::Code;
 
-use crate::tasks::{TaskFailure, TaskRunner};
+use crate::tasks::{Lease, TaskFailure, TaskRunner};
 
 /// Settings of one worker.
 #[derive(Debug, Clone)]
@@ -62,7 +62,7 @@ pub trait RunTask: Send + Sync + 'static {
     /// `cancel` read at every safe point, a failure classified.
     fn run(
         &self,
-        task: &proto::Task,
+        lease: &Lease,
         progress: &(dyn Fn(u64, u64) + Sync),
         cancel: &AtomicBool,
     ) -> Result<proto::complete_request::Output, TaskFailure>;
@@ -71,11 +71,81 @@ pub trait RunTask: Send + Sync + 'static {
 impl RunTask for TaskRunner {
     fn run(
         &self,
-        task: &proto::Task,
+        lease: &Lease,
         progress: &(dyn Fn(u64, u64) + Sync),
         cancel: &AtomicBool,
     ) -> Result<proto::complete_request::Output, TaskFailure> {
-        TaskRunner::run(self, task, progress, cancel)
+        TaskRunner::run(self, lease, progress, cancel)
+    }
+}
+
+/// Specs kept beyond those of running tasks' jobs; older ones are forgotten (the
+/// coordinator sends a forgotten spec again with the job's next task).
+const KEPT_SPECS: usize = 64;
+
+/// The job specs this worker has been sent, each parsed once: what `known_jobs` names.
+#[derive(Default)]
+struct Specs {
+    /// By job id: the spec (or why it does not parse) and when it was last used.
+    jobs: HashMap<String, (Result<Arc<JobSpec>, String>, u64)>,
+    /// Counts uses, for the least recently used.
+    clock: u64,
+}
+
+impl Specs {
+    /// Keeps the specs a poll response brought.
+    fn learn(&mut self, sent: Vec<proto::JobSpecJson>) {
+        for job in sent {
+            let spec = JobSpec::from_json(&job.spec_json)
+                .map(Arc::new)
+                .map_err(|e| format!("job {}'s spec: {e}", job.job_id));
+            self.jobs.insert(job.job_id, (spec, self.clock));
+        }
+    }
+
+    /// A leased task with its job's spec, or the failure to report instead of running it.
+    fn lease(&mut self, task: proto::Task) -> Result<Lease, TaskFailure> {
+        self.clock += 1;
+        let failure = match self.jobs.get_mut(&task.job_id) {
+            Some((spec, used)) => {
+                *used = self.clock;
+                match spec {
+                    Ok(spec) => {
+                        let spec = Arc::clone(spec);
+                        return Ok(Lease { task, spec });
+                    }
+                    Err(message) => {
+                        TaskFailure::new(proto::FailureReason::BadInput, message.clone())
+                    }
+                }
+            }
+            // The coordinator sends the spec of every job the poll did not name as known:
+            // a peer that breaks that rule gets the attempt back, counted.
+            None => TaskFailure::new(
+                proto::FailureReason::Execution,
+                format!(
+                    "no spec was sent for job {} (a coordinator of another protocol?)",
+                    task.job_id
+                ),
+            ),
+        };
+        Err(failure)
+    }
+
+    /// Forgets all but the [`KEPT_SPECS`] most recently used specs.
+    fn trim(&mut self) {
+        if self.jobs.len() <= KEPT_SPECS {
+            return;
+        }
+        let mut uses: Vec<u64> = self.jobs.values().map(|(_, used)| *used).collect();
+        uses.sort_unstable();
+        let oldest_kept = uses[uses.len() - KEPT_SPECS];
+        self.jobs.retain(|_, (_, used)| *used >= oldest_kept);
+    }
+
+    /// The job ids to name in a poll.
+    fn known(&self) -> Vec<String> {
+        self.jobs.keys().cloned().collect()
     }
 }
 
@@ -119,6 +189,7 @@ pub async fn run_with_transport(
     let (finished_send, mut finished) = mpsc::unbounded_channel::<Finished>();
     let mut running: HashMap<Key, Running> = HashMap::new();
     let mut outbox: Vec<Finished> = Vec::new();
+    let mut specs = Specs::default();
     let mut drain_deadline: Option<Instant> = None;
     tokio::pin!(shutdown);
     let mut next_poll = Instant::now();
@@ -196,6 +267,7 @@ pub async fn run_with_transport(
                     total: r.total.load(Ordering::Relaxed),
                 })
                 .collect(),
+            known_jobs: specs.known(),
         };
         match client.poll(request).await {
             Ok(response) => {
@@ -208,14 +280,32 @@ pub async fn run_with_transport(
                     }
                 }
                 let got_work = !response.tasks.is_empty();
+                let mut refused = false;
+                specs.learn(response.jobs);
                 for task in response.tasks {
                     let key = (task.task_id.clone(), task.attempt);
-                    running.insert(key.clone(), spawn(task, key, &runner, &finished_send));
+                    match specs.lease(task) {
+                        Ok(lease) => {
+                            running.insert(key.clone(), spawn(lease, key, &runner, &finished_send));
+                        }
+                        Err(failure) => {
+                            tracing::warn!(task = %key.0, attempt = key.1, "{}", failure.message);
+                            outbox.push(Finished {
+                                key,
+                                result: Err(failure),
+                            });
+                            refused = true;
+                        }
+                    }
                 }
-                // Idle workers ask again soon; busy ones at the heartbeat.
+                specs.trim();
+                // Idle workers ask again soon; busy ones at the heartbeat; refused tasks
+                // are reported at once.
                 let idle = running.is_empty() && !got_work;
                 next_poll = Instant::now()
-                    + if idle {
+                    + if refused {
+                        Duration::ZERO
+                    } else if idle {
                         heartbeat.min(Duration::from_millis(200))
                     } else {
                         heartbeat
@@ -224,6 +314,9 @@ pub async fn run_with_transport(
             Err(status) if status.code() == Code::NotFound => {
                 tracing::warn!(%status, "the coordinator does not know this worker: registering again");
                 (worker_id, heartbeat) = register(&mut client, &config, &mut backoff).await?;
+                // A coordinator that lost its state may reuse job ids: ask for every spec
+                // again (running tasks keep theirs).
+                specs = Specs::default();
                 next_poll = Instant::now();
             }
             Err(status) => {
@@ -240,7 +333,7 @@ pub async fn run_with_transport(
 }
 
 fn spawn(
-    task: proto::Task,
+    lease: Lease,
     key: Key,
     runner: &Arc<dyn RunTask>,
     finished: &mpsc::UnboundedSender<Finished>,
@@ -252,6 +345,7 @@ fn spawn(
     let (d, t, c) = (Arc::clone(&done), Arc::clone(&total), Arc::clone(&cancel));
     tracing::info!(task = %key.0, attempt = key.1, "started");
     tokio::task::spawn_blocking(move || {
+        let task = &lease.task;
         let span = tracing::info_span!("task", job = %task.job_id, task = %task.task_id, attempt = task.attempt);
         let _entered = span.enter();
         let start = Instant::now();
@@ -259,7 +353,7 @@ fn spawn(
             d.store(units_done, Ordering::Relaxed);
             t.store(units_total, Ordering::Relaxed);
         };
-        let result = runner.run(&task, &progress, &c);
+        let result = runner.run(&lease, &progress, &c);
         match &result {
             Ok(_) => tracing::info!(seconds = start.elapsed().as_secs_f64(), "finished"),
             Err(failure) => {
@@ -382,5 +476,103 @@ impl Backoff {
 
     fn reset(&mut self) {
         self.current = Duration::from_millis(100);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hint_common::job::spec::{DataSpec, HierarchySpec, ModelSpec};
+    use hint_common::job::JobSpec;
+    use hint_common::proto::{self, FailureReason};
+
+    use super::{Specs, KEPT_SPECS};
+
+    fn sent(job: &str, spec_json: String) -> proto::JobSpecJson {
+        proto::JobSpecJson {
+            job_id: job.into(),
+            spec_json,
+        }
+    }
+
+    fn task(job: &str) -> proto::Task {
+        proto::Task {
+            task_id: format!("{job}/extract-00000"),
+            job_id: job.into(),
+            attempt: 1,
+            ..Default::default()
+        }
+    }
+
+    fn spec() -> JobSpec {
+        let model = ModelSpec {
+            architecture: "tiny_cnn".into(),
+            weights: "/w.safetensors".into(),
+            layer: "features.7".into(),
+            resize: None,
+            crop: None,
+        };
+        let data = DataSpec {
+            images: "/images".into(),
+            labels: None,
+            hierarchy: HierarchySpec::File {
+                path: "/hierarchy.yaml".into(),
+            },
+        };
+        JobSpec::new(model, data, "/runs".into())
+    }
+
+    #[test]
+    fn a_spec_sent_once_serves_every_later_task_of_its_job() {
+        let mut specs = Specs::default();
+        assert!(specs.known().is_empty());
+        specs.learn(vec![sent("job-0001", spec().to_json())]);
+        assert_eq!(specs.known(), ["job-0001"]);
+        let first = specs.lease(task("job-0001")).unwrap();
+        let second = specs.lease(task("job-0001")).unwrap();
+        assert!(
+            std::sync::Arc::ptr_eq(&first.spec, &second.spec),
+            "parsed once"
+        );
+        assert_eq!(*first.spec, spec());
+    }
+
+    #[test]
+    fn a_task_without_its_spec_or_with_a_broken_one_is_refused_with_a_reason() {
+        let mut specs = Specs::default();
+        let failure = specs.lease(task("job-0002")).unwrap_err();
+        assert_eq!(failure.reason, FailureReason::Execution);
+        assert!(
+            failure
+                .message
+                .contains("no spec was sent for job job-0002"),
+            "{failure}"
+        );
+
+        specs.learn(vec![sent("job-0003", "{\"name\": 3}".into())]);
+        assert_eq!(specs.known(), ["job-0003"], "known: not sent again");
+        let failure = specs.lease(task("job-0003")).unwrap_err();
+        assert_eq!(failure.reason, FailureReason::BadInput);
+        assert!(
+            failure.message.starts_with("job job-0003's spec: "),
+            "{failure}"
+        );
+    }
+
+    #[test]
+    fn only_the_most_recently_used_specs_are_kept() {
+        let mut specs = Specs::default();
+        let json = spec().to_json();
+        for job in 0..KEPT_SPECS + 2 {
+            specs.learn(vec![sent(&format!("job-{job:04}"), json.clone())]);
+            specs.lease(task(&format!("job-{job:04}"))).unwrap();
+        }
+        // The first job is used again: the second and third are the least recent.
+        specs.lease(task("job-0000")).unwrap();
+        specs.trim();
+        let mut known = specs.known();
+        known.sort();
+        assert_eq!(known.len(), KEPT_SPECS);
+        assert_eq!(known[0], "job-0000");
+        assert_eq!(known[1], "job-0003");
     }
 }

@@ -18,4 +18,6 @@ pub use spec::JobSpec;
 ///
 /// 2: evaluate and ablate tasks (`Task.kind`), result files (`CompleteRequest.output`) and
 /// the retrain settings in the spec a task carries — a version-1 worker cannot run them.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: a job's spec reaches each worker once (`PollResponse.jobs`, asked for by
+/// `PollRequest.known_jobs`), no longer in every task — a version-2 worker would find none.
+pub const PROTOCOL_VERSION: u32 = 3;

@@ -413,6 +413,26 @@ impl Default for SchedulerSpec {
 }
 
 impl JobSpec {
+    /// A job named `job` with seed 0 running `model` on `data` under `root`, every other
+    /// setting at its default: what a TOML spec with only `[model]`, `[data]` and
+    /// `[storage]` gives (the spec tests hold the two equal). The way code and tests build
+    /// a spec; change the fields they care about afterwards.
+    pub fn new(model: ModelSpec, data: DataSpec, root: PathBuf) -> Self {
+        JobSpec {
+            name: "job".into(),
+            seed: 0,
+            model,
+            data,
+            extract: ExtractSpec::default(),
+            classify: ClassifySpec::default(),
+            shapley: ShapleySpec::default(),
+            storage: StorageSpec { root },
+            scheduler: SchedulerSpec::default(),
+            evaluate: None,
+            ablate: None,
+        }
+    }
+
     /// The spec as the JSON workers receive.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a spec always serialises")

@@ -11,19 +11,36 @@ use hint_common::shapley::{PartialSums, PermutationBlock, StoppingRule};
 use super::records::{unhex, Failure, Outcome, Output, TaskSpec};
 use super::stages::{self, STAGES};
 
-/// Where a job is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a job is; each phase holds what only it has (no counts before the plan, no error
+/// before the end).
+#[derive(Debug, Clone, PartialEq)]
 pub enum JobPhase {
     /// Waiting for (or running) the plan stage.
     Planning,
-    /// Tasks are being leased.
-    Running,
-    /// Ended with results.
-    Succeeded,
-    /// Ended with an error.
-    Failed,
-    /// Cancelled by a client.
-    Cancelled,
+    /// Tasks are being leased, cut from the plan's counts.
+    Running(Planned),
+    /// Ended.
+    Ended(Ending),
+}
+
+/// What the plan stage found: the counts tasks are cut from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Planned {
+    /// Images in the manifest.
+    pub images: u64,
+    /// Concepts in the hierarchy.
+    pub concepts: u32,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ending {
+    /// Succeeded, failed or cancelled.
+    pub outcome: Outcome,
+    /// The plan, when the job got that far.
+    pub planned: Option<Planned>,
+    /// Why it failed or was cancelled.
+    pub error: Option<String>,
 }
 
 /// A task's state.
@@ -127,7 +144,7 @@ pub struct Job {
     pub id: JobId,
     /// The validated spec.
     pub spec: JobSpec,
-    /// The spec as workers receive it.
+    /// The spec as workers receive it (once per worker: `PollResponse.jobs`).
     pub spec_json: String,
     /// Its storage root.
     pub job_dir: PathBuf,
@@ -137,10 +154,6 @@ pub struct Job {
     pub seen_at: Instant,
     /// Where it is.
     pub phase: JobPhase,
-    /// Images in the manifest (after planning).
-    pub images: u64,
-    /// Concepts in the hierarchy (after planning).
-    pub concepts: u32,
     /// Every task, by id (so by stage, then index).
     pub tasks: BTreeMap<TaskId, Task>,
     /// Pending tasks in leasing order.
@@ -151,8 +164,6 @@ pub struct Job {
     counts: BTreeMap<Stage, (usize, usize)>,
     /// Shapley bookkeeping per concept.
     rounds: BTreeMap<u32, Rounds>,
-    /// Why it failed or was cancelled.
-    pub error: Option<String>,
     /// Since when no worker has been registered (None while one is).
     pub no_worker_since: Option<Instant>,
     /// When this process first leased a task of each stage, and when the stage last
@@ -196,14 +207,11 @@ impl Job {
             submitted_at,
             seen_at: now,
             phase: JobPhase::Planning,
-            images: 0,
-            concepts: 0,
             tasks: BTreeMap::new(),
             pending: BTreeSet::new(),
             sums: BTreeMap::new(),
             counts: BTreeMap::new(),
             rounds: BTreeMap::new(),
-            error: None,
             no_worker_since: None,
             stage_times: BTreeMap::new(),
         }
@@ -211,10 +219,42 @@ impl Job {
 
     /// Whether the job has ended.
     pub fn is_finished(&self) -> bool {
-        matches!(
-            self.phase,
-            JobPhase::Succeeded | JobPhase::Failed | JobPhase::Cancelled
-        )
+        matches!(self.phase, JobPhase::Ended(_))
+    }
+
+    /// Whether the job waits for (or runs) its plan.
+    pub fn is_planning(&self) -> bool {
+        self.phase == JobPhase::Planning
+    }
+
+    /// The plan's counts, once planned (running, or ended after the plan).
+    pub fn planned(&self) -> Option<Planned> {
+        match &self.phase {
+            JobPhase::Planning => None,
+            JobPhase::Running(planned) => Some(*planned),
+            JobPhase::Ended(ending) => ending.planned,
+        }
+    }
+
+    /// How it ended (None while it runs).
+    pub fn ending(&self) -> Option<&Ending> {
+        match &self.phase {
+            JobPhase::Ended(ending) => Some(ending),
+            _ => None,
+        }
+    }
+
+    /// Why it failed or was cancelled.
+    pub fn error(&self) -> Option<&str> {
+        self.ending().and_then(|e| e.error.as_deref())
+    }
+
+    /// The counts the leased stages cut tasks from: they run only on a running job.
+    pub(super) fn running(&self) -> Planned {
+        match self.phase {
+            JobPhase::Running(planned) => planned,
+            _ => unreachable!("stages cut tasks of running jobs only"),
+        }
     }
 
     /// The stage running now: the first leased stage with open tasks; plan before any task,
@@ -274,23 +314,20 @@ impl Job {
         }
     }
 
-    pub(super) fn planned(&mut self, images: u64, concepts: u32, now: Instant) {
+    pub(super) fn plan_done(&mut self, images: u64, concepts: u32, now: Instant) {
         // Workers cannot have had work before the plan: the grace period starts now.
         if self.no_worker_since.is_some() {
             self.no_worker_since = Some(now);
         }
-        self.images = images;
-        self.concepts = concepts;
-        self.phase = JobPhase::Running;
+        self.phase = JobPhase::Running(Planned { images, concepts });
     }
 
     pub(super) fn finished(&mut self, outcome: Outcome, error: Option<String>) {
-        self.phase = match outcome {
-            Outcome::Succeeded => JobPhase::Succeeded,
-            Outcome::Failed => JobPhase::Failed,
-            Outcome::Cancelled => JobPhase::Cancelled,
-        };
-        self.error = error;
+        self.phase = JobPhase::Ended(Ending {
+            outcome,
+            planned: self.planned(),
+            error,
+        });
         self.pending.clear();
         // Nothing runs for an ended job: its leases are void (workers are told to stop).
         for task in self.tasks.values_mut() {
@@ -466,7 +503,6 @@ impl Job {
             task_id: id.to_string(),
             job_id: self.id.to_string(),
             attempt,
-            spec_json: self.spec_json.clone(),
             job_dir: self.job_dir.display().to_string(),
             kind: Some(kind),
         }
@@ -480,7 +516,7 @@ impl Job {
     /// settled (None: consider every concept, as after a restart), so a completion costs
     /// O(1) rather than a scan of the job.
     pub(super) fn next_step(&self, only: Option<u32>) -> Step {
-        if self.phase != JobPhase::Running {
+        if !matches!(self.phase, JobPhase::Running(_)) {
             return Step::Wait;
         }
         for rules in STAGES.iter().filter(|r| !r.after_report()) {

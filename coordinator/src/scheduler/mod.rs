@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use hint_common::job::{JobId, JobSpec, Stage, TaskId, WorkerId};
 use hint_common::proto;
 
-pub use job::{decode_sums, Job, JobPhase, Task, TaskState};
+pub use job::{decode_sums, Ending, Job, JobPhase, Planned, Task, TaskState};
 pub use records::{Failure, MovedFile, Outcome, Output, Record, TaskSpec};
 
 /// Timing rules of the scheduler.
@@ -152,7 +152,7 @@ impl Scheduler {
         for id in ids {
             let job = scheduler.jobs.get_mut(&id).expect("listed job");
             job.no_worker_since = Some(now);
-            if job.phase == JobPhase::Planning {
+            if job.is_planning() {
                 actions.push(Action::Plan(id.clone()));
             }
             actions.extend(scheduler.advance(&id, None, now));
@@ -213,11 +213,7 @@ impl Scheduler {
         concepts: u32,
         now: Instant,
     ) -> Vec<Action> {
-        if !self
-            .jobs
-            .get(job)
-            .is_some_and(|j| j.phase == JobPhase::Planning)
-        {
+        if !self.jobs.get(job).is_some_and(Job::is_planning) {
             return Vec::new();
         }
         self.record(
@@ -473,7 +469,7 @@ impl Scheduler {
         let stranded: Vec<JobId> = self
             .jobs
             .values()
-            .filter(|j| !j.is_finished() && j.phase != JobPhase::Planning)
+            .filter(|j| matches!(j.phase, JobPhase::Running(_)))
             // A job waiting for its report needs no worker.
             .filter(|j| j.stage() != Stage::Report)
             .filter(|j| {
@@ -524,7 +520,7 @@ impl Scheduler {
                 concepts,
             } => {
                 if let Some(job) = self.jobs.get_mut(job) {
-                    job.planned(*images, *concepts, now);
+                    job.plan_done(*images, *concepts, now);
                 }
             }
             Record::TasksAdded { job, tasks } => {

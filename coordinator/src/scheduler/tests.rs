@@ -199,8 +199,9 @@ impl Harness {
         (last.reason.as_str(), last.retryable, last.counted)
     }
 
-    fn phase(&self, id: &JobId) -> JobPhase {
-        self.job(id).phase
+    /// How the job ended (None while it plans or runs).
+    fn outcome(&self, id: &JobId) -> Option<Outcome> {
+        self.job(id).ending().map(|e| e.outcome)
     }
 
     /// A poll by a worker the scheduler no longer knows.
@@ -408,7 +409,7 @@ fn happy_path_runs_every_stage_and_reports_once_shapley_settled() {
     let first = h.take(&workers[0]);
     assert_eq!(first, (task_id(&job, Stage::Extract, 0), 1));
     let message = h.job(&job).task_message(&first.0, 1);
-    assert_eq!(message.spec_json, spec.to_json());
+    assert_eq!(h.job(&job).spec_json, spec.to_json());
     let Some(proto::task::Kind::Extract(extract)) = message.kind else {
         panic!("an extract task")
     };
@@ -496,7 +497,7 @@ fn happy_path_runs_every_stage_and_reports_once_shapley_settled() {
 
     h.scheduler.finish(&job, Outcome::Succeeded, None, h.now());
     h.sync();
-    assert_eq!(h.phase(&job), JobPhase::Succeeded);
+    assert_eq!(h.outcome(&job), Some(Outcome::Succeeded));
     let outcome = Outcome::Succeeded;
     let finished = Record::Finished {
         job,
@@ -639,11 +640,11 @@ fn a_job_whose_every_extract_task_is_quarantined_fails() {
     h.outcome = Box::new(|_| Some(counted(FailureReason::Io)));
     assert!(h.run(&[w]).is_empty());
     let j = h.job(&job);
-    assert_eq!(j.phase, JobPhase::Failed);
+    assert_eq!(j.ending().map(|e| e.outcome), Some(Outcome::Failed));
     let each = |k| format!("extract-0000{k} (IO: boom)");
     let quarantined = format!("3 quarantined: {}; {}; {}", each(0), each(1), each(2));
     let error = format!("every extract task was quarantined ({quarantined})");
-    assert_eq!(j.error.as_deref(), Some(error.as_str()));
+    assert_eq!(j.error(), Some(error.as_str()));
     assert!(!j.tasks.keys().any(|t| t.stage == Stage::Train));
     assert_eq!(h.count(|r| matches!(r, Record::AttemptStarted { .. })), 9);
 }
@@ -690,12 +691,12 @@ fn a_job_without_workers_fails_after_the_grace_period() {
     assert_eq!(h.job(&job).no_worker_since, Some(h.now()));
     h.advance(59);
     h.tick();
-    assert_eq!(h.phase(&job), JobPhase::Running);
+    assert!(matches!(h.job(&job).phase, JobPhase::Running(_)));
     h.advance(1);
     h.tick();
     let j = h.job(&job);
-    assert_eq!(j.phase, JobPhase::Failed);
-    let error = j.error.as_deref().expect("an error");
+    assert_eq!(j.ending().map(|e| e.outcome), Some(Outcome::Failed));
+    let error = j.error().expect("an error");
     let reason = "no worker was seen for 60 s (the grace period)";
     assert!(error.starts_with(reason), "{error}");
     assert!(j.pending.is_empty());
@@ -724,16 +725,16 @@ fn a_registering_worker_restarts_the_grace_clock() {
     h.heartbeat(&b);
     h.advance(1);
     h.tick(); // 60 s after `a` was lost, but `b` is alive
-    assert_eq!(h.phase(&job), JobPhase::Running);
+    assert!(matches!(h.job(&job).phase, JobPhase::Running(_)));
     h.advance(10);
     h.tick(); // `b` was last seen 11 s ago: lost, and the clock starts again
     assert!(h.scheduler.workers().is_empty());
     h.advance(59);
     h.tick();
-    assert_eq!(h.phase(&job), JobPhase::Running);
+    assert!(matches!(h.job(&job).phase, JobPhase::Running(_)));
     h.advance(1);
     h.tick();
-    assert_eq!(h.phase(&job), JobPhase::Failed);
+    assert_eq!(h.outcome(&job), Some(Outcome::Failed));
 }
 
 #[test]
@@ -747,9 +748,9 @@ fn a_job_awaiting_its_report_needs_no_worker() {
     h.scheduler.leave(&w, h.now());
     h.advance(61);
     h.tick();
-    assert_eq!(h.phase(&job), JobPhase::Running);
+    assert!(matches!(h.job(&job).phase, JobPhase::Running(_)));
     h.scheduler.finish(&job, Outcome::Succeeded, None, h.now());
-    assert_eq!(h.phase(&job), JobPhase::Succeeded);
+    assert_eq!(h.outcome(&job), Some(Outcome::Succeeded));
 }
 
 #[test]
@@ -991,7 +992,7 @@ fn evaluate_and_ablate_run_on_the_reported_phi_then_the_report_runs_again() {
 
     h.scheduler.reported(&job, h.now());
     h.sync();
-    assert_eq!(h.phase(&job), JobPhase::Running);
+    assert!(matches!(h.job(&job).phase, JobPhase::Running(_)));
     assert_eq!(indices(h.job(&job), Stage::Evaluate), [0]);
     assert_eq!(indices(h.job(&job), Stage::Ablate), [0]);
     assert_eq!(h.job(&job).stage(), Stage::Evaluate);
@@ -1019,7 +1020,7 @@ fn evaluate_and_ablate_run_on_the_reported_phi_then_the_report_runs_again() {
     // The second report finds nothing left to add: the job succeeded.
     h.scheduler.reported(&job, h.now());
     h.sync();
-    assert_eq!(h.phase(&job), JobPhase::Succeeded);
+    assert_eq!(h.outcome(&job), Some(Outcome::Succeeded));
     let added = h.count(|r| matches!(r, Record::TasksAdded { .. }));
     assert_eq!(
         added, 4,
@@ -1041,8 +1042,8 @@ fn a_quarantined_evaluate_task_fails_the_job_after_phi_was_written() {
     let actions = h.run(&w);
     assert!(actions.is_empty());
     let j = h.job(&job);
-    assert_eq!(j.phase, JobPhase::Failed);
-    let error = j.error.as_deref().unwrap_or_default();
+    assert_eq!(j.ending().map(|e| e.outcome), Some(Outcome::Failed));
+    let error = j.error().unwrap_or_default();
     assert!(
         error.starts_with("evaluate: 1 quarantined: evaluate-00000 (BAD_INPUT: boom)"),
         "{error}"
@@ -1062,6 +1063,6 @@ fn a_job_without_evaluate_or_ablate_succeeds_at_its_first_report() {
     assert_eq!(h.run(&w), [Action::Report(job.clone())]);
     h.scheduler.reported(&job, h.now());
     h.sync();
-    assert_eq!(h.phase(&job), JobPhase::Succeeded);
+    assert_eq!(h.outcome(&job), Some(Outcome::Succeeded));
     assert!(!h.job(&job).tasks.keys().any(|id| id.stage > Stage::Shapley));
 }

@@ -132,6 +132,15 @@ fn a_minimal_spec_gets_the_commands_defaults() {
         ablate: None,
     };
     assert_eq!(spec, expected);
+    assert_eq!(
+        JobSpec::new(
+            expected.model.clone(),
+            expected.data.clone(),
+            expected.storage.root.clone()
+        ),
+        spec,
+        "JobSpec::new gives the TOML defaults"
+    );
     assert_eq!(JobSpec::from_json(&spec.to_json()).unwrap(), spec);
 }
 

@@ -17,7 +17,7 @@ use hint_common::shapley::{PartialSums, PermutationBlock, Sampling};
 use hint_coordinator::coordinator::{Coordinator, CoordinatorConfig};
 use hint_coordinator::scheduler::TaskState;
 use hint_worker::runtime::{self, RunTask, WorkerConfig};
-use hint_worker::tasks::TaskFailure;
+use hint_worker::tasks::{Lease, TaskFailure};
 use tokio::sync::oneshot;
 
 /// A stub runner: placeholder outputs of the right shape, after `delay`; an extract task of
@@ -41,10 +41,11 @@ impl Stub {
 impl RunTask for Stub {
     fn run(
         &self,
-        task: &proto::Task,
+        lease: &Lease,
         progress: &(dyn Fn(u64, u64) + Sync),
         cancel: &AtomicBool,
     ) -> Result<Output, TaskFailure> {
+        let task = &lease.task;
         let hangs =
             matches!(&task.kind, Some(Kind::Extract(t)) if Some(t.shard) == self.hang_shard);
         while hangs && !self.release.load(Ordering::Relaxed) && !cancel.load(Ordering::Relaxed) {

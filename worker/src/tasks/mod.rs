@@ -31,6 +31,7 @@ mod tests;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use hint_common::job::JobSpec;
 use hint_common::proto::{self, complete_request::Output, task::Kind};
@@ -61,25 +62,34 @@ const _: fn() = || {
     shared::<TaskRunner>();
 };
 
-/// A job as a task sees it: the parsed spec and the job directory.
+/// A leased attempt as a runner receives it: the coordinator's task message and its job's
+/// spec, which reaches a worker once per job (`PollResponse.jobs`) and is kept by the
+/// runtime.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    /// The task message.
+    pub task: proto::Task,
+    /// Its job's validated spec.
+    pub spec: Arc<JobSpec>,
+}
+
+/// A job as a task sees it: the spec and the job directory.
 #[derive(Debug)]
-struct Job {
-    spec: JobSpec,
+struct Job<'a> {
+    spec: &'a JobSpec,
     dir: PathBuf,
 }
 
-impl Job {
-    fn from_task(task: &proto::Task) -> Result<Job, TaskError> {
-        let spec = JobSpec::from_json(&task.spec_json)
-            .map_err(|e| TaskError::BadInput(format!("the task's job spec: {e}")))?;
-        if task.job_dir.is_empty() {
+impl<'a> Job<'a> {
+    fn of(lease: &'a Lease) -> Result<Job<'a>, TaskError> {
+        if lease.task.job_dir.is_empty() {
             return Err(TaskError::BadInput(
                 "the task names no job directory".into(),
             ));
         }
         Ok(Job {
-            spec,
-            dir: PathBuf::from(&task.job_dir),
+            spec: &lease.spec,
+            dir: PathBuf::from(&lease.task.job_dir),
         })
     }
 
@@ -159,17 +169,18 @@ impl TaskRunner {
     /// A panic in an engine is caught and reported as a failure, never a crashed worker.
     pub fn run(
         &self,
-        task: &proto::Task,
+        lease: &Lease,
         progress: &(dyn Fn(u64, u64) + Sync),
         cancel: &AtomicBool,
     ) -> Result<Output, TaskFailure> {
+        let task = &lease.task;
         let _span = tracing::info_span!(
             "task",
             task_id = %task.task_id,
             attempt = task.attempt
         )
         .entered();
-        let outcome = catch_unwind(AssertUnwindSafe(|| self.dispatch(task, progress, cancel)));
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.dispatch(lease, progress, cancel)));
         let result = match outcome {
             Ok(result) => result.map_err(|e| e.failure()),
             Err(panic) => {
@@ -192,12 +203,13 @@ impl TaskRunner {
 
     fn dispatch(
         &self,
-        task: &proto::Task,
+        lease: &Lease,
         progress: &(dyn Fn(u64, u64) + Sync),
         cancel: &AtomicBool,
     ) -> Result<Output, TaskError> {
         check_cancel(cancel)?;
-        let job = Job::from_task(task)?;
+        let job = Job::of(lease)?;
+        let task = &lease.task;
         match &task.kind {
             Some(Kind::Extract(t)) => {
                 extract::run(self, &job, t, progress, cancel).map(Output::Extract)

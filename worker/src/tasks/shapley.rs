@@ -53,7 +53,7 @@ pub(super) fn run(
     cancel: &AtomicBool,
 ) -> Result<ShapleySums, TaskError> {
     let started = Instant::now();
-    let config = config(&job.spec, runner.device)?;
+    let config = config(job.spec, runner.device)?;
     let (first, end) = (task.first_permutation, task.end_permutation);
     if first >= end {
         return Err(TaskError::BadInput(format!(

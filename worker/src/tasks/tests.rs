@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use hint_common::hierarchy::Hierarchy;
 use hint_common::job::spec::{
@@ -24,7 +24,7 @@ use hint_common::shapley::{PartialSums, PermutationBlock, Rounds};
 use hint_common::synth::{self, SynthConfig};
 use tch::Device;
 
-use super::{TaskFailure, TaskRunner, CONCEPTS_FILE, MANIFEST_FILE};
+use super::{Lease, TaskFailure, TaskRunner, CONCEPTS_FILE, MANIFEST_FILE};
 use crate::classify::ClassifierDir;
 use crate::models::{Architecture, Backbone};
 use crate::saliency::Method;
@@ -144,14 +144,17 @@ fn job() -> Job {
     }
 }
 
-fn task(job: &Job, spec: &JobSpec, kind: Kind) -> proto::Task {
-    proto::Task {
+fn task(job: &Job, spec: &JobSpec, kind: Kind) -> Lease {
+    let task = proto::Task {
         task_id: "job-0001/task-00000".into(),
         job_id: "job-0001".into(),
         attempt: 1,
-        spec_json: spec.to_json(),
         job_dir: job.dir.display().to_string(),
         kind: Some(kind),
+    };
+    Lease {
+        task,
+        spec: Arc::new(spec.clone()),
     }
 }
 
@@ -173,7 +176,7 @@ fn runner() -> TaskRunner {
 }
 
 /// Runs a task, recording its progress reports.
-fn run(runner: &TaskRunner, task: &proto::Task) -> (Result<Output, TaskFailure>, Vec<(u64, u64)>) {
+fn run(runner: &TaskRunner, task: &Lease) -> (Result<Output, TaskFailure>, Vec<(u64, u64)>) {
     let reports = Mutex::new(Vec::new());
     let result = runner.run(
         task,
@@ -229,12 +232,9 @@ fn an_extract_task_gives_the_rows_a_whole_run_gives_its_images() {
     let Kind::Extract(extract_task) = &kind else {
         unreachable!()
     };
-    let (mut whole, _) = super::extract::config(
-        &runner,
-        &super::Job::from_task(&task(&job, &job.spec, kind.clone())).unwrap(),
-        extract_task,
-    )
-    .unwrap();
+    let lease = task(&job, &job.spec, kind.clone());
+    let (mut whole, _) =
+        super::extract::config(&runner, &super::Job::of(&lease).unwrap(), extract_task).unwrap();
     whole.image_range = None;
     whole.file_prefix = crate::extract::DEFAULT_FILE_PREFIX.into();
     whole.images_per_file = 10_000;
@@ -419,12 +419,8 @@ fn the_spec_becomes_the_engines_settings() {
     let Kind::Extract(t) = &kind else {
         unreachable!()
     };
-    let (config, _) = super::extract::config(
-        &runner,
-        &super::Job::from_task(&task(&job, &spec, kind.clone())).unwrap(),
-        t,
-    )
-    .unwrap();
+    let lease = task(&job, &spec, kind.clone());
+    let (config, _) = super::extract::config(&runner, &super::Job::of(&lease).unwrap(), t).unwrap();
     assert_eq!(
         config.method,
         Method::SmoothGrad {
@@ -493,7 +489,7 @@ fn the_spec_becomes_the_engines_settings() {
     );
 }
 
-fn failure(runner: &TaskRunner, task: &proto::Task) -> TaskFailure {
+fn failure(runner: &TaskRunner, task: &Lease) -> TaskFailure {
     run(runner, task).0.expect_err("the task should fail")
 }
 
@@ -536,9 +532,11 @@ fn bad_inputs_are_not_retried() {
         assert!(f.message.contains(needle), "{f}");
     }
 
-    let mut broken = task(&job, &job.spec, extract_task(&job, 0, 0..4));
-    broken.spec_json = "{\"name\": 3}".into();
-    assert_eq!(failure(&runner, &broken).reason, FailureReason::BadInput);
+    let mut nowhere = task(&job, &job.spec, extract_task(&job, 0, 0..4));
+    nowhere.task.job_dir.clear();
+    let f = failure(&runner, &nowhere);
+    assert_eq!(f.reason, FailureReason::BadInput);
+    assert!(f.message.contains("no job directory"), "{f}");
 }
 
 #[test]

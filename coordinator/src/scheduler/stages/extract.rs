@@ -22,15 +22,16 @@ impl StageRules for Extract {
         if job.has_tasks(Stage::Extract) {
             return Ok(Vec::new());
         }
-        if job.images == 0 {
+        let images = job.running().images;
+        if images == 0 {
             return Err("the image set is empty".into());
         }
         let per = job.spec.extract.images_per_task.max(1);
-        Ok((0..job.images.div_ceil(per))
+        Ok((0..images.div_ceil(per))
             .map(|k| TaskSpec::Extract {
                 index: k as u32,
                 first: k * per,
-                end: ((k + 1) * per).min(job.images),
+                end: ((k + 1) * per).min(images),
             })
             .collect())
     }

@@ -23,10 +23,11 @@ impl StageRules for Train {
             return Ok(Vec::new());
         }
         let per = job.spec.classify.concepts_per_task.max(1) as u32;
-        Ok((0..job.concepts.div_ceil(per))
+        let concepts = job.running().concepts;
+        Ok((0..concepts.div_ceil(per))
             .map(|k| TaskSpec::Train {
                 index: k,
-                concepts: (k * per..((k + 1) * per).min(job.concepts)).collect(),
+                concepts: (k * per..((k + 1) * per).min(concepts)).collect(),
             })
             .collect())
     }

@@ -1,6 +1,7 @@
 //! The local side: atomic writes, recursive listings, renames and removals on the file system.
 
 use std::io::Write;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -25,6 +26,24 @@ pub(crate) fn temp_path(path: &Path) -> PathBuf {
         .unwrap_or_default();
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     path.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()))
+}
+
+/// The bytes `range` of the file (positioned reads; a range past the end is an error).
+pub(crate) fn read_range(path: &Path, range: Range<u64>) -> Result<Vec<u8>, StorageError> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path).map_err(|e| StorageError::io(path, "", e))?;
+    let mut bytes = vec![0; (range.end - range.start) as usize];
+    file.read_exact_at(&mut bytes, range.start).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            StorageError::new(
+                path.display().to_string(),
+                format!("read: the file ends before byte {}", range.end),
+            )
+        } else {
+            StorageError::io(path, "read", e)
+        }
+    })?;
+    Ok(bytes)
 }
 
 /// Writes `bytes` to a temporary name, syncs it and renames it over `path`.

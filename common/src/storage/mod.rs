@@ -9,8 +9,8 @@
 //! process-wide tokio runtime (two threads named `hint-storage`) and are waited for through a
 //! channel, so calling from inside another runtime's thread does not panic.
 //!
-//! - [`read`], [`read_to_string`], [`write`] (atomic), [`exists`], [`is_dir`], [`list`],
-//!   [`rename`], [`remove_all`].
+//! - [`read`], [`read_range`], [`read_to_string`], [`write`] (atomic), [`exists`],
+//!   [`is_dir`], [`list`], [`rename`], [`remove_all`].
 //! - [`create`]: an [`ObjectWriter`] that streams a large file or object and makes it visible
 //!   only at [`ObjectWriter::finish`] (locally through `.<name>.partial`, remotely as an S3
 //!   multipart upload of [`part_size`] parts).
@@ -290,6 +290,15 @@ pub fn read(path: &Path) -> Result<Vec<u8>, StorageError> {
     match target(path)? {
         Target::Local(path) => std::fs::read(&path).map_err(|e| StorageError::io(&path, "", e)),
         Target::S3(url) => remote::read(&url),
+    }
+}
+
+/// The bytes `range` of a file or object (one ranged GET on S3). A range that runs past the
+/// end is an error, not a short read.
+pub fn read_range(path: &Path, range: std::ops::Range<u64>) -> Result<Vec<u8>, StorageError> {
+    match target(path)? {
+        Target::Local(path) => local::read_range(&path, range),
+        Target::S3(url) => remote::read_range(&url, range),
     }
 }
 

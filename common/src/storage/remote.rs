@@ -1,6 +1,7 @@
 //! The object-store side: one S3 client per bucket and the requests behind the public API.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -81,6 +82,25 @@ pub(crate) fn read(url: &ObjectUrl) -> Result<Vec<u8>, StorageError> {
     let key = object_key(url)?;
     let bytes = block_on(async move { store.get(&key).await?.bytes().await })
         .map_err(|e| error(url, "read", e))?;
+    Ok(bytes.to_vec())
+}
+
+/// The bytes `range` of the object: one ranged GET. A range past the end is an error.
+pub(crate) fn read_range(url: &ObjectUrl, range: Range<u64>) -> Result<Vec<u8>, StorageError> {
+    let store = store(&url.bucket)?;
+    let key = object_key(url)?;
+    let wanted = range.end - range.start;
+    let bytes = block_on(async move { store.get_range(&key, range).await })
+        .map_err(|e| error(url, "read", e))?;
+    if bytes.len() as u64 != wanted {
+        return Err(StorageError::new(
+            url.url(),
+            format!(
+                "read: {} of {wanted} bytes (the object is shorter)",
+                bytes.len()
+            ),
+        ));
+    }
     Ok(bytes.to_vec())
 }
 

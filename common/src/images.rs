@@ -19,7 +19,40 @@
 //!
 //! A `.csv` file with a header naming (at least) the columns `path` and `label`; relative
 //! paths are relative to the CSV's directory; ids are the row order from 0. Fields are
-//! trimmed; an empty path or label is an error naming the line.
+//! trimmed; an empty path or label is an error naming the line, except that a path naming
+//! an image in a tar shard (a [`MemberLocation`], as a job's `manifest.csv` holds them) may
+//! have an empty label: an image without one, skipped by the decoder.
+//!
+//! # Tar shards (WebDataset)
+//!
+//! A source whose name ends in `.tar` (any case) is one uncompressed tar shard or, with
+//! braces, several: `train-{000000..001281}.tar`, `s3://bucket/val-{0..9}.tar`,
+//! `{a,b}.tar` ([`braces`]: zero-padded numeric ranges and lists; bad patterns are errors
+//! that say why). Shards may be local files or `s3://` objects.
+//!
+//! - **Members.** A member name splits as WebDataset splits it: the *key* is everything up to
+//!   the first dot of its last path component, the *extension* the rest. Members whose
+//!   extension is `jpg`, `jpeg` or `png` (any case, exactly: `x.seg.png` is not an image)
+//!   are images; `<key>.cls` is the label of every image with that key; everything else
+//!   (`.json`, `.txt`, directories, links) is ignored. If a key has two `.cls` members the
+//!   later one counts, as a later member of the same name does when a tar is extracted.
+//! - **Labels.** A `.cls` member holds one line of UTF-8 text, trimmed. Digits only: a
+//!   class index k (WebDataset's convention), which the label map (`data.labels`,
+//!   `--labels`) must name, and the image's label is the map's name k — so a shard written
+//!   with torchvision ImageFolder indices, with the sorted class names as the label map,
+//!   gets the labels the ImageFolder would give. A class index without a label map, or one
+//!   it does not name, is an error naming the shard and member. Anything else is the label
+//!   name itself, like a class folder's name.
+//! - **Ids.** Shards in the order the pattern expands to; within a shard, images in member
+//!   order. An image's path is its [`MemberLocation`] (`<shard>#<member>@<offset>+<size>`).
+//! - **Bad members are skipped, not dropped.** An image without a label (no `.cls`, an
+//!   empty one or one that is not UTF-8) keeps its id with the empty label `""`, belongs to
+//!   no class, and the decoder skips it with the reason `no label`; an image that does not
+//!   decode is skipped as a loose file is.
+//! - **A damaged shard is an error**, naming the shard and the byte offset where it stops
+//!   making sense (a header cut off, data running past the end, a checksum mismatch: a
+//!   truncated, compressed or corrupt file). Nothing of it is used: skipping its tail would
+//!   hide lost images.
 //!
 //! # Object storage
 //!
@@ -37,6 +70,12 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::storage;
+
+pub mod braces;
+pub mod shards;
+pub mod tar;
+
+pub use shards::{read_image, MemberLocation};
 
 /// A dataset or label map that cannot be used as a whole (a single bad image is skipped and
 /// recorded by the decoder instead).
@@ -75,8 +114,9 @@ pub struct LabelledImage {
     pub id: u64,
     /// The image file.
     pub path: PathBuf,
-    /// The model output index of its label.
-    pub label: u32,
+    /// The model output index of its label; `None` for an image without a label (a tar
+    /// member without a `.cls`), which the decoder skips.
+    pub label: Option<u32>,
 }
 
 /// Extensions (lower case) of the files hint reads as images.
@@ -92,7 +132,8 @@ pub struct ImageRecord {
     pub id: u64,
     /// The image file.
     pub path: PathBuf,
-    /// Its label name (class folder name or the CSV's `label`).
+    /// Its label name (class folder name, the CSV's `label`, a shard's `.cls`); `""` for a
+    /// tar member without a label.
     pub label: String,
 }
 
@@ -106,9 +147,18 @@ pub struct Dataset {
 }
 
 /// Reads the dataset at `source`: a directory is an ImageFolder tree, a `.csv` file a
-/// manifest. A dataset without images is an error.
+/// manifest, a name ending in `.tar` tar shards. A dataset without images is an error.
+/// Tar shards whose `.cls` members hold class indices need [`scan_with`] and a label map.
 pub fn scan(source: &Path) -> Result<Dataset> {
-    let dataset = if storage::is_remote(source) {
+    scan_with(source, None)
+}
+
+/// [`scan`], with the label map that names class indices in tar shards' `.cls` members
+/// (other sources do not use it).
+pub fn scan_with(source: &Path, labels: Option<&LabelMap>) -> Result<Dataset> {
+    let dataset = if shards::names_shards(source) {
+        shards::scan(source, labels)?
+    } else if storage::is_remote(source) {
         if has_extension(source, &["csv"]) {
             scan_csv(source)?
         } else {
@@ -300,17 +350,21 @@ fn scan_csv(manifest: &Path) -> Result<Dataset> {
         if path.is_empty() {
             return Err(at(line, "empty path"));
         }
-        if label.is_empty() {
+        let location = if storage::is_remote(Path::new(path)) || path.starts_with("file://") {
+            storage::location(path)
+        } else {
+            base.join(path)
+        };
+        // A tar member may be unlabelled (the decoder skips it); a file may not.
+        if label.is_empty() && MemberLocation::parse(&location).is_none() {
             return Err(at(line, &format!("empty label for {path}")));
         }
-        classes.insert(label.to_string());
+        if !label.is_empty() {
+            classes.insert(label.to_string());
+        }
         images.push(ImageRecord {
             id: images.len() as u64,
-            path: if storage::is_remote(Path::new(path)) || path.starts_with("file://") {
-                storage::location(path)
-            } else {
-                base.join(path)
-            },
+            path: location,
             label: label.to_string(),
         });
     }
@@ -477,18 +531,30 @@ impl LabelMap {
     }
 
     /// The dataset's images with their output indices, in id order; errors like
-    /// [`check`](Self::check) (without the output count) when a label is not mapped.
+    /// [`check`](Self::check) (without the output count) when a label is not mapped. An
+    /// unlabelled image (`""`) has no index.
     pub fn labelled(&self, dataset: &Dataset) -> Result<Vec<LabelledImage>> {
         self.check(dataset, i64::MAX)?;
-        Ok(dataset
+        dataset
             .images
             .iter()
-            .map(|image| LabelledImage {
-                id: image.id,
-                path: image.path.clone(),
-                label: self.index(&image.label).expect("checked above"),
+            .map(|image| {
+                let label = match image.label.as_str() {
+                    "" => None,
+                    name => Some(self.index(name).ok_or_else(|| {
+                        Error::Input(format!(
+                            "{}: label '{name}' is not one of the dataset's classes",
+                            image.path.display()
+                        ))
+                    })?),
+                };
+                Ok(LabelledImage {
+                    id: image.id,
+                    path: image.path.clone(),
+                    label,
+                })
             })
-            .collect())
+            .collect()
     }
 }
 
@@ -688,8 +754,8 @@ mod tests {
         };
         let map = LabelMap::sorted(&dataset.classes);
         let labelled = map.labelled(&dataset).unwrap();
-        assert_eq!(labelled[0].label, 1);
-        assert_eq!(labelled[1].label, 0);
+        assert_eq!(labelled[0].label, Some(1));
+        assert_eq!(labelled[1].label, Some(0));
         assert_eq!(labelled[1].path, PathBuf::from("y.png"));
     }
 }

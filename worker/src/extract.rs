@@ -248,11 +248,13 @@ pub fn run(config: &ExtractConfig, on_progress: &mut dyn FnMut(Progress)) -> Res
     config.validate()?;
     let model = Backbone::from_safetensors(config.arch, &config.weights, config.device)?;
     let layer = model.layer(&config.layer)?;
-    let dataset = images::scan(&config.images)?;
-    let label_map = match &config.label_map {
-        Some(path) => LabelMap::from_file(path)?,
-        None => LabelMap::sorted(&dataset.classes),
+    // The label map first: it names the class indices tar shards' `.cls` members may hold.
+    let file_map = match &config.label_map {
+        Some(path) => Some(LabelMap::from_file(path)?),
+        None => None,
     };
+    let dataset = images::scan_with(&config.images, file_map.as_ref())?;
+    let label_map = file_map.unwrap_or_else(|| LabelMap::sorted(&dataset.classes));
     label_map.check(&dataset, model.num_classes())?;
     let mut labelled = label_map.labelled(&dataset)?;
     if let Some(range) = &config.image_range {

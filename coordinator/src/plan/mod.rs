@@ -1,13 +1,16 @@
 //! The plan stage: what a job's tasks are, fixed once before any of them runs.
 //!
-//! [`plan`] scans the job's images (`data.images`, an ImageFolder or a CSV manifest), maps
+//! [`plan`] scans the job's images (`data.images`, an ImageFolder, a CSV manifest or tar
+//! shards — a remote shard is fetched whole through the cache to read its labels), maps
 //! their labels to label indices (`data.labels`, or the sorted class names as `hint extract`
 //! does), builds the concept hierarchy above the labels ([`hierarchy::build`], the same
 //! function `hint concepts` uses), and writes into the job directory:
 //!
 //! - `manifest.csv`: `path,label` with absolute paths, one row per image in the order that
 //!   defines image ids — the order `hint extract` gives the same dataset, so ids (and
-//!   therefore every seeded choice keyed by them) agree with a single-machine run;
+//!   therefore every seeded choice keyed by them) agree with a single-machine run; an image
+//!   in a tar shard has its member location as its path (and an empty label when it has
+//!   none, which extract tasks then skip and report);
 //! - `labels.txt`: label k's name on line k, the label map every extract task uses, so the
 //!   label indices (and the region files' `labels`) are [`Plan::labels`] even where a
 //!   class folder is empty and so has no manifest row;
@@ -147,8 +150,15 @@ pub fn plan(spec: &JobSpec, job_dir: &Path) -> Result<Plan, PlanError> {
             source,
         })?
     };
-    let dataset = images::scan(&source).map_err(PlanError::Images)?;
-    let labels = label_names(spec, &dataset)?;
+    // The label map first: it names the class indices tar shards' `.cls` members may hold.
+    let label_map = match &spec.data.labels {
+        Some(path) => {
+            Some(LabelMap::from_file(&storage::fetch(path)?).map_err(PlanError::LabelMap)?)
+        }
+        None => None,
+    };
+    let dataset = images::scan_with(&source, label_map.as_ref()).map_err(PlanError::Images)?;
+    let labels = label_names(spec, label_map, &dataset)?;
     let label_images = count_labels(&dataset, &labels);
     let hierarchy = build_hierarchy(&spec.data.hierarchy, &labels, &label_images)?;
 
@@ -225,11 +235,14 @@ fn finish(spec: &JobSpec, images: u64, hierarchy: Hierarchy) -> Plan {
 
 /// Label names by label index: the label map's, which must name every class and every
 /// index; or the sorted classes.
-fn label_names(spec: &JobSpec, dataset: &Dataset) -> Result<Vec<String>, PlanError> {
-    let Some(path) = &spec.data.labels else {
+fn label_names(
+    spec: &JobSpec,
+    map: Option<LabelMap>,
+    dataset: &Dataset,
+) -> Result<Vec<String>, PlanError> {
+    let (Some(path), Some(map)) = (&spec.data.labels, map) else {
         return Ok(LabelMap::sorted(&dataset.classes).names());
     };
-    let map = LabelMap::from_file(&storage::fetch(path)?).map_err(PlanError::LabelMap)?;
     let unmapped: Vec<String> = dataset
         .classes
         .iter()

@@ -7,6 +7,7 @@ use std::path::{Component, Path, PathBuf};
 
 use hint_common::ablation::{self, AblationSelection, Removal};
 use hint_common::architecture::Architecture;
+use hint_common::images::shards;
 use hint_common::job::spec::{
     AblateSpec, ClassifySpec, DataSpec, EvaluateSpec, ExtractSpec, HierarchySpec, ModelSpec,
     SchedulerSpec, ShapleySpec, StorageSpec,
@@ -183,7 +184,36 @@ pub(super) fn data(s: &mut Section<'_>, base_dir: &Path) -> (DataSpec, Vec<super
     let labels = path(s, "labels", base_dir);
     let hierarchy = s.required_string("hierarchy");
 
-    if let Some(images) = &images {
+    if let Some(images) = images.as_ref().filter(|i| shards::names_shards(i)) {
+        match shards::shard_paths(images) {
+            Err(problem) => s.problem("images", problem.to_string()),
+            Ok(paths) => {
+                let missing: Vec<String> = paths
+                    .iter()
+                    .filter_map(|shard| match look(shard) {
+                        Ok(Found::File) => None,
+                        Ok(Found::Dir) => Some(format!("{} is a directory", shard.display())),
+                        Ok(Found::Nothing) => Some(format!("not found: {}", shard.display())),
+                        Err(problem) => Some(problem),
+                    })
+                    .collect();
+                if !missing.is_empty() {
+                    let shown = missing.len().min(5);
+                    let more = missing.len() - shown;
+                    let mut problem = format!(
+                        "{} of {} shard(s) unusable: {}",
+                        missing.len(),
+                        paths.len(),
+                        missing[..shown].join("; ")
+                    );
+                    if more > 0 {
+                        problem.push_str(&format!("; and {more} more"));
+                    }
+                    s.problem("images", problem);
+                }
+            }
+        }
+    } else if let Some(images) = &images {
         let is_csv = images
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("csv"));

@@ -75,20 +75,20 @@ pub fn crop_offset(size: u32, crop: u32) -> i64 {
     }
 }
 
-/// Reads (a local file or an `s3://` object), decodes and preprocesses the image at `path`
-/// into CHW `f32` values (length
+/// Reads (a local file, an `s3://` object or a tar member), decodes and preprocesses the image
+/// at `path` into CHW `f32` values (length
 /// [`Preprocess::pixels_per_image`]). Any problem — unreadable file, unknown format,
 /// truncated or corrupt data — is returned as a short human reason, for the skip record.
 pub fn load(path: &Path, p: &Preprocess) -> Result<Vec<f32>, String> {
     Ok(preprocess(&read_rgb(path)?, p))
 }
 
-/// Reads (a local file or an `s3://` object) and decodes the image at `path` to RGB; a
-/// problem is a short human reason, as for [`load`].
+/// Reads (a local file, an `s3://` object or a member of a tar shard) and decodes the image
+/// at `path` to RGB; a problem is a short human reason, as for [`load`].
 pub fn read_rgb(path: &Path) -> Result<RgbImage, String> {
-    // A local read fails with the system's message, as `std::fs::read` gives it.
-    let bytes =
-        hint_common::storage::read(path).map_err(|e| format!("cannot read: {}", e.message))?;
+    // A local read fails with the system's message, as `std::fs::read` gives it; an image
+    // in a tar shard is one ranged read of the member.
+    let bytes = hint_common::images::read_image(path)?;
     // The format comes from the content, not the extension: some datasets (ImageNet among
     // them) hold PNGs named .JPEG.
     let reader = ImageReader::new(Cursor::new(bytes))

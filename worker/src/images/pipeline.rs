@@ -145,15 +145,15 @@ pub fn spawn_decoder(
                 let outcomes: Vec<_> = pool.install(|| {
                     chunk
                         .par_iter()
-                        .map(|image| load_guarded(image, &preprocess))
+                        .map(|image| load_labelled(image, &preprocess))
                         .collect()
                 });
                 let mut batch = DecodedBatch::default();
                 for (image, outcome) in chunk.iter().zip(outcomes) {
                     match outcome {
-                        Ok(pixels) => batch.images.push(DecodedImage {
+                        Ok((pixels, label)) => batch.images.push(DecodedImage {
                             id: image.id,
-                            label: image.label,
+                            label,
                             pixels,
                         }),
                         Err(reason) => batch.skipped.push(SkippedImage {
@@ -173,6 +173,19 @@ pub fn spawn_decoder(
         batches: Some(receiver),
         thread: Some(thread),
     })
+}
+
+/// Why an image without a label is skipped (a tar member without a usable `.cls`).
+pub const NO_LABEL: &str = "no label: no .cls member with this key, or an empty one";
+
+/// The image's pixels and label: [`load_guarded`], unless it has no label (then it is not
+/// read at all).
+fn load_labelled(
+    image: &LabelledImage,
+    preprocess: &Preprocess,
+) -> Result<(Vec<f32>, u32), String> {
+    let label = image.label.ok_or(NO_LABEL)?;
+    Ok((load_guarded(image, preprocess)?, label))
 }
 
 /// [`load`], with a panic inside a decoder (a bug triggered by one malformed file) turned
@@ -206,7 +219,7 @@ mod tests {
                 LabelledImage {
                     id: i as u64,
                     path,
-                    label: (i % 3) as u32,
+                    label: Some((i % 3) as u32),
                 }
             })
             .collect()
@@ -261,6 +274,67 @@ mod tests {
         assert!(missing.reason.starts_with("cannot read: "), "{missing:?}");
         let proto = hint_common::proto::SkippedImage::from(missing);
         assert!(proto.path.ends_with("missing.png"));
+    }
+
+    #[test]
+    fn tar_members_decode_and_bad_ones_are_skipped() {
+        use hint_common::images::{scan, LabelMap};
+        let dir = tempfile::tempdir().unwrap();
+        let loose = images(dir.path(), 2);
+        let png = |i: usize| std::fs::read(&loose[i].path).unwrap();
+        // A shard as tarfile writes it: ustar headers, data padded to 512 bytes.
+        let mut tar = Vec::new();
+        let (good, other) = (png(0), png(1));
+        let members: [(&str, &[u8]); 6] = [
+            ("a.png", &good),
+            ("a.cls", b"x"),
+            ("b.png", b"not an image"),
+            ("b.cls", b"x"),
+            ("c.png", &other),
+            ("d.png", &other),
+        ];
+        for (name, data) in members {
+            let mut h = [0u8; 512];
+            h[..name.len()].copy_from_slice(name.as_bytes());
+            h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+            h[156] = b'0';
+            h[148..156].fill(b' ');
+            let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+            h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+            tar.extend(h);
+            tar.extend(data);
+            tar.resize(tar.len().div_ceil(512) * 512, 0);
+        }
+        std::fs::write(dir.path().join("s.tar"), tar).unwrap();
+        let dataset = scan(&dir.path().join("s.tar")).unwrap();
+        let list = LabelMap::sorted(&dataset.classes)
+            .labelled(&dataset)
+            .unwrap();
+        let batches: Vec<_> = spawn_decoder(list, unit(), 8, 2, 1).unwrap().collect();
+        let ids: Vec<u64> = batches[0].images.iter().map(|i| i.id).collect();
+        assert_eq!(ids, [0]);
+        assert!((batches[0].images[0].pixels[0] * 255.0).abs() < 1e-3);
+        let skipped: Vec<(u64, String, &str)> = batches[0]
+            .skipped
+            .iter()
+            .map(|s| {
+                let name = s.path.to_string_lossy();
+                let member = name.split_once('#').unwrap().1.split('@').next().unwrap();
+                (s.id, member.to_string(), s.reason.as_str())
+            })
+            .collect();
+        assert_eq!(
+            skipped,
+            [
+                (
+                    1,
+                    "b.png".into(),
+                    "not a JPEG or PNG image (unrecognised content)"
+                ),
+                (2, "c.png".into(), NO_LABEL),
+                (3, "d.png".into(), NO_LABEL),
+            ]
+        );
     }
 
     #[test]

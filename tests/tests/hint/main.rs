@@ -21,5 +21,6 @@ mod security;
 mod shapley;
 mod support;
 mod synth_world;
+mod tar_shards;
 mod train_model;
 mod wsol;

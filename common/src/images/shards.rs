@@ -237,20 +237,6 @@ fn label_of(
     })
 }
 
-/// The consecutive id ranges of `images` that come from one shard, in order; `None` when
-/// some image is not in a shard.
-pub fn shard_ranges(images: &[ImageRecord]) -> Option<Vec<std::ops::Range<u64>>> {
-    let mut ranges: Vec<(PathBuf, std::ops::Range<u64>)> = Vec::new();
-    for image in images {
-        let shard = MemberLocation::parse(&image.path)?.shard;
-        match ranges.last_mut() {
-            Some((last, range)) if *last == shard => range.end = image.id + 1,
-            _ => ranges.push((shard, image.id..image.id + 1)),
-        }
-    }
-    Some(ranges.into_iter().map(|(_, r)| r).collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,7 +333,6 @@ mod tests {
         assert!(ds.images.iter().enumerate().all(|(i, r)| r.id == i as u64));
         assert_eq!(read_image(&ds.images[0].path).unwrap(), b);
         assert_eq!(read_image(&ds.images[4].path).unwrap(), b);
-        assert_eq!(shard_ranges(&ds.images), Some(vec![0..4, 4..5]));
         // The unlabelled images are listed without a class and named by the decoder.
         let labelled = LabelMap::sorted(&ds.classes).labelled(&ds).unwrap();
         assert_eq!(

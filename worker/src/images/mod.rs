@@ -14,7 +14,9 @@ pub mod decode;
 pub mod pipeline;
 
 pub use decode::{load, Preprocess};
-pub use hint_common::images::{scan, scan_with, Dataset, ImageRecord, LabelMap, IMAGE_EXTENSIONS};
+pub use hint_common::images::{
+    scan, scan_with, Dataset, ImageRecord, LabelMap, MemberLocation, IMAGE_EXTENSIONS,
+};
 pub use pipeline::{
     spawn_decoder, DecodeStream, DecodedBatch, DecodedImage, LabelledImage, SkippedImage,
 };

@@ -283,8 +283,12 @@ impl AnnotationIndex {
         Ok(index)
     }
 
-    /// The annotation (and mask under `masks`) of the image at `image`, if one matches.
+    /// The annotation (and mask under `masks`) of the image at `image`, if one matches. An
+    /// image in a tar shard matches by its member name (WebDataset keys that keep the
+    /// original file names, `n01440764/n01440764_10026`, find their annotations).
     pub fn find(&self, image: &Path, masks: Option<&Path>) -> Option<GroundTruthFiles> {
+        let member = images::MemberLocation::parse(image).map(|m| PathBuf::from(m.member));
+        let image = member.as_deref().unwrap_or(image);
         let parts = components(&image.with_extension(""));
         let candidates = self.by_stem.get(parts.last()?)?;
         let agreement = |c: &Vec<String>| {
@@ -350,5 +354,9 @@ mod tests {
             Boxes::Xml(ann.join("flat.xml"))
         );
         assert_eq!(index.find(Path::new("/w/images/dog/none.png"), None), None);
+        // An image in a tar shard: by its member's name.
+        let member = Path::new("/w/train-0.tar#bird/x_00001.png@1536+40");
+        let found = index.find(member, Some(&masks)).unwrap();
+        assert_eq!(found.boxes, Boxes::Xml(ann.join("bird/x_00001.xml")));
     }
 }

@@ -83,6 +83,16 @@ pub(super) fn read(path: &Path) -> Result<Hierarchy> {
             file.format, file.version
         )));
     }
+    // Every concept's image count is a sum over distinct labels: bounded by this total.
+    if let Some(counts) = &file.label_images {
+        if counts
+            .iter()
+            .try_fold(0u64, |sum, &c| sum.checked_add(c))
+            .is_none()
+        {
+            return Err(bad("label_images add up to more than 2^64 images".into()));
+        }
+    }
     let n = file.concepts.len();
     let concepts: Vec<Concept> = file.concepts.iter().map(|r| r.concept.clone()).collect();
     for (pos, c) in concepts.iter().enumerate() {
@@ -106,16 +116,17 @@ pub(super) fn read(path: &Path) -> Result<Hierarchy> {
         if c.labels.windows(2).any(|w| w[0] >= w[1]) {
             return Err(at("labels not sorted or repeated".into()));
         }
+        // None: a parent's level is u32::MAX (checked, so a cycle cannot pass as levels).
         let expected = c
             .parents
             .iter()
-            .map(|p| concepts[p.index()].level + 1)
-            .max()
-            .unwrap_or(0);
-        if c.level != expected {
+            .map(|p| concepts[p.index()].level.checked_add(1))
+            .try_fold(0, |deepest, level| Some(level?.max(deepest)));
+        if expected != Some(c.level) {
             return Err(at(format!(
-                "level {} but its parents make it {expected}",
-                c.level
+                "level {} but its parents make it {}",
+                c.level,
+                expected.map_or("more than u32::MAX".into(), |e| e.to_string())
             )));
         }
         for p in &c.parents {

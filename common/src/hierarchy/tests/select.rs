@@ -296,6 +296,35 @@ fn concepts_json_inconsistencies_are_errors() {
     );
 }
 
+/// Found by the property tests (`common/tests/properties/hierarchy.rs`): image counts that
+/// add up past u64, or a parent whose level is u32::MAX, are errors, not an overflow panic.
+#[test]
+fn concepts_json_with_overflowing_numbers_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("concepts.json");
+    let h = select(Selection::default())
+        .unwrap()
+        .with_image_counts(vec![1; WORLD_COUNTS.len()])
+        .unwrap();
+    h.write_json(&path).unwrap();
+    let good: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+
+    let mut value = good.clone();
+    value["label_images"][0] = u64::MAX.into();
+    std::fs::write(&path, value.to_string()).unwrap();
+    let err = Hierarchy::read_json(&path).unwrap_err();
+    assert!(matches!(err, HierarchyError::Inconsistent { .. }), "{err}");
+
+    // Concept 0 claims concept 1 as a parent, whose level is u32::MAX.
+    let mut value = good;
+    value["concepts"][0]["parents"] = serde_json::json!([1]);
+    value["concepts"][1]["level"] = u32::MAX.into();
+    std::fs::write(&path, value.to_string()).unwrap();
+    let err = Hierarchy::read_json(&path).unwrap_err();
+    assert!(matches!(err, HierarchyError::Inconsistent { .. }), "{err}");
+}
+
 #[test]
 fn invariants_hold_on_the_hand_built_graph() {
     for selection in [

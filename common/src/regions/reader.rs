@@ -100,6 +100,7 @@ fn open_builder(
             .map(|kv| (kv.key.as_str(), kv.value.as_deref().unwrap_or("")))
             .chain(inferred.map(|t| ("activation_type", t))),
     )
+    .and_then(|meta| meta.validate().map(|()| meta))
     .map_err(|problem| RegionsError::Metadata {
         path: path.to_path_buf(),
         problem,

@@ -231,3 +231,38 @@ fn empty_file_is_valid() {
     let (_, rows) = read_regions(&path).unwrap();
     assert!(rows.is_empty());
 }
+
+/// Found by the property tests (`common/tests/properties/regions_meta.rs`): a file written
+/// by another tool whose metadata gives sizes the schema cannot have (`D` beyond Arrow's
+/// i32 list size, `H` = 0) is a metadata error naming the key, not a panic.
+#[test]
+fn reading_sizes_out_of_range_is_a_metadata_error() {
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::metadata::KeyValue;
+    use parquet::file::properties::WriterProperties;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other-tool.parquet");
+    for (key, value) in [("D", "2147483648"), ("H", "0"), ("W", "65537")] {
+        let schema = Arc::new(region_schema(2, ActivationType::F32));
+        let kv = meta(2, ActivationType::F32)
+            .to_key_values()
+            .into_iter()
+            .map(|(k, v)| KeyValue::new(k.clone(), if k == key { value.into() } else { v }))
+            .collect();
+        let props = WriterProperties::builder()
+            .set_key_value_metadata(Some(kv))
+            .build();
+        let file = std::fs::File::create(&path).unwrap();
+        let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).unwrap();
+        writer
+            .write(&arrow::record_batch::RecordBatch::new_empty(schema))
+            .unwrap();
+        writer.close().unwrap();
+        let err = read_region_meta(&path).unwrap_err();
+        assert!(
+            matches!(&err, RegionsError::Metadata { problem: MetadataProblem::BadValue { key: k, .. }, .. } if k == key),
+            "{err}"
+        );
+    }
+}

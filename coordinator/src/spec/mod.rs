@@ -12,6 +12,8 @@
 //! stop at the first problem; `sections` holds one reader per section.
 
 mod fields;
+#[cfg(test)]
+mod properties;
 mod sections;
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hint_common::job::spec::{DataSpec, HierarchySpec, ModelSpec};
 use hint_common::job::{JobId, JobSpec, Stage, TaskId};
 use hint_common::proto::{self, complete_request::Output, task::Kind};
 use hint_common::shapley::{PartialSums, PermutationBlock, Sampling};
@@ -93,12 +94,19 @@ impl RunTask for Stub {
     }
 }
 
-/// A coordinator serving on a loopback port, and the runtime that drives it and its workers.
+/// A coordinator serving on a loopback port (on a runtime of its own, so that it can be
+/// stopped as a whole and started again on the same state and port), and the runtime its
+/// workers run on.
 struct Cluster {
-    coordinator: Arc<Coordinator>,
+    /// None only while it restarts.
+    coordinator: Option<Arc<Coordinator>>,
     address: String,
+    state: PathBuf,
+    lease_timeout: Duration,
+    /// The coordinator's service and background loop; dropping it stops them.
+    serving: Option<tokio::runtime::Runtime>,
+    /// The workers' runtime.
     runtime: tokio::runtime::Runtime,
-    stop: Option<oneshot::Sender<()>>,
 }
 
 /// A worker of the cluster: stop it gracefully (drain) or make it vanish.
@@ -107,40 +115,81 @@ struct Worker {
     handle: tokio::task::JoinHandle<Result<(), runtime::WorkerError>>,
 }
 
+fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Opens the coordinator on `state` and serves it on `bind` from a runtime of its own.
+fn serve(
+    state: &Path,
+    lease_timeout: Duration,
+    bind: &str,
+) -> (Arc<Coordinator>, String, tokio::runtime::Runtime) {
+    let mut config = CoordinatorConfig::new(state.to_path_buf());
+    config.scheduler.lease_timeout = lease_timeout;
+    let (coordinator, actions) = Coordinator::open(config).unwrap();
+    let serving = tokio_runtime();
+    let listener = serving
+        .block_on(tokio::net::TcpListener::bind(bind))
+        .unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let service = Arc::clone(&coordinator);
+    serving.spawn(async move {
+        hint_coordinator::service::serve(service, listener, std::future::pending())
+            .await
+            .unwrap();
+    });
+    {
+        let _entered = serving.enter();
+        coordinator.spawn_background(actions);
+    }
+    (coordinator, address, serving)
+}
+
 impl Cluster {
     fn start(state: &Path, lease_timeout: Duration) -> Cluster {
-        let mut config = CoordinatorConfig::new(state.to_path_buf());
-        config.scheduler.lease_timeout = lease_timeout;
-        let (coordinator, actions) = Coordinator::open(config).unwrap();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let address = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let serving = Arc::clone(&coordinator);
-        runtime.spawn(async move {
-            let shutdown = async {
-                let _ = stopped.await;
-            };
-            hint_coordinator::service::serve(serving, listener, shutdown)
-                .await
-                .unwrap();
-        });
-        {
-            let _entered = runtime.enter();
-            coordinator.spawn_background(actions);
-        }
+        let (coordinator, address, serving) = serve(state, lease_timeout, "127.0.0.1:0");
         Cluster {
-            coordinator,
+            coordinator: Some(coordinator),
             address,
-            runtime,
-            stop: Some(stop),
+            state: state.to_path_buf(),
+            lease_timeout,
+            serving: Some(serving),
+            runtime: tokio_runtime(),
         }
+    }
+
+    /// Stops the coordinator as a crash would (no goodbye to workers; what the journal
+    /// holds stays), then opens it again on its state and port.
+    fn restart_coordinator(&mut self, down_for: Duration) {
+        if let Some(serving) = self.serving.take() {
+            serving.shutdown_timeout(Duration::from_secs(5));
+        }
+        // The last handle: its journal (and the state directory's lock) closes with it,
+        // once the stopped runtime's threads have dropped theirs.
+        let coordinator = self.coordinator.take().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Arc::strong_count(&coordinator) > 1 {
+            assert!(
+                Instant::now() < deadline,
+                "the stopped service still holds it"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(coordinator);
+        std::thread::sleep(down_for);
+        let bind = self.address.trim_start_matches("http://").to_string();
+        let (coordinator, _, serving) = serve(&self.state, self.lease_timeout, &bind);
+        self.coordinator = Some(coordinator);
+        self.serving = Some(serving);
+    }
+
+    fn coordinator(&self) -> &Arc<Coordinator> {
+        self.coordinator.as_ref().expect("running")
     }
 
     fn worker(&self, name: &str, runner: Arc<dyn RunTask>) -> Worker {
@@ -167,7 +216,7 @@ impl Cluster {
 
     /// The task's state and attempts started (None before its stage opens).
     fn task(&self, task: &TaskId) -> Option<(TaskState, u32)> {
-        self.coordinator.read(|s| {
+        self.coordinator().read(|s| {
             let t = s.job(&task.job)?.tasks.get(task)?;
             Some((t.state.clone(), t.attempts))
         })
@@ -185,7 +234,7 @@ impl Cluster {
     }
 
     fn live_workers(&self) -> usize {
-        self.coordinator.read(|s| s.workers().len())
+        self.coordinator().read(|s| s.workers().len())
     }
 
     /// Waits (up to 20 s) until `done` holds.
@@ -198,16 +247,8 @@ impl Cluster {
     }
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-/// A planned-size job (6 images of 3 classes, 2 extract tasks of 4 images) on placeholder
-/// files: the plan only lists them.
+/// A job of 6 images of 3 classes (2 extract tasks of 4 images) on placeholder files: the
+/// plan only lists them.
 fn submit(cluster: &Cluster, dir: &Path) -> JobId {
     let images = dir.join("images");
     for (class, n) in [("cat", 2), ("dog", 3), ("car", 1)] {
@@ -222,26 +263,28 @@ fn submit(cluster: &Cluster, dir: &Path) -> JobId {
         "children:\n  whole: [animal, car]\n  animal: [cat, dog]\n",
     )
     .unwrap();
-    let json = serde_json::json!({
-        "name": "harness", "seed": 7,
-        "model": {"architecture": "tiny_cnn", "weights": dir.join("w.safetensors"),
-                  "layer": "features.7"},
-        "data": {"images": images, "hierarchy": {"source": "file", "path": hierarchy}},
-        "extract": {"method": "gradient", "samples": 20, "noise": 0.15, "steps": 20,
-            "baseline": "zero", "aggregation": "norm", "threshold": 0.5,
-            "background_ratio": 1.0, "activation_type": "f32", "batch_size": 16,
-            "images_per_task": 4},
-        "classify": {"max_per_class": 1000, "holdout": 0.2, "l2": 0.001, "iterations": 50,
-            "tolerance": 1e-8, "concepts_per_task": 2},
-        "shapley": {"mode": "fixed", "quality": "log_likelihood", "replacement": "marginal",
-            "antithetic": true, "permutations": 4, "permutations_per_task": 4,
-            "confidence": 0.95, "retrain_iterations": 10, "retrain_l2": 0.001, "top": 3,
-            "sweep_on_device": false},
-        "storage": {"root": dir.join("runs")}, "scheduler": {"max_attempts": 3}
-    });
-    let spec = JobSpec::from_json(&json.to_string()).expect("a valid spec");
-    let _entered = cluster.runtime.enter();
-    cluster.coordinator.submit_spec(spec).unwrap()
+    let model = ModelSpec {
+        architecture: "tiny_cnn".into(),
+        weights: dir.join("w.safetensors"),
+        layer: "features.7".into(),
+        resize: None,
+        crop: None,
+    };
+    let data = DataSpec {
+        images,
+        labels: None,
+        hierarchy: HierarchySpec::File { path: hierarchy },
+    };
+    let mut spec = JobSpec::new(model, data, dir.join("runs"));
+    spec.extract.images_per_task = 4;
+    spec.classify.concepts_per_task = 2;
+    (
+        spec.shapley.permutations,
+        spec.shapley.permutations_per_task,
+    ) = (4, 4);
+    // The plan runs on the coordinator's runtime.
+    let _entered = cluster.serving.as_ref().expect("running").enter();
+    cluster.coordinator().submit_spec(spec).unwrap()
 }
 
 fn extract_task(job: &JobId, index: u32) -> TaskId {
@@ -281,7 +324,7 @@ fn a_vanished_workers_task_is_leased_again_when_its_lease_expires() {
         "the vanished worker was declared lost"
     );
     cluster.wait_for("the job to reach Shapley", |c| {
-        c.coordinator
+        c.coordinator()
             .read(|s| s.job(&job).unwrap().stage() >= Stage::Shapley)
     });
     release.store(true, Ordering::Relaxed);
@@ -315,4 +358,51 @@ fn a_draining_worker_finishes_its_task_takes_no_more_and_leaves() {
         "no new work while draining"
     );
     assert_eq!(cluster.live_workers(), 0, "it left");
+}
+
+/// The coordinator crashes while a worker runs a task and comes back on its state: the
+/// worker keeps the task, its result waits in the outbox while nobody answers, it registers
+/// again when the new coordinator does not know it, and the result is committed as the
+/// attempt it was — not run again — and the job goes on (its spec sent again: the worker
+/// forgot the specs of the coordinator it registered with).
+#[test]
+fn a_result_waits_in_the_outbox_through_a_coordinator_restart_and_commits_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(&dir.path().join("state"), Duration::from_secs(30));
+    let job = submit(&cluster, dir.path());
+    let release = Arc::new(AtomicBool::new(false));
+    let _worker = cluster.worker(
+        "survivor",
+        Arc::new(Stub {
+            delay: Duration::ZERO,
+            hang_shard: Some(0),
+            release: Arc::clone(&release),
+        }),
+    );
+    let first = extract_task(&job, 0);
+    cluster.wait_for("the first extract task to be leased", |c| c.running(&first));
+
+    let finish_while_down = Arc::clone(&release);
+    let finisher = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        finish_while_down.store(true, Ordering::Relaxed);
+    });
+    // Down for longer than the task takes to finish and the worker to fail delivering it.
+    cluster.restart_coordinator(Duration::from_millis(600));
+    finisher.join().unwrap();
+
+    cluster.wait_for("the first extract task to be committed", |c| {
+        c.done_attempt(&first).is_some()
+    });
+    assert_eq!(
+        cluster.done_attempt(&first),
+        Some(1),
+        "committed, not rerun"
+    );
+    assert_eq!(cluster.task(&first).map(|(_, attempts)| attempts), Some(1));
+    cluster.wait_for("the job to reach Shapley", |c| {
+        c.coordinator()
+            .read(|s| s.job(&job).unwrap().stage() >= Stage::Shapley)
+    });
+    assert_eq!(cluster.live_workers(), 1, "registered again, once");
 }

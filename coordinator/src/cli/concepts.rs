@@ -55,7 +55,8 @@ pub fn run(args: ConceptsArgs) -> anyhow::Result<()> {
     let dataset = hint_common::images::scan(&args.images)?;
     let labels = dataset.classes.clone();
     let mut counts = vec![0u64; labels.len()];
-    for image in &dataset.images {
+    // An image without a label (a tar member without a `.cls`) counts for no class.
+    for image in dataset.images.iter().filter(|i| !i.label.is_empty()) {
         let l = labels
             .binary_search(&image.label)
             .expect("classes hold every label");

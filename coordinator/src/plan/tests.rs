@@ -376,3 +376,77 @@ fn reload_notices_a_damaged_plan() {
     let err = reload(&spec, &job).unwrap_err().to_string();
     assert!(err.contains("concepts.json"), "{err}");
 }
+
+/// A tar of `(name, data)` members as `tarfile` writes them (ustar headers, padded data).
+fn tar(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, data) in members {
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+        h[156] = b'0';
+        h[148..156].fill(b' ');
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        out.extend(h);
+        out.extend(*data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.extend([0u8; 1024]);
+    out
+}
+
+#[test]
+fn tar_shards_with_class_indices_plan_and_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    // labels.txt names index 0 car, 1 cat, 2 dog; `.cls` holds indices and one name.
+    fs::write(
+        dir.path().join("s-0.tar"),
+        tar(&[
+            ("a.png", b""),
+            ("a.cls", b"1\n"),
+            ("b.jpg", b""),
+            ("b.cls", b"dog"),
+            ("orphan.png", b""),
+        ]),
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("s-1.tar"),
+        tar(&[
+            ("c.cls", b"0"),
+            ("c.png", b""),
+            ("d.png", b""),
+            ("d.cls", b"2"),
+        ]),
+    )
+    .unwrap();
+    let labels = dir.path().join("labels.txt");
+    fs::write(&labels, "car\ncat\ndog\n").unwrap();
+    let yaml = dir.path().join("pets.yaml");
+    fs::write(&yaml, PETS).unwrap();
+    let mut spec = spec(&dir.path().join("s-{0..1}.tar"), file(yaml), 2, 2);
+    spec.data.labels = Some(labels);
+    let job = dir.path().join("job");
+    let plan = plan(&spec, &job).unwrap();
+    // Five images: the unlabelled one keeps its id and counts for no label.
+    assert_eq!(plan.images, 5);
+    assert_eq!(plan.labels, ["car", "cat", "dog"]);
+    assert_eq!(plan.label_images, [1, 1, 2]);
+    let manifest = fs::read_to_string(job.join("manifest.csv")).unwrap();
+    let rows: Vec<(&str, &str)> = manifest
+        .lines()
+        .skip(1)
+        .map(|l| l.rsplit_once(',').unwrap())
+        .collect();
+    let shard0 = dir.path().join("s-0.tar");
+    assert_eq!(
+        rows[0],
+        (format!("{}#a.png@512+0", shard0.display()).as_str(), "cat")
+    );
+    assert_eq!(
+        rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+        ["cat", "dog", "", "car", "dog"]
+    );
+    assert_eq!(reload(&spec, &job).unwrap(), plan);
+}

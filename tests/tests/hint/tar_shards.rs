@@ -118,6 +118,28 @@ fn extract_from_shards_gives_the_folders_rows_local_and_on_s3() {
         "{skips:?}"
     );
 
+    // `hint concepts` counts the labelled images of the shards.
+    let hierarchy = dir.join("hierarchy.yaml");
+    std::fs::write(
+        &hierarchy,
+        "name: shape\nchildren:\n  shape: [disc, square, stripes]\n",
+    )
+    .unwrap();
+    let stdout = succeeded(
+        &hint(&[
+            "concepts",
+            "--images",
+            &names,
+            "--hierarchy",
+            hierarchy.to_str().unwrap(),
+        ]),
+        "hint concepts (shards)",
+    );
+    assert!(
+        stdout.contains("4 concepts over 3 labels and 16 images"),
+        "{stdout}"
+    );
+
     // Labels as class indices, named by a label map (the sorted class names).
     let indexed = dir.join("indexed");
     std::fs::create_dir(&indexed).unwrap();

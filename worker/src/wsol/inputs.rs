@@ -84,13 +84,18 @@ impl Job {
             .iter()
             .find(|img| !labels.contains(&img.label))
         {
-            return Err(WsolError::Input {
-                path: img.path.clone(),
-                problem: format!(
+            let problem = if img.label.is_empty() {
+                "has no label (a tar member without a .cls)".to_string()
+            } else {
+                format!(
                     "label '{}' is not one of the job's labels ({})",
                     img.label,
                     labels.join(", ")
-                ),
+                )
+            };
+            return Err(WsolError::Input {
+                path: img.path.clone(),
+                problem,
             });
         }
         Ok(dataset.images)

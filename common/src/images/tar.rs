@@ -103,6 +103,8 @@ pub fn members(file: &mut (impl Read + Seek), len: u64) -> Result<Vec<Member>, T
                 pax_path = path.or(pax_path);
                 pax_size = size.or(pax_size);
             }
+            // Global pax headers and GNU long link names say nothing about the next name.
+            b'g' | b'K' => {}
             kind => {
                 let name = pax_path.take().or(long_name.take()).unwrap_or(name_here);
                 if matches!(kind, b'0' | 0 | b'7') {
@@ -302,6 +304,11 @@ mod tests {
         bytes.extend(write::header("PaxHeader", record.len() as u64, b'x'));
         bytes.extend(record.as_bytes());
         bytes.extend(vec![0u8; 512 - record.len()]);
+        // A global header between the pax header and its entry changes nothing.
+        let global = "17 comment=hello\n";
+        bytes.extend(write::header("GlobalHead", global.len() as u64, b'g'));
+        bytes.extend(global.as_bytes());
+        bytes.extend(vec![0u8; 512 - global.len()]);
         bytes.extend(write::archive(&[("short", b"png")]));
         let members = list(&bytes).unwrap();
         assert_eq!(members.len(), 1);

@@ -1,9 +1,11 @@
-//! The CSV manifest: `images::scan` on a `.csv` file.
+//! The CSV manifest (`images::scan` on a `.csv` file) and label maps
+//! (`images::LabelMap::from_file`, `.txt` and `.csv`).
 
 use std::path::{Path, PathBuf};
 
-use hint_common::images::{self, Dataset, ImageRecord};
+use hint_common::images::{self, Dataset, ImageRecord, LabelMap};
 use proptest::prelude::*;
+use proptest::sample::Index;
 
 /// A field as it survives a reader that trims: no surrounding white space; commas, quotes
 /// and line breaks inside, which the CSV writer must quote.
@@ -158,4 +160,132 @@ fn check_scan(file: &Path) -> Result<(), TestCaseError> {
         }
     }
     Ok(())
+}
+
+/// A label name as the label-map readers keep it: trimmed, on one line.
+fn label_name() -> impl Strategy<Value = String> {
+    "[\\p{L}\\p{N}_,\"'.-]([\\p{L}\\p{N}_ ,\"'.-]{0,10}[\\p{L}\\p{N}_,\"'.-])?"
+}
+
+/// A label map: distinct names at distinct output indices, with gaps (unnamed outputs).
+fn label_map() -> impl Strategy<Value = Vec<(String, usize)>> {
+    (
+        proptest::collection::btree_set(label_name(), 1..12),
+        0usize..6,
+    )
+        .prop_flat_map(|(names, gaps)| {
+            let n = names.len();
+            (
+                Just(names.into_iter().collect::<Vec<_>>()),
+                Just((0..n + gaps).collect::<Vec<_>>()).prop_shuffle(),
+            )
+                .prop_map(|(names, indices)| names.into_iter().zip(indices).collect())
+        })
+}
+
+/// The names by index that a map gives back (`""` where it names none).
+fn names_by_index(map: &[(String, usize)]) -> Vec<String> {
+    let size = map.iter().map(|(_, i)| i + 1).max().unwrap_or(0);
+    let mut names = vec![String::new(); size];
+    for (name, i) in map {
+        names[*i] = name.clone();
+    }
+    names
+}
+
+/// Pieces of label maps. Digits never run together: an index sizes the map, and
+/// `LabelMap::from_file` allocates a table up to the largest index it is given (a `.csv`
+/// with index 4000000000 asks for ~100 GB instead of an error; not fuzzed here).
+const LABEL_TOKENS: &[&str] = &[
+    "label",
+    "index",
+    "label,index",
+    ",",
+    "\"",
+    "\n",
+    "\r\n",
+    " ",
+    "cat",
+    "dog",
+    ",0",
+    ",1",
+    ",7",
+    "-1",
+    "x",
+    "1.5",
+    "\u{feff}",
+    "\u{0}",
+];
+
+proptest! {
+    #![proptest_config(crate::config(64))]
+
+    /// A label map written as a `.txt` (one name per line, blank lines for unnamed outputs)
+    /// and as a `.csv` (rows in any order, columns in any order) gives back each name's
+    /// index and the names by index.
+    #[test]
+    fn label_maps_give_back_their_indices(
+        map in label_map(),
+        label_first in any::<bool>(),
+        crlf in any::<bool>(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let names = names_by_index(&map);
+        let txt = dir.path().join("labels.txt");
+        let newline = if crlf { "\r\n" } else { "\n" };
+        std::fs::write(&txt, names.join(newline) + newline).unwrap();
+        let csv_path = dir.path().join("labels.csv");
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let row = |label: &str, index: &str| {
+            if label_first { [label.to_string(), index.to_string()] } else { [index.to_string(), label.to_string()] }
+        };
+        w.write_record(row("label", "index")).unwrap();
+        for (name, i) in &map {
+            w.write_record(row(name, &i.to_string())).unwrap();
+        }
+        std::fs::write(&csv_path, w.into_inner().unwrap()).unwrap();
+        for file in [txt, csv_path] {
+            let read = LabelMap::from_file(&file);
+            prop_assert!(read.is_ok(), "{}: {}", file.display(), read.unwrap_err());
+            let read = read.unwrap();
+            prop_assert_eq!(read.names(), names.clone());
+            for (name, i) in &map {
+                prop_assert_eq!(read.index(name), Some(*i as u32));
+            }
+        }
+    }
+
+    /// Arbitrary and token-soup label maps: an error naming the file, or a map whose every
+    /// name has the index it is listed at.
+    #[test]
+    fn arbitrary_label_maps_never_panic(
+        text in any::<String>(),
+        tokens in proptest::collection::vec(proptest::sample::select(LABEL_TOKENS), 0..30),
+        removed in proptest::option::of(any::<Index>()),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let soup = tokens.concat();
+        let soup = match removed {
+            Some(at) if !soup.is_empty() => {
+                let mut chars: Vec<char> = soup.chars().collect();
+                chars.remove(at.index(chars.len()));
+                chars.into_iter().collect()
+            }
+            _ => soup,
+        };
+        for (name, text) in [("l.txt", &text), ("l.csv", &text), ("l.txt", &soup), ("l.csv", &soup)] {
+            let file = dir.path().join(name);
+            std::fs::write(&file, text).unwrap();
+            match LabelMap::from_file(&file) {
+                Err(e) => prop_assert!(e.to_string().contains(&file.display().to_string()), "{e}"),
+                Ok(map) => {
+                    for (i, n) in map.names().iter().enumerate() {
+                        if !n.is_empty() {
+                            prop_assert_eq!(map.index(n), Some(i as u32));
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -404,3 +404,63 @@ fn a_job_on_the_world_in_shards_writes_the_folders_phi() {
         );
     }
 }
+
+/// Writes `<dir>/<format>.tar` in each of `tarfile`'s formats, with a long member name (a
+/// ustar prefix, a GNU long name, a pax path) and a non-ASCII one.
+const WRITE_FORMATS: &str = r#"
+import io, sys, tarfile
+out = sys.argv[1]
+long_dir = "/".join(["d" * 40] * 3)
+members = [
+    (long_dir + "/n01_0001.png", b"PNG-one"),
+    (long_dir + "/n01_0001.cls", b"n01\n"),
+    ("caf\u00e9.jpg", b"JPEG-two"),
+    ("caf\u00e9.cls", b"n02"),
+]
+for name, fmt in [("ustar", tarfile.USTAR_FORMAT), ("gnu", tarfile.GNU_FORMAT),
+                  ("pax", tarfile.PAX_FORMAT)]:
+    with tarfile.open(f"{out}/{name}.tar", "w", format=fmt) as tar:
+        for member, data in members:
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+"#;
+
+#[test]
+fn every_tarfile_format_reads_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(crate::support::python())
+        .args(["-c", WRITE_FORMATS, dir.path().to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let long_dir = vec!["d".repeat(40); 3].join("/");
+    for format in ["ustar", "gnu", "pax"] {
+        let dataset = hint_common::images::scan(&dir.path().join(format!("{format}.tar"))).unwrap();
+        let got: Vec<(String, String, Vec<u8>)> = dataset
+            .images
+            .iter()
+            .map(|i| {
+                let member = hint_common::images::MemberLocation::parse(&i.path).unwrap();
+                let bytes = hint_common::images::read_image(&i.path).unwrap();
+                (member.member, i.label.clone(), bytes)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    format!("{long_dir}/n01_0001.png"),
+                    "n01".to_string(),
+                    b"PNG-one".to_vec()
+                ),
+                (
+                    "café.jpg".to_string(),
+                    "n02".to_string(),
+                    b"JPEG-two".to_vec()
+                ),
+            ],
+            "{format}"
+        );
+    }
+}

@@ -59,8 +59,8 @@ pub enum CoordinatorError {
     #[error(transparent)]
     Scheduler(#[from] SchedulerError),
     /// The job spec is invalid.
-    #[error("{0}")]
-    Spec(String),
+    #[error(transparent)]
+    Spec(#[from] crate::spec::SpecError),
     /// A worker speaking another protocol version.
     #[error("worker protocol version {worker} is not this coordinator's {PROTOCOL_VERSION}: run matching versions")]
     Protocol {
@@ -351,8 +351,7 @@ impl Coordinator {
         spec_toml: &str,
         base_dir: &Path,
     ) -> Result<JobId, CoordinatorError> {
-        let spec = crate::spec::parse(spec_toml, base_dir, "job spec")
-            .map_err(|e| CoordinatorError::Spec(e.to_string()))?;
+        let spec = crate::spec::parse(spec_toml, base_dir, "job spec")?;
         self.submit_spec(spec)
     }
 

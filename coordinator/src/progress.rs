@@ -160,6 +160,24 @@ pub fn advance(bar: &indicatif::ProgressBar) -> impl FnMut(usize, usize) + '_ {
     }
 }
 
+/// The problems of a spec a coordinator refused (a Submit's INVALID_ARGUMENT details), as
+/// `hint check` would list them for the same file; None for any other refusal.
+pub fn spec_problems(status: &tonic::Status) -> Option<Vec<crate::spec::Problem>> {
+    if status.code() != Code::InvalidArgument || status.details().is_empty() {
+        return None;
+    }
+    let details: proto::SpecProblems = prost::Message::decode(status.details()).ok()?;
+    let problems: Vec<_> = details
+        .problems
+        .into_iter()
+        .map(|p| crate::spec::Problem {
+            field: p.field,
+            message: p.message,
+        })
+        .collect();
+    (!problems.is_empty()).then_some(problems)
+}
+
 /// A refused or failed call as one line. The coordinator's own answers (a bad spec, an
 /// unknown job) are its message; a refusal or a transport failure also says its code and
 /// causes (a TLS failure is in the causes), and a size refusal names the flag that governs it.

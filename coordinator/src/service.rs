@@ -27,6 +27,7 @@ use tonic::{Request, Response, Status};
 
 use crate::coordinator::{Coordinator, CoordinatorError};
 use crate::scheduler::SchedulerError;
+use crate::spec::SpecError;
 
 /// Largest request decoded by default (`--max-request-bytes`): a Shapley completion
 /// carries 32 bytes per neuron, a spec is a few kilobytes.
@@ -135,6 +136,22 @@ impl From<CoordinatorError> for Status {
     fn from(error: CoordinatorError) -> Self {
         let message = error.to_string();
         match error {
+            CoordinatorError::Spec(SpecError::Invalid { problems, .. }) => {
+                let details = proto::SpecProblems {
+                    problems: problems
+                        .into_iter()
+                        .map(|p| proto::SpecProblem {
+                            field: p.field,
+                            message: p.message,
+                        })
+                        .collect(),
+                };
+                Status::with_details(
+                    tonic::Code::InvalidArgument,
+                    message,
+                    prost::Message::encode_to_vec(&details).into(),
+                )
+            }
             CoordinatorError::Spec(_) | CoordinatorError::BadRequest(_) => {
                 Status::invalid_argument(message)
             }

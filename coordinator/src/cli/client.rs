@@ -9,7 +9,8 @@ use clap::Args;
 use hint_common::proto::{self, jobs_client::JobsClient};
 use hint_common::transport::{AuthorizedChannel, ClientSettings, ClientTransport};
 
-use hint_coordinator::progress::{describe, follow, phase_name, refused};
+use hint_coordinator::progress::{describe, follow, phase_name, refused, spec_problems};
+use hint_coordinator::spec::SpecError;
 
 /// Where the coordinator is and how to reach it: the flags every client command shares.
 #[derive(Args, Debug)]
@@ -93,15 +94,24 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         .unwrap_or_default();
     runtime()?.block_on(async {
         let mut client = connect(&args.connection).await?;
-        let response = client
+        let response = match client
             .submit(proto::SubmitRequest {
                 spec_toml: text,
                 base_dir: base.display().to_string(),
             })
             .await
-            .map_err(refused)
-            .with_context(|| format!("submitting {}", args.spec.display()))?
-            .into_inner();
+        {
+            Ok(response) => response.into_inner(),
+            // Listed as `hint check` lists them for this file.
+            Err(status) => match spec_problems(&status) {
+                Some(problems) => Err(SpecError::Invalid {
+                    source: args.spec.display().to_string(),
+                    problems,
+                })?,
+                None => Err(refused(status))
+                    .with_context(|| format!("submitting {}", args.spec.display()))?,
+            },
+        };
         println!("{}", response.job_id);
         if args.wait {
             let status = follow(&mut client, &response.job_id).await?;

@@ -406,3 +406,42 @@ fn a_result_waits_in_the_outbox_through_a_coordinator_restart_and_commits_once()
     });
     assert_eq!(cluster.live_workers(), 1, "registered again, once");
 }
+
+/// A spec the coordinator refuses comes back with every problem and its field (the
+/// Submit's status details), and `hint submit` lists them exactly as `hint check` does for
+/// the same file; no job is created.
+#[test]
+fn a_refused_submit_lists_the_specs_problems_as_hint_check_does() {
+    use crate::support::{failed, hint};
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(&dir.path().join("state"), Duration::from_secs(30));
+    std::fs::write(
+        dir.path().join("h.yaml"),
+        "children:\n  animal: [cat, dog]\n",
+    )
+    .unwrap();
+    let spec = dir.path().join("bad.toml");
+    std::fs::write(
+        &spec,
+        "[model]\narchitecture = \"tiny_cnn\"\nweights = \"w.safetensors\"\n\
+         layer = \"features.99\"\n[data]\nimages = \"nowhere\"\nhierarchy = \"h.yaml\"\n",
+    )
+    .unwrap();
+
+    let submitted = failed(
+        &hint(&[
+            "submit".as_ref(),
+            spec.as_os_str(),
+            "--coordinator".as_ref(),
+            cluster.address.as_ref(),
+        ]),
+        "hint submit of an invalid spec",
+    );
+    let checked = failed(&hint(&["check".as_ref(), spec.as_os_str()]), "hint check");
+    assert_eq!(submitted, checked);
+    assert!(submitted.contains("4 problems:"), "{submitted}");
+    for field in ["model.weights", "model.layer", "data.images", "storage"] {
+        assert!(submitted.contains(&format!("\n  {field}: ")), "{submitted}");
+    }
+    assert!(cluster.coordinator().read(|s| s.jobs().next().is_none()));
+}

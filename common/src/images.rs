@@ -122,6 +122,10 @@ pub struct LabelledImage {
 /// Extensions (lower case) of the files hint reads as images.
 pub const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
 
+/// One past the largest output index a label map may name (2^20 outputs, far beyond any
+/// classifier head; ImageNet-21k has 21,843).
+pub const MAX_LABEL_INDEX: u32 = 1 << 20;
+
 /// Deepest folder nesting followed below a class folder; a guard against symlink loops.
 const MAX_DEPTH: usize = 32;
 
@@ -460,6 +464,13 @@ impl LabelMap {
                 let index = index
                     .parse::<u32>()
                     .map_err(|_| at(line, format!("index '{index}' is not a whole number")))?;
+                // The map is a table by index: a stray huge index would size it.
+                if index >= MAX_LABEL_INDEX {
+                    return Err(at(
+                        line,
+                        format!("index {index} is beyond any model's outputs (at most {MAX_LABEL_INDEX})"),
+                    ));
+                }
                 entries.push((line, index as usize, name.to_string()));
             }
         } else {
@@ -706,6 +717,13 @@ mod tests {
         fs::write(&csv, "label,index\ndog,5\ncat,x\n").unwrap();
         let err = LabelMap::from_file(&csv).unwrap_err().to_string();
         assert!(err.contains("line 3: index 'x'"), "{err}");
+        // An index sizes the table: one beyond any model is an error, not 100 GB.
+        fs::write(&csv, "label,index\ndog,4000000000\n").unwrap();
+        let err = LabelMap::from_file(&csv).unwrap_err().to_string();
+        assert!(
+            err.contains("line 2: index 4000000000 is beyond any model's outputs"),
+            "{err}"
+        );
         fs::write(&txt, "dog\ncat\ndog\n").unwrap();
         let err = LabelMap::from_file(&txt).unwrap_err().to_string();
         assert!(

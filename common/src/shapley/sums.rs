@@ -151,10 +151,12 @@ impl PartialSums {
                     merged.sampling
                 )));
             }
-            merged.samples += part.samples;
-            if merged.samples > MAX_SAMPLES {
-                return Err(ShapleyError::Overflow { neuron: 0 });
-            }
+            // Sample counts come off the wire: add them checked, like the sums.
+            merged.samples = merged
+                .samples
+                .checked_add(part.samples)
+                .filter(|&n| n <= MAX_SAMPLES)
+                .ok_or(ShapleyError::Overflow { neuron: 0 })?;
             for d in 0..merged.neurons() {
                 let overflow = ShapleyError::Overflow { neuron: d };
                 merged.sum[d] = merged.sum[d].checked_add(part.sum[d]).ok_or(overflow)?;
@@ -298,6 +300,18 @@ mod tests {
         let data = vec![vec![0.5]; 10];
         let err = PartialSums::merge([block_sums(0, 6, &data), block_sums(5, 10, &data)]);
         assert!(matches!(err, Err(ShapleyError::Merge(_))));
+    }
+
+    #[test]
+    fn sample_counts_that_add_past_u64_are_an_error_not_a_panic() {
+        let whole = PermutationBlock::new(0, u64::MAX);
+        let part = || {
+            PartialSums::from_raw(vec![0], vec![0], u64::MAX, Sampling::Independent, whole).unwrap()
+        };
+        assert!(matches!(
+            PartialSums::merge([part(), part()]),
+            Err(ShapleyError::Overflow { .. })
+        ));
     }
 
     #[test]

@@ -193,10 +193,11 @@ fn names_by_index(map: &[(String, usize)]) -> Vec<String> {
     names
 }
 
-/// Pieces of label maps. Digits never run together: an index sizes the map, and
-/// `LabelMap::from_file` allocates a table up to the largest index it is given (a `.csv`
-/// with index 4000000000 asks for ~100 GB instead of an error; not fuzzed here).
+/// Pieces of label maps, indices beyond `MAX_LABEL_INDEX` among them (a map is a table by
+/// index: such an index must be an error, not an allocation).
 const LABEL_TOKENS: &[&str] = &[
+    ",4000000000",
+    ",1048576",
     "label",
     "index",
     "label,index",

@@ -46,6 +46,71 @@ pub enum Baseline {
     Black,
 }
 
+/// A saliency method's name: what `[extract] method` and `--method` say; its parameters
+/// sit beside it (`samples`, `noise`, `steps`, `baseline`) and [`Method::new`] joins them.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum MethodName {
+    /// Vanilla gradient.
+    Gradient,
+    /// Gradient × activation.
+    #[serde(rename = "gradient_x_activation")]
+    #[value(name = "gradient_x_activation")]
+    GradientXActivation,
+    /// Guided backpropagation.
+    GuidedBackprop,
+    /// SmoothGrad (`samples`, `noise`).
+    #[serde(rename = "smoothgrad")]
+    #[value(name = "smoothgrad")]
+    SmoothGrad,
+    /// Integrated gradients (`steps`, `baseline`).
+    IntegratedGradients,
+}
+
+impl MethodName {
+    /// Every method, in the order they are listed to users.
+    pub const ALL: [MethodName; 5] = [
+        MethodName::Gradient,
+        MethodName::GradientXActivation,
+        MethodName::GuidedBackprop,
+        MethodName::SmoothGrad,
+        MethodName::IntegratedGradients,
+    ];
+
+    /// The name used in specs, on the command line and in region files.
+    pub fn name(self) -> &'static str {
+        match self {
+            MethodName::Gradient => "gradient",
+            MethodName::GradientXActivation => "gradient_x_activation",
+            MethodName::GuidedBackprop => "guided_backprop",
+            MethodName::SmoothGrad => "smoothgrad",
+            MethodName::IntegratedGradients => "integrated_gradients",
+        }
+    }
+
+    /// Parses a name given by [`MethodName::name`].
+    pub fn parse(name: &str) -> Result<Self, SettingError> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == name)
+            .ok_or_else(|| {
+                SettingError::Invalid(format!(
+                    "unknown saliency method '{name}'; known: {}",
+                    Self::ALL.map(MethodName::name).join(", ")
+                ))
+            })
+    }
+}
+
+impl fmt::Display for MethodName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A saliency method Λ.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Method {
@@ -95,46 +160,36 @@ impl Method {
         })
     }
 
-    /// The method's name as written on the command line and in region files.
-    pub fn name(&self) -> &'static str {
+    /// The method's name.
+    pub fn kind(&self) -> MethodName {
         match self {
-            Method::Gradient => "gradient",
-            Method::GradientTimesActivation => "gradient_x_activation",
-            Method::GuidedBackprop => "guided_backprop",
-            Method::SmoothGrad { .. } => "smoothgrad",
-            Method::IntegratedGradients { .. } => "integrated_gradients",
+            Method::Gradient => MethodName::Gradient,
+            Method::GradientTimesActivation => MethodName::GradientXActivation,
+            Method::GuidedBackprop => MethodName::GuidedBackprop,
+            Method::SmoothGrad { .. } => MethodName::SmoothGrad,
+            Method::IntegratedGradients { .. } => MethodName::IntegratedGradients,
         }
     }
 
-    /// Every method name.
-    pub const NAMES: [&'static str; 5] = [
-        "gradient",
-        "gradient_x_activation",
-        "guided_backprop",
-        "smoothgrad",
-        "integrated_gradients",
-    ];
+    /// The method's name as written on the command line and in region files.
+    pub fn name(&self) -> &'static str {
+        self.kind().name()
+    }
 
-    /// Builds a method from its name and the parameters of the parametrised ones.
-    pub fn parse(
-        name: &str,
+    /// The method `name` with the parameters of the parametrised ones, checked.
+    pub fn new(
+        name: MethodName,
         samples: usize,
         noise: f64,
         steps: usize,
         baseline: Baseline,
     ) -> Result<Self, SettingError> {
         let method = match name {
-            "gradient" => Method::Gradient,
-            "gradient_x_activation" => Method::GradientTimesActivation,
-            "guided_backprop" => Method::GuidedBackprop,
-            "smoothgrad" => Method::SmoothGrad { samples, noise },
-            "integrated_gradients" => Method::IntegratedGradients { steps, baseline },
-            _ => {
-                return Err(SettingError::Invalid(format!(
-                    "unknown saliency method '{name}'; known: {}",
-                    Self::NAMES.join(", ")
-                )))
-            }
+            MethodName::Gradient => Method::Gradient,
+            MethodName::GradientXActivation => Method::GradientTimesActivation,
+            MethodName::GuidedBackprop => Method::GuidedBackprop,
+            MethodName::SmoothGrad => Method::SmoothGrad { samples, noise },
+            MethodName::IntegratedGradients => Method::IntegratedGradients { steps, baseline },
         };
         method.validate()?;
         Ok(method)

@@ -31,7 +31,7 @@ use hint_worker::extract::{self, ExtractConfig, GatherStage, HostStaging, Phase}
 use hint_worker::guided::ReluMode;
 use hint_worker::images::DecodedImage;
 use hint_worker::models::{Architecture, Backbone, Layer};
-use hint_worker::saliency::{Baseline, Method};
+use hint_worker::saliency::{Baseline, Method, MethodName};
 use tch::{Device, Kind, Tensor};
 
 struct Options {
@@ -40,7 +40,7 @@ struct Options {
     batch: usize,
     iters: usize,
     device: String,
-    methods: Vec<String>,
+    methods: Vec<MethodName>,
     samples: usize,
     steps: usize,
     background_ratio: f64,
@@ -54,7 +54,7 @@ fn options() -> Options {
         batch: 16,
         iters: 3,
         device: "auto".into(),
-        methods: Method::NAMES.iter().map(|s| s.to_string()).collect(),
+        methods: MethodName::ALL.to_vec(),
         samples: 20,
         steps: 20,
         background_ratio: 1.0,
@@ -75,7 +75,14 @@ fn options() -> Options {
             "--batch" => o.batch = value.parse().expect("--batch N"),
             "--iters" => o.iters = value.parse().expect("--iters N"),
             "--device" => o.device = value,
-            "--methods" => o.methods = value.split(',').map(String::from).collect(),
+            "--methods" => {
+                o.methods = value
+                    .split(',')
+                    .map(|name| {
+                        MethodName::parse(name).unwrap_or_else(|e| panic!("--methods: {e}"))
+                    })
+                    .collect()
+            }
             "--samples" => o.samples = value.parse().expect("--samples N"),
             "--steps" => o.steps = value.parse().expect("--steps N"),
             "--background-ratio" => {
@@ -142,7 +149,7 @@ fn main() {
     let normalisation = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);
     let mut results = Vec::new();
     for name in &o.methods {
-        let method = Method::parse(name, o.samples, 0.15, o.steps, Baseline::Zero).expect("method");
+        let method = Method::new(*name, o.samples, 0.15, o.steps, Baseline::Zero).expect("method");
         let mut config = ExtractConfig::new(
             arch,
             "random".into(),
@@ -171,7 +178,7 @@ fn main() {
         let label = match method {
             Method::SmoothGrad { samples, .. } => format!("{name} (n={samples})"),
             Method::IntegratedGradients { steps, .. } => format!("{name} (steps={steps})"),
-            _ => name.clone(),
+            _ => name.to_string(),
         };
         results.push(MethodTimes {
             label,

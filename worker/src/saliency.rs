@@ -19,7 +19,7 @@ use crate::error::Result;
 use crate::guided::ReluMode;
 use crate::models::{Backbone, Layer};
 
-pub use hint_common::settings::{Baseline, Method};
+pub use hint_common::settings::{Baseline, Method, MethodName};
 
 /// The activation of layer `l` and its saliency, both `[B, D, H, W]`, without grad.
 #[derive(Debug)]
@@ -195,9 +195,11 @@ mod tests {
 
     #[test]
     fn parameters_are_checked() {
-        let bad = Method::parse("smoothgrad", 0, 0.15, 1, Baseline::Zero);
+        let bad = Method::new(MethodName::SmoothGrad, 0, 0.15, 1, Baseline::Zero);
         assert!(bad.unwrap_err().to_string().contains("at least 1 sample"));
-        let unknown = Method::parse("lrp", 1, 0.1, 1, Baseline::Zero).unwrap_err();
+        let bad = Method::new(MethodName::IntegratedGradients, 1, 0.15, 0, Baseline::Zero);
+        assert!(bad.unwrap_err().to_string().contains("at least 1 step"));
+        let unknown = MethodName::parse("lrp").unwrap_err();
         assert!(unknown.to_string().contains("guided_backprop"));
     }
 }

@@ -162,9 +162,8 @@ pub enum HierarchySpec {
 /// `[extract]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExtractSpec {
-    /// `gradient`, `gradient_x_activation`, `guided_backprop`, `smoothgrad`,
-    /// `integrated_gradients`.
-    pub method: String,
+    /// The saliency method; its parameters are the fields below.
+    pub method: crate::settings::MethodName,
     /// SmoothGrad: noisy copies.
     pub samples: usize,
     /// SmoothGrad: noise level.
@@ -191,8 +190,8 @@ impl ExtractSpec {
     /// The saliency method: its name with the parameters beside it (`samples` and `noise`
     /// for SmoothGrad, `steps` and `baseline` for integrated gradients).
     pub fn saliency(&self) -> Result<crate::settings::Method, crate::settings::SettingError> {
-        crate::settings::Method::parse(
-            &self.method,
+        crate::settings::Method::new(
+            self.method,
             self.samples,
             self.noise,
             self.steps,
@@ -343,7 +342,7 @@ pub struct SchedulerSpec {
 impl Default for ExtractSpec {
     fn default() -> Self {
         ExtractSpec {
-            method: "gradient".into(),
+            method: crate::settings::MethodName::Gradient,
             samples: 20,
             noise: 0.15,
             steps: 20,

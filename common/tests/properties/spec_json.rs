@@ -11,7 +11,7 @@ use hint_common::job::spec::{
 use hint_common::job::JobSpec;
 use hint_common::regions::sample::Negatives;
 use hint_common::regions::ActivationType;
-use hint_common::settings::{Aggregation, Baseline, Mode};
+use hint_common::settings::{Aggregation, Baseline, MethodName, Mode};
 use hint_common::shapley::{Quality, Replacement};
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -86,7 +86,12 @@ fn data() -> impl Strategy<Value = DataSpec> {
 
 fn extract() -> impl Strategy<Value = ExtractSpec> {
     (
-        (any::<String>(), any::<usize>(), finite(), any::<usize>()),
+        (
+            select(&MethodName::ALL[..]),
+            any::<usize>(),
+            finite(),
+            any::<usize>(),
+        ),
         select(&[Baseline::Zero, Baseline::Black][..]),
         select(&Aggregation::ALL[..]),
         finite_f32(),

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use hint_common::architecture::Architecture;
 use hint_common::job::spec::{HierarchySpec, JobSpec};
+use hint_common::settings::MethodName;
 use hint_coordinator::spec;
 
 /// Flags of `hint check`.
@@ -71,9 +72,11 @@ fn summary(spec: &JobSpec) -> String {
     line("hierarchy", hierarchy(&d.hierarchy));
 
     let e = &spec.extract;
-    let parameters = match e.method.as_str() {
-        "smoothgrad" => format!(" ({} samples, noise {})", e.samples, e.noise),
-        "integrated_gradients" => format!(" ({} steps, baseline {})", e.steps, e.baseline),
+    let parameters = match e.method {
+        MethodName::SmoothGrad => format!(" ({} samples, noise {})", e.samples, e.noise),
+        MethodName::IntegratedGradients => {
+            format!(" ({} steps, baseline {})", e.steps, e.baseline)
+        }
         _ => String::new(),
     };
     line(

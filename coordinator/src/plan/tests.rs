@@ -30,7 +30,7 @@ fn spec(images: &Path, hierarchy: HierarchySpec, per_shard: u64, per_part: usize
             hierarchy,
         },
         extract: ExtractSpec {
-            method: "gradient".into(),
+            method: hint_common::settings::MethodName::Gradient,
             samples: 20,
             noise: 0.15,
             steps: 20,

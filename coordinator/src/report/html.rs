@@ -71,7 +71,7 @@ fn header(data: &ReportData, title: &str) -> String {
     );
     meta(&mut dl, "Layer", &spec.model.layer);
     meta(&mut dl, "Neurons", &data.phi.neurons.to_string());
-    meta(&mut dl, "Saliency method", &spec.extract.method);
+    meta(&mut dl, "Saliency method", spec.extract.method.name());
     meta(&mut dl, "Seed", &spec.seed.to_string());
     meta(&mut dl, "Images", &spec.data.images.display().to_string());
     meta(

@@ -14,7 +14,7 @@ use hint_common::job::spec::{
 use hint_common::job::JobSpec;
 use hint_common::regions::sample::Negatives;
 use hint_common::regions::ActivationType;
-use hint_common::settings::{Aggregation, Baseline, Method, Mode};
+use hint_common::settings::{Aggregation, Baseline, MethodName, Mode};
 use hint_common::shapley::{Quality, Replacement};
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
@@ -139,7 +139,7 @@ fn data() -> impl Strategy<Value = DataSpec> {
 fn extract() -> impl Strategy<Value = ExtractSpec> {
     (
         (
-            select(Method::NAMES.to_vec()),
+            select(MethodName::ALL.to_vec()),
             at_least(1),
             prop_oneof![Just(0.0), positive()],
             at_least(1),
@@ -163,7 +163,7 @@ fn extract() -> impl Strategy<Value = ExtractSpec> {
                 batch_size,
                 images_per_task,
             )| ExtractSpec {
-                method: method.into(),
+                method,
                 samples: samples as usize,
                 noise,
                 steps: steps as usize,
@@ -482,7 +482,7 @@ fn to_toml(spec: &JobSpec) -> Table {
     section(
         "extract",
         vec![
-            ("method", Value::String(e.method.clone())),
+            ("method", Value::String(e.method.name().into())),
             ("samples", int(e.samples)),
             ("noise", Value::Float(e.noise)),
             ("steps", int(e.steps)),

@@ -16,7 +16,7 @@ use hint_common::regions::sample::Negatives;
 use hint_common::regions::ActivationType;
 use hint_common::settings::Aggregation;
 use hint_common::settings::Mode;
-use hint_common::settings::{Baseline, Method};
+use hint_common::settings::{Baseline, MethodName};
 use hint_common::shapley::{Quality, Replacement};
 use hint_common::storage;
 
@@ -299,7 +299,7 @@ pub(super) fn data(s: &mut Section<'_>, base_dir: &Path) -> (DataSpec, Vec<super
 /// `[extract]`: `hint extract`'s settings, plus the shard size.
 pub(super) fn extract(s: &mut Section<'_>) -> ExtractSpec {
     let d = ExtractSpec::default();
-    let method = s.string_or("method", &d.method);
+    let method = s.string_or("method", d.method.name());
     let samples = s.integer_or::<usize>("samples", d.samples, 1);
     let noise = s.number_or("noise", d.noise);
     let steps = s.integer_or::<usize>("steps", d.steps, 1);
@@ -312,9 +312,9 @@ pub(super) fn extract(s: &mut Section<'_>) -> ExtractSpec {
     let images_per_task = s.integer_or::<u64>("images_per_task", d.images_per_task, 1);
 
     // The method's own parameters are checked below, field by field; here only its name.
-    if let Err(e) = Method::parse(&method, 1, 0.0, 1, Baseline::Zero) {
-        s.problem("method", message(e));
-    }
+    let method = MethodName::parse(&method)
+        .map_err(|e| s.problem("method", message(e)))
+        .unwrap_or(d.method);
     if !(noise.is_finite() && noise >= 0.0) {
         s.problem(
             "noise",

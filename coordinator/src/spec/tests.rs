@@ -85,7 +85,7 @@ fn a_minimal_spec_gets_the_commands_defaults() {
             },
         },
         extract: ExtractSpec {
-            method: "gradient".into(),
+            method: hint_common::settings::MethodName::Gradient,
             samples: 20,
             noise: 0.15,
             steps: 20,
@@ -233,7 +233,7 @@ max_attempts = 5
     let e = &spec.extract;
     assert_eq!(
         (
-            e.method.as_str(),
+            e.method.name(),
             e.samples,
             e.noise,
             e.steps,

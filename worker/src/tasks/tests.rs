@@ -92,7 +92,7 @@ fn job() -> Job {
             },
         },
         extract: ExtractSpec {
-            method: "gradient".into(),
+            method: hint_common::settings::MethodName::Gradient,
             samples: 4,
             noise: 0.15,
             steps: 4,
@@ -412,7 +412,7 @@ fn the_spec_becomes_the_engines_settings() {
     let job = job();
     let runner = runner();
     let mut spec = job.spec.clone();
-    spec.extract.method = "smoothgrad".into();
+    spec.extract.method = hint_common::settings::MethodName::SmoothGrad;
     spec.extract.aggregation = hint_common::settings::Aggregation::AbsMax;
     spec.data.labels = Some(job.dir.join("labels.txt"));
     let kind = extract_task(&job, 3, 32..48);

@@ -9,7 +9,7 @@ use hint_common::regions::ActivationType;
 use hint_worker::extract::{self, ExtractConfig, ExtractReport, Progress, SUMMARY_FILE};
 use hint_worker::models::{Architecture, InputSize};
 use hint_worker::responsible::Aggregation;
-use hint_worker::saliency::Baseline;
+use hint_worker::saliency::{Baseline, MethodName};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Flags of `hint extract`.
@@ -31,36 +31,35 @@ pub struct ExtractArgs {
     /// the sorted class names, torchvision's ImageFolder rule.
     #[arg(long)]
     labels: Option<PathBuf>,
-    /// Saliency method: gradient, gradient_x_activation, guided_backprop, smoothgrad,
-    /// integrated_gradients.
-    #[arg(long, default_value = "gradient")]
-    method: String,
+    /// Saliency method.
+    #[arg(long, value_enum, default_value_t = ExtractSpec::default().method)]
+    method: MethodName,
     /// Channel aggregation.
-    #[arg(long, value_enum, default_value_t = Aggregation::Norm)]
+    #[arg(long, value_enum, default_value_t = ExtractSpec::default().aggregation)]
     aggregation: Aggregation,
     /// Threshold t on the normalised saliency: positions with ŝ > t are responsible.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = ExtractSpec::default().threshold)]
     threshold: f32,
     /// Fraction of background positions kept per image (seeded), in [0, 1].
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = ExtractSpec::default().background_ratio)]
     background_ratio: f64,
     /// Stored activation precision: f32 or f16.
-    #[arg(long, value_enum, default_value_t = ActivationType::F32, hide_possible_values = true)]
+    #[arg(long, value_enum, default_value_t = ExtractSpec::default().activation_type, hide_possible_values = true)]
     activation_type: ActivationType,
     /// SmoothGrad: number of noisy copies.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = ExtractSpec::default().samples)]
     samples: usize,
     /// SmoothGrad: noise level, σ / (max(x) − min(x)).
-    #[arg(long, default_value_t = 0.15)]
+    #[arg(long, default_value_t = ExtractSpec::default().noise)]
     noise: f64,
     /// Integrated gradients: points on the path.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = ExtractSpec::default().steps)]
     steps: usize,
     /// Integrated gradients: where the path starts.
-    #[arg(long, value_enum, default_value_t = Baseline::Zero)]
+    #[arg(long, value_enum, default_value_t = ExtractSpec::default().baseline)]
     baseline: Baseline,
     /// Images per model batch.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = ExtractSpec::default().batch_size)]
     batch_size: usize,
     /// cpu, cuda, cuda:N, or auto.
     #[arg(long, default_value = "auto", env = "HINT_DEVICE")]

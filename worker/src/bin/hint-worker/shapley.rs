@@ -37,7 +37,7 @@ pub struct ShapleyArgs {
     #[arg(long)]
     overwrite: bool,
     /// Permutations per concept (the most, when a stopping rule is given).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = ShapleySpec::default().permutations)]
     permutations: u64,
     /// Stop a concept once every neuron's standard error is below this.
     #[arg(long)]
@@ -46,21 +46,21 @@ pub struct ShapleyArgs {
     #[arg(long)]
     until_top_k: Option<usize>,
     /// One-sided confidence of each top-K separation.
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = ShapleySpec::default().confidence)]
     confidence: f64,
     /// Permutations between two checks of the stopping rule.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = ShapleySpec::default().permutations_per_task)]
     round: u64,
     /// Value mode: fixed (the trained classifier) or retrain (a fit per coalition).
-    #[arg(long, value_enum, default_value_t = Mode::Fixed)]
+    #[arg(long, value_enum, default_value_t = ShapleySpec::default().mode)]
     mode: Mode,
     /// What replaces neurons outside a coalition: marginal, mean or zero.
-    #[arg(long, default_value = "marginal")]
+    #[arg(long, default_value_t = ShapleySpec::default().replacement)]
     replacement: Replacement,
     /// Quality measure. Of the true labels: log_likelihood, balanced_log_likelihood, accuracy.
     /// Of the concept's prediction (the paper's sign-aware value): prediction, logit (mean over
     /// the positives), prediction_all, logit_all (mean over all evaluation regions).
-    #[arg(long, default_value = "log_likelihood")]
+    #[arg(long, default_value_t = ShapleySpec::default().quality)]
     quality: Quality,
     /// Independent permutations instead of antithetic pairs.
     #[arg(long)]
@@ -78,17 +78,17 @@ pub struct ShapleyArgs {
     device: String,
     /// Retrain mode: full Newton steps per fit (at most: a fit on a permutation's path,
     /// warm-started from the previous coalition, stops once converged).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = ShapleySpec::default().retrain_iterations)]
     retrain_iterations: usize,
     /// Retrain mode: fitting regions per concept; a concept with more is fitted on a seeded
     /// uniform subsample of this many (0: all of its training regions).
-    #[arg(long, default_value_t = hint_worker::shapley::DEFAULT_FIT_REGIONS)]
+    #[arg(long, default_value_t = ShapleySpec::default().retrain_fit_regions)]
     retrain_fit_regions: usize,
     /// Retrain mode: L2 penalty on the raw weights.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = ShapleySpec::default().retrain_l2)]
     l2: f64,
     /// Neurons listed per concept in top_neurons.csv (and the multimodal rule).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = ShapleySpec::default().top)]
     top: usize,
     /// Only these concepts (key or name; repeat the flag). Default: every trained concept.
     #[arg(long = "concept")]

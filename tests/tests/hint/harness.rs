@@ -287,6 +287,24 @@ fn submit(cluster: &Cluster, dir: &Path) -> JobId {
     cluster.coordinator().submit_spec(spec).unwrap()
 }
 
+/// A worker that takes the first extract task and holds it until the returned flag is set
+/// (or its attempt is cancelled); returns once the task is leased.
+fn hold_first_extract_task(cluster: &Cluster, name: &str) -> (Arc<AtomicBool>, Worker) {
+    let release = Arc::new(AtomicBool::new(false));
+    let stub = Stub {
+        delay: Duration::ZERO,
+        hang_shard: Some(0),
+        release: Arc::clone(&release),
+    };
+    let worker = cluster.worker(name, Arc::new(stub));
+    let first = cluster.coordinator().read(|s| {
+        let job = s.jobs().next().expect("a submitted job");
+        extract_task(&job.id, 0)
+    });
+    cluster.wait_for("the first extract task to be leased", |c| c.running(&first));
+    (release, worker)
+}
+
 fn extract_task(job: &JobId, index: u32) -> TaskId {
     TaskId {
         job: job.clone(),
@@ -302,17 +320,8 @@ fn a_vanished_workers_task_is_leased_again_when_its_lease_expires() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(&dir.path().join("state"), Duration::from_millis(600));
     let job = submit(&cluster, dir.path());
-    let release = Arc::new(AtomicBool::new(false));
-    let hanging = cluster.worker(
-        "vanishing",
-        Arc::new(Stub {
-            delay: Duration::ZERO,
-            hang_shard: Some(0),
-            release: Arc::clone(&release),
-        }),
-    );
+    let (release, hanging) = hold_first_extract_task(&cluster, "vanishing");
     let first = extract_task(&job, 0);
-    cluster.wait_for("the first extract task to be leased", |c| c.running(&first));
     hanging.handle.abort();
     let helper = cluster.worker("helper", Stub::quick());
     cluster.wait_for("the first extract task to be committed", |c| {
@@ -370,17 +379,8 @@ fn a_result_waits_in_the_outbox_through_a_coordinator_restart_and_commits_once()
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Cluster::start(&dir.path().join("state"), Duration::from_secs(30));
     let job = submit(&cluster, dir.path());
-    let release = Arc::new(AtomicBool::new(false));
-    let _worker = cluster.worker(
-        "survivor",
-        Arc::new(Stub {
-            delay: Duration::ZERO,
-            hang_shard: Some(0),
-            release: Arc::clone(&release),
-        }),
-    );
+    let (release, _survivor) = hold_first_extract_task(&cluster, "survivor");
     let first = extract_task(&job, 0);
-    cluster.wait_for("the first extract task to be leased", |c| c.running(&first));
 
     let finish_while_down = Arc::clone(&release);
     let finisher = std::thread::spawn(move || {

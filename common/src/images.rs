@@ -72,6 +72,7 @@ use std::path::{Path, PathBuf};
 use crate::storage;
 
 pub mod braces;
+pub mod rows;
 pub mod shards;
 pub mod tar;
 
@@ -144,10 +145,27 @@ pub struct ImageRecord {
 /// An input dataset: its images in id order and its label names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dataset {
-    /// The images; `images[i].id == i`.
+    /// The images; `images[i].id == i` (except for [`Dataset::of_rows`]: consecutive ids
+    /// from the first row's).
     pub images: Vec<ImageRecord>,
     /// Sorted unique label names (for ImageFolder, every class folder, even empty ones).
     pub classes: Vec<String>,
+}
+
+impl Dataset {
+    /// Rows of a manifest read by id range (`rows::read_rows`): ids are their rows, not
+    /// `0..`, and the classes are those the rows name.
+    pub fn of_rows(images: Vec<ImageRecord>) -> Dataset {
+        let classes: BTreeSet<String> = images
+            .iter()
+            .filter(|i| !i.label.is_empty())
+            .map(|i| i.label.clone())
+            .collect();
+        Dataset {
+            images,
+            classes: classes.into_iter().collect(),
+        }
+    }
 }
 
 /// Reads the dataset at `source`: a directory is an ImageFolder tree, a `.csv` file a
@@ -351,30 +369,46 @@ fn scan_csv(manifest: &Path) -> Result<Dataset> {
         let line = record.position().map_or(0, |p| p.line());
         let path = record.get(path_col).unwrap_or_default();
         let label = record.get(label_col).unwrap_or_default();
-        if path.is_empty() {
-            return Err(at(line, "empty path"));
-        }
-        let location = if storage::is_remote(Path::new(path)) || path.starts_with("file://") {
-            storage::location(path)
-        } else {
-            base.join(path)
-        };
-        // A tar member may be unlabelled (the decoder skips it); a file may not.
-        if label.is_empty() && MemberLocation::parse(&location).is_none() {
-            return Err(at(line, &format!("empty label for {path}")));
-        }
+        let image = manifest_record(manifest, base, images.len() as u64, line, path, label)?;
         if !label.is_empty() {
             classes.insert(label.to_string());
         }
-        images.push(ImageRecord {
-            id: images.len() as u64,
-            path: location,
-            label: label.to_string(),
-        });
+        images.push(image);
     }
     Ok(Dataset {
         images,
         classes: classes.into_iter().collect(),
+    })
+}
+
+/// Image `id` of a manifest: its `path` (relative to the manifest's directory unless a URL)
+/// and `label`, read on `line`.
+fn manifest_record(
+    manifest: &Path,
+    base: &Path,
+    id: u64,
+    line: u64,
+    path: &str,
+    label: &str,
+) -> Result<ImageRecord> {
+    let at =
+        |problem: String| Error::Input(format!("{}: line {line}: {problem}", manifest.display()));
+    if path.is_empty() {
+        return Err(at("empty path".into()));
+    }
+    let location = if storage::is_remote(Path::new(path)) || path.starts_with("file://") {
+        storage::location(path)
+    } else {
+        base.join(path)
+    };
+    // A tar member may be unlabelled (the decoder skips it); a file may not.
+    if label.is_empty() && MemberLocation::parse(&location).is_none() {
+        return Err(at(format!("empty label for {path}")));
+    }
+    Ok(ImageRecord {
+        id,
+        path: location,
+        label: label.to_string(),
     })
 }
 

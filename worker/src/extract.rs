@@ -253,11 +253,21 @@ pub fn run(config: &ExtractConfig, on_progress: &mut dyn FnMut(Progress)) -> Res
         Some(path) => Some(LabelMap::from_file(path)?),
         None => None,
     };
-    let dataset = images::scan_with(&config.images, file_map.as_ref())?;
+    // A shard of a plan's manifest reads only its rows when the plan wrote their offsets.
+    let rows = match (&config.image_range, &file_map) {
+        (Some(range), Some(_)) => {
+            hint_common::images::rows::read_rows(&config.images, range.clone())?
+        }
+        _ => None,
+    };
+    let (dataset, whole) = match rows {
+        Some(images) => (hint_common::images::Dataset::of_rows(images), false),
+        None => (images::scan_with(&config.images, file_map.as_ref())?, true),
+    };
     let label_map = file_map.unwrap_or_else(|| LabelMap::sorted(&dataset.classes));
     label_map.check(&dataset, model.num_classes())?;
     let mut labelled = label_map.labelled(&dataset)?;
-    if let Some(range) = &config.image_range {
+    if let (Some(range), true) = (&config.image_range, whole) {
         let images = labelled.len() as u64;
         if range.end > images {
             return Err(Error::Input(format!(

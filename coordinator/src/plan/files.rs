@@ -7,6 +7,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use hint_common::hierarchy::Hierarchy;
+use hint_common::images::rows::{self, ManifestOffsets};
 use hint_common::images::ImageRecord;
 use hint_common::storage;
 
@@ -61,13 +62,22 @@ fn write_atomically(
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
-/// Writes `manifest.csv`. Every path must be valid UTF-8 (the manifest is text) and every
-/// label free of surrounding whitespace (the manifest reader trims fields).
+/// Writes `manifest.csv`, then `manifest.offsets` (where every 1,024th row starts, so an
+/// extract task reads only its rows: `images::rows`). Every path must be valid UTF-8 (the
+/// manifest is text) and every label free of surrounding whitespace (the manifest reader
+/// trims fields).
 pub fn write_manifest(path: &Path, images: &[ImageRecord]) -> Result<(), PlanError> {
+    // An earlier plan's offsets (a plan that died) must not outlive its manifest.
+    let offsets_path = rows::offsets_path(path);
+    storage::remove_all(&offsets_path)?;
+    let mut offsets = ManifestOffsets::new();
     write_atomically(path, |tmp| {
         let file = File::create(tmp).map_err(io(tmp))?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
-        out.write_all(b"path,label\n").map_err(io(tmp))?;
+        let header = b"path,label\n";
+        out.write_all(header).map_err(io(tmp))?;
+        let mut written = header.len() as u64;
+        let mut row = Vec::new();
         for image in images {
             let text = image.path.to_str().ok_or_else(|| {
                 PlanError::Unrepresentable(format!(
@@ -76,15 +86,26 @@ pub fn write_manifest(path: &Path, images: &[ImageRecord]) -> Result<(), PlanErr
                 ))
             })?;
             check_untrimmed("image path", text)?;
-            write_field(&mut out, text).map_err(io(tmp))?;
-            out.write_all(b",").map_err(io(tmp))?;
-            write_field(&mut out, &image.label).map_err(io(tmp))?;
-            out.write_all(b"\n").map_err(io(tmp))?;
+            row.clear();
+            write_field(&mut row, text).map_err(io(tmp))?;
+            row.push(b',');
+            write_field(&mut row, &image.label).map_err(io(tmp))?;
+            row.push(b'\n');
+            offsets.row(written);
+            out.write_all(&row).map_err(io(tmp))?;
+            written += row.len() as u64;
         }
         out.into_inner()
             .map_err(|e| e.into_error())
             .map_err(io(tmp))?;
+        offsets = std::mem::take(&mut offsets).finish(written);
         Ok(())
+    })?;
+    // After the manifest: offsets never describe a manifest that is not there yet (a plan
+    // that dies between the two leaves a manifest that is read whole, or is planned again).
+    write_atomically(&offsets_path, |tmp| {
+        let bytes = serde_json::to_vec(&offsets).expect("offsets serialise");
+        fs::write(tmp, bytes).map_err(io(tmp))
     })
 }
 

@@ -11,6 +11,8 @@
 //!   therefore every seeded choice keyed by them) agree with a single-machine run; an image
 //!   in a tar shard has its member location as its path (and an empty label when it has
 //!   none, which extract tasks then skip and report);
+//! - `manifest.offsets`: where every 1,024th row of `manifest.csv` starts, so an extract
+//!   task reads only its rows (`hint_common::images::rows`);
 //! - `labels.txt`: label k's name on line k, the label map every extract task uses, so the
 //!   label indices (and the region files' `labels`) are [`Plan::labels`] even where a
 //!   class folder is empty and so has no manifest row;

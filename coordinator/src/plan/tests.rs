@@ -163,13 +163,21 @@ fn plan_of_a_synthetic_world_agrees_with_extracts_view() {
     let written = Hierarchy::read_json(&job.join("concepts.json")).unwrap();
     assert_eq!(written, plan.hierarchy);
     assert_eq!(reload(&spec, &job).unwrap(), plan);
-    // Nothing but the three files: no temporary left behind.
+    // Nothing but the plan's files: no temporary left behind.
     let mut names: Vec<String> = fs::read_dir(&job)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names, ["concepts.json", "labels.txt", "manifest.csv"]);
+    assert_eq!(
+        names,
+        [
+            "concepts.json",
+            "labels.txt",
+            "manifest.csv",
+            "manifest.offsets"
+        ]
+    );
 }
 
 #[test]
@@ -310,6 +318,14 @@ fn a_csv_source_keeps_its_row_order_and_awkward_paths_survive() {
     assert_eq!(written.images[1].path, lists.join("imgs/a, \"quoted\".png"));
     assert_eq!(written.images[2].path, PathBuf::from("/elsewhere/c d.png"));
     assert_eq!(reload(&spec, &job).unwrap(), plan);
+    // Every range read through the offsets is the whole read's rows.
+    for start in 0..4 {
+        for end in start + 1..=4 {
+            let rows = hint_common::images::rows::read_rows(&job.join("manifest.csv"), start..end);
+            let rows = rows.unwrap().expect("the plan wrote the offsets");
+            assert_eq!(rows, written.images[start as usize..end as usize]);
+        }
+    }
 }
 
 #[test]

@@ -24,13 +24,14 @@ use hint_common::shapley::{PartialSums, PermutationBlock, Rounds};
 use hint_common::synth::{self, SynthConfig};
 use tch::Device;
 
-use super::{Lease, TaskFailure, TaskRunner, CONCEPTS_FILE, MANIFEST_FILE};
+use super::{Lease, TaskFailure, TaskRunner, CONCEPTS_FILE, LABELS_FILE, MANIFEST_FILE};
 use crate::classify::ClassifierDir;
 use crate::models::{Architecture, Backbone};
 use crate::saliency::Method;
 use crate::shapley::{
     estimate, ConceptInput, Mode, RetrainConfig, ShapleyConfig, ShapleyEngine, SweepBackend,
 };
+use hint_common::images::rows::{self, ManifestOffsets};
 
 /// Images per class of the synthetic world (8 classes).
 const PER_CLASS: usize = 4;
@@ -54,11 +55,25 @@ fn job() -> Job {
 
     let dir = root.path().join("job-0001");
     std::fs::create_dir_all(&dir).unwrap();
+    // The manifest, its row offsets (in blocks of 5 rows, so shards start mid-block) and
+    // the label map, as the plan writes them: shards read only their rows.
     let mut manifest = String::from("path,label\n");
+    let mut offsets = ManifestOffsets {
+        stride: 5,
+        ..ManifestOffsets::new()
+    };
     for image in &dataset.images {
+        offsets.row(manifest.len() as u64);
         manifest.push_str(&format!("{},{}\n", image.path.display(), image.label));
     }
+    let offsets = offsets.finish(manifest.len() as u64);
     std::fs::write(dir.join(MANIFEST_FILE), manifest).unwrap();
+    std::fs::write(
+        rows::offsets_path(&dir.join(MANIFEST_FILE)),
+        serde_json::to_vec(&offsets).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.join(LABELS_FILE), dataset.classes.join("\n") + "\n").unwrap();
     Hierarchy::from_custom_file(&world.join("hierarchy.yaml"), &dataset.classes)
         .unwrap()
         .write_json(&dir.join(CONCEPTS_FILE))
@@ -537,6 +552,30 @@ fn bad_inputs_are_not_retried() {
     let f = failure(&runner, &nowhere);
     assert_eq!(f.reason, FailureReason::BadInput);
     assert!(f.message.contains("no job directory"), "{f}");
+}
+
+/// A shard reads its rows through the plan's offsets, not the whole manifest: a label the
+/// map lacks in the last row fails only the shard that holds it.
+#[test]
+fn an_extract_task_reads_only_its_rows_of_the_manifest() {
+    let job = job();
+    let runner = runner();
+    let manifest = job.dir.join(MANIFEST_FILE);
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let (rest, last) = text.trim_end().rsplit_once('\n').unwrap();
+    let (path, label) = last.rsplit_once(',').unwrap();
+    let unknown = "z".repeat(label.len());
+    std::fs::write(&manifest, format!("{rest}\n{path},{unknown}\n")).unwrap();
+
+    let (result, _) = run(&runner, &task(&job, &job.spec, extract_task(&job, 0, 0..4)));
+    assert!(result.is_ok(), "{:?}", result.err());
+    let last_shard = extract_task(&job, 7, IMAGES - 4..IMAGES);
+    let f = failure(&runner, &task(&job, &job.spec, last_shard));
+    assert!(
+        f.message
+            .contains(&format!("{unknown} (not in the label map)")),
+        "{f}"
+    );
 }
 
 #[test]

@@ -56,7 +56,7 @@ impl ManifestOffsets {
 
     /// The next row starts at byte `at`.
     pub fn row(&mut self, at: u64) {
-        if self.rows % self.stride == 0 {
+        if self.rows.is_multiple_of(self.stride) {
             self.offsets.push(at);
         }
         self.rows += 1;

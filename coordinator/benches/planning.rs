@@ -250,7 +250,8 @@ fn main() {
     let rows_seconds = started.elapsed().as_secs_f64();
     assert!(rows[..] == whole.images[shard.start as usize..shard.end as usize]);
     println!(
-        "one extract task's rows {}..{}: {:.2} ms through manifest.offsets, {:.0} ms reading          the whole manifest ({:.0}x)",
+        "one extract task's rows {}..{}: {:.2} ms through manifest.offsets, {:.0} ms reading \
+         the whole manifest ({:.0}x)",
         shard.start,
         shard.end,
         rows_seconds * 1e3,

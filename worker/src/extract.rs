@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::bounded;
 use hint_common::job::spec::ExtractSpec;
@@ -36,6 +36,7 @@ use hint_common::regions::{
 use hint_common::storage;
 use tch::{Device, Kind, Tensor};
 
+use crate::busy::{PipelineBusy, StageBusy};
 use crate::error::{Error, Result};
 use crate::images::{self, DecodedBatch, LabelMap, Preprocess, SkippedImage};
 use crate::models::{Architecture, Backbone, InputSize, Layer};
@@ -229,6 +230,9 @@ pub struct ExtractReport {
     /// Region-quality diagnostics of a whole-dataset extraction (`None` for a shard,
     /// `image_range` set: the job measures all its shards' files together).
     pub quality: Option<RegionQuality>,
+    /// Each pipeline stage's busy time and utilisation over `seconds`: which stage bounds
+    /// the run.
+    pub stages: Vec<StageBusy>,
 }
 
 impl ExtractReport {
@@ -314,6 +318,7 @@ pub fn run(config: &ExtractConfig, on_progress: &mut dyn FnMut(Progress)) -> Res
     let mut images_processed = 0;
     let mut layer_shape = None;
     let mut failure = None;
+    let mut busy = PipelineBusy::default();
     for batch in decoded {
         if config
             .cancel
@@ -325,14 +330,18 @@ pub fn run(config: &ExtractConfig, on_progress: &mut dyn FnMut(Progress)) -> Res
         let DecodedBatch {
             images,
             skipped: batch_skipped,
+            busy: decoding,
         } = batch;
+        busy.decode += decoding;
         progress.images_done += images.len() + batch_skipped.len();
         skipped.extend(batch_skipped);
         if images.is_empty() {
             on_progress(progress);
             continue;
         }
+        let model_started = Instant::now();
         let launched = launch_regions(&model, layer, config, normalisation, &images, &mut |_| {});
+        busy.model += model_started.elapsed();
         let pending = match launched {
             Ok(pending) => pending,
             Err(e) => {
@@ -351,12 +360,13 @@ pub fn run(config: &ExtractConfig, on_progress: &mut dyn FnMut(Progress)) -> Res
     }
     // In this order: the writer's queue closes when the gather thread ends.
     let gathered = gather.finish();
-    let files = writer.join().expect("region writer thread panicked");
+    let written = writer.join().expect("region writer thread panicked");
     if let Some(e) = failure {
         return Err(e);
     }
     gathered?;
-    let files = files?;
+    let (files, gathering, writing) = written?;
+    (busy.gather, busy.write) = (gathering, writing);
     let seconds = started.elapsed().as_secs_f64();
     let quality = match config.image_range {
         Some(_) => None,
@@ -373,6 +383,7 @@ pub fn run(config: &ExtractConfig, on_progress: &mut dyn FnMut(Progress)) -> Res
         layer_shape: layer_shape.unwrap_or((0, 0, 0)),
         seconds,
         quality,
+        stages: busy.stages(seconds, config.decode_threads),
     };
     write_summary(config, &report)?;
     Ok(report)
@@ -398,6 +409,8 @@ pub struct BatchRegions {
     pub shape: (usize, usize, usize),
     /// Images the rows come from (some may have no rows).
     pub images: usize,
+    /// How long the gather to the host took.
+    pub gathered_in: Duration,
 }
 
 /// The steps of one batch on the model thread, in order. [`launch_regions`] calls its
@@ -455,6 +468,7 @@ impl PendingRegions {
     /// the driver's bounce buffer and hold the device's stream for far longer); from the
     /// CPU, one memcpy.
     pub fn gather(self, staging: &mut HostStaging) -> Result<BatchRegions> {
+        let started = Instant::now();
         let PendingRegions {
             mut rows,
             activation,
@@ -483,6 +497,7 @@ impl PendingRegions {
             foreground,
             shape,
             images,
+            gathered_in: started.elapsed(),
         })
     }
 }
@@ -686,21 +701,26 @@ pub fn batch_tensors(
     (x, Tensor::from_slice(&labels).to_device(device))
 }
 
-/// The writer thread: rolls over to a new file every `images_per_file` images.
+/// The writer thread: rolls over to a new file every `images_per_file` images. Returns
+/// the files, the batches' gather time and its own busy time.
 fn write_files(
     config: &ExtractConfig,
     labels: Vec<String>,
     rows: crossbeam_channel::Receiver<BatchRegions>,
-) -> Result<Vec<RegionFileSummary>> {
+) -> Result<(Vec<RegionFileSummary>, Duration, Duration)> {
     let mut files = Vec::new();
     let mut current: Option<(RegionWriter, usize)> = None;
+    let (mut gathering, mut writing) = (Duration::ZERO, Duration::ZERO);
     for BatchRegions {
         rows,
         images,
         shape: (d, h, w),
+        gathered_in,
         ..
     } in rows
     {
+        gathering += gathered_in;
+        let started = Instant::now();
         let (writer, images_in_file) = match current.as_mut() {
             Some(open) => open,
             None => {
@@ -718,11 +738,14 @@ fn write_files(
             let (writer, _) = current.take().expect("open file");
             files.push(writer.finish()?);
         }
+        writing += started.elapsed();
     }
     if let Some((writer, _)) = current {
+        let started = Instant::now();
         files.push(writer.finish()?);
+        writing += started.elapsed();
     }
-    Ok(files)
+    Ok((files, gathering, writing))
 }
 
 fn file_meta(
@@ -841,6 +864,7 @@ fn write_summary(config: &ExtractConfig, report: &ExtractReport) -> Result<()> {
             "foreground_rows": f.foreground_rows, "background_rows": f.background_rows,
         })).collect::<Vec<_>>(),
         "seconds": report.seconds,
+        "stages": report.stages,
         "region_quality": report.quality,
     });
     let path = config.out.join(SUMMARY_FILE);

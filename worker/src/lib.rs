@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod ablate;
+pub mod busy;
 pub mod classify;
 pub mod device;
 pub mod error;

@@ -61,6 +61,18 @@ fn extract_skips_a_corrupt_image_and_writes_regions_pyarrow_reads() {
     )
     .unwrap();
     assert_eq!(summary["images_skipped"], 1);
+    // Each stage's busy time: every stage worked, none beyond its threads' share of the run
+    // (up to timer noise), and the printout names the one that bounds the run.
+    let stages = summary["stages"].as_array().unwrap();
+    let names: Vec<&str> = stages.iter().map(|s| s["stage"].as_str().unwrap()).collect();
+    assert_eq!(names, ["decode", "model", "gather", "write"]);
+    for stage in stages {
+        let share = stage["utilisation"].as_f64().unwrap();
+        assert!(stage["busy_seconds"].as_f64().unwrap() > 0.0, "{stage}");
+        assert!(share > 0.0 && share <= 1.05, "{stage}");
+    }
+    assert!(stdout.contains("  stages: decode "), "{stdout}");
+    assert!(stdout.contains("; bound by "), "{stdout}");
     let skipped = &summary["skipped"][0];
     assert!(skipped["path"].as_str().unwrap().ends_with("broken.jpg"));
     assert!(!skipped["reason"].as_str().unwrap().is_empty());

@@ -11,6 +11,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver};
 use rayon::prelude::*;
@@ -58,6 +59,8 @@ pub struct DecodedBatch {
     pub images: Vec<DecodedImage>,
     /// The images that did not, in input order.
     pub skipped: Vec<SkippedImage>,
+    /// Decoding time summed over the batch's images (its threads' busy time).
+    pub busy: Duration,
 }
 
 /// The receiving end of [`spawn_decoder`]: an iterator over batches in input order.
@@ -145,11 +148,15 @@ pub fn spawn_decoder(
                 let outcomes: Vec<_> = pool.install(|| {
                     chunk
                         .par_iter()
-                        .map(|image| load_labelled(image, &preprocess))
+                        .map(|image| {
+                            let started = Instant::now();
+                            (load_labelled(image, &preprocess), started.elapsed())
+                        })
                         .collect()
                 });
                 let mut batch = DecodedBatch::default();
-                for (image, outcome) in chunk.iter().zip(outcomes) {
+                for (image, (outcome, busy)) in chunk.iter().zip(outcomes) {
+                    batch.busy += busy;
                     match outcome {
                         Ok((pixels, label)) => batch.images.push(DecodedImage {
                             id: image.id,

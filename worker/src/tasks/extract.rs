@@ -102,6 +102,12 @@ pub(super) fn run(
     // Stopped early (or told to stop as the last batch ended): the files are incomplete or
     // unwanted either way.
     check_cancel(cancel)?;
+    tracing::info!(
+        images = report.images_processed,
+        seconds = report.seconds,
+        "stages: {}",
+        crate::busy::describe(&report.stages)
+    );
     Ok(ExtractSummary {
         files: report.files.iter().map(RegionFile::from).collect(),
         skipped: report.skipped.iter().map(SkippedImage::from).collect(),

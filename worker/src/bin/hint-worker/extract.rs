@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use hint_common::job::spec::ExtractSpec;
 use hint_common::regions::ActivationType;
+use hint_worker::busy;
 use hint_worker::extract::{self, ExtractConfig, ExtractReport, Progress, SUMMARY_FILE};
 use hint_worker::models::{Architecture, InputSize};
 use hint_worker::responsible::Aggregation;
@@ -172,6 +173,7 @@ fn print_summary(config: &ExtractConfig, report: &ExtractReport) {
         report.files.len(),
         config.out.display()
     );
+    println!("  stages: {}", busy::describe(&report.stages));
     if report.skipped.is_empty() {
         println!("  skipped: none");
     } else {

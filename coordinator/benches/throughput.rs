@@ -47,7 +47,7 @@ use hint_common::job::spec::{
 use hint_common::job::{JobId, JobSpec, Stage, PROTOCOL_VERSION};
 use hint_common::proto::{self, scheduler_client::SchedulerClient};
 use hint_coordinator::coordinator::{Coordinator, CoordinatorConfig};
-use hint_coordinator::journal::{Journal, JOURNAL_FILE};
+use hint_coordinator::journal::{self, Journal};
 use hint_coordinator::scheduler::{Record, TaskState};
 use hint_coordinator::service;
 use tonic::transport::Channel;
@@ -437,7 +437,7 @@ fn main() {
         .block_on(server)
         .expect("server task")
         .expect("serve");
-    let journal_bytes = std::fs::metadata(state_dir.join(JOURNAL_FILE)).map_or(0, |m| m.len());
+    let journal_bytes = journal::disk_bytes(&state_dir);
 
     let (t0, polls0) = *shared.start.get().expect("warmup reached");
     let (t1, polls1) = *shared.end.get().expect("every task committed");

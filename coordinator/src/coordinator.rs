@@ -36,7 +36,13 @@ pub struct CoordinatorConfig {
     pub scheduler: SchedulerConfig,
     /// Group-commit interval of the journal.
     pub sync_interval: Duration,
+    /// A snapshot compacts the journal once the segments since the last one hold this many
+    /// bytes, and at least as many as that snapshot (see [`Journal::snapshot_due`]).
+    pub snapshot_bytes: u64,
 }
+
+/// The default of [`CoordinatorConfig::snapshot_bytes`]: 64 MiB, a few seconds of replay.
+pub const DEFAULT_SNAPSHOT_BYTES: u64 = 64 << 20;
 
 impl CoordinatorConfig {
     /// Defaults for everything but the state directory.
@@ -45,6 +51,7 @@ impl CoordinatorConfig {
             state_dir,
             scheduler: SchedulerConfig::default(),
             sync_interval: Duration::from_millis(5),
+            snapshot_bytes: DEFAULT_SNAPSHOT_BYTES,
         }
     }
 }
@@ -119,16 +126,22 @@ impl Coordinator {
     pub fn open(
         config: CoordinatorConfig,
     ) -> Result<(Arc<Coordinator>, Vec<Action>), CoordinatorError> {
-        let (mut journal, records, dropped) = Journal::open(&config.state_dir)?;
-        if dropped > 0 {
-            tracing::warn!(bytes = dropped, "cut a torn tail off the journal");
+        let (mut journal, replayed) = Journal::open_replayed(&config.state_dir)?;
+        if replayed.dropped > 0 {
+            tracing::warn!(bytes = replayed.dropped, "cut a torn tail off the journal");
         }
+        if let Some(snapshot) = &replayed.snapshot {
+            tracing::info!(
+                segments = replayed.segments,
+                "replayed {} and the journal after it",
+                snapshot.display()
+            );
+        }
+        let records = replayed.records;
         let now = Instant::now();
-        for record in &records {
-            if let Record::Committed { output, .. } = record {
-                if let Err(error) = move_committed(output) {
-                    tracing::error!(%error, "redoing a committed move");
-                }
+        for output in records.iter().filter_map(Record::committed_output) {
+            if let Err(error) = move_committed(output) {
+                tracing::error!(%error, "redoing a committed move");
             }
         }
         let resumed = records
@@ -260,14 +273,57 @@ impl Coordinator {
         self.metrics.observe(&records);
         // Nothing more is written after a failure: the journal keeps its intact prefix.
         if self.running().is_ok() {
-            if let Err(error) = inner.journal.append(&records) {
-                self.journal_failed(&error);
+            match inner.journal.append(&records) {
+                Ok(()) => self.compact(&mut inner),
+                Err(error) => self.journal_failed(&error),
             }
         }
         let version = inner.scheduler.version();
         drop(inner);
         self.changed.send_replace(version);
         result
+    }
+
+    /// Starts a snapshot when one is due: under the lock (every applied record is
+    /// appended), the journal moves to a new segment and the scheduler's state is copied as
+    /// records; a thread writes them, so commits wait only for the copy and one `fsync`.
+    /// A rotation that fails is a journal failure (fail-stop); a snapshot that fails to be
+    /// written is not: the journal it would replace is intact, so it is logged and tried
+    /// again later.
+    fn compact(&self, inner: &mut Inner) {
+        if self.running().is_err() || !inner.journal.snapshot_due(self.config.snapshot_bytes) {
+            return;
+        }
+        let started = Instant::now();
+        let file = match inner.journal.rotate() {
+            Ok(file) => file,
+            Err(error) => return self.journal_failed(&error),
+        };
+        let records = inner.scheduler.snapshot();
+        let locked = started.elapsed();
+        std::thread::spawn(move || {
+            let path = file.path();
+            match file.write(&records) {
+                Ok(bytes) => tracing::info!(
+                    bytes,
+                    records = records.len(),
+                    locked_ms = locked.as_secs_f64() * 1e3,
+                    total_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "journal compacted into {}",
+                    path.display()
+                ),
+                Err(error) => tracing::error!(
+                    %error,
+                    "a snapshot of the journal could not be written (the journal is intact; it is tried again later)"
+                ),
+            }
+        });
+    }
+
+    /// Waits for a snapshot being written (tests).
+    #[cfg(test)]
+    fn wait_snapshot(&self) {
+        self.lock().journal.wait_snapshot();
     }
 
     /// Reads the scheduler.
@@ -563,6 +619,7 @@ impl Coordinator {
                 if moved_files {
                     ticket = Some(self.journaled(inner.journal.flush())?);
                 }
+                self.compact(&mut inner);
                 (acceptance == Acceptance::Accepted, actions)
             }
             Err(message) => {
@@ -577,6 +634,7 @@ impl Coordinator {
                 let records = inner.scheduler.take_records();
                 self.metrics.observe(&records);
                 self.journaled(inner.journal.append(&records))?;
+                self.compact(&mut inner);
                 (false, actions)
             }
         };
@@ -852,6 +910,8 @@ fn missing(from: &Path, to: &Path) -> String {
     )
 }
 
+#[cfg(test)]
+mod compaction_tests;
 #[cfg(test)]
 mod tests {
     use super::*;

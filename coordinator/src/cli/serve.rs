@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use hint_common::transport::Token;
-use hint_coordinator::coordinator::{Coordinator, CoordinatorConfig};
+use hint_coordinator::coordinator::{Coordinator, CoordinatorConfig, DEFAULT_SNAPSHOT_BYTES};
 use hint_coordinator::service::{ServerSecurity, ServerTls, DEFAULT_MAX_REQUEST_BYTES};
 use hint_coordinator::{http, service};
 
@@ -64,6 +64,10 @@ pub struct ServeArgs {
     /// Largest gRPC request decoded, in bytes; a larger one is refused.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
     max_request_bytes: usize,
+    /// Compact the journal into a snapshot once the journal since the last snapshot holds
+    /// this many bytes (and at least as many as that snapshot).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_SNAPSHOT_BYTES)]
+    snapshot_bytes: u64,
 }
 
 /// Writes `text` to `path` atomically (a reader never sees half an address).
@@ -80,6 +84,7 @@ impl ServeArgs {
         config.scheduler.lease_timeout =
             Duration::from_secs_f64(self.lease_timeout_seconds.max(0.05));
         config.scheduler.worker_grace = Duration::from_secs_f64(self.worker_grace_seconds.max(0.0));
+        config.snapshot_bytes = self.snapshot_bytes;
         config
     }
 

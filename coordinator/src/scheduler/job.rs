@@ -8,7 +8,7 @@ use hint_common::job::{JobId, JobSpec, Stage, TaskId, WorkerId};
 use hint_common::proto;
 use hint_common::shapley::{PartialSums, PermutationBlock, StoppingRule};
 
-use super::records::{unhex, Failure, Outcome, Output, TaskSpec};
+use super::records::{unhex, Failure, MergedSums, Outcome, Output, Record, Settled, TaskSpec};
 use super::stages::{self, STAGES};
 
 /// Where a job is; each phase holds what only it has (no counts before the plan, no error
@@ -445,12 +445,134 @@ impl Job {
             .expect("each task is committed once, so blocks never overlap");
             self.sums.insert(*concept, merged);
         }
+        // The merged sums hold a Shapley block's sums from now on: the task keeps only its
+        // counts, so neither memory nor a snapshot holds every block's sums.
+        let output = match output {
+            Output::Shapley {
+                neurons,
+                samples,
+                antithetic,
+                ..
+            } => Output::Shapley {
+                neurons,
+                samples,
+                antithetic,
+                sum: String::new(),
+                sum_sq: String::new(),
+            },
+            other => other,
+        };
         task.state = TaskState::Done { attempt, output };
         let units = task.units();
         task.progress = (units, units);
         let spec = task.spec.clone();
         self.pending.remove(id);
         self.settled(&spec, id.stage, false, now);
+    }
+
+    /// A snapshot's task (see [`Record::TaskRestored`]): its counts and how it settled, as
+    /// the records it replaces would have left it. Its sums come with the concept's.
+    pub(super) fn restore_task(
+        &mut self,
+        id: &TaskId,
+        (attempts, failures): (u32, u32),
+        last_failure: Option<(u32, Failure)>,
+        settled: Option<Settled>,
+        now: Instant,
+    ) {
+        let Some(task) = self.tasks.get_mut(id) else {
+            return;
+        };
+        if task.is_settled() {
+            return;
+        }
+        task.attempts = attempts;
+        task.failures = failures;
+        (task.last_failed_attempt, task.last_failure) = match last_failure {
+            Some((attempt, failure)) => (attempt, Some(failure)),
+            None => (0, None),
+        };
+        let quarantined = match settled {
+            None => return,
+            Some(Settled::Committed { attempt, output }) => {
+                task.state = TaskState::Done { attempt, output };
+                let units = task.units();
+                task.progress = (units, units);
+                false
+            }
+            Some(Settled::Quarantined) => {
+                task.state = TaskState::Quarantined;
+                true
+            }
+        };
+        let spec = task.spec.clone();
+        self.pending.remove(id);
+        self.settled(&spec, id.stage, quarantined, now);
+    }
+
+    /// The records that rebuild this job as it is now (a snapshot's part for it): its
+    /// submission, plan, tasks, each task that moved, each concept's merged sums, its end.
+    /// Leases are left out, as in the journal.
+    pub(super) fn snapshot(&self) -> Vec<Record> {
+        let job = || self.id.clone();
+        let mut records = vec![Record::Submitted {
+            job: job(),
+            spec_json: self.spec_json.clone(),
+            job_dir: self.job_dir.display().to_string(),
+            submitted_at: self.submitted_at,
+        }];
+        if let Some(Planned { images, concepts }) = self.planned() {
+            records.push(Record::Planned {
+                job: job(),
+                images,
+                concepts,
+            });
+        }
+        if !self.tasks.is_empty() {
+            records.push(Record::TasksAdded {
+                job: job(),
+                tasks: self.tasks.values().map(|t| t.spec.clone()).collect(),
+            });
+        }
+        for task in self.tasks.values() {
+            let settled = match &task.state {
+                TaskState::Done { attempt, output } => Some(Settled::Committed {
+                    attempt: *attempt,
+                    output: output.clone(),
+                }),
+                TaskState::Quarantined => Some(Settled::Quarantined),
+                TaskState::Pending | TaskState::Running { .. } => None,
+            };
+            let last_failure = task
+                .last_failure
+                .clone()
+                .map(|f| (task.last_failed_attempt, f));
+            if task.attempts == 0 && last_failure.is_none() && settled.is_none() {
+                continue;
+            }
+            records.push(Record::TaskRestored {
+                task: task.id.clone(),
+                attempts: task.attempts,
+                failures: task.failures,
+                last_failure,
+                settled,
+            });
+        }
+        for (&concept, sums) in &self.sums {
+            records.push(Record::SumsRestored {
+                job: job(),
+                concept,
+                sums: MergedSums::of(sums),
+            });
+        }
+        if let Some(ending) = self.ending() {
+            records.push(Record::Finished {
+                job: job(),
+                outcome: ending.outcome,
+                error: ending.error.clone(),
+            });
+        }
+        records
     }
 
     pub(super) fn held_by(&self, worker: &WorkerId) -> Vec<(TaskId, u32)> {

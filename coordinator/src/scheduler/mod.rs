@@ -26,7 +26,7 @@ mod job;
 pub mod records;
 pub mod stages;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -35,7 +35,7 @@ use hint_common::job::{JobId, JobSpec, Stage, TaskId, WorkerId};
 use hint_common::proto;
 
 pub use job::{decode_sums, Ending, Job, JobPhase, Planned, Task, TaskState};
-pub use records::{Failure, MovedFile, Outcome, Output, Record, TaskSpec};
+pub use records::{Failure, MergedSums, MovedFile, Outcome, Output, Record, Settled, TaskSpec};
 
 /// Timing rules of the scheduler.
 #[derive(Debug, Clone, Copy)]
@@ -158,6 +158,21 @@ impl Scheduler {
             actions.extend(scheduler.advance(&id, None, now));
         }
         (scheduler, actions)
+    }
+
+    /// The records that rebuild the state as it is now, for a snapshot of the journal
+    /// (`crate::journal`): replaying them gives what replaying every record so far gives
+    /// (leases and workers aside, which no record holds), with one replay path for both.
+    /// Call it with an empty outbox, so that the state is exactly what the journal holds.
+    pub fn snapshot(&self) -> Vec<Record> {
+        debug_assert!(self.outbox.is_empty(), "records not yet journalled");
+        let mut records = vec![Record::Started {
+            incarnation: self.incarnation,
+        }];
+        for job in self.jobs.values() {
+            records.extend(job.snapshot());
+        }
+        records
     }
 
     /// Takes the records made since the last call (for the journal, in order).
@@ -560,6 +575,26 @@ impl Scheduler {
             } => {
                 if let Some(job) = self.jobs.get_mut(job) {
                     job.finished(*outcome, error.clone());
+                }
+            }
+            Record::TaskRestored {
+                task,
+                attempts,
+                failures,
+                last_failure,
+                settled,
+            } => {
+                if let Some(job) = self.jobs.get_mut(&task.job) {
+                    let counts = (*attempts, *failures);
+                    job.restore_task(task, counts, last_failure.clone(), settled.clone(), now);
+                }
+            }
+            Record::SumsRestored { job, concept, sums } => {
+                let sums = sums
+                    .to_sums()
+                    .expect("a snapshot holds the sums it was given");
+                if let Some(job) = self.jobs.get_mut(job) {
+                    job.sums.insert(*concept, sums);
                 }
             }
         }

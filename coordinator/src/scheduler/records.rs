@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use hint_common::job::{JobId, Stage, TaskId};
+use hint_common::shapley::{PartialSums, PermutationBlock, Sampling};
 
 /// One durable fact.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,6 +82,140 @@ pub enum Record {
         /// Why it failed or was cancelled.
         error: Option<String>,
     },
+    /// A task as a snapshot holds it, in place of its attempt, failure and commit records
+    /// (written only into snapshots; its Shapley sums are in [`Record::SumsRestored`]).
+    TaskRestored {
+        /// The task.
+        task: TaskId,
+        /// Attempts started (the last attempt's number).
+        attempts: u32,
+        /// Failures that count toward the limit.
+        failures: u32,
+        /// The last failure and its attempt.
+        last_failure: Option<(u32, Failure)>,
+        /// How it settled (None: it waits for a worker).
+        settled: Option<Settled>,
+    },
+    /// A concept's committed Shapley sums, merged, as a snapshot holds them (in place of each
+    /// block's [`Record::Committed`]).
+    SumsRestored {
+        /// The job.
+        job: JobId,
+        /// The concept.
+        concept: u32,
+        /// The merged sums.
+        sums: MergedSums,
+    },
+}
+
+impl Record {
+    /// The committed output a record names (a commit, or a snapshot's settled task): what
+    /// a restart moves into place again.
+    pub fn committed_output(&self) -> Option<&Output> {
+        match self {
+            Record::Committed { output, .. }
+            | Record::TaskRestored {
+                settled: Some(Settled::Committed { output, .. }),
+                ..
+            } => Some(output),
+            _ => None,
+        }
+    }
+}
+
+/// How a restored task settled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "as", rename_all = "snake_case")]
+pub enum Settled {
+    /// Committed: the attempt and its output (a Shapley output without its sums).
+    Committed {
+        /// The attempt committed.
+        attempt: u32,
+        /// Its output.
+        output: Output,
+    },
+    /// Given up on.
+    Quarantined,
+}
+
+/// A concept's merged exact sums (`PartialSums`) in the journal's text form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MergedSums {
+    /// Neurons.
+    pub neurons: u32,
+    /// Samples summed.
+    pub samples: u64,
+    /// Antithetic pairs.
+    pub antithetic: bool,
+    /// The permutation blocks covered, sorted and disjoint, as (first, end).
+    pub blocks: Vec<(u64, u64)>,
+    /// Σ marginal, i128 little-endian fixed point, hex.
+    pub sum: String,
+    /// Σ marginal², same.
+    pub sum_sq: String,
+}
+
+impl MergedSums {
+    /// The text form of merged sums.
+    pub fn of(sums: &PartialSums) -> Self {
+        let encode = |values: &[i128]| {
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            hex(&bytes)
+        };
+        let (sum, sum_sq) = sums.raw();
+        MergedSums {
+            neurons: sums.neurons() as u32,
+            samples: sums.samples(),
+            antithetic: sums.sampling() == Sampling::Antithetic,
+            blocks: sums.blocks().iter().map(|b| (b.start, b.end)).collect(),
+            sum: encode(sum),
+            sum_sq: encode(sum_sq),
+        }
+    }
+
+    /// The sums back, bit for bit; None when the text is not sums of its blocks.
+    ///
+    /// `PartialSums` is built only from one block's sums or by merging disjoint parts, so
+    /// the first block carries the sums and every further block is a part of zero sums
+    /// with that block's samples: merging them gives the same sums, sample count and blocks
+    /// (and checks that the count fills the blocks and that they are disjoint).
+    pub fn to_sums(&self) -> Option<PartialSums> {
+        let sampling = if self.antithetic {
+            Sampling::Antithetic
+        } else {
+            Sampling::Independent
+        };
+        let decode = |text: &str| -> Option<Vec<i128>> {
+            let bytes = unhex(text)?;
+            (bytes.len() == self.neurons as usize * 16).then_some(())?;
+            Some(
+                bytes
+                    .chunks_exact(16)
+                    .map(|c| i128::from_le_bytes(c.try_into().expect("16 bytes")))
+                    .collect(),
+            )
+        };
+        let (sum, sum_sq) = (decode(&self.sum)?, decode(&self.sum_sq)?);
+        let neurons = sum.len();
+        let mut blocks = self
+            .blocks
+            .iter()
+            .map(|&(a, b)| PermutationBlock::new(a, b));
+        let first = blocks.next()?;
+        let mut parts = Vec::with_capacity(self.blocks.len());
+        let mut rest = self.samples;
+        for block in blocks {
+            let samples = block.samples(sampling).ok()?;
+            let samples = samples.end - samples.start;
+            rest = rest.checked_sub(samples)?;
+            parts.push(
+                PartialSums::from_raw(vec![0; neurons], vec![0; neurons], samples, sampling, block)
+                    .ok()?,
+            );
+        }
+        parts.push(PartialSums::from_raw(sum, sum_sq, rest, sampling, first).ok()?);
+        PartialSums::merge(parts).ok()
+    }
 }
 
 /// How a job ended.

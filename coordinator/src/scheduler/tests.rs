@@ -1066,3 +1066,5 @@ fn a_job_without_evaluate_or_ablate_succeeds_at_its_first_report() {
     assert_eq!(h.outcome(&job), Some(Outcome::Succeeded));
     assert!(!h.job(&job).tasks.keys().any(|id| id.stage > Stage::Shapley));
 }
+
+pub(crate) mod snapshot;

@@ -309,8 +309,26 @@ impl Cluster {
         self.dir.path().join("state")
     }
 
+    /// The journal: its snapshot, then its segments in order (under the default threshold
+    /// no snapshot is taken, so the segments hold every record).
     fn journal(&self) -> String {
-        std::fs::read_to_string(self.state().join("journal.log")).expect("journal")
+        let mut segments: Vec<PathBuf> = std::fs::read_dir(self.state())
+            .expect("state directory")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| {
+                p.file_name().is_some_and(|n| {
+                    let n = n.to_string_lossy();
+                    n.starts_with("journal-") || n.starts_with("snapshot-")
+                })
+            })
+            .collect();
+        // `snapshot-N` sorts after `journal-M`: put it first.
+        segments.sort_by_key(|p| (!p.to_string_lossy().contains("snapshot-"), p.clone()));
+        assert!(!segments.is_empty(), "no journal segment");
+        segments
+            .iter()
+            .map(|p| std::fs::read_to_string(p).expect("journal segment"))
+            .collect()
     }
 
     /// The job's Φ and region rows equal the undisturbed 1-worker run's.
@@ -419,9 +437,12 @@ fn workers_killed_during_extraction_and_shapley_lose_nothing() {
     );
 }
 
+/// With a snapshot threshold of a few records, the journal is compacted again and again
+/// while the job runs, so the kill lands anywhere in or between snapshots.
 #[test]
 fn a_coordinator_killed_mid_job_resumes_on_restart() {
-    let mut cluster = Cluster::start(2, &[]);
+    let compact = ["--snapshot-bytes", "4096"];
+    let mut cluster = Cluster::start(2, &compact);
     let job = cluster.submit();
     let url = cluster.url().to_string();
     wait_until(&url, &job, "Shapley under way", |t| {
@@ -429,9 +450,17 @@ fn a_coordinator_killed_mid_job_resumes_on_restart() {
         done >= 1 && done + 4 < total
     });
     cluster.coordinator.process.kill_hard();
+    let snapshots = std::fs::read_dir(cluster.state())
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().starts_with("snapshot-")
+        })
+        .count();
+    assert!(snapshots >= 1, "the journal was never compacted");
     // Same address, same state: the workers reconnect and register again.
     let listen = url.trim_start_matches("http://").to_string();
-    cluster.coordinator = start_coordinator(&cluster.state(), &listen, &[]);
+    cluster.coordinator = start_coordinator(&cluster.state(), &listen, &compact);
     wait_succeeded(&url, &job);
     cluster.assert_like_the_reference(&job);
     assert!(

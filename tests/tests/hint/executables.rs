@@ -48,6 +48,19 @@ fn every_stage_that_needs_libtorch_is_listed_and_handed_over() {
     assert!(stderr.contains("Usage: hint layers"), "{stderr}");
     let layers = succeeded(&hint(&["layers", "--model", "resnet18"]), "hint layers");
     assert!(layers.lines().any(|l| l == "layer3.1"), "{layers}");
+    // With shapes: ResNet-18's layer3.1 is 256 × 14 × 14 on 224 × 224 (torchvision's).
+    let shapes = succeeded(
+        &hint(&["layers", "--model", "resnet18", "--shapes"]),
+        "hint layers --shapes",
+    );
+    assert!(
+        shapes.lines().any(|l| l == "layer3.1  256 × 14 × 14"),
+        "{shapes}"
+    );
+    assert!(
+        shapes.lines().any(|l| l == "layer4    512 × 7 × 7"),
+        "{shapes}"
+    );
 }
 
 #[test]

@@ -125,6 +125,33 @@ impl Backbone {
         names
     }
 
+    /// Every addressable layer name with its output's shape `[D, H, W]` for one
+    /// `crop × crop` image, in [`layer_names`](Self::layer_names)' order: one forward pass
+    /// (an alias has its stage's shape).
+    pub fn layer_shapes(&self, crop: i64) -> Vec<(String, Vec<i64>)> {
+        let device = self.device();
+        let mut shapes = Vec::with_capacity(self.stages.len());
+        tch::no_grad(|| {
+            let mut z = Tensor::zeros([1, 3, crop, crop], (tch::Kind::Float, device));
+            for (_, stage) in &self.stages {
+                z = stage.forward(&z, ReluMode::Plain);
+                shapes.push(z.size()[1..].to_vec());
+            }
+        });
+        let mut named: Vec<(String, Vec<i64>)> = self
+            .stages
+            .iter()
+            .zip(&shapes)
+            .map(|((n, _), s)| (n.clone(), s.clone()))
+            .collect();
+        named.extend(
+            self.aliases
+                .iter()
+                .map(|(n, stage)| (n.clone(), shapes[*stage].clone())),
+        );
+        named
+    }
+
     /// Resolves a torchvision layer name; the error lists the valid ones.
     pub fn layer(&self, name: &str) -> Result<Layer> {
         let stage = self.stages.iter().position(|(n, _)| n == name).or_else(|| {

@@ -1,4 +1,4 @@
-//! `hint layers`: the layers an architecture can be cut at.
+//! `hint layers`: the layers an architecture can be cut at, optionally with their shapes.
 
 use clap::Args;
 use hint_worker::models::{Architecture, Backbone};
@@ -9,15 +9,34 @@ pub struct LayersArgs {
     /// Architecture.
     #[arg(long, value_enum)]
     model: Architecture,
+    /// Also print each layer's output shape (D × H × W: D neurons, H × W positions) for one
+    /// image of the architecture's crop (or --crop), from a forward pass on the CPU.
+    #[arg(long)]
+    shapes: bool,
+    /// Centre-crop side for --shapes (default: the architecture's).
+    #[arg(long, requires = "shapes")]
+    crop: Option<u32>,
 }
 
-/// Prints every addressable layer name, in forward order.
+/// Prints every addressable layer name, in forward order (aliases after the stages).
 pub fn run(args: LayersArgs) -> anyhow::Result<()> {
     let arch = args.model;
-    // The layer list does not depend on the weights; build with random ones on the CPU.
+    // Neither the names nor the shapes depend on the weights: random ones on the CPU.
     let model = Backbone::new(arch, 1, tch::Device::Cpu);
-    for name in model.layer_names() {
-        println!("{name}");
+    if !args.shapes {
+        for name in model.layer_names() {
+            println!("{name}");
+        }
+        return Ok(());
+    }
+    let crop = args.crop.unwrap_or(arch.default_input().crop);
+    anyhow::ensure!(crop > 0, "--crop must be at least 1");
+    let shapes = model.layer_shapes(i64::from(crop));
+    let width = shapes.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    println!("{arch} on {crop}×{crop} images: layer, D × H × W");
+    for (name, shape) in shapes {
+        let dims: Vec<String> = shape.iter().map(i64::to_string).collect();
+        println!("{name:<width$}  {}", dims.join(" × "));
     }
     Ok(())
 }

@@ -249,3 +249,49 @@ fn a_long_run_keeps_the_journal_bounded_and_a_restart_resumes_it_exactly() {
     let covered: u64 = after.values().map(PartialSums::permutations).sum();
     assert_eq!(covered, commits * 4);
 }
+
+/// Starting a snapshot syncs the journal and starts a new segment: when that fails (here
+/// the segment's name is taken by a directory) the coordinator stops, as for any journal
+/// failure, and a restart resumes from what the journal holds.
+#[test]
+fn a_journal_that_cannot_start_a_segment_stops_the_coordinator() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let job = planned(dir.path());
+    let mut config = CoordinatorConfig::new(state.clone());
+    config.snapshot_bytes = 1;
+    let (coordinator, _) = Coordinator::open(config.clone()).unwrap();
+    let blocker = crate::journal::segment_path(&state, 1);
+    std::fs::create_dir(&blocker).unwrap();
+    let register = proto::RegisterRequest {
+        name: "w".into(),
+        device: "cpu".into(),
+        device_memory: 0,
+        slots: 1,
+        protocol_version: PROTOCOL_VERSION,
+    };
+    // The first change after the journal reached the threshold starts a snapshot.
+    let refused = coordinator.register(&register).unwrap_err();
+    assert!(matches!(refused, CoordinatorError::Stopped(_)), "{refused}");
+    assert!(
+        refused.to_string().contains("journal-0000000001.log"),
+        "{refused}"
+    );
+    assert!(coordinator.register(&register).is_err(), "stopped for good");
+    drop(coordinator);
+    std::fs::remove_dir(&blocker).unwrap();
+    let (reopened, _) = Coordinator::open(config).unwrap();
+    let stage = reopened.read(|s| s.job(&job).unwrap().stage());
+    assert_eq!(stage, Stage::Extract);
+    // It takes work again, and compacts its journal.
+    let worker_id = reopened.register(&register).unwrap().worker_id;
+    let poll = proto::PollRequest {
+        worker_id,
+        free_slots: 1,
+        running: vec![],
+        known_jobs: vec![],
+    };
+    assert_eq!(reopened.poll(&poll).unwrap().tasks.len(), 1);
+    reopened.wait_snapshot();
+    assert!(crate::journal::snapshot::snapshot_path(&state, 1).exists());
+}

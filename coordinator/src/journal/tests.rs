@@ -373,3 +373,49 @@ fn snapshot_time() {
 fn journal_bytes(records: &[Record]) -> usize {
     records.iter().map(|r| line(r).len()).sum()
 }
+
+/// A snapshot that cannot be written (here its temporary name is taken by a directory)
+/// is no journal failure: the journal goes on whole, the next snapshot waits until the
+/// tail has doubled, and then replaces it.
+#[test]
+fn a_snapshot_that_cannot_be_written_leaves_the_journal_whole_and_is_tried_later() {
+    let history = churn();
+    let now = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut journal, _, _) = Journal::open(dir.path()).unwrap();
+    let half = history.len() / 4;
+    journal.append(&history[..half]).unwrap();
+    let tail = journal.tail_bytes();
+    let file = journal.rotate().unwrap();
+    let blocker = dir.path().join(".snapshot-0000000001.jsonl.partial");
+    std::fs::create_dir(&blocker).unwrap();
+    assert!(file
+        .write(&replay(&history[..half], now).snapshot())
+        .is_err());
+    assert!(
+        !journal.snapshot_due(0),
+        "retried only once the tail doubled"
+    );
+    let mut appended = half;
+    while !journal.snapshot_due(0) {
+        journal.append(&history[appended..=appended]).unwrap();
+        appended += 1;
+    }
+    assert!(journal.tail_bytes() >= 2 * tail);
+    std::fs::remove_dir(&blocker).unwrap();
+    let file = journal.rotate().unwrap();
+    file.write(&replay(&history[..appended], now).snapshot())
+        .unwrap();
+    journal.append(&history[appended..]).unwrap();
+    journal.sync().unwrap();
+    drop(journal);
+    assert_eq!(
+        files(dir.path()),
+        ["journal-0000000002.log", "snapshot-0000000002.jsonl"]
+    );
+    let (_, records, _) = Journal::open(dir.path()).unwrap();
+    assert_eq!(
+        fingerprint(&replay(&records, now)),
+        fingerprint(&replay(&history, now))
+    );
+}

@@ -51,3 +51,12 @@ lint:
 ## bench: extraction throughput of every method against the libtorch floor.
 bench: bootstrap
 	cargo bench -p hint-worker --bench extraction
+
+## soak: 20 jobs back to back on a real coordinator with 3 workers killed with SIGKILL at
+## random (seeded) moments; each job's Φ against an undisturbed 1-worker run, the
+## coordinator's RSS against growth. About 2 minutes after the build; not part of `make test`.
+## SOAK_ARGS passes flags, e.g. `make soak SOAK_ARGS="--seed 7 --kill-coordinator"`.
+.PHONY: soak
+soak: bootstrap
+	cargo build --release -p hint-coordinator -p hint-worker
+	.venv/bin/python scripts/soak.py $(SOAK_ARGS)

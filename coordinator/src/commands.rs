@@ -41,8 +41,12 @@ pub const EVALUATE: &str = "Weakly supervised localisation of a finished job's c
 pub const ABLATE: &str = "Causal ablation: remove each concept's top neurons (Φ vs weights vs \
                           mean activation vs random) and measure what breaks";
 
+/// `hint explain`.
+pub const EXPLAIN: &str = "Concept maps for any image: a finished job's concept classifiers at \
+                           every position of the image's feature map → heatmaps and scores";
+
 /// Every subcommand `hint` hands to `hint-worker`, in the order `hint --help` lists them.
-pub const TORCH_COMMANDS: [TorchCommand; 9] = [
+pub const TORCH_COMMANDS: [TorchCommand; 10] = [
     TorchCommand {
         name: "extract",
         about: EXTRACT,
@@ -78,6 +82,10 @@ pub const TORCH_COMMANDS: [TorchCommand; 9] = [
     TorchCommand {
         name: "ablate",
         about: ABLATE,
+    },
+    TorchCommand {
+        name: "explain",
+        about: EXPLAIN,
     },
 ];
 

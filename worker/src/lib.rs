@@ -21,6 +21,7 @@ pub mod busy;
 pub mod classify;
 pub mod device;
 pub mod error;
+pub mod explain;
 pub mod extract;
 pub mod guided;
 pub mod images;

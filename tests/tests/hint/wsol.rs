@@ -466,3 +466,118 @@ fn cub_annotations_give_the_numbers_of_the_same_boxes_in_voc_xml() {
         assert_eq!(from_xml[key], from_cub[key], "{key}");
     }
 }
+
+/// `hint explain` on the finished job: a map per image and concept, whose logit at every
+/// position the job kept as a region is the concept's classifier on that region's stored
+/// activation (the same model, layer and preprocessing; one image at a time instead of the
+/// extract task's batches, so equal up to float rounding), a heatmap per map, and unknown
+/// concepts refused by name.
+#[test]
+fn explain_maps_are_the_classifiers_on_the_jobs_own_regions() {
+    use hint_common::regions::read_regions;
+    use hint_worker::classify::ConceptClassifier;
+
+    let (_, job) = job();
+    let out = job.parent().unwrap().join("explained");
+    let images = world().join("images/bus");
+    let stdout = succeeded(
+        &hint(&[
+            "explain",
+            "--job",
+            job.to_str().unwrap(),
+            "--images",
+            images.to_str().unwrap(),
+            "--concepts",
+            "vehicle,bus",
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+        "hint explain",
+    );
+    assert!(
+        stdout.contains("explained 30 image(s) with 60 concept map(s)"),
+        "{stdout}"
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("explain.json")).unwrap()).unwrap();
+    let maps = report["maps"].as_array().unwrap();
+    assert_eq!(maps.len(), 60);
+
+    // The job's ids of these images, and their region rows.
+    let manifest = std::fs::read_to_string(job.join("manifest.csv")).unwrap();
+    let id_of = |path: &str| {
+        manifest
+            .lines()
+            .skip(1)
+            .position(|l| l.starts_with(&format!("{path},")))
+            .map(|i| i as u64)
+    };
+    let mut rows = Vec::new();
+    for file in std::fs::read_dir(job.join("regions")).unwrap() {
+        let path = file.unwrap().path();
+        if path.extension().is_some_and(|e| e == "parquet") {
+            rows.push(read_regions(&path).unwrap().1);
+        }
+    }
+    let mut compared = 0;
+    for map in maps {
+        let png = out.join(map["png"].as_str().unwrap());
+        assert!(image::open(&png).is_ok(), "{} decodes", png.display());
+        let concept = map["concept"].as_u64().unwrap();
+        let classifier = std::fs::read_dir(job.join("classifiers"))
+            .unwrap()
+            .map(|d| {
+                d.unwrap()
+                    .path()
+                    .join(format!("concept-{concept:05}.safetensors"))
+            })
+            .find(|p| p.is_file())
+            .map(|p| ConceptClassifier::load(&p).unwrap())
+            .expect("the concept's classifier");
+        let width = map["width"].as_u64().unwrap() as usize;
+        let logits: Vec<f64> = map["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let id = id_of(map["image"].as_str().unwrap()).expect("a job image");
+        let d = classifier.d();
+        for r in &rows {
+            for i in (0..r.image_id.len()).filter(|&i| r.image_id[i] == id) {
+                let stored = &r.activation[i * d..(i + 1) * d];
+                let at = usize::from(r.y[i]) * width + usize::from(r.x[i]);
+                let expected = classifier.logit(stored);
+                assert!(
+                    (logits[at] - expected).abs() <= 1e-3 * (1.0 + expected.abs()),
+                    "{} at {at}: {} vs {expected}",
+                    map["name"],
+                    logits[at]
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 100, "compared {compared} positions");
+
+    let unknown = failed(
+        &hint(&[
+            "explain",
+            "--job",
+            job.to_str().unwrap(),
+            "--images",
+            images.to_str().unwrap(),
+            "--concepts",
+            "zeppelin",
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+        "hint explain of an unknown concept",
+    );
+    assert!(
+        unknown.contains(
+            "unknown concept zeppelin (not a concept of the job); concepts with a classifier: "
+        ),
+        "{unknown}"
+    );
+}

@@ -81,6 +81,19 @@ fn outline(img: &mut RgbImage, b: &Rect, factor: u32, colour: Rgb<u8>) {
     }
 }
 
+/// A name (a concept's, an image's) as part of a file name.
+pub fn file_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

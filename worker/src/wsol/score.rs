@@ -8,7 +8,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::compare::{Outcome, PairOutcomes, Slot};
 use super::geometry::{self, CropFrame, Rect};
-use super::heatmap;
+use super::heatmap::{self, file_safe};
 use super::inputs::{Boxes, GroundTruthFiles};
 use super::report::{Heatmap, Skipped};
 use super::{Evaluated, Selection, WsolError, HEATMAP_DIR, THRESHOLD};
@@ -217,19 +217,6 @@ fn concept_boxes<'b>(
     boxes
         .iter()
         .filter(|b| known(b).is_some_and(|l| under.contains(&(l as u32))))
-        .collect()
-}
-
-/// A concept name as part of a file name.
-fn file_safe(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
         .collect()
 }
 

@@ -11,6 +11,7 @@ mod ablate;
 mod classify;
 mod evaluate;
 mod example;
+mod explain;
 mod extract;
 mod layers;
 mod run;
@@ -57,6 +58,8 @@ enum Stage {
     Evaluate(evaluate::EvaluateArgs),
     #[command(about = commands::ABLATE)]
     Ablate(ablate::AblateArgs),
+    #[command(about = commands::EXPLAIN)]
+    Explain(explain::ExplainArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -92,6 +95,7 @@ fn main() -> std::process::ExitCode {
         Some(Stage::Run(args)) => run::run(args),
         Some(Stage::Evaluate(args)) => evaluate::run(args),
         Some(Stage::Ablate(args)) => ablate::run(args),
+        Some(Stage::Explain(args)) => explain::run(args),
     };
     commands::exit_code(result)
 }

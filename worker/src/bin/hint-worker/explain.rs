@@ -1,0 +1,73 @@
+//! `hint explain`: a finished job's concept classifiers on any image → heatmaps and
+//! per-position scores.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use hint_worker::explain::{self, ExplainConfig, EXPLAIN_FILE};
+
+/// Flags of `hint explain`.
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// The job directory (`spec.json`, `classifiers/`): its model, layer, preprocessing and
+    /// concept classifiers are used.
+    #[arg(long)]
+    job: PathBuf,
+    /// An image, or a directory whose images (.jpg, .jpeg, .png at any depth) are explained;
+    /// they need not be the job's.
+    #[arg(long)]
+    images: PathBuf,
+    /// Concepts by key or name, comma-separated. Default: every concept with a classifier.
+    #[arg(long, value_delimiter = ',')]
+    concepts: Vec<String>,
+    /// Output directory: one heatmap PNG per image and concept, and explain.json.
+    #[arg(long)]
+    out: PathBuf,
+    /// cpu, cuda, cuda:N, or auto.
+    #[arg(long, default_value = "auto", env = "HINT_DEVICE")]
+    device: String,
+}
+
+/// Runs `hint explain` and prints where each concept peaks.
+pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
+    let config = ExplainConfig {
+        job: args.job,
+        images: args.images,
+        concepts: args.concepts,
+        out: args.out,
+        device: hint_worker::device::parse(&args.device)?,
+    };
+    let report = explain::run(&config)?;
+    let images = report
+        .maps
+        .iter()
+        .map(|m| &m.image)
+        .collect::<std::collections::BTreeSet<_>>();
+    println!(
+        "explained {} image(s) with {} concept map(s) at {} {} ({}×{} crop)",
+        images.len(),
+        report.maps.len(),
+        report.model,
+        report.layer,
+        report.crop,
+        report.crop
+    );
+    for map in &report.maps {
+        println!(
+            "  {}  {:<16} peak at [{}, {}] of {}×{}, p = {:.3}  → {}",
+            map.image.display(),
+            map.name,
+            map.peak[0],
+            map.peak[1],
+            map.height,
+            map.width,
+            map.peak_probability,
+            map.png
+        );
+    }
+    for skipped in &report.skipped {
+        println!("  skipped {}: {}", skipped.image.display(), skipped.reason);
+    }
+    println!("  scores: {}", config.out.join(EXPLAIN_FILE).display());
+    Ok(())
+}

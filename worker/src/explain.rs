@@ -1,0 +1,407 @@
+//! Concept maps for any image (`hint explain`): a finished job's concept classifiers applied
+//! at every position of an image's feature map at the job's layer.
+//!
+//! For each image (inside the job's dataset or not) and each asked concept: the logit
+//! `weightᵀz(y, x) + bias` of the concept's classifier at every position of the layer's
+//! `H × W` map — the classifier HINT trained on responsible regions, so a high value is a
+//! position the concept's classifier calls a region of the concept — written to
+//! `explain.json` with the position of the peak and its probability σ(logit), and drawn as
+//! a heatmap PNG over the image's crop (the map upsampled bilinearly and min-max
+//! normalised, as the WSOL heatmaps are). The model, layer and preprocessing are the job's
+//! (`spec.json`); the classifiers are its committed `classifiers/*/` directories.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use hint_common::hierarchy::{ConceptId, Hierarchy};
+use hint_common::images::IMAGE_EXTENSIONS;
+use hint_common::job::JobSpec;
+use serde::Serialize;
+use tch::{Device, Kind, Tensor};
+
+use crate::classify::{ClassifierDir, ConceptClassifier};
+use crate::guided::ReluMode;
+use crate::images::decode::{self, read_rgb};
+use crate::images::Preprocess;
+use crate::models::{Architecture, Backbone};
+use crate::wsol::geometry::{normalise, upsample_bilinear, CropFrame};
+use crate::wsol::heatmap::{self, file_safe};
+
+/// The JSON file `hint explain` writes into its output directory.
+pub const EXPLAIN_FILE: &str = "explain.json";
+
+/// What to explain.
+#[derive(Debug, Clone)]
+pub struct ExplainConfig {
+    /// A finished (or at least trained) job's directory: `spec.json`, `classifiers/`.
+    pub job: PathBuf,
+    /// An image file, or a directory whose image files (at any depth) are explained.
+    pub images: PathBuf,
+    /// Concepts by key or name; empty: every concept with a classifier.
+    pub concepts: Vec<String>,
+    /// Where the PNGs and `explain.json` go.
+    pub out: PathBuf,
+    /// The device of the forward passes.
+    pub device: Device,
+}
+
+/// Errors that stop `hint explain` (an unreadable image is skipped instead).
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    /// The job, an image set or a concept is not usable, and why.
+    #[error("{0}")]
+    Input(String),
+    /// A file could not be read or written.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The model or a classifier failed.
+    #[error(transparent)]
+    Engine(#[from] crate::error::Error),
+    /// A classifier directory is unreadable.
+    #[error(transparent)]
+    Classify(#[from] crate::classify::ClassifyError),
+    /// libtorch failed.
+    #[error(transparent)]
+    Torch(#[from] tch::TchError),
+}
+
+fn file_error(path: &Path, e: impl std::fmt::Display) -> ExplainError {
+    ExplainError::File {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// One concept's map on one image.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConceptMap {
+    /// The image file.
+    pub image: PathBuf,
+    /// The concept's id, key and name.
+    pub concept: u32,
+    /// Its key in the hierarchy.
+    pub key: String,
+    /// Its name.
+    pub name: String,
+    /// The heatmap, relative to the output directory.
+    pub png: String,
+    /// `H` and `W` of the layer's map.
+    pub height: usize,
+    /// See `height`.
+    pub width: usize,
+    /// The logit at each position, row-major (`y · W + x`).
+    pub logits: Vec<f32>,
+    /// The position of the highest logit, `[y, x]`.
+    pub peak: [usize; 2],
+    /// σ of the highest logit: the classifier's probability that the peak position is a
+    /// region of the concept.
+    pub peak_probability: f64,
+}
+
+/// An image that could not be read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SkippedImage {
+    /// The file.
+    pub image: PathBuf,
+    /// Why.
+    pub reason: String,
+}
+
+/// What `hint explain` wrote (also `explain.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ExplainReport {
+    /// The job directory.
+    pub job: PathBuf,
+    /// The architecture and layer.
+    pub model: String,
+    /// See `model`.
+    pub layer: String,
+    /// The crop side the images were fed at.
+    pub crop: u32,
+    /// Every map, by image then concept.
+    pub maps: Vec<ConceptMap>,
+    /// Images that could not be read.
+    pub skipped: Vec<SkippedImage>,
+}
+
+/// Runs `hint explain`.
+pub fn run(config: &ExplainConfig) -> Result<ExplainReport, ExplainError> {
+    let spec_path = config.job.join("spec.json");
+    let spec_text = std::fs::read_to_string(&spec_path).map_err(|e| {
+        file_error(
+            &spec_path,
+            format!("{e} (is {} a job directory?)", config.job.display()),
+        )
+    })?;
+    let spec = JobSpec::from_json(&spec_text).map_err(|e| file_error(&spec_path, e))?;
+    let classifiers = JobClassifiers::open(&config.job)?;
+    let concepts = classifiers.resolve(&config.concepts)?;
+    let images = image_files(&config.images)?;
+
+    let arch = Architecture::parse(&spec.model.architecture)
+        .map_err(|e| ExplainError::Input(format!("{}: {e}", spec_path.display())))?;
+    let model = Backbone::from_safetensors(arch, &spec.model.weights, config.device)?;
+    let layer = model.layer(&spec.model.layer)?;
+    let input = arch.default_input();
+    let preprocess = Preprocess::imagenet(
+        spec.model.resize.unwrap_or(input.resize),
+        spec.model.crop.unwrap_or(input.crop),
+    );
+    std::fs::create_dir_all(&config.out).map_err(|e| file_error(&config.out, e))?;
+
+    let mut report = ExplainReport {
+        job: config.job.clone(),
+        model: spec.model.architecture.clone(),
+        layer: spec.model.layer.clone(),
+        crop: preprocess.crop,
+        maps: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for (k, image) in images.iter().enumerate() {
+        let rgb = match read_rgb(image) {
+            Ok(rgb) => rgb,
+            Err(reason) => {
+                report.skipped.push(SkippedImage {
+                    image: image.clone(),
+                    reason,
+                });
+                continue;
+            }
+        };
+        let c = i64::from(preprocess.crop);
+        let pixels = decode::preprocess(&rgb, &preprocess);
+        let z = tch::no_grad(|| -> Result<Tensor, tch::TchError> {
+            let x = Tensor::f_from_slice(&pixels)?
+                .f_view([1, 3, c, c])?
+                .f_to_device(config.device)?;
+            model
+                .forward_to(&x, layer, ReluMode::Plain)
+                .f_to_kind(Kind::Float)?
+                .f_to_device(Device::Cpu)?
+                .f_contiguous()
+        })?;
+        let size = z.size();
+        let (d, h, w) = (size[1] as usize, size[2] as usize, size[3] as usize);
+        let z = Vec::<f32>::try_from(z.flatten(0, -1))?;
+        let frame = CropFrame::new(rgb.width(), rgb.height(), &preprocess);
+        let crop_rgb = heatmap::crop_rgb(&rgb, &frame);
+        for classifier in &concepts {
+            if classifier.d() != d {
+                return Err(ExplainError::Input(format!(
+                    "{}'s classifier has {} weights, the layer {} channels",
+                    classifier.name,
+                    classifier.d(),
+                    d
+                )));
+            }
+            let logits = concept_map(classifier, &z, h * w);
+            let (peak_at, peak) =
+                logits
+                    .iter()
+                    .copied()
+                    .enumerate()
+                    .fold((0, f32::NEG_INFINITY), |best, (i, v)| {
+                        if v > best.1 {
+                            (i, v)
+                        } else {
+                            best
+                        }
+                    });
+            let crop = preprocess.crop as usize;
+            let up = upsample_bilinear(&logits, h, w, crop);
+            let norm = normalise(&up).unwrap_or_else(|| vec![0.0; crop * crop]);
+            let png = format!(
+                "{:04}-{}-{}.png",
+                k,
+                stem(image),
+                file_safe(&classifier.key)
+            );
+            let path = config.out.join(&png);
+            heatmap::render(&crop_rgb, &norm, &[], None)
+                .save(&path)
+                .map_err(|e| file_error(&path, e))?;
+            report.maps.push(ConceptMap {
+                image: image.clone(),
+                concept: classifier.concept.0,
+                key: classifier.key.clone(),
+                name: classifier.name.clone(),
+                png,
+                height: h,
+                width: w,
+                logits,
+                peak: [peak_at / w, peak_at % w],
+                peak_probability: 1.0 / (1.0 + (-f64::from(peak)).exp()),
+            });
+        }
+    }
+    let path = config.out.join(EXPLAIN_FILE);
+    let text = serde_json::to_string_pretty(&report).expect("the report serialises");
+    std::fs::write(&path, text + "\n").map_err(|e| file_error(&path, e))?;
+    Ok(report)
+}
+
+/// The classifier's logit at each of the `positions` of a `D × H × W` feature map `z`.
+pub fn concept_map(classifier: &ConceptClassifier, z: &[f32], positions: usize) -> Vec<f32> {
+    let mut map = vec![0f64; positions];
+    for (d, &weight) in classifier.weight.iter().enumerate() {
+        let channel = &z[d * positions..(d + 1) * positions];
+        for (m, &v) in map.iter_mut().zip(channel) {
+            *m += f64::from(weight) * f64::from(v);
+        }
+    }
+    map.into_iter()
+        .map(|m| (m + f64::from(classifier.bias)) as f32)
+        .collect()
+}
+
+/// Every committed classifier of a job, by concept.
+struct JobClassifiers {
+    hierarchy: Hierarchy,
+    by_concept: BTreeMap<u32, PathBuf>,
+}
+
+impl JobClassifiers {
+    fn open(job: &Path) -> Result<Self, ExplainError> {
+        let root = job.join("classifiers");
+        let entries = std::fs::read_dir(&root)
+            .map_err(|e| file_error(&root, format!("{e} (has the job's train stage finished?)")))?;
+        let mut dirs: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        dirs.sort();
+        let mut hierarchy = None;
+        let mut by_concept = BTreeMap::new();
+        for dir in dirs {
+            let opened = ClassifierDir::open(&dir)?;
+            for id in opened.trained() {
+                by_concept.insert(id.0, dir.clone());
+            }
+            hierarchy.get_or_insert(opened.hierarchy);
+        }
+        let hierarchy = hierarchy.ok_or_else(|| {
+            ExplainError::Input(format!("{} holds no classifier directory", root.display()))
+        })?;
+        Ok(JobClassifiers {
+            hierarchy,
+            by_concept,
+        })
+    }
+
+    /// The classifiers of `asked` (keys or names; empty: every trained concept), in order.
+    fn resolve(&self, asked: &[String]) -> Result<Vec<ConceptClassifier>, ExplainError> {
+        let ids: Vec<u32> = if asked.is_empty() {
+            self.by_concept.keys().copied().collect()
+        } else {
+            asked
+                .iter()
+                .map(|a| {
+                    let found = self
+                        .hierarchy
+                        .concepts()
+                        .iter()
+                        .find(|c| c.key == *a)
+                        .or_else(|| self.hierarchy.concepts().iter().find(|c| c.name == *a));
+                    match found {
+                        Some(c) if self.by_concept.contains_key(&c.id.0) => Ok(c.id.0),
+                        Some(c) => Err(format!(
+                            "{a} (no classifier: too few regions for {})",
+                            c.name
+                        )),
+                        None => Err(format!("{a} (not a concept of the job)")),
+                    }
+                })
+                .collect::<Result<_, _>>()
+                .map_err(|why| {
+                    let trained: Vec<&str> = self
+                        .by_concept
+                        .keys()
+                        .map(|&id| self.hierarchy.concept(ConceptId(id)).key.as_str())
+                        .collect();
+                    ExplainError::Input(format!(
+                        "unknown concept {why}; concepts with a classifier: {}",
+                        trained.join(", ")
+                    ))
+                })?
+        };
+        ids.into_iter()
+            .map(|id| {
+                let dir = &self.by_concept[&id];
+                let path = dir.join(ConceptClassifier::file_name(ConceptId(id)));
+                Ok(ConceptClassifier::load(&path)?)
+            })
+            .collect()
+    }
+}
+
+/// The image files of `path`: itself, or those below it (any depth), sorted.
+fn image_files(path: &Path) -> Result<Vec<PathBuf>, ExplainError> {
+    let meta = std::fs::metadata(path).map_err(|e| file_error(path, e))?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    let mut dirs = vec![path.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(|e| file_error(&dir, e))? {
+            let entry = entry.map_err(|e| file_error(&dir, e))?.path();
+            if entry.is_dir() {
+                dirs.push(entry);
+            } else if entry
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+            {
+                files.push(entry);
+            }
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(ExplainError::Input(format!(
+            "{}: no image files (.jpg, .jpeg, .png) below it",
+            path.display()
+        )));
+    }
+    Ok(files)
+}
+
+fn stem(path: &Path) -> String {
+    file_safe(
+        &path
+            .file_stem()
+            .map_or_else(String::new, |s| s.to_string_lossy().into_owned()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_concept_map_is_the_classifier_at_every_position() {
+        let classifier = ConceptClassifier {
+            concept: ConceptId(3),
+            key: "dog".into(),
+            name: "dog".into(),
+            level: 1,
+            model: "tiny_cnn".into(),
+            layer: "features.7".into(),
+            weight: vec![0.5, -2.0],
+            bias: 0.25,
+        };
+        // D = 2 channels over 3 positions.
+        let z = [1.0, 2.0, 3.0, 0.0, 1.0, -1.0];
+        let map = concept_map(&classifier, &z, 3);
+        for (p, &m) in map.iter().enumerate() {
+            let expected = classifier.logit(&[z[p], z[3 + p]]) as f32;
+            assert_eq!(m, expected);
+        }
+        assert_eq!(map, [0.75, -0.75, 3.75]);
+    }
+}

@@ -64,7 +64,10 @@ fn extract_skips_a_corrupt_image_and_writes_regions_pyarrow_reads() {
     // Each stage's busy time: every stage worked, none beyond its threads' share of the run
     // (up to timer noise), and the printout names the one that bounds the run.
     let stages = summary["stages"].as_array().unwrap();
-    let names: Vec<&str> = stages.iter().map(|s| s["stage"].as_str().unwrap()).collect();
+    let names: Vec<&str> = stages
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["decode", "model", "gather", "write"]);
     for stage in stages {
         let share = stage["utilisation"].as_f64().unwrap();

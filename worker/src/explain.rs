@@ -8,24 +8,26 @@
 //! `explain.json` with the position of the peak and its probability σ(logit), and drawn as
 //! a heatmap PNG over the image's crop (the map upsampled bilinearly and min-max
 //! normalised, as the WSOL heatmaps are). The model, layer and preprocessing are the job's
-//! (`spec.json`); the classifiers are its committed `classifiers/*/` directories.
+//! (`spec.json`); the classifiers are its committed `classifiers/*/` directories, read as
+//! `hint evaluate` reads them (`wsol::inputs::Job`). With `top = K`, each concept's
+//! classifier is instead re-fitted on its K neurons of highest Φ (on its training regions,
+//! with the job's solver, as `hint evaluate` re-fits): the map of what those neurons alone
+//! say.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use hint_common::hierarchy::{ConceptId, Hierarchy};
+use hint_common::hierarchy::{Concept, ConceptId};
 use hint_common::images::IMAGE_EXTENSIONS;
-use hint_common::job::JobSpec;
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
-use crate::classify::{ClassifierDir, ConceptClassifier};
 use crate::guided::ReluMode;
 use crate::images::decode::{self, read_rgb};
-use crate::images::Preprocess;
-use crate::models::{Architecture, Backbone};
+use crate::models::Backbone;
 use crate::wsol::geometry::{normalise, upsample_bilinear, CropFrame};
 use crate::wsol::heatmap::{self, file_safe};
+use crate::wsol::inputs::Job;
+use crate::wsol::select;
 
 /// The JSON file `hint explain` writes into its output directory.
 pub const EXPLAIN_FILE: &str = "explain.json";
@@ -39,6 +41,8 @@ pub struct ExplainConfig {
     pub images: PathBuf,
     /// Concepts by key or name; empty: every concept with a classifier.
     pub concepts: Vec<String>,
+    /// Re-fit each classifier on its concept's top-K neurons by Φ (None: the trained one).
+    pub top: Option<usize>,
     /// Where the PNGs and `explain.json` go.
     pub out: PathBuf,
     /// The device of the forward passes.
@@ -65,6 +69,9 @@ pub enum ExplainError {
     /// A classifier directory is unreadable.
     #[error(transparent)]
     Classify(#[from] crate::classify::ClassifyError),
+    /// The job directory is unreadable.
+    #[error(transparent)]
+    Job(#[from] crate::wsol::WsolError),
     /// libtorch failed.
     #[error(transparent)]
     Torch(#[from] tch::TchError),
@@ -123,6 +130,9 @@ pub struct ExplainReport {
     pub layer: String,
     /// The crop side the images were fed at.
     pub crop: u32,
+    /// The classifiers were re-fitted on each concept's top-K neurons by Φ (None: the
+    /// trained ones).
+    pub top: Option<usize>,
     /// Every map, by image then concept.
     pub maps: Vec<ConceptMap>,
     /// Images that could not be read.
@@ -131,34 +141,20 @@ pub struct ExplainReport {
 
 /// Runs `hint explain`.
 pub fn run(config: &ExplainConfig) -> Result<ExplainReport, ExplainError> {
-    let spec_path = config.job.join("spec.json");
-    let spec_text = std::fs::read_to_string(&spec_path).map_err(|e| {
-        file_error(
-            &spec_path,
-            format!("{e} (is {} a job directory?)", config.job.display()),
-        )
-    })?;
-    let spec = JobSpec::from_json(&spec_text).map_err(|e| file_error(&spec_path, e))?;
-    let classifiers = JobClassifiers::open(&config.job)?;
-    let concepts = classifiers.resolve(&config.concepts)?;
+    let job = Job::open(&config.job)?;
+    let concepts = concept_classifiers(&job, &config.concepts, config.top, config.device)?;
     let images = image_files(&config.images)?;
-
-    let arch = Architecture::parse(&spec.model.architecture)
-        .map_err(|e| ExplainError::Input(format!("{}: {e}", spec_path.display())))?;
-    let model = Backbone::from_safetensors(arch, &spec.model.weights, config.device)?;
-    let layer = model.layer(&spec.model.layer)?;
-    let input = arch.default_input();
-    let preprocess = Preprocess::imagenet(
-        spec.model.resize.unwrap_or(input.resize),
-        spec.model.crop.unwrap_or(input.crop),
-    );
+    let model = Backbone::from_safetensors(job.arch, &job.spec.model.weights, config.device)?;
+    let layer = model.layer(&job.spec.model.layer)?;
+    let preprocess = job.preprocess;
     std::fs::create_dir_all(&config.out).map_err(|e| file_error(&config.out, e))?;
 
     let mut report = ExplainReport {
         job: config.job.clone(),
-        model: spec.model.architecture.clone(),
-        layer: spec.model.layer.clone(),
+        model: job.spec.model.architecture.clone(),
+        layer: job.spec.model.layer.clone(),
         crop: preprocess.crop,
+        top: config.top,
         maps: Vec::new(),
         skipped: Vec::new(),
     };
@@ -190,16 +186,16 @@ pub fn run(config: &ExplainConfig) -> Result<ExplainReport, ExplainError> {
         let z = Vec::<f32>::try_from(z.flatten(0, -1))?;
         let frame = CropFrame::new(rgb.width(), rgb.height(), &preprocess);
         let crop_rgb = heatmap::crop_rgb(&rgb, &frame);
-        for classifier in &concepts {
-            if classifier.d() != d {
+        for (concept, classifier) in &concepts {
+            if classifier.weight.len() != d {
                 return Err(ExplainError::Input(format!(
                     "{}'s classifier has {} weights, the layer {} channels",
-                    classifier.name,
-                    classifier.d(),
+                    concept.name,
+                    classifier.weight.len(),
                     d
                 )));
             }
-            let logits = concept_map(classifier, &z, h * w);
+            let logits = concept_map(&classifier.weight, classifier.bias, &z, h * w);
             let (peak_at, peak) =
                 logits
                     .iter()
@@ -215,21 +211,16 @@ pub fn run(config: &ExplainConfig) -> Result<ExplainReport, ExplainError> {
             let crop = preprocess.crop as usize;
             let up = upsample_bilinear(&logits, h, w, crop);
             let norm = normalise(&up).unwrap_or_else(|| vec![0.0; crop * crop]);
-            let png = format!(
-                "{:04}-{}-{}.png",
-                k,
-                stem(image),
-                file_safe(&classifier.key)
-            );
+            let png = format!("{:04}-{}-{}.png", k, stem(image), file_safe(&concept.key));
             let path = config.out.join(&png);
             heatmap::render(&crop_rgb, &norm, &[], None)
                 .save(&path)
                 .map_err(|e| file_error(&path, e))?;
             report.maps.push(ConceptMap {
                 image: image.clone(),
-                concept: classifier.concept.0,
-                key: classifier.key.clone(),
-                name: classifier.name.clone(),
+                concept: concept.id.0,
+                key: concept.key.clone(),
+                name: concept.name.clone(),
                 png,
                 height: h,
                 width: w,
@@ -245,98 +236,111 @@ pub fn run(config: &ExplainConfig) -> Result<ExplainReport, ExplainError> {
     Ok(report)
 }
 
-/// The classifier's logit at each of the `positions` of a `D × H × W` feature map `z`.
-pub fn concept_map(classifier: &ConceptClassifier, z: &[f32], positions: usize) -> Vec<f32> {
+/// The logit `weightᵀz + bias` at each of the `positions` of a `D × H × W` feature map `z`.
+pub fn concept_map(weight: &[f32], bias: f32, z: &[f32], positions: usize) -> Vec<f32> {
     let mut map = vec![0f64; positions];
-    for (d, &weight) in classifier.weight.iter().enumerate() {
+    for (d, &weight) in weight.iter().enumerate() {
         let channel = &z[d * positions..(d + 1) * positions];
         for (m, &v) in map.iter_mut().zip(channel) {
             *m += f64::from(weight) * f64::from(v);
         }
     }
     map.into_iter()
-        .map(|m| (m + f64::from(classifier.bias)) as f32)
+        .map(|m| (m + f64::from(bias)) as f32)
         .collect()
 }
 
-/// Every committed classifier of a job, by concept.
-struct JobClassifiers {
-    hierarchy: Hierarchy,
-    by_concept: BTreeMap<u32, PathBuf>,
+/// A concept's linear function on raw activations.
+struct Linear {
+    weight: Vec<f32>,
+    bias: f32,
 }
 
-impl JobClassifiers {
-    fn open(job: &Path) -> Result<Self, ExplainError> {
-        let root = job.join("classifiers");
-        let entries = std::fs::read_dir(&root)
-            .map_err(|e| file_error(&root, format!("{e} (has the job's train stage finished?)")))?;
-        let mut dirs: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir())
-            .collect();
-        dirs.sort();
-        let mut hierarchy = None;
-        let mut by_concept = BTreeMap::new();
-        for dir in dirs {
-            let opened = ClassifierDir::open(&dir)?;
-            for id in opened.trained() {
-                by_concept.insert(id.0, dir.clone());
-            }
-            hierarchy.get_or_insert(opened.hierarchy);
-        }
-        let hierarchy = hierarchy.ok_or_else(|| {
-            ExplainError::Input(format!("{} holds no classifier directory", root.display()))
-        })?;
-        Ok(JobClassifiers {
-            hierarchy,
-            by_concept,
-        })
-    }
-
-    /// The classifiers of `asked` (keys or names; empty: every trained concept), in order.
-    fn resolve(&self, asked: &[String]) -> Result<Vec<ConceptClassifier>, ExplainError> {
-        let ids: Vec<u32> = if asked.is_empty() {
-            self.by_concept.keys().copied().collect()
-        } else {
-            asked
+/// The asked concepts (keys or names; empty: every one with a classifier), in order, each
+/// with its trained classifier or, with `top`, the classifier re-fitted on its top-K
+/// neurons by Φ.
+fn concept_classifiers(
+    job: &Job,
+    asked: &[String],
+    top: Option<usize>,
+    device: Device,
+) -> Result<Vec<(Concept, Linear)>, ExplainError> {
+    let concepts = job.hierarchy.concepts();
+    let ids: Vec<ConceptId> = if asked.is_empty() {
+        job.classifier_of.keys().copied().collect()
+    } else {
+        let resolve = |a: &String| {
+            let found = concepts
                 .iter()
-                .map(|a| {
-                    let found = self
-                        .hierarchy
-                        .concepts()
-                        .iter()
-                        .find(|c| c.key == *a)
-                        .or_else(|| self.hierarchy.concepts().iter().find(|c| c.name == *a));
-                    match found {
-                        Some(c) if self.by_concept.contains_key(&c.id.0) => Ok(c.id.0),
-                        Some(c) => Err(format!(
-                            "{a} (no classifier: too few regions for {})",
-                            c.name
-                        )),
-                        None => Err(format!("{a} (not a concept of the job)")),
-                    }
-                })
-                .collect::<Result<_, _>>()
-                .map_err(|why| {
-                    let trained: Vec<&str> = self
-                        .by_concept
-                        .keys()
-                        .map(|&id| self.hierarchy.concept(ConceptId(id)).key.as_str())
-                        .collect();
-                    ExplainError::Input(format!(
-                        "unknown concept {why}; concepts with a classifier: {}",
-                        trained.join(", ")
-                    ))
-                })?
+                .find(|c| c.key == *a)
+                .or_else(|| concepts.iter().find(|c| c.name == *a));
+            match found {
+                Some(c) if job.classifier_of.contains_key(&c.id) => Ok(c.id),
+                Some(c) => Err(format!(
+                    "{a} (no classifier: too few regions for {})",
+                    c.name
+                )),
+                None => Err(format!("{a} (not a concept of the job)")),
+            }
         };
-        ids.into_iter()
-            .map(|id| {
-                let dir = &self.by_concept[&id];
-                let path = dir.join(ConceptClassifier::file_name(ConceptId(id)));
-                Ok(ConceptClassifier::load(&path)?)
-            })
-            .collect()
+        asked
+            .iter()
+            .map(resolve)
+            .collect::<Result<_, _>>()
+            .map_err(|why| {
+                let trained: Vec<&str> = job
+                    .classifier_of
+                    .keys()
+                    .map(|&id| job.hierarchy.concept(id).key.as_str())
+                    .collect();
+                ExplainError::Input(format!(
+                    "unknown concept {why}; concepts with a classifier: {}",
+                    trained.join(", ")
+                ))
+            })?
+    };
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let dir = &job.classifiers[job.classifier_of[&id]];
+        let concept = job.hierarchy.concept(id).clone();
+        let linear = match top {
+            None => {
+                let trained = dir.classifier(id)?;
+                Linear {
+                    weight: trained.weight,
+                    bias: trained.bias,
+                }
+            }
+            Some(k) => {
+                let phi = job.phi.get(&id).ok_or_else(|| {
+                    ExplainError::Input(format!("{} has no complete Φ row", concept.name))
+                })?;
+                if k == 0 || k > phi.len() {
+                    return Err(ExplainError::Input(format!(
+                        "--top {k}: the layer has {} neurons",
+                        phi.len()
+                    )));
+                }
+                let regions = job.dir.join("regions");
+                let samples = dir.rebuild_samples(Some(&regions), Some(&[id]), &mut |_| {})?;
+                let split = &samples
+                    .concept(id)
+                    .ok_or_else(|| {
+                        ExplainError::Input(format!("{} has no training regions", concept.name))
+                    })?
+                    .train;
+                let set = select::top_k(phi, k);
+                let fits = select::refit(&samples, split, &[set], &dir.settings.solver, device)?;
+                let fit = fits.into_iter().next().expect("one set, one fit");
+                Linear {
+                    weight: fit.weight,
+                    bias: fit.bias,
+                }
+            }
+        };
+        out.push((concept, linear));
     }
+    Ok(out)
 }
 
 /// The image files of `path`: itself, or those below it (any depth), sorted.
@@ -385,7 +389,7 @@ mod tests {
 
     #[test]
     fn a_concept_map_is_the_classifier_at_every_position() {
-        let classifier = ConceptClassifier {
+        let classifier = crate::classify::ConceptClassifier {
             concept: ConceptId(3),
             key: "dog".into(),
             name: "dog".into(),
@@ -397,7 +401,7 @@ mod tests {
         };
         // D = 2 channels over 3 positions.
         let z = [1.0, 2.0, 3.0, 0.0, 1.0, -1.0];
-        let map = concept_map(&classifier, &z, 3);
+        let map = concept_map(&classifier.weight, classifier.bias, &z, 3);
         for (p, &m) in map.iter().enumerate() {
             let expected = classifier.logit(&[z[p], z[3 + p]]) as f32;
             assert_eq!(m, expected);

@@ -560,6 +560,47 @@ fn explain_maps_are_the_classifiers_on_the_jobs_own_regions() {
     }
     assert!(compared > 100, "compared {compared} positions");
 
+    // Re-fitted on every neuron (top = D), a concept's map is its trained classifier's.
+    let d = 64; // the tiny CNN's features.7
+    let refitted = job.parent().unwrap().join("explained-top");
+    let stdout = succeeded(
+        &hint(&[
+            "explain",
+            "--job",
+            job.to_str().unwrap(),
+            "--images",
+            images.to_str().unwrap(),
+            "--concepts",
+            "vehicle",
+            "--top",
+            &d.to_string(),
+            "--out",
+            refitted.to_str().unwrap(),
+        ]),
+        "hint explain --top D",
+    );
+    assert!(
+        stdout.contains("re-fitted on each concept's top 64 neurons by Φ"),
+        "{stdout}"
+    );
+    let top: Value =
+        serde_json::from_str(&std::fs::read_to_string(refitted.join("explain.json")).unwrap())
+            .unwrap();
+    assert_eq!(top["top"], 64);
+    let vehicle = maps.iter().filter(|m| m["key"] == "vehicle");
+    for (full, refit) in vehicle.zip(top["maps"].as_array().unwrap()) {
+        assert_eq!(full["image"], refit["image"]);
+        for (a, b) in full["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(refit["logits"].as_array().unwrap())
+        {
+            let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+            assert!((a - b).abs() <= 1e-3 * (1.0 + a.abs()), "{a} vs {b}");
+        }
+    }
+
     let unknown = failed(
         &hint(&[
             "explain",

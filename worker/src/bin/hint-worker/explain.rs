@@ -20,6 +20,11 @@ pub struct ExplainArgs {
     /// Concepts by key or name, comma-separated. Default: every concept with a classifier.
     #[arg(long, value_delimiter = ',')]
     concepts: Vec<String>,
+    /// Re-fit each concept's classifier on its K neurons of highest Φ (on its training
+    /// regions, as `hint evaluate` re-fits) and map those: what the top neurons alone say.
+    /// Default: the trained classifier on every neuron.
+    #[arg(long)]
+    top: Option<usize>,
     /// Output directory: one heatmap PNG per image and concept, and explain.json.
     #[arg(long)]
     out: PathBuf,
@@ -34,6 +39,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
         job: args.job,
         images: args.images,
         concepts: args.concepts,
+        top: args.top,
         out: args.out,
         device: hint_worker::device::parse(&args.device)?,
     };
@@ -43,8 +49,12 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
         .iter()
         .map(|m| &m.image)
         .collect::<std::collections::BTreeSet<_>>();
+    let classifiers = match report.top {
+        Some(k) => format!("classifiers re-fitted on each concept's top {k} neurons by Φ"),
+        None => "the trained classifiers".to_string(),
+    };
     println!(
-        "explained {} image(s) with {} concept map(s) at {} {} ({}×{} crop)",
+        "explained {} image(s) with {} concept map(s) at {} {} ({}×{} crop), {classifiers}",
         images.len(),
         report.maps.len(),
         report.model,

@@ -9,7 +9,7 @@ export LIBTORCH_USE_PYTORCH := 1
 DEMO_DIR := demo-output
 HINT_RELEASE := target/release/hint
 
-.PHONY: demo test bootstrap bench lint install
+.PHONY: demo test bootstrap bench bench-host lint install
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -51,6 +51,13 @@ lint:
 ## bench: extraction throughput of every method against the libtorch floor.
 bench: bootstrap
 	cargo bench -p hint-worker --bench extraction
+
+## bench-host: the host side of extraction (decode, resize, crop, normalise, batch) against
+## PIL on the same generated JPEGs, in one run: images/s of both and the ratio (issue H).
+.PHONY: bench-host
+bench-host: bootstrap
+	cargo build --release -p hint-coordinator -p hint-worker
+	.venv/bin/python scripts/bench_host.py
 
 ## soak: 20 jobs back to back on a real coordinator with 3 workers killed with SIGKILL at
 ## random (seeded) moments; each job's Φ against an undisturbed 1-worker run, the

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""The host side of extraction against PIL, side by side, in one run (issue H's benchmark).
+
+Usage: scripts/bench_host.py [--images 420] [--processes N] [--hint target/release/hint]
+
+Writes N generated JPEGs of 500x375 (ImageNet's typical size; smooth random content, quality
+90, no downloads) as a two-class ImageFolder, then times on the same files:
+
+  (a) PIL: decode, bilinear resize of the shorter side to 256 (PIL's resize antialiases a
+      downscale, as torchvision's Resize does on PIL images), centre crop 224, to float32,
+      ImageNet normalisation — in --processes processes (default: every core);
+  (b) `hint extract` with a negligible model (the seeded tiny CNN at features.0, resize 256,
+      crop 64, background ratio 0) and --decode-threads = --processes: decode, resize, crop,
+      normalise, batch, the model, regions and Parquet — its images/s from summary.json, and
+      its per-stage utilisation (which stage bounds it).
+
+Each is run three times after one warm-up (page cache warm for both); the best run of each
+is compared. Prints images/s of both, per process, and the ratio hint / PIL. Issue H's goal
+on a CPU is hint >= 2x PIL per core.
+"""
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+from multiprocessing import Pool
+
+import numpy as np
+from PIL import Image
+
+MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def write_images(root: pathlib.Path, n: int) -> list:
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        # Smooth content (low-frequency noise upsampled) compresses like a photograph would,
+        # unlike white noise.
+        small = rng.integers(0, 256, size=(12, 16, 3), dtype=np.uint8)
+        image = Image.fromarray(small).resize((500, 375), Image.BICUBIC)
+        path = root / ("a" if i % 2 == 0 else "b") / f"img_{i:05}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image.save(path, quality=90)
+        paths.append(str(path))
+    return paths
+
+
+def pil_one(path: str) -> float:
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        w, h = image.size
+        scale = 256 / min(w, h)
+        image = image.resize((round(w * scale), round(h * scale)), Image.BILINEAR)
+        w, h = image.size
+        left, top = (w - 224) // 2, (h - 224) // 2
+        image = image.crop((left, top, left + 224, top + 224))
+        x = (np.asarray(image, dtype=np.float32) / 255.0 - MEAN) / STD
+        return float(x[0, 0, 0])
+
+
+def pil_rate(paths: list, processes: int) -> float:
+    with Pool(processes) as pool:
+        started = time.perf_counter()
+        pool.map(pil_one, paths, chunksize=8)
+        return len(paths) / (time.perf_counter() - started)
+
+
+def hint_rate(hint: str, images: pathlib.Path, weights: pathlib.Path, out: pathlib.Path,
+              processes: int) -> tuple:
+    command = [
+        hint, "extract", "--model", "tiny_cnn", "--weights", str(weights),
+        "--layer", "features.0", "--images", str(images), "--out", str(out),
+        "--resize", "256", "--crop", "64", "--background-ratio", "0",
+        "--batch-size", "64", "--decode-threads", str(processes), "--device", "cpu",
+        "--overwrite",
+    ]
+    env = dict(os.environ, OMP_WAIT_POLICY="passive")
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        sys.exit(f"hint extract failed:\n{done.stderr}")
+    summary = json.loads((out / "summary.json").read_text())
+    stages = next(l for l in done.stdout.splitlines() if l.strip().startswith("stages:"))
+    return summary["images_processed"] / summary["seconds"], stages.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=420)
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--hint", default="target/release/hint")
+    args = parser.parse_args()
+    hint = str(pathlib.Path(args.hint).resolve())
+    with tempfile.TemporaryDirectory() as scratch:
+        root = pathlib.Path(scratch)
+        paths = write_images(root / "images", args.images)
+        subprocess.run([hint, "example", "--out", str(root / "model"), "--per-class", "1"],
+                       check=True, capture_output=True)
+        weights = root / "model" / "tiny_cnn.safetensors"
+        print(f"{args.images} JPEGs of 500x375, {args.processes} process(es)/thread(s), "
+              f"{os.cpu_count()} cores")
+        pil_rate(paths[: 4 * args.processes], args.processes)  # warm-up
+        hint_rate(hint, root / "images", weights, root / "out", args.processes)
+        pil, ours = [], []
+        for _ in range(3):
+            pil.append(pil_rate(paths, args.processes))
+            ours.append(hint_rate(hint, root / "images", weights, root / "out",
+                                  args.processes))
+        best_pil = max(pil)
+        best_hint, stages = max(ours)
+        print(f"  PIL  (resize 256, crop 224): {best_pil:7.1f} images/s "
+              f"({best_pil / args.processes:.1f} per process); runs: "
+              + ", ".join(f"{r:.1f}" for r in pil))
+        print(f"  hint (resize 256, crop 64):  {best_hint:7.1f} images/s "
+              f"({best_hint / args.processes:.1f} per thread); runs: "
+              + ", ".join(f"{r:.1f}" for r, _ in ours))
+        print(f"  hint {stages}")
+        print(f"  hint / PIL: {best_hint / best_pil:.2f}x (goal on a CPU: >= 2x per core)")
+
+
+if __name__ == "__main__":
+    main()

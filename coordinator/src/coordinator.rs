@@ -920,21 +920,7 @@ mod tests {
     use hint_common::job::Stage;
 
     fn spec(root: &Path) -> String {
-        let text = r#"{"name": "sweep", "seed": 7,
-        "model": {"architecture": "tiny_cnn", "weights": "/none/w.safetensors", "layer": "features.3"},
-        "data": {"images": "/none/images", "hierarchy": {"source": "file", "path": "/none/c.json"}},
-        "extract": {"method": "gradient", "samples": 20, "noise": 0.15, "steps": 20,
-            "baseline": "zero", "aggregation": "norm", "threshold": 0.5, "background_ratio": 1.0,
-            "activation_type": "f32", "batch_size": 16, "images_per_task": 4},
-        "classify": {"max_per_class": 1000, "holdout": 0.2, "l2": 0.001, "iterations": 50,
-            "tolerance": 1e-8, "concepts_per_task": 2},
-        "shapley": {"mode": "fixed", "quality": "log_likelihood", "replacement": "marginal",
-            "antithetic": true, "permutations": 8, "permutations_per_task": 4, "confidence": 0.95,
-            "retrain_iterations": 20, "retrain_l2": 0.001, "top": 10, "sweep_on_device": false},
-        "storage": {"root": "ROOT"}, "scheduler": {"max_attempts": 3}}"#;
-        JobSpec::from_json(&text.replace("ROOT", &root.display().to_string()))
-            .expect("valid")
-            .to_json()
+        crate::test_spec::spec(Path::new("/none/images"), Path::new("/none/c.json"), root).to_json()
     }
 
     /// The records of a planned job with two extract tasks (images 0..4 and 4..`images`)

@@ -20,3 +20,5 @@ pub mod scheduler;
 pub mod service;
 pub mod spec;
 pub mod status;
+#[cfg(test)]
+mod test_spec;

@@ -47,24 +47,9 @@ fn planned(dir: &Path) -> JobId {
         "children:\n  whole: [animal, car]\n  animal: [cat, dog]\n",
     )
     .unwrap();
-    let text = r#"{"name": "compaction", "seed": 7,
-        "model": {"architecture": "tiny_cnn", "weights": "/none/w.safetensors", "layer": "features.3"},
-        "data": {"images": "IMAGES", "hierarchy": {"source": "file", "path": "YAML"}},
-        "extract": {"method": "gradient", "samples": 20, "noise": 0.15, "steps": 20,
-            "baseline": "zero", "aggregation": "norm", "threshold": 0.5, "background_ratio": 1.0,
-            "activation_type": "f32", "batch_size": 16, "images_per_task": 4},
-        "classify": {"max_per_class": 1000, "holdout": 0.2, "l2": 0.001, "iterations": 50,
-            "tolerance": 1e-8, "concepts_per_task": 8},
-        "shapley": {"mode": "fixed", "quality": "log_likelihood", "replacement": "marginal",
-            "antithetic": true, "permutations": PERMUTATIONS, "permutations_per_task": 4,
-            "confidence": 0.95, "retrain_iterations": 20, "retrain_l2": 0.001, "top": 10,
-            "sweep_on_device": false},
-        "storage": {"root": "ROOT"}, "scheduler": {"max_attempts": 3}}"#
-        .replace("IMAGES", &images.display().to_string())
-        .replace("YAML", &yaml.display().to_string())
-        .replace("PERMUTATIONS", &PERMUTATIONS.to_string())
-        .replace("ROOT", &dir.join("runs").display().to_string());
-    let spec = JobSpec::from_json(&text).unwrap();
+    let mut spec = crate::test_spec::spec(&images, &yaml, &dir.join("runs"));
+    spec.classify.concepts_per_task = 8;
+    spec.shapley.permutations = PERMUTATIONS;
     let job = JobId::numbered(1);
     let job_dir = dir.join("runs").join(&job.0);
     let plan = crate::plan::plan(&spec, &job_dir).unwrap();

@@ -5,6 +5,7 @@
 //! the merged sums (and so of Φ) is checked, not assumed.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hint_common::job::wire::sums_to_proto;
@@ -29,21 +30,11 @@ const CONCEPTS: u32 = 3;
 /// A small valid spec: 8 antithetic permutations per concept in blocks of 4 (2 Shapley tasks
 /// per concept), 3 attempts. Paths need not exist: the scheduler never opens them.
 fn spec() -> JobSpec {
-    JobSpec::from_json(
-        r#"{"name": "scheduler-test", "seed": 7,
-        "model": {"architecture": "tiny_cnn", "weights": "/none/w.safetensors", "layer": "features.3"},
-        "data": {"images": "/none/images", "hierarchy": {"source": "file", "path": "/none/c.json"}},
-        "extract": {"method": "gradient", "samples": 20, "noise": 0.15, "steps": 20,
-            "baseline": "zero", "aggregation": "norm", "threshold": 0.5, "background_ratio": 1.0,
-            "activation_type": "f32", "batch_size": 16, "images_per_task": 4},
-        "classify": {"max_per_class": 1000, "holdout": 0.2, "l2": 0.001, "iterations": 50,
-            "tolerance": 1e-8, "concepts_per_task": 2},
-        "shapley": {"mode": "fixed", "quality": "log_likelihood", "replacement": "marginal",
-            "antithetic": true, "permutations": 8, "permutations_per_task": 4, "confidence": 0.95,
-            "retrain_iterations": 20, "retrain_l2": 0.001, "top": 10, "sweep_on_device": false},
-        "storage": {"root": "/none/jobs"}, "scheduler": {"max_attempts": 3}}"#,
+    crate::test_spec::spec(
+        Path::new("/none/images"),
+        Path::new("/none/c.json"),
+        Path::new("/none/jobs"),
     )
-    .expect("a valid spec")
 }
 
 /// The marginals of one sample, a function of (concept, sample index) alone, as a real

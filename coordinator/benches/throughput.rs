@@ -292,6 +292,7 @@ async fn worker(addr: SocketAddr, number: usize, shared: Arc<Shared>) -> Latenci
                             skipped: vec![],
                             images_processed: 1,
                             seconds: 0.0,
+                            stages: vec![],
                         },
                     )),
                 })

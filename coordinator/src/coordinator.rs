@@ -552,6 +552,11 @@ impl Coordinator {
         let output = request.output.ok_or_else(|| {
             CoordinatorError::BadRequest(format!("{task}: completion without output"))
         })?;
+        // The pipeline's figures are not journalled: counted once the commit is taken.
+        let extracted = match &output {
+            proto::complete_request::Output::Extract(summary) => Some(summary.clone()),
+            _ => None,
+        };
         let Some(checked) = self.begin_commit(&task, attempt, output) else {
             return Ok(false);
         };
@@ -560,7 +565,14 @@ impl Coordinator {
             move_committed(&output)?;
             Ok(output)
         });
-        self.finish_commit(task, attempt, checked, reserved)
+        let accepted = self.finish_commit(task, attempt, checked, reserved)?;
+        if let (true, Some(summary)) = (accepted, extracted) {
+            let worker = WorkerId(request.worker_id);
+            let name = self.read(|s| s.workers().get(&worker).map(|w| w.name.clone()));
+            let name = name.unwrap_or(worker.0);
+            self.metrics.extracted(&name, &summary);
+        }
+        Ok(accepted)
     }
 
     /// Checks a completion against its task and, when it holds, reserves the task for its
@@ -1056,6 +1068,7 @@ mod tests {
             skipped: vec![],
             images_processed: 4,
             seconds: 0.1,
+            stages: vec![],
         })
     }
 

@@ -30,6 +30,11 @@ struct Counters {
     failures: BTreeMap<String, u64>,
     images: u64,
     permutations: u64,
+    /// Per extraction pipeline stage: (busy seconds, capacity = wall seconds × threads),
+    /// summed over committed extract tasks.
+    stages: BTreeMap<String, (f64, f64)>,
+    /// Images of committed extract tasks by the worker (its registered name) that ran them.
+    worker_images: BTreeMap<String, u64>,
     /// (when, images, permutations) samples for the rates.
     samples: VecDeque<(Instant, u64, u64)>,
 }
@@ -76,6 +81,18 @@ impl Metrics {
         *c.completions.entry(stage.name()).or_default() += 1;
         c.images += images;
         c.permutations += permutations;
+    }
+
+    /// A committed extract task's pipeline, run by the worker named `worker`: its images and
+    /// each stage's busy time and capacity.
+    pub fn extracted(&self, worker: &str, summary: &hint_common::proto::ExtractSummary) {
+        let mut c = self.counters();
+        *c.worker_images.entry(worker.to_string()).or_default() += summary.images_processed;
+        for stage in &summary.stages {
+            let (busy, capacity) = c.stages.entry(stage.stage.clone()).or_default();
+            *busy += stage.busy_seconds;
+            *capacity += summary.seconds * f64::from(stage.threads.max(1));
+        }
     }
 
     /// A failed attempt (its proto reason name).
@@ -187,6 +204,43 @@ impl Metrics {
             "# HELP hint_permutations_total Shapley permutations summed (committed).\n# TYPE hint_permutations_total counter\nhint_permutations_total {}",
             c.permutations
         );
+        let _ = writeln!(out, "# HELP hint_worker_images_total Images of committed extract tasks by worker (rate() gives each worker's images/s).\n# TYPE hint_worker_images_total counter");
+        for (worker, n) in &c.worker_images {
+            let _ = writeln!(
+                out,
+                "hint_worker_images_total{{worker=\"{}\"}} {n}",
+                label_value(worker)
+            );
+        }
+        let _ = writeln!(out, "# HELP hint_extract_stage_busy_seconds_total Busy seconds of each extraction pipeline stage over committed extract tasks (summed over a stage's threads).\n# TYPE hint_extract_stage_busy_seconds_total counter");
+        for (stage, (busy, _)) in &c.stages {
+            let _ = writeln!(
+                out,
+                "hint_extract_stage_busy_seconds_total{{stage=\"{}\"}} {busy:.3}",
+                label_value(stage)
+            );
+        }
+        let _ = writeln!(out, "# HELP hint_extract_stage_capacity_seconds_total Wall seconds × threads of each stage over committed extract tasks: busy over capacity is its utilisation.\n# TYPE hint_extract_stage_capacity_seconds_total counter");
+        for (stage, (_, capacity)) in &c.stages {
+            let _ = writeln!(
+                out,
+                "hint_extract_stage_capacity_seconds_total{{stage=\"{}\"}} {capacity:.3}",
+                label_value(stage)
+            );
+        }
+        let _ = writeln!(out, "# HELP hint_extract_stage_utilisation Busy over capacity of each extraction pipeline stage since the coordinator started: the stage near 1 bounds extraction.\n# TYPE hint_extract_stage_utilisation gauge");
+        for (stage, (busy, capacity)) in &c.stages {
+            let share = if *capacity > 0.0 {
+                busy / capacity
+            } else {
+                0.0
+            };
+            let _ = writeln!(
+                out,
+                "hint_extract_stage_utilisation{{stage=\"{}\"}} {share:.4}",
+                label_value(stage)
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP hint_images_per_second Images extracted per second over the last minute.\n# TYPE hint_images_per_second gauge\nhint_images_per_second {:.3}",
@@ -199,6 +253,14 @@ impl Metrics {
         );
         out
     }
+}
+
+/// A label value in the exposition format: backslash, double quote and line feed escaped.
+fn label_value(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

@@ -104,6 +104,7 @@ fn run(coordinator: &Arc<Coordinator>, state: &Path) -> (u64, u64) {
                 skipped: vec![],
                 images_processed: t.end_image - t.first_image,
                 seconds: 0.0,
+                stages: vec![],
             }),
             proto::task::Kind::Train(t) => {
                 std::fs::create_dir_all(&t.out_dir).unwrap();

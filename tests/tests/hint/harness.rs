@@ -70,7 +70,15 @@ impl RunTask for Stub {
                     }],
                     skipped: vec![],
                     images_processed: images,
-                    seconds: 0.0,
+                    // A decode-bound pipeline: decode busy 1.6 s of 2 threads × 1 s.
+                    seconds: 1.0,
+                    stages: [("decode", 2, 1.6), ("model", 1, 0.3)]
+                        .map(|(stage, threads, busy_seconds)| proto::StageBusy {
+                            stage: stage.into(),
+                            threads,
+                            busy_seconds,
+                        })
+                        .to_vec(),
                 })
             }
             Kind::Train(t) => {
@@ -444,4 +452,29 @@ fn a_refused_submit_lists_the_specs_problems_as_hint_check_does() {
         assert!(submitted.contains(&format!("\n  {field}: ")), "{submitted}");
     }
     assert!(cluster.coordinator().read(|s| s.jobs().next().is_none()));
+}
+
+/// Committed extract tasks feed `/metrics`: each worker's images (by the name it
+/// registered) and each pipeline stage's busy time, capacity and utilisation, from the
+/// stages the tasks reported (the stub's: decode 1.6 s busy of 2 threads × 1 s, model 0.3 s).
+#[test]
+fn extract_commits_feed_the_pipeline_metrics_by_stage_and_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(&dir.path().join("state"), Duration::from_secs(30));
+    let job = submit(&cluster, dir.path());
+    let _worker = cluster.worker("node-a", Stub::quick());
+    cluster.wait_for("the job to reach Shapley", |c| {
+        c.coordinator()
+            .read(|s| s.job(&job).unwrap().stage() >= Stage::Shapley)
+    });
+    let text = cluster.coordinator().render_metrics();
+    for line in [
+        "hint_worker_images_total{worker=\"node-a\"} 6",
+        "hint_extract_stage_busy_seconds_total{stage=\"decode\"} 3.200",
+        "hint_extract_stage_capacity_seconds_total{stage=\"decode\"} 4.000",
+        "hint_extract_stage_utilisation{stage=\"decode\"} 0.8000",
+        "hint_extract_stage_utilisation{stage=\"model\"} 0.3000",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+    }
 }

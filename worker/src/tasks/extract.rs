@@ -113,5 +113,14 @@ pub(super) fn run(
         skipped: report.skipped.iter().map(SkippedImage::from).collect(),
         images_processed: report.images_processed as u64,
         seconds: report.seconds,
+        stages: report
+            .stages
+            .iter()
+            .map(|s| hint_common::proto::StageBusy {
+                stage: s.stage.to_string(),
+                threads: s.threads as u32,
+                busy_seconds: s.busy_seconds,
+            })
+            .collect(),
     })
 }

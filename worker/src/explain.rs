@@ -19,9 +19,8 @@ use std::path::{Path, PathBuf};
 use hint_common::hierarchy::{Concept, ConceptId};
 use hint_common::images::IMAGE_EXTENSIONS;
 use serde::Serialize;
-use tch::{Device, Kind, Tensor};
+use tch::Device;
 
-use crate::guided::ReluMode;
 use crate::images::decode::{self, read_rgb};
 use crate::models::Backbone;
 use crate::wsol::geometry::{normalise, upsample_bilinear, CropFrame};
@@ -169,21 +168,9 @@ pub fn run(config: &ExplainConfig) -> Result<ExplainReport, ExplainError> {
                 continue;
             }
         };
-        let c = i64::from(preprocess.crop);
         let pixels = decode::preprocess(&rgb, &preprocess);
-        let z = tch::no_grad(|| -> Result<Tensor, tch::TchError> {
-            let x = Tensor::f_from_slice(&pixels)?
-                .f_view([1, 3, c, c])?
-                .f_to_device(config.device)?;
-            model
-                .forward_to(&x, layer, ReluMode::Plain)
-                .f_to_kind(Kind::Float)?
-                .f_to_device(Device::Cpu)?
-                .f_contiguous()
-        })?;
-        let size = z.size();
-        let (d, h, w) = (size[1] as usize, size[2] as usize, size[3] as usize);
-        let z = Vec::<f32>::try_from(z.flatten(0, -1))?;
+        let (z, (d, h, w)) =
+            model.activations_on_host(&pixels, i64::from(preprocess.crop), layer)?;
         let frame = CropFrame::new(rgb.width(), rgb.height(), &preprocess);
         let crop_rgb = heatmap::crop_rgb(&rgb, &frame);
         for (concept, classifier) in &concepts {

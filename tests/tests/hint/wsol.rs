@@ -480,20 +480,15 @@ fn explain_maps_are_the_classifiers_on_the_jobs_own_regions() {
     let (_, job) = job();
     let out = job.parent().unwrap().join("explained");
     let images = world().join("images/bus");
-    let stdout = succeeded(
-        &hint(&[
-            "explain",
-            "--job",
-            job.to_str().unwrap(),
-            "--images",
-            images.to_str().unwrap(),
-            "--concepts",
-            "vehicle,bus",
-            "--out",
-            out.to_str().unwrap(),
-        ]),
-        "hint explain",
-    );
+    // `hint explain` of the job on the bus images, writing into `out`.
+    let explain = |concepts: &str, out: &Path, extra: &[&str]| {
+        let mut args = vec!["explain", "--job", job.to_str().unwrap()];
+        args.extend(["--images", images.to_str().unwrap(), "--concepts", concepts]);
+        args.extend(["--out", out.to_str().unwrap()]);
+        args.extend(extra);
+        hint(&args)
+    };
+    let stdout = succeeded(&explain("vehicle,bus", &out, &[]), "hint explain");
     assert!(
         stdout.contains("explained 30 image(s) with 60 concept map(s)"),
         "{stdout}"
@@ -564,19 +559,7 @@ fn explain_maps_are_the_classifiers_on_the_jobs_own_regions() {
     let d = 64; // the tiny CNN's features.7
     let refitted = job.parent().unwrap().join("explained-top");
     let stdout = succeeded(
-        &hint(&[
-            "explain",
-            "--job",
-            job.to_str().unwrap(),
-            "--images",
-            images.to_str().unwrap(),
-            "--concepts",
-            "vehicle",
-            "--top",
-            &d.to_string(),
-            "--out",
-            refitted.to_str().unwrap(),
-        ]),
+        &explain("vehicle", &refitted, &["--top", &d.to_string()]),
         "hint explain --top D",
     );
     assert!(
@@ -602,17 +585,7 @@ fn explain_maps_are_the_classifiers_on_the_jobs_own_regions() {
     }
 
     let unknown = failed(
-        &hint(&[
-            "explain",
-            "--job",
-            job.to_str().unwrap(),
-            "--images",
-            images.to_str().unwrap(),
-            "--concepts",
-            "zeppelin",
-            "--out",
-            out.to_str().unwrap(),
-        ]),
+        &explain("zeppelin", &out, &[]),
         "hint explain of an unknown concept",
     );
     assert!(

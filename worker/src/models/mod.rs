@@ -178,6 +178,30 @@ impl Backbone {
         z
     }
 
+    /// The activations of `layer` for a batch of preprocessed `crop × crop` images
+    /// (`pixels`: `[B, 3, crop, crop]` row-major, on the host), without gradients, back on
+    /// the host as f32: `[B, D, H, W]` row-major and `(D, H, W)`.
+    pub fn activations_on_host(
+        &self,
+        pixels: &[f32],
+        crop: i64,
+        layer: Layer,
+    ) -> Result<(Vec<f32>, (usize, usize, usize)), tch::TchError> {
+        let batch = pixels.len() as i64 / (3 * crop * crop);
+        let z = tch::no_grad(|| -> Result<Tensor, tch::TchError> {
+            let x = Tensor::f_from_slice(pixels)?
+                .f_view([batch, 3, crop, crop])?
+                .f_to_device(self.device())?;
+            self.forward_to(&x, layer, ReluMode::Plain)
+                .f_to_kind(tch::Kind::Float)?
+                .f_to_device(Device::Cpu)?
+                .f_contiguous()
+        })?;
+        let size = z.size();
+        let shape = (size[1] as usize, size[2] as usize, size[3] as usize);
+        Ok((Vec::<f32>::try_from(z.flatten(0, -1))?, shape))
+    }
+
     /// Logits `f_{>l}(z)` from the activation of `layer`.
     pub fn forward_from(&self, z: &Tensor, layer: Layer, relu: ReluMode) -> Tensor {
         let mut y = z.shallow_clone();

@@ -495,7 +495,7 @@ pub fn evaluate(
             }
         }
         if !ok.is_empty() {
-            let maps = score::feature_maps(&model, layer, &ok, &job.preprocess, config.device)?;
+            let maps = score::feature_maps(&model, layer, &ok, &job.preprocess)?;
             let (d, h, w) = maps.shape;
             let scored: Vec<Result<ImageScores, WsolError>> = ok
                 .par_iter()

@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use hint_common::annotations::{voc, BoundingBox};
-use tch::{Device, Kind, Tensor};
 
 use super::compare::{Outcome, PairOutcomes, Slot};
 use super::geometry::{self, CropFrame, Rect};
@@ -12,7 +11,7 @@ use super::heatmap::{self, file_safe};
 use super::inputs::{Boxes, GroundTruthFiles};
 use super::report::{Heatmap, Skipped};
 use super::{Evaluated, Selection, WsolError, HEATMAP_DIR, THRESHOLD};
-use crate::models::{Backbone, Layer, ReluMode};
+use crate::models::{Backbone, Layer};
 
 /// One image's part of the work: which concepts it is evaluated under.
 pub(super) struct ImageWork {
@@ -76,35 +75,19 @@ pub(super) struct FeatureMaps {
     pub shape: (usize, usize, usize),
 }
 
-/// The layer's activations of a batch.
+/// The layer's activations of a batch (on the model's device).
 pub(super) fn feature_maps(
     model: &Backbone,
     layer: Layer,
     batch: &[(&ImageWork, Decoded)],
     p: &crate::images::Preprocess,
-    device: Device,
 ) -> Result<FeatureMaps, WsolError> {
-    let c = i64::from(p.crop);
     let pixels: Vec<f32> = batch
         .iter()
         .flat_map(|(_, d)| d.pixels.iter().copied())
         .collect();
-    let z = tch::no_grad(|| -> Result<Tensor, tch::TchError> {
-        let x = Tensor::f_from_slice(&pixels)?
-            .f_view([batch.len() as i64, 3, c, c])?
-            .f_to_device(device)?;
-        model
-            .forward_to(&x, layer, ReluMode::Plain)
-            .f_to_kind(Kind::Float)?
-            .f_to_device(Device::Cpu)?
-            .f_contiguous()
-    })?;
-    let size = z.size();
-    let shape = (size[1] as usize, size[2] as usize, size[3] as usize);
-    Ok(FeatureMaps {
-        values: Vec::<f32>::try_from(z.flatten(0, -1))?,
-        shape,
-    })
+    let (values, shape) = model.activations_on_host(&pixels, i64::from(p.crop), layer)?;
+    Ok(FeatureMaps { values, shape })
 }
 
 /// What one image adds.

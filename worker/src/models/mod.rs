@@ -40,6 +40,9 @@ pub struct Layer {
     stage: usize,
 }
 
+/// A batch's activations at a layer on the host: `[B, D, H, W]` row-major and `(D, H, W)`.
+pub type HostActivations = (Vec<f32>, (usize, usize, usize));
+
 /// A CNN split into named stages, with its weights.
 #[derive(Debug)]
 pub struct Backbone {
@@ -186,7 +189,7 @@ impl Backbone {
         pixels: &[f32],
         crop: i64,
         layer: Layer,
-    ) -> Result<(Vec<f32>, (usize, usize, usize)), tch::TchError> {
+    ) -> Result<HostActivations, tch::TchError> {
         let batch = pixels.len() as i64 / (3 * crop * crop);
         let z = tch::no_grad(|| -> Result<Tensor, tch::TchError> {
             let x = Tensor::f_from_slice(pixels)?

@@ -3,7 +3,8 @@
 
     .venv/bin/python scripts/soak.py [--jobs 20] [--minutes 12] [--seed 0] [--kill-coordinator]
 
-One run does, in a fresh directory (--dir, default target/soak):
+One run does, in a fresh directory (--dir, default target/soak; emptied first if an earlier
+soak made it, refused if it holds anything else):
 
 1. a tiny synthetic world (`hint synth`: 8 classes × --per-class images; `hint train-model`,
    5 epochs) and a job spec over it (32 extract, 4 train and 240 Shapley tasks by default),
@@ -102,7 +103,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--bin-dir", type=Path, default=ROOT / "target" / "release",
                    help="where `hint` and `hint-worker` are (default target/release)")
     p.add_argument("--dir", type=Path, default=ROOT / "target" / "soak",
-                   help="working directory, emptied first (default target/soak)")
+                   help="working directory (default target/soak): new, empty, or an earlier soak's, which is emptied")
     p.add_argument("--kill-every", type=float, nargs=2, default=(1.5, 5.0), metavar=("MIN", "MAX"),
                    help="seconds between worker kills, uniform (default 1.5 5)")
     p.add_argument("--restart-after", type=float, nargs=2, default=(0.5, 3.0), metavar=("MIN", "MAX"),
@@ -181,8 +182,11 @@ class Hint:
                     "-p hint-coordinator -p hint-worker`, or give --bin-dir")
 
     def run(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
-        out = subprocess.run([str(self.hint), *args], capture_output=True, text=True,
-                             env=env(), timeout=timeout)
+        try:
+            out = subprocess.run([str(self.hint), *args], capture_output=True, text=True,
+                                 env=env(), timeout=timeout)
+        except subprocess.TimeoutExpired:
+            out = subprocess.CompletedProcess(args, 124, "", f"no answer within {timeout:g} s")
         if check and out.returncode != 0:
             raise SetupError(f"hint {' '.join(args)} failed ({out.returncode}):\n{out.stderr}")
         return out
@@ -395,11 +399,7 @@ class Soak:
             self.rss_peak_kib = max(self.rss_peak_kib, rss)
 
     def status(self, job: str) -> str:
-        try:
-            out = self.hint.run("status", job, "--coordinator", self.coordinator.url,
-                                timeout=20, check=False)
-        except subprocess.TimeoutExpired:
-            return ""
+        out = self.hint.run("status", job, "--coordinator", self.coordinator.url, timeout=20, check=False)
         return out.stdout if out.returncode == 0 else ""
 
     # -- one job ------------------------------------------------------------------------
@@ -492,6 +492,21 @@ def differences(job_dir: Path, got: Outcome, reference: Outcome) -> list[str]:
     return lines
 
 
+MARKER = ".hint-soak"
+
+
+def prepare_dir(d: Path) -> None:
+    """Empties --dir for a fresh soak: only a directory an earlier soak made (it holds the
+    marker file) or an empty one, never anything else a mistyped --dir could name."""
+    if d.exists():
+        if not d.is_dir() or (any(d.iterdir()) and not (d / MARKER).exists()):
+            raise SetupError(f"{d} exists and is not a soak's directory (no {MARKER} in it): "
+                             "give a new or empty --dir")
+        shutil.rmtree(d)
+    (d / "logs").mkdir(parents=True)
+    (d / MARKER).write_text("made by scripts/soak.py; emptied by the next soak in this directory\n")
+
+
 def make_world(hint: Hint, args: argparse.Namespace) -> Path:
     """World, model and spec under --dir; returns the spec's path."""
     d = args.dir
@@ -567,6 +582,19 @@ def replayed_rss(hint: Hint, args: argparse.Namespace, incarnation: int) -> int 
         coordinator.kill()
 
 
+def job_line(r: JobRecord) -> str:
+    """One job's line: result, time, kills during it, the three checks, RSS after it."""
+
+    def mark(equal: bool | None) -> str:
+        return "-" if equal is None else "=" if equal else "≠"
+
+    verdict = "ok" if r.matched() else "MISMATCH" if r.result == "succeeded" else r.result.upper()
+    return (f"job {r.number:>3} {r.job_id:<9} {r.result:<10} {r.seconds:6.1f} s  "
+            f"kills {r.worker_kills}w/{r.coordinator_kills}c  phi.csv {mark(r.phi_csv_equal)} "
+            f"parquet {mark(r.phi_parquet_equal)} rows {mark(r.rows_equal)}  "
+            f"RSS {mib(r.rss_kib)} MiB  {verdict}" + (f"  {r.note}" if r.note else ""))
+
+
 def mib(kib: int | None) -> str:
     return "—" if kib is None else f"{kib / 1024:.1f}"
 
@@ -614,9 +642,7 @@ def main() -> int:
     started = time.monotonic()
     deadline = started + args.minutes * 60
     args.dir = args.dir.resolve()
-    if args.dir.exists():
-        shutil.rmtree(args.dir)
-    (args.dir / "logs").mkdir(parents=True)
+    prepare_dir(args.dir)
     hint = Hint(args.bin_dir.resolve())
     try:
         import pyarrow  # noqa: F401 (the checks read Parquet)
@@ -660,14 +686,8 @@ def main() -> int:
             record = JobRecord(n)
             records.append(record)
             soak.run_job(record, spec, reference, storage)
-            mark = "ok" if record.matched() else "MISMATCH" if record.result == "succeeded" else record.result.upper()
-            say(f"job {n:>3} {record.job_id:<9} {record.result:<10} {record.seconds:6.1f} s  "
-                f"kills {record.worker_kills}w/{record.coordinator_kills}c  "
-                f"phi.csv {'=' if record.phi_csv_equal else '≠' if record.phi_csv_equal is False else '-'} "
-                f"parquet {'=' if record.phi_parquet_equal else '≠' if record.phi_parquet_equal is False else '-'} "
-                f"rows {'=' if record.rows_equal else '≠' if record.rows_equal is False else '-'}  "
-                f"RSS {mib(record.rss_kib)} MiB  {mark}" + (f"  {record.note}" if record.note else ""))
-            if record.result in ("unfinished",):
+            say(job_line(record))
+            if record.result == "unfinished":
                 break
     finally:
         for w in soak.workers:
@@ -677,7 +697,7 @@ def main() -> int:
 
     replayed = replayed_rss(hint, args, soak.coordinator.incarnation) if records else None
 
-    finished = [r for r in records if r.result not in ("unfinished",)]
+    finished = [r for r in records if r.result != "unfinished"]
     matched = [r for r in finished if r.matched()]
     flat, memory_lines = memory_verdict(records, args)
     worker_kills = [k for k in soak.kills if k[1] != "coordinator"]
@@ -690,34 +710,39 @@ def main() -> int:
 
     say("")
     say("== soak summary ==")
-    say(f"jobs: {len(finished)} finished of {args.jobs} requested"
-        + (f" ({len(records) - len(finished)} unfinished when the budget ran out)" if len(records) > len(finished) else "")
-        + (f"; the budget ran out before job {len(records) + 1}" if len(records) < args.jobs and len(records) == len(finished) else ""))
+    ended_early = ""
+    if len(records) > len(finished):
+        ended_early = f"; the budget ran out during job {len(records)}, cancelled"
+    elif len(records) < args.jobs:
+        ended_early = f"; the budget ran out before job {len(records) + 1}"
+    say(f"jobs: {len(finished)} finished of {args.jobs} requested{ended_early}")
     say(f"  matched the reference (phi.csv, phi.parquet, region rows): {len(matched)}/{len(finished)}")
     for r in finished:
         if not r.matched():
-            say(f"  job {r.number} ({r.job_id or 'not submitted'}): {r.result}; phi.csv equal {r.phi_csv_equal}, "
-                f"phi.parquet equal {r.phi_parquet_equal}, region rows equal {r.rows_equal}. {r.note}".rstrip())
+            say(f"  job {r.number} ({r.job_id or 'not submitted'}): {r.result}; phi.csv equal "
+                f"{r.phi_csv_equal}, phi.parquet equal {r.phi_parquet_equal}, region rows equal "
+                f"{r.rows_equal}. {r.note}".rstrip())
             for line in r.details:
                 say(f"    {line}")
     say(f"worker kills (SIGKILL): {len(worker_kills)}, by the job's stage at that moment: "
         + (", ".join(f"{s} {c}" for s, c in sorted(stages.items())) or "none"))
-    say(f"worker restarts: {soak.worker_restarts}; coordinator kills (SIGKILL): {len(coordinator_kills)}, "
-        f"restarts: {soak.coordinator_restarts}")
+    say(f"worker restarts: {soak.worker_restarts}; coordinator kills (SIGKILL): "
+        f"{len(coordinator_kills)}, restarts: {soak.coordinator_restarts}")
     if soak.unexpected_exits:
         say("workers that exited unasked:")
         for line in soak.unexpected_exits:
             say(f"  {line}")
     for line in memory_lines:
         say(line)
-    say(f"  peak coordinator RSS seen while polling: {mib(soak.rss_peak_kib)} MiB; before the first job "
-        f"{mib(rss_before)} MiB; a coordinator started afterwards on the soak's state (replaying "
-        f"{len(records)} jobs): {mib(replayed)} MiB")
+    say(f"  peak coordinator RSS seen while polling: {mib(soak.rss_peak_kib)} MiB; before the first "
+        f"job {mib(rss_before)} MiB; a coordinator started afterwards on the soak's state "
+        f"(replaying {len(records)} jobs): {mib(replayed)} MiB")
     times = [r.seconds for r in finished if r.result == "succeeded"]
     if times:
         say(f"job time: mean {sum(times) / len(times):.1f} s, max {max(times):.1f} s "
             f"(reference, 1 worker undisturbed: {ref_seconds:.1f} s)")
-    say(f"elapsed: {soak.elapsed() / 60:.1f} min of {args.minutes:g}; seed {args.seed}; logs in {soak.logs()}")
+    say(f"elapsed: {soak.elapsed() / 60:.1f} min of {args.minutes:g}; seed {args.seed}; "
+        f"logs in {soak.logs()}")
     say("RESULT: " + ("PASS" if ok else "FAIL"))
     return 0 if ok else 1
 

@@ -5,18 +5,23 @@
 //!   [`LabelMap`] maps its label names to model outputs and [`LabelMap::check`]s them before
 //!   any work starts.
 //! - [`decode`]: [`load`] decodes one JPEG/PNG and applies the torchvision evaluation
-//!   transform described by [`Preprocess`].
+//!   transform described by [`Preprocess`] ([`decode::load_into`]: into a slot of a batch's
+//!   buffer); [`resample`] is PIL's antialiased bilinear resize, computed for the crop only.
 //! - [`pipeline`]: [`spawn_decoder`] decodes in parallel, ahead of the model, through a
 //!   bounded queue, yielding [`DecodedBatch`]es in input order; bad images become
 //!   [`SkippedImage`]s, never silent drops.
 
 pub mod decode;
 pub mod pipeline;
+pub mod resample;
+#[cfg(test)]
+mod torchvision_tests;
 
 pub use decode::{load, Preprocess};
 pub use hint_common::images::{
     scan, scan_with, Dataset, ImageRecord, LabelMap, MemberLocation, IMAGE_EXTENSIONS,
 };
 pub use pipeline::{
-    spawn_decoder, DecodeStream, DecodedBatch, DecodedImage, LabelledImage, SkippedImage,
+    spawn_batch_decoder, spawn_decoder, DecodeStream, DecodedBatch, DecodedImage, LabelledImage,
+    PixelBatch, SkippedImage,
 };

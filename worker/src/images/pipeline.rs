@@ -1,12 +1,18 @@
 //! Decoding ahead of the model through a bounded queue.
 //!
 //! [`spawn_decoder`] starts a background thread that cuts the image list into consecutive
-//! chunks of `batch_size`, decodes each chunk in parallel on its own rayon pool, and sends
-//! the batches, in order, through a channel holding at most `queue_depth` batches. Decoding
+//! chunks of `batch_size`, decodes each chunk in parallel on its own rayon pool (work
+//! stealing: a thread that finishes its images takes others'), and sends the batches, in
+//! order, through a channel holding at most `queue_depth` batches. Decoding
 //! thus overlaps the model's work while memory stays bounded: at most `queue_depth` queued
 //! batches, one being decoded and one being used. A bad image becomes a [`SkippedImage`] in
 //! its chunk's batch, so a batch may hold fewer images than `batch_size`, but every input
 //! image comes out exactly once, decoded or skipped.
+//!
+//! [`spawn_batch_decoder`] is the same pipeline yielding [`PixelBatch`]es: every image is
+//! decoded, resized and normalised straight into its slot of the batch's one
+//! `[n, 3, crop, crop]` buffer, ready to become the model's input without another copy.
+//! [`spawn_decoder`] gives each image its own `Vec` (for callers that keep images apart).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -16,7 +22,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver};
 use rayon::prelude::*;
 
-use super::decode::{load, Preprocess};
+use super::decode::{load, load_into, Preprocess};
 use crate::error::{Error, Result};
 
 pub use hint_common::images::LabelledImage;
@@ -63,19 +69,53 @@ pub struct DecodedBatch {
     pub busy: Duration,
 }
 
-/// The receiving end of [`spawn_decoder`]: an iterator over batches in input order.
+/// The outcome of one chunk of consecutive input images, decoded into one buffer.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PixelBatch {
+    /// The decoded images' ids, in input order.
+    pub ids: Vec<u64>,
+    /// Their labels' model output indices.
+    pub labels: Vec<u32>,
+    /// Their CHW values back to back: `[ids.len(), 3, crop, crop]`.
+    pub pixels: Vec<f32>,
+    /// The images that did not decode, in input order.
+    pub skipped: Vec<SkippedImage>,
+    /// Decoding time summed over the batch's images (its threads' busy time).
+    pub busy: Duration,
+}
+
+impl PixelBatch {
+    /// The number of decoded images.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether no image of the chunk decoded.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Image `i`'s values (`3 × crop × crop`).
+    pub fn image(&self, i: usize) -> &[f32] {
+        let per_image = self.pixels.len() / self.len().max(1);
+        &self.pixels[i * per_image..(i + 1) * per_image]
+    }
+}
+
+/// The receiving end of [`spawn_decoder`] (and, as `DecodeStream<PixelBatch>`, of
+/// [`spawn_batch_decoder`]): an iterator over batches in input order.
 ///
 /// Dropping it stops the decoding thread (after the chunk it is working on) and waits for
 /// it. If the decoding thread panicked, the iterator re-raises the panic instead of ending,
 /// so a crash can never look like the end of the data.
 #[derive(Debug)]
-pub struct DecodeStream {
+pub struct DecodeStream<B = DecodedBatch> {
     /// `None` only during drop, so the channel closes before the thread is joined.
-    batches: Option<Receiver<DecodedBatch>>,
+    batches: Option<Receiver<B>>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl DecodeStream {
+impl<B> DecodeStream<B> {
     /// Batches decoded and waiting in the queue (at most `queue_depth`).
     pub fn queued(&self) -> usize {
         self.batches.as_ref().map_or(0, Receiver::len)
@@ -96,10 +136,10 @@ impl DecodeStream {
     }
 }
 
-impl Iterator for DecodeStream {
-    type Item = DecodedBatch;
+impl<B> Iterator for DecodeStream<B> {
+    type Item = B;
 
-    fn next(&mut self) -> Option<DecodedBatch> {
+    fn next(&mut self) -> Option<B> {
         let batch = self.batches.as_ref()?.recv().ok();
         if batch.is_none() {
             self.join();
@@ -108,7 +148,7 @@ impl Iterator for DecodeStream {
     }
 }
 
-impl Drop for DecodeStream {
+impl<B> Drop for DecodeStream<B> {
     fn drop(&mut self) {
         // Closing the channel makes the thread's next send fail, which stops it.
         self.batches = None;
@@ -132,6 +172,108 @@ pub fn spawn_decoder(
     threads: usize,
     queue_depth: usize,
 ) -> Result<DecodeStream> {
+    spawn_batches(
+        images,
+        batch_size,
+        threads,
+        queue_depth,
+        move |pool, chunk| {
+            let outcomes: Vec<_> = pool.install(|| {
+                chunk
+                    .par_iter()
+                    .map(|image| {
+                        let started = Instant::now();
+                        (load_labelled(image, &preprocess), started.elapsed())
+                    })
+                    .collect()
+            });
+            let mut batch = DecodedBatch::default();
+            for (image, (outcome, busy)) in chunk.iter().zip(outcomes) {
+                batch.busy += busy;
+                match outcome {
+                    Ok((pixels, label)) => batch.images.push(DecodedImage {
+                        id: image.id,
+                        label,
+                        pixels,
+                    }),
+                    Err(reason) => batch.skipped.push(skip(image, reason)),
+                }
+            }
+            batch
+        },
+    )
+}
+
+/// [`spawn_decoder`], with each chunk decoded straight into one buffer (a [`PixelBatch`]):
+/// image `i` of the chunk is written into slot `i`; slots of skipped images are closed up
+/// afterwards (a move within the buffer, only when the chunk had a bad image).
+pub fn spawn_batch_decoder(
+    images: Vec<LabelledImage>,
+    preprocess: Preprocess,
+    batch_size: usize,
+    threads: usize,
+    queue_depth: usize,
+) -> Result<DecodeStream<PixelBatch>> {
+    let per_image = preprocess.pixels_per_image();
+    spawn_batches(
+        images,
+        batch_size,
+        threads,
+        queue_depth,
+        move |pool, chunk| {
+            let mut pixels = vec![0f32; chunk.len() * per_image];
+            let outcomes: Vec<_> = pool.install(|| {
+                chunk
+                    .par_iter()
+                    .zip(pixels.par_chunks_mut(per_image.max(1)))
+                    .map(|(image, slot)| {
+                        let started = Instant::now();
+                        let outcome =
+                            image
+                                .label
+                                .ok_or_else(|| NO_LABEL.to_string())
+                                .and_then(|label| {
+                                    guarded(|| load_into(&image.path, &preprocess, slot))
+                                        .map(|()| label)
+                                });
+                        (outcome, started.elapsed())
+                    })
+                    .collect()
+            });
+            let mut batch = PixelBatch::default();
+            for (slot, (image, (outcome, busy))) in chunk.iter().zip(outcomes).enumerate() {
+                batch.busy += busy;
+                match outcome {
+                    Ok(label) => {
+                        let to = batch.ids.len();
+                        if to != slot {
+                            pixels.copy_within(
+                                slot * per_image..(slot + 1) * per_image,
+                                to * per_image,
+                            );
+                        }
+                        batch.ids.push(image.id);
+                        batch.labels.push(label);
+                    }
+                    Err(reason) => batch.skipped.push(skip(image, reason)),
+                }
+            }
+            pixels.truncate(batch.ids.len() * per_image);
+            batch.pixels = pixels;
+            batch
+        },
+    )
+}
+
+/// The pipeline both decoders share: a pool of `threads`, a thread that turns each chunk of
+/// `batch_size` images into a batch with `decode_chunk`, and a channel of `queue_depth`.
+fn spawn_batches<B: Send + 'static>(
+    images: Vec<LabelledImage>,
+    batch_size: usize,
+    threads: usize,
+    queue_depth: usize,
+    decode_chunk: impl Fn(&rayon::ThreadPool, &[LabelledImage]) -> B + Send + 'static,
+) -> Result<DecodeStream<B>> {
     if batch_size == 0 {
         return Err(Error::Config("decode batch size must be at least 1".into()));
     }
@@ -145,32 +287,7 @@ pub fn spawn_decoder(
         .name("hint-decode".into())
         .spawn(move || {
             for chunk in images.chunks(batch_size) {
-                let outcomes: Vec<_> = pool.install(|| {
-                    chunk
-                        .par_iter()
-                        .map(|image| {
-                            let started = Instant::now();
-                            (load_labelled(image, &preprocess), started.elapsed())
-                        })
-                        .collect()
-                });
-                let mut batch = DecodedBatch::default();
-                for (image, (outcome, busy)) in chunk.iter().zip(outcomes) {
-                    batch.busy += busy;
-                    match outcome {
-                        Ok((pixels, label)) => batch.images.push(DecodedImage {
-                            id: image.id,
-                            label,
-                            pixels,
-                        }),
-                        Err(reason) => batch.skipped.push(SkippedImage {
-                            id: image.id,
-                            path: image.path.clone(),
-                            reason,
-                        }),
-                    }
-                }
-                if sender.send(batch).is_err() {
+                if sender.send(decode_chunk(&pool, chunk)).is_err() {
                     return; // The consumer is gone.
                 }
             }
@@ -180,6 +297,15 @@ pub fn spawn_decoder(
         batches: Some(receiver),
         thread: Some(thread),
     })
+}
+
+/// The skip record of `image`.
+fn skip(image: &LabelledImage, reason: String) -> SkippedImage {
+    SkippedImage {
+        id: image.id,
+        path: image.path.clone(),
+        reason,
+    }
 }
 
 /// Why an image without a label is skipped (a tar member without a usable `.cls`).
@@ -198,7 +324,12 @@ fn load_labelled(
 /// [`load`], with a panic inside a decoder (a bug triggered by one malformed file) turned
 /// into a skip reason so that one file cannot end the task.
 fn load_guarded(image: &LabelledImage, preprocess: &Preprocess) -> Result<Vec<f32>, String> {
-    catch_unwind(AssertUnwindSafe(|| load(&image.path, preprocess))).unwrap_or_else(|panic| {
+    guarded(|| load(&image.path, preprocess))
+}
+
+/// Runs `decode`, turning a panic into a skip reason.
+fn guarded<T>(decode: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(decode)).unwrap_or_else(|panic| {
         let message = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -281,6 +412,38 @@ mod tests {
         assert!(missing.reason.starts_with("cannot read: "), "{missing:?}");
         let proto = hint_common::proto::SkippedImage::from(missing);
         assert!(proto.path.ends_with("missing.png"));
+    }
+
+    #[test]
+    fn batch_decoder_fills_one_buffer_like_the_per_image_decoder() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut list = images(dir.path(), 11);
+        std::fs::write(&list[1].path, b"corrupt").unwrap();
+        list[6].path = dir.path().join("missing.png");
+        list[9].label = None;
+        let apart: Vec<DecodedBatch> = spawn_decoder(list.clone(), unit(), 4, 2, 1)
+            .unwrap()
+            .collect();
+        let together: Vec<PixelBatch> = spawn_batch_decoder(list, unit(), 4, 2, 1)
+            .unwrap()
+            .collect();
+        assert_eq!(together.len(), 3);
+        for (a, b) in apart.iter().zip(&together) {
+            assert_eq!(b.ids, a.images.iter().map(|i| i.id).collect::<Vec<_>>());
+            assert_eq!(
+                b.labels,
+                a.images.iter().map(|i| i.label).collect::<Vec<_>>()
+            );
+            let concatenated: Vec<f32> = a.images.iter().flat_map(|i| i.pixels.clone()).collect();
+            assert_eq!(b.pixels, concatenated);
+            for (i, image) in a.images.iter().enumerate() {
+                assert_eq!(b.image(i), image.pixels.as_slice());
+            }
+            assert_eq!(b.skipped, a.skipped);
+        }
+        assert_eq!(together[0].ids, [0, 2, 3]);
+        assert_eq!(together[2].ids, [8, 10]);
+        assert_eq!(together[2].skipped[0].reason, NO_LABEL);
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //!   [`SkippedImage`]s, never silent drops.
 
 pub mod decode;
+#[cfg(test)]
+mod mask_tests;
 pub mod pipeline;
 pub mod resample;
 #[cfg(test)]

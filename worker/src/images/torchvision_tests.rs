@@ -13,7 +13,7 @@ use super::decode::{load, Preprocess};
 
 /// A photograph-like test image: a coarse grid of random colours, bilinearly blended,
 /// with a sharp-edged block and a little pixel noise (a deterministic xorshift).
-fn picture(width: u32, height: u32, seed: u64) -> RgbImage {
+pub(super) fn picture(width: u32, height: u32, seed: u64) -> RgbImage {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut next = move || {
         state ^= state << 13;

@@ -4,8 +4,8 @@
 //!
 //! This is the libtorch-free half of `hint_worker::models`: a job spec, `hint check` and the
 //! coordinator validate a model and layer through it, and the worker builds the network
-//! from the same tables ([`VGG11`], [`RESNET18_BLOCKS`], …), so the names and the networks
-//! cannot drift apart.
+//! from the same tables ([`VGG11`], [`RESNET18_BLOCKS`], [`EFFICIENTNET_B0`], …), so the
+//! names and the networks cannot drift apart.
 
 use std::fmt;
 use std::str::FromStr;
@@ -32,6 +32,37 @@ pub enum Architecture {
     /// on, as in the ImageNet weights torchvision ships).
     #[value(name = "inception_v3")]
     InceptionV3,
+    /// torchvision `efficientnet_b0` (SiLU, squeeze-excitation, depthwise convolutions;
+    /// stochastic depth is the identity at inference).
+    #[value(name = "efficientnet_b0")]
+    EfficientnetB0,
+    /// torchvision `convnext_tiny` (7×7 depthwise convolutions, LayerNorm over channels,
+    /// exact GELU, layer scale; stochastic depth is the identity at inference).
+    #[value(name = "convnext_tiny")]
+    ConvnextTiny,
+}
+
+/// The nonlinearity an architecture's hidden layers use: what guided backpropagation,
+/// defined for ReLU, needs to know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Nonlinearity {
+    /// ReLU (tiny_cnn, VGG, ResNet, Inception).
+    Relu,
+    /// SiLU, `x · σ(x)` (EfficientNet; its squeeze-excitation gates are sigmoids).
+    Silu,
+    /// GELU with the exact erf (ConvNeXt).
+    Gelu,
+}
+
+impl Nonlinearity {
+    /// The name as in PyTorch's module (`ReLU`, `SiLU`, `GELU`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Nonlinearity::Relu => "ReLU",
+            Nonlinearity::Silu => "SiLU",
+            Nonlinearity::Gelu => "GELU",
+        }
+    }
 }
 
 /// One entry of a VGG configuration: a 3×3 convolution to that many channels (followed by
@@ -86,6 +117,74 @@ pub const RESNET18_BLOCKS: [usize; 4] = [2, 2, 2, 2];
 /// Residual blocks per layer of `resnet50` (bottlenecks).
 pub const RESNET50_BLOCKS: [usize; 4] = [3, 4, 6, 3];
 
+/// One stage of EfficientNet's `features` (torchvision's `MBConvConfig`): `blocks`
+/// inverted-residual blocks, the first from `inputs` channels with `stride`, the rest from
+/// `outputs` with stride 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MbConvStage {
+    /// Hidden channels of a block over its input channels (1: no expansion convolution).
+    pub expand_ratio: i64,
+    /// Side of the depthwise convolution's kernel.
+    pub kernel: i64,
+    /// Stride of the first block's depthwise convolution.
+    pub stride: i64,
+    /// Input channels of the first block.
+    pub inputs: i64,
+    /// Output channels of every block.
+    pub outputs: i64,
+    /// Number of blocks.
+    pub blocks: usize,
+}
+
+const fn mb(
+    expand_ratio: i64,
+    kernel: i64,
+    stride: i64,
+    inputs: i64,
+    outputs: i64,
+    blocks: usize,
+) -> MbConvStage {
+    MbConvStage {
+        expand_ratio,
+        kernel,
+        stride,
+        inputs,
+        outputs,
+        blocks,
+    }
+}
+
+/// torchvision's `efficientnet_b0` settings (width and depth multipliers 1.0): `features.1`
+/// … `features.7`. `features.0` is a stride-2 3×3 convolution to 32 channels, `features.8`
+/// a 1×1 convolution to [`EFFICIENTNET_B0_LAST_CHANNELS`].
+pub const EFFICIENTNET_B0: [MbConvStage; 7] = [
+    mb(1, 3, 1, 32, 16, 1),
+    mb(6, 3, 2, 16, 24, 2),
+    mb(6, 5, 2, 24, 40, 2),
+    mb(6, 3, 2, 40, 80, 3),
+    mb(6, 5, 1, 80, 112, 3),
+    mb(6, 5, 2, 112, 192, 4),
+    mb(6, 3, 1, 192, 320, 1),
+];
+
+/// Channels of EfficientNet-B0's `features.8`, what its classifier reads.
+pub const EFFICIENTNET_B0_LAST_CHANNELS: i64 = 1280;
+
+/// `convnext_tiny`'s block stages `features.1`, `.3`, `.5`, `.7`: (channels, blocks).
+/// `features.0` is the 4×4 patchify stem, `features.2`, `.4`, `.6` the downsamplings.
+pub const CONVNEXT_TINY: [(i64, usize); 4] = [(96, 3), (192, 3), (384, 9), (768, 3)];
+
+/// One entry of a `features` `nn.Sequential` (EfficientNet, ConvNeXt): a single module,
+/// or an `nn.Sequential` of that many blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Feature {
+    /// One module: the stage `features.<index>`.
+    Module,
+    /// Blocks: the stages `features.<index>.<block>`, and `features.<index>` an alias of
+    /// the last one (as hooking torchvision's `model.features[index]` gives).
+    Blocks(usize),
+}
+
 /// Inception-v3's stages, in forward order.
 pub const INCEPTION_STAGES: [&str; 18] = [
     "Conv2d_1a_3x3",
@@ -110,7 +209,7 @@ pub const INCEPTION_STAGES: [&str; 18] = [
 
 impl Architecture {
     /// Every architecture, in the order they are listed to users.
-    pub const ALL: [Architecture; 7] = [
+    pub const ALL: [Architecture; 9] = [
         Architecture::TinyCnn,
         Architecture::Vgg11,
         Architecture::Vgg16,
@@ -118,6 +217,8 @@ impl Architecture {
         Architecture::Resnet18,
         Architecture::Resnet50,
         Architecture::InceptionV3,
+        Architecture::EfficientnetB0,
+        Architecture::ConvnextTiny,
     ];
 
     /// The name used on the command line and in torchvision (`vgg16`, `inception_v3`).
@@ -130,6 +231,8 @@ impl Architecture {
             Architecture::Resnet18 => "resnet18",
             Architecture::Resnet50 => "resnet50",
             Architecture::InceptionV3 => "inception_v3",
+            Architecture::EfficientnetB0 => "efficientnet_b0",
+            Architecture::ConvnextTiny => "convnext_tiny",
         }
     }
 
@@ -155,6 +258,36 @@ impl Architecture {
             Architecture::Resnet18 | Architecture::Resnet50 | Architecture::InceptionV3 => {
                 "fc.weight"
             }
+            Architecture::EfficientnetB0 => "classifier.1.weight",
+            Architecture::ConvnextTiny => "classifier.2.weight",
+        }
+    }
+
+    /// The nonlinearity of the hidden layers.
+    pub fn nonlinearity(self) -> Nonlinearity {
+        match self {
+            Architecture::EfficientnetB0 => Nonlinearity::Silu,
+            Architecture::ConvnextTiny => Nonlinearity::Gelu,
+            _ => Nonlinearity::Relu,
+        }
+    }
+
+    /// The entries of `features` of EfficientNet and ConvNeXt, in order.
+    pub fn features(self) -> Option<Vec<Feature>> {
+        match self {
+            Architecture::EfficientnetB0 => {
+                let mut features = vec![Feature::Module];
+                features.extend(EFFICIENTNET_B0.iter().map(|s| Feature::Blocks(s.blocks)));
+                features.push(Feature::Module);
+                Some(features)
+            }
+            Architecture::ConvnextTiny => Some(
+                CONVNEXT_TINY
+                    .iter()
+                    .flat_map(|&(_, blocks)| [Feature::Module, Feature::Blocks(blocks)])
+                    .collect(),
+            ),
+            _ => None,
         }
     }
 
@@ -177,28 +310,47 @@ impl Architecture {
             Architecture::Resnet18 => resnet_layer_names(RESNET18_BLOCKS),
             Architecture::Resnet50 => resnet_layer_names(RESNET50_BLOCKS),
             Architecture::InceptionV3 => INCEPTION_STAGES.map(String::from).to_vec(),
+            Architecture::EfficientnetB0 | Architecture::ConvnextTiny => {
+                features_layer_names(&self.features().unwrap_or_default())
+            }
             vgg => vgg_layer_names(vgg.vgg_features().unwrap_or_default()),
         }
     }
 
+    /// The name of the last stage (not an alias): the output the head reads.
+    fn last_stage(self) -> Option<String> {
+        let mut names = self.layer_names();
+        match self {
+            // Aliases (`layer4`, `features.7`) come after the stages and have one dot
+            // fewer than the blocks they name.
+            Architecture::Resnet18 | Architecture::Resnet50 => {
+                names.into_iter().rev().find(|n| n.contains('.'))
+            }
+            Architecture::EfficientnetB0 | Architecture::ConvnextTiny => {
+                let features = self.features().unwrap_or_default();
+                features_stage_names(&features).pop()
+            }
+            _ => names.pop(),
+        }
+    }
+
     /// Whether the only consumer of `layer` is a global average pool: it is the last stage
-    /// and the head pools over every position (tiny_cnn, ResNet, Inception; VGG's head keeps
-    /// a 7×7 map). There, `∂ logit / ∂ z` is the same at every position.
+    /// and the head pools over every position (all but VGG, whose head keeps a 7×7 map;
+    /// ConvNeXt's head normalises the pooled vector over channels before its linear layer,
+    /// still one value per channel whatever the position). There, `∂ logit / ∂ z` is the
+    /// same at every position.
     pub fn pools_globally_after(self, layer: &str) -> bool {
-        let global_head = matches!(
-            self,
+        let global_head = match self {
+            Architecture::Vgg11 | Architecture::Vgg16 | Architecture::Vgg19 => false,
             Architecture::TinyCnn
-                | Architecture::Resnet18
-                | Architecture::Resnet50
-                | Architecture::InceptionV3
-        );
-        let names = self.layer_names();
-        // ResNet lists its aliases (`layer4`) after the stages (`layer4.1`).
-        let last_stage = names.iter().rev().find(|n| {
-            !matches!(self, Architecture::Resnet18 | Architecture::Resnet50) || n.contains('.')
-        });
+            | Architecture::Resnet18
+            | Architecture::Resnet50
+            | Architecture::InceptionV3
+            | Architecture::EfficientnetB0
+            | Architecture::ConvnextTiny => true,
+        };
         global_head
-            && last_stage.is_some_and(|last| {
+            && self.last_stage().is_some_and(|last| {
                 last == layer
                     || last
                         .strip_prefix(layer)
@@ -206,7 +358,10 @@ impl Architecture {
             })
     }
 
-    /// The preprocessing torchvision's ImageNet weights expect.
+    /// The sizes of the preprocessing torchvision's ImageNet weights expect. hint resizes
+    /// bilinearly (PIL's antialiased filter) for every architecture; torchvision's
+    /// EfficientNet-B0 weights were evaluated with bicubic resizing, so its accuracy under
+    /// hint's preprocessing may differ slightly from the published figure.
     pub fn default_input(self) -> InputSize {
         match self {
             Architecture::TinyCnn => InputSize {
@@ -216,6 +371,10 @@ impl Architecture {
             Architecture::InceptionV3 => InputSize {
                 resize: 342,
                 crop: 299,
+            },
+            Architecture::ConvnextTiny => InputSize {
+                resize: 236,
+                crop: 224,
             },
             _ => InputSize {
                 resize: 256,
@@ -236,6 +395,35 @@ pub fn vgg_layer_names(config: &[VggBlock]) -> Vec<String> {
         })
         .sum();
     (0..modules).map(|i| format!("features.{i}")).collect()
+}
+
+/// The stage names of a `features` `nn.Sequential` of modules and blocks, in forward order
+/// (`features.0`, `features.1.0`, `features.1.1`, `features.2`, …).
+fn features_stage_names(features: &[Feature]) -> Vec<String> {
+    let mut names = Vec::new();
+    for (index, feature) in features.iter().enumerate() {
+        match *feature {
+            Feature::Module => names.push(format!("features.{index}")),
+            Feature::Blocks(blocks) => {
+                names.extend((0..blocks).map(|block| format!("features.{index}.{block}")))
+            }
+        }
+    }
+    names
+}
+
+/// EfficientNet's and ConvNeXt's layer names: the stages, then the aliases
+/// (`features.<index>` of every [`Feature::Blocks`] entry, the output of its last block).
+pub fn features_layer_names(features: &[Feature]) -> Vec<String> {
+    let mut names = features_stage_names(features);
+    names.extend(
+        features
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| matches!(f, Feature::Blocks(_)))
+            .map(|(index, _)| format!("features.{index}")),
+    );
+    names
 }
 
 /// A ResNet's stage names (the stem's modules, then every block), then its aliases
@@ -303,5 +491,35 @@ mod tests {
         assert!(!Architecture::Resnet18.pools_globally_after("layer3"));
         assert!(!Architecture::Vgg16.pools_globally_after("features.30"));
         assert!(Architecture::TinyCnn.pools_globally_after("features.7"));
+
+        let efficientnet = Architecture::EfficientnetB0.layer_names();
+        assert_eq!(
+            &efficientnet[..3],
+            ["features.0", "features.1.0", "features.2.0"]
+        );
+        // 1 + 16 blocks + 1 stages, then the 7 block stages' aliases.
+        assert_eq!(efficientnet.len(), 18 + 7);
+        assert_eq!(efficientnet[17], "features.8");
+        assert!(efficientnet.ends_with(&["features.7".into()]));
+        assert!(Architecture::EfficientnetB0.pools_globally_after("features.8"));
+        assert!(!Architecture::EfficientnetB0.pools_globally_after("features.7"));
+
+        let convnext = Architecture::ConvnextTiny.layer_names();
+        assert_eq!(
+            &convnext[..5],
+            [
+                "features.0",
+                "features.1.0",
+                "features.1.1",
+                "features.1.2",
+                "features.2"
+            ]
+        );
+        assert_eq!(convnext.len(), 4 + 18 + 4);
+        assert!(convnext.contains(&"features.5.8".to_string()));
+        assert!(Architecture::ConvnextTiny.pools_globally_after("features.7"));
+        assert!(Architecture::ConvnextTiny.pools_globally_after("features.7.2"));
+        assert!(!Architecture::ConvnextTiny.pools_globally_after("features.6"));
+        assert!(!Architecture::ConvnextTiny.pools_globally_after("features.7.1"));
     }
 }

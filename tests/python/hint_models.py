@@ -2,7 +2,7 @@
 
 hint loads a torchvision ``state_dict`` saved as safetensors. To export a model of your
 own (any of ``tiny_cnn``, ``vgg11``, ``vgg16``, ``vgg19``, ``resnet18``, ``resnet50``,
-``inception_v3``)::
+``inception_v3``, ``efficientnet_b0``, ``convnext_tiny``)::
 
     from safetensors.torch import save_file
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, "model.safetensors")
@@ -18,7 +18,28 @@ import torchvision
 from safetensors.torch import save_file
 from torch import nn
 
-ARCHITECTURES = ("tiny_cnn", "vgg11", "vgg16", "vgg19", "resnet18", "resnet50", "inception_v3")
+ARCHITECTURES = (
+    "tiny_cnn",
+    "vgg11",
+    "vgg16",
+    "vgg19",
+    "resnet18",
+    "resnet50",
+    "inception_v3",
+    "efficientnet_b0",
+    "convnext_tiny",
+)
+
+# Built by torchvision's own function of that name, with its defaults.
+TORCHVISION_AS_IS = (
+    "vgg11",
+    "vgg16",
+    "vgg19",
+    "resnet18",
+    "resnet50",
+    "efficientnet_b0",
+    "convnext_tiny",
+)
 
 
 class TinyCnn(nn.Module):
@@ -62,7 +83,7 @@ def build(arch: str, num_classes: int) -> nn.Module:
     """The torchvision model (random weights, eval mode) hint builds for ``arch``."""
     if arch == "tiny_cnn":
         return tiny_cnn(num_classes)
-    if arch in ("vgg11", "vgg16", "vgg19", "resnet18", "resnet50"):
+    if arch in TORCHVISION_AS_IS:
         model = getattr(torchvision.models, arch)(weights=None, num_classes=num_classes)
     elif arch == "inception_v3":
         # transform_input=True as in torchvision's ImageNet weights (hint applies it too);
@@ -77,6 +98,20 @@ def build(arch: str, num_classes: int) -> nn.Module:
     else:
         raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
     return model.eval()
+
+
+def randomize_layer_norms(model: nn.Module) -> None:
+    """Random affine parameters for every LayerNorm (ConvNeXt's ``LayerNorm2d`` is one) and
+    random layer scales: freshly built, they are 1/0 and 1e-6, which would hide a block's
+    whole residual branch and a wrong normalisation."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.LayerNorm):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0.0, 0.2)
+            layer_scale = getattr(module, "layer_scale", None)
+            if isinstance(layer_scale, nn.Parameter):
+                layer_scale.uniform_(0.2, 1.0)
 
 
 def save_state_dict(model: nn.Module, path: str) -> None:

@@ -26,12 +26,19 @@ from torchvision import transforms
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hint_models  # noqa: E402
 
+# The final classifier's weight of each architecture (``Architecture::classifier_weight``).
 CLASSIFIER_WEIGHT = {
     "tiny_cnn": "classifier.2.weight",
     "vgg11": "classifier.6.weight",
     "vgg16": "classifier.6.weight",
     "vgg19": "classifier.6.weight",
+    "resnet18": "fc.weight",
+    "resnet50": "fc.weight",
+    "inception_v3": "fc.weight",
+    "efficientnet_b0": "classifier.1.weight",
+    "convnext_tiny": "classifier.2.weight",
 }
+assert set(CLASSIFIER_WEIGHT) == set(hint_models.ARCHITECTURES)
 
 
 def main() -> None:

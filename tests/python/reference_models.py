@@ -14,7 +14,8 @@ writes to OUT_DIR:
 Batch-norm layers get random affine parameters and running statistics calibrated on a
 separate random batch and then perturbed, so eval-mode normalisation is really exercised
 (freshly built models have mean 0 / variance 1, which would hide a bug such as using batch
-statistics or the wrong epsilon) while activations stay in a sane range.
+statistics or the wrong epsilon) while activations stay in a sane range. Layer norms get
+random affine parameters and ConvNeXt's layer scales random values, for the same reason.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def main() -> None:
 
     torch.manual_seed(args.seed)
     model = hint_models.build(args.arch, args.num_classes)
+    hint_models.randomize_layer_norms(model)
     randomize_batch_norm(model, args.size)
     model.eval()
     x = torch.randn(args.batch, 3, args.size, args.size)

@@ -37,6 +37,10 @@ fn assert_close(what: &str, actual: &Tensor, expected: &Tensor) {
     let max_diff = diff.max().double_value(&[]);
     let tolerance = 1e-4 * scale + 1e-5;
     if max_diff <= tolerance {
+        // With --nocapture: how close, for the record.
+        eprintln!(
+            "{what}: max |hint - torchvision| = {max_diff:.3e} (max |torchvision| = {scale:.3e})"
+        );
         return;
     }
     let worst = diff.flatten(0, -1).argmax(0, false).int64_value(&[]);
@@ -157,6 +161,41 @@ fn inception_v3_matches_torchvision() {
             "Mixed_5d",
             "Mixed_6b",
             "Mixed_7c",
+        ],
+    );
+}
+
+#[test]
+fn efficientnet_b0_matches_torchvision() {
+    // 64 × 64 leaves a 2 × 2 map at features.8: every stride-2 block and the squeeze-
+    // excitation pools see more than one position. features.1 is an alias of its only
+    // block, features.3 of its second.
+    check_against_torchvision(
+        Architecture::EfficientnetB0,
+        64,
+        &[
+            "features.0",
+            "features.1",
+            "features.2.0",
+            "features.3",
+            "features.5.2",
+            "features.8",
+        ],
+    );
+}
+
+#[test]
+fn convnext_tiny_matches_torchvision() {
+    check_against_torchvision(
+        Architecture::ConvnextTiny,
+        64,
+        &[
+            "features.0",
+            "features.1.1",
+            "features.2",
+            "features.5",
+            "features.6",
+            "features.7",
         ],
     );
 }

@@ -2,8 +2,8 @@
 //!
 //! A [`Backbone`] is a list of named [`Stage`]s run in order plus a head that turns the
 //! last stage's output into logits. Every stage name is a torchvision module name
-//! (`features.30`, `layer3.5`, `Mixed_6b`), so HINT's hidden layer `l` is "the output of
-//! stage `l`": [`Backbone::forward_to`] computes `z = f_{≤l}(x)` and
+//! (`features.30`, `layer3.5`, `Mixed_6b`, `features.5.8`), so HINT's hidden layer `l` is
+//! "the output of stage `l`": [`Backbone::forward_to`] computes `z = f_{≤l}(x)` and
 //! [`Backbone::forward_from`] the logits `f_{>l}(z)`, which is all the saliency methods
 //! need (backpropagation stopped at `l`).
 //!
@@ -11,6 +11,8 @@
 //! ([`Backbone::from_safetensors`]); the number of classes is read from the classifier's
 //! weight in the file.
 
+mod convnext;
+mod efficientnet;
 mod inception;
 mod resnet;
 mod tiny;
@@ -51,7 +53,8 @@ pub struct Backbone {
     vs: nn::VarStore,
     /// Run in order; the name of each is an addressable layer.
     stages: Vec<(String, Box<dyn Stage>)>,
-    /// Extra names for stages: ResNet's `layer3` is its last block, `layer3.5`.
+    /// Extra names for stages: ResNet's `layer3` is its last block, `layer3.5`
+    /// (EfficientNet's and ConvNeXt's `features.3` likewise).
     aliases: Vec<(String, usize)>,
     head: Box<dyn Stage>,
 }
@@ -70,6 +73,8 @@ impl Backbone {
             Architecture::Resnet18 => resnet::build(&root, resnet::Depth::D18, num_classes),
             Architecture::Resnet50 => resnet::build(&root, resnet::Depth::D50, num_classes),
             Architecture::InceptionV3 => inception::build(&root, num_classes),
+            Architecture::EfficientnetB0 => efficientnet::build(&root, num_classes),
+            Architecture::ConvnextTiny => convnext::build(&root, num_classes),
         };
         Backbone {
             arch,
@@ -242,8 +247,8 @@ impl Stage for MaxPool {
     }
 }
 
-/// The head of ResNet and Inception: `AdaptiveAvgPool2d((1, 1))`, `flatten(1)`, `fc`
-/// (Inception's dropout in between is the identity in eval mode).
+/// The head of ResNet, Inception and EfficientNet: `AdaptiveAvgPool2d((1, 1))`,
+/// `flatten(1)`, `fc` (their dropout in between is the identity in eval mode).
 #[derive(Debug)]
 struct GlobalPoolHead {
     fc: nn::Linear,
@@ -262,6 +267,51 @@ struct Parts {
     stages: Vec<(String, Box<dyn Stage>)>,
     aliases: Vec<(String, usize)>,
     head: Box<dyn Stage>,
+}
+
+#[cfg(test)]
+impl Parts {
+    /// Builds with `build` on a fresh CPU variable store, returned beside the parts.
+    fn built(build: impl FnOnce(&nn::Path) -> Parts) -> (nn::VarStore, Parts) {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let parts = build(&vs.root());
+        (vs, parts)
+    }
+
+    /// The stage names, in order.
+    fn stage_names(&self) -> Vec<&str> {
+        self.stages.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// Every alias with the name of the stage it stands for.
+    fn alias_targets(&self) -> Vec<(&str, &str)> {
+        let names = self.stage_names();
+        self.aliases
+            .iter()
+            .map(|(alias, stage)| (alias.as_str(), names[*stage]))
+            .collect()
+    }
+
+    /// Fails unless `vs` holds `count` variables, among them `shapes` (name, shape): what a
+    /// torchvision `state_dict` of the architecture has.
+    fn assert_variables(vs: &nn::VarStore, count: usize, shapes: &[(&str, &[i64])]) {
+        let vars = vs.variables();
+        for (name, shape) in shapes {
+            let actual = vars.get(*name).map(Tensor::size);
+            assert_eq!(actual.as_deref(), Some(*shape), "{name}");
+        }
+        assert_eq!(vars.len(), count);
+    }
+
+    /// The last stage's output and the logits for `x`, through every stage and the head.
+    fn run(&self, x: &Tensor) -> (Tensor, Tensor) {
+        let mut z = x.shallow_clone();
+        for (_, stage) in &self.stages {
+            z = stage.forward(&z, ReluMode::Plain);
+        }
+        let logits = self.head.forward(&z, ReluMode::Plain);
+        (z, logits)
+    }
 }
 
 #[cfg(test)]
@@ -290,6 +340,11 @@ mod tests {
             (Resnet50, "layer4.2", true),
             (InceptionV3, "Mixed_7c", true),
             (InceptionV3, "Mixed_7b", false),
+            (EfficientnetB0, "features.8", true),
+            (EfficientnetB0, "features.7", false),
+            (ConvnextTiny, "features.7", true),
+            (ConvnextTiny, "features.7.2", true),
+            (ConvnextTiny, "features.7.1", false),
             // VGG's head keeps a 7×7 map before its first linear layer.
             (Vgg16, "features.30", false),
         ] {

@@ -105,8 +105,8 @@ fn conv(
     nn::conv2d(path, inputs, outputs, kernel, config)
 }
 
-/// `BatchNorm2d(channels)` initialised like torchvision (weight 1, bias 0).
-fn batch_norm(path: &nn::Path, channels: i64) -> nn::BatchNorm {
+/// `BatchNorm2d(channels)` (eps 1e-5) initialised like torchvision (weight 1, bias 0).
+pub(super) fn batch_norm(path: &nn::Path, channels: i64) -> nn::BatchNorm {
     let config = nn::BatchNormConfig {
         ws_init: nn::Init::Const(1.0),
         ..Default::default()

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::architecture::Architecture;
+use crate::architecture::{Architecture, Nonlinearity};
 
 /// A setting that names nothing hint has, or a parameter out of range.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -156,6 +156,23 @@ impl Method {
                  average pooling), so no position would be a responsible region: use \
                  gradient_x_activation or integrated_gradients there, or an earlier layer",
                 self.name()
+            )
+        })
+    }
+
+    /// Why this method cannot run on `arch`, if it cannot. Guided backpropagation is
+    /// defined for ReLU (a gradient passes back only where it and the ReLU's input are
+    /// positive); SiLU and GELU are not ReLUs, they have no agreed guided rule, and
+    /// treating them as ReLUs would be another method under the same name — so it is
+    /// refused on EfficientNet and ConvNeXt.
+    pub fn unsupported_on(&self, arch: Architecture) -> Option<String> {
+        let nonlinearity = arch.nonlinearity();
+        (matches!(self, Method::GuidedBackprop) && nonlinearity != Nonlinearity::Relu).then(|| {
+            format!(
+                "guided_backprop is defined for ReLU networks, and {arch} uses {}, which hint \
+                 does not treat as a ReLU: use gradient, gradient_x_activation, smoothgrad or \
+                 integrated_gradients",
+                nonlinearity.name()
             )
         })
     }
@@ -394,5 +411,23 @@ mod tests {
                 (*m, m.to_string())
             );
         }
+    }
+
+    #[test]
+    fn guided_backprop_is_refused_on_networks_without_relu() {
+        for arch in Architecture::ALL {
+            let refusal = Method::GuidedBackprop.unsupported_on(arch);
+            let relu = arch.nonlinearity() == Nonlinearity::Relu;
+            assert_eq!(refusal.is_none(), relu, "{arch}");
+            assert_eq!(Method::Gradient.unsupported_on(arch), None, "{arch}");
+        }
+        let why = Method::GuidedBackprop
+            .unsupported_on(Architecture::EfficientnetB0)
+            .unwrap();
+        assert!(why.contains("efficientnet_b0 uses SiLU"), "{why}");
+        let why = Method::GuidedBackprop
+            .unsupported_on(Architecture::ConvnextTiny)
+            .unwrap();
+        assert!(why.contains("convnext_tiny uses GELU"), "{why}");
     }
 }

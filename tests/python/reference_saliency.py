@@ -1,6 +1,7 @@
 """Reference hidden-layer saliency, computed the way a PyTorch user would: forward hooks
 on the layer's module, `retain_grad`, and (for guided backpropagation) full backward
-hooks on every `nn.ReLU` that clamp the gradient at zero.
+hooks on every `nn.ReLU` that clamp the gradient at zero. A model without ReLUs
+(EfficientNet, ConvNeXt) gets no guided backpropagation: hint refuses it there.
 
 Two steps, so that the Rust side can hand over SmoothGrad's noise in between:
 
@@ -10,6 +11,7 @@ Two steps, so that the Rust side can hand over SmoothGrad's noise in between:
             --steps M [--baseline zero|black]
         reads DIR/noise.safetensors (noise.0 … noise.{N-1}, each shaped like x) and writes
         DIR/reference.safetensors: act, sal:<method>, map:<method>:<aggregation>
+        (without guided_backprop's for a model without ReLUs)
 """
 
 import argparse
@@ -21,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, os.path.dirname(__file__))
 import hint_models  # noqa: E402
+from reference_models import randomize_batch_norm  # noqa: E402
 
 METHODS = [
     "gradient",
@@ -48,6 +51,11 @@ def aggregate(s, name):
         return s.abs().amax(dim=1)
     raise ValueError(name)
 
+
+# Statistics drawn at random, unrelated to the activations, leave a random EfficientNet-B0's
+# gradient at features.3 near 1e-9 (integrated gradients' near 1e-14, below the
+# normalisation's floor): its statistics are calibrated on a random batch instead.
+CALIBRATED_BATCH_NORM = ("efficientnet_b0",)
 
 AGGREGATIONS = ["norm", "sum", "filter_norm", "max", "abs_sum", "abs_max"]
 
@@ -92,13 +100,17 @@ def guided_hooks(model):
 def setup(args):
     torch.manual_seed(args.seed)
     model = hint_models.build(args.arch, args.classes)
-    # Non-trivial eval-mode batch norm: random running statistics and affine weights.
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
+    hint_models.randomize_layer_norms(model)
+    if args.arch in CALIBRATED_BATCH_NORM:
+        randomize_batch_norm(model, args.size)
+    else:
+        # Non-trivial eval-mode batch norm: random running statistics and affine weights.
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.data.uniform_(0.5, 1.5)
+                m.bias.data.uniform_(-0.2, 0.2)
     hint_models.save_state_dict(model, os.path.join(args.dir, "weights.safetensors"))
     x = torch.randn(args.batch, 3, args.size, args.size)
     targets = torch.randint(0, args.classes, (args.batch,))
@@ -110,8 +122,9 @@ def reference(args):
     model.load_state_dict(load_file(os.path.join(args.dir, "weights.safetensors")))
     model.eval()
     for m in model.modules():
-        if isinstance(m, torch.nn.ReLU):
-            m.inplace = False  # hooks and retain_grad need out-of-place ReLUs
+        if hasattr(m, "inplace"):
+            m.inplace = False  # hooks and retain_grad need out-of-place ReLUs and SiLUs
+    has_relu = any(isinstance(m, torch.nn.ReLU) for m in model.modules())
     inputs = load_file(os.path.join(args.dir, "input.safetensors"))
     x, targets = inputs["x"], inputs["targets"]
     noise = load_file(os.path.join(args.dir, "noise.safetensors"))
@@ -122,11 +135,12 @@ def reference(args):
     out["sal:gradient"] = grad
     out["sal:gradient_x_activation"] = grad * act
 
-    handles = guided_hooks(model)
-    _, guided = layer_grad(model, probe, x, targets)
-    for h in handles:
-        h.remove()
-    out["sal:guided_backprop"] = guided
+    if has_relu:
+        handles = guided_hooks(model)
+        _, guided = layer_grad(model, probe, x, targets)
+        for h in handles:
+            h.remove()
+        out["sal:guided_backprop"] = guided
 
     flat = x.flatten(1)
     sigma = (args.noise_level * (flat.amax(1) - flat.amin(1))).view(-1, 1, 1, 1)
@@ -148,7 +162,7 @@ def reference(args):
         total += g
     out["sal:integrated_gradients"] = total / args.steps * (act - z0)
 
-    for method in METHODS:
+    for method in [m for m in METHODS if f"sal:{m}" in out]:
         for agg in AGGREGATIONS:
             out[f"map:{method}:{agg}"] = normalise(aggregate(out[f"sal:{method}"], agg))
     save_file({k: v.contiguous() for k, v in out.items()}, os.path.join(args.dir, "reference.safetensors"))

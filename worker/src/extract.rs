@@ -147,6 +147,7 @@ impl ExtractConfig {
     pub fn validate(&self) -> Result<()> {
         self.method.validate()?;
         let mut problems = Vec::new();
+        problems.extend(self.method.unsupported_on(self.arch));
         if !(0.0..=1.0).contains(&self.threshold) {
             problems.push(format!(
                 "threshold must be in [0, 1], got {}",

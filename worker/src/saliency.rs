@@ -15,7 +15,7 @@ use rand::RngExt;
 use rayon::prelude::*;
 use tch::{Kind, Tensor};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::guided::ReluMode;
 use crate::models::{Backbone, Layer};
 
@@ -46,13 +46,17 @@ pub struct SaliencyInput<'a> {
     pub normalisation: ([f32; 3], [f32; 3]),
 }
 
-/// Computes the saliency of `method` at `layer` for a batch.
+/// Computes the saliency of `method` at `layer` for a batch. Guided backpropagation on a
+/// network without ReLUs (EfficientNet, ConvNeXt) is an error, not a plain gradient.
 pub fn compute(
     model: &Backbone,
     layer: Layer,
     method: &Method,
     input: &SaliencyInput<'_>,
 ) -> Result<LayerSaliency> {
+    if let Some(why) = method.unsupported_on(model.arch()) {
+        return Err(Error::Config(why));
+    }
     let x = input.images;
     let activation = tch::no_grad(|| model.forward_to(x, layer, ReluMode::Plain));
     let saliency = match *method {

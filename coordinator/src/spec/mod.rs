@@ -163,6 +163,16 @@ pub fn parse(text: &str, base_dir: &Path, source: &str) -> Result<JobSpec, SpecE
 
     let mut extract = root.section("extract");
     let extract_spec = sections::extract(&mut extract);
+    // What the model's architecture cannot run (guided backpropagation without ReLUs) is
+    // the method's problem.
+    if let (Ok(arch), Ok(method)) = (
+        Architecture::parse(&model_spec.architecture),
+        extract_spec.saliency(),
+    ) {
+        if let Some(why) = method.unsupported_on(arch) {
+            extract.problem("method", why);
+        }
+    }
     problems.extend(extract.finish());
 
     let mut classify = root.section("classify");

@@ -380,6 +380,12 @@ fn valid_spec() -> impl Strategy<Value = JobSpec> {
                 }
             },
         )
+        // Guided backpropagation on EfficientNet or ConvNeXt is a problem of the spec.
+        .prop_filter("a method the model can run", |spec| {
+            let arch = Architecture::parse(&spec.model.architecture).expect("generated");
+            let method = spec.extract.saliency().expect("generated");
+            method.unsupported_on(arch).is_none()
+        })
 }
 
 /// `spec` with every path joined to the (canonical) directory `base`, as the reader

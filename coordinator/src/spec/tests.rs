@@ -624,3 +624,28 @@ fn a_saliency_that_is_constant_at_the_layer_is_warned_about() {
     let text = MINIMAL.replace("features.7", "features.4");
     assert!(super::warnings(&world.parse(&text).unwrap()).is_empty());
 }
+
+#[test]
+fn guided_backprop_on_a_network_without_relu_is_a_problem_of_the_method() {
+    let world = World::new();
+    for (arch, layer, nonlinearity) in [
+        ("efficientnet_b0", "features.4", "SiLU"),
+        ("convnext_tiny", "features.5.3", "GELU"),
+    ] {
+        let model = MINIMAL
+            .replace("tiny_cnn\"", &format!("{arch}\""))
+            .replace("features.7", layer);
+        let text = format!("{model}[extract]\nmethod = \"guided_backprop\"\n");
+        let problems = world.problems(&text);
+        assert_eq!(fields(&problems), ["extract.method"], "{problems:?}");
+        assert!(
+            problems[0]
+                .message
+                .contains(&format!("{arch} uses {nonlinearity}")),
+            "{problems:?}"
+        );
+        // Every other method is fine there.
+        let text = format!("{model}[extract]\nmethod = \"smoothgrad\"\n");
+        assert!(world.parse(&text).is_ok(), "{arch}");
+    }
+}

@@ -1,6 +1,7 @@
 //! Hidden-layer saliency, aggregation, normalisation and thresholding against PyTorch:
 //! identical weights and inputs, every method × every aggregation, on a VGG-style (the
-//! tiny CNN) and a ResNet-style (torchvision resnet18) model.
+//! tiny CNN), a ResNet-style (torchvision resnet18), an EfficientNet-B0 and a ConvNeXt-T
+//! model; on the last two (no ReLU) guided backpropagation is refused with a clear error.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -38,6 +39,29 @@ fn resnet_style_saliency_matches_pytorch() {
 #[test]
 fn resnet_style_saliency_at_a_stage_alias_matches_pytorch() {
     check_against_pytorch(Architecture::Resnet18, "layer3", 96, Baseline::Black);
+}
+
+#[test]
+fn efficientnet_saliency_matches_pytorch() {
+    check_against_pytorch(
+        Architecture::EfficientnetB0,
+        "features.3.1",
+        64,
+        Baseline::Zero,
+    );
+}
+
+#[test]
+fn convnext_saliency_matches_pytorch() {
+    // Not a stage's last block (features.3 = features.3.2): the downsampling after it
+    // starts with a LayerNorm over channels, so the plain gradient there sums to zero over
+    // channels, and its `sum` map is rounding noise on both sides.
+    check_against_pytorch(
+        Architecture::ConvnextTiny,
+        "features.3.1",
+        64,
+        Baseline::Black,
+    );
 }
 
 fn check_against_pytorch(arch: Architecture, layer_name: &str, size: usize, baseline: Baseline) {
@@ -115,13 +139,29 @@ fn check_against_pytorch(arch: Architecture, layer_name: &str, size: usize, base
             baseline,
         },
     ];
-    // Guard against a vacuous pass: guided hooks that did nothing on both sides.
-    let plain = &reference["sal:gradient"];
-    let guided = &reference["sal:guided_backprop"];
-    assert!(
-        !plain.allclose(guided, 1e-3, 1e-6, false),
-        "{arch} {layer_name}: guided backpropagation equals the plain gradient"
-    );
+    let methods: Vec<Method> = match Method::GuidedBackprop.unsupported_on(arch) {
+        None => {
+            // Guard against a vacuous pass: guided hooks that did nothing on both sides.
+            let plain = &reference["sal:gradient"];
+            let guided = &reference["sal:guided_backprop"];
+            assert!(
+                !plain.allclose(guided, 1e-3, 1e-6, false),
+                "{arch} {layer_name}: guided backpropagation equals the plain gradient"
+            );
+            methods.to_vec()
+        }
+        Some(why) => {
+            // No ReLU: refused, never a plain gradient under guided backpropagation's name.
+            let err = saliency::compute(&model, layer, &Method::GuidedBackprop, &input)
+                .expect_err("guided backpropagation without ReLUs");
+            assert_eq!(err.to_string(), format!("invalid configuration: {why}"));
+            assert!(!reference.contains_key("sal:guided_backprop"));
+            methods
+                .into_iter()
+                .filter(|m| *m != Method::GuidedBackprop)
+                .collect()
+        }
+    };
     let mut masks_compared = 0;
     for method in methods {
         let ours = saliency::compute(&model, layer, &method, &input).unwrap();

@@ -29,7 +29,7 @@ use std::time::Instant;
 use hint_common::regions::ActivationType;
 use hint_worker::extract::{self, ExtractConfig, GatherStage, HostStaging, Phase};
 use hint_worker::guided::ReluMode;
-use hint_worker::images::DecodedImage;
+use hint_worker::images::PixelBatch;
 use hint_worker::models::{Architecture, Backbone, Layer};
 use hint_worker::saliency::{Baseline, Method, MethodName};
 use tch::{Device, Kind, Tensor};
@@ -119,17 +119,16 @@ fn main() {
     let model = Backbone::new(arch, 1000, device);
     let layer = model.layer(&o.layer).expect("layer");
     let crop = arch.default_input().crop as i64;
-    let images: Vec<DecodedImage> = (0..o.batch)
-        .map(|i| DecodedImage {
-            id: i as u64,
-            label: (i * 37 % 1000) as u32,
-            pixels: Vec::<f32>::try_from(Tensor::randn(
-                [3 * crop * crop],
-                (Kind::Float, Device::Cpu),
-            ))
-            .expect("f32 pixels"),
-        })
-        .collect();
+    let images = PixelBatch {
+        ids: (0..o.batch as u64).collect(),
+        labels: (0..o.batch).map(|i| (i * 37 % 1000) as u32).collect(),
+        pixels: Vec::<f32>::try_from(Tensor::randn(
+            [o.batch as i64 * 3 * crop * crop],
+            (Kind::Float, Device::Cpu),
+        ))
+        .expect("f32 pixels"),
+        ..PixelBatch::default()
+    };
     println!(
         "model {} layer {} batch {} input {crop}×{crop} device {device:?} threads {} iters {} \
          background ratio {}",
@@ -234,9 +233,9 @@ fn main() {
 
 /// The floor: plain batched forward to `l`, forward from `l`, backward of the selected
 /// logits to the activation — nothing else.
-fn floor_pass(model: &Backbone, layer: Layer, images: &[DecodedImage], device: Device) {
-    let crop = (images[0].pixels.len() as f64 / 3.0).sqrt() as i64;
-    let (x, targets) = extract::batch_tensors(images, crop, device);
+fn floor_pass(model: &Backbone, layer: Layer, images: &PixelBatch, device: Device) {
+    let crop = (images.image(0).len() as f64 / 3.0).sqrt() as i64;
+    let (x, targets) = extract::batch_tensors(images, crop, device).expect("batch tensors");
     let z = tch::no_grad(|| model.forward_to(&x, layer, ReluMode::Plain)).set_requires_grad(true);
     let logits = model.forward_from(&z, layer, ReluMode::Plain);
     let selected = logits

@@ -38,7 +38,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::busy::{PipelineBusy, StageBusy};
 use crate::error::{Error, Result};
-use crate::images::{self, DecodedBatch, LabelMap, Preprocess, SkippedImage};
+use crate::images::{self, LabelMap, PixelBatch, Preprocess, SkippedImage};
 use crate::models::{Architecture, Backbone, InputSize, Layer};
 use crate::responsible::{self, Aggregate, Aggregation};
 use crate::saliency::{self, Method, SaliencyInput};
@@ -74,7 +74,8 @@ pub struct ExtractConfig {
     pub seed: u64,
     /// Resize and crop sizes.
     pub input: InputSize,
-    /// Decoding threads.
+    /// Decoding threads; 0 (the default): [`default_decode_threads`] for `device`,
+    /// resolved when the run starts ([`ExtractConfig::decode_threads`]).
     pub decode_threads: usize,
     /// Output directory for `regions-NNNNN.parquet` and `summary.json`.
     pub out: PathBuf,
@@ -119,7 +120,7 @@ impl ExtractConfig {
             device: Device::Cpu,
             seed: 0,
             input: arch.default_input(),
-            decode_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            decode_threads: 0,
             out,
             images_per_file: 10_000,
             overwrite: false,
@@ -141,6 +142,15 @@ impl ExtractConfig {
         self.activation_type = section.activation_type;
         self.batch_size = section.batch_size;
         Ok(())
+    }
+
+    /// The decoding threads the run uses: [`ExtractConfig::decode_threads`] when set, else
+    /// [`default_decode_threads`] for the configured device.
+    pub fn decode_threads(&self) -> usize {
+        match self.decode_threads {
+            0 => default_decode_threads(self.device),
+            n => n,
+        }
     }
 
     /// Checks the values that can be checked without touching files.
@@ -165,9 +175,6 @@ impl ExtractConfig {
         }
         if self.images_per_file == 0 {
             problems.push("images per file must be at least 1".into());
-        }
-        if self.decode_threads == 0 {
-            problems.push("decode threads must be at least 1".into());
         }
         if let Some(range) = &self.image_range {
             if range.start >= range.end {
@@ -198,6 +205,21 @@ impl ExtractConfig {
             Err(Error::Config(problems.join("; ")))
         }
     }
+}
+
+/// The default number of decoding threads beside a model on `device`: the machine's cores
+/// minus the threads the model's host side keeps busy, at least 1. On a CPU device the
+/// model runs on libtorch's intra-op pool (`tch::get_num_threads()`, `OMP_NUM_THREADS` or
+/// the physical cores), so decoding gets what that pool leaves; on a GPU the model's host
+/// side is the one model thread that launches its kernels, so decoding gets every core but
+/// one. Decoding threads beyond this would only take cores from the model.
+pub fn default_decode_threads(device: Device) -> usize {
+    let cores = thread::available_parallelism().map_or(1, |n| n.get());
+    let model = match device {
+        Device::Cpu => usize::try_from(tch::get_num_threads()).unwrap_or(1).max(1),
+        _ => 1,
+    };
+    cores.saturating_sub(model).max(1)
 }
 
 /// Progress of a running extraction, reported after every batch.
@@ -291,11 +313,12 @@ pub fn run(config: &ExtractConfig, on_progress: &mut dyn FnMut(Progress)) -> Res
     let preprocess = Preprocess::imagenet(config.input.resize, config.input.crop);
     let normalisation = (preprocess.mean, preprocess.std);
     let images_total = labelled.len();
-    let decoded = images::spawn_decoder(
+    let decode_threads = config.decode_threads();
+    let decoded = images::spawn_batch_decoder(
         labelled,
         preprocess,
         config.batch_size,
-        config.decode_threads,
+        decode_threads,
         DECODE_QUEUE_BATCHES,
     )?;
 
@@ -320,7 +343,7 @@ pub fn run(config: &ExtractConfig, on_progress: &mut dyn FnMut(Progress)) -> Res
     let mut layer_shape = None;
     let mut failure = None;
     let mut busy = PipelineBusy::default();
-    for batch in decoded {
+    for mut batch in decoded {
         if config
             .cancel
             .as_ref()
@@ -328,20 +351,15 @@ pub fn run(config: &ExtractConfig, on_progress: &mut dyn FnMut(Progress)) -> Res
         {
             break; // dropping the stream stops the decoder
         }
-        let DecodedBatch {
-            images,
-            skipped: batch_skipped,
-            busy: decoding,
-        } = batch;
-        busy.decode += decoding;
-        progress.images_done += images.len() + batch_skipped.len();
-        skipped.extend(batch_skipped);
-        if images.is_empty() {
+        busy.decode += batch.busy;
+        progress.images_done += batch.len() + batch.skipped.len();
+        skipped.append(&mut batch.skipped);
+        if batch.is_empty() {
             on_progress(progress);
             continue;
         }
         let model_started = Instant::now();
-        let launched = launch_regions(&model, layer, config, normalisation, &images, &mut |_| {});
+        let launched = launch_regions(&model, layer, config, normalisation, &batch, &mut |_| {});
         busy.model += model_started.elapsed();
         let pending = match launched {
             Ok(pending) => pending,
@@ -351,7 +369,7 @@ pub fn run(config: &ExtractConfig, on_progress: &mut dyn FnMut(Progress)) -> Res
             }
         };
         layer_shape = Some(pending.shape());
-        images_processed += images.len();
+        images_processed += batch.len();
         progress.foreground_rows += pending.foreground();
         progress.background_rows += pending.len() as u64 - pending.foreground();
         if !gather.send(pending) {
@@ -384,7 +402,7 @@ pub fn run(config: &ExtractConfig, on_progress: &mut dyn FnMut(Progress)) -> Res
         layer_shape: layer_shape.unwrap_or((0, 0, 0)),
         seconds,
         quality,
-        stages: busy.stages(seconds, config.decode_threads),
+        stages: busy.stages(seconds, decode_threads),
     };
     write_summary(config, &report)?;
     Ok(report)
@@ -536,17 +554,16 @@ pub fn launch_regions(
     layer: Layer,
     config: &ExtractConfig,
     normalisation: ([f32; 3], [f32; 3]),
-    images: &[images::DecodedImage],
+    images: &PixelBatch,
     on_phase: &mut dyn FnMut(Phase),
 ) -> Result<PendingRegions> {
     let device = model.device();
-    let (x, targets) = batch_tensors(images, i64::from(config.input.crop), device);
+    let (x, targets) = batch_tensors(images, i64::from(config.input.crop), device)?;
     on_phase(Phase::Upload);
-    let ids: Vec<u64> = images.iter().map(|i| i.id).collect();
     let input = SaliencyInput {
         images: &x,
         targets: &targets,
-        image_ids: &ids,
+        image_ids: &images.ids,
         seed: config.seed,
         normalisation,
     };
@@ -573,21 +590,21 @@ pub fn launch_regions(
         let mut rows = RegionRows::default();
         let mut flat_indices = Vec::new();
         let mut foreground = 0u64;
-        for (b, image) in images.iter().enumerate() {
+        for (b, (&id, &label)) in images.ids.iter().zip(&images.labels).enumerate() {
             let map = &normalised[b * h * w..(b + 1) * h * w];
             let kept = responsible::kept_positions(
                 map,
                 config.threshold,
                 config.background_ratio,
                 config.seed,
-                image.id,
+                id,
             );
             foreground += kept.foreground.len() as u64;
             for (positions, is_foreground) in [(&kept.foreground, true), (&kept.background, false)]
             {
                 for &p in positions {
-                    rows.image_id.push(image.id);
-                    rows.label.push(image.label);
+                    rows.image_id.push(id);
+                    rows.label.push(label);
                     rows.y.push((p / w) as u16);
                     rows.x.push((p % w) as u16);
                     rows.saliency.push(map[p]);
@@ -625,7 +642,7 @@ pub fn regions_of_batch(
     layer: Layer,
     config: &ExtractConfig,
     normalisation: ([f32; 3], [f32; 3]),
-    images: &[images::DecodedImage],
+    images: &PixelBatch,
 ) -> Result<BatchRegions> {
     launch_regions(model, layer, config, normalisation, images, &mut |_| {})?
         .gather(&mut HostStaging::default())
@@ -685,21 +702,15 @@ impl GatherStage {
     }
 }
 
-/// A batch's pixels as `[B, 3, crop, crop]` and its class indices as `[B]` (i64), on `device`.
-pub fn batch_tensors(
-    images: &[images::DecodedImage],
-    crop: i64,
-    device: Device,
-) -> (Tensor, Tensor) {
-    let pixels: Vec<f32> = images
-        .iter()
-        .flat_map(|i| i.pixels.iter().copied())
-        .collect();
-    let x = Tensor::from_slice(&pixels)
-        .view([images.len() as i64, 3, crop, crop])
-        .to_device(device);
-    let labels: Vec<i64> = images.iter().map(|i| i64::from(i.label)).collect();
-    (x, Tensor::from_slice(&labels).to_device(device))
+/// A batch's pixels as `[B, 3, crop, crop]` and its class indices as `[B]` (i64), on
+/// `device`. The pixels are already one buffer in the model's layout: one copy into a
+/// tensor, and one upload.
+pub fn batch_tensors(batch: &PixelBatch, crop: i64, device: Device) -> Result<(Tensor, Tensor)> {
+    let x = Tensor::f_from_slice(&batch.pixels)?
+        .f_view([batch.len() as i64, 3, crop, crop])?
+        .f_to_device(device)?;
+    let labels: Vec<i64> = batch.labels.iter().map(|&l| i64::from(l)).collect();
+    Ok((x, Tensor::f_from_slice(&labels)?.f_to_device(device)?))
 }
 
 /// The writer thread: rolls over to a new file every `images_per_file` images. Returns
@@ -882,18 +893,18 @@ fn write_summary(config: &ExtractConfig, report: &ExtractReport) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn tiny_batch(first_id: u64, n: usize) -> Vec<images::DecodedImage> {
-        (0..n as u64)
-            .map(|i| images::DecodedImage {
-                id: first_id + i,
-                label: ((first_id + i) % 3) as u32,
-                pixels: Vec::<f32>::try_from(Tensor::randn(
-                    [3 * 64 * 64],
-                    (Kind::Float, Device::Cpu),
-                ))
-                .unwrap(),
-            })
-            .collect()
+    fn tiny_batch(first_id: u64, n: usize) -> PixelBatch {
+        let ids: Vec<u64> = (first_id..first_id + n as u64).collect();
+        PixelBatch {
+            labels: ids.iter().map(|id| (id % 3) as u32).collect(),
+            ids,
+            pixels: Vec::<f32>::try_from(Tensor::randn(
+                [n as i64 * 3 * 64 * 64],
+                (Kind::Float, Device::Cpu),
+            ))
+            .unwrap(),
+            ..PixelBatch::default()
+        }
     }
 
     fn tiny_setup() -> (Backbone, Layer, ExtractConfig) {
@@ -930,12 +941,11 @@ mod tests {
         // Some background is dropped (ratio 0.3), so the rows are a proper subset.
         assert!(!rows.is_empty() && rows.len() < 3 * h * w);
 
-        let (x, targets) = batch_tensors(&images, 64, Device::Cpu);
-        let ids: Vec<u64> = images.iter().map(|i| i.id).collect();
+        let (x, targets) = batch_tensors(&images, 64, Device::Cpu).unwrap();
         let input = SaliencyInput {
             images: &x,
             targets: &targets,
-            image_ids: &ids,
+            image_ids: &images.ids,
             seed: config.seed,
             normalisation: IMAGENET,
         };

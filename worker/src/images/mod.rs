@@ -7,9 +7,9 @@
 //! - [`decode`]: [`load`] decodes one JPEG/PNG and applies the torchvision evaluation
 //!   transform described by [`Preprocess`] ([`decode::load_into`]: into a slot of a batch's
 //!   buffer); [`resample`] is PIL's antialiased bilinear resize, computed for the crop only.
-//! - [`pipeline`]: [`spawn_decoder`] decodes in parallel, ahead of the model, through a
-//!   bounded queue, yielding [`DecodedBatch`]es in input order; bad images become
-//!   [`SkippedImage`]s, never silent drops.
+//! - [`pipeline`]: [`spawn_batch_decoder`] decodes in parallel, ahead of the model, through
+//!   a bounded queue, yielding [`PixelBatch`]es (one `[n, 3, crop, crop]` buffer each) in
+//!   input order; bad images become [`SkippedImage`]s, never silent drops.
 
 pub mod decode;
 #[cfg(test)]
@@ -23,7 +23,4 @@ pub use decode::{load, Preprocess};
 pub use hint_common::images::{
     scan, scan_with, Dataset, ImageRecord, LabelMap, MemberLocation, IMAGE_EXTENSIONS,
 };
-pub use pipeline::{
-    spawn_batch_decoder, spawn_decoder, DecodeStream, DecodedBatch, DecodedImage, LabelledImage,
-    PixelBatch, SkippedImage,
-};
+pub use pipeline::{spawn_batch_decoder, DecodeStream, LabelledImage, PixelBatch, SkippedImage};

@@ -168,6 +168,20 @@ fn clip8(sum: i32) -> u8 {
     }
 }
 
+/// One output pixel of the horizontal pass: the fixed-point sums of `weights` over the RGB
+/// pixels of `input`, clipped to 8 bits. Always inlined, so that under
+/// [`horizontal_row`]'s fixed `N` the loop's trip count is a constant the compiler unrolls.
+#[inline(always)]
+fn weighted_pixel(input: &[u8], weights: &[i32]) -> [u8; RGB] {
+    let mut sums = [HALF; RGB];
+    for (&w, rgb) in weights.iter().zip(input.chunks_exact(RGB)) {
+        sums[0] += i32::from(rgb[0]) * w;
+        sums[1] += i32::from(rgb[1]) * w;
+        sums[2] += i32::from(rgb[2]) * w;
+    }
+    sums.map(clip8)
+}
+
 /// One row of the horizontal pass, every output reading `N` inputs (see
 /// [`AxisTaps::fixed_width`]).
 fn horizontal_row<const N: usize>(row: &[u8], out: &mut [u8], taps: &AxisTaps) {
@@ -177,13 +191,7 @@ fn horizontal_row<const N: usize>(row: &[u8], out: &mut [u8], taps: &AxisTaps) {
         .zip(taps.weights.chunks_exact(N))
     {
         let input = &row[first * RGB..(first + N) * RGB];
-        let mut sums = [HALF; RGB];
-        for (&w, rgb) in weights.iter().zip(input.chunks_exact(RGB)) {
-            sums[0] += i32::from(rgb[0]) * w;
-            sums[1] += i32::from(rgb[1]) * w;
-            sums[2] += i32::from(rgb[2]) * w;
-        }
-        pixel.copy_from_slice(&sums.map(clip8));
+        pixel.copy_from_slice(&weighted_pixel(input, weights));
     }
 }
 
@@ -192,13 +200,7 @@ fn horizontal_row_any(row: &[u8], out: &mut [u8], taps: &AxisTaps) {
     for (i, pixel) in out.chunks_exact_mut(RGB).enumerate() {
         let (first, weights) = taps.of(i);
         let input = &row[first * RGB..(first + weights.len()) * RGB];
-        let mut sums = [HALF; RGB];
-        for (&w, rgb) in weights.iter().zip(input.chunks_exact(RGB)) {
-            sums[0] += i32::from(rgb[0]) * w;
-            sums[1] += i32::from(rgb[1]) * w;
-            sums[2] += i32::from(rgb[2]) * w;
-        }
-        pixel.copy_from_slice(&sums.map(clip8));
+        pixel.copy_from_slice(&weighted_pixel(input, weights));
     }
 }
 

@@ -53,12 +53,10 @@ impl ImageSet {
         let mut values = Vec::with_capacity(labelled.len() * per_image);
         let (mut labels, mut ids, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
         let threads = threads.max(1);
-        for batch in images::spawn_decoder(labelled, preprocess, LOAD_CHUNK, threads, 1)? {
-            for image in batch.images {
-                values.extend_from_slice(&image.pixels);
-                labels.push(image.label);
-                ids.push(image.id);
-            }
+        for batch in images::spawn_batch_decoder(labelled, preprocess, LOAD_CHUNK, threads, 1)? {
+            values.extend_from_slice(&batch.pixels);
+            labels.extend(batch.labels);
+            ids.extend(batch.ids);
             skipped.extend(batch.skipped);
         }
         let classes = label_map.names();

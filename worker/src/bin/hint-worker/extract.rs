@@ -74,7 +74,9 @@ pub struct ExtractArgs {
     /// Centre-crop side in pixels (default: the architecture's).
     #[arg(long)]
     crop: Option<u32>,
-    /// Image decoding threads (default: all cores).
+    /// Image decoding threads (default, or 0: the cores the model leaves, at least 1: all
+    /// cores minus libtorch's intra-op threads on a CPU device, minus the one model thread
+    /// on a GPU).
     #[arg(long)]
     decode_threads: Option<usize>,
     /// Images per Parquet file.

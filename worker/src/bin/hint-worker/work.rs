@@ -33,7 +33,9 @@ pub struct WorkArgs {
     /// Tasks run at once.
     #[arg(long, default_value_t = 1)]
     slots: u32,
-    /// Image decoding threads (default: all cores).
+    /// Image decoding threads of an extract task (default, or 0: the cores the model
+    /// leaves, at least 1: all cores minus libtorch's intra-op threads on a CPU device,
+    /// minus the one model thread on a GPU).
     #[arg(long)]
     decode_threads: Option<usize>,
     /// A name in the coordinator's logs and status (default: the host name and process id).
@@ -64,7 +66,8 @@ pub fn run(args: WorkArgs) -> anyhow::Result<()> {
     storage::cache()?;
     let decode_threads = args
         .decode_threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        .filter(|&threads| threads > 0)
+        .unwrap_or_else(|| hint_worker::extract::default_decode_threads(device));
     let name = args.name.unwrap_or_else(|| {
         let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "worker".into());
         format!("{}-{}", host.trim(), std::process::id())

@@ -844,7 +844,9 @@ pub fn move_committed(output: &Output) -> Result<(), String> {
             }
             Ok(())
         }
-        Output::Train { from, dir, .. } => move_dir(Path::new(from), Path::new(dir)),
+        Output::Sample { from, dir, .. } | Output::Train { from, dir, .. } => {
+            move_dir(Path::new(from), Path::new(dir))
+        }
         Output::Results { files } => {
             for file in files {
                 move_file(Path::new(&file.from), Path::new(&file.path))?;

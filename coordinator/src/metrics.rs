@@ -60,7 +60,9 @@ impl Metrics {
                 Record::Committed { task, output, .. } => {
                     let (images, permutations) = match output {
                         Output::Extract { images, .. } => (*images, 0),
-                        Output::Train { .. } | Output::Results { .. } => (0, 0),
+                        Output::Sample { .. } | Output::Train { .. } | Output::Results { .. } => {
+                            (0, 0)
+                        }
                         Output::Shapley {
                             samples,
                             antithetic,

@@ -46,6 +46,9 @@ pub enum Stage {
     Plan,
     /// Images → region files (one task per shard).
     Extract,
+    /// Region files → the job's bounded sample of regions, read by train and Shapley tasks
+    /// (one task per group of region files, then one that merges their parts).
+    Sample,
     /// Regions → concept classifiers (one task per group of concepts).
     Train,
     /// Classifiers → partial Shapley sums (one task per concept and permutation block).
@@ -60,9 +63,10 @@ pub enum Stage {
 
 impl Stage {
     /// Every stage in order.
-    pub const ALL: [Stage; 7] = [
+    pub const ALL: [Stage; 8] = [
         Stage::Plan,
         Stage::Extract,
+        Stage::Sample,
         Stage::Train,
         Stage::Shapley,
         Stage::Evaluate,
@@ -71,8 +75,9 @@ impl Stage {
     ];
 
     /// The stages whose tasks are leased to workers, in order.
-    pub const LEASED: [Stage; 5] = [
+    pub const LEASED: [Stage; 6] = [
         Stage::Extract,
+        Stage::Sample,
         Stage::Train,
         Stage::Shapley,
         Stage::Evaluate,
@@ -84,6 +89,7 @@ impl Stage {
         match self {
             Stage::Plan => "plan",
             Stage::Extract => "extract",
+            Stage::Sample => "sample",
             Stage::Train => "train",
             Stage::Shapley => "shapley",
             Stage::Evaluate => "evaluate",

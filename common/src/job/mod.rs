@@ -20,4 +20,4 @@ pub use spec::JobSpec;
 /// the retrain settings in the spec a task carries — a version-1 worker cannot run them.
 /// 3: a job's spec reaches each worker once (`PollResponse.jobs`, asked for by
 /// `PollRequest.known_jobs`), no longer in every task — a version-2 worker would find none.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;

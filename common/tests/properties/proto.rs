@@ -146,6 +146,14 @@ fn complete_request() -> impl Strategy<Value = proto::CompleteRequest> {
                 trained,
                 seconds
             })),
+        (any::<String>(), any::<u64>(), any::<u64>(), any::<f64>()).prop_map(
+            |(dir, rows, rows_read, seconds)| Output::Sample(proto::SampleOutput {
+                dir,
+                rows,
+                rows_read,
+                seconds
+            })
+        ),
         (partial_sums(), any::<f64>())
             .prop_map(|(s, seconds)| Output::Shapley(sums_to_proto(&s, seconds))),
         (

@@ -99,13 +99,29 @@ fn run(coordinator: &Arc<Coordinator>, state: &Path) -> (u64, u64) {
         let id: TaskId = task.task_id.parse().unwrap();
         use proto::complete_request::Output as Wire;
         let output = match task.kind.unwrap() {
-            proto::task::Kind::Extract(t) => Wire::Extract(proto::ExtractSummary {
-                files: vec![],
-                skipped: vec![],
-                images_processed: t.end_image - t.first_image,
-                seconds: 0.0,
-                stages: vec![],
-            }),
+            proto::task::Kind::Extract(t) => {
+                // The sample stage is cut over the committed region files: one each.
+                std::fs::create_dir_all(&t.out_dir).unwrap();
+                let file = Path::new(&t.out_dir).join(format!("r{:05}.parquet", t.shard));
+                std::fs::write(&file, b"placeholder").unwrap();
+                Wire::Extract(proto::ExtractSummary {
+                    files: vec![proto::RegionFile {
+                        url: file.display().to_string(),
+                        ..Default::default()
+                    }],
+                    skipped: vec![],
+                    images_processed: t.end_image - t.first_image,
+                    seconds: 0.0,
+                    stages: vec![],
+                })
+            }
+            proto::task::Kind::Sample(t) => {
+                std::fs::create_dir_all(&t.out_dir).unwrap();
+                Wire::Sample(proto::SampleOutput {
+                    dir: t.out_dir,
+                    ..Default::default()
+                })
+            }
             proto::task::Kind::Train(t) => {
                 std::fs::create_dir_all(&t.out_dir).unwrap();
                 Wire::Train(proto::TrainOutput {

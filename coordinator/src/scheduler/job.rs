@@ -617,6 +617,24 @@ impl Job {
         self.job_dir.join("regions")
     }
 
+    /// The committed directory of a sample task.
+    pub fn sample_part_dir(&self, id: &TaskId) -> PathBuf {
+        self.job_dir.join("samples").join(id.local_name())
+    }
+
+    /// The job's committed sample, which train and Shapley tasks read: the sample stage's
+    /// last task's output (the merge, or the only part). None for a job planned before the
+    /// stage existed, whose tasks read the region files.
+    pub fn samples_dir(&self) -> Option<PathBuf> {
+        match &self.stage_tasks(Stage::Sample).last()?.state {
+            TaskState::Done {
+                output: Output::Sample { dir, .. },
+                ..
+            } => Some(PathBuf::from(dir)),
+            _ => None,
+        }
+    }
+
     pub(super) fn task_message(&self, id: &TaskId, attempt: u32) -> proto::Task {
         let task = &self.tasks[id];
         let out_dir = self.attempt_dir(id, attempt).display().to_string();

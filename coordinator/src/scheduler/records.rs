@@ -244,6 +244,18 @@ pub enum TaskSpec {
         /// One past the last.
         end: u64,
     },
+    /// A part of the job's sample drawn from committed region files, or (with `parts`) the
+    /// merge of the committed parts.
+    Sample {
+        /// Task index (parts first, then the merge).
+        index: u32,
+        /// Committed region files (a part).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        files: Vec<String>,
+        /// Committed part directories (the merge).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        parts: Vec<String>,
+    },
     /// Classifiers of these concepts.
     Train {
         /// Task index (= part).
@@ -281,6 +293,7 @@ impl TaskSpec {
     pub fn index(&self) -> u32 {
         match self {
             TaskSpec::Extract { index, .. }
+            | TaskSpec::Sample { index, .. }
             | TaskSpec::Train { index, .. }
             | TaskSpec::Shapley { index, .. }
             | TaskSpec::Evaluate { index }
@@ -292,6 +305,7 @@ impl TaskSpec {
     pub fn stage(&self) -> Stage {
         match self {
             TaskSpec::Extract { .. } => Stage::Extract,
+            TaskSpec::Sample { .. } => Stage::Sample,
             TaskSpec::Train { .. } => Stage::Train,
             TaskSpec::Shapley { .. } => Stage::Shapley,
             TaskSpec::Evaluate { .. } => Stage::Evaluate,
@@ -299,13 +313,14 @@ impl TaskSpec {
         }
     }
 
-    /// Work units of the task (images, concepts, permutations; 1 for an evaluate or
+    /// Work units of the task (images, region files or parts, concepts, permutations; 1 for an evaluate or
     /// ablate task, whose worker reports its own steps while it runs).
     pub fn units(&self) -> u64 {
         match self {
             TaskSpec::Extract { first, end, .. } | TaskSpec::Shapley { first, end, .. } => {
                 end - first
             }
+            TaskSpec::Sample { files, parts, .. } => (files.len() + parts.len()) as u64,
             TaskSpec::Train { concepts, .. } => concepts.len() as u64,
             TaskSpec::Evaluate { .. } | TaskSpec::Ablate { .. } => 1,
         }
@@ -337,6 +352,15 @@ pub enum Output {
         skipped: Vec<(String, String)>,
         /// Images run through the model.
         images: u64,
+    },
+    /// A sample directory, renamed from the attempt's directory.
+    Sample {
+        /// The attempt's directory.
+        from: String,
+        /// The committed directory.
+        dir: String,
+        /// Rows the sample holds.
+        rows: u64,
     },
     /// A classifier directory, renamed from the attempt's directory.
     Train {
@@ -370,13 +394,13 @@ pub enum Output {
 
 impl Output {
     /// The committed places this output alone owns: an extract task's region files, a
-    /// train task's classifier directory. A commit that is not taken has them removed, and
+    /// sample task's or a train task's directory. A commit that is not taken has them removed, and
     /// so does the restart sweep when no commit names them. Results are not among them: the
     /// report rewrites what it owns there.
     pub fn owned_paths(&self) -> Vec<PathBuf> {
         match self {
             Output::Extract { files, .. } => files.iter().map(|f| PathBuf::from(&f.path)).collect(),
-            Output::Train { dir, .. } => vec![PathBuf::from(dir)],
+            Output::Sample { dir, .. } | Output::Train { dir, .. } => vec![PathBuf::from(dir)],
             Output::Shapley { .. } | Output::Results { .. } => Vec::new(),
         }
     }

@@ -12,7 +12,7 @@ use hint_common::job::wire::sums_to_proto;
 use hint_common::shapley::{PartialSums, PermutationBlock, Sampling};
 use proto::FailureReason;
 
-use super::records::hex;
+use super::records::{hex, CommittedFile};
 use super::*;
 
 /// Short leases and grace so the virtual clock moves in small steps.
@@ -22,8 +22,8 @@ const CONFIG: SchedulerConfig = SchedulerConfig {
 };
 /// Neurons of every synthetic Shapley output.
 const NEURONS: usize = 4;
-/// The plan of every job: 10 images in shards of 4 (3 extract tasks) and 3 concepts in parts
-/// of 2 (2 train tasks).
+/// The plan of every job: 10 images in shards of 4 (3 extract tasks, 3 region files each: 2
+/// sample parts and their merge) and 3 concepts in parts of 2 (2 train tasks).
 const IMAGES: u64 = 10;
 const CONCEPTS: u32 = 3;
 
@@ -249,9 +249,31 @@ impl Harness {
         let job = self.job(&id.job);
         match &self.task(id).spec {
             TaskSpec::Extract { first, end, .. } => Output::Extract {
-                files: vec![],
+                // Three region files per shard: 9 in all, two sample parts and their merge.
+                files: (0..3)
+                    .map(|k| CommittedFile {
+                        from: job
+                            .attempt_dir(id, *attempt)
+                            .join(format!("r{k}.parquet"))
+                            .display()
+                            .to_string(),
+                        path: job
+                            .regions_dir()
+                            .join(format!("{}-{k}.parquet", id.local_name()))
+                            .display()
+                            .to_string(),
+                        rows: end - first,
+                        foreground: end - first,
+                        background: 0,
+                    })
+                    .collect(),
                 skipped: vec![],
                 images: end - first,
+            },
+            TaskSpec::Sample { .. } => Output::Sample {
+                from: job.attempt_dir(id, *attempt).display().to_string(),
+                dir: job.sample_part_dir(id).display().to_string(),
+                rows: 0,
             },
             TaskSpec::Train { concepts, .. } => Output::Train {
                 from: job.attempt_dir(id, *attempt).display().to_string(),
@@ -422,13 +444,41 @@ fn happy_path_runs_every_stage_and_reports_once_shapley_settled() {
         assert_eq!(actions, expected, "after {settled} settled");
     }
     stages.dedup();
-    let all = ["plan", "extract", "train", "shapley", "report"];
+    let all = ["plan", "extract", "sample", "train", "shapley", "report"];
     assert_eq!(names(&stages), all);
     let j = h.job(&job);
-    assert_eq!(settled, 11);
+    assert_eq!(settled, 14);
     assert!(j.tasks.keys().all(|id| h.committed(id) == Some(1)));
     assert_eq!(indices(j, Stage::Extract), [0, 1, 2]);
+    assert_eq!(indices(j, Stage::Sample), [0, 1, 2]);
     assert_eq!(indices(j, Stage::Train), [0, 1]);
+    // Parts of 8 files, then the merge of the parts; train reads the merge.
+    let sample = |k| &j.tasks[&task_id(&job, Stage::Sample, k)].spec;
+    let TaskSpec::Sample { files, parts, .. } = sample(0) else {
+        panic!("a sample task")
+    };
+    assert_eq!((files.len(), parts.len()), (8, 0));
+    assert!(
+        files[0].ends_with("regions/extract-00000-0.parquet"),
+        "{files:?}"
+    );
+    let TaskSpec::Sample { files, .. } = sample(1) else {
+        panic!("a sample task")
+    };
+    assert!(files.len() == 1 && files[0].ends_with("extract-00002-2.parquet"));
+    let TaskSpec::Sample { files, parts, .. } = sample(2) else {
+        panic!("a sample task")
+    };
+    assert!(files.is_empty() && parts.len() == 2, "{parts:?}");
+    assert!(parts[1].ends_with("samples/sample-00001"), "{parts:?}");
+    let train = j.task_message(&task_id(&job, Stage::Train, 0), 1);
+    let Some(proto::task::Kind::Train(train)) = train.kind else {
+        panic!("a train task")
+    };
+    assert!(
+        train.samples_dir.ends_with("samples/sample-00002"),
+        "{train:?}"
+    );
     // Without a rule every block is planned at once: index = concept × 2 blocks + block, and
     // each block reads the classifiers of the train task that holds its concept.
     for task in j.stage_tasks(Stage::Shapley) {
@@ -468,9 +518,10 @@ fn happy_path_runs_every_stage_and_reports_once_shapley_settled() {
         })
         .collect();
     let sizes: Vec<usize> = added.iter().map(|a| a.len()).collect();
-    assert_eq!(sizes, [3, 2, 6]);
+    assert_eq!(sizes, [3, 2, 1, 2, 6]);
     assert!(matches!(added[0][0], TaskSpec::Extract { .. }));
-    assert!(matches!(added[1][0], TaskSpec::Train { .. }));
+    assert!(matches!(added[1][0], TaskSpec::Sample { .. }));
+    assert!(matches!(added[3][0], TaskSpec::Train { .. }));
     assert_eq!(h.journal[0], Record::Started { incarnation: 1 });
     assert!(matches!(h.journal[1], Record::Submitted { .. }));
     let (images, concepts) = (IMAGES, CONCEPTS);
@@ -481,8 +532,8 @@ fn happy_path_runs_every_stage_and_reports_once_shapley_settled() {
     };
     assert_eq!(h.journal[2], planned);
     let first_attempts = h.count(|r| matches!(r, Record::AttemptStarted { attempt: 1, .. }));
-    assert_eq!(first_attempts, 11);
-    assert_eq!(h.count(|r| matches!(r, Record::AttemptStarted { .. })), 11);
+    assert_eq!(first_attempts, 14);
+    assert_eq!(h.count(|r| matches!(r, Record::AttemptStarted { .. })), 14);
     assert_eq!(h.count(|r| matches!(r, Record::AttemptFailed { .. })), 0);
     assert!(h.job(&job).tasks.keys().all(|id| h.commits(id) == 1));
 
@@ -595,6 +646,29 @@ fn an_expired_lease_is_retried_and_cancelled_on_the_worker() {
     // Reporting the stale attempt gets it cancelled; the retry is attempt 2.
     let (leases, cancel) = h.poll(&w, 1);
     assert_eq!((leases, cancel), (vec![(id, 2)], vec![lease]));
+}
+
+/// Without a part its files' rows would be missing from every sample: the job fails,
+/// naming the part, and nothing is merged or trained.
+#[test]
+fn a_quarantined_sample_part_fails_the_job() {
+    let mut h = Harness::new();
+    let job = h.start(&spec());
+    let w = h.register("a", 1);
+    let part = task_id(&job, Stage::Sample, 1);
+    let lost = part.clone();
+    h.outcome = Box::new(move |(id, _)| {
+        (*id == lost).then(|| failure(FailureReason::BadInput, false, true))
+    });
+    assert!(h.run(&[w]).is_empty());
+    let j = h.job(&job);
+    assert_eq!(j.ending().map(|e| e.outcome), Some(Outcome::Failed));
+    let error = "the job's sample could not be drawn \
+                 (1 quarantined: sample-00001 (BAD_INPUT: boom))";
+    assert_eq!(j.error(), Some(error));
+    assert_eq!(indices(j, Stage::Sample), [0, 1]);
+    assert!(!j.tasks.keys().any(|t| t.stage == Stage::Train));
+    assert_eq!(j.samples_dir(), None);
 }
 
 #[test]
@@ -1014,8 +1088,8 @@ fn evaluate_and_ablate_run_on_the_reported_phi_then_the_report_runs_again() {
     assert_eq!(h.outcome(&job), Some(Outcome::Succeeded));
     let added = h.count(|r| matches!(r, Record::TasksAdded { .. }));
     assert_eq!(
-        added, 4,
-        "extract, train, shapley, then evaluate + ablate at once"
+        added, 6,
+        "extract, sample parts, sample merge, train, shapley, then evaluate + ablate at once"
     );
 }
 

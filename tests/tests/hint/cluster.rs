@@ -381,6 +381,40 @@ fn three_workers_give_the_one_worker_phi_bit_for_bit_and_metrics_show_the_run() 
     let text = wait_succeeded(cluster.url(), &job);
     assert!(text.contains("3 live worker(s)"), "{text}");
     cluster.assert_like_the_reference(&job);
+    // 12 region files: two sample parts of 8 and 4, then their merge, which train read.
+    assert_eq!(stage(&text, "sample"), (3, 3, 0), "{text}");
+    let samples = cluster.storage().join(&job).join("samples");
+    let classify: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            cluster
+                .storage()
+                .join(&job)
+                .join("classifiers/train-00000/classify.json"),
+        )
+        .expect("classify.json"),
+    )
+    .expect("JSON");
+    assert_eq!(
+        classify["samples"],
+        serde_json::json!(samples.join("sample-00002"))
+    );
+    for part in ["sample-00000", "sample-00001", "sample-00002"] {
+        for file in ["sample.parquet", "sample.json"] {
+            assert!(samples.join(part).join(file).is_file(), "{part}/{file}");
+        }
+    }
+    // pyarrow reads the merged sample as a region file: distinct rows, as many as it says.
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(samples.join("sample-00002/sample.json")).expect("sample.json"),
+    )
+    .expect("JSON");
+    let rows = run_python(
+        "region_rows.py",
+        &[samples.join("sample-00002/sample.parquet").as_os_str()],
+    );
+    let n = state["rows"].as_u64().expect("rows");
+    assert!(n > 0);
+    assert_eq!(rows.trim(), format!("{n} {n}"));
     let after = http_get(&cluster.state(), "/metrics");
     assert_eq!(metric(&after, "hint_images_total"), 192.0, "{after}");
     assert_eq!(

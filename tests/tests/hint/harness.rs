@@ -81,6 +81,13 @@ impl RunTask for Stub {
                         .to_vec(),
                 })
             }
+            Kind::Sample(t) => {
+                std::fs::create_dir_all(&t.out_dir).unwrap();
+                Output::Sample(proto::SampleOutput {
+                    dir: t.out_dir.clone(),
+                    ..Default::default()
+                })
+            }
             Kind::Train(t) => {
                 std::fs::create_dir_all(&t.out_dir).unwrap();
                 Output::Train(proto::TrainOutput {

@@ -100,6 +100,9 @@ pub struct ClassifyConfig {
     pub regions: PathBuf,
     /// The output directory.
     pub out: PathBuf,
+    /// A sample of `regions` stored by the sample stage, read instead of streaming every
+    /// region file; it must have been drawn with [`sample`](Self::sample).
+    pub samples: Option<PathBuf>,
     /// The hierarchy file the hierarchy came from, recorded in `classify.json`.
     pub hierarchy_source: Option<PathBuf>,
     /// Sampling budget, seed and split.
@@ -122,6 +125,7 @@ impl ClassifyConfig {
         ClassifyConfig {
             regions,
             out,
+            samples: None,
             hierarchy_source: None,
             sample: SampleConfig::default(),
             solver: LogisticSettings::default(),
@@ -135,17 +139,23 @@ impl ClassifyConfig {
     /// Takes the sampling and solver settings of a `[classify]` section (the job's, or the
     /// one `hint classify` builds from its flags) and the job's seed.
     pub fn apply(&mut self, spec: &ClassifySpec, seed: u64) {
-        self.sample = SampleConfig {
-            seed,
-            max_per_class: spec.max_per_class,
-            holdout: spec.holdout,
-            negatives: spec.negatives,
-        };
+        self.sample = Self::sample_settings(spec, seed);
         self.solver = LogisticSettings {
             l2: spec.l2,
             max_iterations: spec.iterations,
             tolerance: spec.tolerance,
         };
+    }
+
+    /// The sampling settings of a `[classify]` section and the job's seed (what the sample
+    /// stage draws with).
+    pub fn sample_settings(spec: &ClassifySpec, seed: u64) -> SampleConfig {
+        SampleConfig {
+            seed,
+            max_per_class: spec.max_per_class,
+            holdout: spec.holdout,
+            negatives: spec.negatives,
+        }
     }
 
     /// Checks the numbers.
@@ -265,13 +275,21 @@ pub fn run(
     }
     prepare_out(&config.out, config.overwrite)?;
     let start = Instant::now();
-    let samples = ConceptSamples::build_with(
-        &config.regions,
-        hierarchy,
-        &config.sample,
-        config.concepts.as_deref(),
-        &mut |p| progress(ClassifyProgress::Sampling(p)),
-    )?;
+    let samples = match &config.samples {
+        Some(stored) => ConceptSamples::from_stored(
+            stored,
+            hierarchy,
+            &config.sample,
+            config.concepts.as_deref(),
+        )?,
+        None => ConceptSamples::build_with(
+            &config.regions,
+            hierarchy,
+            &config.sample,
+            config.concepts.as_deref(),
+            &mut |p| progress(ClassifyProgress::Sampling(p)),
+        )?,
+    };
     let sampling_seconds = start.elapsed().as_secs_f64();
     let start = Instant::now();
     let (trained, skipped) = train(
@@ -309,6 +327,7 @@ pub fn run(
     let settings = ClassifySettings {
         format: SETTINGS_FORMAT,
         regions,
+        samples: config.samples.clone(),
         hierarchy_source: config.hierarchy_source.clone(),
         sample: config.sample.clone(),
         solver: config.solver,

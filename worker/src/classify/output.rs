@@ -28,6 +28,10 @@ pub struct ClassifySettings {
     pub format: u32,
     /// The region directory (absolute).
     pub regions: PathBuf,
+    /// The stored sample of `regions` the samples were read from (the sample stage's), if
+    /// any; absent when they were streamed from the region files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<PathBuf>,
     /// The hierarchy file given to `hint classify`, if any (`concepts.json` is what was used).
     pub hierarchy_source: Option<PathBuf>,
     /// Sampling, negative set (`sample.negatives`; `mixed` when absent) and split.
@@ -122,8 +126,9 @@ impl ClassifierDir {
     }
 
     /// Rebuilds the samples the classifiers were trained and evaluated on — the same rows,
-    /// split and targets — from the region directory recorded in `classify.json` (or
-    /// `regions`, when the files have moved), for the concepts `only` (all when `None`).
+    /// split and targets — for the concepts `only` (all when `None`): from the stored
+    /// sample recorded in `classify.json` if there is one, else from its region directory;
+    /// from `regions` when given (the files have moved), streaming every file.
     pub fn rebuild_samples(
         &self,
         regions: Option<&Path>,
@@ -131,13 +136,18 @@ impl ClassifierDir {
         progress: &mut dyn FnMut(SampleProgress),
     ) -> Result<ConceptSamples, ClassifyError> {
         let dir = regions.unwrap_or(&self.settings.regions);
-        let samples = ConceptSamples::build_with(
-            dir,
-            &self.hierarchy,
-            &self.settings.sample,
-            only,
-            progress,
-        )?;
+        let samples = match (regions, &self.settings.samples) {
+            (None, Some(stored)) => {
+                ConceptSamples::from_stored(stored, &self.hierarchy, &self.settings.sample, only)?
+            }
+            _ => ConceptSamples::build_with(
+                dir,
+                &self.hierarchy,
+                &self.settings.sample,
+                only,
+                progress,
+            )?,
+        };
         let info = samples.info();
         if info.model != self.settings.model
             || info.layer != self.settings.layer

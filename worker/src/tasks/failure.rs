@@ -96,6 +96,12 @@ impl From<hint_common::settings::SettingError> for TaskError {
     }
 }
 
+impl From<SampleError> for TaskError {
+    fn from(e: SampleError) -> Self {
+        TaskError::Classify(e.into())
+    }
+}
+
 impl From<hint_common::images::Error> for TaskError {
     fn from(e: hint_common::images::Error) -> Self {
         TaskError::Worker(e.into())
@@ -192,7 +198,8 @@ fn regions_reason(e: &RegionsError) -> FailureReason {
 fn sample_reason(e: &SampleError) -> FailureReason {
     match e {
         SampleError::Regions(r) => regions_reason(r),
-        SampleError::ReadDir { .. } => FailureReason::Io,
+        // A stored sample that cannot be read: the store or the file may come back.
+        SampleError::ReadDir { .. } | SampleError::Stored { .. } => FailureReason::Io,
         SampleError::NoRegionFiles { .. }
         | SampleError::Inconsistent { .. }
         | SampleError::LabelOutOfRange { .. }

@@ -22,6 +22,7 @@
 mod assess;
 mod extract;
 mod failure;
+mod sample;
 mod shapley;
 mod train;
 
@@ -214,6 +215,9 @@ impl TaskRunner {
             Some(Kind::Extract(t)) => {
                 extract::run(self, &job, t, progress, cancel).map(Output::Extract)
             }
+            Some(Kind::Sample(t)) => {
+                sample::run(self, &job, t, progress, cancel).map(Output::Sample)
+            }
             Some(Kind::Train(t)) => train::run(self, &job, t, progress, cancel).map(Output::Train),
             Some(Kind::Shapley(t)) => {
                 shapley::run(self, &job, t, progress, cancel).map(Output::Shapley)
@@ -225,7 +229,7 @@ impl TaskRunner {
                 assess::ablate(self, &job, t, progress, cancel).map(Output::Results)
             }
             None => Err(TaskError::BadInput(format!(
-                "task {} has no kind (extract, train, shapley, evaluate or ablate)",
+                "task {} has no kind (extract, sample, train, shapley, evaluate or ablate)",
                 task.task_id
             ))),
         }

@@ -315,6 +315,7 @@ fn train_and_shapley_tasks_match_the_single_machine_stages() {
         concepts: concepts.clone(),
         regions_dir: regions.display().to_string(),
         out_dir: out_dir.clone(),
+        samples_dir: String::new(),
     };
     let (result, progress) = run(&runner, &task(&job, &job.spec, Kind::Train(train)));
     let n = concepts.len() as u64;
@@ -617,4 +618,141 @@ fn a_cancelled_attempt_stops_and_does_not_count() {
     assert_eq!(f.reason, FailureReason::Cancelled);
     let done = last.load(Ordering::SeqCst);
     assert!(done > 0 && done < IMAGES, "stopped after {done} images");
+}
+
+/// Runs a sample task (a part of `files`, or the merge of `parts`); returns its directory.
+fn sample(runner: &TaskRunner, job: &Job, part: u32, files: &[&Path], parts: &[&str]) -> String {
+    let out_dir = attempt(job, &format!("sample-{part:05}-a1"));
+    let kind = Kind::Sample(proto::SampleTask {
+        part,
+        region_files: files.iter().map(|f| f.display().to_string()).collect(),
+        parts: parts.iter().map(|p| p.to_string()).collect(),
+        out_dir: out_dir.clone(),
+    });
+    let (result, progress) = run(runner, &task(job, &job.spec, kind));
+    let Output::Sample(out) = result.unwrap() else {
+        panic!("not a sample output")
+    };
+    assert_eq!(out.dir, out_dir);
+    assert!(out.rows > 0 && out.rows <= out.rows_read, "{out:?}");
+    let (done, total) = *progress.last().unwrap();
+    assert_eq!(done, total);
+    out_dir
+}
+
+/// Trains every concept, reading the stored sample in `samples_dir` (or, when empty,
+/// streaming the region files); returns the classifier directory.
+fn train_all(runner: &TaskRunner, job: &Job, name: &str, samples_dir: &str) -> (PathBuf, Vec<u32>) {
+    let hierarchy = Hierarchy::read_json(&job.dir.join(CONCEPTS_FILE)).unwrap();
+    let out_dir = attempt(job, name);
+    let train = proto::TrainTask {
+        part: 0,
+        concepts: (0..hierarchy.concepts().len() as u32).collect(),
+        regions_dir: job.dir.join("regions").display().to_string(),
+        out_dir: out_dir.clone(),
+        samples_dir: samples_dir.into(),
+    };
+    let (result, _) = run(runner, &task(job, &job.spec, Kind::Train(train)));
+    let Output::Train(TrainOutput { dir, trained, .. }) = result.unwrap() else {
+        panic!("not a train output")
+    };
+    (PathBuf::from(dir), trained)
+}
+
+/// The sample stage's parts and their merge give the train and Shapley tasks exactly the
+/// samples they draw by streaming every region file: the same classifiers byte for byte,
+/// the same rebuilt samples and the same Shapley sums.
+#[test]
+fn a_stored_sample_gives_the_classifiers_and_sums_of_streaming_the_regions() {
+    let job = job();
+    let runner = runner();
+    let mut regions = PathBuf::new();
+    for (shard, images) in [(0, 0..10), (1, 10..20), (2, 20..IMAGES)] {
+        regions = commit_regions(&job, &extract(&runner, &job, shard, images));
+    }
+    let files = region_files(&regions).unwrap();
+    assert_eq!(files.len(), 3);
+    let first = sample(&runner, &job, 0, &[&files[0]], &[]);
+    let second = sample(&runner, &job, 1, &[&files[1], &files[2]], &[]);
+    let merged = sample(&runner, &job, 2, &[], &[&first, &second]);
+
+    let (streamed, trained) = train_all(&runner, &job, "train-00000-a1", "");
+    let (stored, trained_stored) = train_all(&runner, &job, "train-00001-a1", &merged);
+    assert_eq!(trained, trained_stored);
+    assert!(trained.len() >= 3, "{trained:?}");
+    let mut names: Vec<_> = std::fs::read_dir(&streamed)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    for name in &names {
+        let (a, b) = (
+            std::fs::read(streamed.join(name)).unwrap(),
+            std::fs::read(stored.join(name)).unwrap(),
+        );
+        if name == "classify.json" {
+            // Equal but for the stored sample it names.
+            let mut b: serde_json::Value = serde_json::from_slice(&b).unwrap();
+            let samples = b.as_object_mut().unwrap().remove("samples").unwrap();
+            assert_eq!(samples, serde_json::json!(merged));
+            assert_eq!(serde_json::from_slice::<serde_json::Value>(&a).unwrap(), b);
+        } else {
+            assert!(a == b, "{name:?} differs");
+        }
+    }
+
+    // Shapley reads the sample that classify.json names: the same sums.
+    let concept = *trained.last().unwrap();
+    let sums = |dir: &Path| {
+        let kind = Kind::Shapley(ShapleyTask {
+            concept,
+            first_permutation: 0,
+            end_permutation: 8,
+            classifiers_dir: dir.display().to_string(),
+        });
+        let Output::Shapley(sums) = run(&runner, &task(&job, &job.spec, kind)).0.unwrap() else {
+            panic!("not a shapley output")
+        };
+        sums_from_proto(&sums).unwrap()
+    };
+    assert_eq!(sums(&streamed), sums(&stored));
+}
+
+#[test]
+fn sample_tasks_that_cannot_run_say_why() {
+    let job = job();
+    let runner = runner();
+    let kind = |files: Vec<String>, parts: Vec<String>| {
+        Kind::Sample(proto::SampleTask {
+            part: 3,
+            region_files: files,
+            parts,
+            out_dir: attempt(&job, "sample-00003-a1"),
+        })
+    };
+    let failure = run(&runner, &task(&job, &job.spec, kind(vec![], vec![])))
+        .0
+        .unwrap_err();
+    assert_eq!(failure.reason, FailureReason::BadInput);
+    assert!(failure.message.contains("neither"), "{}", failure.message);
+    let missing = job.dir.join("regions/nope.parquet").display().to_string();
+    let failure = run(&runner, &task(&job, &job.spec, kind(vec![missing], vec![])))
+        .0
+        .unwrap_err();
+    assert_eq!(failure.reason, FailureReason::BadInput);
+    assert!(
+        failure.message.contains("nope.parquet"),
+        "{}",
+        failure.message
+    );
+    let missing = job.dir.join("samples/sample-00000").display().to_string();
+    let failure = run(&runner, &task(&job, &job.spec, kind(vec![], vec![missing])))
+        .0
+        .unwrap_err();
+    assert_eq!(failure.reason, FailureReason::BadInput);
+    assert!(
+        failure.message.contains("sample-00000"),
+        "{}",
+        failure.message
+    );
 }

@@ -70,6 +70,11 @@ pub(super) fn run(
     let scratch = storage::is_remote(&out).then(|| scratch_dir(&out));
     let written = scratch.clone().unwrap_or_else(|| out.clone());
     let mut config = ClassifyConfig::new(regions, written.clone());
+    if !task.samples_dir.is_empty() {
+        let samples = PathBuf::from(&task.samples_dir);
+        require(&samples, "the job's sample")?;
+        config.samples = Some(samples);
+    }
     config.hierarchy_source = Some(concepts_file);
     config.apply(spec, job.spec.seed);
     config.device = runner.device;

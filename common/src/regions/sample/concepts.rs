@@ -116,6 +116,16 @@ impl LabelledRegions {
     }
 }
 
+/// The concepts `only` (all when `None`) of `hierarchy` with the labels each covers.
+fn concept_labels(hierarchy: &Hierarchy, only: Option<&[ConceptId]>) -> Vec<ConceptLabels> {
+    hierarchy
+        .concepts()
+        .iter()
+        .filter(|c| only.is_none_or(|only| only.contains(&c.id)))
+        .map(|c| ConceptLabels::of(hierarchy, c.id))
+        .collect()
+}
+
 /// Every concept's samples over one shared store of rows; see the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct ConceptSamples {
@@ -167,13 +177,31 @@ impl ConceptSamples {
             state.files_done += 1;
             progress(state);
         }
-        let concepts: Vec<ConceptLabels> = hierarchy
-            .concepts()
-            .iter()
-            .filter(|c| only.is_none_or(|only| only.contains(&c.id)))
-            .map(|c| ConceptLabels::of(hierarchy, c.id))
-            .collect();
-        Ok(Self::from_sampler(sampler, info, &concepts))
+        Ok(Self::from_sampler(
+            sampler,
+            info,
+            &concept_labels(hierarchy, only),
+        ))
+    }
+
+    /// The samples of the concepts `only` (all when `None`) read off a sample stored in
+    /// `dir` by the sample stage (see [`RegionSampler::read_from`]), which must have been
+    /// drawn with `config`: the same samples [`build_with`](Self::build_with) gives on the
+    /// region files it was drawn from.
+    pub fn from_stored(
+        dir: &Path,
+        hierarchy: &Hierarchy,
+        config: &SampleConfig,
+        only: Option<&[ConceptId]>,
+    ) -> Result<Self, SampleError> {
+        config.validate()?;
+        let (sampler, info) = RegionSampler::read_from(dir, config)?;
+        check_labels(hierarchy.labels(), &info)?;
+        Ok(Self::from_sampler(
+            sampler,
+            info,
+            &concept_labels(hierarchy, only),
+        ))
     }
 
     /// Reads every concept's samples off a finished sampler; `concepts` gives each concept

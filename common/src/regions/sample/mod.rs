@@ -60,6 +60,7 @@
 mod concepts;
 mod negatives;
 mod pool;
+mod stored;
 #[cfg(test)]
 mod tests;
 
@@ -73,6 +74,7 @@ pub use self::concepts::{
 };
 pub use self::negatives::{ConceptLabels, Negatives};
 use self::pool::{BottomK, SampleKey};
+pub use self::stored::{SAMPLE_ROWS, SAMPLE_STATE};
 use super::{open_regions, read_region_meta, RegionBatch, RegionProjection, RegionsError};
 use crate::seed;
 
@@ -235,6 +237,14 @@ pub enum SampleError {
     /// Invalid settings.
     #[error("invalid sampling settings: {0}")]
     Config(String),
+    /// A stored sample (the sample stage's output) cannot be used.
+    #[error("{path}: {message}")]
+    Stored {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// What a region directory holds, from the files' metadata.
@@ -477,6 +487,11 @@ impl RegionSampler {
             self.foreground.iter().map(BottomK::offered).collect(),
             self.background.offered(),
         )
+    }
+
+    /// `(D, labels)`: samplers merge only with samplers of the same shape (and settings).
+    pub fn shape(&self) -> (usize, usize) {
+        (self.d, self.foreground.len())
     }
 
     /// Rows held (the memory in use is about this × `D` × 4 bytes).

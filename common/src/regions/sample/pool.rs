@@ -120,6 +120,22 @@ impl BottomK {
         self.offered = before + other.offered;
     }
 
+    /// The rows with their activations, sorted by key (a stored sample's order).
+    pub fn sorted_rows(&self) -> impl Iterator<Item = (&Entry, &[f32])> {
+        let mut entries: Vec<&Entry> = self.heap.iter().collect();
+        entries.sort_unstable();
+        entries.into_iter().map(move |e| {
+            let start = e.slot as usize * self.d;
+            (e, &self.data[start..start + self.d])
+        })
+    }
+
+    /// Sets the population to what a stored sample recorded (its rows were offered again
+    /// to rebuild the pool, which counted only them).
+    pub fn restore_offered(&mut self, offered: u64) {
+        self.offered = offered;
+    }
+
     /// The rows, sorted by key, and the slab their `slot`s index.
     pub fn into_sorted(self) -> (Vec<Entry>, Vec<f32>) {
         (self.heap.into_sorted_vec(), self.data)

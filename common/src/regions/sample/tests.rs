@@ -677,3 +677,116 @@ fn negative_sets_parse_print_and_default_to_mixed_in_old_settings() {
         .to_string();
     assert!(err.contains("unknown variant `all`"), "{err}");
 }
+
+/// A sampler written by the sample stage and read back gives the samples of streaming the
+/// region files, for f32 and f16 sources; parts written apart and merged after reading give
+/// the samples of the whole.
+#[test]
+fn stored_samples_read_back_as_the_streamed_ones() {
+    for t in [ActivationType::F32, ActivationType::F16] {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = dataset(60);
+        let parts: Vec<PathBuf> = (0..3)
+            .map(|i| dir.path().join(format!("part-{i}.parquet")))
+            .collect();
+        for (i, chunk) in rows.chunks(rows.len() / 3 + 1).enumerate() {
+            write(&parts[i], chunk, t);
+        }
+        // Budgets below and above the pools' populations.
+        for k in [7, 20, 1000] {
+            let config = config(k);
+            let whole = samples_of(&parts, &config);
+
+            let mut stored = Vec::new();
+            for (i, part) in parts.iter().enumerate() {
+                let info = check_region_set(std::slice::from_ref(part)).unwrap();
+                let mut sampler = RegionSampler::new(&config, D, LABELS.len()).unwrap();
+                sampler.offer_file(part, &mut |_| {}).unwrap();
+                let out = dir.path().join(format!("sample-{k}-{i}"));
+                std::fs::create_dir(&out).unwrap();
+                let held = sampler.held_rows() as u64;
+                assert_eq!(sampler.write_to(&out, &info, meta(D, t)).unwrap(), held);
+                stored.push(out);
+            }
+            let (mut merged, mut info) = RegionSampler::read_from(&stored[0], &config).unwrap();
+            for out in &stored[1..] {
+                let (part, part_info) = RegionSampler::read_from(out, &config).unwrap();
+                merged.merge(part);
+                info.merge(part_info).unwrap();
+            }
+            assert_eq!(info, check_region_set(&parts).unwrap());
+            assert_eq!(merged.population(), {
+                let mut s = RegionSampler::new(&config, D, 3).unwrap();
+                for p in &parts {
+                    s.offer_file(p, &mut |_| {}).unwrap();
+                }
+                s.population()
+            });
+            // The merge written once more (the stage's second round) reads back the same.
+            let out = dir.path().join(format!("sample-{k}"));
+            std::fs::create_dir(&out).unwrap();
+            merged.write_to(&out, &info, meta(D, t)).unwrap();
+            let (again, again_info) = RegionSampler::read_from(&out, &config).unwrap();
+            let from_merge = ConceptSamples::from_sampler(merged, info, &concepts());
+            assert_eq!(all_flat(&whole), all_flat(&from_merge), "{t:?} k = {k}");
+            let from_file = ConceptSamples::from_sampler(again, again_info, &concepts());
+            assert_eq!(all_flat(&whole), all_flat(&from_file), "{t:?} k = {k}");
+            // pyarrow and hint read the rows as a region file of the documented schema.
+            let (meta_read, n) = read_region_meta(&out.join(SAMPLE_ROWS)).unwrap();
+            assert_eq!(meta_read.activation_type, t);
+            assert!(
+                meta_read.extra.contains_key("sample"),
+                "{:?}",
+                meta_read.extra
+            );
+            assert!(n > 0);
+        }
+    }
+}
+
+#[test]
+fn stored_samples_of_other_settings_or_damaged_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let part = dir.path().join("r.parquet");
+    write(&part, &dataset(30), ActivationType::F32);
+    let info = check_region_set(std::slice::from_ref(&part)).unwrap();
+    let mut sampler = RegionSampler::new(&config(5), D, LABELS.len()).unwrap();
+    sampler.offer_file(&part, &mut |_| {}).unwrap();
+    let out = dir.path().join("sample");
+    std::fs::create_dir(&out).unwrap();
+    sampler
+        .write_to(&out, &info, meta(D, ActivationType::F32))
+        .unwrap();
+
+    let err = RegionSampler::read_from(&out, &config(6))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("sample.json") && err.contains("other settings"),
+        "{err}"
+    );
+
+    let err = sampler
+        .write_to(&out, &info, meta(D + 1, ActivationType::F32))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("D = 4") && err.contains("D = 3"), "{err}");
+
+    let state = out.join(SAMPLE_STATE);
+    let text = std::fs::read_to_string(&state).unwrap();
+    std::fs::write(&state, text.replace("\"format\":1", "\"format\":9")).unwrap();
+    let err = RegionSampler::read_from(&out, &config(5))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("layout version 9"), "{err}");
+    std::fs::write(&state, "{").unwrap();
+    let err = RegionSampler::read_from(&out, &config(5))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a sample state"), "{err}");
+    std::fs::remove_file(&state).unwrap();
+    let err = RegionSampler::read_from(&out, &config(5))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sample.json"), "{err}");
+}

@@ -16,6 +16,7 @@
 
 mod assess;
 mod extract;
+mod sample;
 mod shapley;
 mod train;
 
@@ -75,8 +76,9 @@ pub trait StageRules: Sync {
 }
 
 /// Every leased stage, in the order a job runs them.
-pub static STAGES: [&dyn StageRules; 5] = [
+pub static STAGES: [&dyn StageRules; 6] = [
     &extract::Extract,
+    &sample::Sample,
     &train::Train,
     &shapley::Shapley,
     &assess::EVALUATE,

@@ -59,6 +59,10 @@ impl StageRules for Train {
             concepts: concepts.clone(),
             regions_dir: job.regions_dir().display().to_string(),
             out_dir,
+            samples_dir: job
+                .samples_dir()
+                .map(|dir| dir.display().to_string())
+                .unwrap_or_default(),
         })
     }
 

@@ -60,9 +60,9 @@ pub(super) fn run(
                 merged = Some(match merged {
                     None => (sampler, info),
                     Some((mut all, mut all_info)) => {
-                        check_mergeable(&all, &sampler, dir)?;
-                        all.merge(sampler);
+                        // Checked first: samplers of another D or labels do not merge.
                         all_info.merge(info)?;
+                        all.merge(sampler);
                         (all, all_info)
                     }
                 });
@@ -117,25 +117,4 @@ pub(super) fn run(
         rows_read,
         seconds: started.elapsed().as_secs_f64(),
     })
-}
-
-/// Parts drawn with other settings or over another layer cannot be merged (the merge would
-/// panic): a clear error instead.
-fn check_mergeable(
-    all: &RegionSampler,
-    part: &RegionSampler,
-    dir: &Path,
-) -> Result<(), SampleError> {
-    if all.shape() == part.shape() {
-        Ok(())
-    } else {
-        Err(SampleError::Stored {
-            path: dir.join(SAMPLE_ROWS),
-            message: format!(
-                "(D, labels) = {:?}, but the parts before it have {:?}",
-                part.shape(),
-                all.shape()
-            ),
-        })
-    }
 }

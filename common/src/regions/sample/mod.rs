@@ -307,46 +307,18 @@ pub fn check_region_set(files: &[PathBuf]) -> Result<RegionSetInfo, SampleError>
     let mut info: Option<RegionSetInfo> = None;
     for path in files {
         let (meta, rows) = read_region_meta(path)?;
-        let Some(first) = info.as_mut() else {
-            info = Some(RegionSetInfo {
-                model: meta.model,
-                layer: meta.layer,
-                channels: meta.channels,
-                labels: meta.labels,
-                files: vec![path.clone()],
-                rows,
-            });
-            continue;
+        let file = RegionSetInfo {
+            model: meta.model,
+            layer: meta.layer,
+            channels: meta.channels,
+            labels: meta.labels,
+            files: vec![path.clone()],
+            rows,
         };
-        let mismatch = |field, found: String, expected: String| SampleError::Inconsistent {
-            path: path.clone(),
-            field,
-            found,
-            expected,
-            reference: first.files[0].clone(),
-        };
-        if meta.model != first.model {
-            return Err(mismatch("model", meta.model, first.model.clone()));
+        match info.as_mut() {
+            None => info = Some(file),
+            Some(first) => first.merge(file)?,
         }
-        if meta.layer != first.layer {
-            return Err(mismatch("layer", meta.layer, first.layer.clone()));
-        }
-        if meta.channels != first.channels {
-            return Err(mismatch(
-                "D",
-                meta.channels.to_string(),
-                first.channels.to_string(),
-            ));
-        }
-        if meta.labels != first.labels {
-            return Err(mismatch(
-                "labels",
-                format!("{:?}", meta.labels),
-                format!("{:?}", first.labels),
-            ));
-        }
-        first.files.push(path.clone());
-        first.rows += rows;
     }
     info.ok_or_else(|| SampleError::Config("no region files given".into()))
 }
@@ -487,11 +459,6 @@ impl RegionSampler {
             self.foreground.iter().map(BottomK::offered).collect(),
             self.background.offered(),
         )
-    }
-
-    /// `(D, labels)`: samplers merge only with samplers of the same shape (and settings).
-    pub fn shape(&self) -> (usize, usize) {
-        (self.d, self.foreground.len())
     }
 
     /// Rows held (the memory in use is about this × `D` × 4 bytes).

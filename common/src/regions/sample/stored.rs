@@ -58,45 +58,34 @@ struct SampleState {
 }
 
 impl RegionSetInfo {
-    /// Adds another part of the same region set: its files and rows.
+    /// Adds another part of the same region set, its files after these and its rows; the
+    /// parts must agree on model, layer, `D` and labels (the error names the first file of
+    /// each).
     pub fn merge(&mut self, other: RegionSetInfo) -> Result<(), SampleError> {
-        let fields = [
-            ("model", &self.model, &other.model),
-            ("layer", &self.layer, &other.layer),
-        ];
-        for (field, mine, theirs) in fields {
-            if mine != theirs {
-                return Err(inconsistent(&other, self, field, theirs, mine));
-            }
+        let mismatch = |field, found: String, expected: String| SampleError::Inconsistent {
+            path: other.files.first().cloned().unwrap_or_default(),
+            field,
+            found,
+            expected,
+            reference: self.files.first().cloned().unwrap_or_default(),
+        };
+        if other.model != self.model {
+            return Err(mismatch("model", other.model, self.model.clone()));
         }
-        if self.channels != other.channels {
+        if other.layer != self.layer {
+            return Err(mismatch("layer", other.layer, self.layer.clone()));
+        }
+        if other.channels != self.channels {
             let (found, expected) = (other.channels.to_string(), self.channels.to_string());
-            return Err(inconsistent(&other, self, "D", &found, &expected));
+            return Err(mismatch("D", found, expected));
         }
-        if self.labels != other.labels {
-            let (found, expected) = (other.labels.join(","), self.labels.join(","));
-            return Err(inconsistent(&other, self, "labels", &found, &expected));
+        if other.labels != self.labels {
+            let (found, expected) = (format!("{:?}", other.labels), format!("{:?}", self.labels));
+            return Err(mismatch("labels", found, expected));
         }
         self.files.extend(other.files);
-        self.files.sort();
         self.rows += other.rows;
         Ok(())
-    }
-}
-
-fn inconsistent(
-    other: &RegionSetInfo,
-    mine: &RegionSetInfo,
-    field: &'static str,
-    found: &str,
-    expected: &str,
-) -> SampleError {
-    SampleError::Inconsistent {
-        path: other.files.first().cloned().unwrap_or_default(),
-        field,
-        found: found.to_string(),
-        expected: expected.to_string(),
-        reference: mine.files.first().cloned().unwrap_or_default(),
     }
 }
 

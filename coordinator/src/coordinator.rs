@@ -126,7 +126,20 @@ impl Coordinator {
     pub fn open(
         config: CoordinatorConfig,
     ) -> Result<(Arc<Coordinator>, Vec<Action>), CoordinatorError> {
-        let (mut journal, replayed) = Journal::open_replayed(&config.state_dir)?;
+        // Each record is applied as it is read (and a committed output's file move redone),
+        // so a long journal is never held whole.
+        let now = Instant::now();
+        let mut scheduler = Scheduler::new(config.scheduler);
+        let mut resumed = 0;
+        let (mut journal, replayed) = Journal::open_replayed(&config.state_dir, |record| {
+            if let Some(output) = record.committed_output() {
+                if let Err(error) = move_committed(output) {
+                    tracing::error!(%error, "redoing a committed move");
+                }
+            }
+            resumed += usize::from(matches!(record, Record::Submitted { .. }));
+            scheduler.apply(&record, now);
+        })?;
         if replayed.dropped > 0 {
             tracing::warn!(bytes = replayed.dropped, "cut a torn tail off the journal");
         }
@@ -137,18 +150,7 @@ impl Coordinator {
                 snapshot.display()
             );
         }
-        let records = replayed.records;
-        let now = Instant::now();
-        for output in records.iter().filter_map(Record::committed_output) {
-            if let Err(error) = move_committed(output) {
-                tracing::error!(%error, "redoing a committed move");
-            }
-        }
-        let resumed = records
-            .iter()
-            .filter(|r| matches!(r, Record::Submitted { .. }))
-            .count();
-        let (mut scheduler, actions) = Scheduler::recover(config.scheduler, records, now);
+        let actions = scheduler.resume(now);
         let mut damaged = Vec::new();
         for job in scheduler.jobs().filter(|j| !j.is_finished()) {
             sweep_uncommitted(job);

@@ -183,11 +183,9 @@ impl Syncer {
     }
 }
 
-/// What [`Journal::open`] found.
+/// What [`Journal::open_replayed`] found besides the records.
 #[derive(Debug, Default)]
 pub struct Replayed {
-    /// The records to replay: the newest snapshot's, then the segments' after it.
-    pub records: Vec<Record>,
     /// Bytes of a torn tail cut off the last segment.
     pub dropped: u64,
     /// The snapshot replayed, if any.
@@ -200,12 +198,20 @@ impl Journal {
     /// Opens (or creates) the journal of `state_dir`, returning the records it holds. A torn
     /// tail is cut off (and reported in the returned count of dropped bytes).
     pub fn open(state_dir: &Path) -> Result<(Journal, Vec<Record>, u64), JournalError> {
-        let (journal, replayed) = Journal::open_replayed(state_dir)?;
-        Ok((journal, replayed.records, replayed.dropped))
+        let mut records = Vec::new();
+        let (journal, replayed) = Journal::open_replayed(state_dir, |r| records.push(r))?;
+        Ok((journal, records, replayed.dropped))
     }
 
-    /// [`Journal::open`], saying which files it replayed.
-    pub fn open_replayed(state_dir: &Path) -> Result<(Journal, Replayed), JournalError> {
+    /// [`Journal::open`], handing each record to `each` as it is read (the newest snapshot's,
+    /// then the segments' after it) and saying which files it replayed. The segments are
+    /// streamed, never held whole: a start replays a journal of any size in the memory of the
+    /// state it rebuilds (a coordinator's heap keeps what it once held). On an error, the
+    /// records handed over so far are not a state to act on.
+    pub fn open_replayed(
+        state_dir: &Path,
+        mut each: impl FnMut(Record),
+    ) -> Result<(Journal, Replayed), JournalError> {
         std::fs::create_dir_all(state_dir).map_err(io(state_dir))?;
         let lock_path = state_dir.join(LOCK_FILE);
         let lock = OpenOptions::new()
@@ -222,8 +228,8 @@ impl Journal {
         let segments = numbered(state_dir, SEGMENT_PREFIX, SEGMENT_SUFFIX)?;
         let (base, snapshot_records, snapshot_bytes, used) =
             snapshot::newest_usable(state_dir, &segments)?;
+        snapshot_records.into_iter().for_each(&mut each);
         let mut replayed = Replayed {
-            records: snapshot_records,
             snapshot: used.clone(),
             ..Replayed::default()
         };
@@ -237,7 +243,7 @@ impl Journal {
                 .write(true)
                 .open(&path)
                 .map_err(io(&path))?;
-            let (records, good_len) = read_records(&path, &file)?;
+            let good_len = read_records(&path, &file, &mut each)?;
             let total = file.metadata().map_err(io(&path))?.len();
             if good_len < total {
                 if i + 1 < tail.len() {
@@ -254,7 +260,6 @@ impl Journal {
                 file.sync_data().map_err(io(&path))?;
                 replayed.dropped = total - good_len;
             }
-            replayed.records.extend(records);
             replayed.segments += 1;
             tail_bytes += good_len;
             last = Some((seq, path, file));
@@ -471,9 +476,14 @@ fn migrate_legacy(dir: &Path) -> Result<(), JournalError> {
 }
 
 /// The records of a journal file and the length of its intact prefix.
-fn read_records(path: &Path, file: &File) -> Result<(Vec<Record>, u64), JournalError> {
+/// Hands a segment's records to `each`, returning the length of its whole, checked lines
+/// (a torn tail ends it).
+fn read_records(
+    path: &Path,
+    file: &File,
+    each: &mut impl FnMut(Record),
+) -> Result<u64, JournalError> {
     let mut reader = BufReader::new(file);
-    let mut records = Vec::new();
     let mut good_len = 0u64;
     let mut line = String::new();
     let mut number = 0;
@@ -492,10 +502,10 @@ fn read_records(path: &Path, file: &File) -> Result<(Vec<Record>, u64), JournalE
             line: number,
             message: e.to_string(),
         })?;
-        records.push(record);
+        each(record);
         good_len += n as u64;
     }
-    Ok((records, good_len))
+    Ok(good_len)
 }
 
 /// The JSON of a whole line whose checksum holds.

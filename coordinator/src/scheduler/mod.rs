@@ -133,9 +133,8 @@ impl Scheduler {
         }
     }
 
-    /// Rebuilds the state from the journal's records and starts a new incarnation (its
-    /// [`Record::Started`] is in the outbox). Jobs that were running resume; the returned
-    /// actions (plans and reports that did not finish) must be run again.
+    /// Rebuilds the state from the journal's records and starts a new incarnation
+    /// ([`Scheduler::resume`]).
     pub fn recover(
         config: SchedulerConfig,
         records: impl IntoIterator<Item = Record>,
@@ -145,19 +144,27 @@ impl Scheduler {
         for record in records {
             scheduler.apply(&record, now);
         }
-        let incarnation = scheduler.incarnation + 1;
-        scheduler.record(Record::Started { incarnation }, now);
+        let actions = scheduler.resume(now);
+        (scheduler, actions)
+    }
+
+    /// After the journal's records were applied to a new scheduler: starts a new incarnation
+    /// (its [`Record::Started`] is in the outbox). Jobs that were running resume; the
+    /// returned actions (plans and reports that did not finish) must be run again.
+    pub fn resume(&mut self, now: Instant) -> Vec<Action> {
+        let incarnation = self.incarnation + 1;
+        self.record(Record::Started { incarnation }, now);
         let mut actions = Vec::new();
-        let ids: Vec<JobId> = scheduler.jobs.keys().cloned().collect();
+        let ids: Vec<JobId> = self.jobs.keys().cloned().collect();
         for id in ids {
-            let job = scheduler.jobs.get_mut(&id).expect("listed job");
+            let job = self.jobs.get_mut(&id).expect("listed job");
             job.no_worker_since = Some(now);
             if job.is_planning() {
                 actions.push(Action::Plan(id.clone()));
             }
-            actions.extend(scheduler.advance(&id, None, now));
+            actions.extend(self.advance(&id, None, now));
         }
-        (scheduler, actions)
+        actions
     }
 
     /// The records that rebuild the state as it is now, for a snapshot of the journal

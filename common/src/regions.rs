@@ -16,6 +16,13 @@
 //! model, layer and method produced the rows and names the labels, so a region file plus a
 //! hierarchy is enough to train and score concept classifiers.
 //!
+//! # Reading
+//!
+//! [`open_regions`] streams a file batch by batch, only the columns asked for. Activations
+//! stored plainly (hint's writer, and most others) are read straight from their data pages
+//! (`pages.rs`), since Arrow's general list decoding costs several times the decompression;
+//! other files (a dictionary, say) are read by Arrow. Both give the same values.
+//!
 //! # Writing
 //!
 //! [`RegionWriter`] writes to `.<name>.partial` beside the final path and renames on
@@ -23,6 +30,7 @@
 //! under its final name is therefore always complete, whatever crashes.
 
 mod meta;
+mod pages;
 pub mod quality;
 mod reader;
 mod rows;

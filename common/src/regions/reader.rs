@@ -14,8 +14,9 @@ use half::slice::HalfFloatSliceExt;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 
+use super::pages::ActivationPages;
 use super::writer::storage_error;
-use super::{region_schema, RegionFileMeta, RegionRows, RegionsError, COLUMNS};
+use super::{region_schema, ActivationType, RegionFileMeta, RegionRows, RegionsError, COLUMNS};
 use crate::storage;
 
 /// Reads a whole region file: its metadata and its rows, activations as f32 whichever type
@@ -72,16 +73,27 @@ pub fn for_each_foreground(
 fn open_builder(
     path: &Path,
 ) -> Result<(ParquetRecordBatchReaderBuilder<File>, RegionFileMeta), RegionsError> {
+    open_builder_twice(path).map(|(builder, meta, _)| (builder, meta))
+}
+
+/// [`open_builder`], with a second handle of the file that seeks independently (for
+/// [`ActivationPages`]), opened while a remote file's local copy is pinned.
+fn open_builder_twice(
+    path: &Path,
+) -> Result<(ParquetRecordBatchReaderBuilder<File>, RegionFileMeta, File), RegionsError> {
     // Pinned in the cache until opened: an open file stays readable if it is evicted.
     let local = if storage::is_remote(path) {
         storage::fetch(path).map_err(|e| storage_error(path, e))?
     } else {
         storage::Cached::local(path.to_path_buf())
     };
-    let file = File::open(&local).map_err(|source| RegionsError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let open = || {
+        File::open(&local).map_err(|source| RegionsError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let (file, again) = (open()?, open()?);
     let builder =
         ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(path, e))?;
     let kv = builder
@@ -107,7 +119,7 @@ fn open_builder(
     })?;
     let expected = region_schema(meta.channels, meta.activation_type);
     check_schema(builder.schema(), &expected).map_err(|p| schema_error(path, p))?;
-    Ok((builder, meta))
+    Ok((builder, meta, again))
 }
 
 /// `f32` or `f16` from the `activation` column's list item type, if it is one of them.
@@ -164,6 +176,8 @@ pub struct RegionBatchReader {
     rows: u64,
     projection: RegionProjection,
     inner: ParquetRecordBatchReader,
+    /// The activations, when read from their pages rather than by Arrow.
+    pages: Option<ActivationPages>,
 }
 
 impl std::fmt::Debug for RegionBatchReader {
@@ -182,14 +196,20 @@ pub fn open_regions(
     projection: RegionProjection,
     batch_rows: usize,
 ) -> Result<RegionBatchReader, RegionsError> {
-    let (builder, meta) = open_builder(path)?;
+    let (builder, meta, again) = open_builder_twice(path)?;
     let rows = u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+    let pages = if projection.activation {
+        let width = meta.activation_type.bytes();
+        ActivationPages::open(again, builder.metadata().clone(), width, meta.channels)
+    } else {
+        None
+    };
     // Column indices in COLUMNS order; the region schema has no nesting above them.
     let mut roots = vec![0, 1, 2, 3, 5];
     if projection.saliency {
         roots.push(4);
     }
-    if projection.activation {
+    if projection.activation && pages.is_none() {
         roots.push(6);
     }
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
@@ -204,6 +224,7 @@ pub fn open_regions(
         rows,
         projection,
         inner,
+        pages,
     })
 }
 
@@ -223,7 +244,13 @@ impl RegionBatchReader {
         self.rows
     }
 
-    fn convert(&self, batch: &RecordBatch) -> Result<RegionBatch, String> {
+    /// Whether the activations are read from their pages (not by Arrow).
+    #[cfg(test)]
+    pub(super) fn reads_pages(&self) -> bool {
+        self.pages.is_some()
+    }
+
+    fn convert(&mut self, batch: &RecordBatch) -> Result<RegionBatch, String> {
         fn column<T: Array + Clone + 'static>(
             batch: &RecordBatch,
             name: &'static str,
@@ -240,7 +267,20 @@ impl RegionBatchReader {
                 .cloned()
                 .ok_or_else(|| format!("column {name} has an unexpected array type"))
         }
-        let activation = if self.projection.activation {
+        let activation = if let Some(pages) = &mut self.pages {
+            Some(match self.meta.activation_type {
+                ActivationType::F16 => {
+                    let mut values = Vec::new();
+                    pages.take_f16(batch.num_rows(), &mut values)?;
+                    BatchActivations::F16(Float16Array::from(values))
+                }
+                ActivationType::F32 => {
+                    let mut values = Vec::new();
+                    pages.take_f32(batch.num_rows(), &mut values)?;
+                    BatchActivations::F32(Float32Array::from(values))
+                }
+            })
+        } else if self.projection.activation {
             let list = column::<FixedSizeListArray>(batch, "activation")?;
             // A sliced FixedSizeListArray slices its child too: values() starts at row 0.
             let values = list.values();

@@ -266,3 +266,60 @@ fn reading_sizes_out_of_range_is_a_metadata_error() {
         );
     }
 }
+
+/// Activations read straight from their data pages equal Arrow's reading, value for value:
+/// f32 and f16, version 1 and 2 pages, pages and record batches ending inside rows, several
+/// row groups; a file with a dictionary is read by Arrow.
+#[test]
+fn activations_read_from_pages_equal_arrows() {
+    use parquet::basic::Encoding;
+    use parquet::file::properties::WriterVersion;
+    let (d, n) = (40, 3000);
+    let rows = sample_rows(n, d);
+    for t in [ActivationType::F32, ActivationType::F16] {
+        for version in [WriterVersion::PARQUET_1_0, WriterVersion::PARQUET_2_0] {
+            for dictionary in [false, true] {
+                let case = format!("{t:?} {version:?} dictionary {dictionary}");
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("r.parquet");
+                let activation = parquet::schema::types::ColumnPath::new(vec![
+                    "activation".into(),
+                    "list".into(),
+                    "item".into(),
+                ]);
+                let mut writer = RegionWriter::create_with(&path, meta(d, t), |props| {
+                    props
+                        .set_writer_version(version)
+                        .set_max_row_group_row_count(Some(700))
+                        .set_data_page_size_limit(4096)
+                        .set_column_dictionary_enabled(activation.clone(), dictionary)
+                        .set_column_encoding(activation, Encoding::PLAIN)
+                })
+                .unwrap();
+                writer.write(&rows).unwrap();
+                writer.finish().unwrap();
+                let file = std::fs::File::open(&path).unwrap();
+                let groups = parquet::file::reader::FileReader::num_row_groups(
+                    &parquet::file::reader::SerializedFileReader::new(file).unwrap(),
+                );
+                assert_eq!(groups, 5, "{case}");
+                let (_, arrow) = read_regions(&path).unwrap();
+                let reader = open_regions(&path, RegionProjection::ALL, 333).unwrap();
+                assert_eq!(reader.reads_pages(), !dictionary, "{case}");
+                let mut row = 0;
+                let mut out = vec![0.0f32; d];
+                for batch in reader {
+                    let batch = batch.unwrap();
+                    for i in 0..batch.len() {
+                        batch.activation_into(i, &mut out);
+                        let want = &arrow.activation[(row + i) * d..(row + i + 1) * d];
+                        assert_eq!(out.as_slice(), want, "{case}, row {}", row + i);
+                        assert_eq!(batch.image_id()[i], arrow.image_id[row + i], "{case}");
+                    }
+                    row += batch.len();
+                }
+                assert_eq!(row, n, "{case}");
+            }
+        }
+    }
+}

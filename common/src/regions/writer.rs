@@ -17,7 +17,7 @@ use half::slice::HalfFloatSliceExt;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
 use parquet::schema::types::ColumnPath;
 
 use super::{item_field, region_schema, ActivationType, RegionFileMeta, RegionRows, RegionsError};
@@ -92,6 +92,16 @@ impl RegionWriter {
     /// Starts writing `path` (a local path, written through its partial name, or an `s3://`
     /// URL) with file metadata `meta`.
     pub fn create(path: &Path, meta: RegionFileMeta) -> Result<Self, RegionsError> {
+        Self::create_with(path, meta, |props| props)
+    }
+
+    /// [`create`](Self::create) with the Parquet writer settings changed by `tweak` (tests
+    /// write the page layouts other tools write).
+    pub(super) fn create_with(
+        path: &Path,
+        meta: RegionFileMeta,
+        tweak: impl FnOnce(WriterPropertiesBuilder) -> WriterPropertiesBuilder,
+    ) -> Result<Self, RegionsError> {
         meta.validate().map_err(|problem| RegionsError::Metadata {
             path: path.to_path_buf(),
             problem,
@@ -123,8 +133,8 @@ impl RegionWriter {
             .set_max_row_group_row_count(Some(rows_per_group))
             // Activations almost never repeat: a dictionary is wasted work and gets dropped.
             .set_column_dictionary_enabled(activation_column, false)
-            .set_key_value_metadata(Some(kv))
-            .build();
+            .set_key_value_metadata(Some(kv));
+        let props = tweak(props).build();
         let file = storage::create(path).map_err(|e| storage_error(path, e))?;
         // On failure the ObjectWriter is dropped with the error: nothing is left behind.
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|source| {

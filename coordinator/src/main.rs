@@ -4,7 +4,8 @@
 //!   (WordNet 3.0 or a custom file); `hint check job.toml` validates a spec.
 //! - `hint coordinator`, `hint submit / status / results / cancel` for a cluster
 //!   (`hint-worker` is the worker binary), `hint health` to probe a coordinator, `hint
-//!   report` to write a finished job's report.html.
+//!   report` to write a finished job's report.html, `hint sample` to draw a region
+//!   directory's sample once.
 //! - The stages that need libtorch (`hint extract`, `layers`, `example`, `train-model`,
 //!   `classify`, `shapley`, `run`, `evaluate`, `ablate`) run in the `hint-worker` executable:
 //!   `hint` lists them and hands them over with `exec` (`hint_coordinator::commands`), so
@@ -42,6 +43,8 @@ enum Local {
     Health(cli::health::HealthArgs),
     /// Write the self-contained report.html of a finished job.
     Report(cli::report::ReportArgs),
+    /// Draw a region directory's bounded sample once (what classifiers and Shapley read).
+    Sample(cli::sample::SampleArgs),
 }
 
 /// The whole command line: the libtorch stages first (they take any arguments, which
@@ -144,5 +147,6 @@ fn run(command: Local) -> anyhow::Result<()> {
         Local::Cancel(args) => cli::client::cancel(args),
         Local::Health(args) => cli::health::run(args),
         Local::Report(args) => cli::report::run(args),
+        Local::Sample(args) => cli::sample::run(args),
     }
 }

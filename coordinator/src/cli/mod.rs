@@ -6,5 +6,6 @@ pub mod client;
 pub mod concepts;
 pub mod health;
 pub mod report;
+pub mod sample;
 pub mod serve;
 pub mod synth;

@@ -146,7 +146,8 @@ fn check_cancel(cancel: &AtomicBool) -> Result<(), TaskError> {
 
 impl TaskRunner {
     /// A runner whose tasks run on `device` (Shapley's fixed mode sweeps on the CPU unless
-    /// the spec asks for the device) and decode images on `decode_threads` threads.
+    /// the spec asks for the device) and decode images, or read a sample task's region
+    /// files, on `decode_threads` threads.
     pub fn new(device: Device, decode_threads: usize) -> Self {
         if device.is_cuda() {
             warm_up_cuda_linalg(device);

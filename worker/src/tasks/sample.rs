@@ -2,7 +2,7 @@
 //! committed region files, or the merge of the parts (see the coordinator's sample stage).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use hint_common::proto::{SampleOutput, SampleTask};
@@ -19,7 +19,7 @@ use crate::classify::ClassifyConfig;
 /// Runs the sample task: `region_files` → a part, or `parts` → their merge, written into
 /// the attempt's directory.
 pub(super) fn run(
-    _runner: &TaskRunner,
+    runner: &TaskRunner,
     job: &Job,
     task: &SampleTask,
     progress: &(dyn Fn(u64, u64) + Sync),
@@ -35,17 +35,20 @@ pub(super) fn run(
                 require(file, "the region file")?;
             }
             let info = check_region_set(&files)?;
-            let mut sampler = RegionSampler::new(&config, info.channels, info.labels.len())?;
-            let (total, mut done) = (info.rows, 0);
+            let (total, done) = (info.rows, AtomicU64::new(0));
             progress(0, total);
-            for file in &files {
-                sampler.offer_file(file, &mut |rows| {
-                    done += rows;
-                    progress(done, total);
-                })?;
-                check_cancel(cancel)?;
-            }
-            (sampler, info, files[0].clone(), done)
+            // The worker's decoding threads read the files (the result does not depend on
+            // how many).
+            let sampler = RegionSampler::from_files(
+                &config,
+                (info.channels, info.labels.len()),
+                &files,
+                runner.decode_threads,
+                &|rows| progress(done.fetch_add(rows, Ordering::Relaxed) + rows, total),
+                cancel,
+            )?;
+            check_cancel(cancel)?;
+            (sampler, info, files[0].clone(), done.into_inner())
         }
         ([], parts @ [_, ..]) => {
             let total = parts.len() as u64;

@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""The sample stage's read rate against a raw sequential read of the same files, in one run
+(issue I's "measure, don't assume" bench; the deploy estimate uses its figure).
+
+Usage: scripts/bench_sample.py [--gb 4] [--files 32] [--d 512] [--labels 20]
+                               [--max-per-class 2000] [--threads 0] [--runs 3]
+                               [--hint target/release/hint] [--dir DIR] [--keep]
+
+Writes --gb GB of region files with pyarrow following the documented schema and hint's own
+writer settings (zstd level 1, no dictionary on the activations, 64 MB row groups, a page
+index, f16
+activations of D = --d channels, 14x14 positions per image, 30% foreground; values as after
+a ReLU: half zero, the rest |N(0, 1)|). Then, for each of --runs rounds, in this order:
+
+  (a) raw:    `cat FILES > /dev/null` — one sequential reader of every byte;
+  (b) sample: `hint sample --regions DIR --threads T` — the sample stage as one machine runs
+              it: read, decompress and decode every file, key and pool every row, merge the
+              threads' pools, write sample.parquet + sample.json;
+  (c) the same on one thread: the per-core rate a deploy estimate scales by cores.
+
+Before each measurement the files are dropped from the page cache (posix_fadvise
+DONTNEED, which needs no privileges), so both read from the disk; a warm round (no drop)
+follows for context. Prints MB/s of file bytes for both, and the ratio sample / raw of the
+medians (issue I's goal: >= 0.8). The files are removed at the end unless --keep.
+"""
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+POSITIONS = 14
+FIXED_ROW_BYTES = 8 + 4 + 2 + 2 + 4 + 1
+ROW_GROUP_TARGET_BYTES = 64 << 20
+
+
+def region_table(rng, first_image: int, images: int, labels: int, d: int) -> pa.Table:
+    """One file's rows: every position of `images` images, image ids from `first_image`."""
+    per_image = POSITIONS * POSITIONS
+    n = images * per_image
+    image_id = np.repeat(np.arange(first_image, first_image + images, dtype=np.uint64), per_image)
+    label = (image_id % labels).astype(np.uint32)
+    y = np.tile(np.repeat(np.arange(POSITIONS, dtype=np.uint16), POSITIONS), images)
+    x = np.tile(np.tile(np.arange(POSITIONS, dtype=np.uint16), POSITIONS), images)
+    saliency = rng.random(n, dtype=np.float32)
+    foreground = saliency > 0.7
+    values = np.abs(rng.standard_normal(n * d, dtype=np.float32))
+    values[rng.random(n * d, dtype=np.float32) < 0.5] = 0.0
+    activation = pa.FixedSizeListArray.from_arrays(pa.array(values.astype(np.float16)), d)
+    fields = [
+        pa.field("image_id", pa.uint64(), nullable=False),
+        pa.field("label", pa.uint32(), nullable=False),
+        pa.field("y", pa.uint16(), nullable=False),
+        pa.field("x", pa.uint16(), nullable=False),
+        pa.field("saliency", pa.float32(), nullable=False),
+        pa.field("foreground", pa.bool_(), nullable=False),
+        pa.field("activation", pa.list_(pa.field("item", pa.float16(), nullable=False), d),
+                 nullable=False),
+    ]
+    metadata = {
+        "model": "resnet18", "layer": "layer4", "method": "gradient",
+        "aggregation": "norm", "threshold": "0.7", "D": str(d),
+        "H": str(POSITIONS), "W": str(POSITIONS), "activation_type": "f16",
+        "labels": json.dumps([f"class{i:04}" for i in range(labels)]),
+    }
+    columns = [pa.array(image_id), pa.array(label), pa.array(y), pa.array(x),
+               pa.array(saliency), pa.array(foreground), activation]
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=metadata))
+
+
+def write_files(root: pathlib.Path, args) -> list:
+    rng = np.random.default_rng(0)
+    row_bytes = FIXED_ROW_BYTES + 2 * args.d
+    per_file_rows = int(args.gb * 1e9 / args.files / row_bytes)
+    images = max(1, per_file_rows // (POSITIONS * POSITIONS))
+    group_rows = min(max(ROW_GROUP_TARGET_BYTES // row_bytes, 1024), 1 << 20)
+    paths = []
+    for i in range(args.files):
+        path = root / f"regions-{i:05}.parquet"
+        table = region_table(rng, i * images, images, args.labels, args.d)
+        pq.write_table(table, path, compression="zstd", compression_level=1,
+                       use_dictionary=[c for c in table.column_names if c != "activation"],
+                       row_group_size=group_rows, write_page_index=True)
+        paths.append(path)
+        print(f"\r  wrote {i + 1}/{args.files} files", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return paths
+
+
+def drop_cache(paths) -> None:
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def timed(command) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def kept_rows(sample_dir: pathlib.Path) -> int:
+    return pq.ParquetFile(sample_dir / "sample.parquet").metadata.num_rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--gb", type=float, default=4.0, help="GB of region files to write")
+    p.add_argument("--files", type=int, default=32)
+    p.add_argument("--d", type=int, default=512, help="channels per activation")
+    p.add_argument("--labels", type=int, default=20)
+    p.add_argument("--max-per-class", type=int, default=2000,
+                   help="pool size per label and of background: the defaults keep about 1%% "
+                        "of 4 GB's rows, as the deploy estimate's ImageNet sample keeps 1.3%%")
+    p.add_argument("--threads", type=int, default=0, help="hint sample --threads (0: cores)")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--hint", default="target/release/hint")
+    p.add_argument("--dir", help="where to write the files (default: a temporary directory)")
+    p.add_argument("--keep", action="store_true", help="keep the files")
+    args = p.parse_args()
+    hint = pathlib.Path(args.hint).resolve()
+    if not hint.is_file():
+        sys.exit(f"{hint} does not exist: build it with `cargo build --release -p hint-coordinator`")
+    root = pathlib.Path(args.dir or tempfile.mkdtemp(prefix="hint-bench-sample-"))
+    regions = root / "regions"
+    regions.mkdir(parents=True, exist_ok=True)
+    try:
+        print(f"writing {args.gb:g} GB of region files (D = {args.d}, {args.labels} labels) "
+              f"into {regions}", file=sys.stderr)
+        paths = write_files(regions, args)
+        total = sum(path.stat().st_size for path in paths)
+        rows = sum(pq.ParquetFile(path).metadata.num_rows for path in paths)
+        threads = args.threads or os.cpu_count()
+        cat = ["cat", *map(str, paths)]
+
+        out = root / "sample"
+
+        def sample_command(threads: int):
+            shutil.rmtree(out, ignore_errors=True)
+            return [str(hint), "sample", "--regions", str(regions), "--out", str(out),
+                    "--max-per-class", str(args.max_per_class), "--threads", str(threads)]
+
+        raw, sample, single = [], [], []
+        for _ in range(args.runs):
+            drop_cache(paths)
+            raw.append(timed(cat))
+            drop_cache(paths)
+            sample.append(timed(sample_command(threads)))
+            drop_cache(paths)
+            single.append(timed(sample_command(1)))
+        kept = kept_rows(out)
+        warm_raw = timed(cat)
+        warm_sample = timed(sample_command(threads))
+        mb = total / 1e6
+
+        def rates(seconds):
+            return ", ".join(f"{mb / s:.0f}" for s in seconds)
+
+        raw_rate = mb / statistics.median(raw)
+        sample_rate = mb / statistics.median(sample)
+        load = os.getloadavg()[0]
+        print(f"machine: {os.cpu_count()} cores, load {load:.1f}; {len(paths)} files, {mb:.0f} MB, "
+              f"{rows} rows of D = {args.d} f16; max_per_class {args.max_per_class}: "
+              f"{kept} rows kept ({100 * kept / rows:.1f}%)")
+        print(f"cold (page cache dropped), MB/s of file bytes per run:")
+        print(f"  raw    cat > /dev/null        {rates(raw)}   median {raw_rate:.0f}")
+        print(f"  sample hint sample, {threads} threads {rates(sample)}   median {sample_rate:.0f}")
+        print(f"  sample hint sample, 1 thread  {rates(single)}   median "
+              f"{mb / statistics.median(single):.0f}")
+        print(f"  ratio sample / raw = {sample_rate / raw_rate:.2f}  (issue I's goal: >= 0.8)")
+        print(f"warm (files in the page cache): raw {mb / warm_raw:.0f} MB/s, "
+              f"sample {mb / warm_sample:.0f} MB/s, ratio {warm_raw / warm_sample:.2f}")
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -9,7 +9,7 @@ export LIBTORCH_USE_PYTORCH := 1
 DEMO_DIR := demo-output
 HINT_RELEASE := target/release/hint
 
-.PHONY: demo test bootstrap bench bench-host lint install
+.PHONY: demo test bootstrap bench bench-host bench-sample lint install
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -58,6 +58,14 @@ bench: bootstrap
 bench-host: bootstrap
 	cargo build --release -p hint-coordinator -p hint-worker
 	.venv/bin/python scripts/bench_host.py
+
+## bench-sample: the sample stage (`hint sample`) against `cat` on the same generated region
+## files, page cache dropped before each, in one run: MB/s of both and the ratio (issue I).
+## BENCH_ARGS passes flags, e.g. `make bench-sample BENCH_ARGS="--gb 8 --threads 4"`.
+.PHONY: bench-sample
+bench-sample: bootstrap
+	cargo build --release -p hint-coordinator
+	.venv/bin/python scripts/bench_sample.py $(BENCH_ARGS)
 
 ## soak: 20 jobs back to back on a real coordinator with 3 workers killed with SIGKILL at
 ## random (seeded) moments; each job's Φ against an undisturbed 1-worker run, the

@@ -17,6 +17,7 @@ mod report;
 mod s3;
 mod s3_job;
 mod saliency;
+mod sample_cli;
 mod security;
 mod shapley;
 mod support;

@@ -897,6 +897,63 @@ fn recovery_resumes_mid_shapley_with_identical_sums() {
     assert_eq!(r.restart().1, [Action::Report(job)]);
 }
 
+/// A job journalled before the sample stage existed (train tasks added straight after
+/// extract) resumes without one: no sample task is ever added, train tasks are told no
+/// sample (they stream the region files), and the sums are the undisturbed run's.
+#[test]
+fn a_job_journalled_before_the_sample_stage_resumes_without_one() {
+    let spec = spec();
+    let mut h = Harness::new();
+    let job = h.start(&spec);
+    let w = h.register("a", 1);
+    h.run_until(&[w], |s| tasks_of(s, Stage::Train, Task::is_settled) == 1);
+    let is_sample = |task: &TaskId| task.stage == Stage::Sample;
+    let old: Vec<Record> = h
+        .journal
+        .iter()
+        .filter_map(|record| match record {
+            Record::TasksAdded { job, tasks } => {
+                let tasks: Vec<TaskSpec> = tasks
+                    .iter()
+                    .filter(|t| !matches!(t, TaskSpec::Sample { .. }))
+                    .cloned()
+                    .collect();
+                (!tasks.is_empty()).then(|| Record::TasksAdded {
+                    job: job.clone(),
+                    tasks,
+                })
+            }
+            Record::AttemptStarted { task, .. }
+            | Record::AttemptFailed { task, .. }
+            | Record::Committed { task, .. }
+                if is_sample(task) =>
+            {
+                None
+            }
+            other => Some(other.clone()),
+        })
+        .collect();
+    assert!(
+        old.len() < h.journal.len(),
+        "the run had sample records to drop"
+    );
+
+    let (mut r, _) = Harness::recovered(old, h.base, h.elapsed);
+    let j = r.job(&job);
+    assert_eq!(indices(j, Stage::Sample), Vec::<u32>::new());
+    assert_eq!(j.samples_dir(), None);
+    let Some(proto::task::Kind::Train(train)) =
+        j.task_message(&task_id(&job, Stage::Train, 1), 1).kind
+    else {
+        panic!("a train task")
+    };
+    assert_eq!(train.samples_dir, "", "{train:?}");
+    let w = r.register("b", 1);
+    assert_eq!(r.run(&[w]), [Action::Report(job.clone())]);
+    assert_eq!(indices(r.job(&job), Stage::Sample), Vec::<u32>::new());
+    assert_eq!(r.job(&job).sums, reference(&spec));
+}
+
 #[test]
 fn a_stopping_rule_plans_blocks_only_for_concepts_that_need_them() {
     let mut spec = spec();

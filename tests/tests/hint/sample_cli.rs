@@ -121,7 +121,11 @@ fn a_sample_is_the_same_on_any_number_of_threads_and_reads_back_as_streamed() {
     let (stored, _) = RegionSampler::read_from(&one, &config).unwrap();
     assert_eq!(stored.population(), streamed.population());
     assert_eq!(stored.held_rows(), streamed.held_rows());
-    assert_eq!(stored.held_rows(), 5 * 60, "4 labels and background, 60 each");
+    assert_eq!(
+        stored.held_rows(),
+        5 * 60,
+        "4 labels and background, 60 each"
+    );
 
     // pyarrow reads it as a region file, activations as f32.
     let script = r#"

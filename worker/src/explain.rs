@@ -308,8 +308,7 @@ fn concept_classifiers(
                         phi.len()
                     )));
                 }
-                let regions = job.dir.join("regions");
-                let samples = dir.rebuild_samples(Some(&regions), Some(&[id]), &mut |_| {})?;
+                let samples = dir.rebuild_job_samples(&job.dir, Some(&[id]))?;
                 let split = &samples
                     .concept(id)
                     .ok_or_else(|| {

@@ -450,12 +450,11 @@ fn rank(
             }),
         }
     }
-    let regions = job.dir.join("regions");
     let mut ranked: Vec<Ranked> = Vec::new();
     let mut held_out: Option<ConceptSamples> = None;
     for ids in by_settings.into_values() {
         let dir = &job.classifiers[job.classifier_of[&ids[0]]];
-        let samples = dir.rebuild_samples(Some(&regions), Some(&ids), &mut |_| {})?;
+        let samples = dir.rebuild_job_samples(&job.dir, Some(&ids))?;
         for &id in &ids {
             let concept = job.hierarchy.concept(id);
             let full = job.classifiers[job.classifier_of[&id]].classifier(id)?;

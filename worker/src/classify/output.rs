@@ -135,18 +135,54 @@ impl ClassifierDir {
         only: Option<&[ConceptId]>,
         progress: &mut dyn FnMut(SampleProgress),
     ) -> Result<ConceptSamples, ClassifyError> {
-        let dir = regions.unwrap_or(&self.settings.regions);
-        let samples = match (regions, &self.settings.samples) {
-            (None, Some(stored)) => {
-                ConceptSamples::from_stored(stored, &self.hierarchy, &self.settings.sample, only)?
-            }
-            _ => ConceptSamples::build_with(
+        let source = match (regions, &self.settings.samples) {
+            (None, Some(stored)) => SampleSource::Stored(stored),
+            (regions, _) => SampleSource::Regions(regions.unwrap_or(&self.settings.regions)),
+        };
+        self.samples_from(source, only, progress)
+    }
+
+    /// [`rebuild_samples`](Self::rebuild_samples) for a job's classifiers wherever the job
+    /// directory `job_dir` is now: the job's stored sample (`samples/<name>` there) when
+    /// `classify.json` names one — one small file, not a pass over every region file — else
+    /// the job's `regions/`.
+    pub fn rebuild_job_samples(
+        &self,
+        job_dir: &Path,
+        only: Option<&[ConceptId]>,
+    ) -> Result<ConceptSamples, ClassifyError> {
+        let stored = (self.settings.samples.as_deref())
+            .and_then(Path::file_name)
+            .map(|name| job_dir.join("samples").join(name));
+        let regions = job_dir.join("regions");
+        let source = match &stored {
+            Some(stored) => SampleSource::Stored(stored),
+            None => SampleSource::Regions(&regions),
+        };
+        self.samples_from(source, only, &mut |_| {})
+    }
+
+    fn samples_from(
+        &self,
+        source: SampleSource<'_>,
+        only: Option<&[ConceptId]>,
+        progress: &mut dyn FnMut(SampleProgress),
+    ) -> Result<ConceptSamples, ClassifyError> {
+        let (dir, samples) = match source {
+            SampleSource::Stored(stored) => (
+                stored,
+                ConceptSamples::from_stored(stored, &self.hierarchy, &self.settings.sample, only)?,
+            ),
+            SampleSource::Regions(dir) => (
                 dir,
-                &self.hierarchy,
-                &self.settings.sample,
-                only,
-                progress,
-            )?,
+                ConceptSamples::build_with(
+                    dir,
+                    &self.hierarchy,
+                    &self.settings.sample,
+                    only,
+                    progress,
+                )?,
+            ),
         };
         let info = samples.info();
         if info.model != self.settings.model
@@ -177,4 +213,12 @@ impl ClassifierDir {
         }
         Ok(samples)
     }
+}
+
+/// Where a classifier directory's samples are rebuilt from.
+enum SampleSource<'a> {
+    /// A stored sample (the sample stage's directory).
+    Stored(&'a Path),
+    /// A region directory, streamed.
+    Regions(&'a Path),
 }

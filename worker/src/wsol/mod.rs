@@ -306,11 +306,10 @@ pub fn evaluate(
             }),
         }
     }
-    let regions = job.dir.join("regions");
     let mut groups: Vec<(ConceptSamples, Vec<ConceptId>)> = Vec::new();
     for ids in by_settings.into_values() {
         let dir = &job.classifiers[job.classifier_of[&ids[0]]];
-        let samples = dir.rebuild_samples(Some(&regions), Some(&ids), &mut |_| {})?;
+        let samples = dir.rebuild_job_samples(&job.dir, Some(&ids))?;
         groups.push((samples, ids));
     }
 

@@ -90,32 +90,27 @@ impl ActivationPages {
 
     /// Appends the next `rows` rows' values to `out` as f16 (`width` 2).
     pub(super) fn take_f16(&mut self, rows: usize, out: &mut Vec<f16>) -> Result<(), String> {
-        let mut values = rows * self.channels;
-        out.reserve(values);
-        while values > 0 {
-            let bytes = self.next_bytes(values)?;
-            out.extend(
-                bytes
-                    .chunks_exact(2)
-                    .map(|b| f16::from_le_bytes([b[0], b[1]])),
-            );
-            values -= bytes.len() / 2;
-        }
-        Ok(())
+        self.take(rows, out, |b| f16::from_le_bytes([b[0], b[1]]))
     }
 
     /// Appends the next `rows` rows' values to `out` as f32 (`width` 4).
     pub(super) fn take_f32(&mut self, rows: usize, out: &mut Vec<f32>) -> Result<(), String> {
+        self.take(rows, out, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// Appends the next `rows` rows' values to `out`, each decoded from its `width` bytes.
+    fn take<T>(
+        &mut self,
+        rows: usize,
+        out: &mut Vec<T>,
+        decode: impl Fn(&[u8]) -> T,
+    ) -> Result<(), String> {
         let mut values = rows * self.channels;
         out.reserve(values);
         while values > 0 {
             let bytes = self.next_bytes(values)?;
-            out.extend(
-                bytes
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            );
-            values -= bytes.len() / 4;
+            out.extend(bytes.chunks_exact(self.width).map(&decode));
+            values -= bytes.len() / self.width;
         }
         Ok(())
     }

@@ -67,6 +67,16 @@ bench-sample: bootstrap
 	cargo build --release -p hint-coordinator
 	.venv/bin/python scripts/bench_sample.py $(BENCH_ARGS)
 
+## bench-classify: `hint classify` on one generated region file (20,000 rows x 512 channels,
+## 3 concepts) against scikit-learn's LogisticRegression on the same training rows, in one
+## run: wall times, hint's per-phase profile, the ratio (issue I). Needs scikit-learn, which
+## the tests do not (`.venv/bin/pip install scikit-learn`). BENCH_CLASSIFY_ARGS passes flags,
+## e.g. `make bench-classify BENCH_CLASSIFY_ARGS="--before /path/to/old/hint"`.
+.PHONY: bench-classify
+bench-classify: bootstrap
+	cargo build --release -p hint-coordinator -p hint-worker
+	.venv/bin/python scripts/bench_classify.py $(BENCH_CLASSIFY_ARGS)
+
 ## soak: 20 jobs back to back on a real coordinator with 3 workers killed with SIGKILL at
 ## random (seeded) moments; each job's Φ against an undisturbed 1-worker run, the
 ## coordinator's RSS against growth. About 2 minutes after the build; not part of `make test`.

@@ -28,7 +28,7 @@ use hint_common::regions::sample::{
 use tch::Device;
 
 pub use classifier::ConceptClassifier;
-pub use logistic::LogisticSettings;
+pub use logistic::{FitProfile, LogisticSettings};
 pub use output::{
     ClassifierDir, ClassifySettings, ConceptMetrics, MetricsFile, SkippedConcept, CONCEPTS_FILE,
     METRICS_FILE, SETTINGS_FILE, SETTINGS_FORMAT,
@@ -215,6 +215,12 @@ pub struct ClassifyReport {
     pub sampling_seconds: f64,
     /// Seconds spent fitting and evaluating.
     pub training_seconds: f64,
+    /// Where the fitting time went.
+    pub fit: FitProfile,
+    /// Seconds of the training time spent evaluating the classifiers (train and held out).
+    pub evaluation_seconds: f64,
+    /// Seconds spent writing the output directory.
+    pub writing_seconds: f64,
     /// Distinct rows held in the samples.
     pub sampled_rows: usize,
     /// The bound on the sampling pass's memory ([`SampleConfig::memory_bound_bytes`]).
@@ -292,15 +298,18 @@ pub fn run(
     };
     let sampling_seconds = start.elapsed().as_secs_f64();
     let start = Instant::now();
+    let mut profile = TrainProfile::default();
     let (trained, skipped) = train(
         &samples,
         hierarchy,
         &config.solver,
         config.device,
         config.group_memory_bytes,
+        &mut profile,
         &mut |done, total| progress(ClassifyProgress::Training { done, total }),
     )?;
     let training_seconds = start.elapsed().as_secs_f64();
+    let start = Instant::now();
 
     for t in &trained {
         t.classifier.save(
@@ -357,6 +366,9 @@ pub fn run(
         metrics,
         sampling_seconds,
         training_seconds,
+        fit: profile.fit,
+        evaluation_seconds: profile.evaluation_seconds,
+        writing_seconds: start.elapsed().as_secs_f64(),
         sampled_rows: samples.regions().len(),
         memory_bound_bytes: config
             .sample
@@ -364,15 +376,27 @@ pub fn run(
     })
 }
 
+/// Where [`train`]'s time went.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TrainProfile {
+    /// The solver's.
+    pub fit: FitProfile,
+    /// Evaluating the classifiers on their training and held-out rows.
+    pub evaluation_seconds: f64,
+}
+
 /// Fits and evaluates every concept of `samples` that has both classes in its training
-/// split; the others are returned as skipped. Concepts are fitted in groups (largest
-/// first) that fit `group_memory_bytes`; results are by concept id.
+/// split; the others are returned as skipped. On a GPU concepts are fitted in groups
+/// (largest first) that fit `group_memory_bytes`; on the CPU one at a time, since a group
+/// pads every problem to its largest and the CPU gains nothing from batching. Results are
+/// by concept id; where the time went is added to `profile`.
 pub fn train(
     samples: &ConceptSamples,
     hierarchy: &Hierarchy,
     solver: &LogisticSettings,
     device: Device,
     group_memory_bytes: u64,
+    profile: &mut TrainProfile,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Vec<TrainedConcept>, Vec<SkippedConcept>), ClassifyError> {
     let d = samples.d();
@@ -412,7 +436,10 @@ pub fn train(
         // The first (largest) concept sets the padded size of the group.
         let rows = todo[start].train.len();
         let mut end = start + 1;
-        while end < total && logistic::group_bytes(end + 1 - start, rows, d) <= group_memory_bytes {
+        while end < total
+            && device != Device::Cpu
+            && logistic::group_bytes(end + 1 - start, rows, d) <= group_memory_bytes
+        {
             end += 1;
         }
         let group = &todo[start..end];
@@ -423,7 +450,15 @@ pub fn train(
                 targets: &s.train.targets,
             })
             .collect();
-        let fits = logistic::fit_group(samples.activations(), d, &problems, solver, device)?;
+        let fits = logistic::fit_group_profiled(
+            samples.activations(),
+            d,
+            &problems,
+            solver,
+            device,
+            &mut profile.fit,
+        )?;
+        let clock = Instant::now();
         for (sample, fit) in group.iter().zip(fits) {
             let c = hierarchy.concept(sample.concept);
             let classifier = ConceptClassifier {
@@ -466,6 +501,7 @@ pub fn train(
                 metrics,
             });
         }
+        profile.evaluation_seconds += clock.elapsed().as_secs_f64();
         start = end;
         progress(start, total);
     }

@@ -1,12 +1,14 @@
 //! `hint classify`: flags → [`ClassifyConfig`], progress bars, a table of every concept.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
 use hint_common::hierarchy::Hierarchy;
 use hint_common::job::spec::ClassifySpec;
 use hint_common::regions::sample::{check_region_set, region_files, Negatives};
+use hint_common::regions::{open_regions, RegionProjection};
 use hint_worker::classify::{self, ClassifyConfig, ClassifyProgress, ClassifyReport};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -62,6 +64,11 @@ pub struct ClassifyArgs {
     /// Replace classifier output left in --out by an earlier run.
     #[arg(long)]
     overwrite: bool,
+    /// Print where the time went: a read-only pass over the region files first (Parquet
+    /// decoding alone, timed apart), then sampling, each part of the solver, evaluation and
+    /// writing.
+    #[arg(long)]
+    profile: bool,
 }
 
 /// A concepts.json (`"format": "hint-concepts"`) or a custom hierarchy file over `labels`.
@@ -82,7 +89,7 @@ fn load_hierarchy(path: &Path, labels: &[String]) -> anyhow::Result<Hierarchy> {
 }
 
 impl ClassifyArgs {
-    fn config(self) -> anyhow::Result<(ClassifyConfig, Hierarchy)> {
+    fn config(self) -> anyhow::Result<(ClassifyConfig, Hierarchy, bool)> {
         let files = region_files(&self.regions)?;
         let info = check_region_set(&files)?;
         let hierarchy = load_hierarchy(&self.hierarchy, &info.labels)
@@ -123,13 +130,20 @@ impl ClassifyArgs {
         config.group_memory_bytes = self.group_memory_mb.max(1) << 20;
         config.overwrite = self.overwrite;
         config.validate()?;
-        Ok((config, hierarchy))
+        Ok((config, hierarchy, self.profile))
     }
 }
 
 /// Runs `hint classify`.
 pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
-    let (config, hierarchy) = args.config()?;
+    let started = Instant::now();
+    let (config, hierarchy, profile) = args.config()?;
+    let setup_seconds = started.elapsed().as_secs_f64();
+    let reading_seconds = if profile {
+        Some(read_only_pass(&config.regions)?)
+    } else {
+        None
+    };
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(
             "{spinner} {prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg} ({per_sec}, eta {eta})",
@@ -163,7 +177,64 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
     })?;
     bar.finish_and_clear();
     print_summary(&config, &report);
+    if let Some(reading_seconds) = reading_seconds {
+        print_profile(&report, setup_seconds, reading_seconds, started);
+    }
     Ok(())
+}
+
+/// Seconds to read and decode every region file's activations and positions (what the
+/// sampling pass reads), without sampling.
+fn read_only_pass(regions: &Path) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    for path in region_files(regions)? {
+        let reader = open_regions(
+            &path,
+            RegionProjection {
+                saliency: false,
+                activation: true,
+            },
+            8192,
+        )?;
+        for batch in reader {
+            std::hint::black_box(batch?);
+        }
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// `--profile`'s breakdown. What precedes `main` (loading libtorch and its CUDA libraries,
+/// `hint` handing over to `hint-worker`) is not seen from here: it is the wall time less the
+/// in-process total.
+fn print_profile(report: &ClassifyReport, setup: f64, reading: f64, started: Instant) {
+    let fit = &report.fit;
+    let solver =
+        fit.prepare_seconds + fit.hessian_seconds + fit.solve_seconds + fit.gradient_seconds;
+    println!("profile (seconds, wall):");
+    println!("  checking the region files and the hierarchy: {setup:.3}");
+    println!("  reading alone (a separate read-only pass over the Parquet files): {reading:.3}");
+    println!(
+        "  sampling (reading + bottom-k pools + split, one pass): {:.3}",
+        report.sampling_seconds
+    );
+    println!(
+        "  solver {solver:.3}: preparing (gather, standardise) {:.3}, Hessians {:.3} ({} formed), \
+         Cholesky and solves {:.3}, gradients and line searches {:.3}; {} steps re-used a Hessian",
+        fit.prepare_seconds,
+        fit.hessian_seconds,
+        fit.hessians,
+        fit.solve_seconds,
+        fit.gradient_seconds,
+        fit.reused_steps
+    );
+    println!(
+        "  evaluation {:.3}, writing {:.3}",
+        report.evaluation_seconds, report.writing_seconds
+    );
+    println!(
+        "  in-process total {:.3} (wall time beyond it: process start, loading libtorch)",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 fn print_summary(config: &ClassifyConfig, report: &ClassifyReport) {

@@ -122,6 +122,22 @@ fn open_builder_twice(
     Ok((builder, meta, again))
 }
 
+/// Asks the kernel to read all of `file` ahead, asynchronously (advice: its failure only
+/// loses the overlap). Cold, the sample pass over 2.3 GB of region files on 2 threads ran at
+/// 354 MB/s against 487 MB/s warm: each thread waited on the disk between decoding pages.
+fn read_ahead(file: &File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `file` is an open descriptor for the whole call; the call reads no memory.
+        unsafe {
+            libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
+}
+
 /// `f32` or `f16` from the `activation` column's list item type, if it is one of them.
 fn activation_type_of(schema: &Schema) -> Option<&'static str> {
     let field = schema.field_with_name("activation").ok()?;
@@ -199,6 +215,8 @@ pub fn open_regions(
     let (builder, meta, again) = open_builder_twice(path)?;
     let rows = u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
     let pages = if projection.activation {
+        // The whole file will be read: let the disk fetch it while this thread decodes.
+        read_ahead(&again);
         let width = meta.activation_type.bytes();
         ActivationPages::open(again, builder.metadata().clone(), width, meta.channels)
     } else {

@@ -26,7 +26,7 @@ use parquet::file::serialized_reader::SerializedPageReader;
 
 /// Index of the activation values among the leaf columns (image_id, label, y, x, saliency,
 /// foreground, activation.list.item).
-pub(super) const ACTIVATION_LEAF: usize = 6;
+const ACTIVATION_LEAF: usize = 6;
 
 /// Values of one data page not yet handed out.
 struct PageValues {

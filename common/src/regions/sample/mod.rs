@@ -84,10 +84,11 @@ pub const SAMPLE_TAG: u64 = u64::from_be_bytes(*b"hintsamp");
 /// Identity tag of the train / evaluation split in [`seed::derive`] (`"hintsplt"`).
 pub const SPLIT_TAG: u64 = u64::from_be_bytes(*b"hintsplt");
 
-/// Rows per record batch while streaming. Small: a list column's batch carries two levels
-/// per value besides the value (6 bytes per f16 channel), and at 8,192 rows of D = 512 each
-/// batch's fresh 25 MB buffers cost a fifth of the read in page faults (perf, 1,169 MB of
-/// region files); at 1,024 the buffers are reused and the faults a twentieth.
+/// Rows per record batch while streaming. Small: each batch's buffers are allocated afresh
+/// (for a file Arrow decodes, two levels per value besides the value: 6 bytes per f16
+/// channel), and at 8,192 rows of D = 512 those 25 MB buffers cost a fifth of the read in
+/// page faults (perf, 1,169 MB of region files, Arrow decoding); at 1,024 the allocator
+/// reuses them and the faults were a twentieth.
 const BATCH_ROWS: usize = 1024;
 
 /// The settings that, with the region files and the hierarchy, determine every sample.

@@ -1,14 +1,16 @@
 //! `hint sample` end to end: region files (f32 and f16) → the real binary → a stored sample
 //! that does not depend on the number of threads, that pyarrow reads as a region file, and
-//! that hint reads back as the sample streaming the files gives.
+//! that hint reads back as the sample streaming the files gives — and that `hint classify
+//! --samples` trains on, with the classifiers of streaming.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use hint_common::regions::sample::{check_region_set, RegionSampler, SampleConfig};
 use hint_common::regions::{ActivationType, RegionFileMeta, RegionRow, RegionRows, RegionWriter};
 
-use crate::support::{failed, hint, noise, python, succeeded, TOY_LABELS};
+use crate::support::{failed, hint, noise, python, succeeded, TOY_HIERARCHY, TOY_LABELS};
 
 const D: usize = 24;
 
@@ -140,6 +142,54 @@ print(t.num_rows, t.schema.field("activation").type.value_type, t.schema.metadat
         .unwrap();
     let out = succeeded(&out, "pyarrow reading sample.parquet");
     assert_eq!(out.trim(), "300 float f32", "{out}");
+
+    // `hint classify --samples` trains on it: the classifiers of streaming, byte for byte.
+    let hierarchy = dir.path().join("hierarchy.json");
+    std::fs::write(&hierarchy, TOY_HIERARCHY).unwrap();
+    let classify = |out: &str, extra: &[&OsStr]| {
+        let mut args: Vec<&OsStr> = vec![
+            "classify".as_ref(),
+            "--regions".as_ref(),
+            regions.as_os_str(),
+            "--hierarchy".as_ref(),
+            hierarchy.as_os_str(),
+            "--out".as_ref(),
+        ];
+        let out = dir.path().join(out);
+        args.push(out.as_os_str());
+        args.extend(["--max-per-class", "60", "--seed", "4", "--device", "cpu"].map(OsStr::new));
+        args.extend(extra);
+        (hint(&args), out)
+    };
+    let (streamed_run, streamed_out) = classify("streamed", &[]);
+    succeeded(&streamed_run, "hint classify");
+    let (stored_run, stored_out) = classify("stored", &["--samples".as_ref(), one.as_os_str()]);
+    succeeded(&stored_run, "hint classify --samples");
+    let mut compared = 0;
+    for entry in std::fs::read_dir(&streamed_out).unwrap() {
+        let name = entry.unwrap().file_name();
+        if name.to_string_lossy().ends_with(".safetensors") {
+            assert_eq!(
+                std::fs::read(streamed_out.join(&name)).unwrap(),
+                std::fs::read(stored_out.join(&name)).unwrap(),
+                "{name:?}"
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 5, "{compared} classifiers");
+    // Drawn with other settings: refused, naming the sample.
+    let (other, _) = classify(
+        "other",
+        &[
+            "--samples".as_ref(),
+            one.as_os_str(),
+            "--holdout".as_ref(),
+            "0.3".as_ref(),
+        ],
+    );
+    let other = failed(&other, "hint classify --samples with other settings");
+    assert!(other.contains("sample.json"), "{other}");
 
     // A second run into the same place, or a directory without region files: clear errors.
     let again = failed(&sample(&regions, &one, "1"), "a sample over a sample");

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use hint_common::hierarchy::Hierarchy;
 use hint_common::job::spec::ClassifySpec;
-use hint_common::regions::sample::{check_region_set, region_files, Negatives};
+use hint_common::regions::sample::{check_region_set, region_files, Negatives, RegionSampler};
 use hint_common::regions::{open_regions, RegionProjection};
 use hint_worker::classify::{self, ClassifyConfig, ClassifyProgress, ClassifyReport};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -64,6 +64,11 @@ pub struct ClassifyArgs {
     /// Replace classifier output left in --out by an earlier run.
     #[arg(long)]
     overwrite: bool,
+    /// Train on a sample `hint sample` drew from --regions (read instead of streaming every
+    /// region file). It must have been drawn with these --seed, --max-per-class, --holdout
+    /// and --negatives; the classifiers are those of streaming.
+    #[arg(long, value_name = "DIR")]
+    samples: Option<PathBuf>,
     /// Print where the time went: a read-only pass over the region files first (Parquet
     /// decoding alone, timed apart), then sampling, each part of the solver, evaluation and
     /// writing.
@@ -126,6 +131,27 @@ impl ClassifyArgs {
             }
             ids.sort();
             config.concepts = Some(ids);
+        }
+        if let Some(dir) = self.samples {
+            let (_, drawn_from) = RegionSampler::read_from(&dir, &config.sample)?;
+            let names = |files: &[PathBuf]| -> Vec<Option<std::ffi::OsString>> {
+                files
+                    .iter()
+                    .map(|f| f.file_name().map(Into::into))
+                    .collect()
+            };
+            anyhow::ensure!(
+                drawn_from.rows == info.rows && names(&drawn_from.files) == names(&info.files),
+                "--samples {}: drawn from {} region files ({} rows), but --regions {} holds {}                  ({} rows): draw it again with `hint sample --regions {}`",
+                dir.display(),
+                drawn_from.files.len(),
+                drawn_from.rows,
+                config.regions.display(),
+                info.files.len(),
+                info.rows,
+                config.regions.display()
+            );
+            config.samples = Some(dir);
         }
         config.group_memory_bytes = self.group_memory_mb.max(1) << 20;
         config.overwrite = self.overwrite;

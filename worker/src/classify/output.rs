@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use hint_common::hierarchy::{ConceptId, Hierarchy};
 use hint_common::regions::sample::{ConceptSamples, SampleConfig, SampleProgress};
+use hint_common::storage;
 use serde::{Deserialize, Serialize};
 
 use super::logistic::LogisticSettings;
@@ -142,18 +143,26 @@ impl ClassifierDir {
         self.samples_from(source, only, progress)
     }
 
-    /// [`rebuild_samples`](Self::rebuild_samples) for a job's classifiers wherever the job
-    /// directory `job_dir` is now: the job's stored sample (`samples/<name>` there) when
-    /// `classify.json` names one — one small file, not a pass over every region file — else
-    /// the job's `regions/`.
+    /// [`rebuild_samples`](Self::rebuild_samples) for a job's classifiers, `job_dir` being
+    /// where the job's files are read now (a local copy of a job in object storage, or a
+    /// job directory that moved): the job's stored sample when `classify.json` names one —
+    /// one small file, not a pass over every region file — where it recorded it (object
+    /// storage, or a local path that still exists), else under `job_dir/samples/`; without
+    /// one, the job's `regions/`.
     pub fn rebuild_job_samples(
         &self,
         job_dir: &Path,
         only: Option<&[ConceptId]>,
     ) -> Result<ConceptSamples, ClassifyError> {
-        let stored = (self.settings.samples.as_deref())
-            .and_then(Path::file_name)
-            .map(|name| job_dir.join("samples").join(name));
+        let stored = self.settings.samples.as_deref().and_then(|recorded| {
+            if storage::is_remote(recorded) || recorded.exists() {
+                Some(recorded.to_path_buf())
+            } else {
+                recorded
+                    .file_name()
+                    .map(|name| job_dir.join("samples").join(name))
+            }
+        });
         let regions = job_dir.join("regions");
         let source = match &stored {
             Some(stored) => SampleSource::Stored(stored),

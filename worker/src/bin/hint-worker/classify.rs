@@ -142,7 +142,8 @@ impl ClassifyArgs {
             };
             anyhow::ensure!(
                 drawn_from.rows == info.rows && names(&drawn_from.files) == names(&info.files),
-                "--samples {}: drawn from {} region files ({} rows), but --regions {} holds {}                  ({} rows): draw it again with `hint sample --regions {}`",
+                "--samples {}: drawn from {} region files ({} rows), but --regions {} holds {} \
+                 ({} rows): draw it again with `hint sample --regions {}`",
                 dir.display(),
                 drawn_from.files.len(),
                 drawn_from.rows,

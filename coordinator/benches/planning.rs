@@ -150,7 +150,7 @@ fn spec(images: &Path, hierarchy: &Path, root: &Path) -> JobSpec {
         },
         extract: ExtractSpec {
             batch_size: 64,
-            images_per_task: 10_000,
+            images_per_task: Some(10_000),
             ..ExtractSpec::default()
         },
         classify: ClassifySpec::default(),
@@ -222,7 +222,7 @@ fn main() {
          parts; peak RSS {} (before planning {}, at process start {})",
         o.images as f64 / seconds,
         plan.shards.len(),
-        spec.extract.images_per_task,
+        spec.extract.images_per_task.unwrap(),
         plan.hierarchy.concepts().len(),
         plan.train_parts.len(),
         mib(after),

@@ -116,7 +116,7 @@ fn spec(root: &Path) -> JobSpec {
         extract: ExtractSpec {
             batch_size: 64,
             // One task per image: `Planned { images: N }` opens N extract tasks.
-            images_per_task: 1,
+            images_per_task: Some(1),
             ..ExtractSpec::default()
         },
         classify: ClassifySpec::default(),
@@ -154,6 +154,7 @@ fn write_journal(state_dir: &Path, storage: &Path, tasks: u64) -> JobId {
                 job: job.clone(),
                 images: tasks,
                 concepts: 1,
+                tar_shards: Vec::new(),
             },
         ])
         .expect("append");

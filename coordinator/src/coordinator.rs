@@ -22,7 +22,7 @@ use crate::journal::{Journal, JournalError, Syncer};
 use crate::metrics::Metrics;
 use crate::scheduler::stages::STAGES;
 use crate::scheduler::{
-    Acceptance, Action, Failure, Job, JobPhase, Outcome, Output, Record, Scheduler,
+    Acceptance, Action, Failure, Job, JobPhase, Outcome, Output, Planned, Record, Scheduler,
     SchedulerConfig, SchedulerError, TaskState,
 };
 use crate::{plan, results, status};
@@ -373,8 +373,12 @@ impl Coordinator {
                     concepts = plan.hierarchy.concepts().len(),
                     "planned"
                 );
-                let concepts = plan.hierarchy.concepts().len() as u32;
-                self.mutate(|s, now| s.planned(id, plan.images, concepts, now))
+                let planned = Planned {
+                    images: plan.images,
+                    concepts: plan.hierarchy.concepts().len() as u32,
+                    tar_shards: plan.tar_shards,
+                };
+                self.mutate(|s, now| s.planned(id, planned, now))
             }
             Err(error) => {
                 let message = format!("plan: {error}");
@@ -765,7 +769,7 @@ fn parse_task(id: &str) -> Result<TaskId, CoordinatorError> {
 /// are damaged or no longer match what the journal recorded. None when they are intact (or
 /// the job is not planned yet).
 fn check_plan(job: &Job) -> Option<String> {
-    let JobPhase::Running(planned) = job.phase else {
+    let JobPhase::Running(planned) = &job.phase else {
         return None;
     };
     match plan::reload(&job.spec, &job.job_dir) {
@@ -965,6 +969,7 @@ mod tests {
                 job: job.clone(),
                 images,
                 concepts,
+                tar_shards: Vec::new(),
             },
             Record::TasksAdded {
                 job: job.clone(),

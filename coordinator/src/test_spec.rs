@@ -27,7 +27,7 @@ pub(crate) fn spec(images: &Path, hierarchy: &Path, root: &Path) -> JobSpec {
     let mut spec = JobSpec::new(model, data, root.to_path_buf());
     spec.name = "coordinator-test".into();
     spec.seed = 7;
-    spec.extract.images_per_task = 4;
+    spec.extract.images_per_task = Some(4);
     spec.classify.max_per_class = 1000;
     spec.classify.iterations = 50;
     spec.classify.tolerance = 1e-8;

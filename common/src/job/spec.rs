@@ -182,11 +182,17 @@ pub struct ExtractSpec {
     pub activation_type: crate::regions::ActivationType,
     /// Images per model batch.
     pub batch_size: usize,
-    /// Images per extract task (one shard; the plan cuts the manifest into these).
-    pub images_per_task: u64,
+    /// Images per extract task: the plan cuts the manifest into ranges of this many. Unset
+    /// (`None`), a task is one tar shard when the images are tar shards, else
+    /// [`ExtractSpec::DEFAULT_IMAGES_PER_TASK`] images.
+    #[serde(default)]
+    pub images_per_task: Option<u64>,
 }
 
 impl ExtractSpec {
+    /// Images per extract task over loose files when `images_per_task` is unset.
+    pub const DEFAULT_IMAGES_PER_TASK: u64 = 1000;
+
     /// The saliency method: its name with the parameters beside it (`samples` and `noise`
     /// for SmoothGrad, `steps` and `baseline` for integrated gradients).
     pub fn saliency(&self) -> Result<crate::settings::Method, crate::settings::SettingError> {
@@ -338,7 +344,7 @@ pub struct SchedulerSpec {
     pub max_attempts: u32,
 }
 
-/// The defaults of `[extract]`: `hint extract`'s, plus 1,000 images per task.
+/// The defaults of `[extract]`: `hint extract`'s, and tasks cut as `images_per_task` says.
 impl Default for ExtractSpec {
     fn default() -> Self {
         ExtractSpec {
@@ -352,7 +358,7 @@ impl Default for ExtractSpec {
             background_ratio: 1.0,
             activation_type: crate::regions::ActivationType::F32,
             batch_size: 16,
-            images_per_task: 1000,
+            images_per_task: None,
         }
     }
 }

@@ -98,7 +98,7 @@ fn extract() -> impl Strategy<Value = ExtractSpec> {
         finite(),
         select(&[ActivationType::F32, ActivationType::F16][..]),
         any::<usize>(),
-        any::<u64>(),
+        proptest::option::of(any::<u64>()),
     )
         .prop_map(
             |(

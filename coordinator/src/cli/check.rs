@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 use hint_common::architecture::Architecture;
-use hint_common::job::spec::{HierarchySpec, JobSpec};
+use hint_common::images::shards;
+use hint_common::job::spec::{ExtractSpec, HierarchySpec, JobSpec};
 use hint_common::settings::MethodName;
 use hint_coordinator::spec;
 
@@ -83,14 +84,20 @@ fn summary(spec: &JobSpec) -> String {
         "extract",
         format!(
             "{}{parameters}, aggregation {}, threshold {}, background ratio {}, {} activations, \
-             batch {}, {} images per task",
+             batch {}, {}",
             e.method,
             e.aggregation,
             e.threshold,
             e.background_ratio,
             e.activation_type,
             e.batch_size,
-            e.images_per_task
+            match e.images_per_task {
+                Some(n) => format!("{n} images per task"),
+                None if shards::names_shards(&spec.data.images) => {
+                    "one tar shard per task".to_string()
+                }
+                None => format!("{} images per task", ExtractSpec::DEFAULT_IMAGES_PER_TASK),
+            }
         ),
     );
 

@@ -66,6 +66,7 @@ fn planned(dir: &Path) -> JobId {
                 job: job.clone(),
                 images: plan.images,
                 concepts: plan.hierarchy.concepts().len() as u32,
+                tar_shards: plan.tar_shards.clone(),
             },
         ])
         .unwrap();

@@ -18,8 +18,9 @@
 //!   class folder is empty and so has no manifest row;
 //! - `concepts.json`: the hierarchy actually used, with image counts.
 //!
-//! It then cuts the manifest into [`shards`] (one extract task each) and the concepts into
-//! [`train_parts`] (one train task each). [`reload`] rebuilds the same [`Plan`] from those
+//! It then cuts the manifest into [`extract_shards`] (one extract task each: a tar shard, or
+//! `extract.images_per_task` images) and the concepts into [`train_parts`] (one train task
+//! each). [`reload`] rebuilds the same [`Plan`] from those
 //! files when a coordinator restarts on a planned job.
 
 pub mod files;
@@ -32,7 +33,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use hint_common::hierarchy::{Hierarchy, Selection, WordNet};
-use hint_common::images::{self, Dataset, LabelMap};
+use hint_common::images::{self, Dataset, ImageRecord, LabelMap, MemberLocation};
 use hint_common::job::spec::HierarchySpec;
 use hint_common::job::JobSpec;
 use hint_common::storage::{self, StorageError};
@@ -51,8 +52,10 @@ pub struct Plan {
     pub label_images: Vec<u64>,
     /// The hierarchy above the labels, with image counts.
     pub hierarchy: Hierarchy,
-    /// Consecutive manifest ranges of `extract.images_per_task` images (the last may be
-    /// shorter): one extract task each.
+    /// Where each tar shard's images begin (image ids, ascending, from 0) when every image
+    /// is a tar member; empty otherwise. The scheduler cuts extract tasks from these.
+    pub tar_shards: Vec<u64>,
+    /// Consecutive manifest ranges, one extract task each ([`extract_shards`]).
     pub shards: Vec<Range<u64>>,
     /// Concept ids in id order, in chunks of `classify.concepts_per_task`: one train task
     /// each.
@@ -174,7 +177,7 @@ pub fn plan(spec: &JobSpec, job_dir: &Path) -> Result<Plan, PlanError> {
     files::write_manifest(&job_dir.join(files::MANIFEST), &dataset.images)?;
     // concepts.json last: its presence says the plan is complete.
     files::write_concepts(&job_dir.join(files::CONCEPTS), &hierarchy)?;
-    Ok(finish(spec, dataset.images.len() as u64, hierarchy))
+    Ok(finish(spec, &dataset.images, hierarchy))
 }
 
 /// The plan [`plan`] returned, from the files it wrote: `concepts.json` gives the labels,
@@ -217,11 +220,13 @@ pub fn reload(spec: &JobSpec, job_dir: &Path) -> Result<Plan, PlanError> {
             ),
         ));
     }
-    Ok(finish(spec, dataset.images.len() as u64, hierarchy))
+    Ok(finish(spec, &dataset.images, hierarchy))
 }
 
 /// The plan from its images and hierarchy: the cuts follow from the spec.
-fn finish(spec: &JobSpec, images: u64, hierarchy: Hierarchy) -> Plan {
+fn finish(spec: &JobSpec, images: &[ImageRecord], hierarchy: Hierarchy) -> Plan {
+    let tar_shards = tar_shard_starts(images);
+    let images = images.len() as u64;
     Plan {
         images,
         labels: hierarchy.labels().to_vec(),
@@ -229,7 +234,8 @@ fn finish(spec: &JobSpec, images: u64, hierarchy: Hierarchy) -> Plan {
             .label_images()
             .expect("the plan's hierarchy has counts")
             .to_vec(),
-        shards: shards(images, spec.extract.images_per_task),
+        shards: extract_shards(images, &tar_shards, spec.extract.images_per_task),
+        tar_shards,
         train_parts: train_parts(hierarchy.concepts().len(), spec.classify.concepts_per_task),
         hierarchy,
     }
@@ -316,6 +322,40 @@ fn build_hierarchy(
         }
     };
     built.map_err(PlanError::Hierarchy)
+}
+
+/// Where each tar shard's run of images begins in `images` (ids, from 0), when every image
+/// is a tar member ([`MemberLocation`]); empty when any is not (loose files, or a mix).
+pub fn tar_shard_starts(images: &[ImageRecord]) -> Vec<u64> {
+    let mut starts = Vec::new();
+    let mut last: Option<PathBuf> = None;
+    for (id, image) in images.iter().enumerate() {
+        let Some(member) = MemberLocation::parse(&image.path) else {
+            return Vec::new();
+        };
+        if last.as_ref() != Some(&member.shard) {
+            starts.push(id as u64);
+            last = Some(member.shard);
+        }
+    }
+    starts
+}
+
+/// The extract tasks' manifest ranges: [`shards`] of `per_task` images when it is set;
+/// otherwise one range per tar shard (`tar_shards`, where each begins; see
+/// [`tar_shard_starts`]), or for loose files (`tar_shards` empty) shards of
+/// [`ExtractSpec::DEFAULT_IMAGES_PER_TASK`](hint_common::job::spec::ExtractSpec) images.
+pub fn extract_shards(images: u64, tar_shards: &[u64], per_task: Option<u64>) -> Vec<Range<u64>> {
+    use hint_common::job::spec::ExtractSpec;
+    match per_task {
+        Some(per_task) => shards(images, per_task),
+        None if tar_shards.is_empty() => shards(images, ExtractSpec::DEFAULT_IMAGES_PER_TASK),
+        None => tar_shards
+            .iter()
+            .zip(tar_shards[1..].iter().chain([&images]))
+            .map(|(&start, &end)| start..end)
+            .collect(),
+    }
 }
 
 /// Consecutive ranges of `per_task` image ids covering `0..images`, the last one shorter

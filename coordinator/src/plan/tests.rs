@@ -40,7 +40,7 @@ fn spec(images: &Path, hierarchy: HierarchySpec, per_shard: u64, per_part: usize
             background_ratio: 1.0,
             activation_type: hint_common::regions::ActivationType::F32,
             batch_size: 16,
-            images_per_task: per_shard,
+            images_per_task: Some(per_shard),
         },
         classify: ClassifySpec {
             max_per_class: 1000,
@@ -114,6 +114,38 @@ fn shards_cover_the_images_and_the_last_is_shorter() {
     assert_eq!(big.len(), 129);
     assert_eq!(big[128], 1_280_000..1_281_167);
     assert!(big.windows(2).all(|w| w[0].end == w[1].start));
+}
+
+#[test]
+fn extract_shards_follow_tar_shards_unless_images_per_task_is_set() {
+    // Tar shards of 3, 1 and 4 images.
+    let starts = [0, 3, 4];
+    assert_eq!(extract_shards(8, &starts, None), vec![0..3, 3..4, 4..8]);
+    // Set, it cuts the manifest as for loose files (a task may straddle two shards).
+    assert_eq!(extract_shards(8, &starts, Some(5)), vec![0..5, 5..8]);
+    // Loose files: 1,000 images per task unless set.
+    assert_eq!(extract_shards(2500, &[], None), shards(2500, 1000));
+    assert_eq!(extract_shards(10, &[], Some(4)), shards(10, 4));
+}
+
+#[test]
+fn tar_shard_starts_need_every_image_in_a_shard() {
+    let record = |id: u64, path: &str| ImageRecord {
+        id,
+        path: path.into(),
+        label: "cat".into(),
+    };
+    let members = [
+        record(0, "/d/a.tar#x.png@512+1"),
+        record(1, "/d/a.tar#y.png@1536+1"),
+        record(2, "s3://b/c.tar#z.png@512+1"),
+        record(3, "/d/a.tar#w.png@2560+1"),
+    ];
+    assert_eq!(tar_shard_starts(&members), [0, 2, 3]);
+    let mut mixed = members.to_vec();
+    mixed.push(record(4, "/d/loose.png"));
+    assert!(tar_shard_starts(&mixed).is_empty());
+    assert!(tar_shard_starts(&[]).is_empty());
 }
 
 #[test]
@@ -464,5 +496,13 @@ fn tar_shards_with_class_indices_plan_and_reload() {
         rows.iter().map(|r| r.1).collect::<Vec<_>>(),
         ["cat", "dog", "", "car", "dog"]
     );
+    assert_eq!(plan.tar_shards, [0, 3]);
+    assert_eq!(plan.shards, vec![0..2, 2..4, 4..5]);
     assert_eq!(reload(&spec, &job).unwrap(), plan);
+
+    // Unset, one extract task per shard.
+    spec.extract.images_per_task = None;
+    let again = super::plan(&spec, &job).unwrap();
+    assert_eq!(again.shards, vec![0..3, 3..5]);
+    assert_eq!(reload(&spec, &job).unwrap(), again);
 }

@@ -23,13 +23,16 @@ pub enum JobPhase {
     Ended(Ending),
 }
 
-/// What the plan stage found: the counts tasks are cut from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the plan stage found: what tasks are cut from.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Planned {
     /// Images in the manifest.
     pub images: u64,
     /// Concepts in the hierarchy.
     pub concepts: u32,
+    /// Where each tar shard's images begin, when the images are tar members (else empty):
+    /// [`crate::plan::Plan::tar_shards`].
+    pub tar_shards: Vec<u64>,
 }
 
 /// How a job ended.
@@ -228,11 +231,11 @@ impl Job {
     }
 
     /// The plan's counts, once planned (running, or ended after the plan).
-    pub fn planned(&self) -> Option<Planned> {
+    pub fn planned(&self) -> Option<&Planned> {
         match &self.phase {
             JobPhase::Planning => None,
-            JobPhase::Running(planned) => Some(*planned),
-            JobPhase::Ended(ending) => ending.planned,
+            JobPhase::Running(planned) => Some(planned),
+            JobPhase::Ended(ending) => ending.planned.as_ref(),
         }
     }
 
@@ -250,8 +253,8 @@ impl Job {
     }
 
     /// The counts the leased stages cut tasks from: they run only on a running job.
-    pub(super) fn running(&self) -> Planned {
-        match self.phase {
+    pub(super) fn running(&self) -> &Planned {
+        match &self.phase {
             JobPhase::Running(planned) => planned,
             _ => unreachable!("stages cut tasks of running jobs only"),
         }
@@ -314,18 +317,18 @@ impl Job {
         }
     }
 
-    pub(super) fn plan_done(&mut self, images: u64, concepts: u32, now: Instant) {
+    pub(super) fn plan_done(&mut self, planned: Planned, now: Instant) {
         // Workers cannot have had work before the plan: the grace period starts now.
         if self.no_worker_since.is_some() {
             self.no_worker_since = Some(now);
         }
-        self.phase = JobPhase::Running(Planned { images, concepts });
+        self.phase = JobPhase::Running(planned);
     }
 
     pub(super) fn finished(&mut self, outcome: Outcome, error: Option<String>) {
         self.phase = JobPhase::Ended(Ending {
             outcome,
-            planned: self.planned(),
+            planned: self.planned().cloned(),
             error,
         });
         self.pending.clear();
@@ -521,11 +524,12 @@ impl Job {
             job_dir: self.job_dir.display().to_string(),
             submitted_at: self.submitted_at,
         }];
-        if let Some(Planned { images, concepts }) = self.planned() {
+        if let Some(planned) = self.planned() {
             records.push(Record::Planned {
                 job: job(),
-                images,
-                concepts,
+                images: planned.images,
+                concepts: planned.concepts,
+                tar_shards: planned.tar_shards.clone(),
             });
         }
         if !self.tasks.is_empty() {

@@ -228,21 +228,21 @@ impl Scheduler {
     }
 
     /// The plan stage finished: the extract stage opens.
-    pub fn planned(
-        &mut self,
-        job: &JobId,
-        images: u64,
-        concepts: u32,
-        now: Instant,
-    ) -> Vec<Action> {
+    pub fn planned(&mut self, job: &JobId, planned: Planned, now: Instant) -> Vec<Action> {
         if !self.jobs.get(job).is_some_and(Job::is_planning) {
             return Vec::new();
         }
+        let Planned {
+            images,
+            concepts,
+            tar_shards,
+        } = planned;
         self.record(
             Record::Planned {
                 job: job.clone(),
                 images,
                 concepts,
+                tar_shards,
             },
             now,
         );
@@ -540,9 +540,15 @@ impl Scheduler {
                 job,
                 images,
                 concepts,
+                tar_shards,
             } => {
                 if let Some(job) = self.jobs.get_mut(job) {
-                    job.plan_done(*images, *concepts, now);
+                    let planned = Planned {
+                        images: *images,
+                        concepts: *concepts,
+                        tar_shards: tar_shards.clone(),
+                    };
+                    job.plan_done(planned, now);
                 }
             }
             Record::TasksAdded { job, tasks } => {

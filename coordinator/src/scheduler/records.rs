@@ -40,6 +40,10 @@ pub enum Record {
         images: u64,
         /// Concepts in the hierarchy.
         concepts: u32,
+        /// Where each tar shard's images begin ([`crate::plan::Plan::tar_shards`]; absent
+        /// before tar shards were cut one per task, and for loose files).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tar_shards: Vec<u64>,
     },
     /// Tasks were added to a job (a stage opened, or another Shapley round).
     TasksAdded {

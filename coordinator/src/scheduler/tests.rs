@@ -156,7 +156,12 @@ impl Harness {
         let (job, action) = self.scheduler.submit(spec, 0.0, now);
         assert_eq!(action, Action::Plan(job.clone()));
         assert_eq!(self.job(&job).stage(), Stage::Plan);
-        let actions = self.scheduler.planned(&job, IMAGES, CONCEPTS, now);
+        let planned = Planned {
+            images: IMAGES,
+            concepts: CONCEPTS,
+            tar_shards: Vec::new(),
+        };
+        let actions = self.scheduler.planned(&job, planned, now);
         assert!(actions.is_empty());
         self.sync();
         job
@@ -529,6 +534,7 @@ fn happy_path_runs_every_stage_and_reports_once_shapley_settled() {
         job: job.clone(),
         images,
         concepts,
+        tar_shards: Vec::new(),
     };
     assert_eq!(h.journal[2], planned);
     let first_attempts = h.count(|r| matches!(r, Record::AttemptStarted { attempt: 1, .. }));
@@ -895,6 +901,48 @@ fn recovery_resumes_mid_shapley_with_identical_sums() {
     assert!(r.job(&job).tasks.keys().all(|id| r.commits(id) == 1));
     // A restart after the last commit asks for the report again.
     assert_eq!(r.restart().1, [Action::Report(job)]);
+}
+
+/// Images in tar shards: with `images_per_task` unset, one extract task per shard, cut from
+/// the `Planned` record's shard starts (so a restart cuts the same); set, the manifest is cut
+/// by count as for loose files.
+#[test]
+fn extract_tasks_are_one_tar_shard_each_unless_images_per_task_is_set() {
+    let extract_ranges = |h: &Harness, job: &JobId| -> Vec<(u64, u64)> {
+        h.job(job)
+            .stage_tasks(Stage::Extract)
+            .map(|t| match t.spec {
+                TaskSpec::Extract { first, end, .. } => (first, end),
+                _ => unreachable!(),
+            })
+            .collect()
+    };
+    let mut h = Harness::new();
+    let mut spec = spec();
+    spec.extract.images_per_task = None;
+    let now = h.now();
+    let (job, _) = h.scheduler.submit(&spec, 0.0, now);
+    let planned = Planned {
+        images: 12,
+        concepts: CONCEPTS,
+        tar_shards: vec![0, 5, 7],
+    };
+    assert!(h.scheduler.planned(&job, planned, now).is_empty());
+    h.sync();
+    assert_eq!(extract_ranges(&h, &job), [(0, 5), (5, 7), (7, 12)]);
+    let (r, _) = h.restart();
+    assert_eq!(r.job(&job).running(), h.job(&job).running());
+    assert_eq!(extract_ranges(&r, &job), [(0, 5), (5, 7), (7, 12)]);
+
+    spec.extract.images_per_task = Some(4);
+    let (other, _) = h.scheduler.submit(&spec, 0.0, now);
+    let planned = Planned {
+        images: 12,
+        concepts: CONCEPTS,
+        tar_shards: vec![0, 5, 7],
+    };
+    h.scheduler.planned(&other, planned, now);
+    assert_eq!(extract_ranges(&h, &other), [(0, 4), (4, 8), (8, 12)]);
 }
 
 /// A job journalled before the sample stage existed (train tasks added straight after

@@ -150,7 +150,7 @@ fn extract() -> impl Strategy<Value = ExtractSpec> {
         prop_oneof![Just(1.0), float_in(0.0, 1.0)],
         select(vec![ActivationType::F32, ActivationType::F16]),
         at_least(1),
-        at_least(1),
+        proptest::option::of(at_least(1)),
     )
         .prop_map(
             |(
@@ -174,7 +174,7 @@ fn extract() -> impl Strategy<Value = ExtractSpec> {
                 background_ratio,
                 activation_type,
                 batch_size: batch_size as usize,
-                images_per_task: images_per_task as u64,
+                images_per_task: images_per_task.map(|n| n as u64),
             },
         )
 }
@@ -501,8 +501,10 @@ fn to_toml(spec: &JobSpec) -> Table {
                 Value::String(e.activation_type.to_string()),
             ),
             ("batch_size", int(e.batch_size)),
-            ("images_per_task", int(e.images_per_task)),
-        ],
+        ]
+        .into_iter()
+        .chain(e.images_per_task.map(|n| ("images_per_task", int(n))))
+        .collect(),
     );
     let c = &spec.classify;
     section(

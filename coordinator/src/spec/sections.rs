@@ -309,7 +309,7 @@ pub(super) fn extract(s: &mut Section<'_>) -> ExtractSpec {
     let background_ratio = s.number_or("background_ratio", d.background_ratio);
     let activation_type = s.string_or("activation_type", &d.activation_type.to_string());
     let batch_size = s.integer_or::<usize>("batch_size", d.batch_size, 1);
-    let images_per_task = s.integer_or::<u64>("images_per_task", d.images_per_task, 1);
+    let images_per_task = s.integer::<u64>("images_per_task", 1);
 
     // The method's own parameters are checked below, field by field; here only its name.
     let method = MethodName::parse(&method)

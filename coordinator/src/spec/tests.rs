@@ -95,7 +95,7 @@ fn a_minimal_spec_gets_the_commands_defaults() {
             background_ratio: 1.0,
             activation_type: hint_common::regions::ActivationType::F32,
             batch_size: 16,
-            images_per_task: 1000,
+            images_per_task: None,
         },
         classify: ClassifySpec {
             max_per_class: 20_000,
@@ -249,7 +249,7 @@ max_attempts = 5
         (
             e.activation_type.to_string().as_str(),
             e.batch_size,
-            e.images_per_task
+            e.images_per_task.unwrap()
         ),
         ("f16", 64, 250)
     );

@@ -291,7 +291,7 @@ fn submit(cluster: &Cluster, dir: &Path) -> JobId {
         hierarchy: HierarchySpec::File { path: hierarchy },
     };
     let mut spec = JobSpec::new(model, data, dir.join("runs"));
-    spec.extract.images_per_task = 4;
+    spec.extract.images_per_task = Some(4);
     spec.classify.concepts_per_task = 2;
     (
         spec.shapley.permutations,

@@ -155,6 +155,7 @@ fn check_passes_a_valid_spec_and_summarises_it() {
         format!("hierarchy  {}", root.join("hierarchy.yaml").display()),
         "gradient_x_activation, aggregation norm, threshold 0.5, background ratio 0.25".to_string(),
         "at most 64, 16 per task".to_string(),
+        "1000 images per task".to_string(),
         format!("storage    {}/<job-id>/", root.join("runs").display()),
     ] {
         assert!(stdout.contains(&expected), "no `{expected}` in:\n{stdout}");
@@ -169,7 +170,8 @@ fn check_passes_a_valid_spec_and_summarises_it() {
     let spec: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(spec["model"]["layer"], "features.7");
     assert_eq!(spec["shapley"]["permutations_per_task"], 16);
-    assert_eq!(spec["extract"]["images_per_task"], 1000);
+    // Unset: one tar shard, or 1,000 loose images, per extract task.
+    assert!(spec["extract"]["images_per_task"].is_null(), "{json}");
     assert_eq!(
         spec["storage"]["root"],
         root.join("runs").display().to_string()

@@ -322,7 +322,8 @@ fn a_job_on_the_world_in_shards_writes_the_folders_phi() {
     assert!(stderr.contains("is never closed"), "{stderr}");
 
     // The same shards on S3, under a one-byte cache limit: the plan fetches each shard to
-    // read its labels, the workers read each image with a ranged GET.
+    // read its labels, the workers read each image with a ranged GET. Without
+    // `images_per_task`, one extract task (and so one region file) per shard.
     let moto = Moto::start();
     moto.create_bucket("shard-data");
     moto.create_bucket("shard-runs");
@@ -354,7 +355,7 @@ fn a_job_on_the_world_in_shards_writes_the_folders_phi() {
                 "s3://shard-data/model/hierarchy.yaml",
             ],
             "s3://shard-runs/runs",
-            SECTIONS,
+            &SECTIONS.replace("images_per_task = 16\n", ""),
         ),
     )
     .unwrap();
@@ -380,6 +381,8 @@ fn a_job_on_the_world_in_shards_writes_the_folders_phi() {
         .get("shard-runs", "runs/job-0001/results/phi.csv")
         .expect("phi.csv");
     assert!(remote_phi == loose_phi, "Φ from shards on S3 differs");
+    let region_files = moto.keys("shard-runs", "runs/job-0001/regions/");
+    assert_eq!(region_files.len(), shard_count, "{region_files:?}");
 
     // The plan names each image by its member: the manifest is the folder's, row by row.
     let manifest = |job: &PathBuf| -> Vec<(String, String)> {

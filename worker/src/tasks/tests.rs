@@ -117,7 +117,7 @@ fn job() -> Job {
             background_ratio: 0.2,
             activation_type: hint_common::regions::ActivationType::F32,
             batch_size: 4,
-            images_per_task: 16,
+            images_per_task: Some(16),
         },
         classify: ClassifySpec {
             max_per_class: 300,

@@ -6,6 +6,7 @@ use hint_common::job::Stage;
 use hint_common::proto;
 
 use super::{other_kind, StageRules, Wire};
+use crate::plan;
 use crate::scheduler::job::{Job, Task, TaskState};
 use crate::scheduler::records::{CommittedFile, Output, TaskSpec};
 
@@ -17,21 +18,28 @@ impl StageRules for Extract {
         Stage::Extract
     }
 
-    /// Every shard at once, `images_per_task` manifest positions each.
+    /// Every shard at once: [`plan::extract_shards`] of the plan (one tar shard each, or
+    /// `images_per_task` manifest positions).
     fn next_tasks(&self, job: &Job, _only: Option<u32>) -> Result<Vec<TaskSpec>, String> {
         if job.has_tasks(Stage::Extract) {
             return Ok(Vec::new());
         }
-        let images = job.running().images;
-        if images == 0 {
+        let planned = job.running();
+        if planned.images == 0 {
             return Err("the image set is empty".into());
         }
-        let per = job.spec.extract.images_per_task.max(1);
-        Ok((0..images.div_ceil(per))
-            .map(|k| TaskSpec::Extract {
+        let shards = plan::extract_shards(
+            planned.images,
+            &planned.tar_shards,
+            job.spec.extract.images_per_task,
+        );
+        Ok(shards
+            .into_iter()
+            .enumerate()
+            .map(|(k, range)| TaskSpec::Extract {
                 index: k as u32,
-                first: k * per,
-                end: ((k + 1) * per).min(images),
+                first: range.start,
+                end: range.end,
             })
             .collect())
     }

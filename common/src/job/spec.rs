@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::regions::sample::Negatives;
+use crate::regions::sample::{Negatives, SampleConfig};
 
 /// A validated job spec.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -363,13 +363,15 @@ impl Default for ExtractSpec {
     }
 }
 
-/// The defaults of `[classify]`: `hint classify`'s, plus 16 concepts per task.
+/// The defaults of `[classify]`: `hint classify`'s (the sampling ones
+/// [`SampleConfig`]'s), plus 16 concepts per task.
 impl Default for ClassifySpec {
     fn default() -> Self {
+        let sample = SampleConfig::default();
         ClassifySpec {
-            max_per_class: 20_000,
-            holdout: 0.2,
-            negatives: Negatives::Mixed,
+            max_per_class: sample.max_per_class,
+            holdout: sample.holdout,
+            negatives: sample.negatives,
             l2: 1e-3,
             iterations: 100,
             tolerance: 1e-12,

@@ -8,17 +8,11 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use clap::Args;
-use hint_common::job::spec::ClassifySpec;
 use hint_common::regions::read_region_meta;
 use hint_common::regions::sample::{
-    check_region_set, region_files, Negatives, RegionSampler, SampleConfig, SAMPLE_ROWS,
-    SAMPLE_STATE,
+    check_region_set, region_files, RegionSampler, SampleConfig, SAMPLE_ROWS, SAMPLE_STATE,
 };
 use indicatif::{ProgressBar, ProgressStyle};
-
-/// The flags' defaults: the `[classify]` section's.
-static DEFAULTS: std::sync::LazyLock<ClassifySpec> =
-    std::sync::LazyLock::new(ClassifySpec::default);
 
 /// Flags of `hint sample`.
 #[derive(Args, Debug)]
@@ -29,18 +23,8 @@ pub struct SampleArgs {
     /// Output directory: sample.parquet and sample.json (created; must not hold a sample).
     #[arg(long)]
     out: PathBuf,
-    /// Seed of the sampling and of the train / evaluation split.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// At most this many regions kept per label, and of background.
-    #[arg(long, default_value_t = DEFAULTS.max_per_class)]
-    max_per_class: usize,
-    /// Fraction of images held out for evaluation.
-    #[arg(long, default_value_t = DEFAULTS.holdout)]
-    holdout: f64,
-    /// Each concept's negatives (recorded with the sample; see `hint classify --help`).
-    #[arg(long, value_enum, default_value_t = DEFAULTS.negatives, hide_possible_values = true)]
-    negatives: Negatives,
+    #[command(flatten)]
+    sampling: SampleConfig,
     /// Threads reading region files, each holding its own pools (0: every core). The sample
     /// does not depend on it.
     #[arg(long, default_value_t = 0)]
@@ -50,12 +34,7 @@ pub struct SampleArgs {
 /// Draws the sample, writes it and prints a summary.
 pub fn run(args: SampleArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let config = SampleConfig {
-        seed: args.seed,
-        max_per_class: args.max_per_class,
-        holdout: args.holdout,
-        negatives: args.negatives,
-    };
+    let config = args.sampling;
     config.validate()?;
     let files = region_files(&args.regions)?;
     let info = check_region_set(&files)?;

@@ -92,18 +92,26 @@ pub const SPLIT_TAG: u64 = u64::from_be_bytes(*b"hintsplt");
 const BATCH_ROWS: usize = 1024;
 
 /// The settings that, with the region files and the hierarchy, determine every sample.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Also the sampling flags of `hint sample` and `hint classify` (flattened into each), with
+/// the `[classify]` section's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 pub struct SampleConfig {
-    /// Seed of the sampling keys and of the split.
+    /// Seed of the sampling and of the train / evaluation split.
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Budget: at most this many positives per concept, and as many negatives; also the
-    /// bound of every per-label pool kept while streaming.
+    /// At most this many positive regions per concept, and as many negatives; also the
+    /// bound of every per-label pool kept while streaming, so it bounds memory.
+    #[arg(long, default_value_t = SampleConfig::default().max_per_class)]
     pub max_per_class: usize,
     /// Fraction of images held out for evaluation, in (0, 1).
+    #[arg(long, default_value_t = SampleConfig::default().holdout)]
     pub holdout: f64,
-    /// Which rows are a concept's negatives. Absent from settings written before it
-    /// existed, which all used [`Negatives::Mixed`].
+    /// Each concept's negatives: mixed (half other concepts' foreground, half background),
+    /// background, others (other concepts' foreground) or siblings (its siblings'
+    /// foreground; others for a concept without siblings).
+    // Absent from settings written before it existed, which all used `Negatives::Mixed`.
     #[serde(default)]
+    #[arg(long, value_enum, default_value_t = Negatives::Mixed, hide_possible_values = true)]
     pub negatives: Negatives,
 }
 

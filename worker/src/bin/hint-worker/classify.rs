@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use hint_common::hierarchy::Hierarchy;
 use hint_common::job::spec::ClassifySpec;
-use hint_common::regions::sample::{check_region_set, region_files, Negatives, RegionSampler};
+use hint_common::regions::sample::{check_region_set, region_files, RegionSampler, SampleConfig};
 use hint_common::regions::{open_regions, RegionProjection};
 use hint_worker::classify::{self, ClassifyConfig, ClassifyProgress, ClassifyReport};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -29,20 +29,8 @@ pub struct ClassifyArgs {
     /// Output directory: concept-NNNNN.safetensors, metrics.json, concepts.json, classify.json.
     #[arg(long)]
     out: PathBuf,
-    /// Seed of the sampling and of the train / evaluation split.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// At most this many positive regions per concept (and as many negatives); bounds memory.
-    #[arg(long, default_value_t = DEFAULTS.max_per_class)]
-    max_per_class: usize,
-    /// Fraction of images held out for evaluation.
-    #[arg(long, default_value_t = DEFAULTS.holdout)]
-    holdout: f64,
-    /// Each concept's negatives: mixed (half other concepts' foreground, half background),
-    /// background, others (other concepts' foreground) or siblings (its siblings'
-    /// foreground; others for a concept without siblings).
-    #[arg(long, value_enum, default_value_t = DEFAULTS.negatives, hide_possible_values = true)]
-    negatives: Negatives,
+    #[command(flatten)]
+    sampling: SampleConfig,
     /// L2 penalty λ on the standardised weights.
     #[arg(long, default_value_t = DEFAULTS.l2)]
     l2: f64,
@@ -105,15 +93,15 @@ impl ClassifyArgs {
         // The flags as a `[classify]` section, so they become settings the way a job's do.
         config.apply(
             &ClassifySpec {
-                max_per_class: self.max_per_class,
-                holdout: self.holdout,
-                negatives: self.negatives,
+                max_per_class: self.sampling.max_per_class,
+                holdout: self.sampling.holdout,
+                negatives: self.sampling.negatives,
                 l2: self.l2,
                 iterations: self.iterations,
                 tolerance: self.tolerance,
                 ..ClassifySpec::default()
             },
-            self.seed,
+            self.sampling.seed,
         );
         config.device = hint_worker::device::parse(&self.device)?;
         if !self.concepts.is_empty() {

@@ -90,27 +90,31 @@ impl ActivationPages {
 
     /// Appends the next `rows` rows' values to `out` as f16 (`width` 2).
     pub(super) fn take_f16(&mut self, rows: usize, out: &mut Vec<f16>) -> Result<(), String> {
-        self.take(rows, out, |b| f16::from_le_bytes([b[0], b[1]]))
+        self.take(rows, out, f16::from_le_bytes)
     }
 
     /// Appends the next `rows` rows' values to `out` as f32 (`width` 4).
     pub(super) fn take_f32(&mut self, rows: usize, out: &mut Vec<f32>) -> Result<(), String> {
-        self.take(rows, out, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        self.take(rows, out, f32::from_le_bytes)
     }
 
-    /// Appends the next `rows` rows' values to `out`, each decoded from its `width` bytes.
-    fn take<T>(
+    /// Appends the next `rows` rows' values to `out`, each decoded from its `W` bytes. `W` is
+    /// a constant so that the loop compiles to vector moves: with the width read at run time
+    /// it was one scalar store per value, a fifth of the sample stage's time (perf).
+    fn take<T, const W: usize>(
         &mut self,
         rows: usize,
         out: &mut Vec<T>,
-        decode: impl Fn(&[u8]) -> T,
+        decode: impl Fn([u8; W]) -> T,
     ) -> Result<(), String> {
+        debug_assert_eq!(W, self.width);
         let mut values = rows * self.channels;
         out.reserve(values);
         while values > 0 {
             let bytes = self.next_bytes(values)?;
-            out.extend(bytes.chunks_exact(self.width).map(&decode));
-            values -= bytes.len() / self.width;
+            let (chunks, _) = bytes.as_chunks::<W>();
+            out.extend(chunks.iter().map(|&b| decode(b)));
+            values -= chunks.len();
         }
         Ok(())
     }

@@ -54,6 +54,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+import region_file
+
 try:
     import sklearn
     from sklearn.exceptions import ConvergenceWarning
@@ -105,30 +107,13 @@ def write_dataset(root: pathlib.Path, rows: int, d: int) -> dict:
         z[np.ix_(foreground & (label == leaf), channels[leaf])] += 0.6
     z[np.ix_(foreground, channels[2])] += 0.5
     act = np.maximum(z + 0.3, 0).astype(np.float32)
-    columns = [
-        pa.array(image_id, pa.uint64()),
-        pa.array(label, pa.uint32()),
-        pa.array(y, pa.uint16()),
-        pa.array(x, pa.uint16()),
-        pa.array(np.where(foreground, 0.9, 0.1).astype(np.float32), pa.float32()),
-        pa.array(foreground, pa.bool_()),
-        pa.FixedSizeListArray.from_arrays(pa.array(act.reshape(-1)), d),
-    ]
-    fields = [
-        pa.field("image_id", pa.uint64(), nullable=False),
-        pa.field("label", pa.uint32(), nullable=False),
-        pa.field("y", pa.uint16(), nullable=False),
-        pa.field("x", pa.uint16(), nullable=False),
-        pa.field("saliency", pa.float32(), nullable=False),
-        pa.field("foreground", pa.bool_(), nullable=False),
-        pa.field("activation", pa.list_(pa.field("item", pa.float32(), nullable=False), d),
-                 nullable=False),
-    ]
     metadata = {"model": "bench", "layer": "features.0", "method": "gradient",
                 "aggregation": "norm", "threshold": "0.5", "D": str(d), "H": "4", "W": "5",
                 "activation_type": "f32", "labels": json.dumps(LABELS)}
     (root / "regions").mkdir(parents=True)
-    table = pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=metadata))
+    saliency = np.where(foreground, 0.9, 0.1).astype(np.float32)
+    table = region_file.region_table(image_id, label, y, x, saliency, foreground,
+                                     act.reshape(-1), pa.float32(), d, metadata)
     pq.write_table(table, root / "regions" / "regions-00000.parquet")
     (root / "hierarchy.yaml").write_text("name: bench\nchildren:\n  animal: [cat, dog]\n")
     return {"image_id": image_id, "label": label, "y": y, "x": x, "fg": foreground, "act": act}

@@ -38,6 +38,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+import region_file
+
 POSITIONS = 14
 FIXED_ROW_BYTES = 8 + 4 + 2 + 2 + 4 + 1
 ROW_GROUP_TARGET_BYTES = 64 << 20
@@ -55,26 +57,14 @@ def region_table(rng, first_image: int, images: int, labels: int, d: int) -> pa.
     foreground = saliency > 0.7
     values = np.abs(rng.standard_normal(n * d, dtype=np.float32))
     values[rng.random(n * d, dtype=np.float32) < 0.5] = 0.0
-    activation = pa.FixedSizeListArray.from_arrays(pa.array(values.astype(np.float16)), d)
-    fields = [
-        pa.field("image_id", pa.uint64(), nullable=False),
-        pa.field("label", pa.uint32(), nullable=False),
-        pa.field("y", pa.uint16(), nullable=False),
-        pa.field("x", pa.uint16(), nullable=False),
-        pa.field("saliency", pa.float32(), nullable=False),
-        pa.field("foreground", pa.bool_(), nullable=False),
-        pa.field("activation", pa.list_(pa.field("item", pa.float16(), nullable=False), d),
-                 nullable=False),
-    ]
     metadata = {
         "model": "resnet18", "layer": "layer4", "method": "gradient",
         "aggregation": "norm", "threshold": "0.7", "D": str(d),
         "H": str(POSITIONS), "W": str(POSITIONS), "activation_type": "f16",
         "labels": json.dumps([f"class{i:04}" for i in range(labels)]),
     }
-    columns = [pa.array(image_id), pa.array(label), pa.array(y), pa.array(x),
-               pa.array(saliency), pa.array(foreground), activation]
-    return pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=metadata))
+    return region_file.region_table(image_id, label, y, x, saliency, foreground,
+                                    values.astype(np.float16), pa.float16(), d, metadata)
 
 
 def write_files(root: pathlib.Path, args) -> list:

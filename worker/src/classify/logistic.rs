@@ -637,27 +637,34 @@ mod tests {
         g
     }
 
+    /// One problem over every row of `x` (`d` columns) on the CPU, with its profile.
+    fn fit_every_row(
+        x: &[f32],
+        y: &[f32],
+        d: usize,
+        settings: &LogisticSettings,
+    ) -> (Fit, FitProfile) {
+        let rows: Vec<u32> = (0..y.len() as u32).collect();
+        let mut profile = FitProfile::default();
+        let problem = Problem {
+            rows: &rows,
+            targets: y,
+        };
+        let fit = fit_group_profiled(x, d, &[problem], settings, Device::Cpu, &mut profile)
+            .unwrap()
+            .remove(0);
+        (fit, profile)
+    }
+
     #[test]
     fn recovers_a_planted_separator_at_the_optimum() {
         let (d, n) = (6, 800);
         let (x, y, w_true, _) = planted(n, d, 5);
-        let rows: Vec<u32> = (0..n as u32).collect();
         let settings = LogisticSettings {
             l2: 1e-3,
             ..LogisticSettings::default()
         };
-        let fit = fit_group(
-            &x,
-            d,
-            &[Problem {
-                rows: &rows,
-                targets: &y,
-            }],
-            &settings,
-            Device::Cpu,
-        )
-        .unwrap()
-        .remove(0);
+        let (fit, _) = fit_every_row(&x, &y, d, &settings);
         assert!(fit.converged, "{fit:?}");
         // First-order optimality, checked in plain f64 without the solver's code: the
         // gradient at the f32-rounded classifier is at the level of that rounding.
@@ -710,22 +717,8 @@ mod tests {
         // Wide enough for Hessian blocks; enough rows that re-used Hessians pay.
         let (d, n) = (300, 3000);
         let (x, y, _, _) = planted(n, d, 11);
-        let rows: Vec<u32> = (0..n as u32).collect();
         let settings = LogisticSettings::default();
-        let mut profile = FitProfile::default();
-        let fit = fit_group_profiled(
-            &x,
-            d,
-            &[Problem {
-                rows: &rows,
-                targets: &y,
-            }],
-            &settings,
-            Device::Cpu,
-            &mut profile,
-        )
-        .unwrap()
-        .remove(0);
+        let (fit, profile) = fit_every_row(&x, &y, d, &settings);
         assert!(fit.converged, "{fit:?}");
         assert_eq!(profile.hessians, fit.iterations);
         assert!(profile.reused_steps > 0, "{profile:?}");

@@ -176,40 +176,8 @@ impl RegionSampler {
         dir: &Path,
         config: &SampleConfig,
     ) -> Result<(RegionSampler, RegionSetInfo), SampleError> {
-        let state_path = dir.join(SAMPLE_STATE);
-        let text = storage::read(&state_path).map_err(|e| stored_error(&state_path, e))?;
-        let state: SampleState = serde_json::from_slice(&text)
-            .map_err(|e| stored_error(&state_path, format!("not a sample state: {e}")))?;
-        if state.format != FORMAT {
-            return Err(stored_error(
-                &state_path,
-                format!(
-                    "layout version {} (this hint reads version {FORMAT})",
-                    state.format
-                ),
-            ));
-        }
-        if &state.config != config {
-            return Err(stored_error(
-                &state_path,
-                format!(
-                    "drawn with other settings ({:?}) than asked for ({config:?})",
-                    state.config
-                ),
-            ));
-        }
+        let state = read_state(dir, config)?;
         let labels = state.source.labels.len();
-        if state.foreground_offered.len() != labels || state.images.len() != labels {
-            return Err(stored_error(
-                &state_path,
-                format!(
-                    "{} labels, but {} foreground populations and {} image lists",
-                    labels,
-                    state.foreground_offered.len(),
-                    state.images.len()
-                ),
-            ));
-        }
         let mut sampler = RegionSampler::new(config, state.source.channels, labels)?;
         let rows_path: PathBuf = dir.join(SAMPLE_ROWS);
         sampler.offer_file(&rows_path, &mut |_| {})?;
@@ -233,4 +201,51 @@ impl RegionSampler {
         }
         Ok((sampler, state.source))
     }
+
+    /// The region set the sample stored in `dir` was drawn from, checking that it was drawn
+    /// with `config`: [`read_from`](Self::read_from)'s answer from `sample.json` alone,
+    /// without reading the rows.
+    pub fn stored_source(dir: &Path, config: &SampleConfig) -> Result<RegionSetInfo, SampleError> {
+        Ok(read_state(dir, config)?.source)
+    }
+}
+
+/// `dir`'s [`SAMPLE_STATE`], checked: its layout version, drawn with `config`, and one
+/// population and one image list per label.
+fn read_state(dir: &Path, config: &SampleConfig) -> Result<SampleState, SampleError> {
+    let state_path = dir.join(SAMPLE_STATE);
+    let text = storage::read(&state_path).map_err(|e| stored_error(&state_path, e))?;
+    let state: SampleState = serde_json::from_slice(&text)
+        .map_err(|e| stored_error(&state_path, format!("not a sample state: {e}")))?;
+    if state.format != FORMAT {
+        return Err(stored_error(
+            &state_path,
+            format!(
+                "layout version {} (this hint reads version {FORMAT})",
+                state.format
+            ),
+        ));
+    }
+    if &state.config != config {
+        return Err(stored_error(
+            &state_path,
+            format!(
+                "drawn with other settings ({:?}) than asked for ({config:?})",
+                state.config
+            ),
+        ));
+    }
+    let labels = state.source.labels.len();
+    if state.foreground_offered.len() != labels || state.images.len() != labels {
+        return Err(stored_error(
+            &state_path,
+            format!(
+                "{} labels, but {} foreground populations and {} image lists",
+                labels,
+                state.foreground_offered.len(),
+                state.images.len()
+            ),
+        ));
+    }
+    Ok(state)
 }

@@ -727,6 +727,9 @@ fn stored_samples_read_back_as_the_streamed_ones() {
             std::fs::create_dir(&out).unwrap();
             merged.write_to(&out, &info, meta(D, t)).unwrap();
             let (again, again_info) = RegionSampler::read_from(&out, &config).unwrap();
+            // The source alone, from sample.json, is the one reading the rows gives.
+            let source = RegionSampler::stored_source(&out, &config).unwrap();
+            assert_eq!(source, again_info);
             let from_merge = ConceptSamples::from_sampler(merged, info, &concepts());
             assert_eq!(all_flat(&whole), all_flat(&from_merge), "{t:?} k = {k}");
             let from_file = ConceptSamples::from_sampler(again, again_info, &concepts());
@@ -759,6 +762,13 @@ fn stored_samples_of_other_settings_or_damaged_are_refused() {
         .unwrap();
 
     let err = RegionSampler::read_from(&out, &config(6))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("sample.json") && err.contains("other settings"),
+        "{err}"
+    );
+    let err = RegionSampler::stored_source(&out, &config(6))
         .unwrap_err()
         .to_string();
     assert!(

@@ -121,7 +121,7 @@ impl ClassifyArgs {
             config.concepts = Some(ids);
         }
         if let Some(dir) = self.samples {
-            let (_, drawn_from) = RegionSampler::read_from(&dir, &config.sample)?;
+            let drawn_from = RegionSampler::stored_source(&dir, &config.sample)?;
             let names = |files: &[PathBuf]| -> Vec<Option<std::ffi::OsString>> {
                 files
                     .iter()

@@ -89,7 +89,7 @@ pub const SPLIT_TAG: u64 = u64::from_be_bytes(*b"hintsplt");
 /// channel), and at 8,192 rows of D = 512 those 25 MB buffers cost a fifth of the read in
 /// page faults (perf, 1,169 MB of region files, Arrow decoding); at 1,024 the allocator
 /// reuses them and the faults were a twentieth.
-const BATCH_ROWS: usize = 1024;
+pub const BATCH_ROWS: usize = 1024;
 
 /// The settings that, with the region files and the hierarchy, determine every sample.
 /// Also the sampling flags of `hint sample` and `hint classify` (flattened into each), with

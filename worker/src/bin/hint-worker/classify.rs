@@ -7,7 +7,9 @@ use anyhow::Context;
 use clap::Args;
 use hint_common::hierarchy::Hierarchy;
 use hint_common::job::spec::ClassifySpec;
-use hint_common::regions::sample::{check_region_set, region_files, RegionSampler, SampleConfig};
+use hint_common::regions::sample::{
+    check_region_set, region_files, RegionSampler, SampleConfig, BATCH_ROWS,
+};
 use hint_common::regions::{open_regions, RegionProjection};
 use hint_worker::classify::{self, ClassifyConfig, ClassifyProgress, ClassifyReport};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -199,7 +201,7 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
 }
 
 /// Seconds to read and decode every region file's activations and positions (what the
-/// sampling pass reads), without sampling.
+/// sampling pass reads, in its batches), without sampling.
 fn read_only_pass(regions: &Path) -> anyhow::Result<f64> {
     let started = Instant::now();
     for path in region_files(regions)? {
@@ -209,7 +211,7 @@ fn read_only_pass(regions: &Path) -> anyhow::Result<f64> {
                 saliency: false,
                 activation: true,
             },
-            8192,
+            BATCH_ROWS,
         )?;
         for batch in reader {
             std::hint::black_box(batch?);

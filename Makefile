@@ -60,7 +60,7 @@ bench-host: bootstrap
 	.venv/bin/python scripts/bench_host.py
 
 ## bench-sample: the sample stage (`hint sample`) against `cat` on the same generated region
-## files, page cache dropped before each, in one run: MB/s of both and the ratio (issue I).
+## files (zstd and LZ4), page cache dropped before each, in one run: MB/s of both and the ratio (issue I).
 ## BENCH_ARGS passes flags, e.g. `make bench-sample BENCH_ARGS="--gb 8 --threads 4"`.
 .PHONY: bench-sample
 bench-sample: bootstrap

@@ -3,14 +3,16 @@
 (issue I's "measure, don't assume" bench; the deploy estimate uses its figure).
 
 Usage: scripts/bench_sample.py [--gb 4] [--files 32] [--d 512] [--labels 20]
-                               [--max-per-class 2000] [--threads 0] [--runs 3]
-                               [--hint target/release/hint] [--dir DIR] [--keep]
+                               [--max-per-class 2000] [--compression zstd,lz4]
+                               [--threads 0] [--runs 3] [--hint target/release/hint]
+                               [--dir DIR] [--keep]
 
-Writes --gb GB of region files with pyarrow following the documented schema and hint's own
-writer settings (zstd level 1, no dictionary on the activations, 64 MB row groups, a page
-index, f16
+Writes --gb GB of region rows with pyarrow following the documented schema and hint's own
+writer settings (no dictionary on the activations, 64 MB row groups, a page index, f16
 activations of D = --d channels, 14x14 positions per image, 30% foreground; values as after
-a ReLU: half zero, the rest |N(0, 1)|). Then, for each of --runs rounds, in this order:
+a ReLU: half zero, the rest |N(0, 1)|), once per codec of --compression (the values of
+`extract.compression`: zstd level 1, hint's default, and LZ4_RAW), the same rows in each.
+Then, for each of --runs rounds, for each codec in turn, in this order:
 
   (a) raw:    `cat FILES > /dev/null` — one sequential reader of every byte;
   (b) sample: `hint sample --regions DIR --threads T` — the sample stage as one machine runs
@@ -20,8 +22,9 @@ a ReLU: half zero, the rest |N(0, 1)|). Then, for each of --runs rounds, in this
 
 Before each measurement the files are dropped from the page cache (posix_fadvise
 DONTNEED, which needs no privileges), so both read from the disk; a warm round (no drop)
-follows for context. Prints MB/s of file bytes for both, and the ratio sample / raw of the
-medians (issue I's goal: >= 0.8). The files are removed at the end unless --keep.
+follows for context. Prints, per codec, MB/s of file bytes for both, and the ratio
+sample / raw of the medians (issue I's goal: >= 0.8); the codecs' samples must have the
+same size. The files are removed at the end unless --keep.
 """
 import argparse
 import json
@@ -67,21 +70,25 @@ def region_table(rng, first_image: int, images: int, labels: int, d: int) -> pa.
                                     values.astype(np.float16), pa.float16(), d, metadata)
 
 
-def write_files(root: pathlib.Path, args) -> list:
+def write_files(root: pathlib.Path, args, compression: str) -> list:
+    """The bench's files compressed by `compression` (pyarrow's name: "zstd" at level 1, as
+    hint writes, or "lz4", Parquet's LZ4_RAW); the same rows whichever the codec."""
     rng = np.random.default_rng(0)
     row_bytes = FIXED_ROW_BYTES + 2 * args.d
     per_file_rows = int(args.gb * 1e9 / args.files / row_bytes)
     images = max(1, per_file_rows // (POSITIONS * POSITIONS))
     group_rows = min(max(ROW_GROUP_TARGET_BYTES // row_bytes, 1024), 1 << 20)
+    level = {"compression_level": 1} if compression == "zstd" else {}
     paths = []
     for i in range(args.files):
         path = root / f"regions-{i:05}.parquet"
         table = region_table(rng, i * images, images, args.labels, args.d)
-        pq.write_table(table, path, compression="zstd", compression_level=1,
+        pq.write_table(table, path, compression=compression, **level,
                        use_dictionary=[c for c in table.column_names if c != "activation"],
                        row_group_size=group_rows, write_page_index=True)
         paths.append(path)
-        print(f"\r  wrote {i + 1}/{args.files} files", end="", file=sys.stderr, flush=True)
+        print(f"\r  {compression}: wrote {i + 1}/{args.files} files", end="", file=sys.stderr,
+              flush=True)
     print(file=sys.stderr)
     return paths
 
@@ -108,71 +115,92 @@ def kept_rows(sample_dir: pathlib.Path) -> int:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--gb", type=float, default=4.0, help="GB of region files to write")
+    p.add_argument("--gb", type=float, default=4.0,
+                   help="GB of region rows to write (before compression)")
     p.add_argument("--files", type=int, default=32)
     p.add_argument("--d", type=int, default=512, help="channels per activation")
     p.add_argument("--labels", type=int, default=20)
     p.add_argument("--max-per-class", type=int, default=2000,
                    help="pool size per label and of background: the defaults keep about 1%% "
                         "of 4 GB's rows, as the deploy estimate's ImageNet sample keeps 1.3%%")
+    p.add_argument("--compression", default="zstd,lz4",
+                   help="the codecs to compare, comma-separated (extract.compression's values)")
     p.add_argument("--threads", type=int, default=0, help="hint sample --threads (0: cores)")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--hint", default="target/release/hint")
     p.add_argument("--dir", help="where to write the files (default: a temporary directory)")
     p.add_argument("--keep", action="store_true", help="keep the files")
     args = p.parse_args()
+    codecs = args.compression.split(",")
+    if not set(codecs) <= {"zstd", "lz4"}:
+        sys.exit(f"--compression: expected zstd and/or lz4, found {args.compression}")
     hint = pathlib.Path(args.hint).resolve()
     if not hint.is_file():
         sys.exit(f"{hint} does not exist: build it with `cargo build --release -p hint-coordinator`")
     root = pathlib.Path(args.dir or tempfile.mkdtemp(prefix="hint-bench-sample-"))
-    regions = root / "regions"
-    regions.mkdir(parents=True, exist_ok=True)
     try:
-        print(f"writing {args.gb:g} GB of region files (D = {args.d}, {args.labels} labels) "
-              f"into {regions}", file=sys.stderr)
-        paths = write_files(regions, args)
-        total = sum(path.stat().st_size for path in paths)
-        rows = sum(pq.ParquetFile(path).metadata.num_rows for path in paths)
+        print(f"writing {args.gb:g} GB of region rows (D = {args.d}, {args.labels} labels) "
+              f"per codec into {root}", file=sys.stderr)
+        files = {}
+        for codec in codecs:
+            regions = root / f"regions-{codec}"
+            regions.mkdir(parents=True, exist_ok=True)
+            files[codec] = (regions, write_files(regions, args, codec))
+        any_paths = files[codecs[0]][1]
+        rows = sum(pq.ParquetFile(path).metadata.num_rows for path in any_paths)
         threads = args.threads or os.cpu_count()
-        cat = ["cat", *map(str, paths)]
-
         out = root / "sample"
 
-        def sample_command(threads: int):
+        def sample_command(regions, threads: int):
             shutil.rmtree(out, ignore_errors=True)
             return [str(hint), "sample", "--regions", str(regions), "--out", str(out),
                     "--max-per-class", str(args.max_per_class), "--threads", str(threads)]
 
-        raw, sample, single = [], [], []
+        # Each round measures every codec in turn, so the disk's drift hits them alike.
+        times = {codec: {"raw": [], "sample": [], "single": []} for codec in codecs}
+        kept = {}
         for _ in range(args.runs):
-            drop_cache(paths)
-            raw.append(timed(cat))
-            drop_cache(paths)
-            sample.append(timed(sample_command(threads)))
-            drop_cache(paths)
-            single.append(timed(sample_command(1)))
-        kept = kept_rows(out)
-        warm_raw = timed(cat)
-        warm_sample = timed(sample_command(threads))
-        mb = total / 1e6
+            for codec, (regions, paths) in files.items():
+                measured = times[codec]
+                drop_cache(paths)
+                measured["raw"].append(timed(["cat", *map(str, paths)]))
+                drop_cache(paths)
+                measured["sample"].append(timed(sample_command(regions, threads)))
+                drop_cache(paths)
+                measured["single"].append(timed(sample_command(regions, 1)))
+                kept[codec] = kept_rows(out)
+        if len(set(kept.values())) != 1:
+            sys.exit(f"the codecs' samples differ in size: {kept}")
+        kept = kept[codecs[0]]
 
-        def rates(seconds):
-            return ", ".join(f"{mb / s:.0f}" for s in seconds)
-
-        raw_rate = mb / statistics.median(raw)
-        sample_rate = mb / statistics.median(sample)
         load = os.getloadavg()[0]
-        print(f"machine: {os.cpu_count()} cores, load {load:.1f}; {len(paths)} files, {mb:.0f} MB, "
-              f"{rows} rows of D = {args.d} f16; max_per_class {args.max_per_class}: "
+        print(f"machine: {os.cpu_count()} cores, load {load:.1f}; {len(any_paths)} files per "
+              f"codec, {rows} rows of D = {args.d} f16; max_per_class {args.max_per_class}: "
               f"{kept} rows kept ({100 * kept / rows:.1f}%)")
-        print(f"cold (page cache dropped), MB/s of file bytes per run:")
-        print(f"  raw    cat > /dev/null        {rates(raw)}   median {raw_rate:.0f}")
-        print(f"  sample hint sample, {threads} threads {rates(sample)}   median {sample_rate:.0f}")
-        print(f"  sample hint sample, 1 thread  {rates(single)}   median "
-              f"{mb / statistics.median(single):.0f}")
-        print(f"  ratio sample / raw = {sample_rate / raw_rate:.2f}  (issue I's goal: >= 0.8)")
-        print(f"warm (files in the page cache): raw {mb / warm_raw:.0f} MB/s, "
-              f"sample {mb / warm_sample:.0f} MB/s, ratio {warm_raw / warm_sample:.2f}")
+        print("cold (page cache dropped), MB/s of file bytes per run (so a codec's larger "
+              "files read faster by cat):")
+        for codec, (regions, paths) in files.items():
+            measured = times[codec]
+            mb = sum(path.stat().st_size for path in paths) / 1e6
+
+            def rates(seconds):
+                return ", ".join(f"{mb / s:.0f}" for s in seconds)
+
+            raw_rate = mb / statistics.median(measured["raw"])
+            sample_rate = mb / statistics.median(measured["sample"])
+            print(f" {codec}: {mb:.0f} MB")
+            print(f"  raw    cat > /dev/null        {rates(measured['raw'])}   "
+                  f"median {raw_rate:.0f}")
+            print(f"  sample hint sample, {threads} threads {rates(measured['sample'])}   "
+                  f"median {sample_rate:.0f}")
+            print(f"  sample hint sample, 1 thread  {rates(measured['single'])}   median "
+                  f"{mb / statistics.median(measured['single']):.0f}")
+            print(f"  ratio sample / raw = {sample_rate / raw_rate:.2f}  (issue I's goal: >= 0.8)"
+                  f"; rows per second {rows / statistics.median(measured['sample']):,.0f}")
+            warm_raw = timed(["cat", *map(str, paths)])
+            warm_sample = timed(sample_command(regions, threads))
+            print(f"  warm (files in the page cache): raw {mb / warm_raw:.0f} MB/s, "
+                  f"sample {mb / warm_sample:.0f} MB/s")
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

@@ -47,7 +47,7 @@ use arrow::datatypes::{DataType, Field, FieldRef, Schema};
 use arrow::error::ArrowError;
 use parquet::errors::ParquetError;
 
-pub use meta::{ActivationType, MetadataProblem, RegionFileMeta, PARAM_PREFIX};
+pub use meta::{ActivationType, Compression, MetadataProblem, RegionFileMeta, PARAM_PREFIX};
 pub use reader::{
     for_each_foreground, open_regions, read_region_meta, read_regions, RegionBatch,
     RegionBatchReader, RegionProjection,

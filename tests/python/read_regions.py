@@ -4,7 +4,8 @@
 
 {"fields": [{"name", "type", "nullable"}], "activation": {"value_type", "list_size"},
  "num_rows", "metadata": {key: value} (the file's key/value metadata minus ARROW:schema),
- "first_row": {column: value}, "sums": {column: sum}, "foreground_rows"}
+ "first_row": {column: value}, "sums": {column: sum}, "foreground_rows",
+ "compression": the codecs of the file's column chunks, sorted, as pyarrow names them}
 
 The Rust side (tests/tests/hint/regions_pyarrow.rs) compares this with what it wrote.
 """
@@ -20,7 +21,8 @@ import pyarrow.parquet as pq
 def main() -> None:
     path = sys.argv[1]
     table = pq.read_table(path)
-    file_meta = pq.read_metadata(path).metadata or {}
+    parquet_meta = pq.read_metadata(path)
+    file_meta = parquet_meta.metadata or {}
     metadata = {
         k.decode(): v.decode() for k, v in file_meta.items() if k != b"ARROW:schema"
     }
@@ -64,6 +66,11 @@ def main() -> None:
         "first_row": first_row,
         "sums": sums,
         "foreground_rows": int(pa.compute.sum(table.column("foreground")).as_py() or 0),
+        "compression": sorted({
+            parquet_meta.row_group(g).column(c).compression
+            for g in range(parquet_meta.num_row_groups)
+            for c in range(parquet_meta.num_columns)
+        }),
     }
     json.dump(out, sys.stdout)
 

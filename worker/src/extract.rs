@@ -31,7 +31,7 @@ use crossbeam_channel::bounded;
 use hint_common::job::spec::ExtractSpec;
 use hint_common::regions::quality::{self, RegionQuality};
 use hint_common::regions::{
-    ActivationType, RegionFileMeta, RegionFileSummary, RegionRows, RegionWriter,
+    ActivationType, Compression, RegionFileMeta, RegionFileSummary, RegionRows, RegionWriter,
 };
 use hint_common::storage;
 use tch::{Device, Kind, Tensor};
@@ -66,6 +66,8 @@ pub struct ExtractConfig {
     pub background_ratio: f64,
     /// Precision of the stored activations.
     pub activation_type: ActivationType,
+    /// How the region files' pages are compressed.
+    pub compression: Compression,
     /// Images per model batch.
     pub batch_size: usize,
     /// Where the model runs.
@@ -116,6 +118,7 @@ impl ExtractConfig {
             threshold: 0.5,
             background_ratio: 1.0,
             activation_type: ActivationType::F32,
+            compression: Compression::Zstd,
             batch_size: 16,
             device: Device::Cpu,
             seed: 0,
@@ -131,7 +134,8 @@ impl ExtractConfig {
     }
 
     /// Takes an `[extract]` section's saliency and region settings: the method with its
-    /// parameters, aggregation, threshold, background ratio, activation type and batch size.
+    /// parameters, aggregation, threshold, background ratio, activation type, compression
+    /// and batch size.
     /// The one place a section becomes these fields (`hint extract` fills a section from its
     /// flags, an extract task passes its job's).
     pub fn apply(&mut self, section: &ExtractSpec) -> Result<()> {
@@ -140,6 +144,7 @@ impl ExtractConfig {
         self.threshold = section.threshold;
         self.background_ratio = section.background_ratio;
         self.activation_type = section.activation_type;
+        self.compression = section.compression;
         self.batch_size = section.batch_size;
         Ok(())
     }
@@ -741,7 +746,8 @@ fn write_files(
                         .out
                         .join(format!("{}-{:05}.parquet", config.file_prefix, files.len()));
                 let meta = file_meta(config, &labels, d, h, w);
-                current.insert((RegionWriter::create(&path, meta)?, 0))
+                let writer = RegionWriter::create_compressed(&path, meta, config.compression)?;
+                current.insert((writer, 0))
             }
         };
         writer.write(&rows)?;

@@ -180,6 +180,10 @@ pub struct ExtractSpec {
     pub background_ratio: f64,
     /// `f32` or `f16`.
     pub activation_type: crate::regions::ActivationType,
+    /// How region files are compressed: `zstd` or `lz4`. (Absent in journals written before
+    /// the setting: zstd, what they wrote.)
+    #[serde(default)]
+    pub compression: crate::regions::Compression,
     /// Images per model batch.
     pub batch_size: usize,
     /// Images per extract task: the plan cuts the manifest into ranges of this many. Unset
@@ -357,6 +361,7 @@ impl Default for ExtractSpec {
             threshold: 0.5,
             background_ratio: 1.0,
             activation_type: crate::regions::ActivationType::F32,
+            compression: crate::regions::Compression::Zstd,
             batch_size: 16,
             images_per_task: None,
         }

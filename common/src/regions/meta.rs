@@ -91,6 +91,69 @@ impl FromStr for ActivationType {
     }
 }
 
+/// How a region file's pages are compressed. Readers need not be told: Parquet records the
+/// codec per column chunk.
+///
+/// zstd (level 1) makes the smaller files; LZ4 (Parquet's `LZ4_RAW`) files are about a third
+/// larger but decompress about three times faster, which is what bounds the sample stage
+/// on a machine with few cores and a fast disk (`scripts/bench_sample.py` measures both).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// zstd level 1.
+    #[default]
+    Zstd,
+    /// LZ4 block compression (Parquet's `LZ4_RAW` codec).
+    Lz4,
+}
+
+impl Compression {
+    /// The Parquet codec that implements it.
+    pub fn parquet(self) -> parquet::basic::Compression {
+        match self {
+            // Level 1: most of zstd's gain on float data at close to snappy's speed.
+            Compression::Zstd => parquet::basic::Compression::ZSTD(
+                parquet::basic::ZstdLevel::try_new(1).expect("a valid zstd level"),
+            ),
+            Compression::Lz4 => parquet::basic::Compression::LZ4_RAW,
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Compression::Zstd => "zstd",
+            Compression::Lz4 => "lz4",
+        })
+    }
+}
+
+impl FromStr for Compression {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "zstd" => Ok(Compression::Zstd),
+            "lz4" => Ok(Compression::Lz4),
+            other => Err(format!(
+                "unknown compression '{other}' (expected zstd or lz4)"
+            )),
+        }
+    }
+}
+
 /// The file-level metadata of a region file, stored as Parquet key/value metadata.
 ///
 /// Keys: `model`, `layer`, `method`, `aggregation`, `threshold`, `D`, `H`, `W`,

@@ -268,8 +268,8 @@ fn reading_sizes_out_of_range_is_a_metadata_error() {
 }
 
 /// Activations read straight from their data pages equal Arrow's reading, value for value:
-/// f32 and f16, version 1 and 2 pages, pages and record batches ending inside rows, several
-/// row groups; a file with a dictionary is read by Arrow.
+/// f32 and f16, version 1 and 2 pages, zstd and LZ4, pages and record batches ending inside
+/// rows, several row groups; a file with a dictionary is read by Arrow.
 #[test]
 fn activations_read_from_pages_equal_arrows() {
     use parquet::basic::Encoding;
@@ -278,8 +278,11 @@ fn activations_read_from_pages_equal_arrows() {
     let rows = sample_rows(n, d);
     for t in [ActivationType::F32, ActivationType::F16] {
         for version in [WriterVersion::PARQUET_1_0, WriterVersion::PARQUET_2_0] {
-            for dictionary in [false, true] {
-                let case = format!("{t:?} {version:?} dictionary {dictionary}");
+            for (dictionary, compression) in [false, true]
+                .into_iter()
+                .flat_map(|d| [(d, Compression::Zstd), (d, Compression::Lz4)])
+            {
+                let case = format!("{t:?} {version:?} dictionary {dictionary} {compression}");
                 let dir = tempfile::tempdir().unwrap();
                 let path = dir.path().join("r.parquet");
                 let activation = parquet::schema::types::ColumnPath::new(vec![
@@ -287,22 +290,29 @@ fn activations_read_from_pages_equal_arrows() {
                     "list".into(),
                     "item".into(),
                 ]);
-                let mut writer = RegionWriter::create_with(&path, meta(d, t), |props| {
-                    props
-                        .set_writer_version(version)
-                        .set_max_row_group_row_count(Some(700))
-                        .set_data_page_size_limit(4096)
-                        .set_column_dictionary_enabled(activation.clone(), dictionary)
-                        .set_column_encoding(activation, Encoding::PLAIN)
-                })
-                .unwrap();
+                let mut writer =
+                    RegionWriter::create_with(&path, meta(d, t), compression, |props| {
+                        props
+                            .set_writer_version(version)
+                            .set_max_row_group_row_count(Some(700))
+                            .set_data_page_size_limit(4096)
+                            .set_column_dictionary_enabled(activation.clone(), dictionary)
+                            .set_column_encoding(activation, Encoding::PLAIN)
+                    })
+                    .unwrap();
                 writer.write(&rows).unwrap();
                 writer.finish().unwrap();
                 let file = std::fs::File::open(&path).unwrap();
-                let groups = parquet::file::reader::FileReader::num_row_groups(
+                let metadata = parquet::file::reader::FileReader::metadata(
                     &parquet::file::reader::SerializedFileReader::new(file).unwrap(),
-                );
-                assert_eq!(groups, 5, "{case}");
+                )
+                .clone();
+                assert_eq!(metadata.num_row_groups(), 5, "{case}");
+                for group in metadata.row_groups() {
+                    for chunk in group.columns() {
+                        assert_eq!(chunk.compression(), compression.parquet(), "{case}");
+                    }
+                }
                 let (_, arrow) = read_regions(&path).unwrap();
                 let reader = open_regions(&path, RegionProjection::ALL, 333).unwrap();
                 assert_eq!(reader.reads_pages(), !dictionary, "{case}");

@@ -15,12 +15,14 @@ use arrow::record_batch::RecordBatch;
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
 use parquet::schema::types::ColumnPath;
 
-use super::{item_field, region_schema, ActivationType, RegionFileMeta, RegionRows, RegionsError};
+use super::{
+    item_field, region_schema, ActivationType, Compression, RegionFileMeta, RegionRows,
+    RegionsError,
+};
 use crate::storage::{self, ObjectWriter, StorageError};
 
 /// Uncompressed bytes aimed at per row group: big enough for efficient scans, small enough
@@ -90,16 +92,26 @@ pub(super) fn storage_error(path: &Path, error: StorageError) -> RegionsError {
 
 impl RegionWriter {
     /// Starts writing `path` (a local path, written through its partial name, or an `s3://`
-    /// URL) with file metadata `meta`.
+    /// URL) with file metadata `meta`, compressed the default way (zstd).
     pub fn create(path: &Path, meta: RegionFileMeta) -> Result<Self, RegionsError> {
-        Self::create_with(path, meta, |props| props)
+        Self::create_compressed(path, meta, Compression::default())
     }
 
-    /// [`create`](Self::create) with the Parquet writer settings changed by `tweak` (tests
-    /// write the page layouts other tools write).
+    /// [`create`](Self::create) with the pages compressed by `compression`.
+    pub fn create_compressed(
+        path: &Path,
+        meta: RegionFileMeta,
+        compression: Compression,
+    ) -> Result<Self, RegionsError> {
+        Self::create_with(path, meta, compression, |props| props)
+    }
+
+    /// [`create_compressed`](Self::create_compressed) with the Parquet writer settings changed
+    /// by `tweak` (tests write the page layouts other tools write).
     pub(super) fn create_with(
         path: &Path,
         meta: RegionFileMeta,
+        compression: Compression,
         tweak: impl FnOnce(WriterPropertiesBuilder) -> WriterPropertiesBuilder,
     ) -> Result<Self, RegionsError> {
         meta.validate().map_err(|problem| RegionsError::Metadata {
@@ -126,10 +138,7 @@ impl RegionWriter {
         let activation_column =
             ColumnPath::new(vec!["activation".into(), "list".into(), "item".into()]);
         let props = WriterProperties::builder()
-            // zstd level 1: most of zstd's gain on float data at close to snappy's speed.
-            .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(1).expect("valid level"),
-            ))
+            .set_compression(compression.parquet())
             .set_max_row_group_row_count(Some(rows_per_group))
             // Activations almost never repeat: a dictionary is wasted work and gets dropped.
             .set_column_dictionary_enabled(activation_column, false)

@@ -10,7 +10,7 @@ use hint_common::job::spec::{
 };
 use hint_common::job::JobSpec;
 use hint_common::regions::sample::Negatives;
-use hint_common::regions::ActivationType;
+use hint_common::regions::{ActivationType, Compression};
 use hint_common::settings::{Aggregation, Baseline, MethodName, Mode};
 use hint_common::shapley::{Quality, Replacement};
 use proptest::prelude::*;
@@ -96,7 +96,10 @@ fn extract() -> impl Strategy<Value = ExtractSpec> {
         select(&Aggregation::ALL[..]),
         finite_f32(),
         finite(),
-        select(&[ActivationType::F32, ActivationType::F16][..]),
+        (
+            select(&[ActivationType::F32, ActivationType::F16][..]),
+            select(&[Compression::Zstd, Compression::Lz4][..]),
+        ),
         any::<usize>(),
         proptest::option::of(any::<u64>()),
     )
@@ -107,7 +110,7 @@ fn extract() -> impl Strategy<Value = ExtractSpec> {
                 aggregation,
                 threshold,
                 background_ratio,
-                activation_type,
+                (activation_type, compression),
                 batch_size,
                 images_per_task,
             )| ExtractSpec {
@@ -120,6 +123,7 @@ fn extract() -> impl Strategy<Value = ExtractSpec> {
                 threshold,
                 background_ratio,
                 activation_type,
+                compression,
                 batch_size,
                 images_per_task,
             },

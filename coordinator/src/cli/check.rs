@@ -84,12 +84,13 @@ fn summary(spec: &JobSpec) -> String {
         "extract",
         format!(
             "{}{parameters}, aggregation {}, threshold {}, background ratio {}, {} activations, \
-             batch {}, {}",
+             {} files, batch {}, {}",
             e.method,
             e.aggregation,
             e.threshold,
             e.background_ratio,
             e.activation_type,
+            e.compression,
             e.batch_size,
             match e.images_per_task {
                 Some(n) => format!("{n} images per task"),

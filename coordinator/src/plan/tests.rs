@@ -39,6 +39,7 @@ fn spec(images: &Path, hierarchy: HierarchySpec, per_shard: u64, per_part: usize
             threshold: 0.5,
             background_ratio: 1.0,
             activation_type: hint_common::regions::ActivationType::F32,
+            compression: hint_common::regions::Compression::Zstd,
             batch_size: 16,
             images_per_task: Some(per_shard),
         },

@@ -13,7 +13,7 @@ use hint_common::job::spec::{
 };
 use hint_common::job::JobSpec;
 use hint_common::regions::sample::Negatives;
-use hint_common::regions::ActivationType;
+use hint_common::regions::{ActivationType, Compression};
 use hint_common::settings::{Aggregation, Baseline, MethodName, Mode};
 use hint_common::shapley::{Quality, Replacement};
 use proptest::prelude::*;
@@ -148,7 +148,10 @@ fn extract() -> impl Strategy<Value = ExtractSpec> {
         select(Aggregation::ALL.to_vec()),
         float_in(0.0, 1.0),
         prop_oneof![Just(1.0), float_in(0.0, 1.0)],
-        select(vec![ActivationType::F32, ActivationType::F16]),
+        (
+            select(vec![ActivationType::F32, ActivationType::F16]),
+            select(vec![Compression::Zstd, Compression::Lz4]),
+        ),
         at_least(1),
         proptest::option::of(at_least(1)),
     )
@@ -159,7 +162,7 @@ fn extract() -> impl Strategy<Value = ExtractSpec> {
                 aggregation,
                 threshold,
                 background_ratio,
-                activation_type,
+                (activation_type, compression),
                 batch_size,
                 images_per_task,
             )| ExtractSpec {
@@ -173,6 +176,7 @@ fn extract() -> impl Strategy<Value = ExtractSpec> {
                 threshold: threshold as f32,
                 background_ratio,
                 activation_type,
+                compression,
                 batch_size: batch_size as usize,
                 images_per_task: images_per_task.map(|n| n as u64),
             },
@@ -500,6 +504,7 @@ fn to_toml(spec: &JobSpec) -> Table {
                 "activation_type",
                 Value::String(e.activation_type.to_string()),
             ),
+            ("compression", Value::String(e.compression.to_string())),
             ("batch_size", int(e.batch_size)),
         ]
         .into_iter()

@@ -13,7 +13,7 @@ use hint_common::job::spec::{
     SchedulerSpec, ShapleySpec, StorageSpec,
 };
 use hint_common::regions::sample::Negatives;
-use hint_common::regions::ActivationType;
+use hint_common::regions::{ActivationType, Compression};
 use hint_common::settings::Aggregation;
 use hint_common::settings::Mode;
 use hint_common::settings::{Baseline, MethodName};
@@ -308,6 +308,7 @@ pub(super) fn extract(s: &mut Section<'_>) -> ExtractSpec {
     let threshold = s.number_or("threshold", f64::from(d.threshold));
     let background_ratio = s.number_or("background_ratio", d.background_ratio);
     let activation_type = s.string_or("activation_type", &d.activation_type.to_string());
+    let compression = s.string_or("compression", &d.compression.to_string());
     let batch_size = s.integer_or::<usize>("batch_size", d.batch_size, 1);
     let images_per_task = s.integer::<u64>("images_per_task", 1);
 
@@ -340,6 +341,10 @@ pub(super) fn extract(s: &mut Section<'_>) -> ExtractSpec {
         .parse::<ActivationType>()
         .map_err(|e| s.problem("activation_type", e))
         .unwrap_or(d.activation_type);
+    let compression = compression
+        .parse::<Compression>()
+        .map_err(|e| s.problem("compression", e))
+        .unwrap_or(d.compression);
     ExtractSpec {
         method,
         samples,
@@ -350,6 +355,7 @@ pub(super) fn extract(s: &mut Section<'_>) -> ExtractSpec {
         threshold: threshold as f32,
         background_ratio,
         activation_type,
+        compression,
         batch_size,
         images_per_task,
     }

@@ -94,6 +94,7 @@ fn a_minimal_spec_gets_the_commands_defaults() {
             threshold: 0.5,
             background_ratio: 1.0,
             activation_type: hint_common::regions::ActivationType::F32,
+            compression: hint_common::regions::Compression::Zstd,
             batch_size: 16,
             images_per_task: None,
         },

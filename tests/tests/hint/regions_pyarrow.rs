@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use hint_common::regions::{
-    read_regions, ActivationType, RegionFileMeta, RegionRow, RegionRows, RegionWriter,
+    read_regions, ActivationType, Compression, RegionFileMeta, RegionRow, RegionRows, RegionWriter,
 };
 use serde_json::Value;
 
@@ -62,9 +62,10 @@ fn rows() -> RegionRows {
     rows
 }
 
-fn write(path: &Path, activation_type: ActivationType) -> RegionRows {
+fn write(path: &Path, activation_type: ActivationType, compression: Compression) -> RegionRows {
     let rows = rows();
-    let mut writer = RegionWriter::create(path, meta(activation_type)).expect("create");
+    let mut writer =
+        RegionWriter::create_compressed(path, meta(activation_type), compression).expect("create");
     // Two writes, so that the file holds more than one record batch's worth of calls.
     let (first, second) = split(&rows, 20);
     writer.write(&first).expect("write");
@@ -83,10 +84,16 @@ fn split(rows: &RegionRows, at: usize) -> (RegionRows, RegionRows) {
     (a, b)
 }
 
-fn check_with_pyarrow(activation_type: ActivationType, value_type: &str) {
+/// `codec`: the name pyarrow gives the file's compression.
+fn check_with_pyarrow(
+    activation_type: ActivationType,
+    value_type: &str,
+    compression: Compression,
+    codec: &str,
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("regions.parquet");
-    let written = write(&path, activation_type);
+    let written = write(&path, activation_type, compression);
     // What a reader of the file gets back (f16 rounding included) is the reference for
     // the activation values; the other columns must equal what was written.
     let (_, stored) = read_regions(&path).expect("read back");
@@ -130,6 +137,7 @@ fn check_with_pyarrow(activation_type: ActivationType, value_type: &str) {
     assert_eq!(v["activation"]["list_size"], D);
 
     assert_eq!(v["num_rows"], ROWS);
+    assert_eq!(v["compression"], serde_json::json!([codec]));
     let metadata: BTreeMap<String, String> =
         serde_json::from_value(v["metadata"].clone()).expect("metadata is a string map");
     let expected: BTreeMap<String, String> =
@@ -201,12 +209,18 @@ fn check_with_pyarrow(activation_type: ActivationType, value_type: &str) {
 
 #[test]
 fn f32_region_files_read_in_pyarrow() {
-    check_with_pyarrow(ActivationType::F32, "float");
+    check_with_pyarrow(ActivationType::F32, "float", Compression::Zstd, "ZSTD");
 }
 
 #[test]
 fn f16_region_files_read_in_pyarrow() {
-    check_with_pyarrow(ActivationType::F16, "halffloat");
+    check_with_pyarrow(ActivationType::F16, "halffloat", Compression::Zstd, "ZSTD");
+}
+
+/// Parquet's `LZ4_RAW` codec, which pyarrow calls LZ4.
+#[test]
+fn lz4_region_files_read_in_pyarrow() {
+    check_with_pyarrow(ActivationType::F16, "halffloat", Compression::Lz4, "LZ4");
 }
 
 /// A file another tool wrote by the README's schema, without `activation_type` in its

@@ -281,10 +281,15 @@ fn a_job_on_the_world_in_shards_writes_the_folders_phi() {
     std::fs::create_dir(&shards).unwrap();
     let pattern = pack(&tiny.images(), &shards.join("world"), 10, &[]);
     let shard_runs = dir.join("shard-runs");
+    // Their region files LZ4-compressed: lossless, so Φ must not change either.
+    let sections = SECTIONS.replace(
+        "images_per_task = 16\n",
+        "images_per_task = 16\ncompression = \"lz4\"\n",
+    );
     let spec = tiny
-        .spec("shards", 5, &shard_runs, SECTIONS)
+        .spec("shards", 5, &shard_runs, &sections)
         .replace(tiny.images().to_str().unwrap(), &pattern);
-    assert!(spec.contains(&pattern));
+    assert!(spec.contains(&pattern) && spec.contains("lz4"));
     let shard_spec = dir.join("shards.toml");
     std::fs::write(&shard_spec, spec).unwrap();
     run(&shard_spec, "2");
@@ -292,8 +297,17 @@ fn a_job_on_the_world_in_shards_writes_the_folders_phi() {
     let phi = std::fs::read(job.join("results/phi.csv")).unwrap();
     assert!(
         phi == loose_phi,
-        "Φ from shards differs from Φ from the folder"
+        "Φ from shards (LZ4 region files) differs from Φ from the folder"
     );
+    let region_file = std::fs::read_dir(job.join("regions"))
+        .unwrap()
+        .next()
+        .expect("a region file")
+        .unwrap()
+        .path();
+    let read: serde_json::Value =
+        serde_json::from_str(&run_python("read_regions.py", &[region_file.as_os_str()])).unwrap();
+    assert_eq!(read["compression"], serde_json::json!(["LZ4"]), "{read}");
 
     // `hint check` expands the pattern and looks for every shard.
     let shard_count = std::fs::read_dir(&shards).unwrap().count();

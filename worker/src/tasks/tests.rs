@@ -116,6 +116,7 @@ fn job() -> Job {
             threshold: 0.5,
             background_ratio: 0.2,
             activation_type: hint_common::regions::ActivationType::F32,
+            compression: hint_common::regions::Compression::Zstd,
             batch_size: 4,
             images_per_task: Some(16),
         },

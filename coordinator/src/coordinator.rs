@@ -787,6 +787,20 @@ fn check_plan(job: &Job) -> Option<String> {
                 planned.concepts
             ))
         }
+        // The tar shards cut the extract tasks only when `images_per_task` is unset (and
+        // journals from before the record had it set).
+        Ok(plan)
+            if job.spec.extract.images_per_task.is_none()
+                && plan.tar_shards != planned.tar_shards =>
+        {
+            Some(format!(
+                "resuming: the plan in {} has its images in {} tar shard(s), the journal {}: \
+                 the extract tasks would be cut differently",
+                job.job_dir.display(),
+                plan.tar_shards.len(),
+                planned.tar_shards.len()
+            ))
+        }
         Ok(_) => None,
     }
 }
@@ -950,7 +964,7 @@ mod tests {
         job: &JobId,
         spec_json: String,
         job_dir: &Path,
-        (images, concepts): (u64, u32),
+        (images, concepts, tar_shards): (u64, u32, Vec<u64>),
         more: Vec<Record>,
     ) {
         let task = TaskId {
@@ -969,7 +983,7 @@ mod tests {
                 job: job.clone(),
                 images,
                 concepts,
-                tar_shards: Vec::new(),
+                tar_shards,
             },
             Record::TasksAdded {
                 job: job.clone(),
@@ -1018,6 +1032,16 @@ mod tests {
     }
 
     fn planned_job(dir: &Path) -> PlannedJob {
+        planned_job_with(dir, Some(4), Vec::new())
+    }
+
+    /// [`planned_job`] with `extract.images_per_task` and the journal's tar shard starts
+    /// (the images stay loose files, whose plan has none).
+    fn planned_job_with(
+        dir: &Path,
+        images_per_task: Option<u64>,
+        tar_shards: Vec<u64>,
+    ) -> PlannedJob {
         let images = dir.join("images");
         for (class, n) in [("cat", 2), ("dog", 3), ("car", 1)] {
             std::fs::create_dir_all(images.join(class)).unwrap();
@@ -1034,6 +1058,7 @@ mod tests {
         let mut spec = JobSpec::from_json(&spec(&dir.join("runs"))).unwrap();
         spec.data.images = images;
         spec.data.hierarchy = hint_common::job::spec::HierarchySpec::File { path: yaml };
+        spec.extract.images_per_task = images_per_task;
         let job = JobId::numbered(1);
         let job_dir = dir.join("runs").join(&job.0);
         let plan = crate::plan::plan(&spec, &job_dir).unwrap();
@@ -1047,7 +1072,11 @@ mod tests {
             &job,
             spec.to_json(),
             &job_dir,
-            (plan.images, plan.hierarchy.concepts().len() as u32),
+            (
+                plan.images,
+                plan.hierarchy.concepts().len() as u32,
+                tar_shards,
+            ),
             Vec::new(),
         );
         let (coordinator, _) =
@@ -1229,7 +1258,7 @@ mod tests {
             &job,
             spec(&dir.path().join("runs")),
             &job_dir,
-            (8, 3),
+            (8, 3, Vec::new()),
             vec![Record::Committed {
                 task,
                 attempt: 1,
@@ -1262,5 +1291,27 @@ mod tests {
             "{}",
             status.error
         );
+    }
+
+    /// With `images_per_task` unset the tar shards cut the extract tasks: a restart whose
+    /// plan files give other shards than the journal recorded refuses the job, since its
+    /// tasks would be cut differently. With `images_per_task` set the shards cut nothing.
+    #[test]
+    fn a_restart_refuses_a_plan_whose_tar_shards_are_not_the_journals() {
+        for (images_per_task, refused) in [(None, true), (Some(4), false)] {
+            let dir = tempfile::tempdir().unwrap();
+            // The helper's coordinator has opened (restarted on) the journal.
+            let job = planned_job_with(dir.path(), images_per_task, vec![0, 2]);
+            let status = job.coordinator.status(&job.task.job).unwrap();
+            let failed = status.phase == proto::JobPhase::Failed as i32;
+            assert_eq!(failed, refused, "{images_per_task:?}: {}", status.error);
+            if refused {
+                assert!(
+                    status.error.contains("in 0 tar shard(s), the journal 2"),
+                    "{}",
+                    status.error
+                );
+            }
+        }
     }
 }

@@ -43,7 +43,14 @@ fn extract_skips_a_corrupt_image_and_writes_regions_pyarrow_reads() {
         &extract(
             dir.path(),
             "regions",
-            &["--method", "guided_backprop", "--background-ratio", "0.3"],
+            &[
+                "--method",
+                "guided_backprop",
+                "--background-ratio",
+                "0.3",
+                "--compression",
+                "lz4",
+            ],
         ),
         "hint extract",
     );
@@ -135,6 +142,7 @@ fn extract_skips_a_corrupt_image_and_writes_regions_pyarrow_reads() {
         rows.len() as u64,
         "pyarrow: {pyarrow}"
     );
+    assert_eq!(read["compression"], serde_json::json!(["LZ4"]), "{pyarrow}");
 }
 
 #[test]

@@ -16,7 +16,8 @@ bootstrap:
 
 ## demo: HINT on the synthetic world through the distributed runtime, embedded: generate the
 ## world, train the tiny CNN, then `hint run` a coordinator and 2 workers in one process
-## (extract → train → shapley → Φ), and read Φ back with pyarrow.
+## (extract → train → shapley → Φ → WSOL → ablation), map six concepts on four images
+## (`hint explain`, shown in the report), and read Φ back with pyarrow.
 demo: bootstrap
 	cargo build --release -p hint-coordinator -p hint-worker
 	$(HINT_RELEASE) synth --out $(DEMO_DIR)/world --seed 0 --overwrite
@@ -24,6 +25,14 @@ demo: bootstrap
 	@# A fresh state, so the job is job-0001 (examples/job.toml writes under demo-output/runs).
 	rm -rf $(DEMO_DIR)/runs
 	$(HINT_RELEASE) run examples/job.toml --workers 2
+	@# Concept maps of four images into the job's results/explain/, then the report again.
+	rm -rf $(DEMO_DIR)/explain-images && mkdir -p $(DEMO_DIR)/explain-images
+	cp $(DEMO_DIR)/world/images/bus/bus_00000.png $(DEMO_DIR)/world/images/cat/cat_00000.png \
+		$(DEMO_DIR)/world/images/duck/duck_00000.png $(DEMO_DIR)/world/images/sailboat/sailboat_00000.png \
+		$(DEMO_DIR)/explain-images/
+	$(HINT_RELEASE) explain --job $(DEMO_DIR)/runs/job-0001 --images $(DEMO_DIR)/explain-images \
+		--concepts vehicle,animal,bus,cat,duck,sailboat
+	$(HINT_RELEASE) report --job $(DEMO_DIR)/runs/job-0001
 	@echo "pyarrow reads Φ:"
 	@.venv/bin/python -c 'import sys, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]); \
 		print(t.num_rows, "rows;", t.schema.to_string(show_schema_metadata=False)); print(t.slice(0, 3).to_pylist())' \

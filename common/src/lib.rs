@@ -23,6 +23,7 @@ pub mod ablation;
 pub mod annotations;
 pub mod architecture;
 pub mod classify;
+pub mod explain;
 pub mod hierarchy;
 pub mod images;
 pub mod job;

@@ -16,9 +16,9 @@
 
 use std::path::{Path, PathBuf};
 
+pub use hint_common::explain::{ConceptMap, ExplainReport, SkippedImage, EXPLAIN_FILE};
 use hint_common::hierarchy::{Concept, ConceptId};
 use hint_common::images::IMAGE_EXTENSIONS;
-use serde::Serialize;
 use tch::Device;
 
 use crate::images::decode::{self, read_rgb};
@@ -27,9 +27,6 @@ use crate::wsol::geometry::{normalise, upsample_bilinear, CropFrame};
 use crate::wsol::heatmap::{self, file_safe};
 use crate::wsol::inputs::Job;
 use crate::wsol::select;
-
-/// The JSON file `hint explain` writes into its output directory.
-pub const EXPLAIN_FILE: &str = "explain.json";
 
 /// What to explain.
 #[derive(Debug, Clone)]
@@ -81,61 +78,6 @@ fn file_error(path: &Path, e: impl std::fmt::Display) -> ExplainError {
         path: path.to_path_buf(),
         message: e.to_string(),
     }
-}
-
-/// One concept's map on one image.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ConceptMap {
-    /// The image file.
-    pub image: PathBuf,
-    /// The concept's id, key and name.
-    pub concept: u32,
-    /// Its key in the hierarchy.
-    pub key: String,
-    /// Its name.
-    pub name: String,
-    /// The heatmap, relative to the output directory.
-    pub png: String,
-    /// `H` and `W` of the layer's map.
-    pub height: usize,
-    /// See `height`.
-    pub width: usize,
-    /// The logit at each position, row-major (`y · W + x`).
-    pub logits: Vec<f32>,
-    /// The position of the highest logit, `[y, x]`.
-    pub peak: [usize; 2],
-    /// σ of the highest logit: the classifier's probability that the peak position is a
-    /// region of the concept.
-    pub peak_probability: f64,
-}
-
-/// An image that could not be read.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SkippedImage {
-    /// The file.
-    pub image: PathBuf,
-    /// Why.
-    pub reason: String,
-}
-
-/// What `hint explain` wrote (also `explain.json`).
-#[derive(Debug, Clone, Serialize)]
-pub struct ExplainReport {
-    /// The job directory.
-    pub job: PathBuf,
-    /// The architecture and layer.
-    pub model: String,
-    /// See `model`.
-    pub layer: String,
-    /// The crop side the images were fed at.
-    pub crop: u32,
-    /// The classifiers were re-fitted on each concept's top-K neurons by Φ (None: the
-    /// trained ones).
-    pub top: Option<usize>,
-    /// Every map, by image then concept.
-    pub maps: Vec<ConceptMap>,
-    /// Images that could not be read.
-    pub skipped: Vec<SkippedImage>,
 }
 
 /// Runs `hint explain`.
@@ -218,8 +160,7 @@ pub fn run(config: &ExplainConfig) -> Result<ExplainReport, ExplainError> {
         }
     }
     let path = config.out.join(EXPLAIN_FILE);
-    let text = serde_json::to_string_pretty(&report).expect("the report serialises");
-    std::fs::write(&path, text + "\n").map_err(|e| file_error(&path, e))?;
+    std::fs::write(&path, report.to_json()).map_err(|e| file_error(&path, e))?;
     Ok(report)
 }
 

@@ -1,7 +1,8 @@
 //! Reading a finished job's files for the report: `spec.json`, `results/{job.json, phi.csv,
 //! top_neurons.csv, multimodal.csv, concepts.json}`, `classifiers/*/metrics.json`, and — when
-//! `hint evaluate` has run — `results/wsol.json` with its heatmap PNGs, and — when
-//! `hint ablate` has run — `results/ablation.json`.
+//! `hint evaluate` has run — `results/wsol.json` with its heatmap PNGs, when `hint ablate`
+//! has run — `results/ablation.json`, and when `hint explain` wrote into the job —
+//! `results/explain/explain.json` with its concept-map PNGs.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -9,6 +10,7 @@ use std::path::{Component, Path, PathBuf};
 pub use crate::job_file::{ConceptRun, JobSummary, QuarantinedTask, SkippedImage};
 use hint_common::ablation::{AblationReport, ABLATION_FILE};
 use hint_common::classify::{ConceptMetrics, MetricsFile, SkippedConcept, METRICS_FILE};
+use hint_common::explain::{ExplainReport, EXPLAIN_DIR, EXPLAIN_FILE};
 use hint_common::hierarchy::Hierarchy;
 use hint_common::job::JobSpec;
 use hint_common::wsol::{WsolReport, WSOL_FILE};
@@ -16,8 +18,9 @@ use hint_common::wsol::{WsolReport, WSOL_FILE};
 use super::csv::csv_table;
 use super::ReportError;
 
-/// At most this many heatmap PNGs are embedded (a few per concept × 1,000 concepts would
-/// make a page no browser opens comfortably); the page says how many were left out.
+/// At most this many heatmap PNGs are embedded, WSOL's and `hint explain`'s together (a few
+/// per concept × 1,000 concepts would make a page no browser opens comfortably); the page
+/// says how many were left out.
 pub const MAX_HEATMAP_IMAGES: usize = 240;
 /// And at most this many bytes of them.
 pub const MAX_HEATMAP_BYTES: u64 = 24 << 20;
@@ -47,6 +50,8 @@ pub struct ReportData {
     pub wsol: Option<Wsol>,
     /// `results/ablation.json`, when `hint ablate` has run.
     pub ablation: Option<AblationReport>,
+    /// `results/explain/explain.json` and its concept maps, when `hint explain` wrote there.
+    pub explain: Option<ConceptMaps>,
 }
 
 /// Φ: concepts × neurons.
@@ -108,6 +113,68 @@ pub struct Wsol {
     pub left_out: Vec<(usize, String)>,
 }
 
+/// `hint explain`'s concept maps with their PNGs loaded.
+#[derive(Debug)]
+pub struct ConceptMaps {
+    /// The file.
+    pub file: ExplainReport,
+    /// The embedded maps: (index into `file.maps`, PNG bytes).
+    pub images: Vec<(usize, Vec<u8>)>,
+    /// Maps not embedded: (index, why).
+    pub left_out: Vec<(usize, String)>,
+}
+
+/// PNGs read for a page: (index, bytes) of those embedded, (index, why) of the others.
+type Embedded = (Vec<(usize, Vec<u8>)>, Vec<(usize, String)>);
+
+/// What is left of the page's allowance for embedded PNGs.
+struct PngBudget {
+    images: usize,
+    bytes: u64,
+}
+
+impl PngBudget {
+    /// The PNG files `names` (relative to `dir`) that fit: (index, bytes) for those embedded,
+    /// (index, why) for the others. Only paths inside `dir` are read: the page embeds what
+    /// its files name, nothing else.
+    fn embed<'a>(&mut self, dir: &Path, names: impl Iterator<Item = &'a str>) -> Embedded {
+        let (mut images, mut left_out) = (Vec::new(), Vec::new());
+        for (i, name) in names.enumerate() {
+            let relative = Path::new(name);
+            if !relative
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)))
+            {
+                left_out.push((i, format!("not a path inside {}", dir.display())));
+                continue;
+            }
+            if self.images == 0 || self.bytes == 0 {
+                left_out.push((i, "over the report's limit".to_string()));
+                continue;
+            }
+            match std::fs::read(dir.join(relative)) {
+                Ok(png) if png.starts_with(b"\x89PNG\r\n\x1a\n") => {
+                    self.images -= 1;
+                    self.bytes = self.bytes.saturating_sub(png.len() as u64);
+                    images.push((i, png));
+                }
+                Ok(_) => left_out.push((i, "not a PNG file".to_string())),
+                Err(e) => left_out.push((i, e.to_string())),
+            }
+        }
+        (images, left_out)
+    }
+}
+
+impl Default for PngBudget {
+    fn default() -> Self {
+        PngBudget {
+            images: MAX_HEATMAP_IMAGES,
+            bytes: MAX_HEATMAP_BYTES,
+        }
+    }
+}
+
 impl ReportData {
     /// Reads every file of the finished job in `job_dir`.
     pub fn read(job_dir: &Path) -> Result<ReportData, ReportError> {
@@ -127,8 +194,10 @@ impl ReportData {
         let multimodal =
             parse_multimodal(&read_text(&mm_path)?).map_err(|m| parse_error(&mm_path, m))?;
         let (metrics, skipped_concepts) = read_metrics(&job_dir.join("classifiers"))?;
-        let wsol = read_wsol(&results)?;
+        let mut budget = PngBudget::default();
+        let wsol = read_wsol(&results, &mut budget)?;
         let ablation = read_ablation(&results)?;
+        let explain = read_explain(&results.join(EXPLAIN_DIR), &mut budget)?;
         Ok(ReportData {
             job_dir: job_dir.to_path_buf(),
             spec,
@@ -141,6 +210,7 @@ impl ReportData {
             skipped_concepts,
             wsol,
             ablation,
+            explain,
         })
     }
 }
@@ -194,43 +264,46 @@ fn read_metrics(
 }
 
 /// `results/wsol.json` and its PNGs; None when `hint evaluate` has not run.
-fn read_wsol(results: &Path) -> Result<Option<Wsol>, ReportError> {
+fn read_wsol(results: &Path, budget: &mut PngBudget) -> Result<Option<Wsol>, ReportError> {
     let path = results.join(WSOL_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(ReportError::Read { path, source }),
+    let Some(text) = read_if_there(&path)? else {
+        return Ok(None);
     };
     let file = WsolReport::from_json(&text).map_err(|e| parse_error(&path, e))?;
-    let (mut images, mut left_out, mut bytes) = (Vec::new(), Vec::new(), 0u64);
-    for (i, heatmap) in file.heatmaps.iter().enumerate() {
-        let relative = Path::new(&heatmap.png);
-        // Only files under results/: the page embeds what it names, nothing else.
-        if !relative
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)))
-        {
-            left_out.push((i, "not a path inside results/".to_string()));
-            continue;
-        }
-        if images.len() >= MAX_HEATMAP_IMAGES || bytes >= MAX_HEATMAP_BYTES {
-            left_out.push((i, "over the report's limit".to_string()));
-            continue;
-        }
-        match std::fs::read(results.join(relative)) {
-            Ok(png) if png.starts_with(b"\x89PNG\r\n\x1a\n") => {
-                bytes += png.len() as u64;
-                images.push((i, png));
-            }
-            Ok(_) => left_out.push((i, "not a PNG file".to_string())),
-            Err(e) => left_out.push((i, e.to_string())),
-        }
-    }
+    let (images, left_out) = budget.embed(results, file.heatmaps.iter().map(|h| h.png.as_str()));
     Ok(Some(Wsol {
         file,
         images,
         left_out,
     }))
+}
+
+/// `explain.json` in `dir` (the job's `results/explain/`) and its PNGs; None when
+/// `hint explain` has not written there.
+fn read_explain(dir: &Path, budget: &mut PngBudget) -> Result<Option<ConceptMaps>, ReportError> {
+    let path = dir.join(EXPLAIN_FILE);
+    let Some(text) = read_if_there(&path)? else {
+        return Ok(None);
+    };
+    let file = ExplainReport::from_json(&text).map_err(|e| parse_error(&path, e))?;
+    let (images, left_out) = budget.embed(dir, file.maps.iter().map(|m| m.png.as_str()));
+    Ok(Some(ConceptMaps {
+        file,
+        images,
+        left_out,
+    }))
+}
+
+/// The text of `path`; None when there is no such file.
+fn read_if_there(path: &Path) -> Result<Option<String>, ReportError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ReportError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
 }
 
 /// `results/ablation.json`; None when `hint ablate` has not run.
@@ -389,7 +462,9 @@ mod tests {
     #[test]
     fn a_missing_wsol_file_is_none_and_bad_heatmap_paths_are_left_out() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(read_wsol(dir.path()).unwrap().is_none());
+        assert!(read_wsol(dir.path(), &mut PngBudget::default())
+            .unwrap()
+            .is_none());
         std::fs::create_dir(dir.path().join("heatmaps")).unwrap();
         std::fs::write(dir.path().join("heatmaps/a.png"), b"\x89PNG\r\n\x1a\nrest").unwrap();
         std::fs::write(dir.path().join("heatmaps/b.png"), b"GIF89a").unwrap();
@@ -410,7 +485,9 @@ mod tests {
                 "threshold":0.5,"seed":0,"neurons":64,"skipped":[]}"#,
         )
         .unwrap();
-        let wsol = read_wsol(dir.path()).unwrap().unwrap();
+        let wsol = read_wsol(dir.path(), &mut PngBudget::default())
+            .unwrap()
+            .unwrap();
         assert_eq!(wsol.file.summary[0].pointing, 0.75);
         assert_eq!(wsol.file.summary[0].mask_iou, None);
         assert_eq!(wsol.images.len(), 1);
@@ -419,13 +496,64 @@ mod tests {
         assert_eq!(left, vec![1, 2, 3]);
         std::fs::write(dir.path().join("wsol.json"), "{").unwrap();
         assert!(matches!(
-            read_wsol(dir.path()),
+            read_wsol(dir.path(), &mut PngBudget::default()),
             Err(ReportError::Parse { .. })
         ));
         // The writer's type reads the file: a field every version wrote is not optional.
         std::fs::write(dir.path().join("wsol.json"), r#"{"fractions":[10]}"#).unwrap();
-        let error = read_wsol(dir.path()).unwrap_err().to_string();
+        let error = read_wsol(dir.path(), &mut PngBudget::default())
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("missing field"), "{error}");
+    }
+
+    /// `hint explain`'s maps are read from `results/explain/`, within what the WSOL heatmaps
+    /// left of the page's allowance.
+    #[test]
+    fn concept_maps_share_the_pages_png_allowance() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut budget = PngBudget {
+            images: 2,
+            bytes: MAX_HEATMAP_BYTES,
+        };
+        assert!(read_explain(dir.path(), &mut budget).unwrap().is_none());
+        let map = |png: &str| hint_common::explain::ConceptMap {
+            image: "/photos/bus.jpg".into(),
+            concept: 3,
+            key: "bus".into(),
+            name: "bus".into(),
+            png: png.into(),
+            height: 1,
+            width: 2,
+            logits: vec![0.5, -1.0],
+            peak: [0, 0],
+            peak_probability: 0.62,
+        };
+        let report = ExplainReport {
+            job: "/runs/job-0001".into(),
+            model: "tiny_cnn".into(),
+            layer: "features.7".into(),
+            crop: 64,
+            top: None,
+            maps: vec![map("a.png"), map("/etc/passwd"), map("b.png"), map("c.png")],
+            skipped: Vec::new(),
+        };
+        for name in ["a.png", "b.png", "c.png"] {
+            std::fs::write(dir.path().join(name), b"\x89PNG\r\n\x1a\nrest").unwrap();
+        }
+        std::fs::write(dir.path().join(EXPLAIN_FILE), report.to_json()).unwrap();
+        let maps = read_explain(dir.path(), &mut budget).unwrap().unwrap();
+        assert_eq!(maps.file, report);
+        let embedded: Vec<usize> = maps.images.iter().map(|i| i.0).collect();
+        assert_eq!(embedded, [0, 2]);
+        assert_eq!(maps.left_out.len(), 2);
+        assert!(
+            maps.left_out[0].1.starts_with("not a path inside"),
+            "{:?}",
+            maps.left_out
+        );
+        assert_eq!(maps.left_out[1], (3, "over the report's limit".to_string()));
+        assert_eq!(budget.images, 0);
     }
 
     #[test]

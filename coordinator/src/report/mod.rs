@@ -8,16 +8,18 @@
 //! a table of every concept's classifier metrics, the multimodal neurons, the localisation
 //! (WSOL) results and heatmap gallery when `hint evaluate` has run, the causal ablation
 //! (curves as inline SVG, Shapley − each baseline with verdicts) when `hint ablate` has run,
+//! a gallery of concept maps when `hint explain` wrote into the job's `results/explain/`,
 //! and what went wrong (skipped images, quarantined tasks, concepts without a classifier).
 //!
 //! Scale: a 1,000-concept × 2,048-neuron run would be 2 M heatmap cells, so the heatmap holds
 //! at most [`heatmap::MAX_HEATMAP_CELLS`] cells and at most [`heatmap::MAX_HEATMAP_NEURONS`] rows —
 //! the neurons whose φ varies most across concepts — and says so; the complete Φ stays in
-//! `phi.csv`. The gallery embeds at most [`data::MAX_HEATMAP_IMAGES`] PNGs.
+//! `phi.csv`. The galleries embed at most [`data::MAX_HEATMAP_IMAGES`] PNGs together.
 
 mod ablation;
 mod assets;
 mod chart;
+mod concept_maps;
 mod csv;
 pub mod data;
 pub mod heatmap;

@@ -186,6 +186,7 @@ fn the_report_of_a_job_is_self_contained_and_renders_in_headless_chromium() {
         "16 per concept",
         "F1 0.",
         "run <code>hint evaluate</code> to add localisation results",
+        "No concept maps in this job",
         "No task was quarantined.",
         "<h2>Responsible regions</h2>",
         "Images with a responsible region",
@@ -382,6 +383,90 @@ fn localisation_results_and_their_heatmaps_are_embedded() {
     ] {
         assert!(html.contains(needle), "the page lacks {needle:?}");
     }
+    let dom = dump_dom(&with_script(&page, "interact.html", INTERACT));
+    let body = body_tag(&dom);
+    assert!(body.contains("data-interacted=\"yes\""), "{body}");
+    assert!(body.contains("data-broken-images=\"0\""), "{body}");
+    assert!(!body.contains("data-script-errors"), "{body}");
+}
+
+/// `hint explain`, run for real on the job with its maps written into (a copy of) the job's
+/// `results/explain/`: the report shows each image's maps, names the image it could not read,
+/// and every embedded map decodes in the browser.
+#[test]
+fn concept_maps_of_hint_explain_are_embedded() {
+    chromium();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("job-0001");
+    copy_job(job(), &copy);
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(job().join("spec.json")).unwrap()).unwrap();
+    // Two of the world's images and one that is not an image.
+    let images = dir.path().join("photos");
+    std::fs::create_dir(&images).unwrap();
+    let class_dir = std::fs::read_dir(spec["data"]["images"].as_str().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    let mut world_images: Vec<PathBuf> = std::fs::read_dir(&class_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    world_images.sort();
+    for (k, image) in world_images.iter().take(2).enumerate() {
+        let name = format!("photo-{k}.{}", image.extension().unwrap().to_str().unwrap());
+        std::fs::copy(image, images.join(name)).unwrap();
+    }
+    std::fs::write(images.join("broken.png"), b"not a png").unwrap();
+
+    let out = copy.join("results/explain");
+    succeeded(
+        &hint(&[
+            "explain",
+            "--job",
+            job().to_str().unwrap(),
+            "--images",
+            images.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+        "hint explain",
+    );
+    let explained: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("explain.json")).unwrap()).unwrap();
+    let maps = explained["maps"].as_array().unwrap();
+    assert!(
+        maps.len() >= 4,
+        "two images, two concepts or more: {}",
+        maps.len()
+    );
+
+    let page = report(&copy);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert_self_contained(&html);
+    assert!(html.contains("<a href=\"#explain\">Concept maps</a>"));
+    assert!(!html.contains("No concept maps in this job"));
+    assert_eq!(
+        html.matches("src=\"data:image/png;base64,").count(),
+        maps.len(),
+        "every map is embedded"
+    );
+    for map in maps {
+        let caption = format!(
+            "p = {:.3} at [{}, {}]",
+            map["peak_probability"].as_f64().unwrap(),
+            map["peak"][0],
+            map["peak"][1]
+        );
+        assert!(html.contains(&caption), "the page lacks {caption:?}");
+    }
+    assert!(html.contains("<h3 title=") && html.contains(">photo-1."));
+    assert!(
+        html.contains("1 image(s) could not be read"),
+        "the broken file is named"
+    );
+    assert!(html.contains("broken.png"));
     let dom = dump_dom(&with_script(&page, "interact.html", INTERACT));
     let body = body_tag(&dom);
     assert!(body.contains("data-interacted=\"yes\""), "{body}");

@@ -584,6 +584,35 @@ fn explain_maps_are_the_classifiers_on_the_jobs_own_regions() {
         }
     }
 
+    // Without --out, into the job's results/explain/, where `hint report` looks.
+    let one = images.join(
+        maps[0]["image"]
+            .as_str()
+            .and_then(|p| Path::new(p).file_name())
+            .unwrap(),
+    );
+    let stdout = succeeded(
+        &hint(&[
+            "explain",
+            "--job",
+            job.to_str().unwrap(),
+            "--images",
+            one.to_str().unwrap(),
+            "--concepts",
+            "bus",
+        ]),
+        "hint explain without --out",
+    );
+    let default_out = job.join("results/explain");
+    assert!(
+        stdout.contains(&default_out.join("explain.json").display().to_string()),
+        "{stdout}"
+    );
+    let written: Value =
+        serde_json::from_str(&std::fs::read_to_string(default_out.join("explain.json")).unwrap())
+            .unwrap();
+    assert_eq!(written["maps"].as_array().unwrap().len(), 1);
+
     let unknown = failed(
         &explain("zeppelin", &out, &[]),
         "hint explain of an unknown concept",

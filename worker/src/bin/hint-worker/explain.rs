@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use hint_common::explain::EXPLAIN_DIR;
+use hint_common::storage;
 use hint_worker::explain::{self, ExplainConfig, EXPLAIN_FILE};
 
 /// Flags of `hint explain`.
@@ -25,9 +27,10 @@ pub struct ExplainArgs {
     /// Default: the trained classifier on every neuron.
     #[arg(long)]
     top: Option<usize>,
-    /// Output directory: one heatmap PNG per image and concept, and explain.json.
+    /// Output directory: one heatmap PNG per image and concept, and explain.json. Default:
+    /// the job's results/explain/, where `hint report` shows them as a gallery.
     #[arg(long)]
-    out: PathBuf,
+    out: Option<PathBuf>,
     /// cpu, cuda, cuda:N, or auto.
     #[arg(long, default_value = "auto", env = "HINT_DEVICE")]
     device: String,
@@ -35,12 +38,21 @@ pub struct ExplainArgs {
 
 /// Runs `hint explain` and prints where each concept peaks.
 pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
+    let out = match args.out {
+        Some(out) => out,
+        None if storage::is_remote(&args.job) => anyhow::bail!(
+            "--out is needed: the job {} is on object storage, and hint explain writes local \
+             files",
+            args.job.display()
+        ),
+        None => args.job.join("results").join(EXPLAIN_DIR),
+    };
     let config = ExplainConfig {
         job: args.job,
         images: args.images,
         concepts: args.concepts,
         top: args.top,
-        out: args.out,
+        out,
         device: hint_worker::device::parse(&args.device)?,
     };
     let report = explain::run(&config)?;

@@ -1,0 +1,120 @@
+//! The concept-map gallery: what `hint explain` wrote into the job's `results/explain/` —
+//! each image with its concepts' maps, embedded as PNG data URIs.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::data::ConceptMaps;
+use super::text::{base64, escape};
+
+/// The file name of `path` (the whole path when it has none).
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// The section: a gallery per image, or a note on how to add one.
+pub fn section(maps: Option<&ConceptMaps>) -> String {
+    let Some(maps) = maps else {
+        return "<section id=\"explain\"><h2>Concept maps</h2><p class=\"note\">No concept maps \
+                in this job: <code>hint explain --job DIR --images PATH [--concepts a,b] \
+                [--top K]</code> writes them into the job's <code>results/explain/</code>, and \
+                the report shows them here.</p></section>\n"
+            .to_string();
+    };
+    let f = &maps.file;
+    let classifiers = match f.top {
+        Some(k) => format!("re-fitted on each concept's top {k} neurons by Φ"),
+        None => "as trained".to_string(),
+    };
+    let mut out = format!(
+        "<section id=\"explain\"><h2>Concept maps</h2>\n<p class=\"note\">Each concept's \
+         classifier ({classifiers}) applied at every position of the image's {} {} map \
+         ({}×{} crop), upsampled and drawn over the crop (min-max normalised per map); p is \
+         the classifier's probability at the peak. {} map(s) of {} image(s), from \
+         <code>hint explain</code>.</p>\n",
+        escape(&f.model),
+        escape(&f.layer),
+        f.crop,
+        f.crop,
+        f.maps.len(),
+        f.maps
+            .iter()
+            .map(|m| &m.image)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+    );
+    // Grouped by image, in the order of explain.json.
+    let mut groups: Vec<(&Path, Vec<String>)> = Vec::new();
+    for (i, png) in &maps.images {
+        let m = &f.maps[*i];
+        let figure = format!(
+            "<figure><img alt=\"map of {name} over {image}\" src=\"data:image/png;base64,{}\">\
+             <figcaption>{name}<br>p = {:.3} at [{}, {}] of {}×{}</figcaption></figure>",
+            base64(png),
+            m.peak_probability,
+            m.peak[0],
+            m.peak[1],
+            m.height,
+            m.width,
+            name = escape(&m.name),
+            image = escape(&file_name(&m.image)),
+        );
+        match groups.iter_mut().find(|g| g.0 == m.image.as_path()) {
+            Some(group) => group.1.push(figure),
+            None => groups.push((&m.image, vec![figure])),
+        }
+    }
+    if groups.is_empty() {
+        out += "<p class=\"note\">explain.json names no concept map that could be embedded.</p>";
+    }
+    out += "<div class=\"galleries\">";
+    for (image, figures) in groups {
+        let _ = writeln!(
+            out,
+            "<div class=\"concept-gallery\"><h3 title=\"{}\">{}</h3>\
+             <div class=\"gallery\">{}</div></div>",
+            escape(&image.display().to_string()),
+            escape(&file_name(image)),
+            figures.concat()
+        );
+    }
+    out += "</div>\n";
+    if !maps.left_out.is_empty() {
+        let mut list = String::new();
+        for (i, why) in &maps.left_out {
+            let _ = write!(
+                list,
+                "<li>{}: {}</li>",
+                escape(&f.maps[*i].png),
+                escape(why)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "<details><summary class=\"warn\">{} concept map(s) not embedded</summary>\
+             <ul>{list}</ul></details>",
+            maps.left_out.len()
+        );
+    }
+    if !f.skipped.is_empty() {
+        let mut list = String::new();
+        for s in &f.skipped {
+            let _ = write!(
+                list,
+                "<li>{}: {}</li>",
+                escape(&s.image.display().to_string()),
+                escape(&s.reason)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "<details><summary class=\"warn\">{} image(s) could not be read</summary>\
+             <ul>{list}</ul></details>",
+            f.skipped.len()
+        );
+    }
+    out + "</section>\n"
+}

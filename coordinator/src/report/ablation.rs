@@ -10,7 +10,7 @@ use hint_common::stats::Verdict;
 
 use super::chart::{legend, y_range, LineChart, Series};
 use super::html::num_cell;
-use super::text::{escape, percent};
+use super::text::{escape, percent, warning_list};
 
 /// A selection's colour in every chart: Shapley's stands out, random is grey.
 fn colour(s: AblationSelection) -> &'static str {
@@ -329,18 +329,13 @@ pub fn section(report: Option<&AblationReport>) -> String {
         comparison_table(r)
     );
     out += &concept_table(r, baseline);
-    if !r.skipped.is_empty() {
-        let mut list = String::new();
-        for s in &r.skipped {
-            let _ = write!(list, "<li>{}: {}</li>", escape(&s.what), escape(&s.reason));
-        }
-        let _ = writeln!(
-            out,
-            "<details><summary class=\"warn\">{} concept(s) or image(s) left out of the \
-             ablation</summary><ul>{list}</ul></details>",
+    out += &warning_list(
+        &format!(
+            "{} concept(s) or image(s) left out of the ablation",
             r.skipped.len()
-        );
-    }
+        ),
+        r.skipped.iter().map(|s| (&s.what, &s.reason)),
+    );
     out + "</section>\n"
 }
 

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::data::ConceptMaps;
-use super::text::{base64, escape};
+use super::text::{base64, escape, warning_list};
 
 /// The file name of `path` (the whole path when it has none).
 fn file_name(path: &Path) -> String {
@@ -82,39 +82,15 @@ pub fn section(maps: Option<&ConceptMaps>) -> String {
         );
     }
     out += "</div>\n";
-    if !maps.left_out.is_empty() {
-        let mut list = String::new();
-        for (i, why) in &maps.left_out {
-            let _ = write!(
-                list,
-                "<li>{}: {}</li>",
-                escape(&f.maps[*i].png),
-                escape(why)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "<details><summary class=\"warn\">{} concept map(s) not embedded</summary>\
-             <ul>{list}</ul></details>",
-            maps.left_out.len()
-        );
-    }
-    if !f.skipped.is_empty() {
-        let mut list = String::new();
-        for s in &f.skipped {
-            let _ = write!(
-                list,
-                "<li>{}: {}</li>",
-                escape(&s.image.display().to_string()),
-                escape(&s.reason)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "<details><summary class=\"warn\">{} image(s) could not be read</summary>\
-             <ul>{list}</ul></details>",
-            f.skipped.len()
-        );
-    }
+    out += &warning_list(
+        &format!("{} concept map(s) not embedded", maps.left_out.len()),
+        maps.left_out.iter().map(|(i, why)| (&f.maps[*i].png, why)),
+    );
+    out += &warning_list(
+        &format!("{} image(s) could not be read", f.skipped.len()),
+        f.skipped
+            .iter()
+            .map(|s| (s.image.display().to_string(), &s.reason)),
+    );
     out + "</section>\n"
 }

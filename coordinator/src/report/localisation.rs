@@ -8,7 +8,7 @@ use hint_common::wsol::{Comparison, ConceptRow, Selection, SummaryRow, WsolRepor
 
 use super::data::Wsol;
 use super::html::num_cell;
-use super::text::{base64, escape, percent};
+use super::text::{base64, escape, percent, warning_list};
 
 /// A row of the localisation tables: pooled over every pair (no concept) or of one concept.
 struct Row<'a> {
@@ -292,35 +292,19 @@ pub fn section(wsol: Option<&Wsol>) -> String {
         );
     }
     out += "</div>\n";
-    if !wsol.left_out.is_empty() {
-        let mut list = String::new();
-        for (i, why) in &wsol.left_out {
-            let _ = write!(
-                list,
-                "<li>{}: {}</li>",
-                escape(&f.heatmaps[*i].png),
-                escape(why)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "<details><summary class=\"warn\">{} heatmap image(s) not embedded</summary>\
-             <ul>{list}</ul></details>",
-            wsol.left_out.len()
-        );
-    }
-    if !f.skipped.is_empty() {
-        let mut list = String::new();
-        for s in &f.skipped {
-            let _ = write!(list, "<li>{}: {}</li>", escape(&s.what), escape(&s.reason));
-        }
-        let _ = writeln!(
-            out,
-            "<details><summary class=\"warn\">{} concept(s) or image(s) left out of the \
-             evaluation</summary><ul>{list}</ul></details>",
+    out += &warning_list(
+        &format!("{} heatmap image(s) not embedded", wsol.left_out.len()),
+        wsol.left_out
+            .iter()
+            .map(|(i, why)| (&f.heatmaps[*i].png, why)),
+    );
+    out += &warning_list(
+        &format!(
+            "{} concept(s) or image(s) left out of the evaluation",
             f.skipped.len()
-        );
-    }
+        ),
+        f.skipped.iter().map(|s| (&s.what, &s.reason)),
+    );
     out + "</section>\n"
 }
 

@@ -17,6 +17,28 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// A collapsed warning: `summary` (already HTML) over a list of `what: why` items, escaped;
+/// nothing when there are no items.
+pub fn warning_list<W: AsRef<str>, R: AsRef<str>>(
+    summary: &str,
+    items: impl IntoIterator<Item = (W, R)>,
+) -> String {
+    let list: String = items
+        .into_iter()
+        .map(|(what, why)| {
+            format!(
+                "<li>{}: {}</li>",
+                escape(what.as_ref()),
+                escape(why.as_ref())
+            )
+        })
+        .collect();
+    if list.is_empty() {
+        return String::new();
+    }
+    format!("<details><summary class=\"warn\">{summary}</summary><ul>{list}</ul></details>\n")
+}
+
 /// JSON text made safe inside a `<script>` element: `<` only occurs inside JSON strings,
 /// where `\u003c` means the same, so no `</script>` or `<!--` can end the element early.
 pub fn script_json(json: &str) -> String {

@@ -2,7 +2,11 @@
 //! its writer (the worker's `explain` engine) and its reader (the report's gallery).
 //!
 //! Written into `hint explain --out`, by default the job's `results/explain/`
-//! ([`EXPLAIN_DIR`]), where `hint report` finds it.
+//! ([`EXPLAIN_DIR`]), where `hint report` finds it. With `--boxes`, each map is also checked
+//! against the boxes an expert drew on its image ([`BoxCheck`], summed up per concept in
+//! [`ConceptCheck`]): the pointing game and the IoU of the map's box, scored as
+//! `hint evaluate` scores localisation. Fields added after the first version read as their
+//! defaults from older files.
 
 use std::path::PathBuf;
 
@@ -39,6 +43,69 @@ pub struct ConceptMap {
     /// σ of the highest logit: the classifier's probability that the peak position is a
     /// region of the concept.
     pub peak_probability: f64,
+    /// The map against its image's boxes, when boxes were given and one matched the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<BoxCheck>,
+}
+
+/// One map against the boxes drawn on its image, in the crop frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BoxCheck {
+    /// The image's boxes that reach into the crop.
+    pub boxes: usize,
+    /// Pointing game: the map's maximum (upsampled to the crop) lies in a box.
+    pub pointed: bool,
+    /// IoU of the box around the largest connected part of the map at the threshold with
+    /// the best-matching box (0 for a constant map).
+    pub iou: f64,
+}
+
+/// A concept's maps against the boxes, over the images that have boxes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConceptCheck {
+    /// The concept's id.
+    pub concept: u32,
+    /// Its name.
+    pub name: String,
+    /// Images checked.
+    pub images: usize,
+    /// Fraction of them whose map points into a box.
+    pub pointing: f64,
+    /// Fraction of them whose map's box has IoU ≥ 0.5 with a box (localisation accuracy).
+    pub localised: f64,
+    /// Mean IoU.
+    pub mean_iou: f64,
+}
+
+impl ConceptCheck {
+    /// The summary of `maps`' checks for each concept, in the order concepts first appear.
+    pub fn summarise(maps: &[ConceptMap]) -> Vec<ConceptCheck> {
+        let mut concepts: Vec<(u32, &str)> = Vec::new();
+        for m in maps.iter().filter(|m| m.check.is_some()) {
+            if !concepts.iter().any(|c| c.0 == m.concept) {
+                concepts.push((m.concept, &m.name));
+            }
+        }
+        concepts
+            .into_iter()
+            .map(|(concept, name)| {
+                let checks: Vec<&BoxCheck> = maps
+                    .iter()
+                    .filter(|m| m.concept == concept)
+                    .filter_map(|m| m.check.as_ref())
+                    .collect();
+                let n = checks.len() as f64;
+                ConceptCheck {
+                    concept,
+                    name: name.to_string(),
+                    images: checks.len(),
+                    pointing: checks.iter().filter(|c| c.pointed).count() as f64 / n,
+                    localised: checks.iter().filter(|c| c.iou >= 0.5).count() as f64 / n,
+                    mean_iou: checks.iter().map(|c| c.iou).sum::<f64>() / n,
+                }
+            })
+            .collect()
+    }
 }
 
 /// An image that could not be read.
@@ -68,6 +135,19 @@ pub struct ExplainReport {
     pub maps: Vec<ConceptMap>,
     /// Images that could not be read.
     pub skipped: Vec<SkippedImage>,
+    /// The annotation tree the maps were checked against (`--boxes`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boxes: Option<PathBuf>,
+    /// The threshold (of each map's range) that boxes a map, with `boxes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f32>,
+    /// Per concept, its maps against the boxes ([`ConceptCheck::summarise`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<ConceptCheck>,
+    /// Images explained but not checked, and why (no annotation matched, an unreadable
+    /// one, no box inside the crop).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unchecked: Vec<SkippedImage>,
 }
 
 impl ExplainReport {

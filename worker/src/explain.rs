@@ -16,17 +16,19 @@
 
 use std::path::{Path, PathBuf};
 
-pub use hint_common::explain::{ConceptMap, ExplainReport, SkippedImage, EXPLAIN_FILE};
+pub use hint_common::explain::{
+    BoxCheck, ConceptCheck, ConceptMap, ExplainReport, SkippedImage, EXPLAIN_FILE,
+};
 use hint_common::hierarchy::{Concept, ConceptId};
 use hint_common::images::IMAGE_EXTENSIONS;
 use tch::Device;
 
 use crate::images::decode::{self, read_rgb};
 use crate::models::Backbone;
-use crate::wsol::geometry::{normalise, upsample_bilinear, CropFrame};
+use crate::wsol::geometry::{self, normalise, upsample_bilinear, CropFrame, Rect};
 use crate::wsol::heatmap::{self, file_safe};
-use crate::wsol::inputs::Job;
-use crate::wsol::select;
+use crate::wsol::inputs::{AnnotationIndex, Job};
+use crate::wsol::{select, THRESHOLD};
 
 /// What to explain.
 #[derive(Debug, Clone)]
@@ -41,6 +43,10 @@ pub struct ExplainConfig {
     pub top: Option<usize>,
     /// Where the PNGs and `explain.json` go.
     pub out: PathBuf,
+    /// An annotation tree (VOC / ImageNet XML, or a CUB-200-2011 root) whose boxes each
+    /// image's maps are checked against (an expert's boxes: every box of the image counts,
+    /// whatever its class); None: no check.
+    pub boxes: Option<PathBuf>,
     /// The device of the forward passes.
     pub device: Device,
 }
@@ -88,6 +94,11 @@ pub fn run(config: &ExplainConfig) -> Result<ExplainReport, ExplainError> {
     let model = Backbone::from_safetensors(job.arch, &job.spec.model.weights, config.device)?;
     let layer = model.layer(&job.spec.model.layer)?;
     let preprocess = job.preprocess;
+    let annotations = config
+        .boxes
+        .as_deref()
+        .map(AnnotationIndex::scan)
+        .transpose()?;
     std::fs::create_dir_all(&config.out).map_err(|e| file_error(&config.out, e))?;
 
     let mut report = ExplainReport {
@@ -98,6 +109,10 @@ pub fn run(config: &ExplainConfig) -> Result<ExplainReport, ExplainError> {
         top: config.top,
         maps: Vec::new(),
         skipped: Vec::new(),
+        boxes: config.boxes.clone(),
+        threshold: config.boxes.as_ref().map(|_| THRESHOLD),
+        checks: Vec::new(),
+        unchecked: Vec::new(),
     };
     for (k, image) in images.iter().enumerate() {
         let rgb = match read_rgb(image) {
@@ -115,6 +130,20 @@ pub fn run(config: &ExplainConfig) -> Result<ExplainReport, ExplainError> {
             model.activations_on_host(&pixels, i64::from(preprocess.crop), layer)?;
         let frame = CropFrame::new(rgb.width(), rgb.height(), &preprocess);
         let crop_rgb = heatmap::crop_rgb(&rgb, &frame);
+        // The image's boxes in the crop frame; None: no check (and why, with boxes given).
+        let truth = match &annotations {
+            None => None,
+            Some(index) => match image_boxes(index, image, &frame) {
+                Ok(truth) => Some(truth),
+                Err(reason) => {
+                    report.unchecked.push(SkippedImage {
+                        image: image.clone(),
+                        reason,
+                    });
+                    None
+                }
+            },
+        };
         for (concept, classifier) in &concepts {
             if classifier.weight.len() != d {
                 return Err(ExplainError::Input(format!(
@@ -140,9 +169,22 @@ pub fn run(config: &ExplainConfig) -> Result<ExplainReport, ExplainError> {
             let crop = preprocess.crop as usize;
             let up = upsample_bilinear(&logits, h, w, crop);
             let norm = normalise(&up).unwrap_or_else(|| vec![0.0; crop * crop]);
+            let (check, predicted) = match &truth {
+                Some(truth) => {
+                    let (s, _) = geometry::score_map(&logits, (h, w), crop, THRESHOLD, truth, None);
+                    let check = BoxCheck {
+                        boxes: truth.len(),
+                        pointed: s.pointed,
+                        iou: s.best_iou,
+                    };
+                    (Some(check), s.predicted)
+                }
+                None => (None, None),
+            };
             let png = format!("{:04}-{}-{}.png", k, stem(image), file_safe(&concept.key));
             let path = config.out.join(&png);
-            heatmap::render(&crop_rgb, &norm, &[], None)
+            let drawn = truth.as_deref().unwrap_or_default();
+            heatmap::render(&crop_rgb, &norm, drawn, predicted)
                 .save(&path)
                 .map_err(|e| file_error(&path, e))?;
             report.maps.push(ConceptMap {
@@ -156,12 +198,34 @@ pub fn run(config: &ExplainConfig) -> Result<ExplainReport, ExplainError> {
                 logits,
                 peak: [peak_at / w, peak_at % w],
                 peak_probability: 1.0 / (1.0 + (-f64::from(peak)).exp()),
+                check,
             });
         }
     }
+    report.checks = ConceptCheck::summarise(&report.maps);
     let path = config.out.join(EXPLAIN_FILE);
     std::fs::write(&path, report.to_json()).map_err(|e| file_error(&path, e))?;
     Ok(report)
+}
+
+/// The boxes of `image` in the annotation tree, in the crop frame; why there are none.
+fn image_boxes(
+    index: &AnnotationIndex,
+    image: &Path,
+    frame: &CropFrame,
+) -> Result<Vec<Rect>, String> {
+    let truth = index
+        .find(image, None)
+        .ok_or("no annotation file matches the image")?;
+    let boxes = truth.boxes.read(0)?;
+    let inside: Vec<Rect> = boxes.iter().filter_map(|b| frame.map_box(b)).collect();
+    if inside.is_empty() {
+        return Err(format!(
+            "none of its {} box(es) reaches into the crop",
+            boxes.len()
+        ));
+    }
+    Ok(inside)
 }
 
 /// The logit `weightᵀz + bias` at each of the `positions` of a `D × H × W` feature map `z`.

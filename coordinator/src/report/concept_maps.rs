@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::data::ConceptMaps;
-use super::text::{base64, escape, warning_list};
+use super::html::num_cell;
+use super::text::{base64, escape, percent, warning_list};
 
 /// The file name of `path` (the whole path when it has none).
 fn file_name(path: &Path) -> String {
@@ -46,19 +47,61 @@ pub fn section(maps: Option<&ConceptMaps>) -> String {
             .collect::<std::collections::BTreeSet<_>>()
             .len(),
     );
+    if let Some(boxes) = &f.boxes {
+        let mut rows = String::new();
+        for c in &f.checks {
+            let _ = write!(
+                rows,
+                "<tr><td>{}</td>{}{}{}{}</tr>",
+                escape(&c.name),
+                num_cell(c.images as f64, &c.images.to_string()),
+                num_cell(c.pointing, &percent(Some(c.pointing))),
+                num_cell(c.localised, &percent(Some(c.localised))),
+                num_cell(c.mean_iou, &format!("{:.3}", c.mean_iou)),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "<h3>Against the given boxes</h3>\n<p class=\"note\">Each map against every box \
+             drawn on its image (<code>{}</code>): the pointing game (the map's maximum in a \
+             box) and the IoU of the box around the map's largest part at {} of its range, \
+             as <code>hint evaluate</code> scores localisation. On the maps the given boxes are \
+             green, the map's own box blue.</p>\n<table class=\"sortable\"><thead>\
+             <tr><th>concept</th><th class=\"num\">images</th><th class=\"num\">pointing</th>\
+             <th class=\"num\">IoU ≥ 0.5</th><th class=\"num\">mean IoU</th></tr></thead>\
+             <tbody>{rows}</tbody></table>",
+            escape(&boxes.display().to_string()),
+            f.threshold.unwrap_or_default(),
+        );
+        out += &warning_list(
+            &format!("{} image(s) not checked", f.unchecked.len()),
+            f.unchecked
+                .iter()
+                .map(|s| (s.image.display().to_string(), &s.reason)),
+        );
+    }
     // Grouped by image, in the order of explain.json.
     let mut groups: Vec<(&Path, Vec<String>)> = Vec::new();
     for (i, png) in &maps.images {
         let m = &f.maps[*i];
         let figure = format!(
             "<figure><img alt=\"map of {name} over {image}\" src=\"data:image/png;base64,{}\">\
-             <figcaption>{name}<br>p = {:.3} at [{}, {}] of {}×{}</figcaption></figure>",
+             <figcaption>{name}<br>p = {:.3} at [{}, {}] of {}×{}{}</figcaption></figure>",
             base64(png),
             m.peak_probability,
             m.peak[0],
             m.peak[1],
             m.height,
             m.width,
+            m.check.as_ref().map_or(String::new(), |c| format!(
+                "<br>{}, IoU {:.2}",
+                if c.pointed {
+                    "points into a box"
+                } else {
+                    "points outside the boxes"
+                },
+                c.iou
+            )),
             name = escape(&m.name),
             image = escape(&file_name(&m.image)),
         );

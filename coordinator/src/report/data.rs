@@ -528,6 +528,7 @@ mod tests {
             logits: vec![0.5, -1.0],
             peak: [0, 0],
             peak_probability: 0.62,
+            check: None,
         };
         let report = ExplainReport {
             job: "/runs/job-0001".into(),
@@ -537,6 +538,10 @@ mod tests {
             top: None,
             maps: vec![map("a.png"), map("/etc/passwd"), map("b.png"), map("c.png")],
             skipped: Vec::new(),
+            boxes: None,
+            threshold: None,
+            checks: Vec::new(),
+            unchecked: Vec::new(),
         };
         for name in ["a.png", "b.png", "c.png"] {
             std::fs::write(dir.path().join(name), b"\x89PNG\r\n\x1a\nrest").unwrap();

@@ -390,9 +390,10 @@ fn localisation_results_and_their_heatmaps_are_embedded() {
     assert!(!body.contains("data-script-errors"), "{body}");
 }
 
-/// `hint explain`, run for real on the job with its maps written into (a copy of) the job's
-/// `results/explain/`: the report shows each image's maps, names the image it could not read,
-/// and every embedded map decodes in the browser.
+/// `hint explain --boxes`, run for real on the job with its maps written into (a copy of) the
+/// job's `results/explain/`: the report shows each image's maps with their box checks and
+/// the per-concept table, names the image it could not read, and every embedded map decodes
+/// in the browser.
 #[test]
 fn concept_maps_of_hint_explain_are_embedded() {
     chromium();
@@ -414,10 +415,12 @@ fn concept_maps_of_hint_explain_are_embedded() {
         .map(|e| e.unwrap().path())
         .collect();
     world_images.sort();
-    for (k, image) in world_images.iter().take(2).enumerate() {
-        let name = format!("photo-{k}.{}", image.extension().unwrap().to_str().unwrap());
-        std::fs::copy(image, images.join(name)).unwrap();
+    for image in world_images.iter().take(2) {
+        std::fs::copy(image, images.join(image.file_name().unwrap())).unwrap();
     }
+    let world = Path::new(spec["data"]["images"].as_str().unwrap())
+        .parent()
+        .unwrap();
     std::fs::write(images.join("broken.png"), b"not a png").unwrap();
 
     let out = copy.join("results/explain");
@@ -430,6 +433,8 @@ fn concept_maps_of_hint_explain_are_embedded() {
             images.to_str().unwrap(),
             "--out",
             out.to_str().unwrap(),
+            "--boxes",
+            world.join("annotations").to_str().unwrap(),
         ]),
         "hint explain",
     );
@@ -461,7 +466,22 @@ fn concept_maps_of_hint_explain_are_embedded() {
         );
         assert!(html.contains(&caption), "the page lacks {caption:?}");
     }
-    assert!(html.contains("<h3 title=") && html.contains(">photo-1."));
+    let second = world_images[1].file_name().unwrap().to_str().unwrap();
+    assert!(
+        html.contains(&format!(">{second}</h3>")),
+        "a gallery per image"
+    );
+    // The world's own boxes: every map is checked, and the table sums them up.
+    assert!(html.contains("<h3>Against the given boxes</h3>"));
+    assert!(
+        !html.contains("not checked"),
+        "both images have their boxes"
+    );
+    assert_eq!(
+        html.matches("points into a box").count()
+            + html.matches("points outside the boxes").count(),
+        maps.len()
+    );
     assert!(
         html.contains("1 image(s) could not be read"),
         "the broken file is named"

@@ -613,6 +613,117 @@ fn explain_maps_are_the_classifiers_on_the_jobs_own_regions() {
             .unwrap();
     assert_eq!(written["maps"].as_array().unwrap().len(), 1);
 
+    // Checked against the world's boxes: every bus image has its box; the summary is the
+    // maps' own checks, and a bus map mostly points into the bus.
+    let checked = job.parent().unwrap().join("explained-boxes");
+    let annotations = world().join("annotations");
+    let stdout = succeeded(
+        &explain(
+            "bus,cat",
+            &checked,
+            &["--boxes", annotations.to_str().unwrap()],
+        ),
+        "hint explain --boxes",
+    );
+    assert!(stdout.contains("against the boxes of "), "{stdout}");
+    let boxed: Value =
+        serde_json::from_str(&std::fs::read_to_string(checked.join("explain.json")).unwrap())
+            .unwrap();
+    assert_eq!(boxed["threshold"], 0.5);
+    assert!(boxed.get("unchecked").is_none(), "{}", boxed["unchecked"]);
+    let checks = boxed["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 2);
+    for check in checks {
+        let of_concept: Vec<&Value> = boxed["maps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["concept"] == check["concept"])
+            .map(|m| &m["check"])
+            .collect();
+        assert_eq!(of_concept.len(), 30);
+        assert_eq!(check["images"], 30);
+        let pointed = of_concept.iter().filter(|c| c["pointed"] == true).count();
+        assert_eq!(check["pointing"].as_f64().unwrap(), pointed as f64 / 30.0);
+        let iou: f64 = of_concept.iter().map(|c| c["iou"].as_f64().unwrap()).sum();
+        assert!((check["mean_iou"].as_f64().unwrap() - iou / 30.0).abs() < 1e-12);
+    }
+    let bus = checks.iter().find(|c| c["name"] == "bus").unwrap();
+    assert!(bus["pointing"].as_f64().unwrap() >= 0.5, "{bus}");
+
+    // An expert's own tree: one image boxed whole (every map points into it), one without
+    // an annotation (explained, not checked, and said why).
+    let expert = job.parent().unwrap().join("expert");
+    let two = job.parent().unwrap().join("two-buses");
+    std::fs::create_dir_all(&expert).unwrap();
+    std::fs::create_dir_all(&two).unwrap();
+    let mut buses: Vec<PathBuf> = std::fs::read_dir(&images)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    buses.sort();
+    for bus in &buses[..2] {
+        std::fs::copy(bus, two.join(bus.file_name().unwrap())).unwrap();
+    }
+    let (width, height) = image::image_dimensions(&buses[0]).unwrap();
+    std::fs::write(
+        expert.join(buses[0].with_extension("xml").file_name().unwrap()),
+        format!(
+            "<annotation><filename>{}</filename>\
+             <size><width>{width}</width><height>{height}</height></size><object><name>lesion</name><bndbox><xmin>1</xmin><ymin>1</ymin>\
+             <xmax>{width}</xmax><ymax>{height}</ymax></bndbox></object></annotation>",
+            buses[0].file_name().unwrap().to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let by_expert = job.parent().unwrap().join("explained-expert");
+    succeeded(
+        &hint(&[
+            "explain",
+            "--job",
+            job.to_str().unwrap(),
+            "--images",
+            two.to_str().unwrap(),
+            "--concepts",
+            "bus,cat",
+            "--boxes",
+            expert.to_str().unwrap(),
+            "--out",
+            by_expert.to_str().unwrap(),
+        ]),
+        "hint explain --boxes (an expert's tree)",
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(by_expert.join("explain.json")).unwrap())
+            .unwrap();
+    let unchecked = report["unchecked"].as_array().unwrap();
+    assert_eq!(unchecked.len(), 1, "{unchecked:?}");
+    assert!(unchecked[0]["image"]
+        .as_str()
+        .unwrap()
+        .ends_with(buses[1].file_name().unwrap().to_str().unwrap()));
+    assert_eq!(
+        unchecked[0]["reason"],
+        "no annotation file matches the image"
+    );
+    for map in report["maps"].as_array().unwrap() {
+        let whole = map["image"]
+            .as_str()
+            .unwrap()
+            .ends_with(buses[0].file_name().unwrap().to_str().unwrap());
+        assert_eq!(map.get("check").is_some(), whole, "{map}");
+        if whole {
+            assert_eq!(map["check"]["pointed"], true, "{map}");
+            assert!(map["check"]["iou"].as_f64().unwrap() > 0.0, "{map}");
+        }
+    }
+    for check in report["checks"].as_array().unwrap() {
+        assert_eq!(
+            (check["images"].as_u64(), check["pointing"].as_f64()),
+            (Some(1), Some(1.0))
+        );
+    }
+
     let unknown = failed(
         &explain("zeppelin", &out, &[]),
         "hint explain of an unknown concept",

@@ -225,6 +225,19 @@ pub enum Boxes {
     Given(Vec<BoundingBox>),
 }
 
+impl Boxes {
+    /// The boxes (an XML file read now; `id` is the image's id for its reader). A problem
+    /// names the file.
+    pub fn read(&self, id: u64) -> Result<Vec<BoundingBox>, String> {
+        match self {
+            Boxes::Xml(path) => Ok(hint_common::annotations::voc::read_file(path, id)
+                .map_err(|e| e.to_string())?
+                .boxes),
+            Boxes::Given(boxes) => Ok(boxes.clone()),
+        }
+    }
+}
+
 /// Where one image's ground truth is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroundTruthFiles {

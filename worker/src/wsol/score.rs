@@ -3,12 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use hint_common::annotations::{voc, BoundingBox};
+use hint_common::annotations::BoundingBox;
 
 use super::compare::{Outcome, PairOutcomes, Slot};
 use super::geometry::{self, CropFrame, Rect};
 use super::heatmap::{self, file_safe};
-use super::inputs::{Boxes, GroundTruthFiles};
+use super::inputs::GroundTruthFiles;
 use super::report::{Heatmap, Skipped};
 use super::{Evaluated, Selection, WsolError, HEATMAP_DIR, THRESHOLD};
 use crate::models::{Backbone, Layer};
@@ -36,10 +36,7 @@ pub(super) struct Decoded {
 pub(super) fn decode(w: &ImageWork, p: &crate::images::Preprocess) -> Result<Decoded, String> {
     let rgb = crate::images::decode::read_rgb(&w.path)?;
     let (width, height) = rgb.dimensions();
-    let boxes = match &w.truth.boxes {
-        Boxes::Xml(path) => voc::read_file(path, w.id).map_err(|e| e.to_string())?.boxes,
-        Boxes::Given(boxes) => boxes.clone(),
-    };
+    let boxes = w.truth.boxes.read(w.id)?;
     let mask = match &w.truth.mask {
         Some(path) => {
             let m = image::open(path)

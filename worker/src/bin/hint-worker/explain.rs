@@ -31,6 +31,13 @@ pub struct ExplainArgs {
     /// the job's results/explain/, where `hint report` shows them as a gallery.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Check each map against the boxes an expert drew on its image: an annotation tree of
+    /// PASCAL VOC / ImageNet XML files (matched to the images by file name, as `hint
+    /// evaluate` matches them) or a CUB-200-2011 root. Every box of an image counts,
+    /// whatever its class. Reports the pointing game and the IoU of the map's box per map
+    /// and per concept.
+    #[arg(long)]
+    boxes: Option<PathBuf>,
     /// cpu, cuda, cuda:N, or auto.
     #[arg(long, default_value = "auto", env = "HINT_DEVICE")]
     device: String,
@@ -53,6 +60,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
         concepts: args.concepts,
         top: args.top,
         out,
+        boxes: args.boxes,
         device: hint_worker::device::parse(&args.device)?,
     };
     let report = explain::run(&config)?;
@@ -89,6 +97,26 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
     }
     for skipped in &report.skipped {
         println!("  skipped {}: {}", skipped.image.display(), skipped.reason);
+    }
+    if let Some(boxes) = &report.boxes {
+        println!(
+            "against the boxes of {} (map boxed at {} of its range):",
+            boxes.display(),
+            report.threshold.unwrap_or_default()
+        );
+        for c in &report.checks {
+            println!(
+                "  {:<16} {} image(s): pointing {:.1}%, localised (IoU ≥ 0.5) {:.1}%, mean IoU {:.3}",
+                c.name,
+                c.images,
+                100.0 * c.pointing,
+                100.0 * c.localised,
+                c.mean_iou
+            );
+        }
+        for u in &report.unchecked {
+            println!("  not checked {}: {}", u.image.display(), u.reason);
+        }
     }
     println!("  scores: {}", config.out.join(EXPLAIN_FILE).display());
     Ok(())

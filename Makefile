@@ -31,7 +31,8 @@ demo: bootstrap
 		$(DEMO_DIR)/world/images/duck/duck_00000.png $(DEMO_DIR)/world/images/sailboat/sailboat_00000.png \
 		$(DEMO_DIR)/explain-images/
 	$(HINT_RELEASE) explain --job $(DEMO_DIR)/runs/job-0001 --images $(DEMO_DIR)/explain-images \
-		--concepts vehicle,animal,bus,cat,duck,sailboat --boxes $(DEMO_DIR)/world/annotations
+		--concepts vehicle,animal,bus,cat,duck,sailboat --boxes $(DEMO_DIR)/world/annotations \
+		--masks $(DEMO_DIR)/world/masks
 	$(HINT_RELEASE) report --job $(DEMO_DIR)/runs/job-0001
 	@echo "pyarrow reads Φ:"
 	@.venv/bin/python -c 'import sys, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]); \

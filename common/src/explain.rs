@@ -58,6 +58,10 @@ pub struct BoxCheck {
     /// IoU of the box around the largest connected part of the map at the threshold with
     /// the best-matching box (0 for a constant map).
     pub iou: f64,
+    /// IoU of the map at the threshold with the image's object mask, when masks were given
+    /// and the image has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_iou: Option<f64>,
 }
 
 /// A concept's maps against the boxes, over the images that have boxes.
@@ -75,6 +79,9 @@ pub struct ConceptCheck {
     pub localised: f64,
     /// Mean IoU.
     pub mean_iou: f64,
+    /// Mean mask IoU over the images with a mask (None: none had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_mask_iou: Option<f64>,
 }
 
 impl ConceptCheck {
@@ -95,6 +102,7 @@ impl ConceptCheck {
                     .filter_map(|m| m.check.as_ref())
                     .collect();
                 let n = checks.len() as f64;
+                let masks: Vec<f64> = checks.iter().filter_map(|c| c.mask_iou).collect();
                 ConceptCheck {
                     concept,
                     name: name.to_string(),
@@ -102,6 +110,8 @@ impl ConceptCheck {
                     pointing: checks.iter().filter(|c| c.pointed).count() as f64 / n,
                     localised: checks.iter().filter(|c| c.iou >= 0.5).count() as f64 / n,
                     mean_iou: checks.iter().map(|c| c.iou).sum::<f64>() / n,
+                    mean_mask_iou: (!masks.is_empty())
+                        .then(|| masks.iter().sum::<f64>() / masks.len() as f64),
                 }
             })
             .collect()
@@ -138,6 +148,9 @@ pub struct ExplainReport {
     /// The annotation tree the maps were checked against (`--boxes`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boxes: Option<PathBuf>,
+    /// The object masks' root (`--masks`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masks: Option<PathBuf>,
     /// The threshold (of each map's range) that boxes a map, with `boxes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f32>,

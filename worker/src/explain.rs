@@ -27,7 +27,7 @@ use crate::images::decode::{self, read_rgb};
 use crate::models::Backbone;
 use crate::wsol::geometry::{self, normalise, upsample_bilinear, CropFrame, Rect};
 use crate::wsol::heatmap::{self, file_safe};
-use crate::wsol::inputs::{AnnotationIndex, Job};
+use crate::wsol::inputs::{read_mask, AnnotationIndex, Job};
 use crate::wsol::{select, THRESHOLD};
 
 /// What to explain.
@@ -47,6 +47,9 @@ pub struct ExplainConfig {
     /// image's maps are checked against (an expert's boxes: every box of the image counts,
     /// whatever its class); None: no check.
     pub boxes: Option<PathBuf>,
+    /// With `boxes`, a root of object masks (PNG, an annotation's relative path with `.png`,
+    /// as `hint evaluate --masks` finds them): each map's mask IoU too.
+    pub masks: Option<PathBuf>,
     /// The device of the forward passes.
     pub device: Device,
 }
@@ -110,6 +113,7 @@ pub fn run(config: &ExplainConfig) -> Result<ExplainReport, ExplainError> {
         maps: Vec::new(),
         skipped: Vec::new(),
         boxes: config.boxes.clone(),
+        masks: config.masks.clone(),
         threshold: config.boxes.as_ref().map(|_| THRESHOLD),
         checks: Vec::new(),
         unchecked: Vec::new(),
@@ -133,7 +137,7 @@ pub fn run(config: &ExplainConfig) -> Result<ExplainReport, ExplainError> {
         // The image's boxes in the crop frame; None: no check (and why, with boxes given).
         let truth = match &annotations {
             None => None,
-            Some(index) => match image_boxes(index, image, &frame) {
+            Some(index) => match image_truth(index, image, &frame, config.masks.as_deref()) {
                 Ok(truth) => Some(truth),
                 Err(reason) => {
                     report.unchecked.push(SkippedImage {
@@ -170,12 +174,20 @@ pub fn run(config: &ExplainConfig) -> Result<ExplainReport, ExplainError> {
             let up = upsample_bilinear(&logits, h, w, crop);
             let norm = normalise(&up).unwrap_or_else(|| vec![0.0; crop * crop]);
             let (check, predicted) = match &truth {
-                Some(truth) => {
-                    let (s, _) = geometry::score_map(&logits, (h, w), crop, THRESHOLD, truth, None);
+                Some((boxes, mask)) => {
+                    let (s, _) = geometry::score_map(
+                        &logits,
+                        (h, w),
+                        crop,
+                        THRESHOLD,
+                        boxes,
+                        mask.as_deref(),
+                    );
                     let check = BoxCheck {
-                        boxes: truth.len(),
+                        boxes: boxes.len(),
                         pointed: s.pointed,
                         iou: s.best_iou,
+                        mask_iou: s.mask_iou,
                     };
                     (Some(check), s.predicted)
                 }
@@ -183,7 +195,7 @@ pub fn run(config: &ExplainConfig) -> Result<ExplainReport, ExplainError> {
             };
             let png = format!("{:04}-{}-{}.png", k, stem(image), file_safe(&concept.key));
             let path = config.out.join(&png);
-            let drawn = truth.as_deref().unwrap_or_default();
+            let drawn = truth.as_ref().map_or(&[][..], |(boxes, _)| boxes);
             heatmap::render(&crop_rgb, &norm, drawn, predicted)
                 .save(&path)
                 .map_err(|e| file_error(&path, e))?;
@@ -208,14 +220,16 @@ pub fn run(config: &ExplainConfig) -> Result<ExplainReport, ExplainError> {
     Ok(report)
 }
 
-/// The boxes of `image` in the annotation tree, in the crop frame; why there are none.
-fn image_boxes(
+/// The boxes of `image` in the annotation tree, and its mask under `masks` when there is
+/// one, in the crop frame; why there are none.
+fn image_truth(
     index: &AnnotationIndex,
     image: &Path,
     frame: &CropFrame,
-) -> Result<Vec<Rect>, String> {
+    masks: Option<&Path>,
+) -> Result<(Vec<Rect>, Option<Vec<bool>>), String> {
     let truth = index
-        .find(image, None)
+        .find(image, masks)
         .ok_or("no annotation file matches the image")?;
     let boxes = truth.boxes.read(0)?;
     let inside: Vec<Rect> = boxes.iter().filter_map(|b| frame.map_box(b)).collect();
@@ -225,7 +239,11 @@ fn image_boxes(
             boxes.len()
         ));
     }
-    Ok(inside)
+    let mask = match &truth.mask {
+        Some(path) => Some(frame.map_mask(&read_mask(path, frame.original)?)),
+        None => None,
+    };
+    Ok((inside, mask))
 }
 
 /// The logit `weightᵀz + bias` at each of the `positions` of a `D × H × W` feature map `z`.

@@ -48,11 +48,17 @@ pub fn section(maps: Option<&ConceptMaps>) -> String {
             .len(),
     );
     if let Some(boxes) = &f.boxes {
+        let masked = f.checks.iter().any(|c| c.mean_mask_iou.is_some());
         let mut rows = String::new();
         for c in &f.checks {
+            let mask_cell = match (masked, c.mean_mask_iou) {
+                (false, _) => String::new(),
+                (true, Some(m)) => num_cell(m, &format!("{m:.3}")),
+                (true, None) => num_cell(f64::NAN, "—"),
+            };
             let _ = write!(
                 rows,
-                "<tr><td>{}</td>{}{}{}{}</tr>",
+                "<tr><td>{}</td>{}{}{}{}{mask_cell}</tr>",
                 escape(&c.name),
                 num_cell(c.images as f64, &c.images.to_string()),
                 num_cell(c.pointing, &percent(Some(c.pointing))),
@@ -68,10 +74,15 @@ pub fn section(maps: Option<&ConceptMaps>) -> String {
              as <code>hint evaluate</code> scores localisation. On the maps the given boxes are \
              green, the map's own box blue.</p>\n<table class=\"sortable\"><thead>\
              <tr><th>concept</th><th class=\"num\">images</th><th class=\"num\">pointing</th>\
-             <th class=\"num\">IoU ≥ 0.5</th><th class=\"num\">mean IoU</th></tr></thead>\
+             <th class=\"num\">IoU ≥ 0.5</th><th class=\"num\">mean IoU</th>{}</tr></thead>\
              <tbody>{rows}</tbody></table>",
             escape(&boxes.display().to_string()),
             f.threshold.unwrap_or_default(),
+            if masked {
+                "<th class=\"num\">mean mask IoU</th>"
+            } else {
+                ""
+            },
         );
         out += &warning_list(
             &format!("{} image(s) not checked", f.unchecked.len()),

@@ -539,6 +539,7 @@ mod tests {
             maps: vec![map("a.png"), map("/etc/passwd"), map("b.png"), map("c.png")],
             skipped: Vec::new(),
             boxes: None,
+            masks: None,
             threshold: None,
             checks: Vec::new(),
             unchecked: Vec::new(),

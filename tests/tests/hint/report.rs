@@ -435,6 +435,8 @@ fn concept_maps_of_hint_explain_are_embedded() {
             out.to_str().unwrap(),
             "--boxes",
             world.join("annotations").to_str().unwrap(),
+            "--masks",
+            world.join("masks").to_str().unwrap(),
         ]),
         "hint explain",
     );
@@ -473,6 +475,7 @@ fn concept_maps_of_hint_explain_are_embedded() {
     );
     // The world's own boxes: every map is checked, and the table sums them up.
     assert!(html.contains("<h3>Against the given boxes</h3>"));
+    assert!(html.contains("<th class=\"num\">mean mask IoU</th>"));
     assert!(
         !html.contains("not checked"),
         "both images have their boxes"

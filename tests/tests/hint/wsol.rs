@@ -621,9 +621,14 @@ fn explain_maps_are_the_classifiers_on_the_jobs_own_regions() {
         &explain(
             "bus,cat",
             &checked,
-            &["--boxes", annotations.to_str().unwrap()],
+            &[
+                "--boxes",
+                annotations.to_str().unwrap(),
+                "--masks",
+                world().join("masks").to_str().unwrap(),
+            ],
         ),
-        "hint explain --boxes",
+        "hint explain --boxes --masks",
     );
     assert!(stdout.contains("against the boxes of "), "{stdout}");
     let boxed: Value =
@@ -647,6 +652,12 @@ fn explain_maps_are_the_classifiers_on_the_jobs_own_regions() {
         assert_eq!(check["pointing"].as_f64().unwrap(), pointed as f64 / 30.0);
         let iou: f64 = of_concept.iter().map(|c| c["iou"].as_f64().unwrap()).sum();
         assert!((check["mean_iou"].as_f64().unwrap() - iou / 30.0).abs() < 1e-12);
+        // Every world image has its mask.
+        let mask_iou: f64 = of_concept
+            .iter()
+            .map(|c| c["mask_iou"].as_f64().expect("a mask IoU"))
+            .sum();
+        assert!((check["mean_mask_iou"].as_f64().unwrap() - mask_iou / 30.0).abs() < 1e-12);
     }
     let bus = checks.iter().find(|c| c["name"] == "bus").unwrap();
     assert!(bus["pointing"].as_f64().unwrap() >= 0.5, "{bus}");

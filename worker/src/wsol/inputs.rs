@@ -238,6 +238,23 @@ impl Boxes {
     }
 }
 
+/// The object mask PNG at `path` (a pixel above 127 is object) for an image of `size`
+/// (width, height), row-major; a problem names the file.
+pub fn read_mask(path: &Path, (width, height): (u32, u32)) -> Result<Vec<bool>, String> {
+    let m = image::open(path)
+        .map_err(|e| format!("mask {}: {e}", path.display()))?
+        .to_luma8();
+    if m.dimensions() != (width, height) {
+        return Err(format!(
+            "mask {} is {}×{}, the image {width}×{height}",
+            path.display(),
+            m.width(),
+            m.height()
+        ));
+    }
+    Ok(m.pixels().map(|p| p.0[0] > 127).collect())
+}
+
 /// Where one image's ground truth is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroundTruthFiles {

@@ -8,7 +8,7 @@ use hint_common::annotations::BoundingBox;
 use super::compare::{Outcome, PairOutcomes, Slot};
 use super::geometry::{self, CropFrame, Rect};
 use super::heatmap::{self, file_safe};
-use super::inputs::GroundTruthFiles;
+use super::inputs::{read_mask, GroundTruthFiles};
 use super::report::{Heatmap, Skipped};
 use super::{Evaluated, Selection, WsolError, HEATMAP_DIR, THRESHOLD};
 use crate::models::{Backbone, Layer};
@@ -38,20 +38,7 @@ pub(super) fn decode(w: &ImageWork, p: &crate::images::Preprocess) -> Result<Dec
     let (width, height) = rgb.dimensions();
     let boxes = w.truth.boxes.read(w.id)?;
     let mask = match &w.truth.mask {
-        Some(path) => {
-            let m = image::open(path)
-                .map_err(|e| format!("mask {}: {e}", path.display()))?
-                .to_luma8();
-            if m.dimensions() != (width, height) {
-                return Err(format!(
-                    "mask {} is {}×{}, the image {width}×{height}",
-                    path.display(),
-                    m.width(),
-                    m.height()
-                ));
-            }
-            Some(m.pixels().map(|p| p.0[0] > 127).collect::<Vec<bool>>())
-        }
+        Some(path) => Some(read_mask(path, (width, height))?),
         None => None,
     };
     let frame = CropFrame::new(width, height, p);

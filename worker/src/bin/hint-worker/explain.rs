@@ -38,6 +38,11 @@ pub struct ExplainArgs {
     /// and per concept.
     #[arg(long)]
     boxes: Option<PathBuf>,
+    /// With --boxes: a root of object masks (PNG; an annotation's path relative to the
+    /// annotation tree, with .png, as `hint evaluate --masks` finds them). Adds each map's
+    /// mask IoU (the map at the threshold against the mask).
+    #[arg(long, requires = "boxes")]
+    masks: Option<PathBuf>,
     /// cpu, cuda, cuda:N, or auto.
     #[arg(long, default_value = "auto", env = "HINT_DEVICE")]
     device: String,
@@ -61,6 +66,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
         top: args.top,
         out,
         boxes: args.boxes,
+        masks: args.masks,
         device: hint_worker::device::parse(&args.device)?,
     };
     let report = explain::run(&config)?;
@@ -106,12 +112,15 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
         );
         for c in &report.checks {
             println!(
-                "  {:<16} {} image(s): pointing {:.1}%, localised (IoU ≥ 0.5) {:.1}%, mean IoU {:.3}",
+                "  {:<16} {} image(s): pointing {:.1}%, localised (IoU ≥ 0.5) {:.1}%, mean IoU \
+                 {:.3}{}",
                 c.name,
                 c.images,
                 100.0 * c.pointing,
                 100.0 * c.localised,
-                c.mean_iou
+                c.mean_iou,
+                c.mean_mask_iou
+                    .map_or(String::new(), |m| format!(", mean mask IoU {m:.3}"))
             );
         }
         for u in &report.unchecked {

@@ -171,11 +171,11 @@ pub fn run(config: &ExplainConfig) -> Result<ExplainReport, ExplainError> {
                         }
                     });
             let crop = preprocess.crop as usize;
-            let up = upsample_bilinear(&logits, h, w, crop);
-            let norm = normalise(&up).unwrap_or_else(|| vec![0.0; crop * crop]);
-            let (check, predicted) = match &truth {
+            // The map upsampled to the crop and normalised; scoring it against boxes makes
+            // the same one.
+            let (norm, check, predicted) = match &truth {
                 Some((boxes, mask)) => {
-                    let (s, _) = geometry::score_map(
+                    let (s, norm) = geometry::score_map(
                         &logits,
                         (h, w),
                         crop,
@@ -189,10 +189,15 @@ pub fn run(config: &ExplainConfig) -> Result<ExplainReport, ExplainError> {
                         iou: s.best_iou,
                         mask_iou: s.mask_iou,
                     };
-                    (Some(check), s.predicted)
+                    (norm, Some(check), s.predicted)
                 }
-                None => (None, None),
+                None => (
+                    normalise(&upsample_bilinear(&logits, h, w, crop)),
+                    None,
+                    None,
+                ),
             };
+            let norm = norm.unwrap_or_else(|| vec![0.0; crop * crop]);
             let png = format!("{:04}-{}-{}.png", k, stem(image), file_safe(&concept.key));
             let path = config.out.join(&png);
             let drawn = truth.as_ref().map_or(&[][..], |(boxes, _)| boxes);

@@ -170,9 +170,4 @@ impl ExplainReport {
         text.push('\n');
         text
     }
-
-    /// Parses the file's text.
-    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(text)
-    }
 }

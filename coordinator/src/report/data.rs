@@ -102,26 +102,39 @@ pub struct MultimodalRow {
     pub concepts: Vec<String>,
 }
 
-/// WSOL results with the heatmap PNGs loaded.
+/// A JSON file that names PNG files beside it, with those PNGs loaded.
 #[derive(Debug)]
-pub struct Wsol {
+pub struct WithPngs<F> {
     /// The file.
-    pub file: WsolReport,
-    /// The embedded heatmaps: (index into `file.heatmaps`, PNG bytes).
+    pub file: F,
+    /// The embedded PNGs: (index into the file's list of them, PNG bytes).
     pub images: Vec<(usize, Vec<u8>)>,
-    /// Heatmaps not embedded: (index, why).
+    /// PNGs not embedded: (index, why).
     pub left_out: Vec<(usize, String)>,
 }
 
-/// `hint explain`'s concept maps with their PNGs loaded.
-#[derive(Debug)]
-pub struct ConceptMaps {
-    /// The file.
-    pub file: ExplainReport,
-    /// The embedded maps: (index into `file.maps`, PNG bytes).
-    pub images: Vec<(usize, Vec<u8>)>,
-    /// Maps not embedded: (index, why).
-    pub left_out: Vec<(usize, String)>,
+/// WSOL results with the heatmap PNGs loaded (indices into `file.heatmaps`).
+pub type Wsol = WithPngs<WsolReport>;
+
+/// `hint explain`'s concept maps with their PNGs loaded (indices into `file.maps`).
+pub type ConceptMaps = WithPngs<ExplainReport>;
+
+/// A results file whose entries each name a PNG, relative to the file's directory.
+trait NamesPngs: serde::de::DeserializeOwned {
+    /// The PNGs, in the file's order.
+    fn pngs(&self) -> Vec<&str>;
+}
+
+impl NamesPngs for WsolReport {
+    fn pngs(&self) -> Vec<&str> {
+        self.heatmaps.iter().map(|h| h.png.as_str()).collect()
+    }
+}
+
+impl NamesPngs for ExplainReport {
+    fn pngs(&self) -> Vec<&str> {
+        self.maps.iter().map(|m| m.png.as_str()).collect()
+    }
 }
 
 /// PNGs read for a page: (index, bytes) of those embedded, (index, why) of the others.
@@ -195,9 +208,11 @@ impl ReportData {
             parse_multimodal(&read_text(&mm_path)?).map_err(|m| parse_error(&mm_path, m))?;
         let (metrics, skipped_concepts) = read_metrics(&job_dir.join("classifiers"))?;
         let mut budget = PngBudget::default();
-        let wsol = read_wsol(&results, &mut budget)?;
+        // results/wsol.json when `hint evaluate` has run, results/explain/explain.json when
+        // `hint explain` wrote into the job.
+        let wsol = read_with_pngs(&results, WSOL_FILE, &mut budget)?;
         let ablation = read_ablation(&results)?;
-        let explain = read_explain(&results.join(EXPLAIN_DIR), &mut budget)?;
+        let explain = read_with_pngs(&results.join(EXPLAIN_DIR), EXPLAIN_FILE, &mut budget)?;
         Ok(ReportData {
             job_dir: job_dir.to_path_buf(),
             spec,
@@ -263,31 +278,20 @@ fn read_metrics(
     Ok((metrics, skipped))
 }
 
-/// `results/wsol.json` and its PNGs; None when `hint evaluate` has not run.
-fn read_wsol(results: &Path, budget: &mut PngBudget) -> Result<Option<Wsol>, ReportError> {
-    let path = results.join(WSOL_FILE);
+/// The file `name` in `dir` and the PNGs it names (within `budget`); None when there is no
+/// such file.
+fn read_with_pngs<F: NamesPngs>(
+    dir: &Path,
+    name: &str,
+    budget: &mut PngBudget,
+) -> Result<Option<WithPngs<F>>, ReportError> {
+    let path = dir.join(name);
     let Some(text) = read_if_there(&path)? else {
         return Ok(None);
     };
-    let file = WsolReport::from_json(&text).map_err(|e| parse_error(&path, e))?;
-    let (images, left_out) = budget.embed(results, file.heatmaps.iter().map(|h| h.png.as_str()));
-    Ok(Some(Wsol {
-        file,
-        images,
-        left_out,
-    }))
-}
-
-/// `explain.json` in `dir` (the job's `results/explain/`) and its PNGs; None when
-/// `hint explain` has not written there.
-fn read_explain(dir: &Path, budget: &mut PngBudget) -> Result<Option<ConceptMaps>, ReportError> {
-    let path = dir.join(EXPLAIN_FILE);
-    let Some(text) = read_if_there(&path)? else {
-        return Ok(None);
-    };
-    let file = ExplainReport::from_json(&text).map_err(|e| parse_error(&path, e))?;
-    let (images, left_out) = budget.embed(dir, file.maps.iter().map(|m| m.png.as_str()));
-    Ok(Some(ConceptMaps {
+    let file: F = serde_json::from_str(&text).map_err(|e| parse_error(&path, e))?;
+    let (images, left_out) = budget.embed(dir, file.pngs().into_iter());
+    Ok(Some(WithPngs {
         file,
         images,
         left_out,
@@ -462,9 +466,11 @@ mod tests {
     #[test]
     fn a_missing_wsol_file_is_none_and_bad_heatmap_paths_are_left_out() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(read_wsol(dir.path(), &mut PngBudget::default())
-            .unwrap()
-            .is_none());
+        assert!(
+            read_with_pngs::<WsolReport>(dir.path(), WSOL_FILE, &mut PngBudget::default())
+                .unwrap()
+                .is_none()
+        );
         std::fs::create_dir(dir.path().join("heatmaps")).unwrap();
         std::fs::write(dir.path().join("heatmaps/a.png"), b"\x89PNG\r\n\x1a\nrest").unwrap();
         std::fs::write(dir.path().join("heatmaps/b.png"), b"GIF89a").unwrap();
@@ -485,7 +491,7 @@ mod tests {
                 "threshold":0.5,"seed":0,"neurons":64,"skipped":[]}"#,
         )
         .unwrap();
-        let wsol = read_wsol(dir.path(), &mut PngBudget::default())
+        let wsol = read_with_pngs::<WsolReport>(dir.path(), WSOL_FILE, &mut PngBudget::default())
             .unwrap()
             .unwrap();
         assert_eq!(wsol.file.summary[0].pointing, 0.75);
@@ -496,12 +502,12 @@ mod tests {
         assert_eq!(left, vec![1, 2, 3]);
         std::fs::write(dir.path().join("wsol.json"), "{").unwrap();
         assert!(matches!(
-            read_wsol(dir.path(), &mut PngBudget::default()),
+            read_with_pngs::<WsolReport>(dir.path(), WSOL_FILE, &mut PngBudget::default()),
             Err(ReportError::Parse { .. })
         ));
         // The writer's type reads the file: a field every version wrote is not optional.
         std::fs::write(dir.path().join("wsol.json"), r#"{"fractions":[10]}"#).unwrap();
-        let error = read_wsol(dir.path(), &mut PngBudget::default())
+        let error = read_with_pngs::<WsolReport>(dir.path(), WSOL_FILE, &mut PngBudget::default())
             .unwrap_err()
             .to_string();
         assert!(error.contains("missing field"), "{error}");
@@ -516,7 +522,11 @@ mod tests {
             images: 2,
             bytes: MAX_HEATMAP_BYTES,
         };
-        assert!(read_explain(dir.path(), &mut budget).unwrap().is_none());
+        assert!(
+            read_with_pngs::<ExplainReport>(dir.path(), EXPLAIN_FILE, &mut budget)
+                .unwrap()
+                .is_none()
+        );
         let map = |png: &str| hint_common::explain::ConceptMap {
             image: "/photos/bus.jpg".into(),
             concept: 3,
@@ -548,7 +558,9 @@ mod tests {
             std::fs::write(dir.path().join(name), b"\x89PNG\r\n\x1a\nrest").unwrap();
         }
         std::fs::write(dir.path().join(EXPLAIN_FILE), report.to_json()).unwrap();
-        let maps = read_explain(dir.path(), &mut budget).unwrap().unwrap();
+        let maps = read_with_pngs::<ExplainReport>(dir.path(), EXPLAIN_FILE, &mut budget)
+            .unwrap()
+            .unwrap();
         assert_eq!(maps.file, report);
         let embedded: Vec<usize> = maps.images.iter().map(|i| i.0).collect();
         assert_eq!(embedded, [0, 2]);

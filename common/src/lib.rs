@@ -22,6 +22,7 @@
 pub mod ablation;
 pub mod annotations;
 pub mod architecture;
+pub mod attack;
 pub mod classify;
 pub mod explain;
 pub mod hierarchy;

@@ -45,8 +45,12 @@ pub const ABLATE: &str = "Causal ablation: remove each concept's top neurons (Φ
 pub const EXPLAIN: &str = "Concept maps for any image: a finished job's concept classifiers at \
                            every position of the image's feature map → heatmaps and scores";
 
+/// `hint attack`.
+pub const ATTACK: &str = "Adversarial explanation: attack images toward other classes (targeted \
+                          PGD) and see which concepts appear and vanish in their feature maps";
+
 /// Every subcommand `hint` hands to `hint-worker`, in the order `hint --help` lists them.
-pub const TORCH_COMMANDS: [TorchCommand; 10] = [
+pub const TORCH_COMMANDS: [TorchCommand; 11] = [
     TorchCommand {
         name: "extract",
         about: EXTRACT,
@@ -86,6 +90,10 @@ pub const TORCH_COMMANDS: [TorchCommand; 10] = [
     TorchCommand {
         name: "explain",
         about: EXPLAIN,
+    },
+    TorchCommand {
+        name: "attack",
+        about: ATTACK,
     },
 ];
 

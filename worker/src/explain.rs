@@ -54,7 +54,8 @@ pub struct ExplainConfig {
     pub device: Device,
 }
 
-/// Errors that stop `hint explain` (an unreadable image is skipped instead).
+/// Errors that stop `hint explain` and `hint attack` (an unreadable image is skipped
+/// instead).
 #[derive(Debug, thiserror::Error)]
 pub enum ExplainError {
     /// The job, an image set or a concept is not usable, and why.
@@ -82,7 +83,7 @@ pub enum ExplainError {
     Torch(#[from] tch::TchError),
 }
 
-fn file_error(path: &Path, e: impl std::fmt::Display) -> ExplainError {
+pub(crate) fn file_error(path: &Path, e: impl std::fmt::Display) -> ExplainError {
     ExplainError::File {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -266,15 +267,15 @@ pub fn concept_map(weight: &[f32], bias: f32, z: &[f32], positions: usize) -> Ve
 }
 
 /// A concept's linear function on raw activations.
-struct Linear {
-    weight: Vec<f32>,
-    bias: f32,
+pub(crate) struct Linear {
+    pub(crate) weight: Vec<f32>,
+    pub(crate) bias: f32,
 }
 
 /// The asked concepts (keys or names; empty: every one with a classifier), in order, each
 /// with its trained classifier or, with `top`, the classifier re-fitted on its top-K
 /// neurons by Φ.
-fn concept_classifiers(
+pub(crate) fn concept_classifiers(
     job: &Job,
     asked: &[String],
     top: Option<usize>,
@@ -358,7 +359,7 @@ fn concept_classifiers(
 }
 
 /// The image files of `path`: itself, or those below it (any depth), sorted.
-fn image_files(path: &Path) -> Result<Vec<PathBuf>, ExplainError> {
+pub(crate) fn image_files(path: &Path) -> Result<Vec<PathBuf>, ExplainError> {
     let meta = std::fs::metadata(path).map_err(|e| file_error(path, e))?;
     if !meta.is_dir() {
         return Ok(vec![path.to_path_buf()]);
@@ -389,7 +390,7 @@ fn image_files(path: &Path) -> Result<Vec<PathBuf>, ExplainError> {
     Ok(files)
 }
 
-fn stem(path: &Path) -> String {
+pub(crate) fn stem(path: &Path) -> String {
     file_safe(
         &path
             .file_stem()

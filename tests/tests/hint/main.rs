@@ -3,6 +3,7 @@
 
 mod ablate;
 mod architectures;
+mod attack;
 mod classify;
 mod cluster;
 mod deploy;

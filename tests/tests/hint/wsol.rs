@@ -29,8 +29,9 @@ const IMAGES_PER_CONCEPT: usize = 8;
 const RANDOM_DRAWS: u64 = 3;
 const REPLICATES: u64 = 500;
 
-/// The world, the model and the finished job, made once: (tempdir, job directory).
-fn job() -> &'static (tempfile::TempDir, PathBuf) {
+/// The world, the model and the finished job, made once: (tempdir, job directory). `hint
+/// attack`'s tests (`attack.rs`) use it too.
+pub(crate) fn job() -> &'static (tempfile::TempDir, PathBuf) {
     static JOB: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     JOB.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -52,7 +53,7 @@ permutations_per_task = 16"#,
     })
 }
 
-fn world() -> PathBuf {
+pub(crate) fn world() -> PathBuf {
     job().0.path().join("world")
 }
 

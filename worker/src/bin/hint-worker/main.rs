@@ -8,6 +8,7 @@
 //!   names and help lines come from that module's table.
 
 mod ablate;
+mod attack;
 mod classify;
 mod evaluate;
 mod example;
@@ -60,6 +61,8 @@ enum Stage {
     Ablate(ablate::AblateArgs),
     #[command(about = commands::EXPLAIN)]
     Explain(explain::ExplainArgs),
+    #[command(about = commands::ATTACK)]
+    Attack(attack::AttackArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -96,6 +99,7 @@ fn main() -> std::process::ExitCode {
         Some(Stage::Evaluate(args)) => evaluate::run(args),
         Some(Stage::Ablate(args)) => ablate::run(args),
         Some(Stage::Explain(args)) => explain::run(args),
+        Some(Stage::Attack(args)) => attack::run(args),
     };
     commands::exit_code(result)
 }

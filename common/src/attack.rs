@@ -290,6 +290,32 @@ impl AttackReport {
         text.push('\n');
         text
     }
+
+    /// One attack per pair, in [`pairs`](Self::pairs)' order, to show as an example: the
+    /// pair's first successful attack, or its first.
+    pub fn examples(&self) -> Vec<&Attack> {
+        self.pairs
+            .iter()
+            .filter_map(|p| {
+                let mut of_pair = self
+                    .attacks
+                    .iter()
+                    .filter(|a| a.source == p.source && a.target == p.target);
+                let first = of_pair.clone().next();
+                of_pair.find(|a| a.success).or(first)
+            })
+            .collect()
+    }
+
+    /// The examples' heatmaps: for each example, for each concept, its clean map then its
+    /// attacked map.
+    pub fn example_pngs(&self) -> Vec<&str> {
+        self.examples()
+            .into_iter()
+            .flat_map(|a| &a.maps)
+            .flat_map(|m| [m.clean_png.as_str(), m.attacked_png.as_str()])
+            .collect()
+    }
 }
 
 #[cfg(test)]

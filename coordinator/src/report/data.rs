@@ -1,14 +1,16 @@
 //! Reading a finished job's files for the report: `spec.json`, `results/{job.json, phi.csv,
 //! top_neurons.csv, multimodal.csv, concepts.json}`, `classifiers/*/metrics.json`, and — when
 //! `hint evaluate` has run — `results/wsol.json` with its heatmap PNGs, when `hint ablate`
-//! has run — `results/ablation.json`, and when `hint explain` wrote into the job —
-//! `results/explain/explain.json` with its concept-map PNGs.
+//! has run — `results/ablation.json`, when `hint explain` wrote into the job —
+//! `results/explain/explain.json` with its concept-map PNGs, and when `hint attack` did —
+//! `results/attack/attack.json` with its examples' maps.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 pub use crate::job_file::{ConceptRun, JobSummary, QuarantinedTask, SkippedImage};
 use hint_common::ablation::{AblationReport, ABLATION_FILE};
+use hint_common::attack::{AttackReport, ATTACK_DIR, ATTACK_FILE};
 use hint_common::classify::{ConceptMetrics, MetricsFile, SkippedConcept, METRICS_FILE};
 use hint_common::explain::{ExplainReport, EXPLAIN_DIR, EXPLAIN_FILE};
 use hint_common::hierarchy::Hierarchy;
@@ -52,6 +54,8 @@ pub struct ReportData {
     pub ablation: Option<AblationReport>,
     /// `results/explain/explain.json` and its concept maps, when `hint explain` wrote there.
     pub explain: Option<ConceptMaps>,
+    /// `results/attack/attack.json` and its examples' maps, when `hint attack` wrote there.
+    pub attack: Option<Attacks>,
 }
 
 /// Φ: concepts × neurons.
@@ -137,6 +141,16 @@ impl NamesPngs for ExplainReport {
     }
 }
 
+/// `hint attack`'s summaries with its examples' maps loaded (indices into
+/// `file.example_pngs()`).
+pub type Attacks = WithPngs<AttackReport>;
+
+impl NamesPngs for AttackReport {
+    fn pngs(&self) -> Vec<&str> {
+        self.example_pngs()
+    }
+}
+
 /// PNGs read for a page: (index, bytes) of those embedded, (index, why) of the others.
 type Embedded = (Vec<(usize, Vec<u8>)>, Vec<(usize, String)>);
 
@@ -209,10 +223,11 @@ impl ReportData {
         let (metrics, skipped_concepts) = read_metrics(&job_dir.join("classifiers"))?;
         let mut budget = PngBudget::default();
         // results/wsol.json when `hint evaluate` has run, results/explain/explain.json when
-        // `hint explain` wrote into the job.
+        // `hint explain` wrote into the job, results/attack/attack.json when `hint attack` did.
         let wsol = read_with_pngs(&results, WSOL_FILE, &mut budget)?;
         let ablation = read_ablation(&results)?;
         let explain = read_with_pngs(&results.join(EXPLAIN_DIR), EXPLAIN_FILE, &mut budget)?;
+        let attack = read_with_pngs(&results.join(ATTACK_DIR), ATTACK_FILE, &mut budget)?;
         Ok(ReportData {
             job_dir: job_dir.to_path_buf(),
             spec,
@@ -226,6 +241,7 @@ impl ReportData {
             wsol,
             ablation,
             explain,
+            attack,
         })
     }
 }

@@ -9,7 +9,9 @@
 //! (WSOL) results and heatmap gallery when `hint evaluate` has run, the causal ablation
 //! (curves as inline SVG, Shapley − each baseline with verdicts) when `hint ablate` has run,
 //! a gallery of concept maps when `hint explain` wrote into the job's `results/explain/`,
-//! and what went wrong (skipped images, quarantined tasks, concepts without a classifier).
+//! the adversarial explanation (per source → target pair, concepts before and after the
+//! attack, one example's maps) when `hint attack` wrote into `results/attack/`, and what
+//! went wrong (skipped images, quarantined tasks, concepts without a classifier).
 //!
 //! Scale: a 1,000-concept × 2,048-neuron run would be 2 M heatmap cells, so the heatmap holds
 //! at most [`heatmap::MAX_HEATMAP_CELLS`] cells and at most [`heatmap::MAX_HEATMAP_NEURONS`] rows —
@@ -18,6 +20,7 @@
 
 mod ablation;
 mod assets;
+mod attacks;
 mod chart;
 mod concept_maps;
 mod csv;

@@ -187,6 +187,7 @@ fn the_report_of_a_job_is_self_contained_and_renders_in_headless_chromium() {
         "F1 0.",
         "run <code>hint evaluate</code> to add localisation results",
         "No concept maps in this job",
+        "No attacks in this job",
         "No task was quarantined.",
         "<h2>Responsible regions</h2>",
         "Images with a responsible region",
@@ -490,6 +491,103 @@ fn concept_maps_of_hint_explain_are_embedded() {
         "the broken file is named"
     );
     assert!(html.contains("broken.png"));
+    let dom = dump_dom(&with_script(&page, "interact.html", INTERACT));
+    let body = body_tag(&dom);
+    assert!(body.contains("data-interacted=\"yes\""), "{body}");
+    assert!(body.contains("data-broken-images=\"0\""), "{body}");
+    assert!(!body.contains("data-script-errors"), "{body}");
+}
+
+/// `hint attack`, run for real on the job with its output written into (a copy of) the
+/// job's `results/attack/`: the report has a table per (source, target) pair with the
+/// numbers of attack.json, one example's clean and attacked maps per pair, and every embedded
+/// map decodes in the browser.
+#[test]
+fn attacks_of_hint_attack_are_shown_per_pair() {
+    chromium();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("job-0001");
+    copy_job(job(), &copy);
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(job().join("spec.json")).unwrap()).unwrap();
+    // The first image of two classes, attacked toward both classes.
+    let mut classes: Vec<PathBuf> = std::fs::read_dir(spec["data"]["images"].as_str().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    classes.sort();
+    let images = dir.path().join("photos");
+    std::fs::create_dir(&images).unwrap();
+    for class in &classes[..2] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(class)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        std::fs::copy(&files[0], images.join(files[0].file_name().unwrap())).unwrap();
+    }
+    let name = |p: &PathBuf| p.file_name().unwrap().to_str().unwrap().to_string();
+    let targets = format!("{},{}", name(&classes[0]), name(&classes[1]));
+    let out = copy.join("results/attack");
+    succeeded(
+        &hint(&[
+            "attack",
+            "--job",
+            job().to_str().unwrap(),
+            "--images",
+            images.to_str().unwrap(),
+            "--targets",
+            &targets,
+            "--concepts",
+            "vehicle,animal",
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+        "hint attack",
+    );
+    let attacked: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("attack.json")).unwrap()).unwrap();
+    let pairs = attacked["pairs"].as_array().unwrap();
+    assert!(!pairs.is_empty());
+
+    let page = report(&copy);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert_self_contained(&html);
+    assert!(html.contains("<a href=\"#attack\">Attacks</a>"));
+    assert!(!html.contains("No attacks in this job"));
+    // One example per pair: two concepts, clean and attacked.
+    assert_eq!(
+        html.matches("src=\"data:image/png;base64,").count(),
+        pairs.len() * 2 * 2,
+        "every example map is embedded"
+    );
+    for pair in pairs {
+        let (source, target) = (
+            pair["source"].as_str().unwrap(),
+            pair["target"].as_str().unwrap(),
+        );
+        assert!(
+            html.contains(&format!("<h3>{source} → {target}</h3>")),
+            "{source} → {target}"
+        );
+        let probabilities = format!(
+            "the target's mean probability {:.3} → {:.3}",
+            pair["mean_clean_target_probability"].as_f64().unwrap(),
+            pair["mean_target_probability"].as_f64().unwrap()
+        );
+        assert!(
+            html.contains(&probabilities),
+            "the page lacks {probabilities:?}"
+        );
+        for c in pair["concepts"].as_array().unwrap() {
+            let change = c["area_attacked"].as_f64().unwrap() - c["area_clean"].as_f64().unwrap();
+            assert!(
+                html.contains(&format!("{change:+.3}")),
+                "Δ area {change:+.3}"
+            );
+        }
+    }
     let dom = dump_dom(&with_script(&page, "interact.html", INTERACT));
     let body = body_tag(&dom);
     assert!(body.contains("data-interacted=\"yes\""), "{body}");

@@ -17,7 +17,8 @@ bootstrap:
 ## demo: HINT on the synthetic world through the distributed runtime, embedded: generate the
 ## world, train the tiny CNN, then `hint run` a coordinator and 2 workers in one process
 ## (extract → train → shapley → Φ → WSOL → ablation), map six concepts on four images
-## (`hint explain`, shown in the report), and read Φ back with pyarrow.
+## (`hint explain`) and on the same images attacked toward cat and bus (`hint attack`), both
+## shown in the report, and read Φ back with pyarrow.
 demo: bootstrap
 	cargo build --release -p hint-coordinator -p hint-worker
 	$(HINT_RELEASE) synth --out $(DEMO_DIR)/world --seed 0 --overwrite
@@ -33,6 +34,9 @@ demo: bootstrap
 	$(HINT_RELEASE) explain --job $(DEMO_DIR)/runs/job-0001 --images $(DEMO_DIR)/explain-images \
 		--concepts vehicle,animal,bus,cat,duck,sailboat --boxes $(DEMO_DIR)/world/annotations \
 		--masks $(DEMO_DIR)/world/masks
+	@# The same images attacked toward cat and bus (targeted PGD): which concepts appear.
+	$(HINT_RELEASE) attack --job $(DEMO_DIR)/runs/job-0001 --images $(DEMO_DIR)/explain-images \
+		--targets cat,bus --concepts vehicle,animal,bus,cat,duck,sailboat
 	$(HINT_RELEASE) report --job $(DEMO_DIR)/runs/job-0001
 	@echo "pyarrow reads Φ:"
 	@.venv/bin/python -c 'import sys, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]); \

@@ -211,18 +211,14 @@ fn at_or_above(hierarchy: &Hierarchy, concept: ConceptId, class: &str) -> bool {
         .is_some_and(|label| hierarchy.concepts_of_label(label as u32).contains(&concept))
 }
 
+/// The index of the largest value (the first of equal ones).
 fn argmax(values: &[f32]) -> usize {
     values
         .iter()
         .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-            if v > best.1 {
-                (i, v)
-            } else {
-                best
-            }
-        })
-        .0
+        .rev()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)
 }
 
 /// A batch as the model saw it: its pixels, the layer's activations and the softmax, on the

@@ -16,6 +16,7 @@
 
 use std::path::{Path, PathBuf};
 
+use hint_common::attack::MapStats;
 pub use hint_common::explain::{
     BoxCheck, ConceptCheck, ConceptMap, ExplainReport, SkippedImage, EXPLAIN_FILE,
 };
@@ -159,18 +160,7 @@ pub fn run(config: &ExplainConfig) -> Result<ExplainReport, ExplainError> {
                 )));
             }
             let logits = concept_map(&classifier.weight, classifier.bias, &z, h * w);
-            let (peak_at, peak) =
-                logits
-                    .iter()
-                    .copied()
-                    .enumerate()
-                    .fold((0, f32::NEG_INFINITY), |best, (i, v)| {
-                        if v > best.1 {
-                            (i, v)
-                        } else {
-                            best
-                        }
-                    });
+            let stats = MapStats::of(&logits, w);
             let crop = preprocess.crop as usize;
             // The map upsampled to the crop and normalised; scoring it against boxes makes
             // the same one.
@@ -214,8 +204,8 @@ pub fn run(config: &ExplainConfig) -> Result<ExplainReport, ExplainError> {
                 height: h,
                 width: w,
                 logits,
-                peak: [peak_at / w, peak_at % w],
-                peak_probability: 1.0 / (1.0 + (-f64::from(peak)).exp()),
+                peak: stats.peak,
+                peak_probability: stats.peak_probability,
                 check,
             });
         }

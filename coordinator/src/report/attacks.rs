@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use super::concept_maps;
 use super::data::Attacks;
 use super::html::num_cell;
 use super::text::{base64, escape, percent, warning_list};
@@ -101,8 +102,8 @@ pub fn section(attacks: Option<&Attacks>) -> String {
         if !figures.is_empty() {
             let _ = writeln!(
                 out,
-                "<div class=\"concept-gallery\"><h3 title=\"{}\">Example: {} ({}, then {} with \
-                 p = {:.3})</h3><div class=\"gallery\">{figures}</div></div>",
+                "<div class=\"concept-gallery\"><h3 title=\"{}\">Example: {} (clean: {}; \
+                 attacked: {}, p({}) = {:.3})</h3><div class=\"gallery\">{figures}</div></div>",
                 escape(&example.image.display().to_string()),
                 escape(
                     &example
@@ -112,6 +113,7 @@ pub fn section(attacks: Option<&Attacks>) -> String {
                 ),
                 escape(&example.source),
                 escape(&example.predicted),
+                escape(&example.target),
                 example.target_probability,
             );
         }
@@ -121,11 +123,6 @@ pub fn section(attacks: Option<&Attacks>) -> String {
         &format!("{} example map(s) not embedded", attacks.left_out.len()),
         attacks.left_out.iter().map(|(i, why)| (pngs[*i], why)),
     );
-    out += &warning_list(
-        &format!("{} image(s) could not be read", f.skipped.len()),
-        f.skipped
-            .iter()
-            .map(|s| (s.image.display().to_string(), &s.reason)),
-    );
+    out += &concept_maps::unread_images(&f.skipped);
     out + "</section>\n"
 }

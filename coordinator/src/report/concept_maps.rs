@@ -4,6 +4,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use hint_common::explain::SkippedImage;
+
 use super::data::ConceptMaps;
 use super::html::num_cell;
 use super::text::{base64, escape, percent, warning_list};
@@ -140,11 +142,16 @@ pub fn section(maps: Option<&ConceptMaps>) -> String {
         &format!("{} concept map(s) not embedded", maps.left_out.len()),
         maps.left_out.iter().map(|(i, why)| (&f.maps[*i].png, why)),
     );
-    out += &warning_list(
-        &format!("{} image(s) could not be read", f.skipped.len()),
-        f.skipped
+    out += &unread_images(&f.skipped);
+    out + "</section>\n"
+}
+
+/// The collapsed list of images `hint explain` or `hint attack` could not read.
+pub(super) fn unread_images(skipped: &[SkippedImage]) -> String {
+    warning_list(
+        &format!("{} image(s) could not be read", skipped.len()),
+        skipped
             .iter()
             .map(|s| (s.image.display().to_string(), &s.reason)),
-    );
-    out + "</section>\n"
+    )
 }

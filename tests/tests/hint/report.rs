@@ -562,6 +562,11 @@ fn attacks_of_hint_attack_are_shown_per_pair() {
         pairs.len() * 2 * 2,
         "every example map is embedded"
     );
+    assert_eq!(
+        html.matches(">Example: ").count(),
+        pairs.len(),
+        "an example per pair"
+    );
     for pair in pairs {
         let (source, target) = (
             pair["source"].as_str().unwrap(),

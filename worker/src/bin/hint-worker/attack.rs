@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use clap::Args;
 use hint_common::attack::{AttackReport, ATTACK_DIR};
-use hint_common::storage;
 use hint_worker::attack::{self, AttackConfig, Pgd, ATTACK_FILE};
 
 /// Flags of `hint attack`.
@@ -64,15 +63,7 @@ fn pixel_value(text: &str) -> Result<f64, String> {
 
 /// Runs `hint attack` and prints each pair's summary.
 pub fn run(args: AttackArgs) -> anyhow::Result<()> {
-    let out = match args.out {
-        Some(out) => out,
-        None if storage::is_remote(&args.job) => anyhow::bail!(
-            "--out is needed: the job {} is on object storage, and hint attack writes local \
-             files",
-            args.job.display()
-        ),
-        None => args.job.join("results").join(ATTACK_DIR),
-    };
+    let out = crate::explain::out_dir(args.out, &args.job, ATTACK_DIR, "attack")?;
     let config = AttackConfig {
         job: args.job,
         images: args.images,

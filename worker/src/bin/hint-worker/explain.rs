@@ -1,7 +1,7 @@
 //! `hint explain`: a finished job's concept classifiers on any image → heatmaps and
 //! per-position scores.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use hint_common::explain::EXPLAIN_DIR;
@@ -48,17 +48,28 @@ pub struct ExplainArgs {
     device: String,
 }
 
+/// `--out`, or by default the job's `results/<dir>/` (where `hint report` looks), which
+/// `hint <command>` can only write for a local job.
+pub fn out_dir(
+    out: Option<PathBuf>,
+    job: &Path,
+    dir: &str,
+    command: &str,
+) -> anyhow::Result<PathBuf> {
+    match out {
+        Some(out) => Ok(out),
+        None if storage::is_remote(job) => anyhow::bail!(
+            "--out is needed: the job {} is on object storage, and hint {command} writes local \
+             files",
+            job.display()
+        ),
+        None => Ok(job.join("results").join(dir)),
+    }
+}
+
 /// Runs `hint explain` and prints where each concept peaks.
 pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
-    let out = match args.out {
-        Some(out) => out,
-        None if storage::is_remote(&args.job) => anyhow::bail!(
-            "--out is needed: the job {} is on object storage, and hint explain writes local \
-             files",
-            args.job.display()
-        ),
-        None => args.job.join("results").join(EXPLAIN_DIR),
-    };
+    let out = out_dir(args.out, &args.job, EXPLAIN_DIR, "explain")?;
     let config = ExplainConfig {
         job: args.job,
         images: args.images,

@@ -64,6 +64,11 @@ pub fn run(config: &AttackConfig) -> Result<AttackReport, ExplainError> {
         .map_err(|e| file_error(&labels_path, e))?
         .names();
     let targets = target_outputs(&config.targets, &names)?;
+    // An output the label map does not name (the model may have more) keeps its number.
+    let name = |output: usize| match names.get(output) {
+        Some(n) if !n.is_empty() => n.clone(),
+        _ => format!("output {output}"),
+    };
     let concepts = concept_classifiers(&job, &config.concepts, None, config.device)?;
     let images = image_files(&config.images)?;
     let model = Backbone::from_safetensors(job.arch, &job.spec.model.weights, config.device)?;
@@ -128,15 +133,15 @@ pub fn run(config: &AttackConfig) -> Result<AttackReport, ExplainError> {
         let linf = net.linf(&attacked, &batch)?;
         let after = net.see(&attacked)?;
         for (b, &target) in toward.iter().enumerate() {
-            let to = format!("{prefix}-to-{}", file_safe(&names[target]));
+            let to = format!("{prefix}-to-{}", file_safe(&name(target)));
             let maps = draw_maps(&net, &after, b, &concepts, &config.out, &to)?;
             let predicted = argmax(&after.probabilities[b]);
             report.attacks.push(Attack {
                 image: image.clone(),
-                source: names[source].clone(),
+                source: name(source),
                 source_probability: f64::from(seen.probabilities[0][source]),
-                target: names[target].clone(),
-                predicted: names[predicted].clone(),
+                target: name(target),
+                predicted: name(predicted),
                 clean_target_probability: f64::from(seen.probabilities[0][target]),
                 target_probability: f64::from(after.probabilities[b][target]),
                 success: predicted == target,
@@ -179,27 +184,29 @@ fn check_pgd(pgd: &Pgd) -> Result<(), ExplainError> {
     Ok(())
 }
 
-/// The model outputs of the target names; an unknown name lists the known ones.
+/// The model outputs of the target names, each once; an unknown name lists the known ones.
 fn target_outputs(targets: &[String], names: &[String]) -> Result<Vec<usize>, ExplainError> {
     if targets.is_empty() {
         return Err(ExplainError::Input("no target class given".into()));
     }
-    targets
-        .iter()
-        .map(|t| {
-            names.iter().position(|n| n == t).ok_or_else(|| {
-                let known: Vec<&str> = names
-                    .iter()
-                    .filter(|n| !n.is_empty())
-                    .map(String::as_str)
-                    .collect();
-                ExplainError::Input(format!(
-                    "unknown target class '{t}'; the job's classes: {}",
-                    known.join(", ")
-                ))
-            })
-        })
-        .collect()
+    let mut outputs = Vec::with_capacity(targets.len());
+    for t in targets {
+        let output = names.iter().position(|n| n == t).ok_or_else(|| {
+            let known: Vec<&str> = names
+                .iter()
+                .filter(|n| !n.is_empty())
+                .map(String::as_str)
+                .collect();
+            ExplainError::Input(format!(
+                "unknown target class '{t}'; the job's classes: {}",
+                known.join(", ")
+            ))
+        })?;
+        if !outputs.contains(&output) {
+            outputs.push(output);
+        }
+    }
+    Ok(outputs)
 }
 
 /// The concept is the class's own leaf concept or one of its ancestors.

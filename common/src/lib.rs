@@ -30,6 +30,7 @@ pub mod images;
 pub mod job;
 pub mod proto;
 pub mod regions;
+pub mod sanity;
 pub mod seed;
 pub mod settings;
 pub mod shapley;

@@ -63,6 +63,44 @@ pub fn quantile(sorted: &[f64], p: f64) -> f64 {
     sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo])
 }
 
+/// Spearman's rank correlation of `a` and `b` (equal lengths): Pearson's correlation of
+/// their ranks, tied values sharing their mean rank (scipy's `spearmanr`). None when either
+/// is constant (or shorter than 2): the correlation is undefined there.
+pub fn spearman(a: &[f32], b: &[f32]) -> Option<f64> {
+    assert_eq!(a.len(), b.len(), "spearman of unequal lengths");
+    let (ra, rb) = (ranks(a), ranks(b));
+    let n = ra.len() as f64;
+    let (ma, mb) = (ra.iter().sum::<f64>() / n, rb.iter().sum::<f64>() / n);
+    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+    for (x, y) in ra.iter().zip(&rb) {
+        ab += (x - ma) * (y - mb);
+        aa += (x - ma) * (x - ma);
+        bb += (y - mb) * (y - mb);
+    }
+    (aa > 0.0 && bb > 0.0).then(|| ab / (aa * bb).sqrt())
+}
+
+/// The rank (from 1) of each value, ties at their mean rank.
+fn ranks(values: &[f32]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&i, &j| values[i].total_cmp(&values[j]));
+    let mut ranks = vec![0.0; values.len()];
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start + 1;
+        while end < order.len() && values[order[end]] == values[order[start]] {
+            end += 1;
+        }
+        // Positions start..end (0-based) share ranks start+1..=end: their mean.
+        let rank = (start + 1 + end) as f64 / 2.0;
+        for &i in &order[start..end] {
+            ranks[i] = rank;
+        }
+        start = end;
+    }
+    ranks
+}
+
 /// The percentile interval of `replicates` (sorted in place) at `confidence`, around
 /// `estimate`; with no replicates the interval is the point itself.
 pub fn percentile_interval(replicates: &mut [f64], confidence: f64, estimate: f64) -> (f64, f64) {
@@ -75,4 +113,25 @@ pub fn percentile_interval(replicates: &mut [f64], confidence: f64, estimate: f6
         quantile(replicates, alpha),
         quantile(replicates, 1.0 - alpha),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spearman_ranks_ties_at_their_mean_as_scipy_does() {
+        // scipy.stats.spearmanr([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]) = 8 / √95.
+        let rho = spearman(&[1.0, 2.0, 3.0, 4.0, 5.0], &[5.0, 6.0, 7.0, 8.0, 7.0]).unwrap();
+        assert!((rho - 8.0 / 95f64.sqrt()).abs() < 1e-12, "{rho}");
+        assert_eq!(ranks(&[3.0, 1.0, 2.0, 2.0]), [4.0, 1.0, 2.5, 2.5]);
+        // Monotone maps keep it at ±1; a constant map has none.
+        let a = [0.1, 5.0, -2.0, 3.0];
+        let cubed: Vec<f32> = a.iter().map(|v| v * v * v).collect();
+        assert!((spearman(&a, &cubed).unwrap() - 1.0).abs() < 1e-12);
+        let negated: Vec<f32> = a.iter().map(|v| -v).collect();
+        assert!((spearman(&a, &negated).unwrap() + 1.0).abs() < 1e-12);
+        assert_eq!(spearman(&a, &[2.0; 4]), None);
+        assert_eq!(spearman(&[1.0], &[1.0]), None);
+    }
 }

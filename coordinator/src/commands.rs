@@ -49,8 +49,12 @@ pub const EXPLAIN: &str = "Concept maps for any image: a finished job's concept 
 pub const ATTACK: &str = "Adversarial explanation: attack images toward other classes (targeted \
                           PGD) and see which concepts appear and vanish in their feature maps";
 
+/// `hint sanity`.
+pub const SANITY: &str = "Saliency sanity check: randomise the model from the top, part by part, \
+                          and measure how each method's regions and the concept maps change";
+
 /// Every subcommand `hint` hands to `hint-worker`, in the order `hint --help` lists them.
-pub const TORCH_COMMANDS: [TorchCommand; 11] = [
+pub const TORCH_COMMANDS: [TorchCommand; 12] = [
     TorchCommand {
         name: "extract",
         about: EXTRACT,
@@ -94,6 +98,10 @@ pub const TORCH_COMMANDS: [TorchCommand; 11] = [
     TorchCommand {
         name: "attack",
         about: ATTACK,
+    },
+    TorchCommand {
+        name: "sanity",
+        about: SANITY,
     },
 ];
 

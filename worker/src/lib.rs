@@ -30,6 +30,7 @@ pub mod models;
 pub mod responsible;
 pub mod runtime;
 pub mod saliency;
+pub mod sanity;
 pub mod shapley;
 pub mod tasks;
 pub mod train;

@@ -3,7 +3,8 @@
 //! `hint evaluate` has run — `results/wsol.json` with its heatmap PNGs, when `hint ablate`
 //! has run — `results/ablation.json`, when `hint explain` wrote into the job —
 //! `results/explain/explain.json` with its concept-map PNGs, and when `hint attack` did —
-//! `results/attack/attack.json` with its examples' maps.
+//! `results/attack/attack.json` with its examples' maps, and when `hint sanity` did —
+//! `results/sanity/sanity.json`.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -15,6 +16,7 @@ use hint_common::classify::{ConceptMetrics, MetricsFile, SkippedConcept, METRICS
 use hint_common::explain::{ExplainReport, EXPLAIN_DIR, EXPLAIN_FILE};
 use hint_common::hierarchy::Hierarchy;
 use hint_common::job::JobSpec;
+use hint_common::sanity::{SanityReport, SANITY_DIR, SANITY_FILE};
 use hint_common::wsol::{WsolReport, WSOL_FILE};
 
 use super::csv::csv_table;
@@ -56,6 +58,8 @@ pub struct ReportData {
     pub explain: Option<ConceptMaps>,
     /// `results/attack/attack.json` and its examples' maps, when `hint attack` wrote there.
     pub attack: Option<Attacks>,
+    /// `results/sanity/sanity.json`, when `hint sanity` wrote there.
+    pub sanity: Option<SanityReport>,
 }
 
 /// Φ: concepts × neurons.
@@ -228,6 +232,7 @@ impl ReportData {
         let ablation = read_ablation(&results)?;
         let explain = read_with_pngs(&results.join(EXPLAIN_DIR), EXPLAIN_FILE, &mut budget)?;
         let attack = read_with_pngs(&results.join(ATTACK_DIR), ATTACK_FILE, &mut budget)?;
+        let sanity = read_sanity(&results.join(SANITY_DIR).join(SANITY_FILE))?;
         Ok(ReportData {
             job_dir: job_dir.to_path_buf(),
             spec,
@@ -242,6 +247,7 @@ impl ReportData {
             ablation,
             explain,
             attack,
+            sanity,
         })
     }
 }
@@ -327,6 +333,23 @@ fn read_if_there(path: &Path) -> Result<Option<String>, ReportError> {
 }
 
 /// `results/ablation.json`; None when `hint ablate` has not run.
+/// `sanity.json`, when it exists.
+fn read_sanity(path: &Path) -> Result<Option<SanityReport>, ReportError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(ReportError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| parse_error(path, e))
+}
+
 fn read_ablation(results: &Path) -> Result<Option<AblationReport>, ReportError> {
     let path = results.join(ABLATION_FILE);
     match std::fs::metadata(&path) {

@@ -10,7 +10,7 @@ use hint_common::job::spec::HierarchySpec;
 use super::assets::{CSS, ERROR_HANDLER, SCRIPT};
 use super::data::{ReportData, TopRow};
 use super::text::{duration, escape, number, utc};
-use super::{ablation, attacks, concept_maps, heatmap, localisation};
+use super::{ablation, attacks, concept_maps, heatmap, localisation, sanity};
 
 /// Concept trees with at most this many concepts open fully; larger ones open to level 1.
 const OPEN_TREE_CONCEPTS: usize = 60;
@@ -31,7 +31,7 @@ pub fn render(data: &ReportData) -> String {
     page += &header(data, &title);
     page += "<nav><a href=\"#phi\">Φ heatmap</a><a href=\"#regions\">Regions</a><a href=\"#hierarchy\">Hierarchy</a>\
              <a href=\"#classifiers\">Classifiers</a><a href=\"#multimodal\">Multimodal neurons</a>\
-             <a href=\"#wsol\">Localisation</a><a href=\"#ablation\">Ablation</a><a href=\"#explain\">Concept maps</a><a href=\"#attack\">Attacks</a><a href=\"#problems\">Skipped &amp; quarantined</a></nav>\n<main>\n";
+             <a href=\"#wsol\">Localisation</a><a href=\"#ablation\">Ablation</a><a href=\"#explain\">Concept maps</a><a href=\"#attack\">Attacks</a><a href=\"#sanity\">Sanity check</a><a href=\"#problems\">Skipped &amp; quarantined</a></nav>\n<main>\n";
     let _ = write!(
         page,
         "<section id=\"phi\"><h2>Φ: Shapley values of neurons × concepts</h2>\n{}</section>\n",
@@ -45,6 +45,7 @@ pub fn render(data: &ReportData) -> String {
     page += &ablation::section(data.ablation.as_ref());
     page += &concept_maps::section(data.explain.as_ref());
     page += &attacks::section(data.attack.as_ref());
+    page += &sanity::section(data.sanity.as_ref());
     page += &problems(data);
     let _ = write!(
         page,

@@ -10,8 +10,9 @@
 //! (curves as inline SVG, Shapley − each baseline with verdicts) when `hint ablate` has run,
 //! a gallery of concept maps when `hint explain` wrote into the job's `results/explain/`,
 //! the adversarial explanation (per source → target pair, concepts before and after the
-//! attack, one example's maps) when `hint attack` wrote into `results/attack/`, and what
-//! went wrong (skipped images, quarantined tasks, concepts without a classifier).
+//! attack, one example's maps) when `hint attack` wrote into `results/attack/`, the
+//! saliency sanity check's cascade when `hint sanity` wrote into `results/sanity/`, and
+//! what went wrong (skipped images, quarantined tasks, concepts without a classifier).
 //!
 //! Scale: a 1,000-concept × 2,048-neuron run would be 2 M heatmap cells, so the heatmap holds
 //! at most [`heatmap::MAX_HEATMAP_CELLS`] cells and at most [`heatmap::MAX_HEATMAP_NEURONS`] rows —
@@ -28,6 +29,7 @@ pub mod data;
 pub mod heatmap;
 pub mod html;
 mod localisation;
+mod sanity;
 pub mod text;
 
 use std::path::{Path, PathBuf};

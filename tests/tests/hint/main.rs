@@ -19,6 +19,7 @@ mod s3;
 mod s3_job;
 mod saliency;
 mod sample_cli;
+mod sanity_check;
 mod security;
 mod shapley;
 mod support;

@@ -188,6 +188,7 @@ fn the_report_of_a_job_is_self_contained_and_renders_in_headless_chromium() {
         "run <code>hint evaluate</code> to add localisation results",
         "No concept maps in this job",
         "No attacks in this job",
+        "No sanity check in this job",
         "No task was quarantined.",
         "<h2>Responsible regions</h2>",
         "Images with a responsible region",
@@ -597,5 +598,68 @@ fn attacks_of_hint_attack_are_shown_per_pair() {
     let body = body_tag(&dom);
     assert!(body.contains("data-interacted=\"yes\""), "{body}");
     assert!(body.contains("data-broken-images=\"0\""), "{body}");
+    assert!(!body.contains("data-script-errors"), "{body}");
+}
+
+/// `hint sanity`, run for real into (a copy of) the job's `results/sanity/`: the report
+/// has the cascade's table — a row per step with sanity.json's numbers — and renders in the
+/// browser without errors.
+#[test]
+fn the_sanity_check_is_tabled_per_step() {
+    chromium();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("job-0001");
+    copy_job(job(), &copy);
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(job().join("spec.json")).unwrap()).unwrap();
+    let class_dir = std::fs::read_dir(spec["data"]["images"].as_str().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    let out = copy.join("results/sanity");
+    succeeded(
+        &hint(&[
+            "sanity",
+            "--job",
+            job().to_str().unwrap(),
+            "--images",
+            class_dir.to_str().unwrap(),
+            "--methods",
+            "gradient_x_activation,integrated_gradients",
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+        "hint sanity",
+    );
+    let sanity: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("sanity.json")).unwrap()).unwrap();
+    let steps = sanity["steps"].as_array().unwrap();
+
+    let page = report(&copy);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert_self_contained(&html);
+    assert!(html.contains("<a href=\"#sanity\">Sanity check</a>"));
+    assert!(!html.contains("No sanity check in this job"));
+    assert!(html.contains("<th class=\"num\">integrated_gradients IoU</th>"));
+    let section = &html[html.find("<section id=\"sanity\">").unwrap()..];
+    let section = &section[..section.find("</section>").unwrap()];
+    assert_eq!(
+        section.matches("<tr><td>").count(),
+        steps.len(),
+        "a row per step"
+    );
+    assert!(section.contains("<tr><td>nothing (trained)</td>"));
+    assert!(section.contains("<tr><td>head</td>"));
+    for step in steps {
+        for m in step["methods"].as_array().unwrap() {
+            if let Some(rho) = m["rank_correlation"].as_f64() {
+                assert!(section.contains(&format!(">{rho:.3}</td>")), "ρ {rho:.3}");
+            }
+        }
+    }
+    let dom = dump_dom(&with_script(&page, "interact.html", INTERACT));
+    let body = body_tag(&dom);
+    assert!(body.contains("data-interacted=\"yes\""), "{body}");
     assert!(!body.contains("data-script-errors"), "{body}");
 }

@@ -177,6 +177,64 @@ impl Backbone {
             })
     }
 
+    /// The parts a cascading randomisation destroys, from the top: `head`, then every
+    /// stage from the last down to the first. Part `p`'s stage index is `stages − p` (the
+    /// head is past the last stage).
+    pub fn parts_from_top(&self) -> Vec<String> {
+        std::iter::once(HEAD.to_string())
+            .chain(self.stages.iter().rev().map(|(n, _)| n.clone()))
+            .collect()
+    }
+
+    /// Part `part` of [`parts_from_top`](Self::parts_from_top) reaches `layer`: its stage
+    /// is the layer's or one below, so the layer's activations change with it.
+    pub fn part_reaches(&self, part: usize, layer: Layer) -> bool {
+        part > 0 && self.stages.len() - part <= layer.stage
+    }
+
+    /// Destroys what part `part` of [`parts_from_top`](Self::parts_from_top) learned:
+    /// every trainable tensor of it (a variable named under the stage, or for the head
+    /// one under no stage) has its values permuted by a permutation drawn from `(seed,
+    /// part, tensor)`. Each tensor keeps its values (so their scale), not their
+    /// arrangement; batch-norm statistics are not trainable and stay.
+    pub fn shuffle_part(&self, part: usize, seed: u64) -> Result<()> {
+        use rand::seq::SliceRandom;
+        let mut variables: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        variables.sort_by(|a, b| a.0.cmp(&b.0));
+        for (k, (name, var)) in variables.iter().enumerate() {
+            if !var.requires_grad() || self.part_of(name) != part {
+                continue;
+            }
+            let n = var.numel() as i64;
+            let mut order: Vec<i64> = (0..n).collect();
+            let mut rng = hint_common::seed::rng(seed, &[SHUFFLE_STREAM, part as u64, k as u64]);
+            order.shuffle(&mut rng);
+            let index = Tensor::f_from_slice(&order)?.f_to_device(var.device())?;
+            tch::no_grad(|| -> Result<()> {
+                let shuffled = var.f_flatten(0, -1)?.f_index_select(0, &index)?;
+                let mut target = var.shallow_clone();
+                target.f_copy_(&shuffled.f_view(var.size().as_slice())?)?;
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The part of [`parts_from_top`](Self::parts_from_top) a variable belongs to: the
+    /// stage whose name (with a dot) begins the variable's, the longest such; else the head.
+    fn part_of(&self, variable: &str) -> usize {
+        self.stages
+            .iter()
+            .enumerate()
+            .filter(|(_, (n, _))| {
+                variable.len() > n.len()
+                    && variable.starts_with(n.as_str())
+                    && variable.as_bytes()[n.len()] == b'.'
+            })
+            .max_by_key(|(_, (n, _))| n.len())
+            .map_or(0, |(i, _)| self.stages.len() - i)
+    }
+
     /// `z = f_{≤l}(x)`: the activation of `layer` for a batch of preprocessed images.
     pub fn forward_to(&self, x: &Tensor, layer: Layer, relu: ReluMode) -> Tensor {
         let mut z = x.shallow_clone();
@@ -231,6 +289,12 @@ impl Backbone {
         )
     }
 }
+
+/// The name of the part above every stage in [`Backbone::parts_from_top`].
+pub const HEAD: &str = "head";
+
+/// Seed-stream tag of the weight shuffles of a cascading randomisation.
+const SHUFFLE_STREAM: u64 = 0x5348; // "SH"
 
 /// `MaxPool2d(kernel, stride, padding)` with square windows, as a stage.
 #[derive(Debug)]
@@ -324,6 +388,80 @@ mod tests {
             let built = Backbone::new(arch, 1, Device::Cpu).layer_names();
             assert_eq!(arch.layer_names(), built, "{arch}");
         }
+    }
+
+    /// Every trainable tensor belongs to one part of the cascade: the head holds exactly
+    /// torchvision's head (`fc`, `classifier`), every other tensor the stage it is named
+    /// under.
+    #[test]
+    fn every_trainable_tensor_has_one_part_and_the_head_is_the_classifier() {
+        for arch in Architecture::ALL {
+            let model = Backbone::new(arch, 3, Device::Cpu);
+            let parts = model.parts_from_top();
+            assert_eq!(parts.len(), model.stages.len() + 1);
+            for (name, var) in model.vs.variables() {
+                if !var.requires_grad() {
+                    continue;
+                }
+                let part = model.part_of(&name);
+                let head = name.starts_with("fc.") || name.starts_with("classifier.");
+                assert_eq!(part == 0, head, "{arch} {name} in {}", parts[part]);
+                if part > 0 {
+                    assert!(
+                        name.starts_with(&format!("{}.", parts[part])),
+                        "{arch} {name}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Shuffling a part permutes each of its tensors (same values, another order) and
+    /// leaves every other tensor as it was; the same seed shuffles the same way.
+    #[test]
+    fn shuffling_a_part_permutes_its_tensors_only() {
+        let model = Backbone::new(Architecture::TinyCnn, 3, Device::Cpu);
+        let snapshot = |m: &Backbone| -> std::collections::BTreeMap<String, Vec<f32>> {
+            m.vs.variables()
+                .into_iter()
+                .map(|(n, v)| (n, Vec::<f32>::try_from(v.flatten(0, -1)).unwrap()))
+                .collect()
+        };
+        // Distinct values everywhere (a fresh model's biases are all zero).
+        for (_, mut var) in model.vs.variables() {
+            tch::no_grad(|| var.copy_(&var.randn_like()));
+        }
+        let before = snapshot(&model);
+        // The topmost stage with weights.
+        let part = (1..model.stages.len() + 1)
+            .find(|&p| before.keys().any(|n| model.part_of(n) == p))
+            .unwrap();
+        model.shuffle_part(part, 11).unwrap();
+        let after = snapshot(&model);
+        let mut shuffled = 0;
+        for (name, old) in &before {
+            let new = &after[name];
+            if model.part_of(name) == part {
+                assert_ne!(old, new, "{name} shuffled");
+                let sorted = |v: &[f32]| {
+                    let mut v = v.to_vec();
+                    v.sort_by(f32::total_cmp);
+                    v
+                };
+                assert_eq!(sorted(old), sorted(new), "{name} keeps its values");
+                shuffled += 1;
+            } else {
+                assert_eq!(old, new, "{name} untouched");
+            }
+        }
+        assert!(shuffled >= 2, "a conv weight and bias at least");
+        let again = Backbone::new(Architecture::TinyCnn, 3, Device::Cpu);
+        for (name, mut var) in again.vs.variables() {
+            let old = Tensor::from_slice(&before[&name]).view(var.size().as_slice());
+            tch::no_grad(|| var.copy_(&old));
+        }
+        again.shuffle_part(part, 11).unwrap();
+        assert_eq!(snapshot(&again), after, "seeded");
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod explain;
 mod extract;
 mod layers;
 mod run;
+mod sanity;
 mod shapley;
 mod train_model;
 mod work;
@@ -63,6 +64,8 @@ enum Stage {
     Explain(explain::ExplainArgs),
     #[command(about = commands::ATTACK)]
     Attack(attack::AttackArgs),
+    #[command(about = commands::SANITY)]
+    Sanity(sanity::SanityArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -100,6 +103,7 @@ fn main() -> std::process::ExitCode {
         Some(Stage::Ablate(args)) => ablate::run(args),
         Some(Stage::Explain(args)) => explain::run(args),
         Some(Stage::Attack(args)) => attack::run(args),
+        Some(Stage::Sanity(args)) => sanity::run(args),
     };
     commands::exit_code(result)
 }

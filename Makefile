@@ -18,7 +18,8 @@ bootstrap:
 ## world, train the tiny CNN, then `hint run` a coordinator and 2 workers in one process
 ## (extract → train → shapley → Φ → WSOL → ablation), map six concepts on four images
 ## (`hint explain`) and on the same images attacked toward cat and bus (`hint attack`), both
-## shown in the report, and read Φ back with pyarrow.
+## shown in the report, run the saliency sanity check on them (`hint sanity`), and read Φ
+## back with pyarrow.
 demo: bootstrap
 	cargo build --release -p hint-coordinator -p hint-worker
 	$(HINT_RELEASE) synth --out $(DEMO_DIR)/world --seed 0 --overwrite
@@ -37,6 +38,9 @@ demo: bootstrap
 	@# The same images attacked toward cat and bus (targeted PGD): which concepts appear.
 	$(HINT_RELEASE) attack --job $(DEMO_DIR)/runs/job-0001 --images $(DEMO_DIR)/explain-images \
 		--targets cat,bus --concepts vehicle,animal,bus,cat,duck,sailboat
+	@# The saliency sanity check on the same images: each method as the model is destroyed.
+	$(HINT_RELEASE) sanity --job $(DEMO_DIR)/runs/job-0001 --images $(DEMO_DIR)/explain-images \
+		--methods gradient,gradient_x_activation,guided_backprop,smoothgrad,integrated_gradients
 	$(HINT_RELEASE) report --job $(DEMO_DIR)/runs/job-0001
 	@echo "pyarrow reads Φ:"
 	@.venv/bin/python -c 'import sys, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]); \

@@ -39,6 +39,28 @@ permutations_per_task = 16"#,
     job
 }
 
+/// Chromium, and a copy of the job in a temporary directory as `job-0001` (for a test
+/// that writes into its `results/`): (the directory, the copy, the job's spec.json).
+fn job_copy() -> (tempfile::TempDir, PathBuf, serde_json::Value) {
+    chromium();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("job-0001");
+    copy_job(job(), &copy);
+    let spec =
+        serde_json::from_str(&std::fs::read_to_string(job().join("spec.json")).unwrap()).unwrap();
+    (dir, copy, spec)
+}
+
+/// The page, with the interaction script added, ran in headless Chromium: the script
+/// finished, every image decoded, nothing threw.
+fn assert_interacts_cleanly(page: &Path) {
+    let dom = dump_dom(&with_script(page, "interact.html", INTERACT));
+    let body = body_tag(&dom);
+    assert!(body.contains("data-interacted=\"yes\""), "{body}");
+    assert!(body.contains("data-broken-images=\"0\""), "{body}");
+    assert!(!body.contains("data-script-errors"), "{body}");
+}
+
 /// Runs `hint report --job DIR`; the report's path, which it prints.
 fn report(job: &Path) -> PathBuf {
     let out = succeeded(
@@ -385,11 +407,7 @@ fn localisation_results_and_their_heatmaps_are_embedded() {
     ] {
         assert!(html.contains(needle), "the page lacks {needle:?}");
     }
-    let dom = dump_dom(&with_script(&page, "interact.html", INTERACT));
-    let body = body_tag(&dom);
-    assert!(body.contains("data-interacted=\"yes\""), "{body}");
-    assert!(body.contains("data-broken-images=\"0\""), "{body}");
-    assert!(!body.contains("data-script-errors"), "{body}");
+    assert_interacts_cleanly(&page);
 }
 
 /// `hint explain --boxes`, run for real on the job with its maps written into (a copy of) the
@@ -398,12 +416,7 @@ fn localisation_results_and_their_heatmaps_are_embedded() {
 /// in the browser.
 #[test]
 fn concept_maps_of_hint_explain_are_embedded() {
-    chromium();
-    let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("job-0001");
-    copy_job(job(), &copy);
-    let spec: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(job().join("spec.json")).unwrap()).unwrap();
+    let (dir, copy, spec) = job_copy();
     // Two of the world's images and one that is not an image.
     let images = dir.path().join("photos");
     std::fs::create_dir(&images).unwrap();
@@ -492,11 +505,7 @@ fn concept_maps_of_hint_explain_are_embedded() {
         "the broken file is named"
     );
     assert!(html.contains("broken.png"));
-    let dom = dump_dom(&with_script(&page, "interact.html", INTERACT));
-    let body = body_tag(&dom);
-    assert!(body.contains("data-interacted=\"yes\""), "{body}");
-    assert!(body.contains("data-broken-images=\"0\""), "{body}");
-    assert!(!body.contains("data-script-errors"), "{body}");
+    assert_interacts_cleanly(&page);
 }
 
 /// `hint attack`, run for real on the job with its output written into (a copy of) the
@@ -505,12 +514,7 @@ fn concept_maps_of_hint_explain_are_embedded() {
 /// map decodes in the browser.
 #[test]
 fn attacks_of_hint_attack_are_shown_per_pair() {
-    chromium();
-    let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("job-0001");
-    copy_job(job(), &copy);
-    let spec: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(job().join("spec.json")).unwrap()).unwrap();
+    let (dir, copy, spec) = job_copy();
     // The first image of two classes, attacked toward both classes.
     let mut classes: Vec<PathBuf> = std::fs::read_dir(spec["data"]["images"].as_str().unwrap())
         .unwrap()
@@ -594,11 +598,7 @@ fn attacks_of_hint_attack_are_shown_per_pair() {
             );
         }
     }
-    let dom = dump_dom(&with_script(&page, "interact.html", INTERACT));
-    let body = body_tag(&dom);
-    assert!(body.contains("data-interacted=\"yes\""), "{body}");
-    assert!(body.contains("data-broken-images=\"0\""), "{body}");
-    assert!(!body.contains("data-script-errors"), "{body}");
+    assert_interacts_cleanly(&page);
 }
 
 /// `hint sanity`, run for real into (a copy of) the job's `results/sanity/`: the report
@@ -606,12 +606,7 @@ fn attacks_of_hint_attack_are_shown_per_pair() {
 /// browser without errors.
 #[test]
 fn the_sanity_check_is_tabled_per_step() {
-    chromium();
-    let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("job-0001");
-    copy_job(job(), &copy);
-    let spec: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(job().join("spec.json")).unwrap()).unwrap();
+    let (_dir, copy, spec) = job_copy();
     let class_dir = std::fs::read_dir(spec["data"]["images"].as_str().unwrap())
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -658,8 +653,5 @@ fn the_sanity_check_is_tabled_per_step() {
             }
         }
     }
-    let dom = dump_dom(&with_script(&page, "interact.html", INTERACT));
-    let body = body_tag(&dom);
-    assert!(body.contains("data-interacted=\"yes\""), "{body}");
-    assert!(!body.contains("data-script-errors"), "{body}");
+    assert_interacts_cleanly(&page);
 }

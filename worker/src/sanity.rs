@@ -7,11 +7,12 @@
 //! the scale stays, the learned arrangement goes), cumulatively. At the trained model and
 //! after every part, each method's saliency at the job's layer is computed on the same
 //! images, toward the same class (the trained model's prediction) with the same per-image
-//! randomness (image id = its position in the sorted file list, the job's seed), aggregated
-//! and normalised and thresholded with the job's settings, as extraction does. Each step is
-//! compared with the trained model ([`SanityStep`]): the Spearman correlation of each
-//! image's aggregated map, the IoU of its responsible region, and the Spearman correlation
-//! of each concept classifier's map of the layer. See `hint_common::sanity`.
+//! randomness (image id = its position among the readable images in sorted order, the
+//! job's seed), aggregated and normalised and thresholded with the job's settings, as
+//! extraction does. Each step is compared with the trained model ([`SanityStep`]): the
+//! Spearman correlation of each image's aggregated map, the IoU of its responsible region,
+//! and the Spearman correlation of each concept classifier's map of the layer. See
+//! `hint_common::sanity`.
 
 use std::path::PathBuf;
 

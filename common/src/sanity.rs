@@ -33,10 +33,16 @@ pub struct MethodSimilarity {
     pub method: String,
     /// Mean Spearman correlation of the aggregated maps (None: defined on no image).
     pub rank_correlation: Option<f64>,
+    /// Its 95% percentile-bootstrap interval over the images ([`interval`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank_correlation_interval: Option<[f64; 2]>,
     /// Images where it is defined (neither map constant).
     pub correlated: usize,
     /// Mean IoU of the responsible regions (None: every image's regions empty on both).
     pub region_iou: Option<f64>,
+    /// Its 95% percentile-bootstrap interval over the images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region_iou_interval: Option<[f64; 2]>,
     /// Images where it is defined (a region on either side).
     pub with_regions: usize,
 }
@@ -103,6 +109,28 @@ pub fn mean_defined(values: impl IntoIterator<Item = Option<f64>>) -> (Option<f6
     ((n > 0).then(|| sum / n as f64), n)
 }
 
+/// Bootstrap replicates of [`interval`].
+pub const REPLICATES: usize = 1000;
+
+/// The 95% percentile-bootstrap interval of the mean of the defined `values` (images drawn
+/// with replacement, `REPLICATES` times, from a generator seeded by `seed` alone — so every
+/// step and method of a run resamples the same images); None without a defined value.
+pub fn interval(values: &[Option<f64>], seed: u64) -> Option<[f64; 2]> {
+    use rand::RngExt;
+    let defined: Vec<f64> = values.iter().flatten().copied().collect();
+    let mean = mean_defined(defined.iter().copied().map(Some)).0?;
+    let mut rng = crate::seed::rng(seed, &[BOOTSTRAP_STREAM]);
+    let n = defined.len();
+    let mut replicates: Vec<f64> = (0..REPLICATES)
+        .map(|_| (0..n).map(|_| defined[rng.random_range(0..n)]).sum::<f64>() / n as f64)
+        .collect();
+    let (low, high) = crate::stats::percentile_interval(&mut replicates, 0.95, mean);
+    Some([low, high])
+}
+
+/// Seed-stream tag of the bootstrap.
+const BOOTSTRAP_STREAM: u64 = 0x5342; // "SB"
+
 /// IoU of two masks of equal length (None when both are empty).
 pub fn mask_iou(a: &[bool], b: &[bool]) -> Option<f64> {
     assert_eq!(a.len(), b.len(), "masks of unequal lengths");
@@ -124,5 +152,18 @@ mod tests {
         assert_eq!(mask_iou(&[false; 3], &[false; 3]), None);
         assert_eq!(mean_defined([Some(1.0), None, Some(0.5)]), (Some(0.75), 2));
         assert_eq!(mean_defined([None, None]), (None, 0));
+    }
+
+    #[test]
+    fn bootstrap_intervals_hold_the_mean_and_are_seeded() {
+        assert_eq!(interval(&[Some(0.5), None, Some(0.5)], 1), Some([0.5, 0.5]));
+        assert_eq!(interval(&[None], 1), None);
+        let values: Vec<Option<f64>> = (0..40).map(|i| Some(f64::from(i % 7) / 7.0)).collect();
+        let [low, high] = interval(&values, 3).unwrap();
+        let mean = mean_defined(values.iter().copied()).0.unwrap();
+        assert!(low < mean && mean < high, "{low} < {mean} < {high}");
+        // About ±2 standard errors of the mean (sd ≈ 0.286 / √40 ≈ 0.045).
+        assert!(high - low > 0.12 && high - low < 0.24, "{}", high - low);
+        assert_eq!(interval(&values, 3), Some([low, high]));
     }
 }

@@ -17,7 +17,7 @@
 use std::path::PathBuf;
 
 use hint_common::sanity::{
-    mask_iou, mean_defined, MappedConcept, MethodSimilarity, SanityReport, SanityStep,
+    interval, mask_iou, mean_defined, MappedConcept, MethodSimilarity, SanityReport, SanityStep,
     SkippedImage, SANITY_FILE,
 };
 use hint_common::settings::{Method, MethodName};
@@ -154,25 +154,27 @@ pub fn run(config: &SanityConfig) -> Result<SanityReport, ExplainError> {
             .zip(&trained_maps)
             .zip(maps)
             .map(|((name, reference), now)| {
-                let (rank_correlation, correlated) = mean_defined(
-                    reference
-                        .aggregated
-                        .iter()
-                        .zip(&now.aggregated)
-                        .map(|(a, b)| spearman(a, b)),
-                );
-                let (region_iou, with_regions) = mean_defined(
-                    reference
-                        .masks
-                        .iter()
-                        .zip(&now.masks)
-                        .map(|(a, b)| mask_iou(a, b)),
-                );
+                let rho: Vec<Option<f64>> = reference
+                    .aggregated
+                    .iter()
+                    .zip(&now.aggregated)
+                    .map(|(a, b)| spearman(a, b))
+                    .collect();
+                let iou: Vec<Option<f64>> = reference
+                    .masks
+                    .iter()
+                    .zip(&now.masks)
+                    .map(|(a, b)| mask_iou(a, b))
+                    .collect();
+                let (rank_correlation, correlated) = mean_defined(rho.iter().copied());
+                let (region_iou, with_regions) = mean_defined(iou.iter().copied());
                 MethodSimilarity {
                     method: name.name().to_string(),
                     rank_correlation,
+                    rank_correlation_interval: interval(&rho, job.spec.seed),
                     correlated,
                     region_iou,
+                    region_iou_interval: interval(&iou, job.spec.seed),
                     with_regions,
                 }
             })

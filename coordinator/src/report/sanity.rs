@@ -9,11 +9,13 @@ use hint_common::sanity::{mean_defined, SanityReport};
 use super::html::num_cell;
 use super::text::escape;
 
-/// A similarity cell: the value, or a dash where it is undefined.
-fn cell(value: Option<f64>) -> String {
-    match value {
-        Some(v) => num_cell(v, &format!("{v:.3}")),
-        None => num_cell(f64::NAN, "—"),
+/// A similarity cell: the value with its interval when it has one, or a dash where it is
+/// undefined.
+fn cell(value: Option<f64>, interval: Option<[f64; 2]>) -> String {
+    match (value, interval) {
+        (Some(v), Some([low, high])) => num_cell(v, &format!("{v:.3} [{low:.2}, {high:.2}]")),
+        (Some(v), None) => num_cell(v, &format!("{v:.3}")),
+        (None, _) => num_cell(f64::NAN, "—"),
     }
 }
 
@@ -32,8 +34,8 @@ pub fn section(report: Option<&SanityReport>) -> String {
          part's weights are shuffled (a seeded permutation of every tensor's values, seed {}), \
          the head first, then every stage from the last down, cumulatively. At each step, per \
          method: ρ, the mean rank correlation of each image's {}-aggregated saliency map at \
-         {} with the trained model's, and IoU, of its responsible region at {}; and the concept \
-         classifiers' maps' mean ρ. A method whose maps stay put while the network above the \
+         {} with the trained model's, and IoU, of its responsible region at {}, each with its \
+         95% bootstrap interval over the images; and the concept classifiers' maps' mean ρ. A method whose maps stay put while the network above the \
          layer is destroyed is not explaining the network. Rows marked * have reached the \
          layer, so its activations change too. — : undefined (every image's map constant, e.g. \
          a plain gradient just before a global pool).</p>\n<table><thead><tr>\
@@ -64,10 +66,10 @@ pub fn section(report: Option<&SanityReport>) -> String {
             if step.reaches_layer { " *" } else { "" }
         );
         for m in &step.methods {
-            out += &cell(m.rank_correlation);
-            out += &cell(m.region_iou);
+            out += &cell(m.rank_correlation, m.rank_correlation_interval);
+            out += &cell(m.region_iou, m.region_iou_interval);
         }
-        out += &cell(mean_defined(step.concept_maps.iter().copied()).0);
+        out += &cell(mean_defined(step.concept_maps.iter().copied()).0, None);
         out += "</tr>";
     }
     out += "</tbody></table>\n";

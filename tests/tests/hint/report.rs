@@ -649,7 +649,10 @@ fn the_sanity_check_is_tabled_per_step() {
     for step in steps {
         for m in step["methods"].as_array().unwrap() {
             if let Some(rho) = m["rank_correlation"].as_f64() {
-                assert!(section.contains(&format!(">{rho:.3}</td>")), "ρ {rho:.3}");
+                let [low, high] =
+                    [0, 1].map(|k| m["rank_correlation_interval"][k].as_f64().unwrap());
+                let text = format!(">{rho:.3} [{low:.2}, {high:.2}]</td>");
+                assert!(section.contains(&text), "{text}");
             }
         }
     }

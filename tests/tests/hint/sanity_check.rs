@@ -84,6 +84,10 @@ fn cascading_randomisation_destroys_the_concept_maps_from_the_layer_down() {
     let gxa = method(&steps[0], "gradient_x_activation");
     assert!((gxa["rank_correlation"].as_f64().unwrap() - 1.0).abs() < 1e-9);
     assert_eq!(gxa["region_iou"], 1.0);
+    assert_eq!(
+        gxa["rank_correlation_interval"],
+        serde_json::json!([1.0, 1.0])
+    );
     assert_eq!(gxa["correlated"], 30);
     assert!(concept_rho(&steps[0])
         .iter()
@@ -106,6 +110,17 @@ fn cascading_randomisation_destroys_the_concept_maps_from_the_layer_down() {
     assert!(concept_rho(head).iter().all(|r| (r - 1.0).abs() < 1e-9));
     // Everything destroyed: the concept classifiers no longer find their concepts' layout.
     let last = steps.last().unwrap();
+    // Its intervals hold their means.
+    let gxa = method(last, "gradient_x_activation");
+    for key in ["rank_correlation", "region_iou"] {
+        let mean = gxa[key].as_f64().unwrap();
+        let interval = &gxa[format!("{key}_interval")];
+        let [low, high] = [0, 1].map(|k| interval[k].as_f64().unwrap());
+        assert!(
+            low <= mean && mean <= high && low < high,
+            "{key}: {mean} in [{low}, {high}]"
+        );
+    }
     for rho in concept_rho(last) {
         assert!(
             rho < 0.5,

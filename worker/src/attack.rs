@@ -26,9 +26,7 @@ use hint_common::images::LabelMap;
 use image::RgbImage;
 use tch::{Device, Kind, Tensor};
 
-use crate::explain::{
-    concept_classifiers, concept_map, file_error, image_files, stem, ExplainError, Linear,
-};
+use crate::explain::{concept_classifiers, file_error, image_files, stem, ExplainError, Linear};
 use crate::images::decode::{self, read_rgb, Preprocess};
 use crate::models::{Backbone, Layer, ReluMode};
 use crate::wsol::geometry::upsample_bilinear;
@@ -368,15 +366,7 @@ fn draw_maps(
     let rgb = net.crop_rgb(&seen.pixels, b);
     let mut maps = Vec::with_capacity(concepts.len());
     for (concept, classifier) in concepts {
-        if classifier.weight.len() != d {
-            return Err(ExplainError::Input(format!(
-                "{}'s classifier has {} weights, the layer {} channels",
-                concept.name,
-                classifier.weight.len(),
-                d
-            )));
-        }
-        let logits = concept_map(&classifier.weight, classifier.bias, z, h * w);
+        let logits = classifier.map(concept, z, d, h * w)?;
         let probability: Vec<f32> = upsample_bilinear(&logits, h, w, crop)
             .into_iter()
             .map(|v| 1.0 / (1.0 + (-v).exp()))

@@ -151,15 +151,7 @@ pub fn run(config: &ExplainConfig) -> Result<ExplainReport, ExplainError> {
             },
         };
         for (concept, classifier) in &concepts {
-            if classifier.weight.len() != d {
-                return Err(ExplainError::Input(format!(
-                    "{}'s classifier has {} weights, the layer {} channels",
-                    concept.name,
-                    classifier.weight.len(),
-                    d
-                )));
-            }
-            let logits = concept_map(&classifier.weight, classifier.bias, &z, h * w);
+            let logits = classifier.map(concept, &z, d, h * w)?;
             let stats = MapStats::of(&logits, w);
             let crop = preprocess.crop as usize;
             // The map upsampled to the crop and normalised; scoring it against boxes makes
@@ -260,6 +252,27 @@ pub fn concept_map(weight: &[f32], bias: f32, z: &[f32], positions: usize) -> Ve
 pub(crate) struct Linear {
     pub(crate) weight: Vec<f32>,
     pub(crate) bias: f32,
+}
+
+impl Linear {
+    /// Its [`concept_map`] of one image's `d × positions` feature map `z`; an error naming
+    /// `concept` when it was trained on another number of channels.
+    pub(crate) fn map(
+        &self,
+        concept: &Concept,
+        z: &[f32],
+        d: usize,
+        positions: usize,
+    ) -> Result<Vec<f32>, ExplainError> {
+        if self.weight.len() != d {
+            return Err(ExplainError::Input(format!(
+                "{}'s classifier has {} weights, the layer {d} channels",
+                concept.name,
+                self.weight.len()
+            )));
+        }
+        Ok(concept_map(&self.weight, self.bias, z, positions))
+    }
 }
 
 /// The asked concepts (keys or names; empty: every one with a classifier), in order, each

@@ -16,6 +16,7 @@
 
 use std::path::PathBuf;
 
+use hint_common::hierarchy::Concept;
 use hint_common::sanity::{
     interval, mask_iou, mean_defined, MappedConcept, MethodSimilarity, SanityReport, SanityStep,
     SkippedImage, SANITY_FILE,
@@ -24,7 +25,7 @@ use hint_common::settings::{Method, MethodName};
 use hint_common::stats::spearman;
 use tch::{Device, Kind, Tensor};
 
-use crate::explain::{concept_classifiers, concept_map, file_error, image_files, ExplainError};
+use crate::explain::{concept_classifiers, file_error, image_files, ExplainError, Linear};
 use crate::images::decode::{self, read_rgb};
 use crate::models::{Backbone, Layer};
 use crate::responsible::{self, Aggregate};
@@ -142,12 +143,11 @@ pub fn run(config: &SanityConfig) -> Result<SanityReport, ExplainError> {
         aggregation: extract.aggregation,
         threshold: extract.threshold,
     };
-    let linears: Vec<_> = concepts.iter().map(|(_, l)| l).collect();
     let trained_maps = methods
         .iter()
         .map(|m| check.maps(m))
         .collect::<Result<Vec<_>, _>>()?;
-    let trained_concepts = check.concept_maps(&linears)?;
+    let trained_concepts = check.concept_maps(&concepts)?;
     let compare = |maps: &[MethodMaps], concept_maps: &[Vec<Vec<f32>>]| {
         let methods = names
             .iter()
@@ -202,7 +202,7 @@ pub fn run(config: &SanityConfig) -> Result<SanityReport, ExplainError> {
             .iter()
             .map(|m| check.maps(m))
             .collect::<Result<Vec<_>, _>>()?;
-        let (methods, concept_maps) = compare(&maps, &check.concept_maps(&linears)?);
+        let (methods, concept_maps) = compare(&maps, &check.concept_maps(&concepts)?);
         steps.push(SanityStep {
             randomised: Some(name),
             reaches_layer: model.part_reaches(part, layer),
@@ -295,9 +295,9 @@ impl Check<'_> {
     /// Every concept classifier's logit map (`H·W`) of every image: `[concept][image]`.
     fn concept_maps(
         &self,
-        linears: &[&crate::explain::Linear],
+        concepts: &[(Concept, Linear)],
     ) -> Result<Vec<Vec<Vec<f32>>>, ExplainError> {
-        let mut out: Vec<Vec<Vec<f32>>> = vec![Vec::new(); linears.len()];
+        let mut out: Vec<Vec<Vec<f32>>> = vec![Vec::new(); concepts.len()];
         for (_, x) in self.batches {
             let z = tch::no_grad(|| {
                 self.model
@@ -312,14 +312,8 @@ impl Check<'_> {
                     .f_flatten(0, -1)?,
             )?;
             for image in host.chunks(d * positions) {
-                for (linear, maps) in linears.iter().zip(&mut out) {
-                    if linear.weight.len() != d {
-                        return Err(ExplainError::Input(format!(
-                            "a classifier has {} weights, the layer {d} channels",
-                            linear.weight.len()
-                        )));
-                    }
-                    maps.push(concept_map(&linear.weight, linear.bias, image, positions));
+                for ((concept, linear), maps) in concepts.iter().zip(&mut out) {
+                    maps.push(linear.map(concept, image, d, positions)?);
                 }
             }
         }

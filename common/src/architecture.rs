@@ -40,6 +40,12 @@ pub enum Architecture {
     /// exact GELU, layer scale; stochastic depth is the identity at inference).
     #[value(name = "convnext_tiny")]
     ConvnextTiny,
+    /// torchvision `vit_b_16`: a 16×16 patch embedding and twelve pre-norm transformer
+    /// encoder layers (12 heads, width 768, exact GELU). A layer's map is its patch tokens
+    /// as a `768 × g × g` grid (`g` = crop / 16: 14 at 224); the class token is carried
+    /// past the layer but is not part of the map.
+    #[value(name = "vit_b_16")]
+    VitB16,
 }
 
 /// The nonlinearity an architecture's hidden layers use: what guided backpropagation,
@@ -50,7 +56,7 @@ pub enum Nonlinearity {
     Relu,
     /// SiLU, `x · σ(x)` (EfficientNet; its squeeze-excitation gates are sigmoids).
     Silu,
-    /// GELU with the exact erf (ConvNeXt).
+    /// GELU with the exact erf (ConvNeXt, ViT).
     Gelu,
 }
 
@@ -174,6 +180,35 @@ pub const EFFICIENTNET_B0_LAST_CHANNELS: i64 = 1280;
 /// `features.0` is the 4×4 patchify stem, `features.2`, `.4`, `.6` the downsamplings.
 pub const CONVNEXT_TINY: [(i64, usize); 4] = [(96, 3), (192, 3), (384, 9), (768, 3)];
 
+/// `vit_b_16`'s shape: patch side, encoder layers, attention heads, width, MLP width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VitShape {
+    /// Side of the square patches `conv_proj` embeds (its kernel and stride).
+    pub patch: i64,
+    /// Encoder layers `encoder.layers.encoder_layer_0` … `_{layers − 1}`.
+    pub layers: usize,
+    /// Attention heads of every layer.
+    pub heads: i64,
+    /// Token width (`hidden_dim`).
+    pub width: i64,
+    /// Hidden width of every layer's MLP (`mlp_dim`).
+    pub mlp: i64,
+}
+
+/// torchvision's `vit_b_16`.
+pub const VIT_B_16: VitShape = VitShape {
+    patch: 16,
+    layers: 12,
+    heads: 12,
+    width: 768,
+    mlp: 3072,
+};
+
+/// The name of ViT encoder layer `index` (torchvision's module path).
+pub fn vit_layer_name(index: usize) -> String {
+    format!("encoder.layers.encoder_layer_{index}")
+}
+
 /// One entry of a `features` `nn.Sequential` (EfficientNet, ConvNeXt): a single module,
 /// or an `nn.Sequential` of that many blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -209,7 +244,7 @@ pub const INCEPTION_STAGES: [&str; 18] = [
 
 impl Architecture {
     /// Every architecture, in the order they are listed to users.
-    pub const ALL: [Architecture; 9] = [
+    pub const ALL: [Architecture; 10] = [
         Architecture::TinyCnn,
         Architecture::Vgg11,
         Architecture::Vgg16,
@@ -219,6 +254,7 @@ impl Architecture {
         Architecture::InceptionV3,
         Architecture::EfficientnetB0,
         Architecture::ConvnextTiny,
+        Architecture::VitB16,
     ];
 
     /// The name used on the command line and in torchvision (`vgg16`, `inception_v3`).
@@ -233,6 +269,7 @@ impl Architecture {
             Architecture::InceptionV3 => "inception_v3",
             Architecture::EfficientnetB0 => "efficientnet_b0",
             Architecture::ConvnextTiny => "convnext_tiny",
+            Architecture::VitB16 => "vit_b_16",
         }
     }
 
@@ -260,6 +297,7 @@ impl Architecture {
             }
             Architecture::EfficientnetB0 => "classifier.1.weight",
             Architecture::ConvnextTiny => "classifier.2.weight",
+            Architecture::VitB16 => "heads.head.weight",
         }
     }
 
@@ -267,7 +305,7 @@ impl Architecture {
     pub fn nonlinearity(self) -> Nonlinearity {
         match self {
             Architecture::EfficientnetB0 => Nonlinearity::Silu,
-            Architecture::ConvnextTiny => Nonlinearity::Gelu,
+            Architecture::ConvnextTiny | Architecture::VitB16 => Nonlinearity::Gelu,
             _ => Nonlinearity::Relu,
         }
     }
@@ -313,6 +351,9 @@ impl Architecture {
             Architecture::EfficientnetB0 | Architecture::ConvnextTiny => {
                 features_layer_names(&self.features().unwrap_or_default())
             }
+            Architecture::VitB16 => std::iter::once("conv_proj".to_string())
+                .chain((0..VIT_B_16.layers).map(vit_layer_name))
+                .collect(),
             vgg => vgg_layer_names(vgg.vgg_features().unwrap_or_default()),
         }
     }
@@ -341,7 +382,11 @@ impl Architecture {
     /// same at every position.
     pub fn pools_globally_after(self, layer: &str) -> bool {
         let global_head = match self {
-            Architecture::Vgg11 | Architecture::Vgg16 | Architecture::Vgg19 => false,
+            // ViT's head reads the class token: see `unseen_by_head`.
+            Architecture::Vgg11
+            | Architecture::Vgg16
+            | Architecture::Vgg19
+            | Architecture::VitB16 => false,
             Architecture::TinyCnn
             | Architecture::Resnet18
             | Architecture::Resnet50
@@ -356,6 +401,45 @@ impl Architecture {
                         .strip_prefix(layer)
                         .is_some_and(|rest| rest.starts_with('.'))
             })
+    }
+
+    /// Whether the head never reads `layer`'s map, so that every saliency there is zero:
+    /// ViT's last encoder layer, whose patch tokens no later attention mixes into the class
+    /// token, the only token the head reads.
+    pub fn unseen_by_head(self, layer: &str) -> bool {
+        self == Architecture::VitB16 && layer == vit_layer_name(VIT_B_16.layers - 1)
+    }
+
+    /// Whether `∂ logit / ∂ z` at `layer` sums to zero over channels at every position:
+    /// every path from the layer to the logits goes through a LayerNorm over channels,
+    /// which removes their mean. Every ViT layer (the residual stream reaches the logits
+    /// only through `ln_1`, `ln_2` and `encoder.ln`); ConvNeXt's last block of each stage,
+    /// which feeds only the next downsampling's or the head's LayerNorm.
+    pub fn channel_sum_vanishes_at(self, layer: &str) -> bool {
+        match self {
+            Architecture::VitB16 => self.layer_names().iter().any(|n| n == layer),
+            Architecture::ConvnextTiny => {
+                CONVNEXT_TINY.iter().enumerate().any(|(k, &(_, blocks))| {
+                    let stage = 2 * k + 1;
+                    layer == format!("features.{stage}")
+                        || layer == format!("features.{stage}.{}", blocks - 1)
+                })
+            }
+            _ => false,
+        }
+    }
+
+    /// Why `crop × crop` images cannot go through this architecture, if they cannot: a
+    /// ViT cuts them into 16 × 16 patches. (Its weights fix the grid too: the worker checks
+    /// the crop against their position embeddings.)
+    pub fn crop_problem(self, crop: u32) -> Option<String> {
+        let patch = VIT_B_16.patch as u32;
+        (self == Architecture::VitB16 && !crop.is_multiple_of(patch)).then(|| {
+            format!(
+                "{self} cuts images into {patch} × {patch} patches, so the crop must be a \
+                 multiple of {patch} (224 for torchvision's weights), not {crop}"
+            )
+        })
     }
 
     /// The sizes of the preprocessing torchvision's ImageNet weights expect. hint resizes

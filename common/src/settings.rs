@@ -144,8 +144,17 @@ impl Method {
     /// Why this method finds no responsible region at `layer` of `arch`, if it cannot: a
     /// method that does not multiply by the activation (gradient, guided backpropagation,
     /// SmoothGrad) is the same at every position of a layer whose only consumer is global
-    /// average pooling, so its normalised map is 0 everywhere.
+    /// average pooling, so its normalised map is 0 everywhere. At a layer the head never
+    /// reads (ViT's last encoder layer) every method is zero.
     pub fn spatially_constant_at(&self, arch: Architecture, layer: &str) -> Option<String> {
+        if arch.unseen_by_head(layer) {
+            return Some(format!(
+                "{} at {arch} {layer} is zero everywhere: the head reads only the class token, \
+                 and no attention after {layer} mixes its patch tokens into it, so no position \
+                 would be a responsible region: use an earlier encoder layer",
+                self.name()
+            ));
+        }
         let ignores_activation = matches!(
             self,
             Method::Gradient | Method::GuidedBackprop | Method::SmoothGrad { .. }
@@ -158,6 +167,32 @@ impl Method {
                 self.name()
             )
         })
+    }
+
+    /// Why `aggregation` of this method's saliency finds no responsible region at `layer`
+    /// of `arch`, if it cannot: where the gradient sums to zero over channels
+    /// ([`Architecture::channel_sum_vanishes_at`]), the `sum` of a method that does not
+    /// multiply by the activation is zero up to rounding, and its normalised map noise.
+    pub fn vanishes_under(
+        &self,
+        aggregation: Aggregation,
+        arch: Architecture,
+        layer: &str,
+    ) -> Option<String> {
+        let plain_gradient = matches!(
+            self,
+            Method::Gradient | Method::GuidedBackprop | Method::SmoothGrad { .. }
+        );
+        (plain_gradient && aggregation == Aggregation::Sum && arch.channel_sum_vanishes_at(layer))
+            .then(|| {
+                format!(
+                    "{} with aggregation sum at {arch} {layer} is zero up to rounding: every \
+                     path from {layer} to the logits goes through a LayerNorm over channels, \
+                     so the gradient sums to zero over them and the regions would be noise: \
+                     use aggregation norm, or gradient_x_activation or integrated_gradients",
+                    self.name()
+                )
+            })
     }
 
     /// Why this method cannot run on `arch`, if it cannot. Guided backpropagation is

@@ -2,7 +2,7 @@
 
 hint loads a torchvision ``state_dict`` saved as safetensors. To export a model of your
 own (any of ``tiny_cnn``, ``vgg11``, ``vgg16``, ``vgg19``, ``resnet18``, ``resnet50``,
-``inception_v3``, ``efficientnet_b0``, ``convnext_tiny``)::
+``inception_v3``, ``efficientnet_b0``, ``convnext_tiny``, ``vit_b_16``)::
 
     from safetensors.torch import save_file
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, "model.safetensors")
@@ -28,6 +28,7 @@ ARCHITECTURES = (
     "inception_v3",
     "efficientnet_b0",
     "convnext_tiny",
+    "vit_b_16",
 )
 
 # Built by torchvision's own function of that name, with its defaults.
@@ -79,12 +80,29 @@ def tiny_cnn(num_classes: int) -> TinyCnn:
     return TinyCnn(num_classes).eval()
 
 
-def build(arch: str, num_classes: int) -> nn.Module:
-    """The torchvision model (random weights, eval mode) hint builds for ``arch``."""
+def build(arch: str, num_classes: int, size: int = 224) -> nn.Module:
+    """The torchvision model (random weights, eval mode) hint builds for ``arch``. ``size``
+    matters only to ``vit_b_16``, whose position embeddings are for ``size × size`` images
+    (torchvision's ``VisionTransformer(image_size=size)`` with ``vit_b_16``'s shape)."""
     if arch == "tiny_cnn":
         return tiny_cnn(num_classes)
     if arch in TORCHVISION_AS_IS:
         model = getattr(torchvision.models, arch)(weights=None, num_classes=num_classes)
+    elif arch == "vit_b_16":
+        model = torchvision.models.VisionTransformer(
+            image_size=size,
+            patch_size=16,
+            num_layers=12,
+            num_heads=12,
+            hidden_dim=768,
+            mlp_dim=3072,
+            num_classes=num_classes,
+        )
+        # torchvision zero-initialises the head and the class token: every logit and every
+        # gradient would be zero, which would hide any bug. Random values instead.
+        with torch.no_grad():
+            model.heads.head.weight.normal_(0.0, 0.05)
+            model.class_token.normal_(0.0, 0.5)
     elif arch == "inception_v3":
         # transform_input=True as in torchvision's ImageNet weights (hint applies it too);
         # the auxiliary classifier is saved but only used in training.
@@ -98,6 +116,17 @@ def build(arch: str, num_classes: int) -> nn.Module:
     else:
         raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
     return model.eval()
+
+
+def as_map(output: torch.Tensor) -> torch.Tensor:
+    """A layer's output as hint sees it: a ViT encoder layer's tokens ``[B, 1 + g², D]``
+    become the patch tokens' map ``[B, D, g, g]`` (the class token dropped); a CNN's map
+    stays as it is."""
+    if output.dim() != 3:
+        return output
+    batch, tokens, width = output.shape
+    grid = round((tokens - 1) ** 0.5)
+    return output[:, 1:].transpose(1, 2).reshape(batch, width, grid, grid)
 
 
 def randomize_layer_norms(model: nn.Module) -> None:

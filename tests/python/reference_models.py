@@ -9,7 +9,8 @@ writes to OUT_DIR:
   ``num_batches_tracked``, Inception's ``AuxLogits.*``);
 - ``input.safetensors``: ``x``, a random batch ``[B, 3, S, S]``;
 - ``reference.safetensors``: ``logits`` and ``layer:<name>`` for each requested layer, the
-  output of ``model.get_submodule(name)`` captured by a forward hook.
+  output of ``model.get_submodule(name)`` captured by a forward hook (a ViT encoder layer's as its patch tokens'
+  map, ``hint_models.as_map``).
 
 Batch-norm layers get random affine parameters and running statistics calibrated on a
 separate random batch and then perturbed, so eval-mode normalisation is really exercised
@@ -66,7 +67,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
-    model = hint_models.build(args.arch, args.num_classes)
+    model = hint_models.build(args.arch, args.num_classes, args.size)
     hint_models.randomize_layer_norms(model)
     randomize_batch_norm(model, args.size)
     model.eval()
@@ -78,7 +79,7 @@ def main() -> None:
         # Clone: torchvision's in-place ReLUs would otherwise overwrite a captured
         # convolution or batch-norm output.
         def hook(_module, _inputs, output, name=name):
-            captured[name] = output.detach().clone()
+            captured[name] = hint_models.as_map(output.detach().clone())
 
         model.get_submodule(name).register_forward_hook(hook)
     with torch.no_grad():

@@ -1,7 +1,7 @@
 """Reference hidden-layer saliency, computed the way a PyTorch user would: forward hooks
 on the layer's module, `retain_grad`, and (for guided backpropagation) full backward
 hooks on every `nn.ReLU` that clamp the gradient at zero. A model without ReLUs
-(EfficientNet, ConvNeXt) gets no guided backpropagation: hint refuses it there.
+(EfficientNet, ConvNeXt, ViT) gets no guided backpropagation: hint refuses it there.
 
 Two steps, so that the Rust side can hand over SmoothGrad's noise in between:
 
@@ -83,7 +83,10 @@ def layer_grad(model, probe, x, targets):
     model.zero_grad(set_to_none=True)
     logits = model(x)
     logits.gather(1, targets[:, None]).sum().backward()
-    return probe.output.detach(), probe.output.grad.detach()
+    return (
+        hint_models.as_map(probe.output.detach()),
+        hint_models.as_map(probe.output.grad.detach()),
+    )
 
 
 def guided_hooks(model):
@@ -99,7 +102,7 @@ def guided_hooks(model):
 
 def setup(args):
     torch.manual_seed(args.seed)
-    model = hint_models.build(args.arch, args.classes)
+    model = hint_models.build(args.arch, args.classes, args.size)
     hint_models.randomize_layer_norms(model)
     if args.arch in CALIBRATED_BATCH_NORM:
         randomize_batch_norm(model, args.size)
@@ -118,15 +121,15 @@ def setup(args):
 
 
 def reference(args):
-    model = hint_models.build(args.arch, args.classes)
+    inputs = load_file(os.path.join(args.dir, "input.safetensors"))
+    x, targets = inputs["x"], inputs["targets"]
+    model = hint_models.build(args.arch, args.classes, x.shape[-1])
     model.load_state_dict(load_file(os.path.join(args.dir, "weights.safetensors")))
     model.eval()
     for m in model.modules():
         if hasattr(m, "inplace"):
             m.inplace = False  # hooks and retain_grad need out-of-place ReLUs and SiLUs
     has_relu = any(isinstance(m, torch.nn.ReLU) for m in model.modules())
-    inputs = load_file(os.path.join(args.dir, "input.safetensors"))
-    x, targets = inputs["x"], inputs["targets"]
     noise = load_file(os.path.join(args.dir, "noise.safetensors"))
     probe = LayerProbe(model, args.layer)
 

@@ -75,9 +75,9 @@ fn main() -> anyhow::Result<()> {
             let x = Tensor::f_from_slice(&pixels[first * per..end * per])?
                 .f_view([(end - first) as i64, 3, size, size])?
                 .f_to_device(device)?;
-            let z =
-                tch::no_grad(|| net.forward_to(&x, at, ReluMode::Plain)).set_requires_grad(true);
-            let logits = net.forward_from(&z, at, ReluMode::Plain);
+            let hidden = tch::no_grad(|| net.forward_to(&x, at, ReluMode::Plain));
+            let z = hidden.map.detach().set_requires_grad(true);
+            let logits = net.forward_from(&hidden.with_map(z.shallow_clone()), at, ReluMode::Plain);
             let target = Tensor::f_from_slice(&labels[first..end])?.f_to_device(device)?;
             let picked = logits
                 .f_gather(1, &target.f_unsqueeze(1)?, false)?
@@ -93,7 +93,9 @@ fn main() -> anyhow::Result<()> {
 
     let d = {
         let x = Tensor::zeros([1, 3, size, size], (Kind::Float, device));
-        tch::no_grad(|| net.forward_to(&x, at, ReluMode::Plain)).size()[1] as usize
+        tch::no_grad(|| net.forward_to(&x, at, ReluMode::Plain))
+            .map
+            .size()[1] as usize
     };
     let fraction_list = [1u32, 2, 5, 10, 20, 40, 60, 80];
     let removed: Vec<Vec<usize>> = (0..concepts * selections)

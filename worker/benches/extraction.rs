@@ -236,8 +236,9 @@ fn main() {
 fn floor_pass(model: &Backbone, layer: Layer, images: &PixelBatch, device: Device) {
     let crop = (images.image(0).len() as f64 / 3.0).sqrt() as i64;
     let (x, targets) = extract::batch_tensors(images, crop, device).expect("batch tensors");
-    let z = tch::no_grad(|| model.forward_to(&x, layer, ReluMode::Plain)).set_requires_grad(true);
-    let logits = model.forward_from(&z, layer, ReluMode::Plain);
+    let hidden = tch::no_grad(|| model.forward_to(&x, layer, ReluMode::Plain));
+    let z = hidden.map.detach().set_requires_grad(true);
+    let logits = model.forward_from(&hidden.with_map(z.shallow_clone()), layer, ReluMode::Plain);
     let selected = logits
         .gather(1, &targets.unsqueeze(1), false)
         .sum(Kind::Float);

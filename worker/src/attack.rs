@@ -70,6 +70,7 @@ pub fn run(config: &AttackConfig) -> Result<AttackReport, ExplainError> {
     let concepts = concept_classifiers(&job, &config.concepts, None, config.device)?;
     let images = image_files(&config.images)?;
     let model = Backbone::from_safetensors(job.arch, &job.spec.model.weights, config.device)?;
+    model.check_input(job.preprocess.crop)?;
     if (names.len() as i64) > model.num_classes() {
         return Err(ExplainError::Input(format!(
             "{} names {} classes, the model has {} outputs",
@@ -270,7 +271,7 @@ impl Network<'_> {
         let (z, probs) = tch::no_grad(|| {
             let z = self.model.forward_to(x, self.layer, ReluMode::Plain);
             let logits = self.model.forward_from(&z, self.layer, ReluMode::Plain);
-            (z, logits.softmax(-1, Kind::Float))
+            (z.map, logits.softmax(-1, Kind::Float))
         });
         let size = z.size();
         let host = |t: &Tensor| -> Result<Vec<f32>, tch::TchError> {

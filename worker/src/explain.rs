@@ -97,6 +97,7 @@ pub fn run(config: &ExplainConfig) -> Result<ExplainReport, ExplainError> {
     let concepts = concept_classifiers(&job, &config.concepts, config.top, config.device)?;
     let images = image_files(&config.images)?;
     let model = Backbone::from_safetensors(job.arch, &job.spec.model.weights, config.device)?;
+    model.check_input(job.preprocess.crop)?;
     let layer = model.layer(&job.spec.model.layer)?;
     let preprocess = job.preprocess;
     let annotations = config

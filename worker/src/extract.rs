@@ -279,6 +279,7 @@ impl ExtractReport {
 pub fn run(config: &ExtractConfig, on_progress: &mut dyn FnMut(Progress)) -> Result<ExtractReport> {
     config.validate()?;
     let model = Backbone::from_safetensors(config.arch, &config.weights, config.device)?;
+    model.check_input(config.input.crop)?;
     let layer = model.layer(&config.layer)?;
     // The label map first: it names the class indices tar shards' `.cls` members may hold.
     let file_map = match &config.label_map {

@@ -17,7 +17,7 @@ use tch::{Kind, Tensor};
 
 use crate::error::{Error, Result};
 use crate::guided::ReluMode;
-use crate::models::{Backbone, Layer};
+use crate::models::{Backbone, Hidden, Layer};
 
 pub use hint_common::settings::{Baseline, Method, MethodName};
 
@@ -58,14 +58,15 @@ pub fn compute(
         return Err(Error::Config(why));
     }
     let x = input.images;
-    let activation = tch::no_grad(|| model.forward_to(x, layer, ReluMode::Plain));
+    let hidden = tch::no_grad(|| model.forward_to(x, layer, ReluMode::Plain));
+    let activation = &hidden.map;
     let saliency = match *method {
-        Method::Gradient => gradient_at(model, layer, &activation, input.targets, ReluMode::Plain)?,
+        Method::Gradient => gradient_at(model, layer, &hidden, input.targets, ReluMode::Plain)?,
         Method::GradientTimesActivation => {
-            gradient_at(model, layer, &activation, input.targets, ReluMode::Plain)? * &activation
+            gradient_at(model, layer, &hidden, input.targets, ReluMode::Plain)? * activation
         }
         Method::GuidedBackprop => {
-            gradient_at(model, layer, &activation, input.targets, ReluMode::Guided)?
+            gradient_at(model, layer, &hidden, input.targets, ReluMode::Guided)?
         }
         Method::SmoothGrad { samples, noise } => {
             let sigma = noise_sigma(x, noise);
@@ -79,31 +80,32 @@ pub fn compute(
         }
         Method::IntegratedGradients { steps, baseline } => {
             let x0 = baseline_input(x, baseline, input.normalisation);
-            let z0 = tch::no_grad(|| model.forward_to(&x0, layer, ReluMode::Plain));
+            let z0 = tch::no_grad(|| model.forward_to(&x0, layer, ReluMode::Plain)).map;
             let mut sum = activation.zeros_like();
             for k in 1..=steps {
                 let alpha = k as f64 / steps as f64;
                 sum += gradient_for_input(model, layer, &(&x0 + (x - &x0) * alpha), input.targets)?;
             }
-            sum / steps as f64 * (&activation - z0)
+            sum / steps as f64 * (activation - z0)
         }
     };
     Ok(LayerSaliency {
-        activation,
+        activation: hidden.map,
         saliency,
     })
 }
 
-/// `∂ Σ_b logit_b[target_b] / ∂ z` with backpropagation stopped at `z`.
+/// `∂ Σ_b logit_b[target_b] / ∂ z` with backpropagation stopped at `z`'s map (what the
+/// network carries past the layer besides, ViT's class token, is held fixed).
 fn gradient_at(
     model: &Backbone,
     layer: Layer,
-    z: &Tensor,
+    z: &Hidden,
     targets: &Tensor,
     relu: ReluMode,
 ) -> Result<Tensor> {
-    let leaf = z.detach().set_requires_grad(true);
-    let logits = model.forward_from(&leaf, layer, relu);
+    let leaf = z.map.detach().set_requires_grad(true);
+    let logits = model.forward_from(&z.with_map(leaf.shallow_clone()), layer, relu);
     let selected = logits
         .f_gather(1, &targets.unsqueeze(1), false)?
         .sum(Kind::Float);

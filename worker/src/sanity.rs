@@ -84,6 +84,7 @@ pub fn run(config: &SanityConfig) -> Result<SanityReport, ExplainError> {
     let concepts = concept_classifiers(&job, &config.concepts, None, config.device)?;
     let files = image_files(&config.images)?;
     let model = Backbone::from_safetensors(job.arch, &job.spec.model.weights, config.device)?;
+    model.check_input(job.preprocess.crop)?;
     let layer = model.layer(&job.spec.model.layer)?;
     for method in &methods {
         if let Some(why) = method.unsupported_on(model.arch()) {
@@ -302,6 +303,7 @@ impl Check<'_> {
             let z = tch::no_grad(|| {
                 self.model
                     .forward_to(x, self.layer, crate::models::ReluMode::Plain)
+                    .map
             });
             let size = z.size();
             let (d, positions) = (size[1] as usize, (size[2] * size[3]) as usize);

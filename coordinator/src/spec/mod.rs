@@ -231,9 +231,15 @@ pub fn warnings(spec: &JobSpec) -> Vec<String> {
     else {
         return Vec::new();
     };
-    method
-        .spatially_constant_at(arch, &spec.model.layer)
-        .map(|why| format!("extract.method: {why}"))
+    let layer = &spec.model.layer;
+    let method_warning = method
+        .spatially_constant_at(arch, layer)
+        .map(|why| format!("extract.method: {why}"));
+    let aggregation_warning = method
+        .vanishes_under(e.aggregation, arch, layer)
+        .map(|why| format!("extract.aggregation: {why}"));
+    method_warning
         .into_iter()
+        .chain(aggregation_warning)
         .collect()
 }

@@ -384,11 +384,13 @@ fn valid_spec() -> impl Strategy<Value = JobSpec> {
                 }
             },
         )
-        // Guided backpropagation on EfficientNet or ConvNeXt is a problem of the spec.
-        .prop_filter("a method the model can run", |spec| {
+        // Guided backpropagation without ReLUs, or a ViT's crop that is no multiple of its
+        // patch, is a problem of the spec.
+        .prop_filter("a method and crop the model can run", |spec| {
             let arch = Architecture::parse(&spec.model.architecture).expect("generated");
             let method = spec.extract.saliency().expect("generated");
-            method.unsupported_on(arch).is_none()
+            let crop = spec.model.crop.unwrap_or(arch.default_input().crop);
+            method.unsupported_on(arch).is_none() && arch.crop_problem(crop).is_none()
         })
 }
 

@@ -168,6 +168,9 @@ pub(super) fn model(s: &mut Section<'_>, base_dir: &Path) -> ModelSpec {
                 (false, false) => {}
             }
         }
+        if let Some(why) = arch.and_then(|a| a.crop_problem(c)) {
+            s.problem("crop", why);
+        }
     }
     ModelSpec {
         architecture: architecture.unwrap_or_default(),

@@ -97,7 +97,7 @@ fn check_against_torchvision(arch: Architecture, size: u32, layers: &[&str]) {
             let z = backbone.forward_to(&x, layer, ReluMode::Plain);
             assert_close(
                 &format!("{arch} layer {name}"),
-                &z,
+                &z.map,
                 &reference[&format!("layer:{name}")],
             );
             let through = backbone.forward_from(&z, layer, ReluMode::Plain);
@@ -196,6 +196,23 @@ fn convnext_tiny_matches_torchvision() {
             "features.5",
             "features.6",
             "features.7",
+        ],
+    );
+}
+
+#[test]
+fn vit_b_16_matches_torchvision() {
+    // 64 × 64: torchvision's VisionTransformer(image_size=64) with vit_b_16's shape, a 4 × 4
+    // grid of patches; hint reads the grid from the position embeddings in the file. A
+    // layer's map is its patch tokens (class token excluded).
+    check_against_torchvision(
+        Architecture::VitB16,
+        64,
+        &[
+            "conv_proj",
+            "encoder.layers.encoder_layer_0",
+            "encoder.layers.encoder_layer_6",
+            "encoder.layers.encoder_layer_11",
         ],
     );
 }

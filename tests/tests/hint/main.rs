@@ -26,4 +26,5 @@ mod support;
 mod synth_world;
 mod tar_shards;
 mod train_model;
+mod vit_job;
 mod wsol;

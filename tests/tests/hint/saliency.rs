@@ -1,7 +1,8 @@
 //! Hidden-layer saliency, aggregation, normalisation and thresholding against PyTorch:
 //! identical weights and inputs, every method × every aggregation, on a VGG-style (the
-//! tiny CNN), a ResNet-style (torchvision resnet18), an EfficientNet-B0 and a ConvNeXt-T
-//! model; on the last two (no ReLU) guided backpropagation is refused with a clear error.
+//! tiny CNN), a ResNet-style (torchvision resnet18), an EfficientNet-B0, a ConvNeXt-T and a
+//! ViT-B/16 model; on the last three (no ReLU) guided backpropagation is refused with a
+//! clear error.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -59,6 +60,20 @@ fn convnext_saliency_matches_pytorch() {
     check_against_pytorch(
         Architecture::ConvnextTiny,
         "features.3.1",
+        64,
+        Baseline::Black,
+    );
+}
+
+#[test]
+fn vit_saliency_matches_pytorch() {
+    // 64 × 64: a 4 × 4 grid of patch tokens. The map is the patch tokens of the layer's
+    // output (class token excluded); the gradient flows back through the later layers'
+    // attention, with the class token after the layer held fixed on both sides (PyTorch's
+    // gradient with respect to the patch tokens is the same partial derivative).
+    check_against_pytorch(
+        Architecture::VitB16,
+        "encoder.layers.encoder_layer_9",
         64,
         Baseline::Black,
     );
@@ -163,6 +178,7 @@ fn check_against_pytorch(arch: Architecture, layer_name: &str, size: usize, base
         }
     };
     let mut masks_compared = 0;
+    let mut vanished = 0;
     for method in methods {
         let ours = saliency::compute(&model, layer, &method, &input).unwrap();
         let what = format!("{arch} {layer_name} {}", method.name());
@@ -178,7 +194,26 @@ fn check_against_pytorch(arch: Architecture, layer_name: &str, size: usize, base
             &format!("{what}: saliency"),
         );
         for aggregation in Aggregation::ALL {
-            let map = responsible::normalise(&aggregation.apply(&ours.saliency));
+            let raw = aggregation.apply(&ours.saliency);
+            if method
+                .vanishes_under(aggregation, arch, layer_name)
+                .is_some()
+            {
+                // Every path from the layer to the logits goes through a LayerNorm, which
+                // removes the mean over channels: a plain gradient sums to zero over
+                // channels on both sides, and the normalised `sum` map is rounding noise.
+                // hint warns about it; here the vanishing itself is checked.
+                let scale = ours.saliency.abs().max().double_value(&[]);
+                let largest = raw.abs().max().double_value(&[]);
+                assert!(
+                    largest <= 1e-4 * scale,
+                    "{what} {aggregation}: expected a vanishing channel sum, got {largest:.3e} \
+                     (max |saliency| {scale:.3e})"
+                );
+                vanished += 1;
+                continue;
+            }
+            let map = responsible::normalise(&raw);
             let reference_map = &reference[&format!("map:{}:{}", method.name(), aggregation)];
             let what = format!("{what} {aggregation}");
             assert_close(&map, reference_map, &format!("{what}: normalised map"));
@@ -186,6 +221,11 @@ fn check_against_pytorch(arch: Architecture, layer_name: &str, size: usize, base
         }
     }
     assert!(masks_compared > 0);
+    assert_eq!(
+        vanished > 0,
+        arch.channel_sum_vanishes_at(layer_name),
+        "{arch} {layer_name}: vanishing channel sums"
+    );
 }
 
 fn python_step(args: &[&str]) {

@@ -219,6 +219,7 @@ pub fn ablate(
 
     // The network: activations once, then every ablation's tail.
     let model = Backbone::from_safetensors(job.arch, &job.spec.model.weights, config.device)?;
+    model.check_input(job.preprocess.crop)?;
     let layer = model.layer(&job.spec.model.layer)?;
     let n = evaluated.len();
     let truth: Vec<u32> = evaluated.iter().map(|e| e.output).collect();

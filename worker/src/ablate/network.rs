@@ -6,15 +6,15 @@ use tch::{Device, Kind, Tensor};
 
 use hint_common::ablation::Removal;
 
-use crate::models::{Backbone, Layer, ReluMode};
+use crate::models::{Backbone, Hidden, Layer, ReluMode};
 
 /// Bytes of stacked activations one tail pass may hold (the batch of ablated copies).
 const STACK_BYTES: i64 = 256 << 20;
 
 /// The layer's activations of every evaluated image, kept on the device.
 pub struct LayerActivations {
-    /// `[N, D, H, W]`.
-    pub z: Tensor,
+    /// `[N, D, H, W]` (and ViT's class tokens).
+    pub z: Hidden,
     /// Each channel's mean over every position of every image, `[D]` (mean removal).
     pub channel_mean: Tensor,
 }
@@ -31,34 +31,34 @@ impl LayerActivations {
     ) -> Result<Self, tch::TchError> {
         let per_image = (3 * crop * crop) as usize;
         let n = pixels.len() / per_image;
-        let z = tch::no_grad(|| -> Result<Tensor, tch::TchError> {
+        let z = tch::no_grad(|| -> Result<Hidden, tch::TchError> {
             let mut parts = Vec::new();
             for start in (0..n).step_by(batch.max(1)) {
                 let end = (start + batch.max(1)).min(n);
                 let x = Tensor::f_from_slice(&pixels[start * per_image..end * per_image])?
                     .f_view([(end - start) as i64, 3, crop, crop])?
                     .f_to_device(device)?;
-                parts.push(
-                    model
-                        .forward_to(&x, layer, ReluMode::Plain)
-                        .f_to_kind(Kind::Float)?,
-                );
+                let z = model.forward_to(&x, layer, ReluMode::Plain);
+                let map = z.map.f_to_kind(Kind::Float)?;
+                parts.push(z.with_map(map));
             }
-            Tensor::f_cat(&parts, 0)
+            Ok(Hidden::cat(&parts))
         })?;
-        let channel_mean =
-            tch::no_grad(|| z.f_mean_dim([0i64, 2, 3].as_slice(), false, Kind::Float))?;
+        let channel_mean = tch::no_grad(|| {
+            z.map
+                .f_mean_dim([0i64, 2, 3].as_slice(), false, Kind::Float)
+        })?;
         Ok(LayerActivations { z, channel_mean })
     }
 
     /// Images.
     pub fn images(&self) -> usize {
-        self.z.size()[0] as usize
+        self.z.map.size()[0] as usize
     }
 
     /// Channels `D`.
     pub fn channels(&self) -> usize {
-        self.z.size()[1] as usize
+        self.z.map.size()[1] as usize
     }
 
     /// Softmax of the unablated network, `N × C` row-major.
@@ -71,7 +71,7 @@ impl LayerActivations {
     /// Ablations stacked into one batch through the tail: at most [`STACK_BYTES`] of
     /// activations.
     pub fn stack_group(&self) -> usize {
-        let per_copy = self.z.size().iter().product::<i64>() * 4;
+        let per_copy = self.z.map.size().iter().product::<i64>() * 4;
         (STACK_BYTES / per_copy.max(1)).max(1) as usize
     }
 
@@ -84,10 +84,10 @@ impl LayerActivations {
         layer: Layer,
         ablations: &[(&[usize], Removal)],
     ) -> Result<Vec<f32>, tch::TchError> {
-        let size = self.z.size();
+        let size = self.z.map.size();
         let d = size[1];
         let group = self.stack_group();
-        let device = self.z.device();
+        let device = self.z.map.device();
         let mut out = Vec::new();
         for chunk in ablations.chunks(group) {
             let g = chunk.len() as i64;
@@ -110,13 +110,14 @@ impl LayerActivations {
                     .f_view([g, 1, d, 1, 1])?
                     .f_to_device(device)?
                     .f_mul(&self.channel_mean.f_view([1, 1, d, 1, 1])?)?;
-                let z = self.z.f_unsqueeze(0)?;
+                let z = self.z.map.f_unsqueeze(0)?;
                 // Exact for kept channels (z·1 + 0) and for removed ones (z·0 + fill).
                 let ablated = z.f_mul(&keep)?.f_add(&fill)?;
                 let mut shape = vec![g * size[0]];
                 shape.extend_from_slice(&size[1..]);
                 ablated.f_reshape(shape.as_slice())
             })?;
+            let stacked = self.z.repeated_with_map(g, stacked);
             tail_probabilities(model, layer, &stacked, &mut out)?;
         }
         Ok(out)
@@ -127,7 +128,7 @@ impl LayerActivations {
 fn tail_probabilities(
     model: &Backbone,
     layer: Layer,
-    z: &Tensor,
+    z: &Hidden,
     out: &mut Vec<f32>,
 ) -> Result<(), tch::TchError> {
     let p = tch::no_grad(|| -> Result<Tensor, tch::TchError> {

@@ -60,6 +60,7 @@ pub(super) fn build(root: &nn::Path, num_classes: i64) -> Parts {
         stages,
         aliases,
         head: Box::new(head),
+        tokens: None,
     }
 }
 

@@ -97,6 +97,7 @@ pub(super) fn build(root: &nn::Path, num_classes: i64) -> Parts {
             .collect(),
         aliases: Vec::new(),
         head: Box::new(GlobalPoolHead { fc }),
+        tokens: None,
     }
 }
 

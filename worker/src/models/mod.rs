@@ -17,6 +17,7 @@ mod inception;
 mod resnet;
 mod tiny;
 mod vgg;
+mod vit;
 mod weights;
 
 use std::fmt;
@@ -42,6 +43,45 @@ pub struct Layer {
     stage: usize,
 }
 
+/// A layer's output for a batch: the map HINT sees, and what the network carries past the
+/// layer besides (ViT's class token). Saliency differentiates with respect to `map` with
+/// the carried part held fixed; an ablation or attack replaces `map` ([`Hidden::with_map`])
+/// and runs [`Backbone::forward_from`] on the result.
+#[derive(Debug)]
+pub struct Hidden {
+    /// `[B, D, H, W]`: a CNN's activation; a ViT's patch tokens as a `g × g` grid.
+    pub map: Tensor,
+    /// ViT's class token `[B, 1, D]`; `None` for CNNs, whose layers carry only the map.
+    carry: Option<Tensor>,
+}
+
+impl Hidden {
+    /// The same point of the network with `map` in place of this map (same shape).
+    pub fn with_map(&self, map: Tensor) -> Hidden {
+        Hidden {
+            map,
+            carry: self.carry.as_ref().map(Tensor::shallow_clone),
+        }
+    }
+
+    /// The batches of `parts` one after the other.
+    pub fn cat(parts: &[Hidden]) -> Hidden {
+        let maps: Vec<&Tensor> = parts.iter().map(|h| &h.map).collect();
+        let carries: Option<Vec<&Tensor>> = parts.iter().map(|h| h.carry.as_ref()).collect();
+        Hidden {
+            map: Tensor::cat(&maps, 0),
+            carry: carries.map(|c| Tensor::cat(&c, 0)),
+        }
+    }
+
+    /// The batch `times` over, whole batch after whole batch, with `map` (`times × B`
+    /// images) in place of the map.
+    pub fn repeated_with_map(&self, times: i64, map: Tensor) -> Hidden {
+        let carry = self.carry.as_ref().map(|c| c.repeat([times, 1, 1]));
+        Hidden { map, carry }
+    }
+}
+
 /// A batch's activations at a layer on the host: `[B, D, H, W]` row-major and `(D, H, W)`.
 pub type HostActivations = (Vec<f32>, (usize, usize, usize));
 
@@ -57,12 +97,39 @@ pub struct Backbone {
     /// (EfficientNet's and ConvNeXt's `features.3` likewise).
     aliases: Vec<(String, usize)>,
     head: Box<dyn Stage>,
+    /// Where stages pass token sequences instead of maps (ViT), `None` for CNNs.
+    tokens: Option<Tokens>,
+}
+
+/// A backbone whose stages from `from` on pass token sequences `[B, 1 + g², D]`, class
+/// token first (ViT): at such a layer the map is the patch tokens as a `g × g` grid.
+#[derive(Debug)]
+struct Tokens {
+    /// The first stage whose output is tokens.
+    from: usize,
+    /// Variables named under no stage that belong to one (ViT's class token and position
+    /// embeddings, used by the first encoder layer's stage).
+    owners: Vec<(String, usize)>,
 }
 
 impl Backbone {
     /// Builds `arch` with randomly initialised weights (seeded through `tch::manual_seed`
     /// by the caller where that matters).
     pub fn new(arch: Architecture, num_classes: i64, device: Device) -> Self {
+        Self::with_grid(arch, num_classes, vit::DEFAULT_GRID, device)
+    }
+
+    /// [`Backbone::new`] for `crop × crop` images: a ViT gets position embeddings for
+    /// `crop / 16` patches a side (random, as every weight here), a CNN is as `new` builds
+    /// it. For what depends on the crop but not on the weights (`hint layers --shapes`).
+    pub fn for_crop(arch: Architecture, num_classes: i64, crop: u32, device: Device) -> Self {
+        let patch = hint_common::architecture::VIT_B_16.patch;
+        let grid = (i64::from(crop) / patch).max(1);
+        Self::with_grid(arch, num_classes, grid, device)
+    }
+
+    /// [`Backbone::new`] with a ViT's patch grid `grid × grid` (ignored by CNNs).
+    fn with_grid(arch: Architecture, num_classes: i64, grid: i64, device: Device) -> Self {
         let vs = nn::VarStore::new(device);
         let root = vs.root();
         let parts = match arch {
@@ -75,6 +142,7 @@ impl Backbone {
             Architecture::InceptionV3 => inception::build(&root, num_classes),
             Architecture::EfficientnetB0 => efficientnet::build(&root, num_classes),
             Architecture::ConvnextTiny => convnext::build(&root, num_classes),
+            Architecture::VitB16 => vit::build(&root, num_classes, grid),
         };
         Backbone {
             arch,
@@ -83,6 +151,7 @@ impl Backbone {
             stages: parts.stages,
             aliases: parts.aliases,
             head: parts.head,
+            tokens: parts.tokens,
         }
     }
 
@@ -93,7 +162,8 @@ impl Backbone {
     pub fn from_safetensors(arch: Architecture, path: &Path, device: Device) -> Result<Self> {
         let tensors = weights::read(path)?;
         let num_classes = weights::num_classes(arch, path, &tensors)?;
-        let mut backbone = Backbone::new(arch, num_classes, device);
+        let grid = weights::vit_grid(arch, path, &tensors)?;
+        let mut backbone = Backbone::with_grid(arch, num_classes, grid, device);
         weights::load_into(&mut backbone.vs, arch, path, tensors)?;
         Ok(backbone)
     }
@@ -121,6 +191,33 @@ impl Backbone {
         self.num_classes
     }
 
+    /// Why `crop × crop` images cannot go through this backbone, if they cannot: a ViT's
+    /// position embeddings fix its patch grid, so its crop must be 16 × the grid.
+    pub fn check_input(&self, crop: u32) -> Result<()> {
+        let Some(grid) = self.vit_grid() else {
+            return Ok(());
+        };
+        let patch = hint_common::architecture::VIT_B_16.patch;
+        if i64::from(crop) == patch * grid {
+            return Ok(());
+        }
+        Err(Error::Config(format!(
+            "{} with these weights needs {size} × {size} images ({grid} × {grid} patches of \
+             {patch} pixels, fixed by its {positions} position embeddings), but the crop is \
+             {crop}: set the crop to {size}",
+            self.arch,
+            size = patch * grid,
+            positions = grid * grid + 1,
+        )))
+    }
+
+    /// A ViT's patch grid side, from its position embeddings.
+    fn vit_grid(&self) -> Option<i64> {
+        self.tokens.as_ref()?;
+        let positions = self.vs.variables()[vit::POSITION_EMBEDDING].size()[1];
+        Some(((positions - 1) as f64).sqrt().round() as i64)
+    }
+
     /// The device the weights live on.
     pub fn device(&self) -> Device {
         self.vs.device()
@@ -141,9 +238,9 @@ impl Backbone {
         let mut shapes = Vec::with_capacity(self.stages.len());
         tch::no_grad(|| {
             let mut z = Tensor::zeros([1, 3, crop, crop], (tch::Kind::Float, device));
-            for (_, stage) in &self.stages {
-                z = stage.forward(&z, ReluMode::Plain);
-                shapes.push(z.size()[1..].to_vec());
+            for (stage, (_, module)) in self.stages.iter().enumerate() {
+                z = module.forward(&z, ReluMode::Plain);
+                shapes.push(self.hidden(z.shallow_clone(), stage).map.size()[1..].to_vec());
             }
         });
         let mut named: Vec<(String, Vec<i64>)> = self
@@ -223,6 +320,15 @@ impl Backbone {
     /// The part of [`parts_from_top`](Self::parts_from_top) a variable belongs to: the
     /// stage whose name (with a dot) begins the variable's, the longest such; else the head.
     fn part_of(&self, variable: &str) -> usize {
+        let owner = self.tokens.as_ref().and_then(|t| {
+            t.owners
+                .iter()
+                .find(|(name, _)| name == variable)
+                .map(|(_, stage)| *stage)
+        });
+        if let Some(stage) = owner {
+            return self.stages.len() - stage;
+        }
         self.stages
             .iter()
             .enumerate()
@@ -236,12 +342,46 @@ impl Backbone {
     }
 
     /// `z = f_{≤l}(x)`: the activation of `layer` for a batch of preprocessed images.
-    pub fn forward_to(&self, x: &Tensor, layer: Layer, relu: ReluMode) -> Tensor {
+    pub fn forward_to(&self, x: &Tensor, layer: Layer, relu: ReluMode) -> Hidden {
         let mut z = x.shallow_clone();
         for (_, stage) in &self.stages[..=layer.stage] {
             z = stage.forward(&z, relu);
         }
-        z
+        self.hidden(z, layer.stage)
+    }
+
+    /// Stage `stage`'s output as HINT sees it: a token sequence split into the patch
+    /// tokens' map and the class token; any other output is the map.
+    fn hidden(&self, output: Tensor, stage: usize) -> Hidden {
+        if self.tokens.as_ref().is_none_or(|t| stage < t.from) {
+            return Hidden {
+                map: output,
+                carry: None,
+            };
+        }
+        let size = output.size();
+        let (batch, tokens, width) = (size[0], size[1], size[2]);
+        let grid = ((tokens - 1) as f64).sqrt().round() as i64;
+        let map = output
+            .narrow(1, 1, tokens - 1)
+            .transpose(1, 2)
+            .reshape([batch, width, grid, grid]);
+        Hidden {
+            map,
+            carry: Some(output.narrow(1, 0, 1)),
+        }
+    }
+
+    /// What stage `stage` passes on, from its output as HINT sees it (the inverse of
+    /// [`hidden`](Self::hidden)).
+    fn output(&self, hidden: &Hidden) -> Tensor {
+        match &hidden.carry {
+            None => hidden.map.shallow_clone(),
+            Some(class) => {
+                let patches = hidden.map.flatten(2, -1).transpose(1, 2);
+                Tensor::cat(&[class, &patches], 1)
+            }
+        }
     }
 
     /// The activations of `layer` for a batch of preprocessed `crop × crop` images
@@ -259,6 +399,7 @@ impl Backbone {
                 .f_view([batch, 3, crop, crop])?
                 .f_to_device(self.device())?;
             self.forward_to(&x, layer, ReluMode::Plain)
+                .map
                 .f_to_kind(tch::Kind::Float)?
                 .f_to_device(Device::Cpu)?
                 .f_contiguous()
@@ -269,8 +410,8 @@ impl Backbone {
     }
 
     /// Logits `f_{>l}(z)` from the activation of `layer`.
-    pub fn forward_from(&self, z: &Tensor, layer: Layer, relu: ReluMode) -> Tensor {
-        let mut y = z.shallow_clone();
+    pub fn forward_from(&self, z: &Hidden, layer: Layer, relu: ReluMode) -> Tensor {
+        let mut y = self.output(z);
         for (_, stage) in &self.stages[layer.stage + 1..] {
             y = stage.forward(&y, relu);
         }
@@ -331,6 +472,7 @@ struct Parts {
     stages: Vec<(String, Box<dyn Stage>)>,
     aliases: Vec<(String, usize)>,
     head: Box<dyn Stage>,
+    tokens: Option<Tokens>,
 }
 
 #[cfg(test)]
@@ -391,8 +533,9 @@ mod tests {
     }
 
     /// Every trainable tensor belongs to one part of the cascade: the head holds exactly
-    /// torchvision's head (`fc`, `classifier`), every other tensor the stage it is named
-    /// under.
+    /// torchvision's head (`fc`, `classifier`; ViT's `encoder.ln` and `heads`), every other
+    /// tensor the stage it is named under (ViT's class token and position embeddings the
+    /// first encoder layer, which adds them).
     #[test]
     fn every_trainable_tensor_has_one_part_and_the_head_is_the_classifier() {
         for arch in Architecture::ALL {
@@ -404,9 +547,13 @@ mod tests {
                     continue;
                 }
                 let part = model.part_of(&name);
-                let head = name.starts_with("fc.") || name.starts_with("classifier.");
+                let head = ["fc.", "classifier.", "heads.", "encoder.ln."]
+                    .iter()
+                    .any(|prefix| name.starts_with(prefix));
                 assert_eq!(part == 0, head, "{arch} {name} in {}", parts[part]);
-                if part > 0 {
+                if name == "class_token" || name == "encoder.pos_embedding" {
+                    assert_eq!(parts[part], "encoder.layers.encoder_layer_0", "{name}");
+                } else if part > 0 {
                     assert!(
                         name.starts_with(&format!("{}.", parts[part])),
                         "{arch} {name}"
@@ -485,8 +632,55 @@ mod tests {
             (ConvnextTiny, "features.7.1", false),
             // VGG's head keeps a 7×7 map before its first linear layer.
             (Vgg16, "features.30", false),
+            // ViT's head reads the class token, not a pool of the patches.
+            (VitB16, "encoder.layers.encoder_layer_11", false),
         ] {
             assert_eq!(arch.pools_globally_after(layer), expected, "{arch} {layer}");
         }
+    }
+
+    /// A ViT layer is its patch tokens as a `768 × g × g` map, `g` = crop / 16, and the
+    /// crop must fit the position embeddings.
+    #[test]
+    fn vit_layers_are_patch_grids_and_the_crop_must_fit_the_position_embeddings() {
+        let model = Backbone::new(Architecture::VitB16, 5, Device::Cpu);
+        let shapes = model.layer_shapes(224);
+        assert_eq!(shapes.len(), 13);
+        for (name, shape) in &shapes {
+            assert_eq!(shape, &[768, 14, 14], "{name}");
+        }
+        assert_eq!(shapes[12].0, "encoder.layers.encoder_layer_11");
+        model.check_input(224).unwrap();
+        let why = model.check_input(64).unwrap_err().to_string();
+        assert!(
+            why.contains("vit_b_16 with these weights needs 224 × 224 images")
+                && why.contains("197 position embeddings")
+                && why.contains("the crop is 64"),
+            "{why}"
+        );
+        // Every CNN takes any crop here.
+        Backbone::new(Architecture::TinyCnn, 5, Device::Cpu)
+            .check_input(37)
+            .unwrap();
+    }
+
+    /// Splitting a ViT at a layer and going on from its map (with the class token carried
+    /// beside it) gives the whole network's logits; a changed map changes them.
+    #[test]
+    fn a_vit_split_at_a_layer_carries_its_class_token() {
+        tch::manual_seed(3);
+        let model = Backbone::new(Architecture::VitB16, 4, Device::Cpu);
+        let x = Tensor::randn([2, 3, 224, 224], (tch::Kind::Float, Device::Cpu));
+        tch::no_grad(|| {
+            let whole = model.forward(&x);
+            let layer = model.layer("encoder.layers.encoder_layer_3").unwrap();
+            let hidden = model.forward_to(&x, layer, ReluMode::Plain);
+            assert_eq!(hidden.map.size(), [2, 768, 14, 14]);
+            let split = model.forward_from(&hidden, layer, ReluMode::Plain);
+            assert!(whole.allclose(&split, 1e-5, 1e-5, false));
+            let zeroed = hidden.with_map(hidden.map.zeros_like());
+            let changed = model.forward_from(&zeroed, layer, ReluMode::Plain);
+            assert!(!whole.allclose(&changed, 1e-3, 1e-3, false));
+        });
     }
 }

@@ -84,6 +84,7 @@ pub(super) fn build(root: &nn::Path, depth: Depth, num_classes: i64) -> Parts {
         stages,
         aliases,
         head: Box::new(GlobalPoolHead { fc }),
+        tokens: None,
     }
 }
 

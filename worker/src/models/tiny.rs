@@ -31,6 +31,7 @@ pub(super) fn build(root: &nn::Path, num_classes: i64) -> Parts {
         stages,
         aliases: Vec::new(),
         head: Box::new(head),
+        tokens: None,
     }
 }
 

@@ -53,6 +53,7 @@ pub(super) fn build(root: &nn::Path, depth: Depth, num_classes: i64) -> Parts {
         stages,
         aliases: Vec::new(),
         head: Box::new(head),
+        tokens: None,
     }
 }
 

@@ -80,6 +80,38 @@ pub(super) fn num_classes(
     }
 }
 
+/// A ViT's patch grid side `g`, from the position embeddings `[1, 1 + g², width]` in the
+/// file; [`super::vit::DEFAULT_GRID`] for other architectures, or when the tensor is
+/// missing (then [`load_into`] names it among the missing ones).
+pub(super) fn vit_grid(
+    arch: Architecture,
+    path: &Path,
+    tensors: &[(String, Tensor)],
+) -> Result<i64> {
+    use super::vit::{DEFAULT_GRID, POSITION_EMBEDDING};
+    if arch != Architecture::VitB16 {
+        return Ok(DEFAULT_GRID);
+    }
+    let Some((_, positions)) = tensors.iter().find(|(name, _)| name == POSITION_EMBEDDING) else {
+        return Ok(DEFAULT_GRID);
+    };
+    let width = hint_common::architecture::VIT_B_16.width;
+    if let [1, count, w] = positions.size()[..] {
+        let grid = ((count - 1).max(0) as f64).sqrt().round() as i64;
+        if w == width && grid > 0 && grid * grid + 1 == count {
+            return Ok(grid);
+        }
+    }
+    Err(weights_error(
+        path,
+        format!(
+            "tensor '{POSITION_EMBEDDING}' has shape {:?} but {arch} needs [1, 1 + g², {width}] \
+             (a class token and a g × g grid of patches)",
+            positions.size()
+        ),
+    ))
+}
+
 /// Copies `tensors` into the variables of `vs` (built for `arch`), converting floating
 /// dtypes to the variables' (an f16 or bf16 file loads into an f32 model).
 pub(super) fn load_into(

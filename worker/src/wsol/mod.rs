@@ -446,6 +446,7 @@ pub fn evaluate(
     let heatmap_dir = results.join(HEATMAP_DIR);
     prepare_heatmap_dir(&heatmap_dir)?;
     let model = Backbone::from_safetensors(job.arch, &job.spec.model.weights, config.device)?;
+    model.check_input(job.preprocess.crop)?;
     let layer = model.layer(&job.spec.model.layer)?;
     let names: Vec<&str> = job.hierarchy.labels().iter().map(String::as_str).collect();
     let mut pairs: Vec<PairOutcomes> = Vec::new();

@@ -134,10 +134,12 @@ impl ExtractArgs {
 /// Runs `hint extract`.
 pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
     let config = args.config()?;
-    if let Some(why) = config
-        .method
-        .spatially_constant_at(config.arch, &config.layer)
-    {
+    let method = &config.method;
+    let warnings = [
+        method.spatially_constant_at(config.arch, &config.layer),
+        method.vanishes_under(config.aggregation, config.arch, &config.layer),
+    ];
+    for why in warnings.into_iter().flatten() {
         eprintln!("warning: {why}");
     }
     let bar = ProgressBar::new(0).with_style(

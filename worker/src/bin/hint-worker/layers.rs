@@ -21,16 +21,18 @@ pub struct LayersArgs {
 /// Prints every addressable layer name, in forward order (aliases after the stages).
 pub fn run(args: LayersArgs) -> anyhow::Result<()> {
     let arch = args.model;
-    // Neither the names nor the shapes depend on the weights: random ones on the CPU.
-    let model = Backbone::new(arch, 1, tch::Device::Cpu);
+    // Neither the names nor the shapes depend on the weights: random ones on the CPU (a
+    // ViT's position embeddings sized for the crop).
+    let crop = args.crop.unwrap_or(arch.default_input().crop);
+    anyhow::ensure!(crop > 0, "--crop must be at least 1");
+    let model = Backbone::for_crop(arch, 1, crop, tch::Device::Cpu);
     if !args.shapes {
         for name in model.layer_names() {
             println!("{name}");
         }
         return Ok(());
     }
-    let crop = args.crop.unwrap_or(arch.default_input().crop);
-    anyhow::ensure!(crop > 0, "--crop must be at least 1");
+    model.check_input(crop)?;
     let shapes = model.layer_shapes(i64::from(crop));
     let width = shapes.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     println!("{arch} on {crop}×{crop} images: layer, D × H × W");

@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use hint_common::ablation::{AblationReport, ABLATION_FILE};
-use hint_common::hierarchy::Hierarchy;
 use hint_common::job::JobId;
 use hint_common::proto::{self, jobs_client::JobsClient};
 use hint_common::storage;
@@ -176,22 +175,59 @@ fn print_assessments(results: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The five largest φ of every concept, level by level, from the job's `top_neurons.csv`
+/// (an ended job's Shapley sums are in its files only, not in the coordinator's memory).
+fn print_top_neurons(results: &Path) {
+    let Ok(text) = storage::read_to_string(&results.join("top_neurons.csv")) else {
+        return;
+    };
+    // concept, concept_name, level, rank, neuron, phi, stderr; rows by concept, then rank.
+    let mut concepts: Vec<(u32, String, Vec<String>)> = Vec::new();
+    for row in csv::Reader::from_reader(text.as_bytes())
+        .records()
+        .flatten()
+    {
+        let field = |i: usize| row.get(i).unwrap_or_default();
+        let (Ok(level), Ok(rank)) = (field(2).parse::<u32>(), field(3).parse::<u32>()) else {
+            continue;
+        };
+        let (phi, stderr) = (
+            field(5).parse().unwrap_or(f64::NAN),
+            field(6).parse().unwrap_or(f64::NAN),
+        );
+        let neuron = format!("{} ({phi:.4}±{stderr:.4})", field(4));
+        match concepts.last_mut() {
+            Some((_, name, top)) if name == field(1) && rank > 1 => {
+                if top.len() < 5 {
+                    top.push(neuron);
+                }
+            }
+            _ => concepts.push((level, field(1).to_string(), vec![neuron])),
+        }
+    }
+    let mut levels: Vec<u32> = concepts.iter().map(|c| c.0).collect();
+    levels.sort_unstable();
+    levels.dedup();
+    println!("  top neurons (φ ± stderr) per concept:");
+    for level in levels {
+        println!("    level {level}:");
+        for (_, name, top) in concepts.iter().filter(|c| c.0 == level) {
+            println!("      {name:<22} {}", top.join(", "));
+        }
+    }
+}
+
 fn print_summary(coordinator: &Coordinator, id: &JobId, status: &proto::JobStatus, workers: u32) {
     print!("{}", describe(status));
     let Some(job) = coordinator.read(|s| s.job(id).cloned()) else {
         return;
     };
     let dir = results::results_dir(&job.job_dir);
-    let Ok(hierarchy) = storage::fetch(&dir.join("concepts.json"))
-        .map_err(|e| e.to_string())
-        .and_then(|local| Hierarchy::read_json(&local).map_err(|e| e.to_string()))
-    else {
+    // No results (a failed job): the status above is all there is.
+    let Ok(text) = storage::read_to_string(&dir.join(JOB_FILE)) else {
         return;
     };
-    let summary: JobSummary = storage::read_to_string(&dir.join(JOB_FILE))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
+    let summary: JobSummary = serde_json::from_str(&text).unwrap_or_default();
     println!(
         "  {} workers; {} of {} images → {} region rows in {} files; {} image(s) skipped",
         workers,
@@ -207,26 +243,6 @@ fn print_summary(coordinator: &Coordinator, id: &JobId, status: &proto::JobStatu
             println!("  warning: {warning}");
         }
     }
-    let phis = results::phi(&job, &hierarchy);
-    let mut levels: Vec<u32> = phis.iter().map(|p| p.level).collect();
-    levels.sort_unstable();
-    levels.dedup();
-    println!("  top neurons (φ ± stderr) per concept:");
-    for level in levels {
-        println!("    level {level}:");
-        for p in phis.iter().filter(|p| p.level == level) {
-            let top: Vec<String> = p
-                .ranking()
-                .into_iter()
-                .take(5)
-                .map(|d| {
-                    let e = p.estimates[d as usize];
-                    format!("{d} ({:.4}±{:.4})", e.phi, e.stderr)
-                })
-                .collect();
-            let n = p.estimates.first().map_or(0, |e| e.n_permutations);
-            println!("      {:<22} {n:>4} perms: {}", p.name, top.join(", "));
-        }
-    }
+    print_top_neurons(&dir);
     println!("  results: {}", dir.display());
 }

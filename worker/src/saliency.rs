@@ -17,7 +17,7 @@ use tch::{Kind, Tensor};
 
 use crate::error::{Error, Result};
 use crate::guided::ReluMode;
-use crate::models::{Backbone, Hidden, Layer};
+use crate::models::{Backbone, Layer};
 
 pub use hint_common::settings::{Baseline, Method, MethodName};
 
@@ -47,82 +47,132 @@ pub struct SaliencyInput<'a> {
 }
 
 /// Computes the saliency of `method` at `layer` for a batch. Guided backpropagation on a
-/// network without ReLUs (EfficientNet, ConvNeXt) is an error, not a plain gradient.
+/// network without ReLUs (EfficientNet, ConvNeXt, ViT) is an error, not a plain gradient.
 pub fn compute(
     model: &Backbone,
     layer: Layer,
     method: &Method,
     input: &SaliencyInput<'_>,
 ) -> Result<LayerSaliency> {
+    let mut one = compute_layers(model, &[layer], method, input)?;
+    Ok(one.pop().expect("one result per layer"))
+}
+
+/// [`compute`] at several layers at once, in `layers`' order. Every gradient the method
+/// needs (one, or one per SmoothGrad sample or integration step) is one forward pass from
+/// the earliest layer (below it without autograd) and one backward pass stopped there,
+/// which gives the gradient at every layer together: the deeper layers' maps are nodes of
+/// the same graph. At each layer the result equals [`compute`]'s up to float rounding.
+pub fn compute_layers(
+    model: &Backbone,
+    layers: &[Layer],
+    method: &Method,
+    input: &SaliencyInput<'_>,
+) -> Result<Vec<LayerSaliency>> {
     if let Some(why) = method.unsupported_on(model.arch()) {
         return Err(Error::Config(why));
     }
+    if layers.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Depth order for the pass; results go back in the order asked.
+    let mut order: Vec<usize> = (0..layers.len()).collect();
+    order.sort_by_key(|&k| layers[k]);
+    let sorted: Vec<Layer> = order.iter().map(|&k| layers[k]).collect();
     let x = input.images;
-    let hidden = tch::no_grad(|| model.forward_to(x, layer, ReluMode::Plain));
-    let activation = &hidden.map;
-    let saliency = match *method {
-        Method::Gradient => gradient_at(model, layer, &hidden, input.targets, ReluMode::Plain)?,
+    let targets = input.targets;
+    let (activations, saliencies) = match *method {
+        Method::Gradient => gradients(model, &sorted, x, targets, ReluMode::Plain)?,
         Method::GradientTimesActivation => {
-            gradient_at(model, layer, &hidden, input.targets, ReluMode::Plain)? * activation
+            let (z, g) = gradients(model, &sorted, x, targets, ReluMode::Plain)?;
+            let products = z.iter().zip(&g).map(|(z, g)| g * z).collect();
+            (z, products)
         }
-        Method::GuidedBackprop => {
-            gradient_at(model, layer, &hidden, input.targets, ReluMode::Guided)?
-        }
+        Method::GuidedBackprop => gradients(model, &sorted, x, targets, ReluMode::Guided)?,
         Method::SmoothGrad { samples, noise } => {
+            let activations = maps(model, &sorted, x);
             let sigma = noise_sigma(x, noise);
-            let mut sum = activation.zeros_like();
+            let mut sums: Vec<Tensor> = activations.iter().map(Tensor::zeros_like).collect();
             for sample in 0..samples {
                 let eps = smoothgrad_noise(input.seed, input.image_ids, sample, &x.size())
                     .to_device(x.device());
-                sum += gradient_for_input(model, layer, &(x + &sigma * eps), input.targets)?;
+                let noisy = x + &sigma * eps;
+                let (_, g) = gradients(model, &sorted, &noisy, targets, ReluMode::Plain)?;
+                for (sum, g) in sums.iter_mut().zip(g) {
+                    *sum += g;
+                }
             }
-            sum / samples as f64
+            let means = sums.into_iter().map(|s| s / samples as f64).collect();
+            (activations, means)
         }
         Method::IntegratedGradients { steps, baseline } => {
+            let activations = maps(model, &sorted, x);
             let x0 = baseline_input(x, baseline, input.normalisation);
-            let z0 = tch::no_grad(|| model.forward_to(&x0, layer, ReluMode::Plain)).map;
-            let mut sum = activation.zeros_like();
+            let baselines = maps(model, &sorted, &x0);
+            let mut sums: Vec<Tensor> = activations.iter().map(Tensor::zeros_like).collect();
             for k in 1..=steps {
                 let alpha = k as f64 / steps as f64;
-                sum += gradient_for_input(model, layer, &(&x0 + (x - &x0) * alpha), input.targets)?;
+                let point = &x0 + (x - &x0) * alpha;
+                let (_, g) = gradients(model, &sorted, &point, targets, ReluMode::Plain)?;
+                for (sum, g) in sums.iter_mut().zip(g) {
+                    *sum += g;
+                }
             }
-            sum / steps as f64 * (activation - z0)
+            let attributions = sums
+                .into_iter()
+                .zip(activations.iter().zip(&baselines))
+                .map(|(sum, (z, z0))| sum / steps as f64 * (z - z0))
+                .collect();
+            (activations, attributions)
         }
     };
-    Ok(LayerSaliency {
-        activation: hidden.map,
-        saliency,
-    })
+    let mut results: Vec<Option<LayerSaliency>> = (0..layers.len()).map(|_| None).collect();
+    for ((activation, saliency), k) in activations.into_iter().zip(saliencies).zip(order) {
+        results[k] = Some(LayerSaliency {
+            activation,
+            saliency,
+        });
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every layer"))
+        .collect())
 }
 
-/// `∂ Σ_b logit_b[target_b] / ∂ z` with backpropagation stopped at `z`'s map (what the
-/// network carries past the layer besides, ViT's class token, is held fixed).
-fn gradient_at(
+/// The maps of `layers` (depth order) for `x` and `∂ Σ_b logit_b[target_b] / ∂ map` at
+/// each: one forward from the first layer (below it without autograd; what the network
+/// carries besides a map, ViT's class token, held fixed there) and one backward stopped
+/// at the first layer's map.
+fn gradients(
     model: &Backbone,
-    layer: Layer,
-    z: &Hidden,
+    layers: &[Layer],
+    x: &Tensor,
     targets: &Tensor,
     relu: ReluMode,
-) -> Result<Tensor> {
-    let leaf = z.map.detach().set_requires_grad(true);
-    let logits = model.forward_from(&z.with_map(leaf.shallow_clone()), layer, relu);
+) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
+    let first = layers[0];
+    let hidden = tch::no_grad(|| model.forward_to(x, first, ReluMode::Plain));
+    let leaf = hidden.map.detach().set_requires_grad(true);
+    let (logits, deeper) = model.forward_capturing(
+        &hidden.with_map(leaf.shallow_clone()),
+        first,
+        &layers[1..],
+        relu,
+    );
     let selected = logits
         .f_gather(1, &targets.unsqueeze(1), false)?
         .sum(Kind::Float);
-    let mut grads = Tensor::f_run_backward(&[selected], &[&leaf], false, false)?;
-    Ok(grads.pop().expect("one gradient per input"))
+    let inputs: Vec<&Tensor> = std::iter::once(&leaf).chain(&deeper).collect();
+    let grads = Tensor::f_run_backward(&[selected], &inputs, false, false)?;
+    let maps = std::iter::once(leaf.detach())
+        .chain(deeper.iter().map(Tensor::detach))
+        .collect();
+    Ok((maps, grads))
 }
 
-/// The plain gradient at `l` for another input than the batch's own (a noisy copy, a
-/// point on the integration path).
-fn gradient_for_input(
-    model: &Backbone,
-    layer: Layer,
-    x: &Tensor,
-    targets: &Tensor,
-) -> Result<Tensor> {
-    let z = tch::no_grad(|| model.forward_to(x, layer, ReluMode::Plain));
-    gradient_at(model, layer, &z, targets, ReluMode::Plain)
+/// The maps of `layers` (depth order) for `x`, without autograd.
+fn maps(model: &Backbone, layers: &[Layer], x: &Tensor) -> Vec<Tensor> {
+    tch::no_grad(|| model.forward_maps(x, layers, ReluMode::Plain))
 }
 
 /// σ per image, `[B, 1, 1, 1]`: `noise × (max(x) − min(x))`.
@@ -197,6 +247,80 @@ mod tests {
         let std = big.std(true).double_value(&[]);
         assert!(mean.abs() < 0.02, "mean {mean}");
         assert!((std - 1.0).abs() < 0.02, "std {std}");
+    }
+
+    /// One pass at several layers (in any order, an alias beside its stage) gives each
+    /// layer what a pass at that layer alone gives, for every method: on a VGG-style, a
+    /// ResNet (residual blocks, an alias) and a ViT (the class token carried past each
+    /// layer) with random weights.
+    #[test]
+    fn one_pass_at_several_layers_equals_a_pass_per_layer() {
+        use crate::models::Architecture;
+        let methods = [
+            Method::Gradient,
+            Method::GradientTimesActivation,
+            Method::GuidedBackprop,
+            Method::SmoothGrad {
+                samples: 2,
+                noise: 0.1,
+            },
+            Method::IntegratedGradients {
+                steps: 3,
+                baseline: Baseline::Black,
+            },
+        ];
+        for (arch, names) in [
+            (
+                Architecture::TinyCnn,
+                &["features.7", "features.1", "features.4"][..],
+            ),
+            (
+                Architecture::Resnet18,
+                &["layer3", "layer1.0", "layer3.1", "layer2"],
+            ),
+            (
+                Architecture::VitB16,
+                &[
+                    "encoder.layers.encoder_layer_2",
+                    "conv_proj",
+                    "encoder.layers.encoder_layer_7",
+                ],
+            ),
+        ] {
+            tch::manual_seed(5);
+            let model = Backbone::for_crop(arch, 4, 64, tch::Device::Cpu);
+            let layers: Vec<Layer> = names.iter().map(|n| model.layer(n).unwrap()).collect();
+            let x = Tensor::randn([2, 3, 64, 64], (Kind::Float, tch::Device::Cpu));
+            let targets = Tensor::from_slice(&[1i64, 3]);
+            let input = SaliencyInput {
+                images: &x,
+                targets: &targets,
+                image_ids: &[4, 9],
+                seed: 3,
+                normalisation: ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+            };
+            for method in &methods {
+                if method.unsupported_on(arch).is_some() {
+                    continue;
+                }
+                let together = compute_layers(&model, &layers, method, &input).unwrap();
+                for ((name, layer), joint) in names.iter().zip(&layers).zip(&together) {
+                    let alone = compute(&model, *layer, method, &input).unwrap();
+                    let what = format!("{arch} {name} {}", method.name());
+                    assert!(
+                        joint.activation.equal(&alone.activation),
+                        "{what}: activation"
+                    );
+                    let scale = alone.saliency.abs().max().double_value(&[]);
+                    assert!(scale > 0.0, "{what}: a saliency to compare");
+                    let diff = (&joint.saliency - &alone.saliency)
+                        .abs()
+                        .max()
+                        .double_value(&[]);
+                    assert!(diff <= 1e-5 * scale, "{what}: {diff:e} of {scale:e}");
+                }
+            }
+        }
     }
 
     #[test]

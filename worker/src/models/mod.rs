@@ -36,8 +36,9 @@ pub trait Stage: Send + fmt::Debug {
     fn forward(&self, x: &Tensor, relu: ReluMode) -> Tensor;
 }
 
-/// An addressable layer of a [`Backbone`], resolved from its torchvision name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// An addressable layer of a [`Backbone`], resolved from its torchvision name. Layers
+/// order by depth (an alias and the stage it names are the same layer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Layer {
     /// Index of the stage whose output is this layer.
     stage: usize,
@@ -409,13 +410,73 @@ impl Backbone {
         Ok((Vec::<f32>::try_from(z.flatten(0, -1))?, shape))
     }
 
-    /// Logits `f_{>l}(z)` from the activation of `layer`.
-    pub fn forward_from(&self, z: &Hidden, layer: Layer, relu: ReluMode) -> Tensor {
+    /// Logits `f_{>l}(z)` from the activation of `layer` (`z`), and on the way the maps of
+    /// `deeper` (layers at or after `layer`, in depth order) as computed from `z`: in the
+    /// autograd graph when `z` is, so one backward pass reaches every one of them.
+    pub fn forward_capturing(
+        &self,
+        z: &Hidden,
+        layer: Layer,
+        deeper: &[Layer],
+        relu: ReluMode,
+    ) -> (Tensor, Vec<Tensor>) {
+        let mut maps = Vec::with_capacity(deeper.len());
+        let mut wanted = deeper.iter().peekable();
+        while wanted.next_if(|l| l.stage == layer.stage).is_some() {
+            maps.push(z.map.shallow_clone());
+        }
         let mut y = self.output(z);
-        for (_, stage) in &self.stages[layer.stage + 1..] {
+        let mut stage = layer.stage;
+        while let Some(next) = wanted.peek().copied() {
+            assert!(next.stage > stage, "deeper layers in depth order");
+            stage += 1;
+            y = self.stages[stage].1.forward(&y, relu);
+            if next.stage == stage {
+                let hidden = self.hidden(y, stage);
+                while wanted.next_if(|l| l.stage == stage).is_some() {
+                    maps.push(hidden.map.shallow_clone());
+                }
+                // On from the map itself, so that the map is in the graph.
+                y = self.output(&hidden);
+            }
+        }
+        (self.forward_from_output(&y, Layer { stage }, relu), maps)
+    }
+
+    /// The maps of `layers` (in depth order) for a batch of preprocessed images: one forward
+    /// pass up to the deepest of them.
+    pub fn forward_maps(&self, x: &Tensor, layers: &[Layer], relu: ReluMode) -> Vec<Tensor> {
+        let mut maps = Vec::with_capacity(layers.len());
+        let Some(deepest) = layers.last() else {
+            return maps;
+        };
+        let mut wanted = layers.iter().peekable();
+        let mut y = x.shallow_clone();
+        for (stage, (_, module)) in self.stages[..=deepest.stage].iter().enumerate() {
+            y = module.forward(&y, relu);
+            if wanted.peek().is_some_and(|l| l.stage == stage) {
+                let hidden = self.hidden(y.shallow_clone(), stage);
+                while wanted.next_if(|l| l.stage == stage).is_some() {
+                    maps.push(hidden.map.shallow_clone());
+                }
+            }
+        }
+        assert!(wanted.peek().is_none(), "layers in depth order");
+        maps
+    }
+
+    /// Logits from stage `after.stage`'s raw output (a token sequence for ViT).
+    fn forward_from_output(&self, y: &Tensor, after: Layer, relu: ReluMode) -> Tensor {
+        let mut y = y.shallow_clone();
+        for (_, stage) in &self.stages[after.stage + 1..] {
             y = stage.forward(&y, relu);
         }
         self.head.forward(&y, relu)
+    }
+
+    /// Logits `f_{>l}(z)` from the activation of `layer`.
+    pub fn forward_from(&self, z: &Hidden, layer: Layer, relu: ReluMode) -> Tensor {
+        self.forward_from_output(&self.output(z), layer, relu)
     }
 
     /// Logits for a batch of preprocessed images.

@@ -52,6 +52,10 @@ pub struct ExtractConfig {
     pub weights: PathBuf,
     /// The hidden layer `l`, by torchvision name.
     pub layer: String,
+    /// Further layers extracted in the same pass (one forward and one backward per
+    /// gradient for all: [`saliency::compute_layers`]). With any, every layer (`layer`
+    /// first) writes its own region dataset and summary into `out/<layer>/`.
+    pub more_layers: Vec<String>,
     /// An ImageFolder directory or a `path,label` CSV manifest.
     pub images: PathBuf,
     /// A label-map file; `None` = sorted class names (torchvision's ImageFolder rule).
@@ -111,6 +115,7 @@ impl ExtractConfig {
             arch,
             weights,
             layer,
+            more_layers: Vec::new(),
             images,
             label_map: None,
             method: Method::Gradient,
@@ -158,10 +163,43 @@ impl ExtractConfig {
         }
     }
 
+    /// Every layer of the pass, `layer` first.
+    pub fn layer_names(&self) -> Vec<&str> {
+        std::iter::once(self.layer.as_str())
+            .chain(self.more_layers.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// One configuration per layer of the pass, each with its own output directory
+    /// (`out/<layer>/` when there are several, else `out`): what the layer's writer and
+    /// summary use.
+    pub fn per_layer(&self) -> Vec<ExtractConfig> {
+        let several = !self.more_layers.is_empty();
+        self.layer_names()
+            .into_iter()
+            .map(|name| ExtractConfig {
+                layer: name.to_string(),
+                more_layers: Vec::new(),
+                out: if several {
+                    self.out.join(name)
+                } else {
+                    self.out.clone()
+                },
+                ..self.clone()
+            })
+            .collect()
+    }
+
     /// Checks the values that can be checked without touching files.
     pub fn validate(&self) -> Result<()> {
         self.method.validate()?;
         let mut problems = Vec::new();
+        let names = self.layer_names();
+        for (k, name) in names.iter().enumerate() {
+            if names[..k].contains(name) {
+                problems.push(format!("layer {name} is asked for twice"));
+            }
+        }
         problems.extend(self.method.unsupported_on(self.arch));
         if !(0.0..=1.0).contains(&self.threshold) {
             problems.push(format!(
@@ -275,12 +313,20 @@ impl ExtractReport {
     }
 }
 
-/// Runs an extraction, calling `on_progress` after every batch.
-pub fn run(config: &ExtractConfig, on_progress: &mut dyn FnMut(Progress)) -> Result<ExtractReport> {
+/// Runs an extraction, calling `on_progress` after every batch: one report per layer, in
+/// [`ExtractConfig::layer_names`]' order.
+pub fn run(
+    config: &ExtractConfig,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Result<Vec<ExtractReport>> {
     config.validate()?;
     let model = Backbone::from_safetensors(config.arch, &config.weights, config.device)?;
     model.check_input(config.input.crop)?;
-    let layer = model.layer(&config.layer)?;
+    let sinks = config.per_layer();
+    let layers: Vec<Layer> = sinks
+        .iter()
+        .map(|sink| model.layer(&sink.layer))
+        .collect::<Result<_>>()?;
     // The label map first: it names the class indices tar shards' `.cls` members may hold.
     let file_map = match &config.label_map {
         Some(path) => Some(LabelMap::from_file(path)?),
@@ -314,7 +360,9 @@ pub fn run(config: &ExtractConfig, on_progress: &mut dyn FnMut(Progress)) -> Res
         labelled.truncate(range.end as usize);
         labelled.drain(..range.start as usize);
     }
-    prepare_out_dir(&config.out, &config.file_prefix, config.overwrite)?;
+    for sink in &sinks {
+        prepare_out_dir(&sink.out, &sink.file_prefix, sink.overwrite)?;
+    }
 
     let preprocess = Preprocess::imagenet(config.input.resize, config.input.crop);
     let normalisation = (preprocess.mean, preprocess.std);
@@ -329,16 +377,23 @@ pub fn run(config: &ExtractConfig, on_progress: &mut dyn FnMut(Progress)) -> Res
     )?;
 
     let started = Instant::now();
-    // model thread (this one) ──▶ gather thread ──▶ writer thread: while the gather
-    // thread copies batch n's activations to the host and the writer encodes earlier
-    // ones, the model thread already runs batch n + 1 (see `GatherStage`).
-    let (rows_tx, rows_rx) = bounded::<BatchRegions>(WRITE_QUEUE_BATCHES);
-    let writer_config = config.clone();
+    // model thread (this one) ──▶ gather thread ──▶ writer thread, one gather and one
+    // writer per layer: while the gather thread copies batch n's activations to the host
+    // and the writer encodes earlier ones, the model thread already runs batch n + 1 (see
+    // `GatherStage`).
     let labels = label_map.names();
-    let writer = thread::spawn(move || write_files(&writer_config, labels, rows_rx));
-    let gather = GatherStage::spawn(GATHER_QUEUE_BATCHES, move |batch| {
-        rows_tx.send(batch).is_ok()
-    });
+    let mut writers = Vec::with_capacity(sinks.len());
+    let mut gathers = Vec::with_capacity(sinks.len());
+    for sink in &sinks {
+        let (rows_tx, rows_rx) = bounded::<BatchRegions>(WRITE_QUEUE_BATCHES);
+        let (writer_config, labels) = (sink.clone(), labels.clone());
+        writers.push(thread::spawn(move || {
+            write_files(&writer_config, labels, rows_rx)
+        }));
+        gathers.push(GatherStage::spawn(GATHER_QUEUE_BATCHES, move |batch| {
+            rows_tx.send(batch).is_ok()
+        }));
+    }
 
     let mut progress = Progress {
         images_total,
@@ -346,7 +401,7 @@ pub fn run(config: &ExtractConfig, on_progress: &mut dyn FnMut(Progress)) -> Res
     };
     let mut skipped = Vec::new();
     let mut images_processed = 0;
-    let mut layer_shape = None;
+    let mut layer_shapes = vec![(0, 0, 0); sinks.len()];
     let mut failure = None;
     let mut busy = PipelineBusy::default();
     for mut batch in decoded {
@@ -365,53 +420,69 @@ pub fn run(config: &ExtractConfig, on_progress: &mut dyn FnMut(Progress)) -> Res
             continue;
         }
         let model_started = Instant::now();
-        let launched = launch_regions(&model, layer, config, normalisation, &batch, &mut |_| {});
+        let launched =
+            launch_regions_at(&model, &layers, config, normalisation, &batch, &mut |_| {});
         busy.model += model_started.elapsed();
-        let pending = match launched {
-            Ok(pending) => pending,
+        let pendings = match launched {
+            Ok(pendings) => pendings,
             Err(e) => {
                 failure = Some(e);
                 break;
             }
         };
-        layer_shape = Some(pending.shape());
         images_processed += batch.len();
-        progress.foreground_rows += pending.foreground();
-        progress.background_rows += pending.len() as u64 - pending.foreground();
-        if !gather.send(pending) {
-            break; // the gather or the writer failed; the error is collected below
+        let mut stopped = false;
+        for ((pending, gather), shape) in pendings.into_iter().zip(&gathers).zip(&mut layer_shapes)
+        {
+            *shape = pending.shape();
+            progress.foreground_rows += pending.foreground();
+            progress.background_rows += pending.len() as u64 - pending.foreground();
+            // false: a gather or writer failed; the error is collected below.
+            stopped |= !gather.send(pending);
+        }
+        if stopped {
+            break;
         }
         on_progress(progress);
     }
-    // In this order: the writer's queue closes when the gather thread ends.
-    let gathered = gather.finish();
-    let written = writer.join().expect("region writer thread panicked");
+    // In this order: a writer's queue closes when its gather thread ends.
+    let gathered: Vec<Result<()>> = gathers.into_iter().map(GatherStage::finish).collect();
+    let written: Vec<_> = writers
+        .into_iter()
+        .map(|w| w.join().expect("region writer thread panicked"))
+        .collect();
     if let Some(e) = failure {
         return Err(e);
     }
-    gathered?;
-    let (files, gathering, writing) = written?;
-    (busy.gather, busy.write) = (gathering, writing);
+    gathered.into_iter().collect::<Result<()>>()?;
     let seconds = started.elapsed().as_secs_f64();
-    let quality = match config.image_range {
-        Some(_) => None,
-        None => {
-            let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
-            Some(quality::measure(&paths, images_processed as u64)?)
-        }
-    };
-    let report = ExtractReport {
-        images_total,
-        images_processed,
-        skipped,
-        files,
-        layer_shape: layer_shape.unwrap_or((0, 0, 0)),
-        seconds,
-        quality,
-        stages: busy.stages(seconds, decode_threads),
-    };
-    write_summary(config, &report)?;
-    Ok(report)
+    let mut reports = Vec::with_capacity(sinks.len());
+    for ((sink, written), layer_shape) in sinks.iter().zip(written).zip(layer_shapes) {
+        let (files, gathering, writing) = written?;
+        // Decoding and the model are shared by every layer; each has its own gather and
+        // writer.
+        (busy.gather, busy.write) = (gathering, writing);
+        let quality = match config.image_range {
+            Some(_) => None,
+            None => {
+                let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+                Some(quality::measure(&paths, images_processed as u64)?)
+            }
+        };
+        let report = ExtractReport {
+            images_total,
+            images_processed,
+            skipped: skipped.clone(),
+            files,
+            layer_shape,
+            seconds,
+            quality,
+            stages: busy.stages(seconds, decode_threads),
+        };
+        write_summary(sink, &report)?;
+        reports.push(report);
+    }
+    Ok(reports)
 }
 
 /// Decoded batches buffered ahead of the model.
@@ -563,6 +634,25 @@ pub fn launch_regions(
     images: &PixelBatch,
     on_phase: &mut dyn FnMut(Phase),
 ) -> Result<PendingRegions> {
+    let single = ExtractConfig {
+        more_layers: Vec::new(),
+        ..config.clone()
+    };
+    let mut one = launch_regions_at(model, &[layer], &single, normalisation, images, on_phase)?;
+    Ok(one.pop().expect("one layer"))
+}
+
+/// [`launch_regions`] at every layer of `config` (`layers`: them resolved, in
+/// [`ExtractConfig::layer_names`]' order) from one saliency pass
+/// ([`saliency::compute_layers`]): one [`PendingRegions`] per layer, in that order.
+pub fn launch_regions_at(
+    model: &Backbone,
+    layers: &[Layer],
+    config: &ExtractConfig,
+    normalisation: ([f32; 3], [f32; 3]),
+    images: &PixelBatch,
+    on_phase: &mut dyn FnMut(Phase),
+) -> Result<Vec<PendingRegions>> {
     let device = model.device();
     let (x, targets) = batch_tensors(images, i64::from(config.input.crop), device)?;
     on_phase(Phase::Upload);
@@ -573,14 +663,31 @@ pub fn launch_regions(
         seed: config.seed,
         normalisation,
     };
-    let result = saliency::compute(model, layer, &config.method, &input)?;
+    let results = saliency::compute_layers(model, layers, &config.method, &input)?;
     on_phase(Phase::Saliency);
+    results
+        .iter()
+        .zip(config.layer_names())
+        .map(|(result, name)| pending_regions(result, name, config, images, on_phase))
+        .collect()
+}
+
+/// The rows one layer's saliency keeps for a batch, their activations' gather launched on
+/// the device.
+fn pending_regions(
+    result: &saliency::LayerSaliency,
+    layer: &str,
+    config: &ExtractConfig,
+    images: &PixelBatch,
+    on_phase: &mut dyn FnMut(Phase),
+) -> Result<PendingRegions> {
+    let device = result.activation.device();
     let (d, h, w) = match result.activation.size().as_slice() {
         &[_, d, h, w] => (d as usize, h as usize, w as usize),
         other => {
             return Err(Error::Config(format!(
-                "layer {} gives a {}-d activation {other:?}; HINT needs a [B, D, H, W] feature map",
-                config.layer,
+                "layer {layer} gives a {}-d activation {other:?}; HINT needs a [B, D, H, W] \
+                 feature map",
                 other.len()
             )))
         }

@@ -168,6 +168,55 @@ fn extraction_is_deterministic_for_a_seed() {
     assert_eq!(a, b);
 }
 
+/// Three layers in one pass (one forward and one backward per batch) write three region
+/// datasets, each the one a run at that layer alone writes: the same rows, activations
+/// equal, normalised saliency within float rounding (the gradient comes from another
+/// graph), the foreground flags equal wherever the saliency is not at the threshold.
+#[test]
+fn several_layers_in_one_pass_write_what_a_run_per_layer_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    example(dir.path(), 5, 3);
+    let layers = ["features.4", "features.1", "features.7"];
+    let args = ["--method", "integrated_gradients", "--steps", "3"];
+    let stdout = succeeded(
+        &extract_at(dir.path(), &layers.join(","), "together", &args),
+        "hint extract at three layers",
+    );
+    for layer in layers {
+        assert!(stdout.contains(&format!("layer {layer} [D=")), "{stdout}");
+        let alone_dir = format!("alone-{layer}");
+        succeeded(
+            &extract_at(dir.path(), layer, &alone_dir, &args),
+            "hint extract at one layer",
+        );
+        let together = dir.path().join("together").join(layer);
+        assert!(together.join("summary.json").is_file(), "{layer}");
+        let (meta, joint) = read_regions(&together.join("regions-00000.parquet")).unwrap();
+        let (_, alone) =
+            read_regions(&dir.path().join(&alone_dir).join("regions-00000.parquet")).unwrap();
+        assert_eq!(meta.layer, layer);
+        assert_eq!(
+            (&joint.image_id, &joint.y, &joint.x),
+            (&alone.image_id, &alone.y, &alone.x),
+            "{layer}: rows"
+        );
+        assert_eq!(joint.activation, alone.activation, "{layer}: activations");
+        for (k, (a, b)) in joint.saliency.iter().zip(&alone.saliency).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4,
+                "{layer} row {k}: saliency {a} vs {b}"
+            );
+            if (b - 0.5).abs() > 1e-4 {
+                assert_eq!(joint.foreground[k], alone.foreground[k], "{layer} row {k}");
+            }
+        }
+    }
+    // A layer asked for twice is refused before any work.
+    let twice = extract_at(dir.path(), "features.4,features.4", "twice", &[]);
+    let err = crate::support::failed(&twice, "hint extract at one layer twice");
+    assert!(err.contains("layer features.4 is asked for twice"), "{err}");
+}
+
 #[test]
 fn a_wrong_layer_name_lists_the_valid_ones_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();

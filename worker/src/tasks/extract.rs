@@ -98,7 +98,9 @@ pub(super) fn run(
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         progress(p.images_done as u64, p.images_total as u64);
-    })?;
+    })?
+    // A job extracts one layer (its `model.layer`), so one report.
+    .remove(0);
     // Stopped early (or told to stop as the last batch ended): the files are incomplete or
     // unwanted either way.
     check_cancel(cancel)?;

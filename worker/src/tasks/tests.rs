@@ -255,7 +255,7 @@ fn an_extract_task_gives_the_rows_a_whole_run_gives_its_images() {
     whole.file_prefix = crate::extract::DEFAULT_FILE_PREFIX.into();
     whole.images_per_file = 10_000;
     whole.out = job.dir.join("whole");
-    let report = crate::extract::run(&whole, &mut |_| {}).unwrap();
+    let report = crate::extract::run(&whole, &mut |_| {}).unwrap().remove(0);
     assert_eq!(report.images_processed as u64, IMAGES);
     let (meta, all) = read_regions(&report.files[0].path).unwrap();
 

@@ -23,8 +23,10 @@ pub struct ExtractArgs {
     #[arg(long, env = "HINT_WEIGHTS")]
     weights: PathBuf,
     /// The hidden layer, by torchvision module name (`features.26`, `layer3.5`, `Mixed_6b`).
-    #[arg(long)]
-    layer: String,
+    /// Several (`--layer layer2.1,layer3.1,layer4.1`, or the flag repeated) are extracted in
+    /// one pass, each into `OUT/<layer>/`.
+    #[arg(long, required = true, value_delimiter = ',')]
+    layer: Vec<String>,
     /// An ImageFolder directory (one folder per class) or a CSV manifest with `path,label`.
     #[arg(long)]
     images: PathBuf,
@@ -97,7 +99,10 @@ pub struct ExtractArgs {
 impl ExtractArgs {
     fn config(self) -> anyhow::Result<ExtractConfig> {
         let (arch, baseline) = (self.model, self.baseline);
-        let mut config = ExtractConfig::new(arch, self.weights, self.layer, self.images, self.out);
+        let mut layers = self.layer.into_iter();
+        let first = layers.next().context("--layer names no layer")?;
+        let mut config = ExtractConfig::new(arch, self.weights, first, self.images, self.out);
+        config.more_layers = layers.collect();
         let defaults = arch.default_input();
         config.input = InputSize {
             resize: self.resize.unwrap_or(defaults.resize),
@@ -135,12 +140,14 @@ impl ExtractArgs {
 pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
     let config = args.config()?;
     let method = &config.method;
-    let warnings = [
-        method.spatially_constant_at(config.arch, &config.layer),
-        method.vanishes_under(config.aggregation, config.arch, &config.layer),
-    ];
-    for why in warnings.into_iter().flatten() {
-        eprintln!("warning: {why}");
+    for layer in config.layer_names() {
+        let warnings = [
+            method.spatially_constant_at(config.arch, layer),
+            method.vanishes_under(config.aggregation, config.arch, layer),
+        ];
+        for why in warnings.into_iter().flatten() {
+            eprintln!("warning: {why}");
+        }
     }
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(
@@ -156,20 +163,27 @@ pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
             p.foreground_rows, p.background_rows
         ));
     };
-    let report = extract::run(&config, &mut on_progress)
+    let reports = extract::run(&config, &mut on_progress)
         .with_context(|| format!("extracting regions from {}", config.images.display()))?;
     bar.finish_and_clear();
-    print_summary(&config, &report);
+    for (k, (layer, report)) in config.per_layer().iter().zip(&reports).enumerate() {
+        print_summary(layer, report, k == 0);
+    }
     Ok(())
 }
 
-fn print_summary(config: &ExtractConfig, report: &ExtractReport) {
+/// One layer's summary; `first` adds what every layer of the pass shares (images, time,
+/// skipped images).
+fn print_summary(config: &ExtractConfig, report: &ExtractReport, first: bool) {
     let (d, h, w) = report.layer_shape;
-    let rate = report.images_processed as f64 / report.seconds.max(1e-9);
-    println!(
-        "extracted {} of {} images in {:.1} s ({rate:.1} images/s)",
-        report.images_processed, report.images_total, report.seconds
-    );
+    if first {
+        let rate = report.images_processed as f64 / report.seconds.max(1e-9);
+        println!(
+            "extracted {} of {} images in {:.1} s ({rate:.1} images/s)",
+            report.images_processed, report.images_total, report.seconds
+        );
+        print_skipped(report);
+    }
     println!(
         "  model {} layer {} [D={d}, H={h}, W={w}], method {}, aggregation {}, threshold {}, device {:?}",
         config.arch, config.layer, config.method.name(), config.aggregation, config.threshold, config.device
@@ -183,6 +197,16 @@ fn print_summary(config: &ExtractConfig, report: &ExtractReport) {
         config.out.display()
     );
     println!("  stages: {}", busy::describe(&report.stages));
+    if let Some(quality) = &report.quality {
+        println!("  quality: {}", quality.line());
+        for warning in &quality.warnings {
+            println!("  warning: {warning}");
+        }
+    }
+    println!("  summary: {}", config.out.join(SUMMARY_FILE).display());
+}
+
+fn print_skipped(report: &ExtractReport) {
     if report.skipped.is_empty() {
         println!("  skipped: none");
     } else {
@@ -195,11 +219,4 @@ fn print_summary(config: &ExtractConfig, report: &ExtractReport) {
             );
         }
     }
-    if let Some(quality) = &report.quality {
-        println!("  quality: {}", quality.line());
-        for warning in &quality.warnings {
-            println!("  warning: {warning}");
-        }
-    }
-    println!("  summary: {}", config.out.join(SUMMARY_FILE).display());
 }

@@ -9,7 +9,7 @@ export LIBTORCH_USE_PYTORCH := 1
 DEMO_DIR := demo-output
 HINT_RELEASE := target/release/hint
 
-.PHONY: demo test bootstrap bench bench-host bench-sample lint install
+.PHONY: demo test bootstrap bench bench-host bench-layers bench-sample lint install
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -76,6 +76,14 @@ bench: bootstrap
 bench-host: bootstrap
 	cargo build --release -p hint-coordinator -p hint-worker
 	.venv/bin/python scripts/bench_host.py
+
+## bench-layers: `hint extract` at three layers in one pass against each layer alone, on the
+## same generated JPEGs (ResNet-18, random weights), in one run: seconds and ratios (issue K).
+## BENCH_LAYERS_ARGS passes flags, e.g. `make bench-layers BENCH_LAYERS_ARGS="--model vgg16 --layers features.16,features.23,features.30"`.
+.PHONY: bench-layers
+bench-layers: bootstrap
+	cargo build --release -p hint-coordinator -p hint-worker
+	.venv/bin/python scripts/bench_layers.py $(BENCH_LAYERS_ARGS)
 
 ## bench-sample: the sample stage (`hint sample`) against `cat` on the same generated region
 ## files (zstd and LZ4), page cache dropped before each, in one run: MB/s of both and the ratio (issue I).

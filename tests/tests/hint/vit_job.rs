@@ -2,12 +2,13 @@
 //! `vit_b_16`'s shape at 64 × 64 (random weights written by `reference_models.py`, a 4 × 4
 //! grid of patch tokens; hint cannot train a ViT) through `hint run` with a real
 //! coordinator and worker: regions on the patch tokens, classifiers and Φ over the 768
-//! channels. Plus what a user sees for a crop the weights do not fit.
+//! channels, WSOL and ablation (the map ablated, the class token carried beside it). Plus
+//! what a user sees for a crop the weights do not fit.
 
 use std::ffi::OsStr;
 use std::path::Path;
 
-use crate::support::{failed, hint, run_python, succeeded};
+use crate::support::{failed, hint, run_python, succeeded, TinyWorld};
 
 const LAYER: &str = "encoder.layers.encoder_layer_9";
 const CLASSES: usize = 8;
@@ -82,7 +83,13 @@ fn a_vit_job_runs_end_to_end_on_patch_tokens() {
     let weights = weights_dir.join("weights.safetensors");
 
     let spec_path = d.join("job.toml");
-    std::fs::write(&spec_path, spec(d, &weights, 64, "gradient_x_activation")).unwrap();
+    let assessments = TinyWorld {
+        world: world.clone(),
+        weights: weights.clone(),
+    }
+    .assessments();
+    let job = spec(d, &weights, 64, "gradient_x_activation") + &assessments;
+    std::fs::write(&spec_path, job).unwrap();
     let out = succeeded(
         &hint(&["run", spec_path.to_str().unwrap(), "--workers", "1"]),
         "hint run",
@@ -119,6 +126,14 @@ fn a_vit_job_runs_end_to_end_on_patch_tokens() {
         "some neuron carries a concept"
     );
     assert!(results.join("report.html").is_file());
+    // WSOL and ablation ran on the patch tokens: their files and tables.
+    for file in ["wsol.json", "ablation.json"] {
+        assert!(results.join(file).is_file(), "{file}");
+    }
+    assert!(
+        out.contains(&format!("images, vit_b_16 at {LAYER}): ")),
+        "{out}"
+    );
 
     // The same weights at 224 × 224: the position embeddings are for a 4 × 4 grid.
     let extract = hint(&[

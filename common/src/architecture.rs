@@ -345,8 +345,8 @@ impl Architecture {
     /// weights alone are half a gigabyte), so a job spec can be checked cheaply.
     pub fn layer_names(self) -> Vec<String> {
         match self {
-            Architecture::Resnet18 => resnet_layer_names(RESNET18_BLOCKS),
-            Architecture::Resnet50 => resnet_layer_names(RESNET50_BLOCKS),
+            Architecture::Resnet18 => resnet_layer_names(RESNET18_BLOCKS, false),
+            Architecture::Resnet50 => resnet_layer_names(RESNET50_BLOCKS, true),
             Architecture::InceptionV3 => INCEPTION_STAGES.map(String::from).to_vec(),
             Architecture::EfficientnetB0 | Architecture::ConvnextTiny => {
                 features_layer_names(&self.features().unwrap_or_default())
@@ -362,11 +362,12 @@ impl Architecture {
     fn last_stage(self) -> Option<String> {
         let mut names = self.layer_names();
         match self {
-            // Aliases (`layer4`, `features.7`) come after the stages and have one dot
-            // fewer than the blocks they name.
-            Architecture::Resnet18 | Architecture::Resnet50 => {
-                names.into_iter().rev().find(|n| n.contains('.'))
-            }
+            // The blocks (`layer4.1`) are the names with one dot: aliases (`layer4`) have
+            // none, the points inside blocks (`layer4.1.bn2`) two.
+            Architecture::Resnet18 | Architecture::Resnet50 => names
+                .into_iter()
+                .rev()
+                .find(|n| n.matches('.').count() == 1),
             Architecture::EfficientnetB0 | Architecture::ConvnextTiny => {
                 let features = self.features().unwrap_or_default();
                 features_stage_names(&features).pop()
@@ -511,13 +512,24 @@ pub fn features_layer_names(features: &[Feature]) -> Vec<String> {
 }
 
 /// A ResNet's stage names (the stem's modules, then every block), then its aliases
-/// (`layer3` = the last block of `layer3`, as hooking torchvision's `model.layer3` gives).
-pub fn resnet_layer_names(blocks: [usize; 4]) -> Vec<String> {
+/// (`layer3` = the last block of `layer3`, as hooking torchvision's `model.layer3` gives),
+/// then the points inside every block (`layer3.1.conv1`, `layer3.1.bn1`, …; a bottleneck
+/// has a third pair) — with `bottleneck` telling which block.
+pub fn resnet_layer_names(blocks: [usize; 4], bottleneck: bool) -> Vec<String> {
     let mut names: Vec<String> = ["conv1", "bn1", "relu", "maxpool"].map(String::from).into();
+    let mut block_names = Vec::new();
     for (k, blocks) in blocks.into_iter().enumerate() {
-        names.extend((0..blocks).map(|i| format!("layer{}.{i}", k + 1)));
+        block_names.extend((0..blocks).map(|i| format!("layer{}.{i}", k + 1)));
     }
+    names.extend(block_names.iter().cloned());
     names.extend((1..=4).map(|k| format!("layer{k}")));
+    let pairs = if bottleneck { 3 } else { 2 };
+    for block in &block_names {
+        for j in 1..=pairs {
+            names.push(format!("{block}.conv{j}"));
+            names.push(format!("{block}.bn{j}"));
+        }
+    }
     names
 }
 
@@ -569,7 +581,18 @@ mod tests {
         let vgg16 = Architecture::Vgg16.layer_names();
         assert_eq!((vgg16.len(), vgg16[30].as_str()), (31, "features.30"));
         let resnet = Architecture::Resnet50.layer_names();
-        assert!(resnet.contains(&"layer3.5".to_string()) && resnet.ends_with(&["layer4".into()]));
+        assert!(resnet.contains(&"layer3.5".to_string()) && resnet.contains(&"layer4".into()));
+        // Stem, 16 blocks, 4 aliases, then six points inside each bottleneck.
+        assert_eq!(resnet.len(), 4 + 16 + 4 + 16 * 6);
+        assert_eq!(
+            resnet[24..27],
+            ["layer1.0.conv1", "layer1.0.bn1", "layer1.0.conv2"]
+        );
+        assert!(resnet.ends_with(&["layer4.2.conv3".into(), "layer4.2.bn3".into()]));
+        let resnet18 = Architecture::Resnet18.layer_names();
+        assert!(resnet18.ends_with(&["layer4.1.conv2".into(), "layer4.1.bn2".into()]));
+        assert!(!resnet18.contains(&"layer4.1.conv3".to_string()));
+        assert!(!Architecture::Resnet18.pools_globally_after("layer4.1.bn2"));
         assert!(Architecture::Resnet18.pools_globally_after("layer4"));
         assert!(Architecture::Resnet18.pools_globally_after("layer4.1"));
         assert!(!Architecture::Resnet18.pools_globally_after("layer3"));

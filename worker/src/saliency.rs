@@ -251,8 +251,8 @@ mod tests {
 
     /// One pass at several layers (in any order, an alias beside its stage) gives each
     /// layer what a pass at that layer alone gives, for every method: on a VGG-style, a
-    /// ResNet (residual blocks, an alias) and a ViT (the class token carried past each
-    /// layer) with random weights.
+    /// ResNet (residual blocks, an alias, points inside a block — two in one block) and a
+    /// ViT (the class token carried past each layer) with random weights.
     #[test]
     fn one_pass_at_several_layers_equals_a_pass_per_layer() {
         use crate::models::Architecture;
@@ -276,7 +276,15 @@ mod tests {
             ),
             (
                 Architecture::Resnet18,
-                &["layer3", "layer1.0", "layer3.1", "layer2"],
+                &[
+                    "layer3",
+                    "layer1.0",
+                    "layer3.1",
+                    "layer2.0.bn1",
+                    "layer2",
+                    "layer2.0.conv2",
+                    "layer3.1.conv1",
+                ],
             ),
             (
                 Architecture::VitB16,

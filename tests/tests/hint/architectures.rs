@@ -136,7 +136,20 @@ fn vgg19_matches_torchvision() {
 
 #[test]
 fn resnet18_matches_torchvision() {
-    check_against_torchvision(Architecture::Resnet18, 64, &["bn1", "layer1", "layer4.1"]);
+    // Points inside blocks too: a convolution, and a batch norm before its ReLU (in the
+    // first block of layer2, whose downsampling the rest of the block adds back).
+    check_against_torchvision(
+        Architecture::Resnet18,
+        64,
+        &[
+            "bn1",
+            "layer1",
+            "layer2.0.conv1",
+            "layer2.0.bn1",
+            "layer3.1.bn2",
+            "layer4.1",
+        ],
+    );
 }
 
 #[test]
@@ -144,7 +157,15 @@ fn resnet50_matches_torchvision() {
     check_against_torchvision(
         Architecture::Resnet50,
         64,
-        &["maxpool", "layer2.0", "layer3", "layer3.5", "layer4"],
+        &[
+            "maxpool",
+            "layer2.0",
+            "layer2.0.conv2",
+            "layer3",
+            "layer3.5",
+            "layer4.0.bn3",
+            "layer4",
+        ],
     );
 }
 

@@ -53,14 +53,19 @@ fn every_stage_that_needs_libtorch_is_listed_and_handed_over() {
         &hint(&["layers", "--model", "resnet18", "--shapes"]),
         "hint layers --shapes",
     );
-    assert!(
-        shapes.lines().any(|l| l == "layer3.1  256 × 14 × 14"),
-        "{shapes}"
-    );
-    assert!(
-        shapes.lines().any(|l| l == "layer4    512 × 7 × 7"),
-        "{shapes}"
-    );
+    // Names are padded to the longest (a point inside a block, `layer1.0.conv1`).
+    let rows: Vec<String> = shapes
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    for row in [
+        "layer3.1 256 × 14 × 14",
+        "layer4 512 × 7 × 7",
+        "layer3.0.conv1 256 × 14 × 14",
+        "layer4.1.bn2 512 × 7 × 7",
+    ] {
+        assert!(rows.iter().any(|r| r == row), "{row}: {shapes}");
+    }
 }
 
 #[test]

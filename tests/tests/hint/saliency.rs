@@ -43,6 +43,14 @@ fn resnet_style_saliency_at_a_stage_alias_matches_pytorch() {
 }
 
 #[test]
+fn resnet_style_saliency_inside_a_block_matches_pytorch() {
+    // After the first convolution of a downsampling block: the gradient flows back through
+    // the rest of the block, with the block's input (which the downsampling adds back)
+    // held fixed — what PyTorch's gradient at the hooked `conv1` output is.
+    check_against_pytorch(Architecture::Resnet18, "layer3.0.conv1", 96, Baseline::Zero);
+}
+
+#[test]
 fn efficientnet_saliency_matches_pytorch() {
     check_against_pytorch(
         Architecture::EfficientnetB0,

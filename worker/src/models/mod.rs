@@ -34,25 +34,75 @@ pub use hint_common::architecture::{Architecture, InputSize};
 pub trait Stage: Send + fmt::Debug {
     /// Runs the stage. `relu` says whether ReLUs inside it are guided.
     fn forward(&self, x: &Tensor, relu: ReluMode) -> Tensor;
+
+    /// Addressable points inside the stage, in forward order, by their torchvision names
+    /// under the stage (a residual block's `conv1`, `bn1`, …); none by default.
+    fn points(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Runs part of the stage on `main`: from point `from` (`None`: the stage's input) to
+    /// point `to` (`None`: the stage's output). `input` is the stage's input, which the
+    /// rest of a residual block adds back. Only stages with [`points`](Stage::points) are
+    /// asked for a part.
+    fn between(
+        &self,
+        main: &Tensor,
+        input: &Tensor,
+        from: Option<usize>,
+        to: Option<usize>,
+        relu: ReluMode,
+    ) -> Tensor {
+        assert!(
+            from.is_none() && to.is_none(),
+            "{self:?} has no inner points"
+        );
+        let _ = input;
+        self.forward(main, relu)
+    }
 }
 
-/// An addressable layer of a [`Backbone`], resolved from its torchvision name. Layers
-/// order by depth (an alias and the stage it names are the same layer).
+/// An addressable layer of a [`Backbone`], resolved from its torchvision name: a stage's
+/// output, or a point inside a stage (`layer3.1.conv2`). Layers order by depth (an alias
+/// and the stage it names are the same layer; a stage's inner points come before its
+/// output).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Layer {
-    /// Index of the stage whose output is this layer.
+    /// Index of the stage this layer is the output of, or inside.
     stage: usize,
+    /// Index into the stage's [`Stage::points`], or [`OUTPUT`] for its output.
+    point: usize,
+}
+
+/// [`Layer::point`] of a stage's output.
+const OUTPUT: usize = usize::MAX;
+
+impl Layer {
+    /// The point inside the stage, `None` for the stage's output.
+    fn inner(self) -> Option<usize> {
+        (self.point != OUTPUT).then_some(self.point)
+    }
+
+    /// The output of stage `stage`.
+    fn output(stage: usize) -> Layer {
+        Layer {
+            stage,
+            point: OUTPUT,
+        }
+    }
 }
 
 /// A layer's output for a batch: the map HINT sees, and what the network carries past the
-/// layer besides (ViT's class token). Saliency differentiates with respect to `map` with
+/// layer besides (ViT's class token; at a point inside a residual block, the block's input,
+/// which its end adds back). Saliency differentiates with respect to `map` with
 /// the carried part held fixed; an ablation or attack replaces `map` ([`Hidden::with_map`])
 /// and runs [`Backbone::forward_from`] on the result.
 #[derive(Debug)]
 pub struct Hidden {
     /// `[B, D, H, W]`: a CNN's activation; a ViT's patch tokens as a `g × g` grid.
     pub map: Tensor,
-    /// ViT's class token `[B, 1, D]`; `None` for CNNs, whose layers carry only the map.
+    /// ViT's class token `[B, 1, D]`, or a residual block's input `[B, C, H', W']` at a
+    /// point inside it; `None` where the layer carries only the map.
     carry: Option<Tensor>,
 }
 
@@ -78,7 +128,11 @@ impl Hidden {
     /// The batch `times` over, whole batch after whole batch, with `map` (`times × B`
     /// images) in place of the map.
     pub fn repeated_with_map(&self, times: i64, map: Tensor) -> Hidden {
-        let carry = self.carry.as_ref().map(|c| c.repeat([times, 1, 1]));
+        let carry = self.carry.as_ref().map(|c| {
+            let mut repeats = vec![1; c.dim()];
+            repeats[0] = times;
+            c.repeat(repeats.as_slice())
+        });
         Hidden { map, carry }
     }
 }
@@ -224,50 +278,63 @@ impl Backbone {
         self.vs.device()
     }
 
-    /// Every addressable layer name, in forward order (aliases after the stage names).
+    /// Every addressable layer name with its layer: the stages in forward order, their
+    /// aliases, then the points inside stages (`layer3.1.conv2`) in forward order.
+    fn named_layers(&self) -> Vec<(String, Layer)> {
+        let stages = self
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(i, (n, _))| (n.clone(), Layer::output(i)));
+        let aliases = self
+            .aliases
+            .iter()
+            .map(|(n, i)| (n.clone(), Layer::output(*i)));
+        let inner = self
+            .stages
+            .iter()
+            .enumerate()
+            .flat_map(|(stage, (n, module))| {
+                module
+                    .points()
+                    .iter()
+                    .enumerate()
+                    .map(move |(point, p)| (format!("{n}.{p}"), Layer { stage, point }))
+            });
+        stages.chain(aliases).chain(inner).collect()
+    }
+
+    /// Every addressable layer name: the stages in forward order, their aliases, then the
+    /// points inside stages.
     pub fn layer_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.stages.iter().map(|(n, _)| n.clone()).collect();
-        names.extend(self.aliases.iter().map(|(n, _)| n.clone()));
-        names
+        self.named_layers().into_iter().map(|(n, _)| n).collect()
     }
 
     /// Every addressable layer name with its output's shape `[D, H, W]` for one
     /// `crop × crop` image, in [`layer_names`](Self::layer_names)' order: one forward pass
     /// (an alias has its stage's shape).
     pub fn layer_shapes(&self, crop: i64) -> Vec<(String, Vec<i64>)> {
-        let device = self.device();
-        let mut shapes = Vec::with_capacity(self.stages.len());
-        tch::no_grad(|| {
-            let mut z = Tensor::zeros([1, 3, crop, crop], (tch::Kind::Float, device));
-            for (stage, (_, module)) in self.stages.iter().enumerate() {
-                z = module.forward(&z, ReluMode::Plain);
-                shapes.push(self.hidden(z.shallow_clone(), stage).map.size()[1..].to_vec());
-            }
-        });
-        let mut named: Vec<(String, Vec<i64>)> = self
-            .stages
-            .iter()
-            .zip(&shapes)
-            .map(|((n, _), s)| (n.clone(), s.clone()))
-            .collect();
-        named.extend(
-            self.aliases
-                .iter()
-                .map(|(n, stage)| (n.clone(), shapes[*stage].clone())),
-        );
+        let named = self.named_layers();
+        let mut layers: Vec<Layer> = named.iter().map(|(_, l)| *l).collect();
+        layers.sort();
+        layers.dedup();
+        let x = Tensor::zeros([1, 3, crop, crop], (tch::Kind::Float, self.device()));
+        let maps = tch::no_grad(|| self.forward_maps(&x, &layers, ReluMode::Plain));
         named
+            .into_iter()
+            .map(|(name, layer)| {
+                let k = layers.binary_search(&layer).expect("every layer mapped");
+                (name, maps[k].size()[1..].to_vec())
+            })
+            .collect()
     }
 
     /// Resolves a torchvision layer name; the error lists the valid ones.
     pub fn layer(&self, name: &str) -> Result<Layer> {
-        let stage = self.stages.iter().position(|(n, _)| n == name).or_else(|| {
-            self.aliases
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, i)| *i)
-        });
-        stage
-            .map(|stage| Layer { stage })
+        self.named_layers()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, layer)| layer)
             .ok_or_else(|| Error::UnknownLayer {
                 arch: self.arch.to_string(),
                 layer: name.to_string(),
@@ -344,11 +411,23 @@ impl Backbone {
 
     /// `z = f_{≤l}(x)`: the activation of `layer` for a batch of preprocessed images.
     pub fn forward_to(&self, x: &Tensor, layer: Layer, relu: ReluMode) -> Hidden {
-        let mut z = x.shallow_clone();
-        for (_, stage) in &self.stages[..=layer.stage] {
-            z = stage.forward(&z, relu);
+        let mut y = x.shallow_clone();
+        for (_, stage) in &self.stages[..layer.stage] {
+            y = stage.forward(&y, relu);
         }
-        self.hidden(z, layer.stage)
+        self.enter(&y, layer, relu)
+    }
+
+    /// Layer `layer` from its stage's input `y`.
+    fn enter(&self, y: &Tensor, layer: Layer, relu: ReluMode) -> Hidden {
+        let stage = &self.stages[layer.stage].1;
+        match layer.inner() {
+            None => self.hidden(stage.forward(y, relu), layer.stage),
+            Some(point) => Hidden {
+                map: stage.between(y, y, None, Some(point), relu),
+                carry: Some(y.shallow_clone()),
+            },
+        }
     }
 
     /// Stage `stage`'s output as HINT sees it: a token sequence split into the patch
@@ -373,16 +452,46 @@ impl Backbone {
         }
     }
 
-    /// What stage `stage` passes on, from its output as HINT sees it (the inverse of
-    /// [`hidden`](Self::hidden)).
-    fn output(&self, hidden: &Hidden) -> Tensor {
-        match &hidden.carry {
-            None => hidden.map.shallow_clone(),
-            Some(class) => {
-                let patches = hidden.map.flatten(2, -1).transpose(1, 2);
+    /// The output of `layer`'s stage from the layer (the inverse of [`hidden`](Self::hidden)
+    /// at a stage's output; the rest of the stage at a point inside it).
+    fn finish_stage(&self, z: &Hidden, layer: Layer, relu: ReluMode) -> Tensor {
+        match (layer.inner(), &z.carry) {
+            (None, None) => z.map.shallow_clone(),
+            (None, Some(class)) => {
+                let patches = z.map.flatten(2, -1).transpose(1, 2);
                 Tensor::cat(&[class, &patches], 1)
             }
+            (Some(point), Some(input)) => {
+                self.stages[layer.stage]
+                    .1
+                    .between(&z.map, input, Some(point), None, relu)
+            }
+            (Some(_), None) => unreachable!("a point inside a block carries the block's input"),
         }
+    }
+
+    /// From layer `from` (`z`) to the deeper layer `to`, running only what lies between.
+    /// The result is computed from `z.map`: in the autograd graph when `z.map` is.
+    fn advance(&self, z: &Hidden, from: Layer, to: Layer, relu: ReluMode) -> Hidden {
+        assert!(from <= to, "advance goes deeper");
+        if from == to {
+            return z.with_map(z.map.shallow_clone());
+        }
+        if let (Some(a), Some(b), true) = (from.inner(), to.inner(), from.stage == to.stage) {
+            let input = z.carry.as_ref().expect("a block's input");
+            let map = self.stages[from.stage]
+                .1
+                .between(&z.map, input, Some(a), Some(b), relu);
+            return z.with_map(map);
+        }
+        let mut y = self.finish_stage(z, from, relu);
+        if to == Layer::output(from.stage) {
+            return self.hidden(y, from.stage);
+        }
+        for (_, stage) in &self.stages[from.stage + 1..to.stage] {
+            y = stage.forward(&y, relu);
+        }
+        self.enter(&y, to, relu)
     }
 
     /// The activations of `layer` for a batch of preprocessed `crop × crop` images
@@ -421,69 +530,44 @@ impl Backbone {
         relu: ReluMode,
     ) -> (Tensor, Vec<Tensor>) {
         let mut maps = Vec::with_capacity(deeper.len());
-        let mut wanted = deeper.iter().peekable();
-        while wanted.next_if(|l| l.stage == layer.stage).is_some() {
-            maps.push(z.map.shallow_clone());
+        let (mut at, mut here) = (layer, z.with_map(z.map.shallow_clone()));
+        for &next in deeper {
+            here = self.advance(&here, at, next, relu);
+            maps.push(here.map.shallow_clone());
+            at = next;
         }
-        let mut y = self.output(z);
-        let mut stage = layer.stage;
-        while let Some(next) = wanted.peek().copied() {
-            assert!(next.stage > stage, "deeper layers in depth order");
-            stage += 1;
-            y = self.stages[stage].1.forward(&y, relu);
-            if next.stage == stage {
-                let hidden = self.hidden(y, stage);
-                while wanted.next_if(|l| l.stage == stage).is_some() {
-                    maps.push(hidden.map.shallow_clone());
-                }
-                // On from the map itself, so that the map is in the graph.
-                y = self.output(&hidden);
-            }
-        }
-        (self.forward_from_output(&y, Layer { stage }, relu), maps)
+        (self.forward_from(&here, at, relu), maps)
     }
 
     /// The maps of `layers` (in depth order) for a batch of preprocessed images: one forward
     /// pass up to the deepest of them.
     pub fn forward_maps(&self, x: &Tensor, layers: &[Layer], relu: ReluMode) -> Vec<Tensor> {
-        let mut maps = Vec::with_capacity(layers.len());
-        let Some(deepest) = layers.last() else {
-            return maps;
+        let Some((&first, deeper)) = layers.split_first() else {
+            return Vec::new();
         };
-        let mut wanted = layers.iter().peekable();
-        let mut y = x.shallow_clone();
-        for (stage, (_, module)) in self.stages[..=deepest.stage].iter().enumerate() {
-            y = module.forward(&y, relu);
-            if wanted.peek().is_some_and(|l| l.stage == stage) {
-                let hidden = self.hidden(y.shallow_clone(), stage);
-                while wanted.next_if(|l| l.stage == stage).is_some() {
-                    maps.push(hidden.map.shallow_clone());
-                }
-            }
+        let mut here = self.forward_to(x, first, relu);
+        let mut maps = vec![here.map.shallow_clone()];
+        let mut at = first;
+        for &next in deeper {
+            here = self.advance(&here, at, next, relu);
+            maps.push(here.map.shallow_clone());
+            at = next;
         }
-        assert!(wanted.peek().is_none(), "layers in depth order");
         maps
     }
 
-    /// Logits from stage `after.stage`'s raw output (a token sequence for ViT).
-    fn forward_from_output(&self, y: &Tensor, after: Layer, relu: ReluMode) -> Tensor {
-        let mut y = y.shallow_clone();
-        for (_, stage) in &self.stages[after.stage + 1..] {
+    /// Logits `f_{>l}(z)` from the activation of `layer`.
+    pub fn forward_from(&self, z: &Hidden, layer: Layer, relu: ReluMode) -> Tensor {
+        let mut y = self.finish_stage(z, layer, relu);
+        for (_, stage) in &self.stages[layer.stage + 1..] {
             y = stage.forward(&y, relu);
         }
         self.head.forward(&y, relu)
     }
 
-    /// Logits `f_{>l}(z)` from the activation of `layer`.
-    pub fn forward_from(&self, z: &Hidden, layer: Layer, relu: ReluMode) -> Tensor {
-        self.forward_from_output(&self.output(z), layer, relu)
-    }
-
     /// Logits for a batch of preprocessed images.
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let last = Layer {
-            stage: self.stages.len() - 1,
-        };
+        let last = Layer::output(self.stages.len() - 1);
         self.forward_from(
             &self.forward_to(x, last, ReluMode::Plain),
             last,

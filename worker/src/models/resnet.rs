@@ -3,7 +3,10 @@
 //!
 //! Stages are the stem's modules (`conv1`, `bn1`, `relu`, `maxpool`) and then every
 //! residual block (`layer1.0` … `layer4.2`); `layer1` … `layer4` are aliases of their last
-//! block, as hooking torchvision's `model.layer3` gives the output of `layer3[-1]`.
+//! block, as hooking torchvision's `model.layer3` gives the output of `layer3[-1]`. Inside
+//! every block, its convolutions and batch norms are points of their own
+//! (`layer3.1.conv2`, `layer3.1.bn2`: a batch norm's output before the ReLU that follows
+//! it, as a hook on torchvision's `bn` module sees it).
 
 use hint_common::architecture::{RESNET18_BLOCKS, RESNET50_BLOCKS};
 use tch::nn::{self, Module, ModuleT};
@@ -125,8 +128,14 @@ impl Stage for BatchNorm {
     }
 }
 
+/// The points inside a basic block and a bottleneck.
+const BASIC_POINTS: [&str; 4] = ["conv1", "bn1", "conv2", "bn2"];
+const BOTTLENECK_POINTS: [&str; 6] = ["conv1", "bn1", "conv2", "bn2", "conv3", "bn3"];
+
 /// A residual block. `BasicBlock` and `Bottleneck` share one shape: conv-bn pairs with a
-/// ReLU after all but the last, the (possibly downsampled) input added, then a ReLU.
+/// ReLU after all but the last, the (possibly downsampled) input added, then a ReLU. Its
+/// points are after each convolution and each batch norm: point `2j` after `conv{j+1}`,
+/// `2j + 1` after `bn{j+1}`.
 #[derive(Debug)]
 struct Block {
     /// `(conv1, bn1), (conv2, bn2)[, (conv3, bn3)]`.
@@ -169,17 +178,44 @@ impl Block {
 
 impl Stage for Block {
     fn forward(&self, x: &Tensor, relu: ReluMode) -> Tensor {
-        let mut y = x.shallow_clone();
-        let last = self.layers.len() - 1;
-        for (j, (conv, bn)) in self.layers.iter().enumerate() {
-            y = bn.forward_t(&conv.forward(&y), false);
-            if j < last {
+        self.between(x, x, None, None, relu)
+    }
+
+    fn points(&self) -> &'static [&'static str] {
+        match self.layers.len() {
+            2 => &BASIC_POINTS,
+            _ => &BOTTLENECK_POINTS,
+        }
+    }
+
+    fn between(
+        &self,
+        main: &Tensor,
+        input: &Tensor,
+        from: Option<usize>,
+        to: Option<usize>,
+        relu: ReluMode,
+    ) -> Tensor {
+        let steps = 2 * self.layers.len();
+        let mut y = main.shallow_clone();
+        for step in from.map_or(0, |p| p + 1)..to.map_or(steps, |p| p + 1) {
+            let (conv, bn) = &self.layers[step / 2];
+            if step % 2 == 1 {
+                y = bn.forward_t(&y, false);
+                continue;
+            }
+            // Every convolution but the first follows the ReLU of the batch norm before it.
+            if step > 0 {
                 y = crate::guided::relu(&y, relu);
             }
+            y = conv.forward(&y);
+        }
+        if to.is_some() {
+            return y;
         }
         let identity = match &self.downsample {
-            Some((conv, bn)) => bn.forward_t(&conv.forward(x), false),
-            None => x.shallow_clone(),
+            Some((conv, bn)) => bn.forward_t(&conv.forward(input), false),
+            None => input.shallow_clone(),
         };
         crate::guided::relu(&(y + identity), relu)
     }

@@ -48,7 +48,7 @@ pub trait Stage: Send + fmt::Debug {
     fn between(
         &self,
         main: &Tensor,
-        input: &Tensor,
+        _input: &Tensor,
         from: Option<usize>,
         to: Option<usize>,
         relu: ReluMode,
@@ -57,7 +57,6 @@ pub trait Stage: Send + fmt::Debug {
             from.is_none() && to.is_none(),
             "{self:?} has no inner points"
         );
-        let _ = input;
         self.forward(main, relu)
     }
 }

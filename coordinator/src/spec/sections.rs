@@ -121,6 +121,14 @@ pub(super) fn model(s: &mut Section<'_>, base_dir: &Path) -> ModelSpec {
     let layer = s.required_string("layer");
     let resize = s.integer::<u32>("resize", 1);
     let crop = s.integer::<u32>("crop", 1);
+    if !s.strings("layers").is_empty() {
+        s.problem(
+            "layers",
+            "a job analyses one layer (model.layer) for now; `hint extract --layer a,b,c` \
+             extracts several in one pass, each layer's regions into its own directory for \
+             `hint classify` and `hint shapley`",
+        );
+    }
 
     let arch = architecture
         .as_deref()

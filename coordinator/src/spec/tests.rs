@@ -650,3 +650,34 @@ fn guided_backprop_on_a_network_without_relu_is_a_problem_of_the_method() {
         assert!(world.parse(&text).is_ok(), "{arch}");
     }
 }
+
+#[test]
+fn several_layers_per_job_are_refused_with_where_to_go_instead() {
+    let world = World::new();
+    let text = MINIMAL.replace(
+        "layer = \"features.7\"",
+        "layer = \"features.7\"\nlayers = [\"features.1\", \"features.4\"]",
+    );
+    let problems = world.problems(&text);
+    assert_eq!(fields(&problems), ["model.layers"], "{problems:?}");
+    assert!(
+        problems[0].message.contains("hint extract --layer a,b,c"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn a_vit_crop_must_be_a_multiple_of_its_patch() {
+    let world = World::new();
+    let vit = MINIMAL
+        .replace("tiny_cnn\"", "vit_b_16\"")
+        .replace("features.7", "encoder.layers.encoder_layer_3");
+    assert!(world.parse(&vit).is_ok(), "224, its default crop");
+    let text = vit.replace("[data]", "resize = 100\ncrop = 100\n\n[data]");
+    let problems = world.problems(&text);
+    assert_eq!(fields(&problems), ["model.crop"], "{problems:?}");
+    assert!(
+        problems[0].message.contains("multiple of 16"),
+        "{problems:?}"
+    );
+}

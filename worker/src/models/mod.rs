@@ -783,6 +783,28 @@ mod tests {
         }
     }
 
+    /// At a point inside a residual block the block's input is carried: going on from the
+    /// map gives the whole network's logits, and a batch repeated with its carry (as
+    /// ablation stacks copies) gives them once per copy.
+    #[test]
+    fn a_point_inside_a_block_carries_the_blocks_input() {
+        tch::manual_seed(4);
+        let model = Backbone::new(Architecture::Resnet18, 3, Device::Cpu);
+        let x = Tensor::randn([2, 3, 64, 64], (tch::Kind::Float, Device::Cpu));
+        tch::no_grad(|| {
+            let whole = model.forward(&x);
+            let layer = model.layer("layer2.0.bn1").unwrap();
+            let hidden = model.forward_to(&x, layer, ReluMode::Plain);
+            assert_eq!(hidden.map.size(), [2, 128, 8, 8]);
+            let split = model.forward_from(&hidden, layer, ReluMode::Plain);
+            assert!(whole.allclose(&split, 1e-5, 1e-5, false));
+            let twice = Tensor::cat(&[&hidden.map, &hidden.map], 0);
+            let stacked =
+                model.forward_from(&hidden.repeated_with_map(2, twice), layer, ReluMode::Plain);
+            assert!(Tensor::cat(&[&whole, &whole], 0).allclose(&stacked, 1e-5, 1e-5, false));
+        });
+    }
+
     /// A ViT layer is its patch tokens as a `768 × g × g` map, `g` = crop / 16, and the
     /// crop must fit the position embeddings.
     #[test]

@@ -348,7 +348,12 @@ impl Architecture {
             Architecture::Resnet18 => resnet_layer_names(RESNET18_BLOCKS, false),
             Architecture::Resnet50 => resnet_layer_names(RESNET50_BLOCKS, true),
             Architecture::InceptionV3 => INCEPTION_STAGES.map(String::from).to_vec(),
-            Architecture::EfficientnetB0 | Architecture::ConvnextTiny => {
+            Architecture::EfficientnetB0 => {
+                let mut names = features_layer_names(&self.features().unwrap_or_default());
+                names.extend(efficientnet_b0_points());
+                names
+            }
+            Architecture::ConvnextTiny => {
                 features_layer_names(&self.features().unwrap_or_default())
             }
             Architecture::VitB16 => std::iter::once("conv_proj".to_string())
@@ -511,6 +516,21 @@ pub fn features_layer_names(features: &[Feature]) -> Vec<String> {
     names
 }
 
+/// The points inside EfficientNet-B0's MBConv blocks, in forward order: the outputs of each
+/// block's `block` modules (`features.3.1.block.0` … `block.3`: expansion, depthwise
+/// convolution, squeeze and excitation, projection; a block that does not expand, as in
+/// `features.1`, has no expansion and one module fewer).
+fn efficientnet_b0_points() -> Vec<String> {
+    let mut names = Vec::new();
+    for (k, stage) in EFFICIENTNET_B0.iter().enumerate() {
+        let modules = if stage.expand_ratio == 1 { 3 } else { 4 };
+        for block in 0..stage.blocks {
+            names.extend((0..modules).map(|m| format!("features.{}.{block}.block.{m}", k + 1)));
+        }
+    }
+    names
+}
+
 /// A ResNet's stage names (the stem's modules, then every block), then its aliases
 /// (`layer3` = the last block of `layer3`, as hooking torchvision's `model.layer3` gives),
 /// then the points inside every block (`layer3.1.conv1`, `layer3.1.bn1`, …; a bottleneck
@@ -604,10 +624,22 @@ mod tests {
             &efficientnet[..3],
             ["features.0", "features.1.0", "features.2.0"]
         );
-        // 1 + 16 blocks + 1 stages, then the 7 block stages' aliases.
-        assert_eq!(efficientnet.len(), 18 + 7);
+        // 1 + 16 blocks + 1 stages, the 7 block stages' aliases, then the points inside
+        // blocks: 3 in features.1's one block (no expansion), 4 in each of the 15 others.
+        assert_eq!(efficientnet.len(), 18 + 7 + 3 + 15 * 4);
         assert_eq!(efficientnet[17], "features.8");
-        assert!(efficientnet.ends_with(&["features.7".into()]));
+        assert_eq!(efficientnet[24], "features.7");
+        assert_eq!(
+            efficientnet[25..29],
+            [
+                "features.1.0.block.0",
+                "features.1.0.block.1",
+                "features.1.0.block.2",
+                "features.2.0.block.0"
+            ]
+        );
+        assert!(efficientnet.ends_with(&["features.7.0.block.3".into()]));
+        assert!(!Architecture::EfficientnetB0.pools_globally_after("features.7.0.block.3"));
         assert!(Architecture::EfficientnetB0.pools_globally_after("features.8"));
         assert!(!Architecture::EfficientnetB0.pools_globally_after("features.7"));
 

@@ -197,9 +197,13 @@ fn efficientnet_b0_matches_torchvision() {
         &[
             "features.0",
             "features.1",
+            "features.1.0.block.2",
             "features.2.0",
             "features.3",
+            "features.3.1.block.0",
+            "features.3.1.block.1",
             "features.5.2",
+            "features.6.2.block.2",
             "features.8",
         ],
     );

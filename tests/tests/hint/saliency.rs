@@ -61,6 +61,19 @@ fn efficientnet_saliency_matches_pytorch() {
 }
 
 #[test]
+fn efficientnet_saliency_inside_a_block_matches_pytorch() {
+    // After the depthwise convolution of a residual block: the gradient goes back through
+    // the squeeze and excitation (which pools over positions) and the projection, with the
+    // block's input held fixed.
+    check_against_pytorch(
+        Architecture::EfficientnetB0,
+        "features.3.1.block.1",
+        64,
+        Baseline::Black,
+    );
+}
+
+#[test]
 fn convnext_saliency_matches_pytorch() {
     // Not a stage's last block (features.3 = features.3.2): the downsampling after it
     // starts with a LayerNorm over channels, so the plain gradient there sums to zero over

@@ -135,6 +135,12 @@ impl SqueezeExcitation {
     }
 }
 
+/// The points inside an MBConv block: the outputs of its `block` modules (expansion,
+/// depthwise convolution, squeeze and excitation, projection), without the expansion where
+/// the block has none.
+const EXPANDING_POINTS: [&str; 4] = ["block.0", "block.1", "block.2", "block.3"];
+const POINTS: [&str; 3] = ["block.0", "block.1", "block.2"];
+
 /// torchvision's `MBConv`: an optional 1×1 expansion, a depthwise convolution, squeeze and
 /// excitation, a 1×1 projection without activation, and the input added when the block
 /// keeps its shape (stride 1, as many channels out as in).
@@ -180,18 +186,48 @@ impl MbConv {
 }
 
 impl Stage for MbConv {
-    fn forward(&self, x: &Tensor, _relu: ReluMode) -> Tensor {
-        let mut y = match &self.expand {
-            Some(expand) => expand.forward(x),
-            None => x.shallow_clone(),
-        };
-        y = self.depthwise.forward(&y);
-        y = self.squeeze_excitation.forward(&y);
-        y = self.project.forward(&y);
-        if self.residual {
-            y + x
-        } else {
-            y
+    fn forward(&self, x: &Tensor, relu: ReluMode) -> Tensor {
+        self.between(x, x, None, None, relu)
+    }
+
+    fn points(&self) -> &'static [&'static str] {
+        match self.expand {
+            Some(_) => &EXPANDING_POINTS,
+            None => &POINTS,
+        }
+    }
+
+    fn between(
+        &self,
+        main: &Tensor,
+        input: &Tensor,
+        from: Option<usize>,
+        to: Option<usize>,
+        _relu: ReluMode,
+    ) -> Tensor {
+        let steps = self.points().len();
+        let mut y = main.shallow_clone();
+        for step in from.map_or(0, |p| p + 1)..to.map_or(steps, |p| p + 1) {
+            y = self.step(step, &y);
+        }
+        match (to, self.residual) {
+            (None, true) => y + input,
+            _ => y,
+        }
+    }
+}
+
+impl MbConv {
+    /// Module `step` of `block` (the numbering of [`Stage::points`]).
+    fn step(&self, step: usize, x: &Tensor) -> Tensor {
+        // Without an expansion, `block.0` is the depthwise convolution.
+        let module = step + usize::from(self.expand.is_none());
+        match (module, &self.expand) {
+            (0, Some(expand)) => expand.forward(x),
+            (1, _) => self.depthwise.forward(x),
+            (2, _) => self.squeeze_excitation.forward(x),
+            (3, _) => self.project.forward(x),
+            _ => unreachable!("an MBConv block has {} points", self.points().len()),
         }
     }
 }

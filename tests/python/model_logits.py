@@ -3,7 +3,7 @@
 
     model_logits.py ARCH WEIGHTS INPUT OUT [--images DIR --size S]
 
-- loads WEIGHTS (safetensors ``state_dict``) into ``hint_models.build(ARCH, classes)``
+- loads WEIGHTS (safetensors ``state_dict``) into ``hint_models.build(ARCH, classes, SIZE)``
   with ``strict=True`` (the class count is read from the classifier's weight);
 - runs it on ``x`` from INPUT (safetensors, ``[B, 3, H, W]``) and writes ``logits`` to OUT;
 - with ``--images``, also classifies the ImageFolder DIR the way a PyTorch user would
@@ -37,6 +37,7 @@ CLASSIFIER_WEIGHT = {
     "inception_v3": "fc.weight",
     "efficientnet_b0": "classifier.1.weight",
     "convnext_tiny": "classifier.2.weight",
+    "vit_b_16": "heads.head.weight",
 }
 assert set(CLASSIFIER_WEIGHT) == set(hint_models.ARCHITECTURES)
 
@@ -53,7 +54,7 @@ def main() -> None:
 
     state = load_file(args.weights)
     classes = state[CLASSIFIER_WEIGHT[args.arch]].shape[0]
-    model = hint_models.build(args.arch, classes)
+    model = hint_models.build(args.arch, classes, args.size)
     model.load_state_dict(state, strict=True)
     model.eval()
 

@@ -28,7 +28,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::explain::{concept_classifiers, file_error, image_files, stem, ExplainError, Linear};
 use crate::images::decode::{self, read_rgb, Preprocess};
-use crate::models::{Backbone, Layer, ReluMode};
+use crate::models::{to_host, Backbone, Layer, ReluMode};
 use crate::wsol::geometry::upsample_bilinear;
 use crate::wsol::heatmap::{self, file_safe};
 use crate::wsol::inputs::Job;
@@ -274,20 +274,15 @@ impl Network<'_> {
             (z.map, logits.softmax(-1, Kind::Float))
         });
         let size = z.size();
-        let host = |t: &Tensor| -> Result<Vec<f32>, tch::TchError> {
-            Vec::<f32>::try_from(
-                t.f_to_kind(Kind::Float)?
-                    .f_to_device(Device::Cpu)?
-                    .f_contiguous()?
-                    .f_flatten(0, -1)?,
-            )
-        };
         let classes = probs.size()[1] as usize;
         Ok(Seen {
-            pixels: host(x)?,
-            z: host(&z)?,
+            pixels: to_host(x)?,
+            z: to_host(&z)?,
             shape: (size[1] as usize, size[2] as usize, size[3] as usize),
-            probabilities: host(&probs)?.chunks(classes).map(<[f32]>::to_vec).collect(),
+            probabilities: to_host(&probs)?
+                .chunks(classes)
+                .map(<[f32]>::to_vec)
+                .collect(),
         })
     }
 

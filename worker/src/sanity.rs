@@ -23,11 +23,11 @@ use hint_common::sanity::{
 };
 use hint_common::settings::{Method, MethodName};
 use hint_common::stats::spearman;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use crate::explain::{concept_classifiers, file_error, image_files, ExplainError, Linear};
 use crate::images::decode::{self, read_rgb};
-use crate::models::{Backbone, Layer};
+use crate::models::{to_host, Backbone, Layer};
 use crate::responsible::{self, Aggregate};
 use crate::saliency::{self, SaliencyInput};
 use crate::wsol::inputs::Job;
@@ -273,15 +273,8 @@ impl Check<'_> {
             let aggregated = self.aggregation.apply(&result.saliency);
             let normalised = responsible::normalise(&aggregated);
             let rows = |t: &Tensor| -> Result<Vec<Vec<f32>>, tch::TchError> {
-                let flat = t
-                    .f_to_kind(Kind::Float)?
-                    .f_to_device(Device::Cpu)?
-                    .f_flatten(1, -1)?;
-                let positions = flat.size()[1] as usize;
-                Ok(Vec::<f32>::try_from(flat.f_flatten(0, -1)?)?
-                    .chunks(positions)
-                    .map(<[f32]>::to_vec)
-                    .collect())
+                let positions = t.size()[1..].iter().product::<i64>() as usize;
+                Ok(to_host(t)?.chunks(positions).map(<[f32]>::to_vec).collect())
             };
             maps.aggregated.extend(rows(&aggregated)?);
             maps.masks.extend(
@@ -307,13 +300,7 @@ impl Check<'_> {
             });
             let size = z.size();
             let (d, positions) = (size[1] as usize, (size[2] * size[3]) as usize);
-            let host = Vec::<f32>::try_from(
-                z.f_to_kind(Kind::Float)?
-                    .f_to_device(Device::Cpu)?
-                    .f_contiguous()?
-                    .f_flatten(0, -1)?,
-            )?;
-            for image in host.chunks(d * positions) {
+            for image in to_host(&z)?.chunks(d * positions) {
                 for ((concept, linear), maps) in concepts.iter().zip(&mut out) {
                     maps.push(linear.map(concept, image, d, positions)?);
                 }

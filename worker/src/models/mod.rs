@@ -136,6 +136,16 @@ impl Hidden {
     }
 }
 
+/// A tensor's values as f32 on the host, row-major (a copy from the device, if need be).
+pub fn to_host(t: &Tensor) -> Result<Vec<f32>, tch::TchError> {
+    Vec::<f32>::try_from(
+        t.f_to_kind(tch::Kind::Float)?
+            .f_to_device(Device::Cpu)?
+            .f_contiguous()?
+            .f_flatten(0, -1)?,
+    )
+}
+
 /// A batch's activations at a layer on the host: `[B, D, H, W]` row-major and `(D, H, W)`.
 pub type HostActivations = (Vec<f32>, (usize, usize, usize));
 
@@ -507,15 +517,11 @@ impl Backbone {
             let x = Tensor::f_from_slice(pixels)?
                 .f_view([batch, 3, crop, crop])?
                 .f_to_device(self.device())?;
-            self.forward_to(&x, layer, ReluMode::Plain)
-                .map
-                .f_to_kind(tch::Kind::Float)?
-                .f_to_device(Device::Cpu)?
-                .f_contiguous()
+            Ok(self.forward_to(&x, layer, ReluMode::Plain).map)
         })?;
         let size = z.size();
         let shape = (size[1] as usize, size[2] as usize, size[3] as usize);
-        Ok((Vec::<f32>::try_from(z.flatten(0, -1))?, shape))
+        Ok((to_host(&z)?, shape))
     }
 
     /// Logits `f_{>l}(z)` from the activation of `layer` (`z`), and on the way the maps of

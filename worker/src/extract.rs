@@ -9,6 +9,10 @@
 //!                             rows on the device)
 //! ```
 //!
+//! With several layers (`ExtractConfig::more_layers`) one model pass serves them all
+//! (`saliency::compute_layers`), and each layer has its own gather and writer threads and
+//! output directory.
+//!
 //! The model thread only waits for the device once per batch (the normalised map, which
 //! the host needs to choose rows); the large copy of the kept activations to the host
 //! happens on the gather thread while the model thread runs the next batch
@@ -272,9 +276,9 @@ pub struct Progress {
     pub images_done: usize,
     /// All images of the dataset.
     pub images_total: usize,
-    /// Foreground (responsible) rows so far.
+    /// Foreground (responsible) rows so far, over every layer of the pass.
     pub foreground_rows: u64,
-    /// Background rows so far.
+    /// Background rows so far, over every layer of the pass.
     pub background_rows: u64,
 }
 

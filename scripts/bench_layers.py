@@ -6,6 +6,9 @@ Usage: scripts/bench_layers.py [--images 256] [--model resnet18]
                                [--layers layer2.1,layer3.1,layer4.1] [--method M]
                                [--background-ratio R] [--runs 3] [--hint target/release/hint]
 
+(--model vit_b_16 --layers encoder.layers.encoder_layer_3,encoder.layers.encoder_layer_6,
+encoder.layers.encoder_layer_9 for a ViT.)
+
 Writes N generated JPEGs of 500x375 (as scripts/bench_host.py does: no downloads) and the
 model's torchvision state_dict with random weights (the cost of a pass does not depend on
 the values), then times `hint extract` on the same files, alternating, after one warm-up:
@@ -32,13 +35,15 @@ from bench_host import write_images  # noqa: E402
 
 
 def write_weights(model: str, path: pathlib.Path) -> None:
+    """Random weights as tests/python/hint_models.py builds them (a ViT's head and class
+    token randomised: torchvision zero-initialises them, which would zero every gradient)."""
     import torch
-    import torchvision
-    from safetensors.torch import save_file
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests" / "python"))
+    import hint_models
 
     torch.manual_seed(0)
-    net = getattr(torchvision.models, model)(weights=None, num_classes=2).eval()
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    hint_models.save_state_dict(hint_models.build(model, 2), str(path))
 
 
 def extract(hint: str, args, weights: pathlib.Path, images: pathlib.Path,

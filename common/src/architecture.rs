@@ -363,6 +363,36 @@ impl Architecture {
         }
     }
 
+    /// Where `layer` lies in the forward pass, as a key that sorts layers shallow to deep
+    /// (None for a name the architecture does not have). An alias sorts with the stage it
+    /// names (`layer3` = `layer3.1`: equal keys are one layer), and a point inside a stage
+    /// before the stage's output (`layer3.1.conv2` < `layer3.1`).
+    ///
+    /// From [`Architecture::layer_names`]' order: stages in forward order, then aliases (a
+    /// name with stages under it listed before it), then each stage's points in forward
+    /// order (names under a stage listed after it).
+    pub fn depth_of(self, layer: &str) -> Option<(usize, usize)> {
+        let names = self.layer_names();
+        let at = names.iter().position(|n| n == layer)?;
+        let under = |parent: &str, name: &str| {
+            name.strip_prefix(parent)
+                .is_some_and(|rest| rest.starts_with('.'))
+        };
+        if let Some(stage) = names[..at].iter().rposition(|n| under(layer, n)) {
+            // An alias: the last stage under it listed before it.
+            return self.depth_of(&names[stage]);
+        }
+        let parent = names[..at]
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| under(n, layer))
+            .max_by_key(|(_, n)| n.len());
+        Some(match parent {
+            Some((stage, _)) => (stage, at),
+            None => (at, usize::MAX),
+        })
+    }
+
     /// The name of the last stage (not an alias): the output the head reads.
     fn last_stage(self) -> Option<String> {
         let mut names = self.layer_names();
@@ -594,6 +624,39 @@ mod tests {
             err.contains("'vgg13'") && err.contains("inception_v3"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn depth_orders_stages_aliases_and_points_shallow_to_deep() {
+        let resnet = Architecture::Resnet18;
+        let order = [
+            "conv1",
+            "layer1.1",
+            "layer2.0.conv1",
+            "layer2.0.bn1",
+            "layer2.0.bn2",
+            "layer2.0",
+            "layer2.1.conv1",
+            "layer2.1",
+            "layer4.1.bn2",
+            "layer4.1",
+        ];
+        let keys: Vec<_> = order.iter().map(|l| resnet.depth_of(l).unwrap()).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
+        assert_eq!(resnet.depth_of("layer2"), resnet.depth_of("layer2.1"));
+        assert_eq!(resnet.depth_of("layer9"), None);
+        let efficientnet = Architecture::EfficientnetB0;
+        let (a, b, c) = (
+            efficientnet.depth_of("features.3.0").unwrap(),
+            efficientnet.depth_of("features.3.1.block.2").unwrap(),
+            efficientnet.depth_of("features.3").unwrap(),
+        );
+        assert!(a < b && b < c && Some(c) == efficientnet.depth_of("features.3.1"));
+        let vgg = Architecture::Vgg16;
+        assert!(vgg.depth_of("features.9") < vgg.depth_of("features.10"));
+        let vit = Architecture::VitB16;
+        assert!(vit.depth_of("conv_proj") < vit.depth_of(&vit_layer_name(0)));
+        assert!(vit.depth_of(&vit_layer_name(2)) < vit.depth_of(&vit_layer_name(11)));
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //!   (WordNet 3.0 or a custom file); `hint check job.toml` validates a spec.
 //! - `hint coordinator`, `hint submit / status / results / cancel` for a cluster
 //!   (`hint-worker` is the worker binary), `hint health` to probe a coordinator, `hint
-//!   report` to write a finished job's report.html, `hint sample` to draw a region
-//!   directory's sample once.
+//!   report` to write a finished job's report.html, `hint depth` to compare jobs at several
+//!   layers, `hint sample` to draw a region directory's sample once.
 //! - The stages that need libtorch (`hint extract`, `layers`, `example`, `train-model`,
 //!   `classify`, `shapley`, `run`, `evaluate`, `ablate`) run in the `hint-worker` executable:
 //!   `hint` lists them and hands them over with `exec` (`hint_coordinator::commands`), so
@@ -43,6 +43,9 @@ enum Local {
     Health(cli::health::HealthArgs),
     /// Write the self-contained report.html of a finished job.
     Report(cli::report::ReportArgs),
+    /// Compare finished jobs at different layers of one network: F1, top neurons and Φ's
+    /// concentration across depth (depth.html, depth.json, depth.csv).
+    Depth(cli::depth::DepthArgs),
     /// Draw a region directory's bounded sample once (what classifiers and Shapley read).
     Sample(cli::sample::SampleArgs),
 }
@@ -147,6 +150,7 @@ fn run(command: Local) -> anyhow::Result<()> {
         Local::Cancel(args) => cli::client::cancel(args),
         Local::Health(args) => cli::health::run(args),
         Local::Report(args) => cli::report::run(args),
+        Local::Depth(args) => cli::depth::run(args),
         Local::Sample(args) => cli::sample::run(args),
     }
 }

@@ -4,6 +4,7 @@
 pub mod check;
 pub mod client;
 pub mod concepts;
+pub mod depth;
 pub mod health;
 pub mod report;
 pub mod sample;

@@ -26,6 +26,8 @@ mod chart;
 mod concept_maps;
 mod csv;
 pub mod data;
+pub mod depth;
+mod depth_html;
 pub mod heatmap;
 pub mod html;
 mod localisation;

@@ -2,9 +2,11 @@
 //! headless Chromium (Debian's `chromium`, installed by scripts/bootstrap.sh) renders with
 //! no script error — also when its heatmap, tables and tree are used — into a screenshot
 //! that is not blank; localisation results, when present, are embedded with their heatmaps,
-//! and ablation results are drawn (`report/ablation.rs`).
+//! and ablation results are drawn (`report/ablation.rs`); `hint depth` compares jobs at
+//! several layers (`report/depth.rs`).
 
 mod ablation;
+mod depth;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -354,7 +354,9 @@ impl Architecture {
                 names
             }
             Architecture::ConvnextTiny => {
-                features_layer_names(&self.features().unwrap_or_default())
+                let mut names = features_layer_names(&self.features().unwrap_or_default());
+                names.extend(convnext_tiny_points());
+                names
             }
             Architecture::VitB16 => std::iter::once("conv_proj".to_string())
                 .chain((0..VIT_B_16.layers).map(vit_layer_name))
@@ -414,8 +416,9 @@ impl Architecture {
     /// Whether the only consumer of `layer` is a global average pool: it is the last stage
     /// and the head pools over every position (all but VGG, whose head keeps a 7×7 map;
     /// ConvNeXt's head normalises the pooled vector over channels before its linear layer,
-    /// still one value per channel whatever the position). There, `∂ logit / ∂ z` is the
-    /// same at every position.
+    /// still one value per channel whatever the position; inside ConvNeXt's last block, its
+    /// GELU and projection are per position and linear up to the pool). There, `∂ logit /
+    /// ∂ z` is the same at every position.
     pub fn pools_globally_after(self, layer: &str) -> bool {
         let global_head = match self {
             // ViT's head reads the class token: see `unseen_by_head`.
@@ -436,6 +439,10 @@ impl Architecture {
                     || last
                         .strip_prefix(layer)
                         .is_some_and(|rest| rest.starts_with('.'))
+                    || (self == Architecture::ConvnextTiny
+                        && layer
+                            .strip_prefix(last.as_str())
+                            .is_some_and(|rest| rest == ".block.4" || rest == ".block.5"))
             })
     }
 
@@ -450,16 +457,20 @@ impl Architecture {
     /// every path from the layer to the logits goes through a LayerNorm over channels,
     /// which removes their mean. Every ViT layer (the residual stream reaches the logits
     /// only through `ln_1`, `ln_2` and `encoder.ln`); ConvNeXt's last block of each stage,
-    /// which feeds only the next downsampling's or the head's LayerNorm.
+    /// which feeds only the next downsampling's or the head's LayerNorm, and every block's
+    /// depthwise convolution (`block.0`), which feeds only the block's LayerNorm.
     pub fn channel_sum_vanishes_at(self, layer: &str) -> bool {
         match self {
             Architecture::VitB16 => self.layer_names().iter().any(|n| n == layer),
+            // A stage's last block feeds the LayerNorm that starts the downsampling or the
+            // head; a block's depthwise convolution (`block.0`) feeds only its LayerNorm.
             Architecture::ConvnextTiny => {
-                CONVNEXT_TINY.iter().enumerate().any(|(k, &(_, blocks))| {
-                    let stage = 2 * k + 1;
-                    layer == format!("features.{stage}")
-                        || layer == format!("features.{stage}.{}", blocks - 1)
-                })
+                layer.ends_with(".block.0") && self.layer_names().iter().any(|n| n == layer)
+                    || CONVNEXT_TINY.iter().enumerate().any(|(k, &(_, blocks))| {
+                        let stage = 2 * k + 1;
+                        layer == format!("features.{stage}")
+                            || layer == format!("features.{stage}.{}", blocks - 1)
+                    })
             }
             _ => false,
         }
@@ -556,6 +567,21 @@ fn efficientnet_b0_points() -> Vec<String> {
         let modules = if stage.expand_ratio == 1 { 3 } else { 4 };
         for block in 0..stage.blocks {
             names.extend((0..modules).map(|m| format!("features.{}.{block}.block.{m}", k + 1)));
+        }
+    }
+    names
+}
+
+/// The points inside ConvNeXt-T's blocks, in forward order: each block's `block` modules
+/// that compute (`features.3.1.block.0`, `.2` … `.5`: depthwise convolution, LayerNorm,
+/// expanding Linear, GELU, projecting Linear; the `Permute`s `.1` and `.6` only move values).
+fn convnext_tiny_points() -> Vec<String> {
+    let mut names = Vec::new();
+    for (k, &(_, blocks)) in CONVNEXT_TINY.iter().enumerate() {
+        for block in 0..blocks {
+            names.extend(
+                [0, 2, 3, 4, 5].map(|m| format!("features.{}.{block}.block.{m}", 2 * k + 1)),
+            );
         }
     }
     names
@@ -717,11 +743,31 @@ mod tests {
                 "features.2"
             ]
         );
-        assert_eq!(convnext.len(), 4 + 18 + 4);
+        // Stages, aliases, then five points inside each of the 18 blocks.
+        assert_eq!(convnext.len(), 4 + 18 + 4 + 18 * 5);
         assert!(convnext.contains(&"features.5.8".to_string()));
-        assert!(Architecture::ConvnextTiny.pools_globally_after("features.7"));
-        assert!(Architecture::ConvnextTiny.pools_globally_after("features.7.2"));
-        assert!(!Architecture::ConvnextTiny.pools_globally_after("features.6"));
-        assert!(!Architecture::ConvnextTiny.pools_globally_after("features.7.1"));
+        assert_eq!(
+            convnext[26..31],
+            [
+                "features.1.0.block.0",
+                "features.1.0.block.2",
+                "features.1.0.block.3",
+                "features.1.0.block.4",
+                "features.1.0.block.5"
+            ]
+        );
+        let convnext = Architecture::ConvnextTiny;
+        assert!(convnext.pools_globally_after("features.7"));
+        assert!(convnext.pools_globally_after("features.7.2"));
+        assert!(convnext.pools_globally_after("features.7.2.block.5"));
+        assert!(convnext.pools_globally_after("features.7.2.block.4"));
+        assert!(!convnext.pools_globally_after("features.7.2.block.3"));
+        assert!(!convnext.pools_globally_after("features.6"));
+        assert!(!convnext.pools_globally_after("features.7.1"));
+        assert!(!convnext.pools_globally_after("features.7.1.block.5"));
+        assert!(convnext.channel_sum_vanishes_at("features.3.1.block.0"));
+        assert!(!convnext.channel_sum_vanishes_at("features.3.1.block.2"));
+        assert!(!convnext.channel_sum_vanishes_at("features.3.1"));
+        assert!(convnext.channel_sum_vanishes_at("features.3.2"));
     }
 }

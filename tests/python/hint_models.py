@@ -13,6 +13,8 @@ own (any of ``tiny_cnn``, ``vgg11``, ``vgg16``, ``vgg19``, ``resnet18``, ``resne
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torchvision
 from safetensors.torch import save_file
@@ -118,10 +120,19 @@ def build(arch: str, num_classes: int, size: int = 224) -> nn.Module:
     return model.eval()
 
 
-def as_map(output: torch.Tensor) -> torch.Tensor:
+def channels_last(arch: str, layer: str) -> bool:
+    """Whether torchvision's module ``layer`` outputs ``[B, H, W, C]``: the modules of a
+    ConvNeXt block after its first ``Permute`` (``block.2`` … ``block.5``)."""
+    return arch == "convnext_tiny" and re.search(r"\.block\.[2-5]$", layer) is not None
+
+
+def as_map(output: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
     """A layer's output as hint sees it: a ViT encoder layer's tokens ``[B, 1 + g², D]``
-    become the patch tokens' map ``[B, D, g, g]`` (the class token dropped); a CNN's map
-    stays as it is."""
+    become the patch tokens' map ``[B, D, g, g]`` (the class token dropped); a channels-last
+    output (see ``channels_last``) is permuted to ``[B, C, H, W]``; a CNN's map stays as it
+    is."""
+    if channels_last:
+        return output.permute(0, 3, 1, 2)
     if output.dim() != 3:
         return output
     batch, tokens, width = output.shape

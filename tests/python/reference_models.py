@@ -79,7 +79,9 @@ def main() -> None:
         # Clone: torchvision's in-place ReLUs would otherwise overwrite a captured
         # convolution or batch-norm output.
         def hook(_module, _inputs, output, name=name):
-            captured[name] = hint_models.as_map(output.detach().clone())
+            captured[name] = hint_models.as_map(
+                output.detach().clone(), hint_models.channels_last(args.arch, name)
+            )
 
         model.get_submodule(name).register_forward_hook(hook)
     with torch.no_grad():

@@ -70,8 +70,9 @@ def normalise(a):
 class LayerProbe:
     """Captures the layer's output on the forward pass and keeps its gradient."""
 
-    def __init__(self, model, layer):
+    def __init__(self, model, layer, channels_last=False):
         self.output = None
+        self.channels_last = channels_last
         self.handle = model.get_submodule(layer).register_forward_hook(self.hook)
 
     def hook(self, module, inputs, output):
@@ -84,8 +85,8 @@ def layer_grad(model, probe, x, targets):
     logits = model(x)
     logits.gather(1, targets[:, None]).sum().backward()
     return (
-        hint_models.as_map(probe.output.detach()),
-        hint_models.as_map(probe.output.grad.detach()),
+        hint_models.as_map(probe.output.detach(), probe.channels_last),
+        hint_models.as_map(probe.output.grad.detach(), probe.channels_last),
     )
 
 
@@ -131,7 +132,7 @@ def reference(args):
             m.inplace = False  # hooks and retain_grad need out-of-place ReLUs and SiLUs
     has_relu = any(isinstance(m, torch.nn.ReLU) for m in model.modules())
     noise = load_file(os.path.join(args.dir, "noise.safetensors"))
-    probe = LayerProbe(model, args.layer)
+    probe = LayerProbe(model, args.layer, hint_models.channels_last(args.arch, args.layer))
 
     act, grad = layer_grad(model, probe, x, targets)
     out = {"act": act}

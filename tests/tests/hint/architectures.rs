@@ -211,16 +211,23 @@ fn efficientnet_b0_matches_torchvision() {
 
 #[test]
 fn convnext_tiny_matches_torchvision() {
+    // Points inside blocks: the depthwise convolution (channels-first in torchvision), the
+    // LayerNorm, GELU and both Linears (channels-last there, compared as [B, C, H, W]).
     check_against_torchvision(
         Architecture::ConvnextTiny,
         64,
         &[
             "features.0",
+            "features.1.0.block.0",
             "features.1.1",
             "features.2",
+            "features.3.1.block.2",
             "features.5",
+            "features.5.4.block.4",
             "features.6",
             "features.7",
+            "features.7.2.block.3",
+            "features.7.2.block.5",
         ],
     );
 }

@@ -87,6 +87,19 @@ fn convnext_saliency_matches_pytorch() {
 }
 
 #[test]
+fn convnext_saliency_inside_a_block_matches_pytorch() {
+    // After the expanding Linear (4 × 192 channels, channels-last in torchvision): the
+    // gradient goes back through the GELU and the projection, with the block's input (which
+    // the block adds back) held fixed.
+    check_against_pytorch(
+        Architecture::ConvnextTiny,
+        "features.3.1.block.3",
+        64,
+        Baseline::Zero,
+    );
+}
+
+#[test]
 fn vit_saliency_matches_pytorch() {
     // 64 × 64: a 4 × 4 grid of patch tokens. The map is the patch tokens of the layer's
     // output (class token excluded); the gradient flows back through the later layers'

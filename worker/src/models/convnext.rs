@@ -153,12 +153,53 @@ impl Block {
     }
 }
 
+/// The points inside a block, torchvision's `block` modules that compute something (the
+/// two `Permute`s, `block.1` and `block.6`, only move the same values): the depthwise
+/// convolution, the LayerNorm, the expanding Linear, the GELU and the projecting Linear.
+/// From `block.2` on, torchvision's tensors are channels-last; the map at such a point is
+/// permuted to channels-first like every other map (`[B, C, H, W]`).
+const BLOCK_POINTS: [&str; 5] = ["block.0", "block.2", "block.3", "block.4", "block.5"];
+
 impl Stage for Block {
-    fn forward(&self, x: &Tensor, _relu: ReluMode) -> Tensor {
-        let y = self.depthwise.forward(x).permute([0, 2, 3, 1]);
-        let y = linear(&self.expand, &self.norm.forward(&y)).gelu("none");
-        let y = linear(&self.project, &y).permute([0, 3, 1, 2]);
-        &self.layer_scale * y + x
+    fn forward(&self, x: &Tensor, relu: ReluMode) -> Tensor {
+        self.between(x, x, None, None, relu)
+    }
+
+    fn points(&self) -> &'static [&'static str] {
+        &BLOCK_POINTS
+    }
+
+    fn between(
+        &self,
+        main: &Tensor,
+        input: &Tensor,
+        from: Option<usize>,
+        to: Option<usize>,
+        _relu: ReluMode,
+    ) -> Tensor {
+        // Steps 0..5 are BLOCK_POINTS' modules; step 0 runs channels-first, the rest
+        // channels-last.
+        let (first, end) = (from.map_or(0, |p| p + 1), to.map_or(5, |p| p + 1));
+        let mut y = if first == 0 {
+            main.shallow_clone()
+        } else {
+            main.permute([0, 2, 3, 1])
+        };
+        for step in first..end {
+            y = match step {
+                0 => self.depthwise.forward(&y).permute([0, 2, 3, 1]),
+                1 => self.norm.forward(&y),
+                2 => linear(&self.expand, &y),
+                3 => y.gelu("none"),
+                _ => linear(&self.project, &y),
+            };
+        }
+        // Back to channels-first: a point's map, or the branch the block adds to its input.
+        let y = y.permute([0, 3, 1, 2]);
+        match to {
+            Some(_) => y,
+            None => &self.layer_scale * y + input,
+        }
     }
 }
 

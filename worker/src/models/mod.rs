@@ -780,6 +780,8 @@ mod tests {
             (ConvnextTiny, "features.7", true),
             (ConvnextTiny, "features.7.2", true),
             (ConvnextTiny, "features.7.1", false),
+            (ConvnextTiny, "features.7.2.block.5", true),
+            (ConvnextTiny, "features.7.2.block.3", false),
             // VGG's head keeps a 7×7 map before its first linear layer.
             (Vgg16, "features.30", false),
             // ViT's head reads the class token, not a pool of the patches.

@@ -138,6 +138,7 @@ fn spec(images: &Path, hierarchy: &Path, root: &Path) -> JobSpec {
             architecture: "vgg16".into(),
             weights: "/data/vgg16.safetensors".into(),
             layer: "features.26".into(),
+            layers: Vec::new(),
             resize: None,
             crop: None,
         },

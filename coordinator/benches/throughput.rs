@@ -103,6 +103,7 @@ fn spec(root: &Path) -> JobSpec {
             architecture: "vgg16".into(),
             weights: "/data/vgg16.safetensors".into(),
             layer: "features.26".into(),
+            layers: Vec::new(),
             resize: None,
             crop: None,
         },

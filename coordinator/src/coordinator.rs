@@ -339,7 +339,7 @@ impl Coordinator {
         }
         for action in actions {
             let job = match &action {
-                Action::Plan(job) | Action::Report(job) => job.clone(),
+                Action::Plan(job) | Action::Report(job) | Action::Fork(job) => job.clone(),
             };
             if !self.busy.lock().expect("busy set").insert(job.clone()) {
                 continue;
@@ -348,10 +348,8 @@ impl Coordinator {
             tokio::task::spawn_blocking(move || {
                 let follow_up = match action {
                     Action::Plan(job) => me.plan(&job),
-                    Action::Report(job) => {
-                        me.report(&job);
-                        Vec::new()
-                    }
+                    Action::Report(job) => me.report(&job),
+                    Action::Fork(job) => me.fork(&job),
                 };
                 me.busy.lock().expect("busy set").remove(&job);
                 me.run_actions(follow_up);
@@ -390,20 +388,62 @@ impl Coordinator {
     }
 
     /// Writes Φ and the result files, then tells the scheduler: the job succeeds, or its
-    /// evaluate and ablate tasks open on that Φ.
-    fn report(&self, id: &JobId) {
-        let Some(job) = self.read(|s| s.job(id).cloned()) else {
-            return;
+    /// evaluate and ablate tasks open on that Φ. A job with several layers writes the
+    /// comparison of its layers' jobs instead.
+    fn report(&self, id: &JobId) -> Vec<Action> {
+        let Some((job, children)) = self.read(|s| {
+            let job = s.job(id)?.clone();
+            let children: Vec<Job> = job
+                .children
+                .iter()
+                .filter_map(|c| s.job(c).cloned())
+                .collect();
+            Some((job, children))
+        }) else {
+            return Vec::new();
         };
         let _span = tracing::info_span!("report", job = %id).entered();
-        match results::write(&job) {
+        let written = if job.has_layers() {
+            results::write_layers(&job, &children)
+        } else {
+            results::write(&job)
+        };
+        let follow_up = match written {
             Ok(()) => self.mutate(|s, now| s.reported(id, now)),
             Err(error) => {
                 let error = format!("report: {error:#}");
-                self.mutate(|s, now| s.finish(id, Outcome::Failed, Some(error), now));
+                self.mutate(|s, now| s.finish(id, Outcome::Failed, Some(error), now))
             }
-        }
+        };
         self.sync_now();
+        follow_up
+    }
+
+    /// A job with several layers extracted them: each layer's directory gets its job's spec
+    /// and the plan's files, then the layers' jobs start.
+    fn fork(&self, id: &JobId) -> Vec<Action> {
+        let Some(job) = self.read(|s| s.job(id).cloned()) else {
+            return Vec::new();
+        };
+        let _span = tracing::info_span!("fork", job = %id).entered();
+        let prepared = job.spec.model.layers.iter().try_for_each(|layer| {
+            let dir = job.layer_dir(layer);
+            plan::files::copy_plan(&job.job_dir, &dir).map_err(|e| e.to_string())?;
+            storage::write(&dir.join("spec.json"), job.layer_spec(layer).to_json().as_bytes())
+                .map_err(|e| format!("{}: {e}", dir.join("spec.json").display()))
+        });
+        let follow_up = match prepared {
+            Ok(()) => {
+                tracing::info!(layers = job.spec.model.layers.len(), "one job per layer");
+                self.mutate(|s, now| s.fork(id, now))
+            }
+            Err(error) => {
+                let error = format!("preparing the layers' jobs: {error}");
+                self.mutate(|s, now| s.finish(id, Outcome::Failed, Some(error), now))
+            }
+        };
+        self.sync_now();
+        follow_up
     }
 
     /// Accepts a job spec (TOML text; relative paths against `base_dir`): validated, given a
@@ -712,16 +752,13 @@ impl Coordinator {
             let job = s
                 .job(id)
                 .ok_or_else(|| SchedulerError::UnknownJob(id.to_string()))?;
-            Ok(status::job_status(job, s.workers().len() as u32))
+            Ok(status::job_status(job, s))
         })
     }
 
     /// Every job's status, oldest first.
     pub fn list(&self) -> Vec<proto::JobStatus> {
-        self.read(|s| {
-            let live = s.workers().len() as u32;
-            s.jobs().map(|j| status::job_status(j, live)).collect()
-        })
+        self.read(|s| s.jobs().map(|j| status::job_status(j, s)).collect())
     }
 }
 
@@ -978,6 +1015,7 @@ mod tests {
                 spec_json,
                 job_dir: job_dir.display().to_string(),
                 submitted_at: 0.0,
+                parent: None,
             },
             Record::Planned {
                 job: job.clone(),

@@ -56,8 +56,7 @@ fn escape(text: &str) -> String {
 async fn page(State(coordinator): State<Arc<Coordinator>>) -> Html<String> {
     let rates = coordinator.rates();
     let (jobs, workers) = coordinator.read(|s| {
-        let live = s.workers().len() as u32;
-        let jobs: Vec<_> = s.jobs().map(|j| job_status(j, live)).collect();
+        let jobs: Vec<_> = s.jobs().map(|j| job_status(j, s)).collect();
         let mut workers: Vec<_> = s
             .workers()
             .iter()

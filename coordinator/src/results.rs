@@ -12,6 +12,10 @@
 //!                        concepts with their permutation counts
 //! report.html            everything above for people (`report::write`)
 //! ```
+//!
+//! A job with several layers has its layers' jobs' results in `layers/<layer>/results/`;
+//! its own are `layers.json` (each layer's job and how it ended) and, when two or more
+//! succeeded, the depth view (`depth.html`, `depth.json`, `depth.csv`; `report::depth`).
 
 use std::path::{Path, PathBuf};
 
@@ -46,6 +50,9 @@ pub enum ResultsError {
     /// The report could not be written.
     #[error("report.html: {0}")]
     Report(String),
+    /// The comparison of a job's layers could not be written.
+    #[error("depth view: {0}")]
+    Depth(String),
     /// An input could not be fetched from, or a result uploaded to, object storage.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -165,6 +172,66 @@ fn write_into(job: &Job, job_dir: &Path) -> Result<(), ResultsError> {
     // The page people open first; after the evaluate and ablate stages it is written again
     // with their sections.
     crate::report::write(job_dir).map_err(|e| ResultsError::Report(e.to_string()))?;
+    Ok(())
+}
+
+/// `results/layers.json` of a job with several layers.
+pub const LAYERS_FILE: &str = "layers.json";
+
+/// One layer's job in `layers.json`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LayerJob {
+    /// The layer.
+    pub layer: String,
+    /// Its job.
+    pub job: String,
+    /// Its directory (its own `results/report.html` is there).
+    pub job_dir: PathBuf,
+    /// `succeeded`, `failed` or `cancelled`; None while it runs.
+    pub outcome: Option<String>,
+    /// Why it failed or was cancelled.
+    pub error: Option<String>,
+}
+
+/// The results of a job with several layers, whose layers' jobs (`children`, shallow to
+/// deep) have ended: `layers.json`, and the depth view of those that succeeded when there
+/// are two or more. Local job directories only (the spec refuses others).
+pub fn write_layers(job: &Job, children: &[Job]) -> Result<(), ResultsError> {
+    let out = results_dir(&job.job_dir);
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ResultsError::Io { path, source }
+    };
+    std::fs::create_dir_all(&out).map_err(io(&out))?;
+    let layers: Vec<LayerJob> = children
+        .iter()
+        .map(|c| LayerJob {
+            layer: c.spec.model.layer.clone(),
+            job: c.id.to_string(),
+            job_dir: c.job_dir.clone(),
+            outcome: c.ending().map(|e| e.outcome.as_str().to_string()),
+            error: c.ending().and_then(|e| e.error.clone()),
+        })
+        .collect();
+    let path = out.join(LAYERS_FILE);
+    let text = serde_json::to_string_pretty(&layers).expect("layers serialise");
+    std::fs::write(&path, text).map_err(io(&path))?;
+    let succeeded: Vec<PathBuf> = layers
+        .iter()
+        .filter(|l| l.outcome.as_deref() == Some("succeeded"))
+        .map(|l| l.job_dir.clone())
+        .collect();
+    if succeeded.len() >= 2 {
+        let depth = |e: crate::report::depth::DepthError| ResultsError::Depth(e.to_string());
+        crate::report::depth::DepthView::read(&succeeded)
+            .map_err(depth)?
+            .write(&out)
+            .map_err(depth)?;
+    }
+    let attempts = job.job_dir.join("attempts");
+    if let Err(error) = storage::remove_all(&attempts) {
+        tracing::warn!(%error, "could not remove {}", attempts.display());
+    }
     Ok(())
 }
 

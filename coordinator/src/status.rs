@@ -3,10 +3,19 @@
 use hint_common::job::Stage;
 use hint_common::proto;
 
-use crate::scheduler::{Job, JobPhase, Outcome, TaskState};
+use crate::scheduler::{Job, JobPhase, Outcome, Scheduler, TaskState};
 
 /// The proto status of `job`.
-pub fn job_status(job: &Job, live_workers: u32) -> proto::JobStatus {
+///
+/// A job with several layers counts its layers' jobs' tasks with its own (their bars are
+/// its bars), and is at the earliest stage of those still running.
+pub fn job_status(job: &Job, scheduler: &Scheduler) -> proto::JobStatus {
+    let live_workers = scheduler.workers().len() as u32;
+    let children: Vec<&Job> = job
+        .children
+        .iter()
+        .filter_map(|c| scheduler.job(c))
+        .collect();
     let stages = Stage::LEASED
         .into_iter()
         .map(|stage| {
@@ -14,7 +23,12 @@ pub fn job_status(job: &Job, live_workers: u32) -> proto::JobStatus {
                 stage: stage.name().into(),
                 ..Default::default()
             };
-            for task in job.stage_tasks(stage) {
+            // The layers' jobs' extract tasks are the job's own, already counted.
+            let layers = children.iter().copied().filter(|_| stage != Stage::Extract);
+            let tasks = std::iter::once(job)
+                .chain(layers)
+                .flat_map(|j| j.stage_tasks(stage));
+            for task in tasks {
                 progress.total += 1;
                 let units = task.units();
                 progress.units_total += units;
@@ -66,7 +80,14 @@ pub fn job_status(job: &Job, live_workers: u32) -> proto::JobStatus {
         job_id: job.id.to_string(),
         name: job.spec.name.clone(),
         phase: phase as i32,
-        stage: job.stage().name().into(),
+        stage: children
+            .iter()
+            .filter(|c| !c.is_finished())
+            .map(|c| c.stage())
+            .min()
+            .unwrap_or_else(|| job.stage())
+            .name()
+            .into(),
         stages,
         quarantined,
         error: job.error().unwrap_or_default().to_string(),

@@ -14,6 +14,7 @@ pub(crate) fn spec(images: &Path, hierarchy: &Path, root: &Path) -> JobSpec {
         architecture: "tiny_cnn".into(),
         weights: "/none/w.safetensors".into(),
         layer: "features.3".into(),
+        layers: Vec::new(),
         resize: None,
         crop: None,
     };

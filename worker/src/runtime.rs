@@ -508,6 +508,7 @@ mod tests {
             architecture: "tiny_cnn".into(),
             weights: "/w.safetensors".into(),
             layer: "features.7".into(),
+            layers: Vec::new(),
             resize: None,
             crop: None,
         };

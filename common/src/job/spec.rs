@@ -114,12 +114,29 @@ pub struct ModelSpec {
     pub architecture: String,
     /// A torchvision `state_dict` as safetensors (absolute path).
     pub weights: PathBuf,
-    /// The hidden layer by torchvision module name.
+    /// The hidden layer by torchvision module name; with [`layers`](Self::layers), the
+    /// shallowest of them.
     pub layer: String,
+    /// Several layers, shallow to deep (empty: the job analyses `layer` alone). One
+    /// extraction pass gives every layer's regions; then each layer is a job of its own
+    /// under the job (`layers/<layer>/`), and the job's results compare them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<String>,
     /// Resize of the shorter side (None: the architecture's).
     pub resize: Option<u32>,
     /// Centre crop (None: the architecture's).
     pub crop: Option<u32>,
+}
+
+impl ModelSpec {
+    /// The layers the job analyses, shallow to deep: `layers`, or `layer` alone.
+    pub fn analysed_layers(&self) -> Vec<String> {
+        if self.layers.is_empty() {
+            vec![self.layer.clone()]
+        } else {
+            self.layers.clone()
+        }
+    }
 }
 
 /// `[data]`.

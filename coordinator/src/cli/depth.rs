@@ -27,33 +27,7 @@ pub fn run(args: DepthArgs) -> anyhow::Result<()> {
         eprintln!("warning: {warning}");
     }
     let page = view.write(&args.out)?;
-    let file = &view.file;
-    let width = file
-        .layers
-        .iter()
-        .map(|l| l.layer.chars().count())
-        .max()
-        .unwrap_or(0)
-        .max(5);
-    println!(
-        "{:<width$}  {:>7}  {:>7}  {:>13}  {:>11}",
-        "layer", "neurons", "mean F1", "half of Φ⁺ in", "Gini of Φ⁺"
-    );
-    let percent = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{:.1}%", 100.0 * v));
-    for l in &file.layers {
-        println!(
-            "{:<width$}  {:>7}  {:>7}  {:>13}  {:>11}",
-            l.layer,
-            l.neurons,
-            l.mean_f1.map_or("—".to_string(), |f| format!("{f:.3}")),
-            percent(l.median_half_mass_fraction),
-            l.median_gini.map_or("—".to_string(), |g| format!("{g:.3}"))
-        );
-    }
-    println!(
-        "({} concepts with a classifier at every layer; medians over them)",
-        file.shared_concepts
-    );
+    print!("{}", view.file.table());
     println!("{}", page.display());
     eprintln!(
         "also {} and {}",

@@ -61,6 +61,7 @@ fn planned(dir: &Path) -> JobId {
                 spec_json: spec.to_json(),
                 job_dir: job_dir.display().to_string(),
                 submitted_at: 0.0,
+                parent: None,
             },
             Record::Planned {
                 job: job.clone(),

@@ -21,6 +21,26 @@ pub const CONCEPTS: &str = "concepts.json";
 /// pass as `--labels`, so label indices never depend on which classes have rows.
 pub const LABELS: &str = "labels.txt";
 
+/// Copies the plan's files from one job directory to another (a layer's job of a job with
+/// several layers reads its own): labels, concepts, the manifest, then its offsets.
+pub fn copy_plan(from: &Path, to: &Path) -> Result<(), PlanError> {
+    let manifest = from.join(MANIFEST);
+    for (source, target) in [
+        (from.join(LABELS), to.join(LABELS)),
+        (from.join(CONCEPTS), to.join(CONCEPTS)),
+        (manifest.clone(), to.join(MANIFEST)),
+        (rows::offsets_path(&manifest), rows::offsets_path(&to.join(MANIFEST))),
+    ] {
+        // Older plans wrote no offsets: the manifest is then read whole.
+        if !storage::exists(&source)? {
+            continue;
+        }
+        let bytes = storage::read(&source)?;
+        write_atomically(&target, |tmp| fs::write(tmp, &bytes).map_err(io(tmp)))?;
+    }
+    Ok(())
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PlanError + '_ {
     move |source| PlanError::Io {
         path: path.to_path_buf(),

@@ -21,6 +21,7 @@ fn spec(images: &Path, hierarchy: HierarchySpec, per_shard: u64, per_part: usize
             architecture: "tiny_cnn".into(),
             weights: "/nonexistent/tiny_cnn.safetensors".into(),
             layer: "features.3".into(),
+            layers: Vec::new(),
             resize: None,
             crop: None,
         },

@@ -318,6 +318,45 @@ impl DepthView {
     }
 }
 
+impl DepthFile {
+    /// The layers as a text table for a terminal (`hint depth`, `hint run`).
+    pub fn table(&self) -> String {
+        let width = self
+            .layers
+            .iter()
+            .map(|l| l.layer.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(5);
+        let mut out = format!(
+            "{:<width$}  {:>7}  {:>7}  {:>13}  {:>11}\n",
+            "layer", "neurons", "mean F1", "half of Φ⁺ in", "Gini of Φ⁺"
+        );
+        let number = |v: Option<f64>, percent: bool| match v {
+            Some(v) if percent => format!("{:.1}%", 100.0 * v),
+            Some(v) => format!("{v:.3}"),
+            None => "—".to_string(),
+        };
+        for l in &self.layers {
+            let _ = writeln!(
+                out,
+                "{:<width$}  {:>7}  {:>7}  {:>13}  {:>11}",
+                l.layer,
+                l.neurons,
+                number(l.mean_f1, false),
+                number(l.median_half_mass_fraction, true),
+                number(l.median_gini, false)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "({} concepts with a classifier at every layer; medians over them)",
+            self.shared_concepts
+        );
+        out
+    }
+}
+
 /// A CSV field, quoted when it holds a comma, a quote or a line break.
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {

@@ -172,6 +172,11 @@ pub struct Job {
     /// When this process first leased a task of each stage, and when the stage last
     /// settled (for timings; not durable: a restarted coordinator times what it sees).
     pub stage_times: BTreeMap<Stage, (Instant, Option<Instant>)>,
+    /// The job with several layers this one analyses one layer of.
+    pub parent: Option<JobId>,
+    /// A job with several layers: its layers' jobs, shallow to deep, once its extraction
+    /// settled ([`Scheduler::fork`](super::Scheduler::fork)).
+    pub children: Vec<JobId>,
 }
 
 /// A concept's Shapley tasks so far.
@@ -191,6 +196,10 @@ pub(super) enum Step {
     Add(Vec<TaskSpec>),
     Fail(String),
     Report,
+    /// A job with several layers extracted them all: one job per layer next.
+    Fork,
+    /// A job with several layers waits for its layers' jobs.
+    Children,
 }
 
 impl Job {
@@ -217,7 +226,14 @@ impl Job {
             rounds: BTreeMap::new(),
             no_worker_since: None,
             stage_times: BTreeMap::new(),
+            parent: None,
+            children: Vec::new(),
         }
+    }
+
+    /// Whether the job analyses several layers (each in a job of its own after extraction).
+    pub fn has_layers(&self) -> bool {
+        !self.spec.model.layers.is_empty()
     }
 
     /// Whether the job has ended.
@@ -267,6 +283,10 @@ impl Job {
         let Some(last) = self.tasks.keys().next_back() else {
             return Stage::Plan;
         };
+        // Its layers' jobs do the rest; the job itself reports once they end.
+        if !self.children.is_empty() {
+            return Stage::Report;
+        }
         match Stage::LEASED
             .into_iter()
             .find(|&s| self.has_tasks(s) && !self.all_settled(s))
@@ -528,6 +548,7 @@ impl Job {
             spec_json: self.spec_json.clone(),
             job_dir: self.job_dir.display().to_string(),
             submitted_at: self.submitted_at,
+            parent: self.parent.clone(),
         }];
         if let Some(planned) = self.planned() {
             records.push(Record::Planned {
@@ -626,6 +647,25 @@ impl Job {
         self.job_dir.join("regions")
     }
 
+    /// The id of the `k`-th layer's job (from 0, shallow to deep): `<job>.<k + 1>`.
+    pub fn child_id(&self, k: usize) -> JobId {
+        JobId(format!("{}.{}", self.id, k + 1))
+    }
+
+    /// The spec of one layer's job, in a job with several layers: this spec at that layer.
+    pub fn layer_spec(&self, layer: &str) -> JobSpec {
+        let mut spec = self.spec.clone();
+        spec.name = format!("{} @ {layer}", self.spec.name);
+        spec.model.layer = layer.to_string();
+        spec.model.layers = Vec::new();
+        spec
+    }
+
+    /// The directory of one layer's job, in a job with several layers.
+    pub fn layer_dir(&self, layer: &str) -> PathBuf {
+        self.job_dir.join("layers").join(layer)
+    }
+
     /// The committed directory of a sample task.
     pub fn sample_part_dir(&self, id: &TaskId) -> PathBuf {
         self.job_dir.join("samples").join(id.local_name())
@@ -668,17 +708,20 @@ impl Job {
         if !matches!(self.phase, JobPhase::Running(_)) {
             return Step::Wait;
         }
+        if self.has_layers() {
+            // Extraction here, in one pass for every layer; the rest in the layers' jobs.
+            if let Some(step) = self.stage_step(stages::rules(Stage::Extract), only) {
+                return step;
+            }
+            return if self.children.is_empty() {
+                Step::Fork
+            } else {
+                Step::Children
+            };
+        }
         for rules in STAGES.iter().filter(|r| !r.after_report()) {
-            match rules.next_tasks(self, only) {
-                Err(error) => return Step::Fail(error),
-                Ok(tasks) if !tasks.is_empty() => return Step::Add(tasks),
-                Ok(_) => {}
-            }
-            if !self.all_settled(rules.stage()) {
-                return Step::Wait;
-            }
-            if let Err(error) = rules.check_settled(self) {
-                return Step::Fail(error);
+            if let Some(step) = self.stage_step(*rules, only) {
+                return step;
             }
         }
         let assessing: Vec<_> = STAGES.iter().filter(|r| r.after_report()).collect();
@@ -697,6 +740,20 @@ impl Job {
             ));
         }
         Step::Report
+    }
+
+    /// What a stage before the report needs: tasks to add, to wait, or to fail; None once it
+    /// has settled and the job can go on.
+    fn stage_step(&self, rules: &dyn stages::StageRules, only: Option<u32>) -> Option<Step> {
+        match rules.next_tasks(self, only) {
+            Err(error) => return Some(Step::Fail(error)),
+            Ok(tasks) if !tasks.is_empty() => return Some(Step::Add(tasks)),
+            Ok(_) => {}
+        }
+        if !self.all_settled(rules.stage()) {
+            return Some(Step::Wait);
+        }
+        rules.check_settled(self).err().map(Step::Fail)
     }
 
     /// The tasks that run on Φ once a report has written it (an evaluate task for

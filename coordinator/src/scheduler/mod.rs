@@ -82,6 +82,9 @@ pub enum Action {
     Plan(JobId),
     /// Compute Φ and write the results, then apply [`Record::Finished`].
     Report(JobId),
+    /// A job with several layers extracted them: give each layer's job its files (its
+    /// spec and the plan's files), then call [`Scheduler::fork`].
+    Fork(JobId),
 }
 
 /// The answer to a completion.
@@ -210,7 +213,9 @@ impl Scheduler {
     /// Accepts a job (already validated; its storage is `<storage.root>/<job-id>`) and asks
     /// for its plan.
     pub fn submit(&mut self, spec: &JobSpec, submitted_at: f64, now: Instant) -> (JobId, Action) {
-        let id = JobId::numbered(self.jobs.len() as u64 + 1);
+        // Layers' jobs are numbered under their job, not among submissions.
+        let submitted = self.jobs.values().filter(|j| j.parent.is_none()).count();
+        let id = JobId::numbered(submitted as u64 + 1);
         let job_dir = spec.storage.root.join(&id.0);
         self.record(
             Record::Submitted {
@@ -218,6 +223,7 @@ impl Scheduler {
                 spec_json: spec.to_json(),
                 job_dir: job_dir.display().to_string(),
                 submitted_at,
+                parent: None,
             },
             now,
         );
@@ -250,41 +256,161 @@ impl Scheduler {
     }
 
     /// Ends a job (plan failure, report written, cancel). A job already ended stays as it is.
-    pub fn finish(&mut self, job: &JobId, outcome: Outcome, error: Option<String>, now: Instant) {
-        if self.jobs.get(job).is_some_and(|j| !j.is_finished()) {
-            self.record(
-                Record::Finished {
-                    job: job.clone(),
-                    outcome,
-                    error,
-                },
-                now,
-            );
+    /// Its layers' jobs still running end with it; when it is one layer's job and the last
+    /// of its siblings to end, the job with the layers reports (the returned action).
+    pub fn finish(
+        &mut self,
+        job: &JobId,
+        outcome: Outcome,
+        error: Option<String>,
+        now: Instant,
+    ) -> Vec<Action> {
+        let Some(ending) = self.jobs.get(job).filter(|j| !j.is_finished()) else {
+            return Vec::new();
+        };
+        let (children, parent) = (ending.children.clone(), ending.parent.clone());
+        let why = format!(
+            "{job} {}{}",
+            outcome.as_str(),
+            error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+        );
+        self.record(
+            Record::Finished {
+                job: job.clone(),
+                outcome,
+                error,
+            },
+            now,
+        );
+        for child in children {
+            let outcome = match outcome {
+                Outcome::Succeeded => Outcome::Failed,
+                other => other,
+            };
+            self.finish(&child, outcome, Some(why.clone()), now);
         }
+        match parent {
+            Some(parent) => self.advance(&parent, None, now),
+            None => Vec::new(),
+        }
+    }
+
+    /// A job with several layers extracted them (and the coordinator gave each layer's
+    /// directory its spec and the plan's files): one job per layer, shallow to deep, each
+    /// starting with this job's committed extract tasks as its own, their files those of
+    /// its layer. The layers' jobs then run on like any job. One record, so a crash never
+    /// leaves some of the layers' jobs without the others.
+    pub fn fork(&mut self, job: &JobId, now: Instant) -> Vec<Action> {
+        let can = self.jobs.get(job).is_some_and(|j| {
+            j.has_layers() && j.children.is_empty() && matches!(j.phase, JobPhase::Running(_))
+        });
+        if !can {
+            return Vec::new();
+        }
+        self.record(Record::Forked { job: job.clone() }, now);
+        let mut actions = self.advance(job, None, now);
+        for child in self.jobs[job].children.clone() {
+            actions.extend(self.advance(&child, None, now));
+        }
+        actions
+    }
+
+    /// The records that make the layers' jobs of `job` ([`Record::Forked`]): each one's
+    /// submission, plan, and extract tasks committed with its layer's files.
+    fn layer_jobs(&self, job: &JobId) -> Vec<Record> {
+        let Some(parent) = self.jobs.get(job) else {
+            return Vec::new();
+        };
+        let JobPhase::Running(planned) = &parent.phase else {
+            return Vec::new();
+        };
+        let done: Vec<(&Task, u32, &Output)> = parent
+            .stage_tasks(Stage::Extract)
+            .filter_map(|t| match &t.state {
+                TaskState::Done { attempt, output } => Some((t, *attempt, output)),
+                _ => None,
+            })
+            .collect();
+        let mut records = Vec::new();
+        for (k, layer) in parent.spec.model.layers.iter().enumerate() {
+            let child = parent.child_id(k);
+            records.push(Record::Submitted {
+                job: child.clone(),
+                spec_json: parent.layer_spec(layer).to_json(),
+                job_dir: parent.layer_dir(layer).display().to_string(),
+                submitted_at: parent.submitted_at,
+                parent: Some(job.clone()),
+            });
+            records.push(Record::Planned {
+                job: child.clone(),
+                images: planned.images,
+                concepts: planned.concepts,
+                tar_shards: planned.tar_shards.clone(),
+            });
+            records.push(Record::TasksAdded {
+                job: child.clone(),
+                tasks: done.iter().map(|(t, _, _)| t.spec.clone()).collect(),
+            });
+            let regions = parent.layer_dir(layer).join("regions");
+            for &(task, attempt, output) in &done {
+                records.push(Record::Committed {
+                    task: TaskId {
+                        job: child.clone(),
+                        ..task.id.clone()
+                    },
+                    attempt,
+                    output: output.of_layer(&regions),
+                });
+            }
+        }
+        records
     }
 
     /// The report wrote Φ and the result files. A job with `[evaluate]` or `[ablate]`
     /// whose tasks have not run yet gets them now (they read that Φ); any other job has
     /// succeeded.
-    pub fn reported(&mut self, job: &JobId, now: Instant) {
-        let Some(tasks) = self
-            .jobs
-            .get(job)
-            .filter(|j| !j.is_finished())
-            .map(Job::assessments)
-        else {
-            return;
+    ///
+    /// A job with several layers reported on its layers' jobs, which have all ended: it
+    /// succeeded when each of them did.
+    pub fn reported(&mut self, job: &JobId, now: Instant) -> Vec<Action> {
+        let Some(ending) = self.jobs.get(job).filter(|j| !j.is_finished()) else {
+            return Vec::new();
         };
-        match tasks {
+        if !ending.children.is_empty() {
+            let failed: Vec<String> = ending
+                .children
+                .iter()
+                .filter_map(|c| self.jobs.get(c)?.ending())
+                .zip(&ending.spec.model.layers)
+                .filter(|(e, _)| e.outcome != Outcome::Succeeded)
+                .map(|(e, layer)| {
+                    format!(
+                        "{layer}: {}{}",
+                        e.outcome.as_str(),
+                        e.error.as_deref().map(|m| format!(" ({m})")).unwrap_or_default()
+                    )
+                })
+                .collect();
+            return if failed.is_empty() {
+                self.finish(job, Outcome::Succeeded, None, now)
+            } else {
+                let error = format!("a layer's job did not succeed: {}", failed.join("; "));
+                self.finish(job, Outcome::Failed, Some(error), now)
+            };
+        }
+        match ending.assessments() {
             Err(error) => self.finish(job, Outcome::Failed, Some(error), now),
             Ok(tasks) if tasks.is_empty() => self.finish(job, Outcome::Succeeded, None, now),
-            Ok(tasks) => self.record(
-                Record::TasksAdded {
-                    job: job.clone(),
-                    tasks,
-                },
-                now,
-            ),
+            Ok(tasks) => {
+                self.record(
+                    Record::TasksAdded {
+                        job: job.clone(),
+                        tasks,
+                    },
+                    now,
+                );
+                Vec::new()
+            }
         }
     }
 
@@ -522,19 +648,26 @@ impl Scheduler {
                 spec_json,
                 job_dir,
                 submitted_at,
+                parent,
             } => {
                 let spec = JobSpec::from_json(spec_json).expect("the journal holds valid specs");
-                self.jobs.insert(
+                let mut new = Job::new(
                     job.clone(),
-                    Job::new(
-                        job.clone(),
-                        spec,
-                        spec_json.clone(),
-                        job_dir.into(),
-                        *submitted_at,
-                        now,
-                    ),
+                    spec,
+                    spec_json.clone(),
+                    job_dir.into(),
+                    *submitted_at,
+                    now,
                 );
+                new.parent = parent.clone();
+                if let Some(parent) = parent.as_ref().and_then(|p| self.jobs.get_mut(p)) {
+                    parent.children.push(job.clone());
+                    // Shallow to deep (`<job>.<k>`), whatever order a snapshot lists them in.
+                    parent
+                        .children
+                        .sort_by_key(|c| c.0.rsplit('.').next().and_then(|k| k.parse::<usize>().ok()));
+                }
+                self.jobs.insert(job.clone(), new);
             }
             Record::Planned {
                 job,
@@ -600,6 +733,11 @@ impl Scheduler {
                 if let Some(job) = self.jobs.get_mut(&task.job) {
                     let counts = (*attempts, *failures);
                     job.restore_task(task, counts, last_failure.clone(), settled.clone(), now);
+                }
+            }
+            Record::Forked { job } => {
+                for record in self.layer_jobs(job) {
+                    self.apply(&record, now);
                 }
             }
             Record::SumsRestored { job, concept, sums } => {
@@ -674,11 +812,20 @@ impl Scheduler {
                 );
                 Vec::new()
             }
-            job::Step::Fail(error) => {
-                self.finish(id, Outcome::Failed, Some(error), now);
-                Vec::new()
-            }
+            job::Step::Fail(error) => self.finish(id, Outcome::Failed, Some(error), now),
             job::Step::Report => vec![Action::Report(id.clone())],
+            job::Step::Fork => vec![Action::Fork(id.clone())],
+            job::Step::Children => {
+                let ended = job
+                    .children
+                    .iter()
+                    .all(|c| self.jobs.get(c).is_none_or(Job::is_finished));
+                if ended {
+                    vec![Action::Report(id.clone())]
+                } else {
+                    Vec::new()
+                }
+            }
         }
     }
 }

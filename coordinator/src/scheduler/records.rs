@@ -31,6 +31,10 @@ pub enum Record {
         job_dir: String,
         /// Seconds since the Unix epoch.
         submitted_at: f64,
+        /// For one layer's job of a job with several layers: that job (absent otherwise,
+        /// and in journals written before jobs had layers).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent: Option<JobId>,
     },
     /// The plan stage finished.
     Planned {
@@ -85,6 +89,13 @@ pub enum Record {
         outcome: Outcome,
         /// Why it failed or was cancelled.
         error: Option<String>,
+    },
+    /// A job with several layers extracted them: one job per layer starts, with the
+    /// committed extract tasks of this job as its own ([`Scheduler::fork`](super::Scheduler::fork)).
+    /// Snapshots hold the layers' jobs' own records instead.
+    Forked {
+        /// The job with several layers.
+        job: JobId,
     },
     /// A task as a snapshot holds it, in place of its attempt, failure and commit records
     /// (written only into snapshots; its Shapley sums are in [`Record::SumsRestored`]).
@@ -232,6 +243,17 @@ pub enum Outcome {
     Failed,
     /// Stopped by a client.
     Cancelled,
+}
+
+impl Outcome {
+    /// Its name, as the journal writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// What a task does (the stage-specific part of a proto `Task`, without attempt-specific
@@ -406,6 +428,31 @@ impl Output {
             Output::Extract { files, .. } => files.iter().map(|f| PathBuf::from(&f.path)).collect(),
             Output::Sample { dir, .. } | Output::Train { dir, .. } => vec![PathBuf::from(dir)],
             Output::Shapley { .. } | Output::Results { .. } => Vec::new(),
+        }
+    }
+
+    /// An extract output as one layer's job of a job with several layers holds it: the
+    /// files committed under `regions` (that layer's), already in place (moved from where
+    /// they are).
+    pub fn of_layer(&self, regions: &std::path::Path) -> Output {
+        match self {
+            Output::Extract {
+                files,
+                skipped,
+                images,
+            } => Output::Extract {
+                files: files
+                    .iter()
+                    .filter(|f| std::path::Path::new(&f.path).parent() == Some(regions))
+                    .map(|f| CommittedFile {
+                        from: f.path.clone(),
+                        ..f.clone()
+                    })
+                    .collect(),
+                skipped: skipped.clone(),
+                images: *images,
+            },
+            other => other.clone(),
         }
     }
 }

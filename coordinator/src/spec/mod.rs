@@ -186,6 +186,16 @@ pub fn parse(text: &str, base_dir: &Path, source: &str) -> Result<JobSpec, SpecE
     let mut storage = root.section("storage");
     let storage_spec = sections::storage(&mut storage, &base_dir);
     problems.extend(storage.finish());
+    // The comparison of a job's layers reads their results as local files.
+    if !model_spec.layers.is_empty() && hint_common::storage::is_remote(&storage_spec.root) {
+        problems.push(Problem {
+            field: "model.layers".into(),
+            message: "several layers need a local storage.root for now (the comparison of \
+                      the layers reads their results as files); run one job per layer in \
+                      object storage"
+                .into(),
+        });
+    }
 
     let mut scheduler = root.section("scheduler");
     let scheduler_spec = sections::scheduler(&mut scheduler);
@@ -231,15 +241,25 @@ pub fn warnings(spec: &JobSpec) -> Vec<String> {
     else {
         return Vec::new();
     };
-    let layer = &spec.model.layer;
-    let method_warning = method
-        .spatially_constant_at(arch, layer)
-        .map(|why| format!("extract.method: {why}"));
-    let aggregation_warning = method
-        .vanishes_under(e.aggregation, arch, layer)
-        .map(|why| format!("extract.aggregation: {why}"));
-    method_warning
-        .into_iter()
-        .chain(aggregation_warning)
-        .collect()
+    let several = !spec.model.layers.is_empty();
+    let mut warnings = Vec::new();
+    for layer in spec.model.analysed_layers() {
+        // With several layers, each warning names its layer.
+        let at = if several {
+            format!(" (at {layer})")
+        } else {
+            String::new()
+        };
+        warnings.extend(
+            method
+                .spatially_constant_at(arch, &layer)
+                .map(|why| format!("extract.method{at}: {why}")),
+        );
+        warnings.extend(
+            method
+                .vanishes_under(e.aggregation, arch, &layer)
+                .map(|why| format!("extract.aggregation{at}: {why}")),
+        );
+    }
+    warnings
 }

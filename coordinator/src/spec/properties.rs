@@ -95,6 +95,7 @@ fn model() -> impl Strategy<Value = ModelSpec> {
                 architecture: arch.name().into(),
                 weights: FILES[0].into(),
                 layer: layers[layer.index(layers.len())].clone(),
+                layers: Vec::new(),
                 resize,
                 crop,
             }

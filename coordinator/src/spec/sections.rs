@@ -118,17 +118,21 @@ fn must_be_file(section: &mut Section<'_>, key: &'static str, path: &Path) {
 pub(super) fn model(s: &mut Section<'_>, base_dir: &Path) -> ModelSpec {
     let architecture = s.required_string("architecture");
     let weights = required_path(s, "weights", base_dir);
-    let layer = s.required_string("layer");
+    let several = s.strings("layers");
+    let layer = if several.is_empty() {
+        s.required_string("layer")
+    } else {
+        let one = s.string("layer");
+        if one.is_some() {
+            s.problem(
+                "layer",
+                "give model.layer (one layer) or model.layers (several), not both",
+            );
+        }
+        one
+    };
     let resize = s.integer::<u32>("resize", 1);
     let crop = s.integer::<u32>("crop", 1);
-    if !s.strings("layers").is_empty() {
-        s.problem(
-            "layers",
-            "a job analyses one layer (model.layer) for now; `hint extract --layer a,b,c` \
-             extracts several in one pass, each layer's regions into its own directory for \
-             `hint classify` and `hint shapley`",
-        );
-    }
 
     let arch = architecture
         .as_deref()
@@ -154,6 +158,12 @@ pub(super) fn model(s: &mut Section<'_>, base_dir: &Path) -> ModelSpec {
             );
         }
     }
+    let several = match arch {
+        Some(arch) if !several.is_empty() => several_layers(s, arch, several),
+        _ => Vec::new(),
+    };
+    // With several layers, `layer` holds the shallowest (where extraction's backward stops).
+    let layer = several.first().cloned().or(layer);
     // The extractor needs 0 < crop ≤ resize, with the architecture's sizes for the one
     // not given.
     let defaults = arch.map(Architecture::default_input);
@@ -184,9 +194,52 @@ pub(super) fn model(s: &mut Section<'_>, base_dir: &Path) -> ModelSpec {
         architecture: architecture.unwrap_or_default(),
         weights: weights.unwrap_or_default(),
         layer: layer.unwrap_or_default(),
+        layers: several,
         resize,
         crop,
     }
+}
+
+/// `model.layers`: at least two layers of `arch`, distinct, each known; sorted shallow to
+/// deep (empty when there is a problem).
+fn several_layers(s: &mut Section<'_>, arch: Architecture, names: Vec<String>) -> Vec<String> {
+    if names.len() < 2 {
+        s.problem(
+            "layers",
+            "give two layers or more (one layer is model.layer)",
+        );
+        return Vec::new();
+    }
+    let mut keyed = Vec::new();
+    for name in names {
+        match arch.depth_of(&name) {
+            Some(depth) => keyed.push((depth, name)),
+            None => s.problem(
+                "layers",
+                format!(
+                    "no layer \"{name}\" in {arch} (layers: {})",
+                    arch.layer_names().join(", ")
+                ),
+            ),
+        }
+    }
+    keyed.sort();
+    for pair in keyed.windows(2) {
+        if pair[0].0 == pair[1].0 {
+            s.problem(
+                "layers",
+                format!(
+                    "\"{}\" and \"{}\" are the same layer",
+                    pair[0].1, pair[1].1
+                ),
+            );
+            return Vec::new();
+        }
+    }
+    if keyed.len() < 2 {
+        return Vec::new();
+    }
+    keyed.into_iter().map(|(_, name)| name).collect()
 }
 
 /// `[data]` and `[data.wordnet]`.

@@ -74,6 +74,7 @@ fn a_minimal_spec_gets_the_commands_defaults() {
             architecture: "tiny_cnn".into(),
             weights: world.path("tiny_cnn.safetensors"),
             layer: "features.7".into(),
+            layers: Vec::new(),
             resize: None,
             crop: None,
         },
@@ -652,18 +653,42 @@ fn guided_backprop_on_a_network_without_relu_is_a_problem_of_the_method() {
 }
 
 #[test]
-fn several_layers_per_job_are_refused_with_where_to_go_instead() {
+fn several_layers_are_sorted_shallow_to_deep_and_checked() {
     let world = World::new();
-    let text = MINIMAL.replace(
+    let several = |list: &str| {
+        MINIMAL.replace(
+            "layer = \"features.7\"",
+            &format!("layers = [{list}]"),
+        )
+    };
+    let spec = world
+        .parse(&several(r#""features.7", "features.1", "features.4""#))
+        .unwrap();
+    assert_eq!(spec.model.layers, ["features.1", "features.4", "features.7"]);
+    assert_eq!(spec.model.layer, "features.1", "the shallowest");
+    assert_eq!(spec.model.analysed_layers(), spec.model.layers);
+    // The spec as workers and the journal get it reads back the same.
+    assert_eq!(JobSpec::from_json(&spec.to_json()).unwrap(), spec);
+    let one = world.parse(MINIMAL).unwrap();
+    assert!(one.model.layers.is_empty() && !one.to_json().contains("\"layers\""));
+    assert_eq!(one.model.analysed_layers(), ["features.7"]);
+
+    for (list, field, says) in [
+        (r#""features.7""#, "model.layers", "two layers or more"),
+        (r#""features.7", "features.9""#, "model.layers", "no layer \"features.9\""),
+        (r#""features.7", "features.7""#, "model.layers", "the same layer"),
+    ] {
+        let problems = world.problems(&several(list));
+        assert_eq!(fields(&problems), [field], "{list}: {problems:?}");
+        assert!(problems[0].message.contains(says), "{problems:?}");
+    }
+    let both = MINIMAL.replace(
         "layer = \"features.7\"",
         "layer = \"features.7\"\nlayers = [\"features.1\", \"features.4\"]",
     );
-    let problems = world.problems(&text);
-    assert_eq!(fields(&problems), ["model.layers"], "{problems:?}");
-    assert!(
-        problems[0].message.contains("hint extract --layer a,b,c"),
-        "{problems:?}"
-    );
+    let problems = world.problems(&both);
+    assert_eq!(fields(&problems), ["model.layer"], "{problems:?}");
+    assert!(problems[0].message.contains("not both"), "{problems:?}");
 }
 
 #[test]

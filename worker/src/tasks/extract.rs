@@ -1,4 +1,5 @@
-//! The extract task: one shard of the job's manifest → one region file.
+//! The extract task: one shard of the job's manifest → one region file per layer (with
+//! `model.layers`, one pass writes each layer's file into `<out>/<layer>/`).
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -37,6 +38,8 @@ pub(super) fn config(
         job.manifest(),
         output_dir(&task.out_dir, "extract output directory")?,
     );
+    // Several layers: the spec's `layer` is the shallowest, the rest share its pass.
+    config.more_layers = spec.model.layers.iter().skip(1).cloned().collect();
     let defaults = arch.default_input();
     config.input = InputSize {
         resize: spec.model.resize.unwrap_or(defaults.resize),
@@ -93,14 +96,19 @@ pub(super) fn run(
     let stop = Arc::new(AtomicBool::new(false));
     config.cancel = Some(stop.clone());
     progress(0, task.end_image - task.first_image);
-    let report = extract::run(&config, &mut |p| {
+    let reports = extract::run(&config, &mut |p| {
         if cancel.load(std::sync::atomic::Ordering::Relaxed) {
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         progress(p.images_done as u64, p.images_total as u64);
-    })?
-    // A job extracts one layer (its `model.layer`), so one report.
-    .remove(0);
+    })?;
+    // One report per layer, over the same images: the first has the images, skips and
+    // stages; every layer's files go back.
+    let files: Vec<RegionFile> = reports
+        .iter()
+        .flat_map(|r| r.files.iter().map(RegionFile::from))
+        .collect();
+    let report = reports.into_iter().next().expect("a report per layer");
     // Stopped early (or told to stop as the last batch ended): the files are incomplete or
     // unwanted either way.
     check_cancel(cancel)?;
@@ -111,7 +119,7 @@ pub(super) fn run(
         crate::busy::describe(&report.stages)
     );
     Ok(ExtractSummary {
-        files: report.files.iter().map(RegionFile::from).collect(),
+        files,
         skipped: report.skipped.iter().map(SkippedImage::from).collect(),
         images_processed: report.images_processed as u64,
         seconds: report.seconds,

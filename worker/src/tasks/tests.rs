@@ -96,6 +96,7 @@ fn job() -> Job {
             architecture: "tiny_cnn".into(),
             weights,
             layer: "features.2".into(),
+            layers: Vec::new(),
             resize: Some(32),
             crop: Some(32),
         },

@@ -72,7 +72,8 @@ impl StageRules for Extract {
     }
 
     /// Region files written directly in the attempt's directory, committed into `regions/`
-    /// under the same names.
+    /// under the same names; with several layers, written into the attempt's `<layer>/`
+    /// directories and committed into `layers/<layer>/regions/`.
     fn output(
         &self,
         job: &Job,
@@ -83,20 +84,36 @@ impl StageRules for Extract {
         let Wire::Extract(summary) = wire else {
             return Err(other_kind());
         };
+        let layers = &job.spec.model.layers;
         let mut files = Vec::new();
         for file in summary.files {
             let from = PathBuf::from(&file.url);
-            if from.parent() != Some(attempt_dir) {
+            // One layer: the attempt's directory; several: its `<layer>/` directories.
+            let regions = match from.parent() {
+                Some(dir) if layers.is_empty() && dir == attempt_dir => Some(job.regions_dir()),
+                Some(dir) if dir.parent() == Some(attempt_dir) => dir
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .filter(|n| layers.iter().any(|l| l == n))
+                    .map(|layer| job.layer_dir(layer).join("regions")),
+                _ => None,
+            };
+            let Some(regions) = regions else {
                 return Err(format!(
-                    "{} is not in the attempt's directory {}",
+                    "{} is not in the attempt's directory {}{}",
                     from.display(),
-                    attempt_dir.display()
+                    attempt_dir.display(),
+                    if layers.is_empty() {
+                        ""
+                    } else {
+                        " (under a directory named for one of the job's layers)"
+                    }
                 ));
-            }
+            };
             let name = from.file_name().ok_or("a region file without a name")?;
             files.push(CommittedFile {
                 from: file.url.clone(),
-                path: job.regions_dir().join(name).display().to_string(),
+                path: regions.join(name).display().to_string(),
                 rows: file.rows,
                 foreground: file.foreground_rows,
                 background: file.background_rows,
@@ -113,7 +130,13 @@ impl StageRules for Extract {
         })
     }
 
+    /// `regions/`; with several layers, none: the files go to the layers' jobs'
+    /// `regions/`, which each layer's job owns.
     fn owned_place(&self, job: &Job) -> Option<PathBuf> {
-        Some(job.regions_dir())
+        job.spec
+            .model
+            .layers
+            .is_empty()
+            .then(|| job.regions_dir())
     }
 }

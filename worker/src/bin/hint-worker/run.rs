@@ -16,6 +16,7 @@ use hint_common::storage;
 use hint_coordinator::coordinator::{Coordinator, CoordinatorConfig};
 use hint_coordinator::job_file::{JobSummary, JOB_FILE};
 use hint_coordinator::{results, service, spec};
+use hint_coordinator::report::depth::{DepthView, DEPTH_HTML};
 use hint_worker::runtime::{self, WorkerConfig};
 use hint_worker::tasks::TaskRunner;
 use hint_worker::wsol::{WsolReport, WSOL_FILE};
@@ -138,6 +139,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let job_dir = coordinator
             .read(|s| s.job(&job).map(|j| j.job_dir.clone()))
             .context("the job vanished")?;
+        if results::results_dir(&job_dir)
+            .join(results::LAYERS_FILE)
+            .is_file()
+        {
+            return print_layers(&job_dir);
+        }
         print_assessments(&results::results_dir(&job_dir))?;
         println!(
             "  report: {}",
@@ -145,6 +152,34 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         );
         Ok(())
     })
+}
+
+/// A job with several layers: the depth view's table and each layer's report.
+fn print_layers(job_dir: &Path) -> anyhow::Result<()> {
+    let results = results::results_dir(job_dir);
+    let layers = results.join(results::LAYERS_FILE);
+    let text = std::fs::read_to_string(&layers)
+        .with_context(|| format!("reading {}", layers.display()))?;
+    let layers: Vec<results::LayerJob> =
+        serde_json::from_str(&text).with_context(|| format!("reading {}", layers.display()))?;
+    let dirs: Vec<PathBuf> = layers.iter().map(|l| l.job_dir.clone()).collect();
+    let view = DepthView::read(&dirs)?;
+    println!("  layers, shallow to deep:");
+    for line in view.file.table().lines() {
+        println!("    {line}");
+    }
+    for layer in &layers {
+        println!(
+            "  {} ({}): {}",
+            layer.layer,
+            layer.job,
+            results::results_dir(&layer.job_dir)
+                .join("report.html")
+                .display()
+        );
+    }
+    println!("  depth view: {}", results.join(DEPTH_HTML).display());
+    Ok(())
 }
 
 /// The tables of the evaluate and ablate stages, where the job ran them.

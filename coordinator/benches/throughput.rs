@@ -150,6 +150,7 @@ fn write_journal(state_dir: &Path, storage: &Path, tasks: u64) -> JobId {
                 spec_json: spec(storage).to_json(),
                 job_dir: storage.join(&job.0).display().to_string(),
                 submitted_at,
+                parent: None,
             },
             Record::Planned {
                 job: job.clone(),

@@ -429,8 +429,11 @@ impl Coordinator {
         let prepared = job.spec.model.layers.iter().try_for_each(|layer| {
             let dir = job.layer_dir(layer);
             plan::files::copy_plan(&job.job_dir, &dir).map_err(|e| e.to_string())?;
-            storage::write(&dir.join("spec.json"), job.layer_spec(layer).to_json().as_bytes())
-                .map_err(|e| format!("{}: {e}", dir.join("spec.json").display()))
+            storage::write(
+                &dir.join("spec.json"),
+                job.layer_spec(layer).to_json().as_bytes(),
+            )
+            .map_err(|e| format!("{}: {e}", dir.join("spec.json").display()))
         });
         let follow_up = match prepared {
             Ok(()) => {

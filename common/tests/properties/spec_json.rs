@@ -38,14 +38,18 @@ fn model() -> impl Strategy<Value = ModelSpec> {
         any::<String>(),
         any::<Option<u32>>(),
         any::<Option<u32>>(),
+        prop::collection::vec(any::<String>(), 0..4),
     )
-        .prop_map(|(architecture, weights, layer, resize, crop)| ModelSpec {
-            architecture,
-            weights,
-            layer,
-            resize,
-            crop,
-        })
+        .prop_map(
+            |(architecture, weights, layer, resize, crop, layers)| ModelSpec {
+                architecture,
+                weights,
+                layer,
+                layers,
+                resize,
+                crop,
+            },
+        )
 }
 
 fn hierarchy() -> impl Strategy<Value = HierarchySpec> {

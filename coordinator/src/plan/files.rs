@@ -29,7 +29,10 @@ pub fn copy_plan(from: &Path, to: &Path) -> Result<(), PlanError> {
         (from.join(LABELS), to.join(LABELS)),
         (from.join(CONCEPTS), to.join(CONCEPTS)),
         (manifest.clone(), to.join(MANIFEST)),
-        (rows::offsets_path(&manifest), rows::offsets_path(&to.join(MANIFEST))),
+        (
+            rows::offsets_path(&manifest),
+            rows::offsets_path(&to.join(MANIFEST)),
+        ),
     ] {
         // Older plans wrote no offsets: the manifest is then read whole.
         if !storage::exists(&source)? {

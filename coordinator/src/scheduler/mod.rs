@@ -272,7 +272,10 @@ impl Scheduler {
         let why = format!(
             "{job} {}{}",
             outcome.as_str(),
-            error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+            error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
         );
         self.record(
             Record::Finished {
@@ -387,7 +390,10 @@ impl Scheduler {
                     format!(
                         "{layer}: {}{}",
                         e.outcome.as_str(),
-                        e.error.as_deref().map(|m| format!(" ({m})")).unwrap_or_default()
+                        e.error
+                            .as_deref()
+                            .map(|m| format!(" ({m})"))
+                            .unwrap_or_default()
                     )
                 })
                 .collect();
@@ -663,9 +669,9 @@ impl Scheduler {
                 if let Some(parent) = parent.as_ref().and_then(|p| self.jobs.get_mut(p)) {
                     parent.children.push(job.clone());
                     // Shallow to deep (`<job>.<k>`), whatever order a snapshot lists them in.
-                    parent
-                        .children
-                        .sort_by_key(|c| c.0.rsplit('.').next().and_then(|k| k.parse::<usize>().ok()));
+                    parent.children.sort_by_key(|c| {
+                        c.0.rsplit('.').next().and_then(|k| k.parse::<usize>().ok())
+                    });
                 }
                 self.jobs.insert(job.clone(), new);
             }

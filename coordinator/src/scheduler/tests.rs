@@ -5,7 +5,7 @@
 //! the merged sums (and so of Φ) is checked, not assumed.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hint_common::job::wire::sums_to_proto;
@@ -253,28 +253,43 @@ impl Harness {
     fn output(&self, (id, attempt): &Lease) -> Output {
         let job = self.job(&id.job);
         match &self.task(id).spec {
-            TaskSpec::Extract { first, end, .. } => Output::Extract {
-                // Three region files per shard: 9 in all, two sample parts and their merge.
-                files: (0..3)
-                    .map(|k| CommittedFile {
-                        from: job
-                            .attempt_dir(id, *attempt)
-                            .join(format!("r{k}.parquet"))
-                            .display()
-                            .to_string(),
-                        path: job
-                            .regions_dir()
-                            .join(format!("{}-{k}.parquet", id.local_name()))
-                            .display()
-                            .to_string(),
-                        rows: end - first,
-                        foreground: end - first,
-                        background: 0,
+            TaskSpec::Extract { first, end, .. } => {
+                // Three region files per shard: 9 in all, two sample parts and their merge;
+                // with several layers, three per layer, in the attempt's `<layer>/`.
+                let places: Vec<(PathBuf, PathBuf)> = if job.has_layers() {
+                    job.spec
+                        .model
+                        .layers
+                        .iter()
+                        .map(|l| {
+                            let from = job.attempt_dir(id, *attempt).join(l);
+                            (from, job.layer_dir(l).join("regions"))
+                        })
+                        .collect()
+                } else {
+                    vec![(job.attempt_dir(id, *attempt), job.regions_dir())]
+                };
+                let files = places
+                    .iter()
+                    .flat_map(|(from, regions)| {
+                        (0..3).map(move |k| CommittedFile {
+                            from: from.join(format!("r{k}.parquet")).display().to_string(),
+                            path: regions
+                                .join(format!("{}-{k}.parquet", id.local_name()))
+                                .display()
+                                .to_string(),
+                            rows: end - first,
+                            foreground: end - first,
+                            background: 0,
+                        })
                     })
-                    .collect(),
-                skipped: vec![],
-                images: end - first,
-            },
+                    .collect();
+                Output::Extract {
+                    files,
+                    skipped: vec![],
+                    images: end - first,
+                }
+            }
             TaskSpec::Sample { .. } => Output::Sample {
                 from: job.attempt_dir(id, *attempt).display().to_string(),
                 dir: job.sample_part_dir(id).display().to_string(),
@@ -1237,4 +1252,5 @@ fn a_job_without_evaluate_or_ablate_succeeds_at_its_first_report() {
     assert!(!h.job(&job).tasks.keys().any(|id| id.stage > Stage::Shapley));
 }
 
+mod layers;
 pub(crate) mod snapshot;

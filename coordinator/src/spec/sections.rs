@@ -228,10 +228,7 @@ fn several_layers(s: &mut Section<'_>, arch: Architecture, names: Vec<String>) -
         if pair[0].0 == pair[1].0 {
             s.problem(
                 "layers",
-                format!(
-                    "\"{}\" and \"{}\" are the same layer",
-                    pair[0].1, pair[1].1
-                ),
+                format!("\"{}\" and \"{}\" are the same layer", pair[0].1, pair[1].1),
             );
             return Vec::new();
         }

@@ -655,16 +655,15 @@ fn guided_backprop_on_a_network_without_relu_is_a_problem_of_the_method() {
 #[test]
 fn several_layers_are_sorted_shallow_to_deep_and_checked() {
     let world = World::new();
-    let several = |list: &str| {
-        MINIMAL.replace(
-            "layer = \"features.7\"",
-            &format!("layers = [{list}]"),
-        )
-    };
+    let several =
+        |list: &str| MINIMAL.replace("layer = \"features.7\"", &format!("layers = [{list}]"));
     let spec = world
         .parse(&several(r#""features.7", "features.1", "features.4""#))
         .unwrap();
-    assert_eq!(spec.model.layers, ["features.1", "features.4", "features.7"]);
+    assert_eq!(
+        spec.model.layers,
+        ["features.1", "features.4", "features.7"]
+    );
     assert_eq!(spec.model.layer, "features.1", "the shallowest");
     assert_eq!(spec.model.analysed_layers(), spec.model.layers);
     // The spec as workers and the journal get it reads back the same.
@@ -675,8 +674,16 @@ fn several_layers_are_sorted_shallow_to_deep_and_checked() {
 
     for (list, field, says) in [
         (r#""features.7""#, "model.layers", "two layers or more"),
-        (r#""features.7", "features.9""#, "model.layers", "no layer \"features.9\""),
-        (r#""features.7", "features.7""#, "model.layers", "the same layer"),
+        (
+            r#""features.7", "features.9""#,
+            "model.layers",
+            "no layer \"features.9\"",
+        ),
+        (
+            r#""features.7", "features.7""#,
+            "model.layers",
+            "the same layer",
+        ),
     ] {
         let problems = world.problems(&several(list));
         assert_eq!(fields(&problems), [field], "{list}: {problems:?}");

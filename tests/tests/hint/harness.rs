@@ -282,6 +282,7 @@ fn submit(cluster: &Cluster, dir: &Path) -> JobId {
         architecture: "tiny_cnn".into(),
         weights: dir.join("w.safetensors"),
         layer: "features.7".into(),
+        layers: Vec::new(),
         resize: None,
         crop: None,
     };

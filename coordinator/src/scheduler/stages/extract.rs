@@ -133,10 +133,6 @@ impl StageRules for Extract {
     /// `regions/`; with several layers, none: the files go to the layers' jobs'
     /// `regions/`, which each layer's job owns.
     fn owned_place(&self, job: &Job) -> Option<PathBuf> {
-        job.spec
-            .model
-            .layers
-            .is_empty()
-            .then(|| job.regions_dir())
+        job.spec.model.layers.is_empty().then(|| job.regions_dir())
     }
 }

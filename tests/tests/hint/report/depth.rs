@@ -4,6 +4,11 @@
 //! `phi.csv`; depth.csv has a row per layer and concept; the page is self-contained and its
 //! tables sort in headless Chromium without a script error. Jobs that are not distinct
 //! layers of one network are refused, and jobs over different images are warned about.
+//!
+//! Then the same three layers as one job (`model.layers`) under `hint run`, with
+//! `[evaluate]` and `[ablate]`: one extraction pass, each layer's Φ byte for byte the Φ of
+//! that layer's own job, each layer's localisation and ablation results and report, and the
+//! job's depth view the same figures as `hint depth`'s, drawn in Chromium.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,33 +19,38 @@ use super::{assert_self_contained, body_tag, chromium, dump_dom, with_script};
 
 const LAYERS: [&str; 3] = ["features.1", "features.4", "features.7"];
 
-/// One job per layer of [`LAYERS`] over one world and model: their directories.
-fn jobs(dir: &Path) -> Vec<PathBuf> {
+/// The sections of every job here.
+const SECTIONS: &str = "[extract]\nmethod = \"gradient_x_activation\"\nbackground_ratio = 0.25\n\
+                        images_per_task = 64\n\n[shapley]\npermutations = 16\n\
+                        permutations_per_task = 16";
+
+/// Runs `spec` (its `[model]` layer line replaced by `layer_line`) under `dir` with `hint
+/// run`: the job directory and the output.
+fn run_job(tiny: &TinyWorld, dir: &Path, layer_line: &str, sections: &str) -> (PathBuf, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    let spec = tiny
+        .spec("depth-test", 5, &dir.join("runs"), sections)
+        .replace("layer = \"features.7\"", layer_line);
+    let path = dir.join("job.toml");
+    std::fs::write(&path, spec).unwrap();
+    let out = succeeded(
+        &hint(&["run", path.to_str().unwrap(), "--workers", "1"]),
+        "hint run",
+    );
+    (dir.join("runs/job-0001"), out)
+}
+
+/// A world and model, and one job per layer of [`LAYERS`] over them: their directories.
+fn jobs(dir: &Path) -> (TinyWorld, Vec<PathBuf>) {
     let tiny = TinyWorld::make(dir, 3, 16, 2);
-    LAYERS
+    let jobs = LAYERS
         .iter()
         .map(|layer| {
-            let at = dir.join(layer);
-            std::fs::create_dir_all(&at).unwrap();
-            let spec = tiny
-                .spec(
-                    "depth-test",
-                    5,
-                    &at.join("runs"),
-                    "[extract]\nmethod = \"gradient_x_activation\"\nbackground_ratio = 0.25\n\
-                     images_per_task = 64\n\n[shapley]\npermutations = 16\n\
-                     permutations_per_task = 16",
-                )
-                .replace("layer = \"features.7\"", &format!("layer = \"{layer}\""));
-            let path = at.join("job.toml");
-            std::fs::write(&path, spec).unwrap();
-            succeeded(
-                &hint(&["run", path.to_str().unwrap(), "--workers", "1"]),
-                "hint run",
-            );
-            at.join("runs/job-0001")
+            let line = format!("layer = \"{layer}\"");
+            run_job(&tiny, &dir.join(layer), &line, SECTIONS).0
         })
-        .collect()
+        .collect();
+    (tiny, jobs)
 }
 
 fn json(path: &Path) -> serde_json::Value {
@@ -93,7 +103,7 @@ fn half_mass_neurons(job: &Path) -> BTreeMap<String, usize> {
 fn three_layers_are_compared_shallow_to_deep() {
     chromium();
     let dir = tempfile::tempdir().unwrap();
-    let jobs = jobs(dir.path());
+    let (tiny, jobs) = jobs(dir.path());
     let out = dir.path().join("depth");
     // Given deep, shallow, middle: listed shallow to deep.
     let given = format!("{},{}", jobs[2].display(), jobs[0].display());
@@ -113,7 +123,7 @@ fn three_layers_are_compared_shallow_to_deep() {
 
     let depth = json(&out.join("depth.json"));
     assert_eq!(depth["format"], "hint-depth");
-    let layers = depth["layers"].as_array().unwrap();
+    let layers = layers_of(&depth);
     let names: Vec<&str> = layers
         .iter()
         .map(|l| l["layer"].as_str().unwrap())
@@ -205,6 +215,65 @@ fn three_layers_are_compared_shallow_to_deep() {
     );
     let warnings = json(&out2.join("depth.json"))["warnings"].clone();
     assert!(warnings[0].as_str().unwrap().contains("/elsewhere/images"));
+
+    // The three layers as one job, given in another order, with [evaluate] and [ablate].
+    let sections = format!("{SECTIONS}\n\n{}", tiny.assessments());
+    let line = "layers = [\"features.7\", \"features.1\", \"features.4\"]";
+    let (job, stdout) = run_job(&tiny, &dir.path().join("layers"), line, &sections);
+    for (k, layer) in LAYERS.iter().enumerate() {
+        let own = job.join("layers").join(layer);
+        assert!(
+            stdout.contains(&format!("{layer} (job-0001.{})", k + 1)),
+            "{stdout}"
+        );
+        assert_eq!(json(&own.join("spec.json"))["model"]["layer"], *layer);
+        let phi = std::fs::read(own.join("results/phi.csv")).unwrap();
+        let alone = std::fs::read(jobs[k].join("results/phi.csv")).unwrap();
+        assert!(phi == alone, "{layer}: Φ differs from the layer's own job");
+        for file in ["wsol.json", "ablation.json", "report.html"] {
+            assert!(own.join("results").join(file).is_file(), "{layer}: {file}");
+        }
+    }
+    assert!(
+        stdout.contains("depth view:") && stdout.contains("mean F1"),
+        "{stdout}"
+    );
+    let layers = json(&job.join("results/layers.json"));
+    let outcomes: Vec<&str> = layers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["succeeded"; 3]);
+    // The job's depth view holds the figures `hint depth` computed from the three jobs.
+    let in_job = json(&job.join("results/depth.json"));
+    for (a, b) in in_job["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(layers_of(&depth))
+    {
+        for key in [
+            "layer",
+            "neurons",
+            "mean_f1",
+            "median_gini",
+            "median_half_mass_fraction",
+        ] {
+            assert_eq!(a[key], b[key], "{key}");
+        }
+    }
+    assert_eq!(in_job["concepts"], depth["concepts"]);
+    let page = job.join("results/depth.html");
+    let dom = dump_dom(&with_script(&page, "interact.html", SORT_BY_DEEPEST));
+    let body = body_tag(&dom);
+    assert!(body.contains("data-f1-sorted=\"yes\""), "{body}");
+    assert!(!body.contains("data-script-errors"), "{body}");
+}
+
+fn layers_of(depth: &serde_json::Value) -> &Vec<serde_json::Value> {
+    depth["layers"].as_array().unwrap()
 }
 
 /// Sorts the F1 table by its deepest layer's column, descending (two clicks), and checks the

@@ -768,3 +768,75 @@ fn a_cancelled_job_stops_and_its_worker_runs_the_next() {
     );
     assert!(status(url, &job).contains(": cancelled"));
 }
+
+/// A job with three layers (`model.layers`) on a real coordinator and two worker processes,
+/// the coordinator killed (-9) while the layers' jobs compute Φ and restarted on its
+/// compacted journal: the job succeeds, every layer's Φ is byte for byte what `hint run`
+/// writes for the same spec, and the job's depth view compares the three.
+#[test]
+fn a_job_with_layers_survives_a_coordinator_kill_and_matches_hint_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layers = ["features.1", "features.4", "features.7"];
+    let spec = |storage: &Path| {
+        world()
+            .spec(
+                "layers-test",
+                7,
+                storage,
+                "[extract]\nmethod = \"gradient_x_activation\"\nbackground_ratio = 0.25\n\
+                 images_per_task = 32\n\n[shapley]\npermutations = 48\n\
+                 permutations_per_task = 8",
+            )
+            .replace(
+                "layer = \"features.7\"",
+                "layers = [\"features.1\", \"features.4\", \"features.7\"]",
+            )
+    };
+    let reference = dir.path().join("reference.toml");
+    std::fs::write(&reference, spec(&dir.path().join("reference"))).unwrap();
+    succeeded(
+        &hint(&["run", reference.to_str().unwrap(), "--workers", "1"]),
+        "hint run",
+    );
+
+    let path = dir.path().join("job.toml");
+    std::fs::write(&path, spec(&dir.path().join("runs"))).unwrap();
+    let compact = ["--snapshot-bytes", "4096"];
+    let state = dir.path().join("state");
+    let mut coordinator = start_coordinator(&state, "127.0.0.1:0", &compact);
+    let url = coordinator.url.clone();
+    let _workers = [start_worker(&url, "w0"), start_worker(&url, "w1")];
+    let job = submit(&url, &path);
+    // The layers' jobs' Shapley tasks count in the job's status.
+    wait_until(&url, &job, "the layers' Shapley stages under way", |t| {
+        let (done, total, _) = stage(t, "shapley");
+        done >= 1 && done + 8 < total
+    });
+    coordinator.process.kill_hard();
+    let listen = url.trim_start_matches("http://").to_string();
+    let _restarted = start_coordinator(&state, &listen, &compact);
+    wait_succeeded(&url, &job);
+
+    let job_dir = dir.path().join("runs").join(&job);
+    for (k, layer) in layers.iter().enumerate() {
+        let phi = std::fs::read(job_dir.join("layers").join(layer).join("results/phi.csv"))
+            .expect("the layer's Φ");
+        let alone = dir
+            .path()
+            .join("reference/job-0001/layers")
+            .join(layer)
+            .join("results/phi.csv");
+        assert!(
+            phi == std::fs::read(alone).unwrap(),
+            "{layer}: Φ differs from hint run's"
+        );
+        // Each layer's job is a job of the coordinator's, listed by `hint status`.
+        let child = format!("{job}.{}", k + 1);
+        assert!(status(&url, &child).contains(": succeeded"), "{child}");
+    }
+    let depth: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(job_dir.join("results/depth.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(depth["layers"].as_array().unwrap().len(), 3);
+}

@@ -52,9 +52,16 @@ fn summary(spec: &JobSpec) -> String {
     line(
         "model",
         format!(
-            "{}, layer {}, input resize {} crop {}",
+            "{}, {}, input resize {} crop {}",
             m.architecture,
-            m.layer,
+            if m.layers.is_empty() {
+                format!("layer {}", m.layer)
+            } else {
+                format!(
+                    "layers {} (one extraction pass, then a job per layer)",
+                    m.layers.join(", ")
+                )
+            },
             resize.map_or("?".into(), |r| r.to_string()),
             crop.map_or("?".into(), |c| c.to_string())
         ),

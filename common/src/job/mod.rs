@@ -20,4 +20,8 @@ pub use spec::JobSpec;
 /// the retrain settings in the spec a task carries — a version-1 worker cannot run them.
 /// 3: a job's spec reaches each worker once (`PollResponse.jobs`, asked for by
 /// `PollRequest.known_jobs`), no longer in every task — a version-2 worker would find none.
-pub const PROTOCOL_VERSION: u32 = 4;
+/// 5: a spec's `model.layers` (an extract task writes every layer's region file, each in
+/// its `<out_dir>/<layer>/`) and layers inside blocks (`layer3.1.conv2`,
+/// `features.5.4.block.3`) — a version-4 worker would extract one layer, or know no such
+/// layer.
+pub const PROTOCOL_VERSION: u32 = 5;

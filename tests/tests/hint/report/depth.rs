@@ -246,6 +246,8 @@ fn three_layers_are_compared_shallow_to_deep() {
         .map(|l| l["outcome"].as_str().unwrap())
         .collect();
     assert_eq!(outcomes, ["succeeded"; 3]);
+    let refused = failed(&hint(&["report", "--job", job.to_str().unwrap()]), "report");
+    assert!(refused.contains("several layers"), "{refused}");
     // The job's depth view holds the figures `hint depth` computed from the three jobs.
     let in_job = json(&job.join("results/depth.json"));
     for (a, b) in in_job["layers"]

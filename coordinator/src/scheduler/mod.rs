@@ -638,7 +638,18 @@ impl Scheduler {
                  `hint-worker --coordinator URL`, then resubmit",
                 grace.as_secs_f64()
             );
-            self.finish(&job, Outcome::Failed, Some(error), now);
+            actions.extend(self.finish(&job, Outcome::Failed, Some(error), now));
+        }
+        // A job whose layers' jobs all ended reports, however they ended (a client may
+        // have cancelled one, where no action can be handed back).
+        let waiting: Vec<JobId> = self
+            .jobs
+            .values()
+            .filter(|j| !j.children.is_empty() && !j.is_finished())
+            .map(|j| j.id.clone())
+            .collect();
+        for job in waiting {
+            actions.extend(self.advance(&job, None, now));
         }
         actions
     }

@@ -362,7 +362,7 @@ impl ShapleySummary {
 }
 
 /// Quotes a CSV field when it holds a separator, a quote or a line break (RFC 4180).
-fn csv_field(s: &str) -> String {
+pub fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use hint_common::architecture::Architecture;
+use hint_common::shapley::phi::csv_field;
 
 use super::data::ReportData;
 use super::{depth_html, ReportError};
@@ -357,15 +358,6 @@ impl DepthFile {
     }
 }
 
-/// A CSV field, quoted when it holds a comma, a quote or a line break.
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 /// Every concept at every layer, the layer summaries and the warnings.
 fn figures(layers: &[LayerJob], architecture: String) -> Result<DepthFile, DepthError> {
     let mut warnings = differences(layers);
@@ -569,12 +561,5 @@ mod tests {
         assert_eq!(median(Vec::new()), None);
         assert_eq!(mean(&[1.0, 2.0]), Some(1.5));
         assert_eq!(mean(&[]), None);
-    }
-
-    #[test]
-    fn csv_fields_are_quoted_when_needed() {
-        assert_eq!(csv_field("dog"), "dog");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
     }
 }

@@ -383,10 +383,10 @@ impl Scheduler {
             let failed: Vec<String> = ending
                 .children
                 .iter()
-                .filter_map(|c| self.jobs.get(c)?.ending())
-                .zip(&ending.spec.model.layers)
-                .filter(|(e, _)| e.outcome != Outcome::Succeeded)
-                .map(|(e, layer)| {
+                .filter_map(|c| self.jobs.get(c))
+                .filter_map(|c| Some((&c.spec.model.layer, c.ending()?)))
+                .filter(|(_, e)| e.outcome != Outcome::Succeeded)
+                .map(|(layer, e)| {
                     format!(
                         "{layer}: {}{}",
                         e.outcome.as_str(),

@@ -834,9 +834,8 @@ fn a_job_with_layers_survives_a_coordinator_kill_and_matches_hint_run() {
         let child = format!("{job}.{}", k + 1);
         assert!(status(&url, &child).contains(": succeeded"), "{child}");
     }
-    let depth: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(job_dir.join("results/depth.json")).unwrap(),
-    )
-    .unwrap();
+    let depth: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(job_dir.join("results/depth.json")).unwrap())
+            .unwrap();
     assert_eq!(depth["layers"].as_array().unwrap().len(), 3);
 }

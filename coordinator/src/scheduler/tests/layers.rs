@@ -181,8 +181,12 @@ fn a_layer_cancelled_by_a_client_lets_the_job_report_at_the_next_tick() {
     let (mut h, job, _) = forked();
     let children = h.job(&job).children.clone();
     for child in &children {
-        h.scheduler
-            .finish(child, Outcome::Cancelled, Some("by a client".into()), h.now());
+        h.scheduler.finish(
+            child,
+            Outcome::Cancelled,
+            Some("by a client".into()),
+            h.now(),
+        );
     }
     h.sync();
     assert_eq!(h.tick(), [Action::Report(job.clone())]);
@@ -190,7 +194,10 @@ fn a_layer_cancelled_by_a_client_lets_the_job_report_at_the_next_tick() {
     h.sync();
     assert_eq!(h.outcome(&job), Some(Outcome::Failed));
     let error = h.job(&job).error().unwrap_or_default();
-    assert!(error.contains("features.7: cancelled (by a client)"), "{error}");
+    assert!(
+        error.contains("features.7: cancelled (by a client)"),
+        "{error}"
+    );
 }
 
 #[test]

@@ -242,6 +242,82 @@ pub const INCEPTION_STAGES: [&str; 18] = [
     "Mixed_7c",
 ];
 
+/// InceptionA's points (`Mixed_5b`–`5d`). A mixed block's points are its `BasicConv2d`s by
+/// torchvision name, branch by branch in `torch.cat` order, each branch's in forward order.
+pub const INCEPTION_A_POINTS: [&str; 7] = [
+    "branch1x1",
+    "branch5x5_1",
+    "branch5x5_2",
+    "branch3x3dbl_1",
+    "branch3x3dbl_2",
+    "branch3x3dbl_3",
+    "branch_pool",
+];
+/// InceptionB (`Mixed_6a`)'s points.
+pub const INCEPTION_B_POINTS: [&str; 4] = [
+    "branch3x3",
+    "branch3x3dbl_1",
+    "branch3x3dbl_2",
+    "branch3x3dbl_3",
+];
+/// InceptionC (`Mixed_6b`–`6e`)'s points.
+pub const INCEPTION_C_POINTS: [&str; 10] = [
+    "branch1x1",
+    "branch7x7_1",
+    "branch7x7_2",
+    "branch7x7_3",
+    "branch7x7dbl_1",
+    "branch7x7dbl_2",
+    "branch7x7dbl_3",
+    "branch7x7dbl_4",
+    "branch7x7dbl_5",
+    "branch_pool",
+];
+/// InceptionD (`Mixed_7a`)'s points.
+pub const INCEPTION_D_POINTS: [&str; 6] = [
+    "branch3x3_1",
+    "branch3x3_2",
+    "branch7x7x3_1",
+    "branch7x7x3_2",
+    "branch7x7x3_3",
+    "branch7x7x3_4",
+];
+/// InceptionE (`Mixed_7b`, `7c`)'s points.
+pub const INCEPTION_E_POINTS: [&str; 9] = [
+    "branch1x1",
+    "branch3x3_1",
+    "branch3x3_2a",
+    "branch3x3_2b",
+    "branch3x3dbl_1",
+    "branch3x3dbl_2",
+    "branch3x3dbl_3a",
+    "branch3x3dbl_3b",
+    "branch_pool",
+];
+
+/// The points of an InceptionE block whose output is part of the block's (the last of each
+/// branch, both halves of each split).
+const INCEPTION_BRANCH_ENDS: [&str; 6] = [
+    "branch1x1",
+    "branch3x3_2a",
+    "branch3x3_2b",
+    "branch3x3dbl_3a",
+    "branch3x3dbl_3b",
+    "branch_pool",
+];
+
+/// The points inside Inception-v3's mixed block `stage` (none for other stages).
+pub fn inception_points(stage: &str) -> &'static [&'static str] {
+    match stage {
+        "Mixed_5b" | "Mixed_5c" | "Mixed_5d" => &INCEPTION_A_POINTS,
+        "Mixed_6a" => &INCEPTION_B_POINTS,
+        "Mixed_6b" | "Mixed_6c" | "Mixed_6d" | "Mixed_6e" => &INCEPTION_C_POINTS,
+        "Mixed_7a" => &INCEPTION_D_POINTS,
+        "Mixed_7b" | "Mixed_7c" => &INCEPTION_E_POINTS,
+        _ => &[],
+    }
+}
+
 impl Architecture {
     /// Every architecture, in the order they are listed to users.
     pub const ALL: [Architecture; 10] = [
@@ -347,7 +423,18 @@ impl Architecture {
         match self {
             Architecture::Resnet18 => resnet_layer_names(RESNET18_BLOCKS, false),
             Architecture::Resnet50 => resnet_layer_names(RESNET50_BLOCKS, true),
-            Architecture::InceptionV3 => INCEPTION_STAGES.map(String::from).to_vec(),
+            Architecture::InceptionV3 => {
+                let points = INCEPTION_STAGES.iter().flat_map(|stage| {
+                    inception_points(stage)
+                        .iter()
+                        .map(move |point| format!("{stage}.{point}"))
+                });
+                INCEPTION_STAGES
+                    .map(String::from)
+                    .into_iter()
+                    .chain(points)
+                    .collect()
+            }
             Architecture::EfficientnetB0 => {
                 let mut names = features_layer_names(&self.features().unwrap_or_default());
                 names.extend(efficientnet_b0_points());
@@ -409,6 +496,7 @@ impl Architecture {
                 let features = self.features().unwrap_or_default();
                 features_stage_names(&features).pop()
             }
+            Architecture::InceptionV3 => INCEPTION_STAGES.last().map(|s| s.to_string()),
             _ => names.pop(),
         }
     }
@@ -417,8 +505,9 @@ impl Architecture {
     /// and the head pools over every position (all but VGG, whose head keeps a 7×7 map;
     /// ConvNeXt's head normalises the pooled vector over channels before its linear layer,
     /// still one value per channel whatever the position; inside ConvNeXt's last block, its
-    /// GELU and projection are per position and linear up to the pool). There, `∂ logit /
-    /// ∂ z` is the same at every position.
+    /// GELU and projection are per position and linear up to the pool; in Inception's last
+    /// block, the last `BasicConv2d` of each branch feeds the concatenation the pool reads).
+    /// There, `∂ logit / ∂ z` is the same at every position.
     pub fn pools_globally_after(self, layer: &str) -> bool {
         let global_head = match self {
             // ViT's head reads the class token: see `unseen_by_head`.
@@ -443,7 +532,55 @@ impl Architecture {
                         && layer
                             .strip_prefix(last.as_str())
                             .is_some_and(|rest| rest == ".block.4" || rest == ".block.5"))
+                    || (self == Architecture::InceptionV3
+                        && layer
+                            .strip_prefix(last.as_str())
+                            .and_then(|rest| rest.strip_prefix('.'))
+                            .is_some_and(|point| INCEPTION_BRANCH_ENDS.contains(&point)))
             })
+    }
+
+    /// Why `layers` cannot share one extraction pass, if they cannot: two points inside one
+    /// Inception block (parallel branches; the pass runs on from each layer's map to the
+    /// next, and one branch's map does not lead to another's); or half of an InceptionE
+    /// split below another layer (the pass recomputes the split's input for each half, and
+    /// guided backpropagation, which clamps the gradient summed at a ReLU's output, would
+    /// clamp each copy's share instead).
+    pub fn pass_problem(self, layers: &[String]) -> Option<String> {
+        if self != Architecture::InceptionV3 {
+            return None;
+        }
+        let half = |layer: &str| {
+            layer.split_once('.').is_some_and(|(_, point)| {
+                INCEPTION_BRANCH_ENDS.contains(&point) && point.ends_with(['a', 'b'])
+            })
+        };
+        for layer in layers.iter().filter(|l| half(l)) {
+            if let Some(shallower) = layers
+                .iter()
+                .find(|other| self.depth_of(other) < self.depth_of(layer))
+            {
+                return Some(format!(
+                    "{layer} is half of a split: it can share a pass only as its shallowest \
+                     layer, and {shallower} is shallower; take them in separate runs"
+                ));
+            }
+        }
+        let block = |layer: &str| layer.split_once('.').map(|(stage, _)| stage.to_string());
+        let mut seen: Vec<(String, &str)> = Vec::new();
+        for layer in layers {
+            if let Some(stage) = block(layer) {
+                if let Some((_, other)) = seen.iter().find(|(s, _)| *s == stage) {
+                    return Some(format!(
+                        "{other} and {layer} are both inside {stage}: points of one Inception \
+                         block cannot share a pass (its branches run side by side); take them \
+                         in separate runs"
+                    ));
+                }
+                seen.push((stage, layer));
+            }
+        }
+        None
     }
 
     /// Whether the head never reads `layer`'s map, so that every saliency there is zero:
@@ -649,6 +786,41 @@ mod tests {
         assert!(
             err.contains("'vgg13'") && err.contains("inception_v3"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn inception_names_its_branches_and_refuses_two_in_one_pass() {
+        let inception = Architecture::InceptionV3;
+        let names = inception.layer_names();
+        // 18 stages, then 3 × 7 + 4 + 4 × 10 + 6 + 2 × 9 points.
+        assert_eq!(names.len(), 18 + 21 + 4 + 40 + 6 + 18);
+        assert_eq!(names[18], "Mixed_5b.branch1x1");
+        assert_eq!(names.last().unwrap(), "Mixed_7c.branch_pool");
+        assert!(inception.pools_globally_after("Mixed_7c"));
+        assert!(inception.pools_globally_after("Mixed_7c.branch3x3_2b"));
+        assert!(inception.pools_globally_after("Mixed_7c.branch_pool"));
+        assert!(!inception.pools_globally_after("Mixed_7c.branch3x3_1"));
+        assert!(!inception.pools_globally_after("Mixed_7b.branch1x1"));
+        assert!(
+            inception.depth_of("Mixed_6b.branch7x7_2") < inception.depth_of("Mixed_6b")
+                && inception.depth_of("Mixed_6a") < inception.depth_of("Mixed_6b.branch1x1")
+        );
+        let layers = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let problem = inception
+            .pass_problem(&layers(&["Mixed_6b.branch1x1", "Mixed_6b.branch7x7_2"]))
+            .unwrap();
+        assert!(problem.contains("both inside Mixed_6b"), "{problem}");
+        let split = layers(&["Mixed_6b.branch7x7_2", "Mixed_7b.branch3x3_2a"]);
+        let problem = inception.pass_problem(&split).unwrap();
+        assert!(problem.contains("half of a split"), "{problem}");
+        let below = layers(&["Mixed_7c", "Mixed_7b.branch3x3dbl_3b"]);
+        assert_eq!(inception.pass_problem(&below), None, "the shallowest");
+        let fine = layers(&["Mixed_5b.branch1x1", "Mixed_6b", "Mixed_6b.branch7x7_2"]);
+        assert_eq!(inception.pass_problem(&fine), None);
+        assert_eq!(
+            Architecture::Resnet18.pass_problem(&layers(&["layer2.0.conv1", "layer2.0.bn1"])),
+            None
         );
     }
 

@@ -101,6 +101,17 @@ def guided_hooks(model):
     ]
 
 
+def module_relus(model):
+    """torchvision's Inception ``BasicConv2d`` calls ``F.relu``: give each one an ``nn.ReLU``
+    module computing the same values, so that the guided hooks reach its ReLU."""
+    from torchvision.models.inception import BasicConv2d
+
+    for m in model.modules():
+        if isinstance(m, BasicConv2d):
+            m.relu = torch.nn.ReLU()
+            m.forward = (lambda block: lambda x: block.relu(block.bn(block.conv(x))))(m)
+
+
 def setup(args):
     torch.manual_seed(args.seed)
     model = hint_models.build(args.arch, args.classes, args.size)
@@ -130,6 +141,7 @@ def reference(args):
     for m in model.modules():
         if hasattr(m, "inplace"):
             m.inplace = False  # hooks and retain_grad need out-of-place ReLUs and SiLUs
+    module_relus(model)
     has_relu = any(isinstance(m, torch.nn.ReLU) for m in model.modules())
     noise = load_file(os.path.join(args.dir, "noise.safetensors"))
     probe = LayerProbe(model, args.layer, hint_models.channels_last(args.arch, args.layer))

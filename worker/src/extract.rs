@@ -204,6 +204,8 @@ impl ExtractConfig {
                 problems.push(format!("layer {name} is asked for twice"));
             }
         }
+        let owned: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        problems.extend(self.arch.pass_problem(&owned));
         problems.extend(self.method.unsupported_on(self.arch));
         if !(0.0..=1.0).contains(&self.threshold) {
             problems.push(format!(

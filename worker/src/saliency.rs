@@ -251,8 +251,9 @@ mod tests {
 
     /// One pass at several layers (in any order, an alias beside its stage) gives each
     /// layer what a pass at that layer alone gives, for every method: on a VGG-style, a
-    /// ResNet (residual blocks, an alias, points inside a block — two in one block) and a
-    /// ViT (the class token carried past each layer) with random weights.
+    /// ResNet (residual blocks, an alias, points inside a block — two in one block), a
+    /// ViT (the class token carried past each layer) and Inception (points inside branches,
+    /// one per block; half of a split as the shallowest layer) with random weights.
     #[test]
     fn one_pass_at_several_layers_equals_a_pass_per_layer() {
         use crate::models::Architecture;
@@ -294,11 +295,32 @@ mod tests {
                     "encoder.layers.encoder_layer_7",
                 ],
             ),
+            (
+                Architecture::InceptionV3,
+                &[
+                    "Mixed_6b.branch7x7_2",
+                    "Mixed_5c.branch5x5_1",
+                    "Mixed_6a",
+                    "Mixed_7b.branch3x3_1",
+                ],
+            ),
+            (
+                Architecture::InceptionV3,
+                // Half of a split is allowed as the shallowest layer.
+                &["Mixed_7c", "Mixed_7b.branch3x3dbl_3a"][..],
+            ),
         ] {
             tch::manual_seed(5);
-            let model = Backbone::for_crop(arch, 4, 64, tch::Device::Cpu);
+            // Inception's smallest input is 75 × 75.
+            let size = if arch == Architecture::InceptionV3 {
+                75
+            } else {
+                64
+            };
+            let model = Backbone::for_crop(arch, 4, size, tch::Device::Cpu);
             let layers: Vec<Layer> = names.iter().map(|n| model.layer(n).unwrap()).collect();
-            let x = Tensor::randn([2, 3, 64, 64], (Kind::Float, tch::Device::Cpu));
+            let side = i64::from(size);
+            let x = Tensor::randn([2, 3, side, side], (Kind::Float, tch::Device::Cpu));
             let targets = Tensor::from_slice(&[1i64, 3]);
             let input = SaliencyInput {
                 images: &x,

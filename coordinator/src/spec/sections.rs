@@ -236,7 +236,12 @@ fn several_layers(s: &mut Section<'_>, arch: Architecture, names: Vec<String>) -
     if keyed.len() < 2 {
         return Vec::new();
     }
-    keyed.into_iter().map(|(_, name)| name).collect()
+    let layers: Vec<String> = keyed.into_iter().map(|(_, name)| name).collect();
+    if let Some(problem) = arch.pass_problem(&layers) {
+        s.problem("layers", problem);
+        return Vec::new();
+    }
+    layers
 }
 
 /// `[data]` and `[data.wordnet]`.

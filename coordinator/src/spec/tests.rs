@@ -689,6 +689,15 @@ fn several_layers_are_sorted_shallow_to_deep_and_checked() {
         assert_eq!(fields(&problems), [field], "{list}: {problems:?}");
         assert!(problems[0].message.contains(says), "{problems:?}");
     }
+    // Two points of one Inception block do not share a pass.
+    let inception = several(r#""Mixed_6b.branch1x1", "Mixed_6b.branch7x7_2""#)
+        .replace("tiny_cnn\"", "inception_v3\"");
+    let problems = world.problems(&inception);
+    assert_eq!(fields(&problems), ["model.layers"], "{problems:?}");
+    assert!(
+        problems[0].message.contains("both inside Mixed_6b"),
+        "{problems:?}"
+    );
     let both = MINIMAL.replace(
         "layer = \"features.7\"",
         "layer = \"features.7\"\nlayers = [\"features.1\", \"features.4\"]",

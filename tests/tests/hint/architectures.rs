@@ -173,14 +173,24 @@ fn resnet50_matches_torchvision() {
 fn inception_v3_matches_torchvision() {
     // 139 × 139 (torchvision's minimum is 75) leaves a 3 × 3 map at Mixed_7c, so the
     // stride-2 blocks and the final pooling see more than one position.
+    // Points inside branches: a chain's first and inner convolutions, a pool branch, a
+    // split's input and both kinds of half.
     check_against_torchvision(
         Architecture::InceptionV3,
         139,
         &[
             "Conv2d_1a_3x3",
             "maxpool2",
+            "Mixed_5b.branch5x5_1",
             "Mixed_5d",
+            "Mixed_5d.branch_pool",
+            "Mixed_6a.branch3x3dbl_2",
             "Mixed_6b",
+            "Mixed_6c.branch7x7dbl_4",
+            "Mixed_7a.branch7x7x3_4",
+            "Mixed_7b.branch3x3_1",
+            "Mixed_7b.branch3x3_2b",
+            "Mixed_7c.branch3x3dbl_3a",
             "Mixed_7c",
         ],
     );

@@ -87,6 +87,19 @@ fn convnext_saliency_matches_pytorch() {
 }
 
 #[test]
+fn inception_saliency_inside_a_branch_matches_pytorch() {
+    // After the second convolution of a 7×7 branch: the gradient goes back through the rest
+    // of the branch only; the other branches, computed from the block's input, are held
+    // fixed (they do not depend on the point).
+    check_against_pytorch(
+        Architecture::InceptionV3,
+        "Mixed_6b.branch7x7_2",
+        96,
+        Baseline::Zero,
+    );
+}
+
+#[test]
 fn convnext_saliency_inside_a_block_matches_pytorch() {
     // After the expanding Linear (4 × 192 channels, channels-last in torchvision): the
     // gradient goes back through the GELU and the projection, with the block's input (which

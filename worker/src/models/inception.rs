@@ -10,7 +10,18 @@
 //! `BasicConv2d`s and, in `InceptionE`, a final split into two parallel convolutions whose
 //! outputs are concatenated; [`Mixed`] covers `InceptionA` … `InceptionE` that way, with
 //! the branches in torchvision's `torch.cat` order.
+//!
+//! Inside a mixed block every `BasicConv2d` is a point (`Mixed_6b.branch7x7_2`: its output
+//! after the ReLU, as a hook on that module sees it). At a point the block's input is
+//! carried: the rest of the block is the rest of the point's branch, from the point's map,
+//! and every other branch from the input, concatenated. Two points of one block are not
+//! addressed in one pass (parallel branches do not feed each other;
+//! `Architecture::pass_problem` refuses it).
 
+use hint_common::architecture::{
+    INCEPTION_A_POINTS, INCEPTION_B_POINTS, INCEPTION_C_POINTS, INCEPTION_D_POINTS,
+    INCEPTION_E_POINTS,
+};
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 
@@ -209,12 +220,57 @@ impl Branch {
     }
 
     fn forward(&self, x: &Tensor, relu: ReluMode) -> Tensor {
+        let y = self.chain(x, self.convs.len(), relu);
+        match &self.split {
+            Some([a, b]) => Tensor::cat(&[a.forward(&y, relu), b.forward(&y, relu)], 1),
+            None => y,
+        }
+    }
+}
+
+impl Branch {
+    /// Its steps: the chain's convolutions, then the split's two.
+    fn steps(&self) -> usize {
+        self.convs.len() + if self.split.is_some() { 2 } else { 0 }
+    }
+
+    /// The chain's output from the block's input, up to and including convolution `end - 1`.
+    fn chain(&self, x: &Tensor, end: usize, relu: ReluMode) -> Tensor {
         let mut y = match self.pool {
             Pool::None => x.shallow_clone(),
             Pool::Avg3x3 => x.avg_pool2d([3, 3], [1, 1], [1, 1], false, true, None),
             Pool::Max3x3Stride2 => MAX_POOL_3X3.forward(x, ReluMode::Plain),
         };
-        for conv in &self.convs {
+        for conv in &self.convs[..end] {
+            y = conv.forward(&y, relu);
+        }
+        y
+    }
+
+    /// The map at `step`, from the block's input.
+    fn upto(&self, x: &Tensor, step: usize, relu: ReluMode) -> Tensor {
+        let n = self.convs.len();
+        if step < n {
+            return self.chain(x, step + 1, relu);
+        }
+        let split = self
+            .split
+            .as_ref()
+            .expect("a step past the chain is a split");
+        split[step - n].forward(&self.chain(x, n, relu), relu)
+    }
+
+    /// The branch's output from the map `y` at `step` (`x`: the block's input, which the
+    /// other half of a split starts from).
+    fn from(&self, y: &Tensor, step: usize, x: &Tensor, relu: ReluMode) -> Tensor {
+        let n = self.convs.len();
+        if step >= n {
+            let other = self.upto(x, n + (1 - (step - n)), relu);
+            let halves = if step == n { [y, &other] } else { [&other, y] };
+            return Tensor::cat(&halves, 1);
+        }
+        let mut y = y.shallow_clone();
+        for conv in &self.convs[step + 1..] {
             y = conv.forward(&y, relu);
         }
         match &self.split {
@@ -228,12 +284,74 @@ impl Branch {
 #[derive(Debug)]
 struct Mixed {
     branches: Vec<Branch>,
+    /// Its `BasicConv2d`s by name (`hint_common::architecture::INCEPTION_A_POINTS` …),
+    /// branch by branch, each branch's steps in order.
+    points: &'static [&'static str],
+}
+
+impl Mixed {
+    fn new(branches: Vec<Branch>, points: &'static [&'static str]) -> Self {
+        let steps: usize = branches.iter().map(Branch::steps).sum();
+        assert_eq!(steps, points.len(), "a name for every BasicConv2d");
+        Mixed { branches, points }
+    }
+
+    /// The branch and step of point `point`.
+    fn locate(&self, point: usize) -> (usize, usize) {
+        let mut first = 0;
+        for (b, branch) in self.branches.iter().enumerate() {
+            if point < first + branch.steps() {
+                return (b, point - first);
+            }
+            first += branch.steps();
+        }
+        panic!("no point {point} in {:?}", self.points)
+    }
 }
 
 impl Stage for Mixed {
     fn forward(&self, x: &Tensor, relu: ReluMode) -> Tensor {
         let outputs: Vec<Tensor> = self.branches.iter().map(|b| b.forward(x, relu)).collect();
         Tensor::cat(&outputs, 1)
+    }
+
+    fn points(&self) -> &'static [&'static str] {
+        self.points
+    }
+
+    fn between(
+        &self,
+        main: &Tensor,
+        input: &Tensor,
+        from: Option<usize>,
+        to: Option<usize>,
+        relu: ReluMode,
+    ) -> Tensor {
+        let from = from.map(|p| self.locate(p));
+        match to.map(|q| self.locate(q)) {
+            // A point, from the block's input. Not from another point of the block: a point
+            // of another branch (or the other half of a split) does not lead to it, so the
+            // two cannot share a pass (`Architecture::pass_problem` refuses them).
+            Some((b, step)) => {
+                assert!(
+                    from.is_none(),
+                    "two points of one Inception block cannot share a pass"
+                );
+                self.branches[b].upto(input, step, relu)
+            }
+            None => {
+                let outputs: Vec<Tensor> = self
+                    .branches
+                    .iter()
+                    .enumerate()
+                    .map(|(b, branch)| match from {
+                        Some((a, s)) if a == b => branch.from(main, s, input, relu),
+                        _ => branch.forward(input, relu),
+                    })
+                    .collect();
+                Tensor::cat(&outputs, 1)
+            }
+        }
     }
 }
 
@@ -269,8 +387,8 @@ fn max_pool_branch() -> Branch {
 }
 
 fn inception_a(p: &nn::Path, c: i64, pool_features: i64) -> Mixed {
-    Mixed {
-        branches: vec![
+    Mixed::new(
+        vec![
             Branch::convs(vec![bc(p, "branch1x1", c, 64, (1, 1), 1, (0, 0))]),
             Branch::convs(vec![
                 bc(p, "branch5x5_1", c, 48, (1, 1), 1, (0, 0)),
@@ -283,12 +401,13 @@ fn inception_a(p: &nn::Path, c: i64, pool_features: i64) -> Mixed {
             ]),
             avg_pool_branch(p, c, pool_features),
         ],
-    }
+        &INCEPTION_A_POINTS,
+    )
 }
 
 fn inception_b(p: &nn::Path, c: i64) -> Mixed {
-    Mixed {
-        branches: vec![
+    Mixed::new(
+        vec![
             Branch::convs(vec![bc(p, "branch3x3", c, 384, (3, 3), 2, (0, 0))]),
             Branch::convs(vec![
                 bc(p, "branch3x3dbl_1", c, 64, (1, 1), 1, (0, 0)),
@@ -297,12 +416,13 @@ fn inception_b(p: &nn::Path, c: i64) -> Mixed {
             ]),
             max_pool_branch(),
         ],
-    }
+        &INCEPTION_B_POINTS,
+    )
 }
 
 fn inception_c(p: &nn::Path, c: i64, c7: i64) -> Mixed {
-    Mixed {
-        branches: vec![
+    Mixed::new(
+        vec![
             Branch::convs(vec![bc(p, "branch1x1", c, 192, (1, 1), 1, (0, 0))]),
             Branch::convs(vec![
                 bc(p, "branch7x7_1", c, c7, (1, 1), 1, (0, 0)),
@@ -318,12 +438,13 @@ fn inception_c(p: &nn::Path, c: i64, c7: i64) -> Mixed {
             ]),
             avg_pool_branch(p, c, 192),
         ],
-    }
+        &INCEPTION_C_POINTS,
+    )
 }
 
 fn inception_d(p: &nn::Path, c: i64) -> Mixed {
-    Mixed {
-        branches: vec![
+    Mixed::new(
+        vec![
             Branch::convs(vec![
                 bc(p, "branch3x3_1", c, 192, (1, 1), 1, (0, 0)),
                 bc(p, "branch3x3_2", 192, 320, (3, 3), 2, (0, 0)),
@@ -336,12 +457,13 @@ fn inception_d(p: &nn::Path, c: i64) -> Mixed {
             ]),
             max_pool_branch(),
         ],
-    }
+        &INCEPTION_D_POINTS,
+    )
 }
 
 fn inception_e(p: &nn::Path, c: i64) -> Mixed {
-    Mixed {
-        branches: vec![
+    Mixed::new(
+        vec![
             Branch::convs(vec![bc(p, "branch1x1", c, 320, (1, 1), 1, (0, 0))]),
             Branch {
                 pool: Pool::None,
@@ -364,7 +486,8 @@ fn inception_e(p: &nn::Path, c: i64) -> Mixed {
             },
             avg_pool_branch(p, c, 192),
         ],
-    }
+        &INCEPTION_E_POINTS,
+    )
 }
 
 #[cfg(test)]

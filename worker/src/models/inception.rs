@@ -14,9 +14,9 @@
 //! Inside a mixed block every `BasicConv2d` is a point (`Mixed_6b.branch7x7_2`: its output
 //! after the ReLU, as a hook on that module sees it). At a point the block's input is
 //! carried: the rest of the block is the rest of the point's branch, from the point's map,
-//! and every other branch from the input, concatenated. Two points of one block are not
-//! addressed in one pass (parallel branches do not feed each other;
-//! `Architecture::pass_problem` refuses it).
+//! and every other branch from the input, concatenated. Two points of one block do not
+//! share a saliency pass (parallel branches do not feed each other;
+//! `Architecture::pass_problem` refuses it); their maps in one forward pass are right.
 
 use hint_common::architecture::{
     INCEPTION_A_POINTS, INCEPTION_B_POINTS, INCEPTION_C_POINTS, INCEPTION_D_POINTS,
@@ -329,16 +329,11 @@ impl Stage for Mixed {
     ) -> Tensor {
         let from = from.map(|p| self.locate(p));
         match to.map(|q| self.locate(q)) {
-            // A point, from the block's input. Not from another point of the block: a point
-            // of another branch (or the other half of a split) does not lead to it, so the
-            // two cannot share a pass (`Architecture::pass_problem` refuses them).
-            Some((b, step)) => {
-                assert!(
-                    from.is_none(),
-                    "two points of one Inception block cannot share a pass"
-                );
-                self.branches[b].upto(input, step, relu)
-            }
+            // A point, from the block's input, even when going on from another point of the
+            // block: a point of another branch (or the other half of a split) does not lead
+            // to it. The map is right; no gradient flows from `from` to it, which is why two
+            // points of one block do not share a saliency pass (`Architecture::pass_problem`).
+            Some((b, step)) => self.branches[b].upto(input, step, relu),
             None => {
                 let outputs: Vec<Tensor> = self
                     .branches

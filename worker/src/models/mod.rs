@@ -813,6 +813,23 @@ mod tests {
         });
     }
 
+    /// Every Inception layer has a shape from one forward pass, points of one block and
+    /// both halves of a split among them (their maps come from the block's input).
+    #[test]
+    fn inception_points_have_their_shapes() {
+        let model = Backbone::new(Architecture::InceptionV3, 5, Device::Cpu);
+        let shapes = model.layer_shapes(75);
+        assert_eq!(
+            shapes.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+            Architecture::InceptionV3.layer_names()
+        );
+        let shape = |name: &str| &shapes.iter().find(|(n, _)| n == name).unwrap().1;
+        assert_eq!(shape("Mixed_5b.branch5x5_1"), &[48, 7, 7]);
+        assert_eq!(shape("Mixed_7c.branch3x3_2a"), &[384, 1, 1]);
+        assert_eq!(shape("Mixed_7c.branch3x3_2b"), &[384, 1, 1]);
+        assert_eq!(shape("Mixed_7c"), &[2048, 1, 1]);
+    }
+
     /// A ViT layer is its patch tokens as a `768 × g × g` map, `g` = crop / 16, and the
     /// crop must fit the position embeddings.
     #[test]

@@ -540,6 +540,40 @@ impl Architecture {
             })
     }
 
+    /// Why a torchvision module name that is no layer here is not one, where hint knows:
+    /// a ResNet block's `relu` (one module called after each batch norm but the last and
+    /// after the sum, so a hook on it is ambiguous) and the modules inside a ViT encoder
+    /// layer (not addressable yet). None for other names.
+    pub fn not_addressable(self, layer: &str) -> Option<String> {
+        match self {
+            Architecture::Resnet18 | Architecture::Resnet50 => {
+                let block = layer.strip_suffix(".relu")?;
+                self.layer_names().iter().any(|n| n == block).then(|| {
+                    format!(
+                        "torchvision calls {block}'s one `relu` module several times (after \
+                         each batch norm but the last, and after the residual sum), so it names \
+                         no single output: {block}.bn1 is the first call's input, {block} the \
+                         last call's output"
+                    )
+                })
+            }
+            Architecture::VitB16 => {
+                let (encoder, inner) =
+                    layer
+                        .match_indices('.')
+                        .map(|(at, _)| layer.split_at(at))
+                        .find(|(encoder, _)| self.layer_names().iter().any(|n| n == encoder))?;
+                (encoder != "conv_proj").then(|| {
+                    format!(
+                        "the modules inside a ViT encoder layer ({encoder}{inner}) are not \
+                         addressable yet: use {encoder}"
+                    )
+                })
+            }
+            _ => None,
+        }
+    }
+
     /// Why `layers` cannot share one extraction pass, if they cannot: two points inside one
     /// Inception block (parallel branches; the pass runs on from each layer's map to the
     /// next, and one branch's map does not lead to another's); or half of an InceptionE
@@ -787,6 +821,31 @@ mod tests {
             err.contains("'vgg13'") && err.contains("inception_v3"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn names_that_are_no_layer_are_explained_where_hint_knows_why() {
+        let why = Architecture::Resnet18
+            .not_addressable("layer3.1.relu")
+            .unwrap();
+        assert!(
+            why.contains("layer3.1.bn1") && why.contains("several times"),
+            "{why}"
+        );
+        assert_eq!(
+            Architecture::Resnet18.not_addressable("layer9.1.relu"),
+            None
+        );
+        assert_eq!(Architecture::Resnet18.not_addressable("relu"), None);
+        let why = Architecture::VitB16
+            .not_addressable("encoder.layers.encoder_layer_3.mlp.0")
+            .unwrap();
+        assert!(why.contains("use encoder.layers.encoder_layer_3"), "{why}");
+        assert_eq!(
+            Architecture::VitB16.not_addressable("conv_proj.weight"),
+            None
+        );
+        assert_eq!(Architecture::Vgg16.not_addressable("features.99"), None);
     }
 
     #[test]

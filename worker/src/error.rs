@@ -13,12 +13,15 @@ pub enum Error {
     #[error(transparent)]
     Images(#[from] hint_common::images::Error),
     /// The layer name does not address a layer of the model.
-    #[error("model {arch} has no layer '{layer}'; valid layers: {}", valid.join(", "))]
+    #[error("model {arch} has no layer '{layer}'{}; valid layers: {}",
+        why.as_ref().map(|w| format!(" ({w})")).unwrap_or_default(), valid.join(", "))]
     UnknownLayer {
         /// The architecture.
         arch: String,
         /// What the user asked for.
         layer: String,
+        /// Why that name is no layer, where hint knows (`Architecture::not_addressable`).
+        why: Option<String>,
         /// Every addressable layer, in forward order.
         valid: Vec<String>,
     },

@@ -149,13 +149,7 @@ pub(super) fn model(s: &mut Section<'_>, base_dir: &Path) -> ModelSpec {
     if let (Some(arch), Some(layer)) = (arch, &layer) {
         let layers = arch.layer_names();
         if !layers.contains(layer) {
-            s.problem(
-                "layer",
-                format!(
-                    "no layer \"{layer}\" in {arch} (layers: {})",
-                    layers.join(", ")
-                ),
-            );
+            s.problem("layer", unknown_layer(arch, layer));
         }
     }
     let several = match arch {
@@ -200,6 +194,19 @@ pub(super) fn model(s: &mut Section<'_>, base_dir: &Path) -> ModelSpec {
     }
 }
 
+/// The problem of a layer name `arch` does not have: why, where hint knows, and the names
+/// it has.
+fn unknown_layer(arch: Architecture, layer: &str) -> String {
+    let why = arch
+        .not_addressable(layer)
+        .map(|w| format!("{w}; "))
+        .unwrap_or_default();
+    format!(
+        "no layer \"{layer}\" in {arch} ({why}layers: {})",
+        arch.layer_names().join(", ")
+    )
+}
+
 /// `model.layers`: at least two layers of `arch`, distinct, each known; sorted shallow to
 /// deep (empty when there is a problem).
 fn several_layers(s: &mut Section<'_>, arch: Architecture, names: Vec<String>) -> Vec<String> {
@@ -214,13 +221,7 @@ fn several_layers(s: &mut Section<'_>, arch: Architecture, names: Vec<String>) -
     for name in names {
         match arch.depth_of(&name) {
             Some(depth) => keyed.push((depth, name)),
-            None => s.problem(
-                "layers",
-                format!(
-                    "no layer \"{name}\" in {arch} (layers: {})",
-                    arch.layer_names().join(", ")
-                ),
-            ),
+            None => s.problem("layers", unknown_layer(arch, &name)),
         }
     }
     keyed.sort();

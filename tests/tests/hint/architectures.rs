@@ -271,6 +271,13 @@ fn unknown_layer_lists_the_valid_ones() {
         "{message}"
     );
     assert!(message.contains("features.7"), "{message}");
+    // Where hint knows why a torchvision name is no layer, it says so.
+    let resnet = Backbone::new(Architecture::Resnet18, 3, Device::Cpu);
+    let message = resnet.layer("layer3.1.relu").unwrap_err().to_string();
+    assert!(
+        message.contains("'layer3.1.relu' (torchvision calls layer3.1's one `relu` module"),
+        "{message}"
+    );
 }
 
 #[test]

@@ -347,6 +347,7 @@ impl Backbone {
             .ok_or_else(|| Error::UnknownLayer {
                 arch: self.arch.to_string(),
                 layer: name.to_string(),
+                why: self.arch.not_addressable(name),
                 valid: self.layer_names(),
             })
     }

@@ -290,6 +290,7 @@ mod tests {
                 crate::Error::UnknownLayer {
                     arch: "tiny_cnn".into(),
                     layer: "features.99".into(),
+                    why: None,
                     valid: vec!["features.0".into()],
                 }
                 .into(),

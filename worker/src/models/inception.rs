@@ -226,9 +226,7 @@ impl Branch {
             None => y,
         }
     }
-}
 
-impl Branch {
     /// Its steps: the chain's convolutions, then the split's two.
     fn steps(&self) -> usize {
         self.convs.len() + if self.split.is_some() { 2 } else { 0 }
@@ -262,11 +260,13 @@ impl Branch {
 
     /// The branch's output from the map `y` at `step` (`x`: the block's input, which the
     /// other half of a split starts from).
-    fn from(&self, y: &Tensor, step: usize, x: &Tensor, relu: ReluMode) -> Tensor {
+    fn rest_from(&self, y: &Tensor, step: usize, x: &Tensor, relu: ReluMode) -> Tensor {
         let n = self.convs.len();
         if step >= n {
-            let other = self.upto(x, n + (1 - (step - n)), relu);
-            let halves = if step == n { [y, &other] } else { [&other, y] };
+            // Half of the split: the other half from the input.
+            let (other, first) = if step == n { (n + 1, true) } else { (n, false) };
+            let other = self.upto(x, other, relu);
+            let halves = if first { [y, &other] } else { [&other, y] };
             return Tensor::cat(&halves, 1);
         }
         let mut y = y.shallow_clone();
@@ -340,7 +340,7 @@ impl Stage for Mixed {
                     .iter()
                     .enumerate()
                     .map(|(b, branch)| match from {
-                        Some((a, s)) if a == b => branch.from(main, s, input, relu),
+                        Some((a, s)) if a == b => branch.rest_from(main, s, input, relu),
                         _ => branch.forward(input, relu),
                     })
                     .collect();

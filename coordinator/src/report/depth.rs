@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use hint_common::architecture::Architecture;
 use hint_common::shapley::phi::csv_field;
@@ -70,10 +70,10 @@ pub struct DepthView {
 }
 
 /// `depth.json`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct DepthFile {
     /// `hint-depth`.
-    pub format: &'static str,
+    pub format: String,
     /// 1.
     pub version: u32,
     /// The network.
@@ -89,7 +89,7 @@ pub struct DepthFile {
 }
 
 /// One layer's summary.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct LayerSummary {
     /// The layer.
     pub layer: String,
@@ -115,7 +115,7 @@ pub struct LayerSummary {
 }
 
 /// Mean F1 of one hierarchy level's shared concepts at a layer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct LevelF1 {
     /// The level (0: roots).
     pub level: u32,
@@ -126,7 +126,7 @@ pub struct LevelF1 {
 }
 
 /// One concept across the layers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ConceptDepth {
     /// Its key in the hierarchy.
     pub key: String,
@@ -141,7 +141,7 @@ pub struct ConceptDepth {
 }
 
 /// One concept at one layer.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ConceptAtLayer {
     /// Held-out F1 of its classifier; None without one.
     pub f1: Option<f64>,
@@ -152,7 +152,7 @@ pub struct ConceptAtLayer {
 }
 
 /// How concentrated a concept's positive Φ is over a layer's neurons.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Concentration {
     /// Σ max(φ, 0) over the neurons.
     pub positive_mass: f64,
@@ -320,6 +320,22 @@ impl DepthView {
 }
 
 impl DepthFile {
+    /// Reads a `depth.json` that [`DepthView::write`] wrote.
+    pub fn read(path: &Path) -> Result<DepthFile, DepthError> {
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            DepthError::Report(ReportError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        })?;
+        serde_json::from_str(&text).map_err(|e| {
+            DepthError::Report(ReportError::Parse {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })
+        })
+    }
+
     /// The layers as a text table for a terminal (`hint depth`, `hint run`).
     pub fn table(&self) -> String {
         let width = self
@@ -427,7 +443,7 @@ fn figures(layers: &[LayerJob], architecture: String) -> Result<DepthFile, Depth
         .map(|(depth, layer)| summary(depth, layer, &concepts))
         .collect();
     Ok(DepthFile {
-        format: "hint-depth",
+        format: "hint-depth".into(),
         version: 1,
         architecture,
         layers: summaries,

@@ -15,7 +15,7 @@ use hint_common::proto::{self, jobs_client::JobsClient};
 use hint_common::storage;
 use hint_coordinator::coordinator::{Coordinator, CoordinatorConfig};
 use hint_coordinator::job_file::{JobSummary, JOB_FILE};
-use hint_coordinator::report::depth::{DepthView, DEPTH_HTML};
+use hint_coordinator::report::depth::{DepthFile, DEPTH_HTML, DEPTH_JSON};
 use hint_coordinator::{results, service, spec};
 use hint_worker::runtime::{self, WorkerConfig};
 use hint_worker::tasks::TaskRunner;
@@ -162,10 +162,10 @@ fn print_layers(job_dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", layers.display()))?;
     let layers: Vec<results::LayerJob> =
         serde_json::from_str(&text).with_context(|| format!("reading {}", layers.display()))?;
-    let dirs: Vec<PathBuf> = layers.iter().map(|l| l.job_dir.clone()).collect();
-    let view = DepthView::read(&dirs)?;
+    // The report wrote the comparison: its figures, not the layers' results read again.
+    let depth = DepthFile::read(&results.join(DEPTH_JSON))?;
     println!("  layers, shallow to deep:");
-    for line in view.file.table().lines() {
+    for line in depth.table().lines() {
         println!("    {line}");
     }
     for layer in &layers {

@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod ablate;
+pub mod allocator;
 pub mod attack;
 pub mod busy;
 pub mod classify;

@@ -69,6 +69,7 @@ enum Stage {
 }
 
 fn main() -> std::process::ExitCode {
+    hint_worker::allocator::keep_freed_blocks();
     let cli = Cli::parse();
     // A worker's log is its pod's log (info); a stage on a terminal says only what is wrong.
     let default_level = if cli.command.is_none() {

@@ -29,7 +29,7 @@ use std::time::Instant;
 use hint_common::regions::ActivationType;
 use hint_worker::extract::{self, ExtractConfig, GatherStage, HostStaging, Phase};
 use hint_worker::guided::ReluMode;
-use hint_worker::images::PixelBatch;
+use hint_worker::images::{PinnedPool, PixelBatch};
 use hint_worker::models::{Architecture, Backbone, Layer};
 use hint_worker::saliency::{Baseline, Method, MethodName};
 use tch::{Device, Kind, Tensor};
@@ -119,14 +119,25 @@ fn main() {
     let model = Backbone::new(arch, 1000, device);
     let layer = model.layer(&o.layer).expect("layer");
     let crop = arch.default_input().crop as i64;
+    let values = Vec::<f32>::try_from(Tensor::randn(
+        [o.batch as i64 * 3 * crop * crop],
+        (Kind::Float, Device::Cpu),
+    ))
+    .expect("f32 pixels");
+    // On a GPU the batch is in pinned memory, where `hint extract`'s decoders put it.
+    let pixels = match device {
+        Device::Cpu => values.into(),
+        _ => {
+            let pool = PinnedPool::new(1, values.len(), device).expect("pinned memory");
+            let mut pixels = pool.lend(values.len()).expect("a free buffer");
+            pixels.copy_from_slice(&values);
+            pixels
+        }
+    };
     let images = PixelBatch {
         ids: (0..o.batch as u64).collect(),
         labels: (0..o.batch).map(|i| (i * 37 % 1000) as u32).collect(),
-        pixels: Vec::<f32>::try_from(Tensor::randn(
-            [o.batch as i64 * 3 * crop * crop],
-            (Kind::Float, Device::Cpu),
-        ))
-        .expect("f32 pixels"),
+        pixels,
         ..PixelBatch::default()
     };
     println!(

@@ -42,7 +42,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::busy::{PipelineBusy, StageBusy};
 use crate::error::{Error, Result};
-use crate::images::{self, LabelMap, PixelBatch, Preprocess, SkippedImage};
+use crate::images::{self, LabelMap, PinnedPool, PixelBatch, Preprocess, SkippedImage};
 use crate::models::{Architecture, Backbone, InputSize, Layer};
 use crate::responsible::{self, Aggregate, Aggregation};
 use crate::saliency::{self, Method, SaliencyInput};
@@ -374,12 +374,14 @@ pub fn run(
     let normalisation = (preprocess.mean, preprocess.std);
     let images_total = labelled.len();
     let decode_threads = config.decode_threads();
+    let pinned = pinned_pool(config, &preprocess);
     let decoded = images::spawn_batch_decoder(
         labelled,
         preprocess,
         config.batch_size,
         decode_threads,
         DECODE_QUEUE_BATCHES,
+        pinned,
     )?;
 
     let started = Instant::now();
@@ -493,6 +495,28 @@ pub fn run(
 
 /// Decoded batches buffered ahead of the model.
 const DECODE_QUEUE_BATCHES: usize = 4;
+
+/// On a GPU, the page-locked buffers the decoders write batches into: one per queued batch,
+/// one being decoded and one being uploaded, so that in a steady run every batch is pinned.
+/// `None` on a CPU, or (with a warning) when memory cannot be pinned: batches then use
+/// ordinary memory, slower to upload but the same values.
+fn pinned_pool(config: &ExtractConfig, preprocess: &Preprocess) -> Option<PinnedPool> {
+    if config.device == Device::Cpu {
+        return None;
+    }
+    let elements = config.batch_size * preprocess.pixels_per_image();
+    match PinnedPool::new(DECODE_QUEUE_BATCHES + 2, elements, config.device) {
+        Ok(pool) => Some(pool),
+        Err(e) => {
+            tracing::warn!(
+                "cannot pin {} MB of host memory for input batches ({e}); uploading from \
+                 ordinary memory instead, which is slower",
+                (DECODE_QUEUE_BATCHES + 2) * elements * 4 / 1_000_000
+            );
+            None
+        }
+    }
+}
 /// Launched batches (activations still on the device) buffered ahead of the gather
 /// thread. Two are enough to keep the model thread from waiting; each holds its kept
 /// activations in device memory until gathered.
@@ -822,10 +846,20 @@ impl GatherStage {
 }
 
 /// A batch's pixels as `[B, 3, crop, crop]` and its class indices as `[B]` (i64), on
-/// `device`. The pixels are already one buffer in the model's layout: one copy into a
-/// tensor, and one upload.
+/// `device`. The pixels are already one buffer in the model's layout: from pinned memory
+/// (a GPU run's decoders write there) the upload is one DMA straight from that buffer;
+/// from ordinary memory, one copy into a tensor and one upload.
 pub fn batch_tensors(batch: &PixelBatch, crop: i64, device: Device) -> Result<(Tensor, Tensor)> {
-    let x = Tensor::f_from_slice(&batch.pixels)?
+    let host = batch.pixels.to_tensor()?;
+    let host = match (batch.pixels.is_pinned(), device) {
+        // The view must not outlive the batch, whose buffer goes back to its pool: on a
+        // CPU `to_device` would return the view itself.
+        (true, Device::Cpu) => host.f_detach_copy()?,
+        _ => host,
+    };
+    // Not `non_blocking`: the buffer returns to the pool, to be written by the decoders,
+    // when the batch is dropped, so the copy must be complete when this returns.
+    let x = host
         .f_view([batch.len() as i64, 3, crop, crop])?
         .f_to_device(device)?;
     let labels: Vec<i64> = batch.labels.iter().map(|&l| i64::from(l)).collect();
@@ -1022,7 +1056,8 @@ mod tests {
                 [n as i64 * 3 * 64 * 64],
                 (Kind::Float, Device::Cpu),
             ))
-            .unwrap(),
+            .unwrap()
+            .into(),
             ..PixelBatch::default()
         }
     }

@@ -10,10 +10,13 @@
 //! - [`pipeline`]: [`spawn_batch_decoder`] decodes in parallel, ahead of the model, through
 //!   a bounded queue, yielding [`PixelBatch`]es (one `[n, 3, crop, crop]` buffer each) in
 //!   input order; bad images become [`SkippedImage`]s, never silent drops.
+//! - [`memory`]: a batch's [`Pixels`], in ordinary memory or, on a GPU, in a
+//!   [`PinnedPool`]'s page-locked buffer that the upload reads by DMA.
 
 pub mod decode;
 #[cfg(test)]
 mod mask_tests;
+pub mod memory;
 pub mod pipeline;
 pub mod resample;
 #[cfg(test)]
@@ -23,4 +26,5 @@ pub use decode::{load, Preprocess};
 pub use hint_common::images::{
     scan, scan_with, Dataset, ImageRecord, LabelMap, MemberLocation, IMAGE_EXTENSIONS,
 };
+pub use memory::{PinnedPool, Pixels};
 pub use pipeline::{spawn_batch_decoder, DecodeStream, LabelledImage, PixelBatch, SkippedImage};

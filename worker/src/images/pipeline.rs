@@ -21,6 +21,7 @@ use crossbeam_channel::{bounded, Receiver};
 use rayon::prelude::*;
 
 use super::decode::{load_into, Preprocess};
+use super::memory::{PinnedPool, Pixels};
 use crate::error::{Error, Result};
 
 pub use hint_common::images::LabelledImage;
@@ -53,7 +54,7 @@ pub struct PixelBatch {
     /// Their labels' model output indices.
     pub labels: Vec<u32>,
     /// Their CHW values back to back: `[ids.len(), 3, crop, crop]`.
-    pub pixels: Vec<f32>,
+    pub pixels: Pixels,
     /// The images that did not decode, in input order.
     pub skipped: Vec<SkippedImage>,
     /// Decoding time summed over the batch's images (its threads' busy time).
@@ -138,14 +139,17 @@ impl Drop for DecodeStream {
 /// Starts decoding `images` in the background; see the [module docs](self).
 ///
 /// `threads` is the decoding pool's size (0: one per core); `queue_depth` bounds the batches
-/// decoded ahead (0: the decoder hands over each batch directly). Errors if `batch_size` is
-/// 0 or the threads cannot be started.
+/// decoded ahead (0: the decoder hands over each batch directly). With `pinned` (on a GPU)
+/// each batch's pixels are decoded into one of the pool's page-locked buffers while one is
+/// free (see [`memory`](super::memory)). Errors if `batch_size` is 0 or the threads cannot
+/// be started.
 pub fn spawn_batch_decoder(
     images: Vec<LabelledImage>,
     preprocess: Preprocess,
     batch_size: usize,
     threads: usize,
     queue_depth: usize,
+    pinned: Option<PinnedPool>,
 ) -> Result<DecodeStream> {
     if batch_size == 0 {
         return Err(Error::Config("decode batch size must be at least 1".into()));
@@ -160,7 +164,7 @@ pub fn spawn_batch_decoder(
         .name("hint-decode".into())
         .spawn(move || {
             for chunk in images.chunks(batch_size) {
-                let batch = decode_chunk(&pool, chunk, &preprocess);
+                let batch = decode_chunk(&pool, chunk, &preprocess, pinned.as_ref());
                 if sender.send(batch).is_err() {
                     return; // The consumer is gone.
                 }
@@ -180,9 +184,13 @@ fn decode_chunk(
     pool: &rayon::ThreadPool,
     chunk: &[LabelledImage],
     preprocess: &Preprocess,
+    pinned: Option<&PinnedPool>,
 ) -> PixelBatch {
     let per_image = preprocess.pixels_per_image();
-    let mut pixels = vec![0f32; chunk.len() * per_image];
+    let len = chunk.len() * per_image;
+    let mut pixels = pinned
+        .and_then(|pool| pool.lend(len))
+        .unwrap_or_else(|| Pixels::Host(vec![0f32; len]));
     let outcomes: Vec<_> = pool.install(|| {
         chunk
             .par_iter()
@@ -252,6 +260,7 @@ mod tests {
     use image::{Rgb, RgbImage};
     use std::path::Path;
     use std::time::{Duration, Instant};
+    use tch::Tensor;
 
     /// Writes `n` 4×4 PNGs whose red value is the image index, and returns them labelled.
     fn images(dir: &Path, n: usize) -> Vec<LabelledImage> {
@@ -282,7 +291,7 @@ mod tests {
     #[test]
     fn batches_keep_input_order() {
         let dir = tempfile::tempdir().unwrap();
-        let stream = spawn_batch_decoder(images(dir.path(), 23), unit(), 5, 3, 2).unwrap();
+        let stream = spawn_batch_decoder(images(dir.path(), 23), unit(), 5, 3, 2, None).unwrap();
         let batches: Vec<PixelBatch> = stream.collect();
         assert_eq!(
             batches.iter().map(PixelBatch::len).collect::<Vec<_>>(),
@@ -304,13 +313,60 @@ mod tests {
     }
 
     #[test]
+    fn batches_decoded_into_a_pool_equal_ordinary_ones_and_its_buffers_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut list = images(dir.path(), 13);
+        std::fs::write(&list[5].path, b"corrupt").unwrap(); // a slot closed up in a pinned buffer
+        let plain: Vec<PixelBatch> = spawn_batch_decoder(list.clone(), unit(), 4, 2, 1, None)
+            .unwrap()
+            .collect();
+        // Two buffers for four batches: while the consumer holds both, a batch falls back
+        // to ordinary memory instead of waiting.
+        let tensors = (0..2)
+            .map(|_| Tensor::full([4 * 48], -7.0, (tch::Kind::Float, tch::Device::Cpu)))
+            .collect();
+        let pool = PinnedPool::of(tensors, 4 * 48);
+        let stream = spawn_batch_decoder(list.clone(), unit(), 4, 2, 0, Some(pool)).unwrap();
+        let mut held = Vec::new();
+        let mut pinned = 0;
+        for batch in stream {
+            pinned += usize::from(batch.pixels.is_pinned());
+            held.push(batch);
+        }
+        assert!(pinned >= 2, "{pinned} of 4 batches were pinned");
+        // Everything but the timing.
+        let content = |b: &PixelBatch| {
+            (
+                b.ids.clone(),
+                b.labels.clone(),
+                b.pixels.to_vec(),
+                b.skipped.clone(),
+            )
+        };
+        assert_eq!(
+            held.iter().map(content).collect::<Vec<_>>(),
+            plain.iter().map(content).collect::<Vec<_>>()
+        );
+        // One buffer lent again and again: what an earlier batch left in it never shows.
+        list.truncate(12);
+        let tensors = (0..1)
+            .map(|_| Tensor::zeros([4 * 48], (tch::Kind::Float, tch::Device::Cpu)))
+            .collect();
+        let stream =
+            spawn_batch_decoder(list, unit(), 4, 2, 0, Some(PinnedPool::of(tensors, 4 * 48)));
+        for (batch, want) in stream.unwrap().zip(&plain) {
+            assert_eq!(content(&batch), content(want));
+        }
+    }
+
+    #[test]
     fn bad_files_become_skips_and_each_slot_holds_its_own_image() {
         let dir = tempfile::tempdir().unwrap();
         let mut list = images(dir.path(), 11);
         std::fs::write(&list[1].path, b"corrupt").unwrap();
         list[6].path = dir.path().join("missing.png");
         list[9].label = None;
-        let batches: Vec<PixelBatch> = spawn_batch_decoder(list.clone(), unit(), 4, 2, 1)
+        let batches: Vec<PixelBatch> = spawn_batch_decoder(list.clone(), unit(), 4, 2, 1, None)
             .unwrap()
             .collect();
         assert_eq!(batches.len(), 3);
@@ -340,7 +396,7 @@ mod tests {
                 assert_eq!(batch.labels[k], list[id as usize].label.unwrap());
                 concatenated.extend(expected);
             }
-            assert_eq!(batch.pixels, concatenated);
+            assert_eq!(*batch.pixels, *concatenated);
         }
     }
 
@@ -378,7 +434,7 @@ mod tests {
         let list = LabelMap::sorted(&dataset.classes)
             .labelled(&dataset)
             .unwrap();
-        let batches: Vec<_> = spawn_batch_decoder(list, unit(), 8, 2, 1)
+        let batches: Vec<_> = spawn_batch_decoder(list, unit(), 8, 2, 1, None)
             .unwrap()
             .collect();
         assert_eq!(batches[0].ids, [0]);
@@ -410,7 +466,7 @@ mod tests {
     fn queue_is_bounded_and_drop_stops_the_decoder() {
         let dir = tempfile::tempdir().unwrap();
         let list = images(dir.path(), 20);
-        let stream = spawn_batch_decoder(list.clone(), unit(), 2, 2, 3).unwrap();
+        let stream = spawn_batch_decoder(list.clone(), unit(), 2, 2, 3, None).unwrap();
         // Ten batches to decode, but only three may wait in the queue.
         let deadline = Instant::now() + Duration::from_secs(10);
         while stream.queued() < 3 && Instant::now() < deadline {
@@ -423,7 +479,7 @@ mod tests {
         assert_eq!(all, (0..20).collect::<Vec<u64>>());
 
         // Dropping the consumer early ends the thread (drop joins it, so this returns).
-        let mut stream = spawn_batch_decoder(list, unit(), 1, 1, 1).unwrap();
+        let mut stream = spawn_batch_decoder(list, unit(), 1, 1, 1, None).unwrap();
         assert_eq!(stream.next().unwrap().ids, [0]);
         drop(stream);
     }
@@ -431,11 +487,11 @@ mod tests {
     #[test]
     fn zero_batch_size_is_a_config_error_and_no_images_no_batches() {
         assert!(matches!(
-            spawn_batch_decoder(vec![], unit(), 0, 1, 1),
+            spawn_batch_decoder(vec![], unit(), 0, 1, 1, None),
             Err(Error::Config(_))
         ));
         assert_eq!(
-            spawn_batch_decoder(vec![], unit(), 4, 1, 1)
+            spawn_batch_decoder(vec![], unit(), 4, 1, 1, None)
                 .unwrap()
                 .count(),
             0

@@ -53,7 +53,9 @@ impl ImageSet {
         let mut values = Vec::with_capacity(labelled.len() * per_image);
         let (mut labels, mut ids, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
         let threads = threads.max(1);
-        for batch in images::spawn_batch_decoder(labelled, preprocess, LOAD_CHUNK, threads, 1)? {
+        for batch in
+            images::spawn_batch_decoder(labelled, preprocess, LOAD_CHUNK, threads, 1, None)?
+        {
             values.extend_from_slice(&batch.pixels);
             labels.extend(batch.labels);
             ids.extend(batch.ids);

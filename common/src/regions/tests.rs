@@ -333,3 +333,42 @@ fn activations_read_from_pages_equal_arrows() {
         }
     }
 }
+
+#[test]
+fn row_groups_encoded_apart_keep_the_rows_in_order() {
+    // Writes of 37 rows into groups of 100: a group fills across writes, a write spans two
+    // groups, and there are more groups than encode at once.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.parquet");
+    let (d, n) = (5, 1333);
+    let rows = sample_rows(n, d);
+    let mut writer = RegionWriter::create_with(
+        &path,
+        meta(d, ActivationType::F32),
+        Compression::Zstd,
+        |props| props.set_max_row_group_row_count(Some(100)),
+    )
+    .unwrap();
+    for start in (0..n).step_by(37) {
+        let mut part = RegionRows::default();
+        for i in start..(start + 37).min(n) {
+            part.push(rows.row(i, d));
+        }
+        writer.write(&part).unwrap();
+    }
+    assert_eq!(writer.finish().unwrap().rows, n as u64);
+    let file = std::fs::File::open(&path).unwrap();
+    let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+    let groups: Vec<i64> = parquet::file::reader::FileReader::metadata(&reader)
+        .row_groups()
+        .iter()
+        .map(|g| g.num_rows())
+        .collect();
+    assert_eq!(groups.len(), 14);
+    assert!(
+        groups[..13].iter().all(|&r| r == 100) && groups[13] == 33,
+        "{groups:?}"
+    );
+    let (_, back) = read_regions(&path).unwrap();
+    assert_eq!(back, rows);
+}

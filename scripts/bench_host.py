@@ -3,9 +3,11 @@
 
 Usage: scripts/bench_host.py [--images 1500] [--processes N] [--hint target/release/hint]
                              [--hint-crop 64] [--hint-layers features.6,features.0]
+                             [--size 500x375]
 
-Writes N generated JPEGs of 500x375 (ImageNet's typical size; smooth random content, quality
-90, no downloads) as a two-class ImageFolder, then times on the same files:
+Writes N generated JPEGs of 500x375 (ImageNet's typical size; --size changes it, e.g.
+1000x750 to see hint's DCT-scaled decoding of photos at least twice the resize target;
+smooth random content, quality 90, no downloads) as a two-class ImageFolder, then times on the same files:
 
   (a) PIL: decode, bilinear resize of the shorter side to 256 (PIL's resize antialiases a
       downscale, as torchvision's Resize does on PIL images), centre crop 224, to float32,
@@ -50,14 +52,14 @@ MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
-def write_images(root: pathlib.Path, n: int) -> list:
+def write_images(root: pathlib.Path, n: int, size: tuple = (500, 375)) -> list:
     rng = np.random.default_rng(0)
     paths = []
     for i in range(n):
         # Smooth content (low-frequency noise upsampled) compresses like a photograph would,
         # unlike white noise.
         small = rng.integers(0, 256, size=(12, 16, 3), dtype=np.uint8)
-        image = Image.fromarray(small).resize((500, 375), Image.BICUBIC)
+        image = Image.fromarray(small).resize(size, Image.BICUBIC)
         path = root / ("a" if i % 2 == 0 else "b") / f"img_{i:05}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)
         image.save(path, quality=90)
@@ -111,17 +113,19 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--hint", default="target/release/hint")
     parser.add_argument("--hint-crop", type=int, default=64)
+    parser.add_argument("--size", default="500x375", help="the JPEGs' WIDTHxHEIGHT")
     parser.add_argument("--hint-layers", default="features.6,features.0",
                         help="tiny CNN layers, the first is the headline")
     args = parser.parse_args()
     hint = str(pathlib.Path(args.hint).resolve())
     with tempfile.TemporaryDirectory() as scratch:
         root = pathlib.Path(scratch)
-        paths = write_images(root / "images", args.images)
+        size = tuple(int(v) for v in args.size.split("x"))
+        paths = write_images(root / "images", args.images, size)
         subprocess.run([hint, "example", "--out", str(root / "model"), "--per-class", "1"],
                        check=True, capture_output=True)
         weights = root / "model" / "tiny_cnn.safetensors"
-        print(f"{args.images} JPEGs of 500x375, {args.processes} process(es)/thread(s), "
+        print(f"{args.images} JPEGs of {args.size}, {args.processes} process(es)/thread(s), "
               f"{os.cpu_count()} cores")
         layers = args.hint_layers.split(",")
         run = lambda layer: hint_rate(hint, root / "images", weights, root / "out",

@@ -87,15 +87,34 @@ fn reinitialise(model: &Backbone, seed: u64) {
 /// preprocessings of `images`, at `layer` of `arch`; and, for scale, the share that agree
 /// between the new preprocessing and the same input with ±1 grey level of seeded noise.
 fn masks_agree(arch: Architecture, layer_name: &str, images: &[RgbImage]) -> (f64, f64, usize) {
+    let p = Preprocess::imagenet(256, 224);
+    masks_agree_between(
+        arch,
+        layer_name,
+        images.len(),
+        &|i| preprocess(&images[i], &p),
+        &|i| previous_preprocess(&images[i], &p),
+    )
+}
+
+/// [`masks_agree`] between two ways (`new`, `old`) of preprocessing `n` images to
+/// `imagenet(256, 224)`.
+fn masks_agree_between(
+    arch: Architecture,
+    layer_name: &str,
+    n: usize,
+    new: &dyn Fn(usize) -> Vec<f32>,
+    old: &dyn Fn(usize) -> Vec<f32>,
+) -> (f64, f64, usize) {
     let model = Backbone::new(arch, 1000, Device::Cpu);
     reinitialise(&model, 7);
     let layer = model.layer(layer_name).unwrap();
     let p = Preprocess::imagenet(256, 224);
-    let batch = |f: &dyn Fn(&RgbImage) -> Vec<f32>| {
-        let values: Vec<f32> = images.iter().flat_map(f).collect();
-        Tensor::from_slice(&values).view([images.len() as i64, 3, 224, 224])
+    let batch = |f: &dyn Fn(usize) -> Vec<f32>| {
+        let values: Vec<f32> = (0..n).flat_map(f).collect();
+        Tensor::from_slice(&values).view([n as i64, 3, 224, 224])
     };
-    let ids: Vec<u64> = (0..images.len() as u64).collect();
+    let ids: Vec<u64> = (0..n as u64).collect();
     let targets = Tensor::from_slice(
         &ids.iter()
             .map(|&i| (i * 97 % 1000) as i64)
@@ -118,9 +137,9 @@ fn masks_agree(arch: Architecture, layer_name: &str, images: &[RgbImage]) -> (f6
             .mean(Kind::Float)
             .double_value(&[])
     };
-    let x = batch(&|rgb| preprocess(rgb, &p));
+    let x = batch(new);
     let new = masks(&x);
-    let old = masks(&batch(&|rgb| previous_preprocess(rgb, &p)));
+    let old = masks(&batch(old));
     // How fragile the masks are anyway: the same input with ±1 grey level of seeded noise.
     let std = Tensor::from_slice(&p.std).view([1, 3, 1, 1]);
     let mut draws = SplitMix(11);
@@ -164,6 +183,69 @@ fn masks_stay_99_percent_equal_on_resnet18_and_vgg11() {
         (Architecture::Vgg11, "features.20"),
     ] {
         let (share, noise, n) = masks_agree(arch, layer, &images);
+        if noise >= 0.99 {
+            assert!(share >= 0.99, "{arch:?} {layer}: {share} (noise {noise})");
+        } else {
+            let margin = 2.0 * (noise * (1.0 - noise) / n as f64).sqrt();
+            assert!(
+                share >= noise - margin,
+                "{arch:?} {layer}: {share} (noise {noise}, margin {margin} of {n} positions)"
+            );
+        }
+    }
+}
+
+/// DCT-scaled decoding against full decoding of the same JPEGs (quality 90): 6 generated
+/// pictures of 2740×2055, decoded at 1/4 (685×514) by the rule of [`dct_divisor`], each
+/// then resized to 256 and cropped to 224. Issue H asks for ≥ 99% of mask positions
+/// unchanged; the criterion is the one above. Measured: pixels max 17, mean 0.34 grey
+/// levels; ResNet-18 layer2 98.75% (noise alone 98.81%), layer3 99.74% (99.91%), VGG-11
+/// features.10 98.92% (98.94%), features.15 99.49% (99.40%)
+/// (`cargo test -p hint-worker --lib dct -- --nocapture`).
+#[test]
+fn dct_scaled_jpeg_decoding_keeps_the_masks_99_percent_equal() {
+    use super::decode::{dct_divisor, load_into};
+    let dir = tempfile::tempdir().unwrap();
+    let p = Preprocess::imagenet(256, 224);
+    let paths: Vec<std::path::PathBuf> = (0..6)
+        .map(|i| {
+            let (w, h) = (2740, 2055);
+            assert!(dct_divisor(h, 256) > 1);
+            let path = dir.path().join(format!("{i}.jpg"));
+            let file = std::fs::File::create(&path).unwrap();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(file, 90)
+                .encode_image(&picture(w, h, 60 + i))
+                .unwrap();
+            path
+        })
+        .collect();
+    let full = |i: usize| preprocess(&super::decode::read_rgb(&paths[i]).unwrap(), &p);
+    let scaled = |i: usize| {
+        let mut out = vec![0f32; p.pixels_per_image()];
+        load_into(&paths[i], &p, &mut out).unwrap();
+        out
+    };
+    // The pixels themselves, in grey levels.
+    let (mut max, mut sum, mut count) = (0f32, 0f64, 0usize);
+    for i in 0..paths.len() {
+        for (k, (a, b)) in full(i).iter().zip(scaled(i)).enumerate() {
+            let grey = (a - b).abs() * p.std[k / (224 * 224)] * 255.0;
+            max = max.max(grey);
+            sum += f64::from(grey);
+            count += 1;
+        }
+    }
+    eprintln!(
+        "DCT-scaled against full decoding: max {max:.1}, mean {:.2} grey levels",
+        sum / count as f64
+    );
+    for (arch, layer) in [
+        (Architecture::Resnet18, "layer2"),
+        (Architecture::Resnet18, "layer3"),
+        (Architecture::Vgg11, "features.10"),
+        (Architecture::Vgg11, "features.15"),
+    ] {
+        let (share, noise, n) = masks_agree_between(arch, layer, paths.len(), &scaled, &full);
         if noise >= 0.99 {
             assert!(share >= 0.99, "{arch:?} {layer}: {share} (noise {noise})");
         } else {

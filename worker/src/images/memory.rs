@@ -35,7 +35,8 @@ impl Pixels {
     }
 
     /// The values as a 1-d CPU tensor: a view of the pinned buffer (so that an upload is
-    /// one DMA from it), or a copy of ordinary memory.
+    /// one DMA from it), or a copy of ordinary memory. A view must be used up (uploaded,
+    /// copied) before the batch is dropped: the buffer then goes back to be written again.
     pub fn to_tensor(&self) -> Result<Tensor> {
         Ok(match self {
             Pixels::Host(values) => Tensor::f_from_slice(values)?,

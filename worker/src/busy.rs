@@ -5,12 +5,15 @@
 //! The stages run on their own threads and overlap: decode (a pool of `decode_threads`,
 //! ahead of the model), model (upload, forward and backward, ζ, choosing the kept
 //! positions, launching their gather — one thread), gather (the kept activations to the
-//! host — one thread) and write (Parquet encoding and the file — one thread). A stage's
+//! host — one thread), write (the rows into Arrow arrays, row groups handed to their
+//! encoders and appended, the file — one thread) and encode (Parquet encoding and
+//! compression of row groups, up to [`GROUPS_ENCODING`] threads at once). A stage's
 //! utilisation is its busy time over wall time × its threads: the stage near 100% is the
 //! one the others wait for.
 
 use std::time::Duration;
 
+use hint_common::regions::GROUPS_ENCODING;
 use serde::Serialize;
 
 /// One stage's share of a run.
@@ -35,8 +38,10 @@ pub struct PipelineBusy {
     pub model: Duration,
     /// Gathering activations to the host.
     pub gather: Duration,
-    /// Encoding and writing Parquet.
+    /// The writer thread: Arrow arrays, row groups appended, the file.
     pub write: Duration,
+    /// Encoding row groups, summed over their threads.
+    pub encode: Duration,
 }
 
 impl PipelineBusy {
@@ -47,6 +52,7 @@ impl PipelineBusy {
             ("model", 1, self.model),
             ("gather", 1, self.gather),
             ("write", 1, self.write),
+            ("encode", GROUPS_ENCODING, self.encode),
         ]
         .into_iter()
         .map(|(stage, threads, busy)| {
@@ -104,14 +110,17 @@ mod tests {
             model: Duration::from_secs(4),
             gather: Duration::from_millis(500),
             write: Duration::from_secs(1),
+            encode: Duration::from_secs(8),
         };
         let stages = busy.stages(10.0, 2);
         assert_eq!(stages[0].utilisation, 0.9);
         assert_eq!(stages[1].utilisation, 0.4);
+        assert_eq!(stages[4].utilisation, 0.2);
         assert_eq!(bottleneck(&stages).unwrap().stage, "decode");
         assert_eq!(
             describe(&stages),
-            "decode 90% of 2 threads, model 40%, gather 5%, write 10%; bound by decode"
+            "decode 90% of 2 threads, model 40%, gather 5%, write 10%, encode 20% of 4 threads; \
+             bound by decode"
         );
         assert!(busy.stages(0.0, 2).iter().all(|s| s.utilisation == 0.0));
     }

@@ -470,6 +470,7 @@ pub fn run(
         // Decoding and the model are shared by every layer; each has its own gather and
         // writer.
         (busy.gather, busy.write) = (gathering, writing);
+        busy.encode = files.iter().map(|f| f.encoding).sum();
         let quality = match config.image_range {
             Some(_) => None,
             None => {

@@ -13,6 +13,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use arrow::array::{
     ArrayRef, BooleanArray, FixedSizeListArray, Float16Array, Float32Array, UInt16Array,
@@ -45,7 +46,7 @@ const FIXED_ROW_BYTES: usize = 8 + 4 + 2 + 2 + 4 + 1;
 
 /// Row groups being encoded at once, at most: each holds its rows and its encoded pages in
 /// memory (≈ 2 × [`ROW_GROUP_TARGET_BYTES`]).
-const GROUPS_ENCODING: usize = 4;
+pub const GROUPS_ENCODING: usize = 4;
 
 /// What a finished [`RegionWriter`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +59,8 @@ pub struct RegionFileSummary {
     pub foreground_rows: u64,
     /// Rows with `foreground = false`.
     pub background_rows: u64,
+    /// How long the row groups' encoding threads worked, summed over them.
+    pub encoding: Duration,
 }
 
 impl From<&RegionFileSummary> for crate::proto::RegionFile {
@@ -87,9 +90,14 @@ pub struct RegionWriter {
     gathering: Vec<RecordBatch>,
     gathered_rows: usize,
     /// Row groups being encoded, oldest first.
-    encoding: VecDeque<JoinHandle<Result<Vec<ArrowColumnChunk>, ParquetError>>>,
+    encoding: VecDeque<JoinHandle<EncodedGroup>>,
     groups: usize,
+    /// The encoding threads' work so far, summed.
+    encoded_in: Duration,
 }
+
+/// A row group's column chunks, and how long encoding them took.
+type EncodedGroup = Result<(Vec<ArrowColumnChunk>, Duration), ParquetError>;
 
 impl fmt::Debug for RegionWriter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -193,6 +201,7 @@ impl RegionWriter {
             gathered_rows: 0,
             encoding: VecDeque::new(),
             groups: 0,
+            encoded_in: Duration::ZERO,
         })
     }
 
@@ -338,9 +347,10 @@ impl RegionWriter {
         let Some(encoder) = self.encoding.pop_front() else {
             return Ok(());
         };
-        let chunks = encoder.join().map_err(|_| {
+        let (chunks, took) = encoder.join().map_err(|_| {
             ParquetError::General("a row group's encoding thread panicked".into())
         })??;
+        self.encoded_in += took;
         let mut group = self.file.next_row_group()?;
         for chunk in chunks {
             chunk.append_to_row_group(&mut group)?;
@@ -372,6 +382,7 @@ impl RegionWriter {
             rows: self.rows,
             foreground_rows: self.foreground_rows,
             background_rows: self.rows - self.foreground_rows,
+            encoding: self.encoded_in,
         })
     }
 }
@@ -381,7 +392,8 @@ fn encode_group(
     schema: &SchemaRef,
     mut writers: Vec<ArrowColumnWriter>,
     batches: &[RecordBatch],
-) -> Result<Vec<ArrowColumnChunk>, ParquetError> {
+) -> EncodedGroup {
+    let started = Instant::now();
     for batch in batches {
         let mut leaves_writers = writers.iter_mut();
         for (field, column) in schema.fields().iter().zip(batch.columns()) {
@@ -393,5 +405,9 @@ fn encode_group(
             }
         }
     }
-    writers.into_iter().map(ArrowColumnWriter::close).collect()
+    let chunks = writers
+        .into_iter()
+        .map(ArrowColumnWriter::close)
+        .collect::<Result<_, _>>()?;
+    Ok((chunks, started.elapsed()))
 }

@@ -50,6 +50,7 @@ fn extract_skips_a_corrupt_image_and_writes_regions_pyarrow_reads() {
                 "0.3",
                 "--compression",
                 "lz4",
+                "--profile",
             ],
         ),
         "hint extract",
@@ -75,7 +76,7 @@ fn extract_skips_a_corrupt_image_and_writes_regions_pyarrow_reads() {
         .iter()
         .map(|s| s["stage"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["decode", "model", "gather", "write"]);
+    assert_eq!(names, ["decode", "model", "gather", "write", "encode"]);
     for stage in stages {
         let share = stage["utilisation"].as_f64().unwrap();
         assert!(stage["busy_seconds"].as_f64().unwrap() > 0.0, "{stage}");
@@ -83,6 +84,16 @@ fn extract_skips_a_corrupt_image_and_writes_regions_pyarrow_reads() {
     }
     assert!(stdout.contains("  stages: decode "), "{stdout}");
     assert!(stdout.contains("; bound by "), "{stdout}");
+    // --profile: a row per stage, with its threads.
+    assert!(stdout.contains("  profile: stage    threads"), "{stdout}");
+    for stage in ["decode", "model", "gather", "write", "encode"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with(stage) && l.contains('%')),
+            "no profile row for {stage}:\n{stdout}"
+        );
+    }
     let skipped = &summary["skipped"][0];
     assert!(skipped["path"].as_str().unwrap().ends_with("broken.jpg"));
     assert!(!skipped["reason"].as_str().unwrap().is_empty());

@@ -94,6 +94,10 @@ pub struct ExtractArgs {
     /// Replace region files left in --out by an earlier run.
     #[arg(long)]
     overwrite: bool,
+    /// Print each pipeline stage's threads, busy seconds, milliseconds per image and
+    /// utilisation (the `stages:` line has the utilisations alone).
+    #[arg(long)]
+    profile: bool,
 }
 
 impl ExtractArgs {
@@ -138,6 +142,7 @@ impl ExtractArgs {
 
 /// Runs `hint extract`.
 pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
+    let profile = args.profile;
     let config = args.config()?;
     let method = &config.method;
     for layer in config.layer_names() {
@@ -168,8 +173,27 @@ pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     for (k, (layer, report)) in config.per_layer().iter().zip(&reports).enumerate() {
         print_summary(layer, report, k == 0);
+        if profile {
+            print_profile(report);
+        }
     }
     Ok(())
+}
+
+/// `--profile`: a row per pipeline stage.
+fn print_profile(report: &ExtractReport) {
+    println!("  profile: stage    threads   busy s  ms/image  utilisation");
+    let images = report.images_processed.max(1) as f64;
+    for s in &report.stages {
+        println!(
+            "           {:<8} {:>7} {:>8.2} {:>9.3} {:>11.0}%",
+            s.stage,
+            s.threads,
+            s.busy_seconds,
+            1000.0 * s.busy_seconds / images,
+            100.0 * s.utilisation
+        );
+    }
 }
 
 /// One layer's summary; `first` adds what every layer of the pass shares (images, time,

@@ -36,10 +36,13 @@ extract() { # model layer method log
     /usr/bin/time -v $G/hint extract --model $1 --weights /tmp/$1.safetensors --layer $2 \
         --images /tmp/manifest.csv --method $3 --samples 20 --batch-size 64 --device cuda \
         --background-ratio 0.1 --activation-type f16 --out /tmp/extract-$1-$3 --overwrite \
-        > "$OUT/$4" 2>&1 || echo "FAILED extract $1 $3" | tee -a "$OUT/steps.log"
-    # images/s, the per-stage utilisation (which stage bounds the run) and the busy cores
-    # (Percent of CPU / 100).
+        --profile > "$OUT/$4" 2>&1 || echo "FAILED extract $1 $3" | tee -a "$OUT/steps.log"
+    # images/s, the per-stage utilisation (which stage bounds the run: decode, model, gather,
+    # write, encode; --profile's rows add ms per image) and the busy cores (Percent of CPU /
+    # 100). Issue H: the pinned upload, the parallel row-group encoding and the stages are
+    # new since the last GPU run (199 images/s, 2.6 of 16 cores busy).
     grep -E "extracted|regions:|stages:|Elapsed|Maximum resident|Percent of CPU" "$OUT/$4"
+    grep -A5 "profile:" "$OUT/$4"
 }
 extract vgg16 features.26 gradient extract-vgg16-gradient.log
 extract vgg16 features.26 smoothgrad extract-vgg16-smoothgrad.log

@@ -177,7 +177,10 @@ impl RegionWriter {
             .set_column_statistics_enabled(activation_column, EnabledStatistics::None)
             .set_key_value_metadata(Some(kv));
         let props = tweak(props).build();
-        let rows_per_group = props.max_row_group_row_count().unwrap_or(rows_per_group);
+        let rows_per_group = props
+            .max_row_group_row_count()
+            .unwrap_or(rows_per_group)
+            .max(1);
         let file = storage::create(path).map_err(|e| storage_error(path, e))?;
         // On failure the ObjectWriter is dropped with the error: nothing is left behind.
         // The ArrowWriter only sets up the file (the Arrow schema in its footer); row groups

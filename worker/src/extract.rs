@@ -1082,6 +1082,33 @@ mod tests {
     const IMAGENET: ([f32; 3], [f32; 3]) = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);
 
     #[test]
+    fn a_batch_in_a_pools_buffer_becomes_an_input_that_outlives_it() {
+        let n = 2;
+        let values = Vec::<f32>::try_from(tiny_batch(0, n).pixels.to_tensor().unwrap()).unwrap();
+        let pool = PinnedPool::of(
+            vec![Tensor::zeros(
+                [values.len() as i64],
+                (Kind::Float, Device::Cpu),
+            )],
+            values.len(),
+        );
+        let mut pixels = pool.lend(values.len()).expect("a free buffer");
+        pixels.copy_from_slice(&values);
+        let batch = PixelBatch {
+            ids: vec![0, 1],
+            labels: vec![0, 1],
+            pixels,
+            ..PixelBatch::default()
+        };
+        let (x, labels) = batch_tensors(&batch, 64, Device::Cpu).unwrap();
+        drop(batch); // the buffer goes back to the pool and is written again
+        let mut again = pool.lend(values.len()).expect("the buffer, returned");
+        again.fill(0.0);
+        assert_eq!(Vec::<f32>::try_from(x.flatten(0, -1)).unwrap(), values);
+        assert_eq!(Vec::<i64>::try_from(labels).unwrap(), [0, 1]);
+    }
+
+    #[test]
     fn gathered_rows_hold_the_activation_at_their_position() {
         let (model, layer, config) = tiny_setup();
         let images = tiny_batch(0, 3);

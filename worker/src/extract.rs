@@ -42,6 +42,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::busy::{PipelineBusy, StageBusy};
 use crate::error::{Error, Result};
+use crate::images::memory::pinned_f32;
 use crate::images::{self, LabelMap, PinnedPool, PixelBatch, Preprocess, SkippedImage};
 use crate::models::{Architecture, Backbone, InputSize, Layer};
 use crate::responsible::{self, Aggregate, Aggregation};
@@ -641,11 +642,7 @@ impl HostStaging {
     fn buffer(&mut self, numel: usize, device: Device) -> Result<Tensor> {
         if self.pinned.as_ref().is_none_or(|p| p.numel() < numel) {
             // Headroom: the number of kept rows varies from batch to batch.
-            let len = (numel + numel / 8) as i64;
-            let pageable = Tensor::f_empty([len], (Kind::Float, Device::Cpu))?;
-            // `_pin_memory`: tch always passes a device, for which `pin_memory` prints a
-            // deprecation warning.
-            self.pinned = Some(pageable.f_internal_pin_memory(device)?);
+            self.pinned = Some(pinned_f32(numel + numel / 8, device)?);
         }
         let pinned = self.pinned.as_ref().expect("pinned just above");
         Ok(pinned.f_narrow(0, 0, numel as i64)?)

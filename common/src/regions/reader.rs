@@ -151,7 +151,8 @@ fn activation_type_of(schema: &Schema) -> Option<&'static str> {
     }
 }
 
-fn parquet_error(path: &Path, source: parquet::errors::ParquetError) -> RegionsError {
+/// A Parquet failure on region file `path` as the region error that names it.
+pub(super) fn parquet_error(path: &Path, source: parquet::errors::ParquetError) -> RegionsError {
     RegionsError::Parquet {
         path: path.to_path_buf(),
         source,

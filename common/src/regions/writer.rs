@@ -32,6 +32,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPrope
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
+use super::reader::parquet_error;
 use super::{
     item_field, region_schema, ActivationType, Compression, RegionFileMeta, RegionRows,
     RegionsError,
@@ -188,10 +189,7 @@ impl RegionWriter {
         // are encoded apart (see the module docs).
         let (file, factory) = ArrowWriter::try_new(file, schema.clone(), Some(props))
             .and_then(ArrowWriter::into_serialized_writer)
-            .map_err(|source| RegionsError::Parquet {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            .map_err(|e| parquet_error(path, e))?;
         Ok(RegionWriter {
             file,
             factory,
@@ -266,10 +264,8 @@ impl RegionWriter {
             Arc::new(activation),
         ];
         let batch = RecordBatch::try_new(self.schema.clone(), columns).map_err(arrow_err)?;
-        self.gather(batch).map_err(|source| RegionsError::Parquet {
-            path: self.path.clone(),
-            source,
-        })?;
+        self.gather(batch)
+            .map_err(|e| parquet_error(&self.path, e))?;
         let foreground = rows.foreground.iter().filter(|&&f| f).count() as u64;
         self.rows += rows.len() as u64;
         self.foreground_rows += foreground;
@@ -366,10 +362,6 @@ impl RegionWriter {
     /// Writes the footer and makes the file visible under its final path: locally flushed to
     /// disk and renamed, remotely the upload completed.
     pub fn finish(mut self) -> Result<RegionFileSummary, RegionsError> {
-        let parquet_error = |path: &Path, source| RegionsError::Parquet {
-            path: path.to_path_buf(),
-            source,
-        };
         self.encode_gathered()
             .map_err(|e| parquet_error(&self.path, e))?;
         while !self.encoding.is_empty() {

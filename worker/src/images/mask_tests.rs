@@ -225,16 +225,23 @@ fn dct_scaled_jpeg_decoding_keeps_the_masks_99_percent_equal() {
             path
         })
         .collect();
-    let full = |i: usize| preprocess(&super::decode::read_rgb(&paths[i]).unwrap(), &p);
-    let scaled = |i: usize| {
-        let mut out = vec![0f32; p.pixels_per_image()];
-        load_into(&paths[i], &p, &mut out).unwrap();
-        out
-    };
+    // Each JPEG decoded once each way (they are large: decoding is most of the test's time).
+    let full: Vec<Vec<f32>> = paths
+        .iter()
+        .map(|path| preprocess(&super::decode::read_rgb(path).unwrap(), &p))
+        .collect();
+    let scaled: Vec<Vec<f32>> = paths
+        .iter()
+        .map(|path| {
+            let mut out = vec![0f32; p.pixels_per_image()];
+            load_into(path, &p, &mut out).unwrap();
+            out
+        })
+        .collect();
     // The pixels themselves, in grey levels.
     let (mut max, mut sum, mut count) = (0f32, 0f64, 0usize);
-    for i in 0..paths.len() {
-        for (k, (a, b)) in full(i).iter().zip(scaled(i)).enumerate() {
+    for (full, scaled) in full.iter().zip(&scaled) {
+        for (k, (a, b)) in full.iter().zip(scaled).enumerate() {
             let grey = (a - b).abs() * p.std[k / (224 * 224)] * 255.0;
             max = max.max(grey);
             sum += f64::from(grey);
@@ -251,7 +258,10 @@ fn dct_scaled_jpeg_decoding_keeps_the_masks_99_percent_equal() {
         (Architecture::Vgg11, "features.10"),
         (Architecture::Vgg11, "features.15"),
     ] {
-        let agreement = masks_agree_between(arch, layer, paths.len(), &scaled, &full);
+        let agreement =
+            masks_agree_between(arch, layer, paths.len(), &|i| scaled[i].clone(), &|i| {
+                full[i].clone()
+            });
         assert_masks_held(arch, layer, agreement);
     }
 }

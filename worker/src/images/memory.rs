@@ -127,6 +127,15 @@ impl Drop for PinnedBuffer {
     }
 }
 
+/// A new 1-d f32 CPU tensor of `len` elements in page-locked memory, for copies to or from
+/// `device` (a GPU). Slow: allocate once and reuse.
+pub fn pinned_f32(len: usize, device: Device) -> Result<Tensor> {
+    let pageable = Tensor::f_empty([len as i64], (Kind::Float, Device::Cpu))?;
+    // `_pin_memory`: tch always passes a device, for which `pin_memory` prints a
+    // deprecation warning.
+    Ok(pageable.f_internal_pin_memory(device)?)
+}
+
 /// A few page-locked buffers of one batch's size, lent to batches in turn.
 #[derive(Debug)]
 pub struct PinnedPool {
@@ -140,12 +149,7 @@ impl PinnedPool {
     /// Errors if memory cannot be pinned (no CUDA driver, or too little lockable memory).
     pub fn new(buffers: usize, elements: usize, device: Device) -> Result<PinnedPool> {
         let tensors = (0..buffers)
-            .map(|_| {
-                let pageable = Tensor::f_empty([elements as i64], (Kind::Float, Device::Cpu))?;
-                // `_pin_memory`: tch always passes a device, for which `pin_memory` prints
-                // a deprecation warning.
-                Ok(pageable.f_internal_pin_memory(device)?)
-            })
+            .map(|_| pinned_f32(elements, device))
             .collect::<Result<Vec<_>>>()?;
         Ok(PinnedPool::of(tensors, elements))
     }

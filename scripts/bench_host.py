@@ -6,8 +6,9 @@ Usage: scripts/bench_host.py [--images 1500] [--processes N] [--hint target/rele
                              [--size 500x375]
 
 Writes N generated JPEGs of 500x375 (ImageNet's typical size; --size changes it, e.g.
-1000x750 to see hint's DCT-scaled decoding of photos at least twice the resize target;
-smooth random content, quality 90, no downloads) as a two-class ImageFolder, then times on the same files:
+2740x2055 to see hint's DCT-scaled decoding of photos at least 8 times the resize target;
+smooth random content, quality 90, no downloads) as a two-class ImageFolder, then times on
+the same files:
 
   (a) PIL: decode, bilinear resize of the shorter side to 256 (PIL's resize antialiases a
       downscale, as torchvision's Resize does on PIL images), centre crop 224, to float32,

@@ -499,7 +499,8 @@ pub fn run(
 const DECODE_QUEUE_BATCHES: usize = 4;
 
 /// On a GPU, the page-locked buffers the decoders write batches into: one per queued batch,
-/// one being decoded and one being uploaded, so that in a steady run every batch is pinned.
+/// one per chunk being decoded and one being uploaded, so that in a steady run every batch
+/// is pinned.
 /// `None` on a CPU, or (with a warning) when memory cannot be pinned: batches then use
 /// ordinary memory, slower to upload but the same values.
 fn pinned_pool(config: &ExtractConfig, preprocess: &Preprocess) -> Option<PinnedPool> {
@@ -507,13 +508,14 @@ fn pinned_pool(config: &ExtractConfig, preprocess: &Preprocess) -> Option<Pinned
         return None;
     }
     let elements = config.batch_size * preprocess.pixels_per_image();
-    match PinnedPool::new(DECODE_QUEUE_BATCHES + 2, elements, config.device) {
+    let buffers = DECODE_QUEUE_BATCHES + images::pipeline::CHUNKS_IN_FLIGHT + 1;
+    match PinnedPool::new(buffers, elements, config.device) {
         Ok(pool) => Some(pool),
         Err(e) => {
             tracing::warn!(
                 "cannot pin {} MB of host memory for input batches ({e}); uploading from \
                  ordinary memory instead, which is slower",
-                (DECODE_QUEUE_BATCHES + 2) * elements * 4 / 1_000_000
+                buffers * elements * 4 / 1_000_000
             );
             None
         }

@@ -4,6 +4,8 @@ SHELL := bash
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export VIRTUAL_ENV := $(CURDIR)/.venv
 export LIBTORCH_USE_PYTORCH := 1
+# A one-off build (CI, a fresh clone) gains nothing from incremental state: it only costs disk.
+export CARGO_INCREMENTAL := 0
 
 # examples/job.toml names this directory (its paths are relative to examples/).
 DEMO_DIR := demo-output
@@ -53,6 +55,7 @@ test: bootstrap lint
 	cargo test --workspace 2>&1 | tee target/test.log
 	@# One closing line for the whole suite (cargo prints one per test binary).
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { print p " passed, " f " failed" }' target/test.log
+	@du -sh target | awk '{ print "target directory: " $$1 }'
 
 ## install: `hint` and `hint-worker` into $(PREFIX)/bin (cargo's default: ~/.cargo/bin). They
 ## belong together: `hint` hands the stages that need libtorch to the hint-worker beside it.

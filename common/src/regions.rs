@@ -53,7 +53,7 @@ pub use reader::{
     RegionBatchReader, RegionProjection,
 };
 pub use rows::{RegionRow, RegionRows};
-pub use writer::{partial_path, RegionFileSummary, RegionWriter, GROUPS_ENCODING};
+pub use writer::{groups_encoding, partial_path, RegionFileSummary, RegionWriter};
 
 /// Column names of the region schema, in order.
 pub const COLUMNS: [&str; 7] = [

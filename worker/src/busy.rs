@@ -6,14 +6,14 @@
 //! ahead of the model), model (upload, forward and backward, ζ, choosing the kept
 //! positions, launching their gather — one thread), gather (the kept activations to the
 //! host — one thread), write (the rows into Arrow arrays, row groups handed to their
-//! encoders and appended, the file — one thread) and encode (Parquet encoding and
-//! compression of row groups, up to [`GROUPS_ENCODING`] threads at once). A stage's
+//! encoders and appended, the file — one thread; not its waits for encoders) and encode
+//! (Parquet encoding and compression of row groups, up to [`groups_encoding`](hint_common::regions::groups_encoding) threads at
+//! once). A stage's
 //! utilisation is its busy time over wall time × its threads: the stage near 100% is the
 //! one the others wait for.
 
 use std::time::Duration;
 
-use hint_common::regions::GROUPS_ENCODING;
 use serde::Serialize;
 
 /// One stage's share of a run.
@@ -38,21 +38,28 @@ pub struct PipelineBusy {
     pub model: Duration,
     /// Gathering activations to the host.
     pub gather: Duration,
-    /// The writer thread: Arrow arrays, row groups appended, the file.
+    /// The writer thread: Arrow arrays, row groups appended, the file (not its waits for
+    /// encoders).
     pub write: Duration,
     /// Encoding row groups, summed over their threads.
     pub encode: Duration,
 }
 
 impl PipelineBusy {
-    /// The stages' shares of `wall` seconds, in pipeline order.
-    pub fn stages(&self, wall: f64, decode_threads: usize) -> Vec<StageBusy> {
+    /// The stages' shares of `wall` seconds, in pipeline order, for a decode pool of
+    /// `decode_threads` and up to `encode_threads` row groups encoding at once.
+    pub fn stages(
+        &self,
+        wall: f64,
+        decode_threads: usize,
+        encode_threads: usize,
+    ) -> Vec<StageBusy> {
         [
             ("decode", decode_threads.max(1), self.decode),
             ("model", 1, self.model),
             ("gather", 1, self.gather),
             ("write", 1, self.write),
-            ("encode", GROUPS_ENCODING, self.encode),
+            ("encode", encode_threads.max(1), self.encode),
         ]
         .into_iter()
         .map(|(stage, threads, busy)| {
@@ -112,7 +119,7 @@ mod tests {
             write: Duration::from_secs(1),
             encode: Duration::from_secs(8),
         };
-        let stages = busy.stages(10.0, 2);
+        let stages = busy.stages(10.0, 2, 4);
         assert_eq!(stages[0].utilisation, 0.9);
         assert_eq!(stages[1].utilisation, 0.4);
         assert_eq!(stages[4].utilisation, 0.2);
@@ -122,6 +129,6 @@ mod tests {
             "decode 90% of 2 threads, model 40%, gather 5%, write 10%, encode 20% of 4 threads; \
              bound by decode"
         );
-        assert!(busy.stages(0.0, 2).iter().all(|s| s.utilisation == 0.0));
+        assert!(busy.stages(0.0, 2, 4).iter().all(|s| s.utilisation == 0.0));
     }
 }

@@ -35,7 +35,8 @@ use crossbeam_channel::bounded;
 use hint_common::job::spec::ExtractSpec;
 use hint_common::regions::quality::{self, RegionQuality};
 use hint_common::regions::{
-    ActivationType, Compression, RegionFileMeta, RegionFileSummary, RegionRows, RegionWriter,
+    groups_encoding, ActivationType, Compression, RegionFileMeta, RegionFileSummary, RegionRows,
+    RegionWriter, RegionsError,
 };
 use hint_common::storage;
 use tch::{Device, Kind, Tensor};
@@ -487,7 +488,7 @@ pub fn run(
             layer_shape,
             seconds,
             quality,
-            stages: busy.stages(seconds, decode_threads),
+            stages: busy.stages(seconds, decode_threads, groups_encoding()),
         };
         write_summary(sink, &report)?;
         reports.push(report);
@@ -867,51 +868,91 @@ pub fn batch_tensors(batch: &PixelBatch, crop: i64, device: Device) -> Result<(T
 }
 
 /// The writer thread: rolls over to a new file every `images_per_file` images. Returns
-/// the files, the batches' gather time and its own busy time.
+/// the files, the batches' gather time and its own busy time (not its waits for row groups
+/// to be encoded: the encode stage bounds those).
+///
+/// A full file is finished on a thread of its own while the next one fills: its last row
+/// groups take about a second to encode on a GPU node (a row group's rows on one thread),
+/// and waiting for them stalled the whole pipeline at every file. One file finishes at a
+/// time, so at most two files' row groups are in memory.
 fn write_files(
     config: &ExtractConfig,
     labels: Vec<String>,
-    rows: crossbeam_channel::Receiver<BatchRegions>,
+    batches: crossbeam_channel::Receiver<BatchRegions>,
 ) -> Result<(Vec<RegionFileSummary>, Duration, Duration)> {
     let mut files = Vec::new();
-    let mut current: Option<(RegionWriter, usize)> = None;
-    let (mut gathering, mut writing) = (Duration::ZERO, Duration::ZERO);
-    for BatchRegions {
-        rows,
-        images,
-        shape: (d, h, w),
-        gathered_in,
-        ..
-    } in rows
-    {
-        gathering += gathered_in;
-        let started = Instant::now();
-        let (writer, images_in_file) = match current.as_mut() {
-            Some(open) => open,
-            None => {
-                let path =
-                    config
-                        .out
-                        .join(format!("{}-{:05}.parquet", config.file_prefix, files.len()));
-                let meta = file_meta(config, &labels, d, h, w);
-                let writer = RegionWriter::create_compressed(&path, meta, config.compression)?;
-                current.insert((writer, 0))
+    let mut finishing: Option<thread::JoinHandle<Result<RegionFileSummary, RegionsError>>> = None;
+    let (mut gathering, mut writing, mut waiting) =
+        (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let mut written = || -> Result<()> {
+        let mut current: Option<(RegionWriter, usize)> = None;
+        for BatchRegions {
+            rows,
+            images,
+            shape: (d, h, w),
+            gathered_in,
+            ..
+        } in &batches
+        {
+            gathering += gathered_in;
+            let started = Instant::now();
+            let (writer, images_in_file) = match current.as_mut() {
+                Some(open) => open,
+                None => {
+                    let path = config.out.join(format!(
+                        "{}-{:05}.parquet",
+                        config.file_prefix,
+                        files.len() + usize::from(finishing.is_some())
+                    ));
+                    let meta = file_meta(config, &labels, d, h, w);
+                    let writer = RegionWriter::create_compressed(&path, meta, config.compression)?;
+                    current.insert((writer, 0))
+                }
+            };
+            writer.write(&rows)?;
+            *images_in_file += images;
+            if *images_in_file >= config.images_per_file {
+                let (writer, _) = current.take().expect("open file");
+                waiting += writer.waited();
+                if let Some(previous) = finishing.take() {
+                    let joined = Instant::now();
+                    files.push(finished(previous)?);
+                    waiting += joined.elapsed();
+                }
+                finishing = Some(thread::spawn(move || writer.finish()));
             }
-        };
-        writer.write(&rows)?;
-        *images_in_file += images;
-        if *images_in_file >= config.images_per_file {
-            let (writer, _) = current.take().expect("open file");
-            files.push(writer.finish()?);
+            writing += started.elapsed();
+        }
+        let started = Instant::now();
+        if let Some(previous) = finishing.take() {
+            files.push(finished(previous)?);
+        }
+        waiting += started.elapsed();
+        if let Some((writer, _)) = current {
+            let summary = writer.finish()?;
+            // Its waits in `write` above too: they were counted in `writing`.
+            waiting += summary.waiting;
+            files.push(summary);
         }
         writing += started.elapsed();
+        Ok(())
+    };
+    let outcome = written();
+    // Only after an error is a file still finishing: it must not outlive the task.
+    if let Some(previous) = finishing.take() {
+        let _ = previous.join();
     }
-    if let Some((writer, _)) = current {
-        let started = Instant::now();
-        files.push(writer.finish()?);
-        writing += started.elapsed();
-    }
-    Ok((files, gathering, writing))
+    outcome?;
+    Ok((files, gathering, writing.saturating_sub(waiting)))
+}
+
+/// The summary of a file finished on its own thread.
+fn finished(
+    finishing: thread::JoinHandle<Result<RegionFileSummary, RegionsError>>,
+) -> Result<RegionFileSummary> {
+    Ok(finishing
+        .join()
+        .expect("a region file's finishing thread panicked")?)
 }
 
 fn file_meta(

@@ -93,6 +93,41 @@ fn round_trip_f16_within_half_precision() {
 }
 
 #[test]
+fn rows_encoded_a_slice_at_a_time_come_back_whole() {
+    // 4,096 channels: the encoder hands 64 rows at a time to parquet-rs, so each write of
+    // 150 rows is cut in three slices, the last one short; both activation types.
+    let (d, n) = (4096, 300);
+    let rows = sample_rows(n, d);
+    for t in [ActivationType::F32, ActivationType::F16] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.parquet");
+        let mut writer = RegionWriter::create(&path, meta(d, t)).unwrap();
+        for start in [0, 150] {
+            let mut part = RegionRows::default();
+            for i in start..start + 150 {
+                part.push(rows.row(i, d));
+            }
+            writer.write(&part).unwrap();
+        }
+        assert_eq!(writer.finish().unwrap().rows, n as u64);
+        let (_, back) = read_regions(&path).unwrap();
+        assert_eq!(
+            (&back.image_id, &back.y, &back.x),
+            (&rows.image_id, &rows.y, &rows.x)
+        );
+        let halved = |v: f32| half::f16::from_f32(v).to_f32();
+        for (i, (a, b)) in back.activation.iter().zip(&rows.activation).enumerate() {
+            let expected = if t == ActivationType::F16 {
+                halved(*b)
+            } else {
+                *b
+            };
+            assert_eq!(*a, expected, "{t:?}: value {i} (row {})", i / d);
+        }
+    }
+}
+
+#[test]
 fn metadata_round_trips_and_reports_problems() {
     let mut m = meta(8, ActivationType::F16);
     m.task_id = Some("task-3".into());
@@ -337,7 +372,7 @@ fn activations_read_from_pages_equal_arrows() {
 #[test]
 fn row_groups_encoded_apart_keep_the_rows_in_order() {
     // Writes of 37 rows into groups of 100: a group fills across writes, a write spans two
-    // groups, and there are more groups than encode at once.
+    // groups, and (below 16 cores) there are more groups than encode at once.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("g.parquet");
     let (d, n) = (5, 1333);

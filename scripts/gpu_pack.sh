@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Packs what scripts/gpu_check.sh needs into .gpu/ (ignored by git, < 64 MiB) for the
-# `device` tool: stripped release binaries (hint, hint-worker, the extraction and Shapley benches), the tiny example
-# and 384 generated 500×375 JPEGs in 4 classes. See ../shared/GPU.md.
+# Packs what scripts/gpu_check.sh needs into .gpu/ (ignored by git) for the
+# `device` tool: stripped release binaries (hint, hint-worker, the extraction and Shapley benches, the
+# decode and write examples), the tiny example
+# and 384 generated 500×375 JPEGs in 4 classes. See ../shared/GPU.md. The whole is over the
+# 64 MiB a call carries: gpu_check.sh says which paths each of its steps needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -15,6 +17,7 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[1] and m.get("executable"):
         print(m["executable"])' "$1"
 }
+cargo build --release -p hint-worker --example bench_decode -p hint-common --example bench_writer
 extraction=$(bench_binary extraction)
 shapley=$(bench_binary shapley)
 rm -rf .gpu && mkdir -p .gpu
@@ -22,8 +25,10 @@ cp target/release/hint .gpu/hint
 cp target/release/hint-worker .gpu/hint-worker
 cp "$extraction" .gpu/bench-extraction
 cp "$shapley" .gpu/bench-shapley
-strip .gpu/hint .gpu/hint-worker .gpu/bench-extraction .gpu/bench-shapley
-cp scripts/gpu_check.sh scripts/gpu_cluster_check.sh scripts/gpu_weights.py .gpu/
+cp target/release/examples/bench_decode .gpu/bench-decode
+cp target/release/examples/bench_writer .gpu/bench-writer
+strip .gpu/hint .gpu/hint-worker .gpu/bench-extraction .gpu/bench-shapley .gpu/bench-decode .gpu/bench-writer
+cp scripts/gpu_check.sh scripts/gpu_cluster_check.sh scripts/gpu_weights.py scripts/gpu_layout.py .gpu/
 .gpu/hint example --out .gpu/example > /dev/null
 .venv/bin/python - <<'PY'
 import os, numpy as np

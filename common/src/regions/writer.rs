@@ -2,12 +2,13 @@
 //! makes the file visible only when finished (a local `.partial` file renamed, or an S3
 //! multipart upload completed).
 //!
-//! Row groups are encoded on threads of their own, several at once, while the caller goes on
-//! writing rows: encoding is most of a region file's cost (parquet-rs encodes an f16 value
-//! at a time, 2.6× slower than f32: one thread wrote 204–212 images/s of VGG-16
-//! `features.26` rows as f16 — the bound of the last H200 run — and ~260 without statistics
-//! on the activation column, which are now off), and on a GPU node the other cores are idle. The groups are appended to the
-//! file in order, so the file is the one a single thread would write.
+//! Row groups are encoded on threads of their own, as many at once as [`groups_encoding`]
+//! says, while the caller goes on writing rows: encoding is most of a region file's cost
+//! (parquet-rs encodes an f16 value at a time: one thread wrote 204–212 images/s of VGG-16
+//! `features.26` rows as f16 — the bound of the first H200 run — and ~260 without
+//! statistics on the activation column, which are now off), and on a GPU node the other
+//! cores are idle. The groups are appended to the file in order, so the file is the one a
+//! single thread would write.
 
 use std::collections::VecDeque;
 use std::fmt;

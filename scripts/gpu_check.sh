@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check, run on the `device` machine over what scripts/gpu_pack.sh put in .gpu/:
-#   run(command="bash .gpu/gpu_check.sh", carry=[".gpu"])
-# or, for some steps only (device time is scarce): bash .gpu/gpu_check.sh 2 2s 2b 3 4 4b 4c
-# .gpu/ as packed is more than a call carries (64 MiB): carry what the steps need instead —
+#   run(command="bash .gpu/gpu_check.sh 2 3 4 4b", carry=[paths below])
+# (the arguments choose steps; none runs all of them). .gpu/ as packed is more than a call
+# carries (64 MiB): carry what the steps need —
 # steps 2-4c: .gpu/hint-worker .gpu/bench-extraction .gpu/jpegs and the three scripts
 # (gpu_check.sh gpu_weights.py gpu_layout.py); 2b .gpu/bench-decode .gpu/bench-writer; step 1
 # .gpu/example; step 5 .gpu/bench-shapley.
@@ -66,8 +66,8 @@ extract() { # model layer method log repeats activation-type
         --profile > "$OUT/$4" 2>&1 || echo "FAILED extract $1 $3" | tee -a "$OUT/steps.log"
     # images/s, the per-stage utilisation (which stage bounds the run: decode, model, gather,
     # write, encode; --profile's rows add ms per image) and the busy cores (Percent of CPU /
-    # 100). Issue H: the pinned upload, the parallel row-group encoding and the stages are
-    # new since the last GPU run (199 images/s, 2.6 of 16 cores busy).
+    # 100). Issue H's runs: 199 images/s with 2.6 of 16 cores busy at first, 1,394 with
+    # 8.5 busy on 2026-12-04 (VGG-16 gradient, f16).
     grep -E "extracted|regions:|stages:|Elapsed|Maximum resident|Percent of CPU" "$OUT/$4"
     grep -A5 "profile:" "$OUT/$4"
 }

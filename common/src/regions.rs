@@ -29,6 +29,7 @@
 //! [`RegionWriter::finish`]; dropping an unfinished writer removes the partial file. A file
 //! under its final name is therefore always complete, whatever crashes.
 
+mod activation_chunk;
 mod meta;
 mod pages;
 pub mod quality;
@@ -54,6 +55,10 @@ pub use reader::{
 };
 pub use rows::{RegionRow, RegionRows};
 pub use writer::{groups_encoding, partial_path, RegionFileSummary, RegionWriter};
+
+/// Index of the activation values among the leaf columns (image_id, label, y, x, saliency,
+/// foreground, activation.list.item).
+const ACTIVATION_LEAF: usize = 6;
 
 /// Column names of the region schema, in order.
 pub const COLUMNS: [&str; 7] = [

@@ -5,6 +5,9 @@
 {"fields": [{"name", "type", "nullable"}], "activation": {"value_type", "list_size"},
  "num_rows", "metadata": {key: value} (the file's key/value metadata minus ARROW:schema),
  "first_row": {column: value}, "sums": {column: sum}, "foreground_rows",
+ "activation_row_weighted": the sum over rows of (row number + 1) × the row's activations
+ (rows out of place or values in the wrong row change it), "row_groups",
+ "activation_offset_index": whether every activation chunk has an offset index,
  "compression": the codecs of the file's column chunks, sorted, as pyarrow names them}
 
 The Rust side (tests/tests/hint/regions_pyarrow.rs) compares this with what it wrote.
@@ -49,9 +52,12 @@ def main() -> None:
         table.column("saliency").to_numpy().astype(np.float64).sum()
     )
     # Halffloat has no pyarrow sum kernel; numpy widens exactly.
-    sums["activation"] = float(
-        activations.to_numpy(zero_copy_only=False).astype(np.float64).sum()
-    )
+    values = activations.to_numpy(zero_copy_only=False).astype(np.float64)
+    sums["activation"] = float(values.sum())
+    row_sums = values.reshape(table.num_rows, activation_type.list_size).sum(axis=1)
+    row_weighted = float((row_sums * np.arange(1, table.num_rows + 1)).sum())
+    # The last field, and the last leaf column: the same index in both.
+    activation_column = table.schema.get_field_index("activation")
     out = {
         "fields": [
             {"name": f.name, "type": str(f.type), "nullable": f.nullable}
@@ -66,6 +72,12 @@ def main() -> None:
         "first_row": first_row,
         "sums": sums,
         "foreground_rows": int(pa.compute.sum(table.column("foreground")).as_py() or 0),
+        "activation_row_weighted": row_weighted,
+        "row_groups": parquet_meta.num_row_groups,
+        "activation_offset_index": all(
+            parquet_meta.row_group(g).column(activation_column).has_offset_index
+            for g in range(parquet_meta.num_row_groups)
+        ),
         "compression": sorted({
             parquet_meta.row_group(g).column(c).compression
             for g in range(parquet_meta.num_row_groups)

@@ -24,9 +24,7 @@ use parquet::column::page::Page;
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::serialized_reader::SerializedPageReader;
 
-/// Index of the activation values among the leaf columns (image_id, label, y, x, saliency,
-/// foreground, activation.list.item).
-const ACTIVATION_LEAF: usize = 6;
+use super::ACTIVATION_LEAF;
 
 /// Values of one data page not yet handed out.
 struct PageValues {

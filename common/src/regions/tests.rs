@@ -93,15 +93,17 @@ fn round_trip_f16_within_half_precision() {
 }
 
 #[test]
-fn rows_encoded_a_slice_at_a_time_come_back_whole() {
-    // 4,096 channels: the encoder hands 64 rows at a time to parquet-rs, so each write of
-    // 150 rows is cut in three slices, the last one short; both activation types.
+fn rows_paged_across_writes_come_back_whole() {
+    // 4,096 channels: a 1 MiB page holds 64 rows of f32 or 128 of f16, so writes of 150
+    // rows end inside pages and pages hold the rows of two writes; f32 exact, f16 bit-equal
+    // to its conversion.
     let (d, n) = (4096, 300);
     let rows = sample_rows(n, d);
     for t in [ActivationType::F32, ActivationType::F16] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.parquet");
         let mut writer = RegionWriter::create(&path, meta(d, t)).unwrap();
+        assert!(writer.encodes_activation_pages());
         for start in [0, 150] {
             let mut part = RegionRows::default();
             for i in start..start + 150 {
@@ -304,7 +306,9 @@ fn reading_sizes_out_of_range_is_a_metadata_error() {
 
 /// Activations read straight from their data pages equal Arrow's reading, value for value:
 /// f32 and f16, version 1 and 2 pages, zstd and LZ4, pages and record batches ending inside
-/// rows, several row groups; a file with a dictionary is read by Arrow.
+/// rows, several row groups; a file with a dictionary is read by Arrow. Version 1 pages
+/// without a dictionary are hint's own ([`ActivationChunks`](super::activation_chunk)), the
+/// others parquet-rs's: Arrow decoding their levels checks hint's.
 #[test]
 fn activations_read_from_pages_equal_arrows() {
     use parquet::basic::Encoding;
@@ -335,6 +339,11 @@ fn activations_read_from_pages_equal_arrows() {
                             .set_column_encoding(activation, Encoding::PLAIN)
                     })
                     .unwrap();
+                assert_eq!(
+                    writer.encodes_activation_pages(),
+                    version == WriterVersion::PARQUET_1_0 && !dictionary,
+                    "{case}"
+                );
                 writer.write(&rows).unwrap();
                 writer.finish().unwrap();
                 let file = std::fs::File::open(&path).unwrap();

@@ -3,12 +3,11 @@
 //! multipart upload completed).
 //!
 //! Row groups are encoded on threads of their own, as many at once as [`groups_encoding`]
-//! says, while the caller goes on writing rows: encoding is most of a region file's cost
-//! (parquet-rs encodes an f16 value at a time: one thread wrote 204–212 images/s of VGG-16
-//! `features.26` rows as f16 — the bound of the first H200 run — and ~260 without
-//! statistics on the activation column, which are now off), and on a GPU node the other
-//! cores are idle. The groups are appended to the file in order, so the file is the one a
-//! single thread would write.
+//! says, while the caller goes on writing rows: encoding is most of a region file's cost —
+//! mostly compressing the activations, whose pages hint encodes itself
+//! ([`ActivationChunks`]; parquet-rs, which encodes the other columns, writes f16 a value at
+//! a time, 3× the cost) — and on a GPU node the other cores are otherwise idle. The groups
+//! are appended to the file in order, so the file is the one a single thread would write.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -33,10 +32,11 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPrope
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
+use super::activation_chunk::{ActivationChunk, ActivationChunks};
 use super::reader::parquet_error;
 use super::{
     item_field, region_schema, ActivationType, Compression, RegionFileMeta, RegionRows,
-    RegionsError,
+    RegionsError, ACTIVATION_LEAF,
 };
 use crate::storage::{self, ObjectWriter, StorageError};
 
@@ -63,7 +63,9 @@ pub fn groups_encoding() -> usize {
 
 /// The most row groups encoding at once, however many cores a worker sees (a pod without a
 /// CPU limit on a 190-CPU node sees them all): 24 encode ~8,000 images/s of VGG-16 f16 rows
-/// at the ~3 ms per image measured on an H200 node, twice its GPU's floor, in ≤ 800 MB.
+/// even at the ~3 ms per image that parquet-rs took on an H200 node's core (hint's own
+/// activation pages take ~1.2 ms on the development machine's), twice that GPU's floor, in
+/// ≤ 800 MB.
 pub const MAX_GROUPS_ENCODING: usize = 24;
 
 /// What a finished [`RegionWriter`] wrote.
@@ -111,7 +113,7 @@ pub struct RegionWriter {
     gathering: Vec<RecordBatch>,
     gathered_rows: usize,
     /// Row groups being encoded, oldest first.
-    encoding: VecDeque<JoinHandle<EncodedGroup>>,
+    encoding: VecDeque<JoinHandle<Result<EncodedGroup, ParquetError>>>,
     groups: usize,
     /// The encoding threads' work so far, summed.
     encoded_in: Duration,
@@ -119,10 +121,18 @@ pub struct RegionWriter {
     waited: Duration,
     /// [`groups_encoding`], read once.
     groups_encoding: usize,
+    /// How the activation column is encoded, unless parquet-rs encodes it.
+    activation_chunks: Option<ActivationChunks>,
 }
 
 /// A row group's column chunks, and how long encoding them took.
-type EncodedGroup = Result<(Vec<ArrowColumnChunk>, Duration), ParquetError>;
+struct EncodedGroup {
+    /// Encoded by parquet-rs: every column, or all but the activations.
+    chunks: Vec<ArrowColumnChunk>,
+    /// The activations, when encoded by [`ActivationChunks`].
+    activation: Option<ActivationChunk>,
+    took: Duration,
+}
 
 impl fmt::Debug for RegionWriter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -213,6 +223,13 @@ impl RegionWriter {
         let (file, factory) = ArrowWriter::try_new(file, schema.clone(), Some(props))
             .and_then(ArrowWriter::into_serialized_writer)
             .map_err(|e| parquet_error(path, e))?;
+        let activation_chunks = ActivationChunks::new(
+            file.schema_descr().column(ACTIVATION_LEAF),
+            file.properties(),
+            compression,
+            meta.channels,
+            meta.activation_type.bytes(),
+        );
         Ok(RegionWriter {
             file,
             factory,
@@ -229,6 +246,7 @@ impl RegionWriter {
             encoded_in: Duration::ZERO,
             waited: Duration::ZERO,
             groups_encoding: groups_encoding(),
+            activation_chunks,
         })
     }
 
@@ -245,6 +263,12 @@ impl RegionWriter {
     /// Rows written so far.
     pub fn rows(&self) -> u64 {
         self.rows
+    }
+
+    /// Whether hint encodes the activation pages ([`ActivationChunks`]), not parquet-rs.
+    #[cfg(test)]
+    pub(super) fn encodes_activation_pages(&self) -> bool {
+        self.activation_chunks.is_some()
     }
 
     /// How long [`write`](Self::write) has waited for row groups to be encoded so far.
@@ -364,10 +388,10 @@ impl RegionWriter {
         self.gathered_rows = 0;
         self.groups += 1;
         let schema = self.schema.clone();
-        let channels = self.meta.channels;
+        let activation = self.activation_chunks.clone();
         let encoder = std::thread::Builder::new()
             .name("hint-parquet-encode".into())
-            .spawn(move || encode_group(&schema, channels, writers, &batches))
+            .spawn(move || encode_group(&schema, activation, writers, &batches))
             .map_err(|e| ParquetError::External(Box::new(e)))?;
         self.encoding.push_back(encoder);
         Ok(())
@@ -381,13 +405,16 @@ impl RegionWriter {
         let waiting = Instant::now();
         let encoded = encoder.join();
         self.waited += waiting.elapsed();
-        let (chunks, took) = encoded.map_err(|_| {
+        let encoded = encoded.map_err(|_| {
             ParquetError::General("a row group's encoding thread panicked".into())
         })??;
-        self.encoded_in += took;
+        self.encoded_in += encoded.took;
         let mut group = self.file.next_row_group()?;
-        for chunk in chunks {
+        for chunk in encoded.chunks {
             chunk.append_to_row_group(&mut group)?;
+        }
+        if let Some(activation) = encoded.activation {
+            activation.append_to(&mut group)?;
         }
         group.close()?;
         Ok(())
@@ -418,33 +445,38 @@ impl RegionWriter {
     }
 }
 
-/// Activation values handed to a column writer at once. parquet-rs turns each call's f16
-/// values into a vector of one 32-byte handle per value: for a whole batch of rows (VGG-16
-/// `features.26`, 64 images: ~140 MB) that is a fresh `mmap`, zeroed page by page and
-/// unmapped again; slices of this many values (8 MB of handles) are reused from the heap.
-const SLICE_VALUES: usize = 1 << 18;
-
-/// Encodes one row group's `batches` (in order) with its column writers, a slice of rows of
-/// `channels` activations at a time.
+/// Encodes one row group's `batches` (in order): the activations with `activation` when it
+/// is given, the other columns (or all of them) with their parquet-rs column writers.
 fn encode_group(
     schema: &SchemaRef,
-    channels: usize,
+    activation: Option<ActivationChunks>,
     mut writers: Vec<ArrowColumnWriter>,
     batches: &[RecordBatch],
-) -> EncodedGroup {
+) -> Result<EncodedGroup, ParquetError> {
     let started = Instant::now();
-    let rows_per_slice = (SLICE_VALUES / channels.max(1)).max(1);
+    let activation = activation
+        .map(|chunks| chunks.encode(batches))
+        .transpose()?;
+    // The activations are the last field and the last leaf; each field before it is one leaf.
+    let parquet_rs_columns = if activation.is_some() {
+        writers.truncate(ACTIVATION_LEAF);
+        ACTIVATION_LEAF
+    } else {
+        schema.fields().len()
+    };
     for batch in batches {
-        for start in (0..batch.num_rows()).step_by(rows_per_slice) {
-            let slice = batch.slice(start, rows_per_slice.min(batch.num_rows() - start));
-            let mut leaves_writers = writers.iter_mut();
-            for (field, column) in schema.fields().iter().zip(slice.columns()) {
-                for leaf in compute_leaves(field, column)? {
-                    leaves_writers
-                        .next()
-                        .expect("one writer per leaf column")
-                        .write(&leaf)?;
-                }
+        let mut leaves_writers = writers.iter_mut();
+        for (field, column) in schema
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .take(parquet_rs_columns)
+        {
+            for leaf in compute_leaves(field, column)? {
+                leaves_writers
+                    .next()
+                    .expect("one writer per leaf column")
+                    .write(&leaf)?;
             }
         }
     }
@@ -452,5 +484,9 @@ fn encode_group(
         .into_iter()
         .map(ArrowColumnWriter::close)
         .collect::<Result<_, _>>()?;
-    Ok((chunks, started.elapsed()))
+    Ok(EncodedGroup {
+        chunks,
+        activation,
+        took: started.elapsed(),
+    })
 }

@@ -223,6 +223,77 @@ fn lz4_region_files_read_in_pyarrow() {
     check_with_pyarrow(ActivationType::F16, "halffloat", Compression::Lz4, "LZ4");
 }
 
+/// A file as `hint extract` writes them — VGG-16 `features.26`-wide f16 rows, written a
+/// batch of images at a time, over several row groups of many pages each (hint encodes the
+/// activation pages itself) — reads in pyarrow with every row's activations in place.
+#[test]
+fn many_pages_and_row_groups_read_in_pyarrow() {
+    const CHANNELS: usize = 512;
+    const ROWS: usize = 33_000;
+    const WRITE: usize = 64 * 147;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("regions.parquet");
+    let meta = RegionFileMeta {
+        channels: CHANNELS,
+        height: 14,
+        width: 14,
+        ..meta(ActivationType::F16)
+    };
+    let mut writer = RegionWriter::create(&path, meta).expect("create");
+    for start in (0..ROWS).step_by(WRITE) {
+        let mut part = RegionRows::with_capacity(WRITE, CHANNELS);
+        for i in start..(start + WRITE).min(ROWS) {
+            let activation: Vec<f32> = (0..CHANNELS)
+                .map(|c| ((i * 31 + c * 7) % 997) as f32 * 0.01 - 3.0)
+                .collect();
+            part.push(RegionRow {
+                image_id: (i / 147) as u64,
+                label: (i % 3) as u32,
+                y: (i % 14) as u16,
+                x: (i / 14 % 14) as u16,
+                saliency: 0.5,
+                foreground: i % 2 == 0,
+                activation: &activation,
+            });
+        }
+        writer.write(&part).expect("write");
+    }
+    writer.finish().expect("finish");
+    let (_, stored) = read_regions(&path).expect("read back");
+    assert_eq!(stored.len(), ROWS);
+
+    let out = run_python("read_regions.py", &[path.as_os_str()]);
+    let v: Value = serde_json::from_str(&out).expect("read_regions.py prints JSON");
+    assert_eq!(v["num_rows"], ROWS);
+    assert!(
+        v["row_groups"].as_u64().unwrap() >= 2,
+        "{}",
+        v["row_groups"]
+    );
+    assert_eq!(v["activation_offset_index"], true);
+    let weighted: f64 = stored
+        .activation
+        .chunks(CHANNELS)
+        .enumerate()
+        .map(|(i, row)| (i + 1) as f64 * row.iter().map(|&a| f64::from(a)).sum::<f64>())
+        .sum();
+    let got = v["activation_row_weighted"].as_f64().expect("a number");
+    assert!(
+        (got - weighted).abs() <= 1e-9 * weighted.abs(),
+        "{got} vs {weighted}"
+    );
+    // And what hint reads back is what was written, to f16's precision.
+    for (i, row) in stored.activation.chunks(CHANNELS).enumerate().step_by(977) {
+        for (c, &a) in row.iter().enumerate() {
+            let want = ((i * 31 + c * 7) % 997) as f32 * 0.01 - 3.0;
+            assert!(
+                (a - want).abs() <= want.abs() * 4.9e-4,
+                "row {i} channel {c}: {a} vs {want}"
+            );
+        }
+    }
+}
+
 /// A file another tool wrote by the README's schema, without `activation_type` in its
 /// metadata: the `activation` column's type says it.
 fn read_a_file_written_by_pyarrow(kind: &str, activation_type: ActivationType) {

@@ -62,10 +62,9 @@ pub fn groups_encoding() -> usize {
 }
 
 /// The most row groups encoding at once, however many cores a worker sees (a pod without a
-/// CPU limit on a 190-CPU node sees them all): 24 encode ~8,000 images/s of VGG-16 f16 rows
-/// even at the ~3 ms per image that parquet-rs took on an H200 node's core (hint's own
-/// activation pages take ~1.2 ms on the development machine's), twice that GPU's floor, in
-/// ≤ 800 MB.
+/// CPU limit on a 190-CPU node sees them all), in ≤ 800 MB: 24 encoded ~8,000 images/s of
+/// VGG-16 f16 rows — twice an H200's floor — even at the ~3 ms per image that parquet-rs's
+/// pages cost on an H200 node's core (hint's own cost ~1.2 ms on the development machine's).
 pub const MAX_GROUPS_ENCODING: usize = 24;
 
 /// What a finished [`RegionWriter`] wrote.

@@ -211,11 +211,11 @@ fn horizontal_row_any(row: &[u8], out: &mut [u8], taps: &AxisTaps) {
 ///
 /// A side that keeps its size is not resampled (as in PIL, which skips that pass).
 ///
-/// Where the CPU has AVX2, an AVX2 build of the same code runs, with the horizontal pass
-/// in vector instructions ([`avx2`]): the vertical pass's integer sums vectorise 8 lanes
-/// wide instead of baseline x86-64's 4, and the horizontal pass, whose three interleaved
-/// channels the compiler leaves scalar, sums a pixel's channels and two taps in one vector.
-/// Integer arithmetic throughout: the pixels are the same either way (tested).
+/// Where the CPU has AVX2, an AVX2 build of the same code runs (module `avx2` here): the
+/// vertical pass's integer sums vectorise 8 lanes wide instead of baseline x86-64's 4, and
+/// the horizontal pass, whose three interleaved channels the compiler leaves scalar, is
+/// written in vector instructions that sum a pixel's channels and two taps at once. Integer
+/// arithmetic throughout: the pixels are the same either way (tested).
 pub fn resize_window(
     src: &[u8],
     size: (usize, usize),

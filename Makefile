@@ -89,7 +89,7 @@ bench-layers: bootstrap
 	.venv/bin/python scripts/bench_layers.py $(BENCH_LAYERS_ARGS)
 
 ## bench-sample: the sample stage (`hint sample`) against `cat` on the same generated region
-## files (zstd and LZ4), page cache dropped before each, in one run: MB/s of both and the ratio (issue I).
+## files (zstd and LZ4; `--row-group-mb 16,64` compares group sizes), page cache dropped before each, in one run: MB/s of both and the ratio (issue I).
 ## BENCH_ARGS passes flags, e.g. `make bench-sample BENCH_ARGS="--gb 8 --threads 4"`.
 .PHONY: bench-sample
 bench-sample: bootstrap

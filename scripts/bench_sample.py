@@ -4,15 +4,18 @@
 
 Usage: scripts/bench_sample.py [--gb 4] [--files 32] [--d 512] [--labels 20]
                                [--max-per-class 2000] [--compression zstd,lz4]
-                               [--threads 0] [--runs 3] [--hint target/release/hint]
+                               [--row-group-mb 16] [--threads 0] [--runs 3]
+                               [--hint target/release/hint]
                                [--dir DIR] [--keep]
 
 Writes --gb GB of region rows with pyarrow following the documented schema and hint's own
-writer settings (no dictionary on the activations, 64 MB row groups, a page index, f16
-activations of D = --d channels, 14x14 positions per image, 30% foreground; values as after
-a ReLU: half zero, the rest |N(0, 1)|), once per codec of --compression (the values of
-`extract.compression`: zstd level 1, hint's default, and LZ4_RAW), the same rows in each.
-Then, for each of --runs rounds, for each codec in turn, in this order:
+writer settings (no dictionary on the activations, --row-group-mb MB row groups — hint's
+writer aims at 16 —, a page index, f16 activations of D = --d channels, 14x14 positions per
+image, 30% foreground; values as after a ReLU: half zero, the rest |N(0, 1)|), once per
+codec of --compression (the values of `extract.compression`: zstd level 1, hint's default,
+and LZ4_RAW) and row group size of --row-group-mb (comma-separated: "16,64" compares them),
+the same rows in each. Then, for each of --runs rounds, for each of those file sets in
+turn, in this order:
 
   (a) raw:    `cat FILES > /dev/null` — one sequential reader of every byte;
   (b) sample: `hint sample --regions DIR --threads T` — the sample stage as one machine runs
@@ -22,8 +25,8 @@ Then, for each of --runs rounds, for each codec in turn, in this order:
 
 Before each measurement the files are dropped from the page cache (posix_fadvise
 DONTNEED, which needs no privileges), so both read from the disk; a warm round (no drop)
-follows for context. Prints, per codec, MB/s of file bytes for both, and the ratio
-sample / raw of the medians (issue I's goal: >= 0.8); the codecs' samples must have the
+follows for context. Prints, per file set, MB/s of file bytes for both, and the ratio
+sample / raw of the medians (issue I's goal: >= 0.8); the sets' samples must have the
 same size. The files are removed at the end unless --keep.
 """
 import argparse
@@ -45,7 +48,6 @@ import region_file
 
 POSITIONS = 14
 FIXED_ROW_BYTES = 8 + 4 + 2 + 2 + 4 + 1
-ROW_GROUP_TARGET_BYTES = 64 << 20
 
 
 def region_table(rng, first_image: int, images: int, labels: int, d: int) -> pa.Table:
@@ -70,14 +72,15 @@ def region_table(rng, first_image: int, images: int, labels: int, d: int) -> pa.
                                     values.astype(np.float16), pa.float16(), d, metadata)
 
 
-def write_files(root: pathlib.Path, args, compression: str) -> list:
+def write_files(root: pathlib.Path, args, compression: str, group_mb: int) -> list:
     """The bench's files compressed by `compression` (pyarrow's name: "zstd" at level 1, as
-    hint writes, or "lz4", Parquet's LZ4_RAW); the same rows whichever the codec."""
+    hint writes, or "lz4", Parquet's LZ4_RAW) in row groups of about `group_mb` MB
+    uncompressed; the same rows whichever the codec and group size."""
     rng = np.random.default_rng(0)
     row_bytes = FIXED_ROW_BYTES + 2 * args.d
     per_file_rows = int(args.gb * 1e9 / args.files / row_bytes)
     images = max(1, per_file_rows // (POSITIONS * POSITIONS))
-    group_rows = min(max(ROW_GROUP_TARGET_BYTES // row_bytes, 1024), 1 << 20)
+    group_rows = min(max((group_mb << 20) // row_bytes, 1024), 1 << 20)
     level = {"compression_level": 1} if compression == "zstd" else {}
     paths = []
     for i in range(args.files):
@@ -125,28 +128,38 @@ def main() -> None:
                         "of 4 GB's rows, as the deploy estimate's ImageNet sample keeps 1.3%%")
     p.add_argument("--compression", default="zstd,lz4",
                    help="the codecs to compare, comma-separated (extract.compression's values)")
+    p.add_argument("--row-group-mb", default="16",
+                   help="row group sizes to compare, MB uncompressed, comma-separated "
+                        "(hint's writer aims at 16)")
     p.add_argument("--threads", type=int, default=0, help="hint sample --threads (0: cores)")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--hint", default="target/release/hint")
     p.add_argument("--dir", help="where to write the files (default: a temporary directory)")
     p.add_argument("--keep", action="store_true", help="keep the files")
     args = p.parse_args()
-    codecs = args.compression.split(",")
-    if not set(codecs) <= {"zstd", "lz4"}:
+    if not set(args.compression.split(",")) <= {"zstd", "lz4"}:
         sys.exit(f"--compression: expected zstd and/or lz4, found {args.compression}")
+    try:
+        group_sizes = [int(mb) for mb in args.row_group_mb.split(",")]
+    except ValueError:
+        sys.exit(f"--row-group-mb: expected sizes in MB, found {args.row_group_mb}")
+    # Each file set: a codec, and a row group size when more than one is compared.
+    file_sets = [(codec, mb) for codec in args.compression.split(",") for mb in group_sizes]
+    name = lambda codec, mb: codec if len(group_sizes) == 1 else f"{codec}, {mb} MB groups"
     hint = pathlib.Path(args.hint).resolve()
     if not hint.is_file():
         sys.exit(f"{hint} does not exist: build it with `cargo build --release -p hint-coordinator`")
     root = pathlib.Path(args.dir or tempfile.mkdtemp(prefix="hint-bench-sample-"))
     try:
         print(f"writing {args.gb:g} GB of region rows (D = {args.d}, {args.labels} labels) "
-              f"per codec into {root}", file=sys.stderr)
+              f"per file set into {root}", file=sys.stderr)
         files = {}
-        for codec in codecs:
-            regions = root / f"regions-{codec}"
+        for codec, mb in file_sets:
+            regions = root / f"regions-{codec}-{mb}mb"
             regions.mkdir(parents=True, exist_ok=True)
-            files[codec] = (regions, write_files(regions, args, codec))
-        any_paths = files[codecs[0]][1]
+            files[name(codec, mb)] = (regions, write_files(regions, args, codec, mb))
+        names = list(files)
+        any_paths = files[names[0]][1]
         rows = sum(pq.ParquetFile(path).metadata.num_rows for path in any_paths)
         threads = args.threads or os.cpu_count()
         out = root / "sample"
@@ -157,7 +170,7 @@ def main() -> None:
                     "--max-per-class", str(args.max_per_class), "--threads", str(threads)]
 
         # Each round measures every codec in turn, so the disk's drift hits them alike.
-        times = {codec: {"raw": [], "sample": [], "single": []} for codec in codecs}
+        times = {codec: {"raw": [], "sample": [], "single": []} for codec in names}
         kept = {}
         for _ in range(args.runs):
             for codec, (regions, paths) in files.items():
@@ -170,8 +183,8 @@ def main() -> None:
                 measured["single"].append(timed(sample_command(regions, 1)))
                 kept[codec] = kept_rows(out)
         if len(set(kept.values())) != 1:
-            sys.exit(f"the codecs' samples differ in size: {kept}")
-        kept = kept[codecs[0]]
+            sys.exit(f"the file sets' samples differ in size: {kept}")
+        kept = kept[names[0]]
 
         load = os.getloadavg()[0]
         print(f"machine: {os.cpu_count()} cores, load {load:.1f}; {len(any_paths)} files per "

@@ -375,8 +375,8 @@ mod avx2 {
         for (i, (pixel, &first)) in out.chunks_exact_mut(RGB).zip(&taps.first).enumerate() {
             let pairs = &paired.weights[i * paired.pairs..(i + 1) * paired.pairs];
             if (first + 2 * (paired.pairs - 1)) * RGB + 8 > row.len() {
-                let weights = &taps.weights[i * taps.taps..(i + 1) * taps.taps];
-                let input = &row[first * RGB..(first + taps.taps) * RGB];
+                let (_, weights) = taps.of(i);
+                let input = &row[first * RGB..(first + weights.len()) * RGB];
                 pixel.copy_from_slice(&weighted_pixel(input, weights));
                 continue;
             }

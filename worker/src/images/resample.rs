@@ -20,7 +20,8 @@
 //! 0.76 ms for the whole image, 0.44 ms for the 224 crop, Pillow 0.89 ms), next to a JPEG
 //! decode of about the same time — so no new dependency. The AVX2 build (see
 //! [`resize_window`]) took the decoding pool from 1,080–1,102 to 1,374–1,399 images/s on 2
-//! cores (`bench_decode`, batch 64; README, Benchmarks).
+//! cores, and its horizontal pass in 16-bit multiply-adds then to 1,453–1,594
+//! (`bench_decode`, batch 64; README, Benchmarks).
 
 use std::ops::Range;
 
@@ -214,8 +215,9 @@ fn horizontal_row_any(row: &[u8], out: &mut [u8], taps: &AxisTaps) {
 /// Where the CPU has AVX2, an AVX2 build of the same code runs (module `avx2` here): the
 /// vertical pass's integer sums vectorise 8 lanes wide instead of baseline x86-64's 4, and
 /// the horizontal pass, whose three interleaved channels the compiler leaves scalar, is
-/// written in vector instructions that sum a pixel's channels and two taps at once. Integer
-/// arithmetic throughout: the pixels are the same either way (tested).
+/// written in 16-bit multiply-adds (`pmaddwd`, PIL's 22-bit weights split in two halves)
+/// that sum a pixel's channels at two taps, for two outputs at once. Integer arithmetic
+/// throughout: the pixels are the same either way (tested).
 pub fn resize_window(
     src: &[u8],
     size: (usize, usize),
@@ -261,17 +263,17 @@ fn resize_window_with<const AVX2: bool>(
         let exact = AxisTaps::new(width, out_width, cols.clone());
         let horizontal = exact.fixed_width(width);
         #[cfg(target_arch = "x86_64")]
-        let paired = horizontal
+        let split = horizontal
             .as_ref()
             .filter(|_| AVX2)
-            .map(avx2::PairedWeights::new);
+            .map(avx2::SplitWeights::new);
         for (y, out) in src_rows.clone().zip(between.chunks_exact_mut(row_len)) {
             let row = &src[y * width * RGB..(y + 1) * width * RGB];
             #[cfg(target_arch = "x86_64")]
-            if let (Some(h), Some(paired)) = (horizontal.as_ref(), paired.as_ref()) {
-                // SAFETY: `paired` exists only in the build that `avx2::resize_window`
+            if let (Some(h), Some(split)) = (horizontal.as_ref(), split.as_ref()) {
+                // SAFETY: `split` exists only in the build that `avx2::resize_window`
                 // runs, where the CPU has AVX2.
-                unsafe { avx2::horizontal_row(row, out, h, paired) };
+                unsafe { avx2::horizontal_row(row, out, h, split) };
                 continue;
             }
             match horizontal.as_ref() {
@@ -330,35 +332,68 @@ mod avx2 {
         resize_window_with::<true>(src, size, out_size, cols, rows)
     }
 
-    /// Each output's weights for two taps at a time, each repeated for the four lanes of a
-    /// pixel (R, G, B and a zero lane): `[w₀ w₀ w₀ w₀ w₁ w₁ w₁ w₁]`, `[w₂ … w₃ …]`, …, a
-    /// zero weight after an odd last tap.
-    pub(super) struct PairedWeights {
-        pairs: usize,
-        weights: Vec<[i32; 8]>,
+    /// Taps per vector load: 16 bytes hold five RGB pixels.
+    const GROUP: usize = 5;
+    /// Pairs of taps per group: (0, 1), (2, 3) and (4, none).
+    const PAIRS: usize = 3;
+    /// Where a 22-bit weight is split into two halves that fit `pmaddwd`'s 16 bits.
+    const SPLIT: u32 = 11;
+
+    /// The horizontal weights as `pmaddwd` takes them, for two outputs at once (one per
+    /// 128-bit half). PIL's weights have 22 fractional bits, too many for 16-bit
+    /// multiplies, so each is split, `w = high · 2¹¹ + low` (`high` at most 2¹¹, `low` below it), and the
+    /// pass sums `pixel · high` and `pixel · low` apart: `(Σ high·p) · 2¹¹ + Σ low·p` is
+    /// PIL's sum exactly (at most 255 · 2²² ≈ 2³⁰, no overflow).
+    pub(super) struct SplitWeights {
+        /// Groups of [`GROUP`] taps per output.
+        groups: usize,
+        /// Per pair of outputs (0 and 1, 2 and 3, …), group and pair of taps: the high
+        /// and the low halves as 16 `i16`, `[wₐ w_b]` four times per output — the pair's
+        /// two taps for each of a pixel's lanes R, G, B and a zero lane.
+        weights: Vec<[[i16; 16]; 2]>,
     }
 
-    impl PairedWeights {
+    impl SplitWeights {
         pub(super) fn new(taps: &AxisTaps) -> Self {
-            let pairs = taps.taps.div_ceil(2);
-            let mut weights = Vec::with_capacity(taps.first.len() * pairs);
-            for output in taps.weights.chunks_exact(taps.taps) {
-                for pair in 0..pairs {
-                    let w = |k: usize| output.get(k).copied().unwrap_or(0);
-                    let (a, b) = (w(2 * pair), w(2 * pair + 1));
-                    weights.push([a, a, a, a, b, b, b, b]);
+            let groups = taps.taps.div_ceil(GROUP);
+            let mut weights = Vec::with_capacity(taps.first.len() / 2 * groups * PAIRS);
+            for two in taps.weights.chunks_exact(2 * taps.taps) {
+                let outputs = two.split_at(taps.taps);
+                for group in 0..groups {
+                    for pair in 0..PAIRS {
+                        let mut halves = [[0i16; 16]; 2];
+                        for (half, output) in [outputs.0, outputs.1].into_iter().enumerate() {
+                            for slot in 0..2 {
+                                let k = 2 * pair + slot;
+                                // The group's sixth slot belongs to no tap of it.
+                                let w = if k < GROUP {
+                                    output.get(group * GROUP + k).copied().unwrap_or(0)
+                                } else {
+                                    0
+                                };
+                                for lane in 0..4 {
+                                    let at = half * 8 + lane * 2 + slot;
+                                    halves[0][at] = (w >> SPLIT) as i16;
+                                    halves[1][at] = (w & ((1 << SPLIT) - 1)) as i16;
+                                }
+                            }
+                        }
+                        weights.push(halves);
+                    }
                 }
             }
-            PairedWeights { pairs, weights }
+            SplitWeights { groups, weights }
         }
     }
 
     /// One row of the horizontal pass (`taps` of a fixed width, see
-    /// [`AxisTaps::fixed_width`]): per output pixel, two input pixels at a time are loaded,
-    /// spread to eight 32-bit lanes (R G B 0 R G B 0), multiplied by their weights and
-    /// added; the two halves are then added, shifted and clamped to 0‥255 by saturating
-    /// packs — PIL's sums and `clip8`, in another order of integer additions. An output
-    /// whose 8-byte loads would pass the row's end is computed by the scalar code.
+    /// [`AxisTaps::fixed_width`]), two outputs at a time: each output's input pixels are
+    /// loaded five at a time (16 bytes, one per 128-bit half), shuffled into 16-bit pairs
+    /// of one channel at two taps (R R G G B B 0 0), and `pmaddwd` multiplies them by the
+    /// two taps' split weights and adds each pair — PIL's sums and `clip8`, in another
+    /// order of integer additions. Outputs whose loads would pass the row's end (the
+    /// last few, as the taps' starts never decrease), and an odd last output, are computed
+    /// by the scalar code.
     ///
     /// # Safety
     /// The CPU must have AVX2.
@@ -367,42 +402,62 @@ mod avx2 {
         row: &[u8],
         out: &mut [u8],
         taps: &AxisTaps,
-        paired: &PairedWeights,
+        split: &SplitWeights,
     ) {
-        // Bytes 0‥2 and 3‥5 of the load to lanes 0‥2 and 4‥6; -1 zeroes a byte.
-        let spread = _mm_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, -1, -1, -1, -1, -1, -1, -1, -1);
-        let half = _mm_set1_epi32(HALF);
-        for (i, (pixel, &first)) in out.chunks_exact_mut(RGB).zip(&taps.first).enumerate() {
-            let pairs = &paired.weights[i * paired.pairs..(i + 1) * paired.pairs];
-            if (first + 2 * (paired.pairs - 1)) * RGB + 8 > row.len() {
-                let (_, weights) = taps.of(i);
-                let input = &row[first * RGB..(first + weights.len()) * RGB];
-                pixel.copy_from_slice(&weighted_pixel(input, weights));
-                continue;
-            }
-            let mut sums = _mm256_setzero_si256();
-            for (k, weights) in pairs.iter().enumerate() {
-                // SAFETY: the 8 bytes from input pixel `first + 2k` lie within `row`
-                // (checked above for the last pair).
-                let bytes = unsafe {
-                    _mm_loadl_epi64(row.as_ptr().add((first + 2 * k) * RGB).cast::<__m128i>())
+        // Per pair of taps, the bytes of their pixels' R, G and B as 16-bit lanes
+        // (−1 zeroes a byte); the third pair has the group's fifth pixel only.
+        let mask = |m: __m128i| _mm256_broadcastsi128_si256(m);
+        let masks = [
+            mask(_mm_setr_epi8(0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1)),
+            mask(_mm_setr_epi8(6, -1, 9, -1, 7, -1, 10, -1, 8, -1, 11, -1, -1, -1, -1, -1)),
+            mask(_mm_setr_epi8(12, -1, -1, -1, 13, -1, -1, -1, 14, -1, -1, -1, -1, -1, -1, -1)),
+        ];
+        let half = _mm256_set1_epi32(HALF);
+        let per_pair = split.groups * PAIRS;
+        let last_load = GROUP * (split.groups - 1);
+        let outputs = taps.first.len();
+        let mut i = 0;
+        while i + 1 < outputs && (taps.first[i + 1] + last_load) * RGB + 16 <= row.len() {
+            let (first0, first1) = (taps.first[i], taps.first[i + 1]);
+            let weights = &split.weights[i / 2 * per_pair..(i / 2 + 1) * per_pair];
+            let (mut high, mut low) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            for (group, weights) in weights.chunks_exact(PAIRS).enumerate() {
+                // SAFETY: 16 bytes from either output's group lie within `row` (the loop's
+                // condition, for the later output, whose start is the larger).
+                let pixels = unsafe {
+                    let at = |first: usize| row.as_ptr().add((first + group * GROUP) * RGB);
+                    _mm256_loadu2_m128i(at(first1).cast(), at(first0).cast())
                 };
-                let lanes = _mm256_cvtepu8_epi32(_mm_shuffle_epi8(bytes, spread));
-                // SAFETY: `weights` is 8 i32, read unaligned.
-                let weights = unsafe { _mm256_loadu_si256(weights.as_ptr().cast::<__m256i>()) };
-                sums = _mm256_add_epi32(sums, _mm256_mullo_epi32(lanes, weights));
+                for (mask, [high_w, low_w]) in masks.iter().zip(weights) {
+                    let lanes = _mm256_shuffle_epi8(pixels, *mask);
+                    // SAFETY: each is 16 i16, read unaligned.
+                    let (high_w, low_w) = unsafe {
+                        (
+                            _mm256_loadu_si256(high_w.as_ptr().cast()),
+                            _mm256_loadu_si256(low_w.as_ptr().cast()),
+                        )
+                    };
+                    high = _mm256_add_epi32(high, _mm256_madd_epi16(lanes, high_w));
+                    low = _mm256_add_epi32(low, _mm256_madd_epi16(lanes, low_w));
+                }
             }
-            let sum = _mm_add_epi32(
-                _mm_add_epi32(
-                    _mm256_castsi256_si128(sums),
-                    _mm256_extracti128_si256::<1>(sums),
-                ),
+            let sums = _mm256_add_epi32(
+                _mm256_add_epi32(_mm256_slli_epi32::<{ SPLIT as i32 }>(high), low),
                 half,
             );
-            let shifted = _mm_srai_epi32::<{ PRECISION_BITS as i32 }>(sum);
-            let bytes = _mm_packus_epi16(_mm_packs_epi32(shifted, shifted), _mm_setzero_si128());
-            let rgb0 = (_mm_cvtsi128_si32(bytes) as u32).to_le_bytes();
-            pixel.copy_from_slice(&rgb0[..RGB]);
+            let shifted = _mm256_srai_epi32::<{ PRECISION_BITS as i32 }>(sums);
+            let zero = _mm256_setzero_si256();
+            let bytes = _mm256_packus_epi16(_mm256_packs_epi32(shifted, zero), zero);
+            let rgb0 = _mm256_cvtsi256_si32(bytes) as u32;
+            let rgb1 = _mm_cvtsi128_si32(_mm256_extracti128_si256::<1>(bytes)) as u32;
+            let six = (u64::from(rgb0) & 0xFF_FFFF) | (u64::from(rgb1) << 24);
+            out[i * RGB..(i + 2) * RGB].copy_from_slice(&six.to_le_bytes()[..2 * RGB]);
+            i += 2;
+        }
+        for (pixel, j) in out[i * RGB..].chunks_exact_mut(RGB).zip(i..) {
+            let (first, weights) = taps.of(j);
+            let input = &row[first * RGB..(first + weights.len()) * RGB];
+            pixel.copy_from_slice(&weighted_pixel(input, weights));
         }
     }
 }
@@ -470,7 +525,7 @@ mod tests {
     }
 
     /// The AVX2 build (where this CPU has it) gives the portable code's bytes: sizes that
-    /// shrink by 1‥2× (5 taps), 2‥3× (7) and more (the generic path), grow (3 taps), and
+    /// shrink by 1‥2× (5 taps: one group of five), 2‥3× (7: two) and 7.8× (17: four), grow (3 taps), and
     /// windows reaching the rows' ends (where the vector loads fall back to scalar code).
     #[test]
     fn the_avx2_build_gives_the_portable_bytes() {
@@ -481,6 +536,7 @@ mod tests {
             ((640, 427), (383, 256)),
             ((700, 300), (256, 110)),
             ((1000, 750), (341, 256)),
+            ((2000, 90), (256, 40)),
             ((40, 30), (85, 64)),
             ((9, 4), (3, 2)),
             ((5, 5), (2, 7)),

@@ -223,11 +223,22 @@ fn lz4_region_files_read_in_pyarrow() {
     check_with_pyarrow(ActivationType::F16, "halffloat", Compression::Lz4, "LZ4");
 }
 
-/// A file as `hint extract` writes them — VGG-16 `features.26`-wide f16 rows, written a
-/// batch of images at a time, over several row groups of many pages each (hint encodes the
-/// activation pages itself) — reads in pyarrow with every row's activations in place.
+/// A file as `hint extract` writes them — VGG-16 `features.26`-wide f16 rows, zstd, written
+/// a batch of images at a time, over several row groups of many pages each (hint encodes
+/// the activation pages itself) — reads in pyarrow, DuckDB and polars with every row's
+/// activations in place.
 #[test]
-fn many_pages_and_row_groups_read_in_pyarrow() {
+fn many_pages_and_row_groups_read_in_pyarrow_duckdb_and_polars() {
+    check_many_pages(ActivationType::F16, Compression::Zstd);
+}
+
+/// The same as f32 with LZ4.
+#[test]
+fn many_f32_lz4_pages_read_in_pyarrow_duckdb_and_polars() {
+    check_many_pages(ActivationType::F32, Compression::Lz4);
+}
+
+fn check_many_pages(activation_type: ActivationType, compression: Compression) {
     const CHANNELS: usize = 512;
     const ROWS: usize = 33_000;
     const WRITE: usize = 64 * 147;
@@ -237,9 +248,10 @@ fn many_pages_and_row_groups_read_in_pyarrow() {
         channels: CHANNELS,
         height: 14,
         width: 14,
-        ..meta(ActivationType::F16)
+        ..meta(activation_type)
     };
-    let mut writer = RegionWriter::create(&path, meta).expect("create");
+    let mut writer =
+        RegionWriter::create_compressed(&path, meta, compression).expect("create");
     for start in (0..ROWS).step_by(WRITE) {
         let mut part = RegionRows::with_capacity(WRITE, CHANNELS);
         for i in start..(start + WRITE).min(ROWS) {
@@ -282,7 +294,20 @@ fn many_pages_and_row_groups_read_in_pyarrow() {
         (got - weighted).abs() <= 1e-9 * weighted.abs(),
         "{got} vs {weighted}"
     );
-    // And what hint reads back is what was written, to f16's precision.
+    let elsewhere = run_python("read_regions_elsewhere.py", &[path.as_os_str()]);
+    let v: Value =
+        serde_json::from_str(&elsewhere).expect("read_regions_elsewhere.py prints JSON");
+    for engine in ["duckdb", "polars"] {
+        assert_eq!(v[engine]["num_rows"], ROWS, "{engine}");
+        let got = v[engine]["activation_row_weighted"]
+            .as_f64()
+            .expect("a number");
+        assert!(
+            (got - weighted).abs() <= 1e-9 * weighted.abs(),
+            "{engine}: {got} vs {weighted}"
+        );
+    }
+    // And what hint reads back is what was written (to f16's precision where f16).
     for (i, row) in stored.activation.chunks(CHANNELS).enumerate().step_by(977) {
         for (c, &a) in row.iter().enumerate() {
             let want = ((i * 31 + c * 7) % 997) as f32 * 0.01 - 3.0;

@@ -8,7 +8,8 @@
 //! host — one thread), write (the rows into Arrow arrays, row groups handed to their
 //! encoders and appended, the file — one thread; not its waits for encoders) and encode
 //! (Parquet encoding and compression of row groups, up to
-//! [`groups_encoding`](hint_common::regions::groups_encoding) threads at once). A stage's
+//! [`ExtractConfig::encode_threads`](crate::extract::ExtractConfig::encode_threads) threads
+//! at once). A stage's
 //! utilisation is its busy time over wall time × its threads: the stage near 100% is the
 //! one the others wait for.
 

@@ -89,6 +89,9 @@ pub struct ExtractConfig {
     /// Decoding threads; 0 (the default): [`default_decode_threads`] for `device`,
     /// resolved when the run starts ([`ExtractConfig::decode_threads`]).
     pub decode_threads: usize,
+    /// Row groups each layer's region file encodes at once, each on a thread; 0 (the
+    /// default): [`groups_encoding`] ([`ExtractConfig::encode_threads`]).
+    pub encode_threads: usize,
     /// Output directory for `regions-NNNNN.parquet` and `summary.json`.
     pub out: PathBuf,
     /// Images per Parquet file (the last file may hold fewer).
@@ -135,6 +138,7 @@ impl ExtractConfig {
             seed: 0,
             input: arch.default_input(),
             decode_threads: 0,
+            encode_threads: 0,
             out,
             images_per_file: 10_000,
             overwrite: false,
@@ -165,6 +169,15 @@ impl ExtractConfig {
     pub fn decode_threads(&self) -> usize {
         match self.decode_threads {
             0 => default_decode_threads(self.device),
+            n => n,
+        }
+    }
+
+    /// The row groups each region file encodes at once: [`ExtractConfig::encode_threads`]
+    /// when set, else [`groups_encoding`] (the cores less two, 4 to 24).
+    pub fn encode_threads(&self) -> usize {
+        match self.encode_threads {
+            0 => groups_encoding(),
             n => n,
         }
     }
@@ -488,7 +501,7 @@ pub fn run(
             layer_shape,
             seconds,
             quality,
-            stages: busy.stages(seconds, decode_threads, groups_encoding()),
+            stages: busy.stages(seconds, decode_threads, config.encode_threads()),
         };
         write_summary(sink, &report)?;
         reports.push(report);
@@ -905,7 +918,9 @@ fn write_files(
                         files.len() + usize::from(finishing.is_some())
                     ));
                     let meta = file_meta(config, &labels, d, h, w);
-                    let writer = RegionWriter::create_compressed(&path, meta, config.compression)?;
+                    let mut writer =
+                        RegionWriter::create_compressed(&path, meta, config.compression)?;
+                    writer.set_groups_encoding(config.encode_threads());
                     current.insert((writer, 0))
                 }
             };

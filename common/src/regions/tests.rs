@@ -381,26 +381,34 @@ fn activations_read_from_pages_equal_arrows() {
 #[test]
 fn row_groups_encoded_apart_keep_the_rows_in_order() {
     // Writes of 37 rows into groups of 100: a group fills across writes, a write spans two
-    // groups, and (below 16 cores) there are more groups than encode at once.
+    // groups, and there are more groups than encode at once — one at a time, six, or the
+    // default — giving the same bytes.
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("g.parquet");
     let (d, n) = (5, 1333);
     let rows = sample_rows(n, d);
-    let mut writer = RegionWriter::create_with(
-        &path,
-        meta(d, ActivationType::F32),
-        Compression::Zstd,
-        |props| props.set_max_row_group_row_count(Some(100)),
-    )
-    .unwrap();
-    for start in (0..n).step_by(37) {
-        let mut part = RegionRows::default();
-        for i in start..(start + 37).min(n) {
-            part.push(rows.row(i, d));
+    let write = |name: &str, groups: Option<usize>| {
+        let path = dir.path().join(name);
+        let mut writer = RegionWriter::create_with(
+            &path,
+            meta(d, ActivationType::F32),
+            Compression::Zstd,
+            |props| props.set_max_row_group_row_count(Some(100)),
+        )
+        .unwrap();
+        if let Some(groups) = groups {
+            writer.set_groups_encoding(groups);
         }
-        writer.write(&part).unwrap();
-    }
-    assert_eq!(writer.finish().unwrap().rows, n as u64);
+        for start in (0..n).step_by(37) {
+            let mut part = RegionRows::default();
+            for i in start..(start + 37).min(n) {
+                part.push(rows.row(i, d));
+            }
+            writer.write(&part).unwrap();
+        }
+        assert_eq!(writer.finish().unwrap().rows, n as u64);
+        path
+    };
+    let path = write("g.parquet", None);
     let file = std::fs::File::open(&path).unwrap();
     let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
     let groups: Vec<i64> = parquet::file::reader::FileReader::metadata(&reader)
@@ -415,4 +423,9 @@ fn row_groups_encoded_apart_keep_the_rows_in_order() {
     );
     let (_, back) = read_regions(&path).unwrap();
     assert_eq!(back, rows);
+    let bytes = std::fs::read(&path).unwrap();
+    for groups in [1, 6] {
+        let other = write(&format!("g{groups}.parquet"), Some(groups));
+        assert!(std::fs::read(other).unwrap() == bytes, "{groups} at once");
+    }
 }

@@ -118,7 +118,8 @@ pub struct RegionWriter {
     encoded_in: Duration,
     /// The writing thread's waits for encoders so far.
     waited: Duration,
-    /// [`groups_encoding`], read once.
+    /// Row groups encoding at once, at most: [`groups_encoding`] unless
+    /// [`set_groups_encoding`](Self::set_groups_encoding) says otherwise.
     groups_encoding: usize,
     /// How the activation column is encoded, unless parquet-rs encodes it.
     activation_chunks: Option<ActivationChunks>,
@@ -268,6 +269,13 @@ impl RegionWriter {
     #[cfg(test)]
     pub(super) fn encodes_activation_pages(&self) -> bool {
         self.activation_chunks.is_some()
+    }
+
+    /// Lets at most `groups` row groups (at least 1) encode at once, each on a thread of its
+    /// own, instead of [`groups_encoding`]'s default — to keep a worker within the cores it
+    /// was given, say, or its memory (each holds about twice a group's rows).
+    pub fn set_groups_encoding(&mut self, groups: usize) {
+        self.groups_encoding = groups.max(1);
     }
 
     /// How long [`write`](Self::write) has waited for row groups to be encoded so far.

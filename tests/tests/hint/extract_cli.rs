@@ -50,6 +50,8 @@ fn extract_skips_a_corrupt_image_and_writes_regions_pyarrow_reads() {
                 "0.3",
                 "--compression",
                 "lz4",
+                "--encode-threads",
+                "3",
                 "--profile",
             ],
         ),
@@ -77,6 +79,7 @@ fn extract_skips_a_corrupt_image_and_writes_regions_pyarrow_reads() {
         .map(|s| s["stage"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["decode", "model", "gather", "write", "encode"]);
+    assert_eq!(stages[4]["threads"], 3, "--encode-threads: {}", stages[4]);
     for stage in stages {
         let share = stage["utilisation"].as_f64().unwrap();
         assert!(stage["busy_seconds"].as_f64().unwrap() > 0.0, "{stage}");

@@ -250,8 +250,7 @@ fn check_many_pages(activation_type: ActivationType, compression: Compression) {
         width: 14,
         ..meta(activation_type)
     };
-    let mut writer =
-        RegionWriter::create_compressed(&path, meta, compression).expect("create");
+    let mut writer = RegionWriter::create_compressed(&path, meta, compression).expect("create");
     for start in (0..ROWS).step_by(WRITE) {
         let mut part = RegionRows::with_capacity(WRITE, CHANNELS);
         for i in start..(start + WRITE).min(ROWS) {
@@ -295,8 +294,7 @@ fn check_many_pages(activation_type: ActivationType, compression: Compression) {
         "{got} vs {weighted}"
     );
     let elsewhere = run_python("read_regions_elsewhere.py", &[path.as_os_str()]);
-    let v: Value =
-        serde_json::from_str(&elsewhere).expect("read_regions_elsewhere.py prints JSON");
+    let v: Value = serde_json::from_str(&elsewhere).expect("read_regions_elsewhere.py prints JSON");
     for engine in ["duckdb", "polars"] {
         assert_eq!(v[engine]["num_rows"], ROWS, "{engine}");
         let got = v[engine]["activation_row_weighted"]

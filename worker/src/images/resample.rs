@@ -408,9 +408,15 @@ mod avx2 {
         // (−1 zeroes a byte); the third pair has the group's fifth pixel only.
         let mask = |m: __m128i| _mm256_broadcastsi128_si256(m);
         let masks = [
-            mask(_mm_setr_epi8(0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1)),
-            mask(_mm_setr_epi8(6, -1, 9, -1, 7, -1, 10, -1, 8, -1, 11, -1, -1, -1, -1, -1)),
-            mask(_mm_setr_epi8(12, -1, -1, -1, 13, -1, -1, -1, 14, -1, -1, -1, -1, -1, -1, -1)),
+            mask(_mm_setr_epi8(
+                0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1,
+            )),
+            mask(_mm_setr_epi8(
+                6, -1, 9, -1, 7, -1, 10, -1, 8, -1, 11, -1, -1, -1, -1, -1,
+            )),
+            mask(_mm_setr_epi8(
+                12, -1, -1, -1, 13, -1, -1, -1, 14, -1, -1, -1, -1, -1, -1, -1,
+            )),
         ];
         let half = _mm256_set1_epi32(HALF);
         let per_pair = split.groups * PAIRS;

@@ -67,6 +67,7 @@ pub(super) fn config(
     config.device = runner.device;
     config.seed = spec.seed;
     config.decode_threads = runner.decode_threads;
+    config.encode_threads = runner.encode_threads;
     // One file per task: the coordinator commits (or drops) a shard as a whole.
     config.images_per_file = images_per_file;
     // The attempt's directory is its own; a leftover there is an earlier try of this very

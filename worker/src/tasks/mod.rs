@@ -54,6 +54,9 @@ pub const LABELS_FILE: &str = "labels.txt";
 pub struct TaskRunner {
     device: Device,
     decode_threads: usize,
+    /// An extract task's row groups encoding at once; 0: the default
+    /// ([`ExtractConfig::encode_threads`](crate::extract::ExtractConfig::encode_threads)).
+    encode_threads: usize,
     shapley: shapley::ShapleyCache,
 }
 
@@ -155,8 +158,16 @@ impl TaskRunner {
         TaskRunner {
             device,
             decode_threads: decode_threads.max(1),
+            encode_threads: 0,
             shapley: shapley::ShapleyCache::default(),
         }
+    }
+
+    /// The same runner with `threads` row groups of an extract task's region file encoding
+    /// at once (0: the default, the cores less two, 4 to 24).
+    pub fn with_encode_threads(mut self, threads: usize) -> Self {
+        self.encode_threads = threads;
+        self
     }
 
     /// The device tasks run on.

@@ -85,6 +85,10 @@ pub struct ExtractArgs {
     /// on a GPU).
     #[arg(long)]
     decode_threads: Option<usize>,
+    /// Row groups of a region file encoded at once, each on a thread of its own (default,
+    /// or 0: the cores less two, 4 to 24; each holds about 32 MB).
+    #[arg(long)]
+    encode_threads: Option<usize>,
     /// Images per Parquet file.
     #[arg(long, default_value_t = 10_000)]
     images_per_file: usize,
@@ -132,6 +136,9 @@ impl ExtractArgs {
         config.seed = self.seed;
         if let Some(threads) = self.decode_threads {
             config.decode_threads = threads;
+        }
+        if let Some(threads) = self.encode_threads {
+            config.encode_threads = threads;
         }
         config.images_per_file = self.images_per_file;
         config.overwrite = self.overwrite;

@@ -38,6 +38,10 @@ pub struct WorkArgs {
     /// minus the one model thread on a GPU).
     #[arg(long)]
     decode_threads: Option<usize>,
+    /// Row groups of an extract task's region file encoded at once, each on a thread of its
+    /// own (default, or 0: the cores less two, 4 to 24; each holds about 32 MB).
+    #[arg(long)]
+    encode_threads: Option<usize>,
     /// A name in the coordinator's logs and status (default: the host name and process id).
     #[arg(long, env = "HINT_WORKER_NAME")]
     name: Option<String>,
@@ -82,7 +86,10 @@ pub fn run(args: WorkArgs) -> anyhow::Result<()> {
         drain: Duration::from_secs_f64(args.drain_seconds.max(0.0)),
         max_backoff: Duration::from_secs(5),
     };
-    let runner = Arc::new(TaskRunner::new(device, decode_threads));
+    let runner = Arc::new(
+        TaskRunner::new(device, decode_threads)
+            .with_encode_threads(args.encode_threads.unwrap_or(0)),
+    );
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(runtime::run_with_transport(
         config,

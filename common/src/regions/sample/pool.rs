@@ -130,6 +130,14 @@ impl BottomK {
         })
     }
 
+    /// The held rows' activations, in no particular order.
+    pub fn activations(&self) -> impl Iterator<Item = &[f32]> {
+        self.heap.iter().map(move |e| {
+            let start = e.slot as usize * self.d;
+            &self.data[start..start + self.d]
+        })
+    }
+
     /// Sets the population to what a stored sample recorded (its rows were offered again
     /// to rebuild the pool, which counted only them).
     pub fn restore_offered(&mut self, offered: u64) {

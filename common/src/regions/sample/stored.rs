@@ -7,9 +7,10 @@
 //!   of the documented schema (pyarrow and `hint` read it like any other), sorted by pool
 //!   (labels in order, background last) and by sampling key. Its metadata is the source
 //!   files' with `hint.param.sample` set; the `saliency` column is not kept (0 throughout),
-//!   since the sampler never held it. Activations are stored as the source stores them:
-//!   the pools hold f32, to which f16 converts exactly and from which it converts back
-//!   exactly, so an f16 source's sample holds the same values in half the bytes before
+//!   since the sampler never held it. Activations are stored as the source stores them
+//!   (f16 only if every value held converts to f16 unchanged: a set may mix f16 and f32
+//!   files): the pools hold f32, to which f16 converts exactly and from which it converts
+//!   back exactly, so an f16 source's sample holds the same values in half the bytes before
 //!   compression (0.79× after, f16 values held as f32 compressing well; README, Sample
 //!   stage). It was stored as f32 while arrow-rs wrote f16 one boxed value at a time, half
 //!   the stage's time; hint now encodes those pages itself, and writing f16 takes no longer.
@@ -28,7 +29,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{RegionSampler, RegionSetInfo, SampleConfig, SampleError};
-use crate::regions::{RegionFileMeta, RegionRow, RegionRows, RegionWriter};
+use crate::regions::{ActivationType, RegionFileMeta, RegionRow, RegionRows, RegionWriter};
 use crate::storage;
 
 /// The stored sample's rows.
@@ -101,6 +102,15 @@ fn stored_error(path: &Path, message: impl std::fmt::Display) -> SampleError {
 }
 
 impl RegionSampler {
+    /// Whether every activation held converts to f16 and back unchanged (bit for bit).
+    fn holds_f16_values_only(&self) -> bool {
+        let exact = |v: f32| half::f16::from_f32(v).to_f32().to_bits() == v.to_bits();
+        self.foreground
+            .iter()
+            .chain([&self.background])
+            .all(|pool| pool.activations().all(|row| row.iter().all(|&v| exact(v))))
+    }
+
     /// Writes the sampler into `dir` (local or object storage): [`SAMPLE_ROWS`] with
     /// `meta` (the source files' metadata; `D` must be the sampler's) and [`SAMPLE_STATE`]
     /// with `source`. Returns the rows written.
@@ -115,6 +125,11 @@ impl RegionSampler {
                 "the sample's metadata says D = {}, the sampler holds D = {}",
                 meta.channels, self.d
             )));
+        }
+        // f16 only where it changes no value: a region set may mix f16 and f32 files, and
+        // `meta` is one file's.
+        if meta.activation_type == ActivationType::F16 && !self.holds_f16_values_only() {
+            meta.activation_type = ActivationType::F32;
         }
         meta.extra.insert(
             SAMPLE_PARAM.into(),

@@ -748,6 +748,45 @@ fn stored_samples_read_back_as_the_streamed_ones() {
     }
 }
 
+/// A sample of f16 files is stored as f16; one that also holds rows of an f32 file, whose
+/// values f16 would change, as f32 — whichever file's metadata it is given — and both read
+/// back as the sampler that wrote them.
+#[test]
+fn a_sample_is_stored_as_f16_only_where_that_changes_no_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let halves = dir.path().join("a.parquet");
+    write(&halves, &dataset(30), ActivationType::F16);
+    let mut finer = dataset(60).split_off(30 * 16);
+    for row in &mut finer {
+        row.5[0] += 0.1; // not an f16 value
+    }
+    let singles = dir.path().join("b.parquet");
+    write(&singles, &finer, ActivationType::F32);
+    for (name, files, stored_as) in [
+        ("f16", vec![halves.clone()], ActivationType::F16),
+        ("mixed", vec![halves.clone(), singles.clone()], ActivationType::F32),
+    ] {
+        let info = check_region_set(&files).unwrap();
+        let mut sampler = RegionSampler::new(&config(40), D, LABELS.len()).unwrap();
+        for file in &files {
+            sampler.offer_file(file, &mut |_| {}).unwrap();
+        }
+        let out = dir.path().join(name);
+        std::fs::create_dir(&out).unwrap();
+        sampler
+            .write_to(&out, &info, meta(D, ActivationType::F16))
+            .unwrap();
+        let (meta_read, _) = read_region_meta(&out.join(SAMPLE_ROWS)).unwrap();
+        assert_eq!(meta_read.activation_type, stored_as, "{name}");
+        let (back, back_info) = RegionSampler::read_from(&out, &config(40)).unwrap();
+        assert_eq!(
+            all_flat(&ConceptSamples::from_sampler(back, back_info, &concepts())),
+            all_flat(&ConceptSamples::from_sampler(sampler, info, &concepts())),
+            "{name}"
+        );
+    }
+}
+
 #[test]
 fn stored_samples_of_other_settings_or_damaged_are_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -764,7 +764,11 @@ fn a_sample_is_stored_as_f16_only_where_that_changes_no_value() {
     write(&singles, &finer, ActivationType::F32);
     for (name, files, stored_as) in [
         ("f16", vec![halves.clone()], ActivationType::F16),
-        ("mixed", vec![halves.clone(), singles.clone()], ActivationType::F32),
+        (
+            "mixed",
+            vec![halves.clone(), singles.clone()],
+            ActivationType::F32,
+        ),
     ] {
         let info = check_region_set(&files).unwrap();
         let mut sampler = RegionSampler::new(&config(40), D, LABELS.len()).unwrap();

@@ -341,9 +341,10 @@ mod avx2 {
 
     /// The horizontal weights as `pmaddwd` takes them, for two outputs at once (one per
     /// 128-bit half). PIL's weights have 22 fractional bits, too many for 16-bit
-    /// multiplies, so each is split, `w = high · 2¹¹ + low` (`high` at most 2¹¹, `low` below it), and the
-    /// pass sums `pixel · high` and `pixel · low` apart: `(Σ high·p) · 2¹¹ + Σ low·p` is
-    /// PIL's sum exactly (at most 255 · 2²² ≈ 2³⁰, no overflow).
+    /// multiplies, so each is split, `w = high · 2¹¹ + low` (`high` at most 2¹¹, `low`
+    /// below it), and the pass sums `pixel · high` and `pixel · low` apart:
+    /// `(Σ high·p) · 2¹¹ + Σ low·p` is PIL's sum exactly (at most 255 · 2²² ≈ 2³⁰, no
+    /// overflow).
     pub(super) struct SplitWeights {
         /// Groups of [`GROUP`] taps per output.
         groups: usize,
@@ -531,8 +532,9 @@ mod tests {
     }
 
     /// The AVX2 build (where this CPU has it) gives the portable code's bytes: sizes that
-    /// shrink by 1‥2× (5 taps: one group of five), 2‥3× (7: two) and 7.8× (17: four), grow (3 taps), and
-    /// windows reaching the rows' ends (where the vector loads fall back to scalar code).
+    /// shrink by 1‥2× (5 taps: one group of five), 2‥3× (7: two) and 7.8× (17: four), grow
+    /// (3 taps), and windows reaching the rows' ends (where the vector loads fall back to
+    /// scalar code).
     #[test]
     fn the_avx2_build_gives_the_portable_bytes() {
         let mut state = 7u64;

@@ -196,10 +196,11 @@ fn horizontal_row<const N: usize>(row: &[u8], out: &mut [u8], taps: &AxisTaps) {
     }
 }
 
-/// One row of the horizontal pass, for any taps.
+/// One row of the horizontal pass, for any taps, from output `from` on (the outputs before
+/// it are left as they are).
 #[inline(always)]
-fn horizontal_row_any(row: &[u8], out: &mut [u8], taps: &AxisTaps) {
-    for (i, pixel) in out.chunks_exact_mut(RGB).enumerate() {
+fn horizontal_row_any(row: &[u8], out: &mut [u8], taps: &AxisTaps, from: usize) {
+    for (pixel, i) in out[from * RGB..].chunks_exact_mut(RGB).zip(from..) {
         let (first, weights) = taps.of(i);
         let input = &row[first * RGB..(first + weights.len()) * RGB];
         pixel.copy_from_slice(&weighted_pixel(input, weights));
@@ -282,8 +283,8 @@ fn resize_window_with<const AVX2: bool>(
                 Some(h) if h.taps == 3 => horizontal_row::<3>(row, out, h),
                 Some(h) if h.taps == 5 => horizontal_row::<5>(row, out, h),
                 Some(h) if h.taps == 7 => horizontal_row::<7>(row, out, h),
-                Some(h) => horizontal_row_any(row, out, h),
-                None => horizontal_row_any(row, out, &exact),
+                Some(h) => horizontal_row_any(row, out, h, 0),
+                None => horizontal_row_any(row, out, &exact, 0),
             }
         }
     }
@@ -318,7 +319,7 @@ mod avx2 {
     use std::arch::x86_64::*;
     use std::ops::Range;
 
-    use super::{resize_window_with, weighted_pixel, AxisTaps, HALF, PRECISION_BITS, RGB};
+    use super::{horizontal_row_any, resize_window_with, AxisTaps, HALF, PRECISION_BITS, RGB};
 
     /// [`resize_window`](super::resize_window) compiled for AVX2.
     #[target_feature(enable = "avx2")]
@@ -461,11 +462,7 @@ mod avx2 {
             out[i * RGB..(i + 2) * RGB].copy_from_slice(&six.to_le_bytes()[..2 * RGB]);
             i += 2;
         }
-        for (pixel, j) in out[i * RGB..].chunks_exact_mut(RGB).zip(i..) {
-            let (first, weights) = taps.of(j);
-            let input = &row[first * RGB..(first + weights.len()) * RGB];
-            pixel.copy_from_slice(&weighted_pixel(input, weights));
-        }
+        horizontal_row_any(row, out, taps, i);
     }
 }
 

@@ -110,10 +110,8 @@ impl BottomK {
     /// sample of their union).
     pub fn merge(&mut self, other: BottomK) {
         let before = self.offered;
-        let d = self.d;
         for entry in other.heap.iter() {
-            let start = entry.slot as usize * d;
-            let values = &other.data[start..start + d];
+            let values = other.values(entry.slot);
             self.offer(entry.key, entry.label, |out| out.copy_from_slice(values));
         }
         // `offer` counted the kept rows of `other`; count its whole population instead.
@@ -124,18 +122,18 @@ impl BottomK {
     pub fn sorted_rows(&self) -> impl Iterator<Item = (&Entry, &[f32])> {
         let mut entries: Vec<&Entry> = self.heap.iter().collect();
         entries.sort_unstable();
-        entries.into_iter().map(move |e| {
-            let start = e.slot as usize * self.d;
-            (e, &self.data[start..start + self.d])
-        })
+        entries.into_iter().map(move |e| (e, self.values(e.slot)))
     }
 
     /// The held rows' activations, in no particular order.
     pub fn activations(&self) -> impl Iterator<Item = &[f32]> {
-        self.heap.iter().map(move |e| {
-            let start = e.slot as usize * self.d;
-            &self.data[start..start + self.d]
-        })
+        self.heap.iter().map(move |e| self.values(e.slot))
+    }
+
+    /// The activations in `slot` of the slab.
+    fn values(&self, slot: u32) -> &[f32] {
+        let start = slot as usize * self.d;
+        &self.data[start..start + self.d]
     }
 
     /// Sets the population to what a stored sample recorded (its rows were offered again

@@ -131,8 +131,12 @@ impl TrainConfig {
     }
 }
 
-/// Seeded initial weights: every `*.weight` He-uniform (`U(±√(6 / fan_in))`, suited to
-/// ReLU networks), every `*.bias` zero. Variables are visited by sorted name and each draws
+/// Seeded initial weights: every weight of two or more dimensions (convolutions, linear
+/// layers, a ViT's class token and position embeddings) He-uniform (`U(±√(6 / fan_in))`,
+/// suited to ReLU networks), every `*.bias` zero. One-dimensional tensors that are not
+/// biases — batch- and layer-norm scales (1), running means (0) and variances (1) — keep
+/// the values the network was built with: drawn, a variance could be negative and the
+/// network's evaluation-mode output NaN. Variables are visited by sorted name and each draws
 /// from its own `(seed, position)` stream, so the result depends on nothing else.
 pub fn initialise(model: &Backbone, seed: u64) -> Result<()> {
     let mut variables: Vec<(String, Tensor)> = model.var_store().variables().into_iter().collect();
@@ -144,7 +148,10 @@ pub fn initialise(model: &Backbone, seed: u64) -> Result<()> {
                 continue;
             }
             let size = variable.size();
-            let fan_in: i64 = size.iter().skip(1).product::<i64>().max(1);
+            if size.len() < 2 {
+                continue;
+            }
+            let fan_in: i64 = size.iter().skip(1).product::<i64>();
             let bound = (6.0 / fan_in as f64).sqrt() as f32;
             let mut rng = hint_common::seed::rng(seed, &[TAG_INIT, position as u64]);
             let values: Vec<f32> = (0..variable.numel())

@@ -111,6 +111,31 @@ fn initialisation_is_seeded_and_ignores_the_global_generator() {
     }
 }
 
+/// A network with batch norm keeps its norms' scales at 1 and running statistics at 0 and 1
+/// (drawn, a running variance could be negative: the first version drew them, and an
+/// initialised ResNet-18 gave NaN in evaluation mode).
+#[test]
+fn initialisation_leaves_batch_norm_as_built() {
+    let model = Backbone::new(Architecture::Resnet18, 3, Device::Cpu);
+    initialise(&model, 7).unwrap();
+    let variables = model.var_store().variables();
+    for (name, want) in [
+        ("bn1.weight", 1.0),
+        ("bn1.running_mean", 0.0),
+        ("bn1.running_var", 1.0),
+        ("layer3.1.bn2.weight", 1.0),
+        ("layer3.1.bn2.running_var", 1.0),
+    ] {
+        let values = Vec::<f32>::try_from(&variables[name]).unwrap();
+        assert!(values.iter().all(|&v| v == want), "{name}");
+    }
+    let conv = Vec::<f32>::try_from(variables["layer3.1.conv2.weight"].view([-1])).unwrap();
+    assert!(conv.iter().any(|&v| v != conv[0]));
+    let x = Tensor::ones([1, 3, 64, 64], (Kind::Float, Device::Cpu));
+    let logits = tch::no_grad(|| model.forward(&x));
+    assert!(bool::try_from(logits.isfinite().all()).unwrap());
+}
+
 #[test]
 fn a_few_steps_lower_the_loss_and_learn_the_classes() {
     let data = squares(30, 3);

@@ -1,9 +1,12 @@
 //! Compiles the guided-ReLU shim against the libtorch that torch-sys found, and
-//! makes this crate's binaries, tests and benches find libtorch at run time.
+//! makes this crate's binaries, tests and benches find libtorch at run time; compiles the
+//! libjpeg-turbo shim and links the system's libjpeg-turbo statically where it is there.
 
 use std::path::PathBuf;
+use std::process::Command;
 
 fn main() {
+    libjpeg_turbo();
     println!("cargo:rerun-if-changed=csrc/guided_relu.cpp");
     let lib = PathBuf::from(
         std::env::var("DEP_TCH_LIBTORCH_LIB")
@@ -35,4 +38,57 @@ fn link_libtorch_runtime(lib: &std::path::Path) {
     if lib.join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
     }
+}
+
+/// The JPEG fast path (`images::turbo`): `csrc/jpeg_turbo.c` against the system's
+/// libjpeg-turbo (Debian: `libjpeg62-turbo-dev`, which `scripts/bootstrap.sh` installs),
+/// whose static `libjpeg.a` is linked in, so the binaries need no JPEG library where they
+/// run (a GPU node, the worker image). Without the headers or the static library — or with
+/// `HINT_LIBJPEG=off` — the build goes on without it (cfg `hint_libjpeg_turbo` unset) and
+/// every JPEG goes through zune-jpeg and jpeg-decoder, slower and not PIL's pixels exactly;
+/// a warning says so.
+fn libjpeg_turbo() {
+    println!("cargo:rerun-if-changed=csrc/jpeg_turbo.c");
+    println!("cargo:rerun-if-env-changed=HINT_LIBJPEG");
+    println!("cargo:rustc-check-cfg=cfg(hint_libjpeg_turbo)");
+    if std::env::var("HINT_LIBJPEG").is_ok_and(|v| v == "off") {
+        println!("cargo:warning=HINT_LIBJPEG=off: JPEGs decode with zune-jpeg, not libjpeg-turbo");
+        return;
+    }
+    let compiled = cc::Build::new()
+        .pic(true)
+        .opt_level(2)
+        .file("csrc/jpeg_turbo.c")
+        .try_compile("hint_jpeg_turbo");
+    let library = static_library("libjpeg.a");
+    match (compiled, library) {
+        (Ok(()), Some(library)) => {
+            let dir = library.parent().expect("a library file has a directory");
+            println!("cargo:rustc-link-search=native={}", dir.display());
+            // After the shim's own archive, which uses it.
+            println!("cargo:rustc-link-lib=static=jpeg");
+            println!("cargo:rustc-cfg=hint_libjpeg_turbo");
+        }
+        (compiled, _) => println!(
+            "cargo:warning=libjpeg-turbo not used ({}): JPEGs decode with zune-jpeg, slower \
+             and not bit for bit PIL's; install libjpeg-turbo's headers and static library \
+             (Debian: apt-get install libjpeg62-turbo-dev)",
+            match compiled {
+                Err(e) => format!("csrc/jpeg_turbo.c did not compile: {e}"),
+                Ok(()) => "the C compiler finds no static libjpeg.a".to_string(),
+            }
+        ),
+    }
+}
+
+/// Where the C compiler finds the static library `name`, if it does.
+fn static_library(name: &str) -> Option<PathBuf> {
+    let compiler = cc::Build::new().get_compiler();
+    let output = Command::new(compiler.path())
+        .arg(format!("-print-file-name={name}"))
+        .output()
+        .ok()?;
+    let path = PathBuf::from(String::from_utf8(output.stdout).ok()?.trim());
+    // Without the library, the compiler prints the bare name back.
+    (path.is_absolute() && path.exists()).then_some(path)
 }

@@ -1087,6 +1087,7 @@ fn write_summary(config: &ExtractConfig, report: &ExtractReport) -> Result<()> {
         })).collect::<Vec<_>>(),
         "seconds": report.seconds,
         "stages": report.stages,
+        "jpeg_decoder": crate::images::turbo::decoder(),
         "region_quality": report.quality,
     });
     let path = config.out.join(SUMMARY_FILE);

@@ -86,6 +86,16 @@ fn extract_skips_a_corrupt_image_and_writes_regions_pyarrow_reads() {
         assert!(share > 0.0 && share <= 1.05, "{stage}");
     }
     assert!(stdout.contains("  stages: decode "), "{stdout}");
+    // Which decoder this build's JPEGs go through, named in both.
+    let decoder = summary["jpeg_decoder"].as_str().unwrap();
+    assert!(
+        decoder == "zune-jpeg" || decoder.starts_with("libjpeg-turbo "),
+        "{decoder}"
+    );
+    assert!(
+        stdout.contains(&format!("(JPEG decoder: {decoder})")),
+        "{stdout}"
+    );
     assert!(stdout.contains("; bound by "), "{stdout}");
     // --profile: a row per stage, with its threads.
     assert!(stdout.contains("  profile: stage    threads"), "{stdout}");

@@ -6,7 +6,9 @@
 //!   any work starts.
 //! - [`decode`]: [`load`] decodes one JPEG/PNG and applies the torchvision evaluation
 //!   transform described by [`Preprocess`] ([`decode::load_into`]: into a slot of a batch's
-//!   buffer); [`resample`] is PIL's antialiased bilinear resize, computed for the crop only.
+//!   buffer); [`resample`] is PIL's antialiased bilinear resize, computed for the crop only;
+//!   [`turbo`] decodes JPEGs with libjpeg-turbo (PIL's decoder) where the build has it,
+//!   only the part the crop reads.
 //! - [`pipeline`]: [`spawn_batch_decoder`] decodes in parallel, ahead of the model, through
 //!   a bounded queue, yielding [`PixelBatch`]es (one `[n, 3, crop, crop]` buffer each) in
 //!   input order; bad images become [`SkippedImage`]s, never silent drops.
@@ -21,6 +23,7 @@ pub mod pipeline;
 pub mod resample;
 #[cfg(test)]
 mod torchvision_tests;
+pub mod turbo;
 
 pub use decode::{load, Preprocess};
 pub use hint_common::images::{

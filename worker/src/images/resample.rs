@@ -105,6 +105,23 @@ impl AxisTaps {
         start..end
     }
 
+    /// The same taps counting inputs from `part.start`, for a row that holds the inputs
+    /// `part` only.
+    ///
+    /// # Panics
+    /// If an output reads an input outside `part`.
+    fn counted_from(mut self, part: &Range<usize>) -> AxisTaps {
+        let span = self.span();
+        assert!(
+            part.start <= span.start && span.end <= part.end,
+            "the source holds the columns the resize reads"
+        );
+        for first in &mut self.first {
+            *first -= part.start;
+        }
+        self
+    }
+
     /// Output `i`'s first input and its weights.
     fn of(&self, i: usize) -> (usize, &[i32]) {
         let from = i * self.taps;
@@ -207,11 +224,89 @@ fn horizontal_row_any(row: &[u8], out: &mut [u8], taps: &AxisTaps, from: usize) 
     }
 }
 
+/// An interleaved RGB image of `size` to resize — whole, or only the part of it that a
+/// resize window reads ([`Source::reads`]), as a JPEG decoded in part gives it.
+#[derive(Debug, Clone)]
+pub struct Source<'a> {
+    /// Rows `rows` of columns `cols`, row after row, 3 bytes a pixel.
+    pixels: &'a [u8],
+    size: (usize, usize),
+    cols: Range<usize>,
+    rows: Range<usize>,
+}
+
+impl<'a> Source<'a> {
+    /// The whole image.
+    pub fn whole(pixels: &'a [u8], size: (usize, usize)) -> Self {
+        Source::part(pixels, size, 0..size.0, 0..size.1)
+    }
+
+    /// Columns `cols` and rows `rows` of an image of `size`.
+    ///
+    /// # Panics
+    /// If `pixels` is not `cols.len() × rows.len()` RGB pixels, or the part is not inside
+    /// the image.
+    pub fn part(
+        pixels: &'a [u8],
+        size: (usize, usize),
+        cols: Range<usize>,
+        rows: Range<usize>,
+    ) -> Self {
+        assert!(
+            cols.end <= size.0 && rows.end <= size.1,
+            "a part inside the image"
+        );
+        assert_eq!(
+            pixels.len(),
+            cols.len() * rows.len() * RGB,
+            "the part's pixels"
+        );
+        Source {
+            pixels,
+            size,
+            cols,
+            rows,
+        }
+    }
+
+    /// The columns and rows of an image of `size` that [`resize_window`] reads to compute
+    /// the output columns `cols` and rows `rows` of an `out_size` resize.
+    pub fn reads(
+        size: (usize, usize),
+        out_size: (usize, usize),
+        cols: Range<usize>,
+        rows: Range<usize>,
+    ) -> (Range<usize>, Range<usize>) {
+        let across = if out_size.0 == size.0 {
+            cols
+        } else {
+            let exact = AxisTaps::new(size.0, out_size.0, cols);
+            exact.fixed_width(size.0).as_ref().unwrap_or(&exact).span()
+        };
+        let down = if out_size.1 == size.1 {
+            rows
+        } else {
+            AxisTaps::new(size.1, out_size.1, rows).span()
+        };
+        (across, down)
+    }
+
+    /// Row `y` of the image, from column `self.cols.start` on.
+    fn row(&self, y: usize) -> &'a [u8] {
+        let len = self.cols.len() * RGB;
+        let at = (y - self.rows.start) * len;
+        &self.pixels[at..at + len]
+    }
+}
+
 /// Resizes the interleaved RGB image `src` (`width × height`) to `out_width × out_height`
 /// exactly as PIL's bilinear `Image.resize` does, computing only the output columns `cols`
 /// and rows `rows`; returns them as interleaved RGB, `cols.len() × rows.len()`.
 ///
 /// A side that keeps its size is not resampled (as in PIL, which skips that pass).
+///
+/// # Panics
+/// If `src` is a part that lacks pixels the window reads (see [`Source::reads`]).
 ///
 /// Where the CPU has AVX2, an AVX2 build of the same code runs (module `avx2` here): the
 /// vertical pass's integer sums vectorise 8 lanes wide instead of baseline x86-64's 4, and
@@ -220,8 +315,7 @@ fn horizontal_row_any(row: &[u8], out: &mut [u8], taps: &AxisTaps, from: usize) 
 /// that sum a pixel's channels at two taps, for two outputs at once. Integer arithmetic
 /// throughout: the pixels are the same either way (tested).
 pub fn resize_window(
-    src: &[u8],
-    size: (usize, usize),
+    src: &Source,
     out_size: (usize, usize),
     cols: Range<usize>,
     rows: Range<usize>,
@@ -230,46 +324,55 @@ pub fn resize_window(
     {
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { avx2::resize_window(src, size, out_size, cols, rows) };
+            return unsafe { avx2::resize_window(src, out_size, cols, rows) };
         }
     }
-    resize_window_with::<false>(src, size, out_size, cols, rows)
+    resize_window_with::<false>(src, out_size, cols, rows)
 }
 
 /// [`resize_window`]'s code, compiled into each build of it; `AVX2`: the horizontal pass in
 /// AVX2 instructions (only called so where the CPU has them).
 #[inline(always)]
 fn resize_window_with<const AVX2: bool>(
-    src: &[u8],
-    (width, height): (usize, usize),
+    src: &Source,
     (out_width, out_height): (usize, usize),
     cols: Range<usize>,
     rows: Range<usize>,
 ) -> Vec<u8> {
-    debug_assert_eq!(src.len(), width * height * RGB);
+    let (width, height) = src.size;
     debug_assert!(cols.end <= out_width && rows.end <= out_height);
     let row_len = cols.len() * RGB;
     let vertical = (out_height != height).then(|| AxisTaps::new(height, out_height, rows.clone()));
     // The source rows the vertical pass reads (or the window's own rows, without one).
     let src_rows = vertical.as_ref().map_or(rows.clone(), AxisTaps::span);
+    assert!(
+        src.rows.start <= src_rows.start && src_rows.end <= src.rows.end,
+        "the source holds the rows the resize reads"
+    );
 
-    // Horizontal pass, on the rows that the vertical pass needs, into 8 bits.
+    // Horizontal pass, on the rows that the vertical pass needs, into 8 bits. The taps
+    // count columns from the source's first.
     let mut between = vec![0u8; src_rows.len() * row_len];
     if out_width == width {
+        assert!(src.cols.start <= cols.start && cols.end <= src.cols.end);
+        let read = (cols.start - src.cols.start) * RGB..(cols.end - src.cols.start) * RGB;
         for (y, out) in src_rows.clone().zip(between.chunks_exact_mut(row_len)) {
-            let row = &src[y * width * RGB..(y + 1) * width * RGB];
-            out.copy_from_slice(&row[cols.start * RGB..cols.end * RGB]);
+            out.copy_from_slice(&src.row(y)[read.clone()]);
         }
     } else {
         let exact = AxisTaps::new(width, out_width, cols.clone());
         let horizontal = exact.fixed_width(width);
+        let (exact, horizontal) = (
+            exact.counted_from(&src.cols),
+            horizontal.map(|h| h.counted_from(&src.cols)),
+        );
         #[cfg(target_arch = "x86_64")]
         let split = horizontal
             .as_ref()
             .filter(|_| AVX2)
             .map(avx2::SplitWeights::new);
         for (y, out) in src_rows.clone().zip(between.chunks_exact_mut(row_len)) {
-            let row = &src[y * width * RGB..(y + 1) * width * RGB];
+            let row = src.row(y);
             #[cfg(target_arch = "x86_64")]
             if let (Some(h), Some(split)) = (horizontal.as_ref(), split.as_ref()) {
                 // SAFETY: `split` exists only in the build that `avx2::resize_window`
@@ -319,18 +422,19 @@ mod avx2 {
     use std::arch::x86_64::*;
     use std::ops::Range;
 
-    use super::{horizontal_row_any, resize_window_with, AxisTaps, HALF, PRECISION_BITS, RGB};
+    use super::{
+        horizontal_row_any, resize_window_with, AxisTaps, Source, HALF, PRECISION_BITS, RGB,
+    };
 
     /// [`resize_window`](super::resize_window) compiled for AVX2.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn resize_window(
-        src: &[u8],
-        size: (usize, usize),
+        src: &Source,
         out_size: (usize, usize),
         cols: Range<usize>,
         rows: Range<usize>,
     ) -> Vec<u8> {
-        resize_window_with::<true>(src, size, out_size, cols, rows)
+        resize_window_with::<true>(src, out_size, cols, rows)
     }
 
     /// Taps per vector load: 16 bytes hold five RGB pixels.
@@ -472,7 +576,7 @@ mod tests {
 
     /// The whole resized image, for comparing windows against.
     fn full(src: &[u8], size: (usize, usize), out: (usize, usize)) -> Vec<u8> {
-        resize_window(src, size, out, 0..out.0, 0..out.1)
+        resize_window(&Source::whole(src, size), out, 0..out.0, 0..out.1)
     }
 
     fn pattern(width: usize, height: usize) -> Vec<u8> {
@@ -517,15 +621,54 @@ mod tests {
                 (out.0 / 4..out.0 * 3 / 4, out.1 / 3..out.1 - 1),
                 (out.0 - 1..out.0, 0..1),
             ] {
-                let window = resize_window(&src, size, out, cols.clone(), rows.clone());
+                let window =
+                    resize_window(&Source::whole(&src, size), out, cols.clone(), rows.clone());
                 for (r, y) in rows.clone().enumerate() {
                     let expected =
                         &whole[(y * out.0 + cols.start) * RGB..(y * out.0 + cols.end) * RGB];
                     let got = &window[r * cols.len() * RGB..(r + 1) * cols.len() * RGB];
                     assert_eq!(got, expected, "{size:?} → {out:?}, row {y}");
                 }
+                // From the part of the image the window reads (as a JPEG decoded in part
+                // gives it), in both builds: the same bytes.
+                let (read_cols, read_rows) = Source::reads(size, out, cols.clone(), rows.clone());
+                let part: Vec<u8> = read_rows
+                    .clone()
+                    .flat_map(|y| {
+                        &src[(y * size.0 + read_cols.start) * RGB
+                            ..(y * size.0 + read_cols.end) * RGB]
+                    })
+                    .copied()
+                    .collect();
+                let part = Source::part(&part, size, read_cols, read_rows);
+                assert_eq!(
+                    resize_window(&part, out, cols.clone(), rows.clone()),
+                    window,
+                    "{size:?} → {out:?}, {cols:?} × {rows:?} from a part"
+                );
+                assert_eq!(
+                    resize_window_with::<false>(&part, out, cols.clone(), rows.clone()),
+                    window,
+                    "{size:?} → {out:?}, {cols:?} × {rows:?} from a part, portable"
+                );
             }
         }
+    }
+
+    /// A part that lacks a column the window reads is refused, not read past.
+    #[test]
+    #[should_panic(expected = "the source holds the columns the resize reads")]
+    fn a_part_without_the_columns_read_is_refused() {
+        let (size, out) = ((500, 375), (341, 256));
+        let (cols, rows) = Source::reads(size, out, 100..200, 0..10);
+        let cols = cols.start + 1..cols.end;
+        let pixels = vec![0u8; cols.len() * rows.len() * RGB];
+        resize_window(
+            &Source::part(&pixels, size, cols, rows),
+            out,
+            100..200,
+            0..10,
+        );
     }
 
     /// The AVX2 build (where this CPU has it) gives the portable code's bytes: sizes that
@@ -558,10 +701,10 @@ mod tests {
                 })
                 .collect();
             for (cols, rows) in [(0..out.0, 0..out.1), (out.0 / 3..out.0, 1..out.1 / 2 + 1)] {
-                let portable =
-                    resize_window_with::<false>(&src, size, out, cols.clone(), rows.clone());
+                let src = Source::whole(&src, size);
+                let portable = resize_window_with::<false>(&src, out, cols.clone(), rows.clone());
                 assert_eq!(
-                    resize_window(&src, size, out, cols.clone(), rows.clone()),
+                    resize_window(&src, out, cols.clone(), rows.clone()),
                     portable,
                     "{size:?} → {out:?}, {cols:?} × {rows:?}"
                 );

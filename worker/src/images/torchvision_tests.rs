@@ -10,6 +10,7 @@ use image::codecs::jpeg::JpegEncoder;
 use image::{Rgb, RgbImage};
 
 use super::decode::{load, Preprocess};
+use super::turbo;
 
 /// A photograph-like test image: a coarse grid of random colours, bilinearly blended,
 /// with a sharp-edged block and a little pixel noise (a deterministic xorshift).
@@ -167,8 +168,9 @@ fn matches_torchvision_on_png_and_jpeg() {
                 100.0 * one.equal as f64 / one.values as f64
             );
             let name = file.file_name().unwrap().to_string_lossy();
-            if name.ends_with(".png") && !name.contains("257x1000") {
-                // Pillow runs its horizontal pass first here, as we do: PIL's bytes.
+            if (name.ends_with(".png") || turbo::AVAILABLE) && !name.contains("257x1000") {
+                // Pillow runs its horizontal pass first here, as we do: PIL's bytes — for
+                // JPEGs too where libjpeg-turbo, PIL's decoder, decodes them.
                 assert_eq!(one.equal, one.values, "{name}: {one:?}");
             }
             let total = if file.extension().unwrap() == "png" {
@@ -192,8 +194,74 @@ fn matches_torchvision_on_png_and_jpeg() {
     // Measured: max 1, mean 0.029 (all from 257×1000).
     assert!(png.max <= 1.01, "{png:?}");
     assert!(png.mean() < 0.05, "{png:?}");
-    // JPEG: the decoders' IDCT and chroma upsampling differ (zune-jpeg vs libjpeg-turbo).
-    // Measured: max 3, mean 0.028; 98.9% of values equal on the usual photo sizes.
-    assert!(jpeg.max <= 4.01, "{jpeg:?}");
-    assert!(jpeg.mean() < 0.1, "{jpeg:?}");
+    if turbo::AVAILABLE {
+        // JPEG through libjpeg-turbo: as PNG. Measured: max 1, mean 0.017 (257×1000 only).
+        assert!(jpeg.max <= 1.01, "{jpeg:?}");
+        assert!(jpeg.mean() < 0.05, "{jpeg:?}");
+    } else {
+        // zune-jpeg: its IDCT and chroma upsampling differ from libjpeg-turbo's. Measured:
+        // max 3, mean 0.028; 98.9% of values equal on the usual photo sizes.
+        assert!(jpeg.max <= 4.01, "{jpeg:?}");
+        assert!(jpeg.mean() < 0.1, "{jpeg:?}");
+    }
+}
+
+/// JPEGs as PIL writes them — chroma subsampling 4:4:4, 4:2:2 and 4:2:0, progressive,
+/// greyscale, odd sizes whose last blocks are partial — through libjpeg-turbo's part
+/// decoding: torchvision's values exactly. A CMYK JPEG, which libjpeg-turbo does not
+/// convert to RGB, still loads (through zune-jpeg).
+#[cfg(hint_libjpeg_turbo)]
+#[test]
+fn jpegs_of_every_kind_pil_writes_are_torchvisions_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Preprocess::imagenet(256, 224);
+    let kinds = [
+        ("444", 500, 375, "quality=95, subsampling=0"),
+        ("422", 375, 500, "quality=90, subsampling=1"),
+        ("420", 333, 517, "quality=85, subsampling=2"),
+        ("progressive", 640, 427, "quality=90, progressive=True"),
+        ("optimised", 257, 300, "quality=75, optimize=True"),
+        ("grey", 500, 375, "quality=90"),
+        ("small", 61, 97, "quality=90"),
+        ("cmyk", 300, 200, "quality=90"),
+    ];
+    let mut script = String::from("from PIL import Image\n");
+    let mut files = Vec::new();
+    for (i, (kind, w, h, options)) in kinds.iter().enumerate() {
+        let png = dir.path().join(format!("{kind}.png"));
+        picture(*w, *h, 300 + i as u64).save(&png).unwrap();
+        let jpeg = dir.path().join(format!("{kind}.jpg"));
+        let mode = match *kind {
+            "grey" => "L",
+            "cmyk" => "CMYK",
+            _ => "RGB",
+        };
+        script += &format!(
+            "Image.open({:?}).convert({mode:?}).save({:?}, {options})\n",
+            png.display().to_string(),
+            jpeg.display().to_string()
+        );
+        files.push(jpeg);
+    }
+    let written = Command::new(python())
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        written.status.success(),
+        "{}",
+        String::from_utf8_lossy(&written.stderr)
+    );
+    let cmyk = files.pop().unwrap();
+    let bytes = std::fs::read(&cmyk).unwrap();
+    assert_eq!(turbo::size(&bytes), Some((300, 200)));
+    assert!(turbo::decode_part(&bytes, 1, (300, 200), 0..300, 0..200).is_none());
+    assert_eq!(load(&cmyk, &p).unwrap().len(), p.pixels_per_image());
+    let expected = torchvision(&p, &files, dir.path());
+    for (file, theirs) in files.iter().zip(&expected) {
+        let ours = load(file, &p).unwrap();
+        let mut one = Difference::default();
+        one.add(&ours, theirs, &p);
+        assert_eq!(one.equal, one.values, "{}: {one:?}", file.display());
+    }
 }

@@ -227,7 +227,11 @@ fn print_summary(config: &ExtractConfig, report: &ExtractReport, first: bool) {
         report.files.len(),
         config.out.display()
     );
-    println!("  stages: {}", busy::describe(&report.stages));
+    println!(
+        "  stages: {} (JPEG decoder: {})",
+        busy::describe(&report.stages),
+        hint_worker::images::turbo::decoder()
+    );
     if let Some(quality) = &report.quality {
         println!("  quality: {}", quality.line());
         for warning in &quality.warnings {

@@ -55,28 +55,31 @@ fn libjpeg_turbo() {
         println!("cargo:warning=HINT_LIBJPEG=off: JPEGs decode with zune-jpeg, not libjpeg-turbo");
         return;
     }
-    let compiled = cc::Build::new()
-        .pic(true)
-        .opt_level(2)
-        .file("csrc/jpeg_turbo.c")
-        .try_compile("hint_jpeg_turbo");
-    let library = static_library("libjpeg.a");
-    match (compiled, library) {
-        (Ok(()), Some(library)) => {
+    let linked = match static_library("libjpeg.a") {
+        None => Err("the C compiler finds no static libjpeg.a".to_string()),
+        // Only with the library there: the shim's archive must not be linked without it.
+        Some(library) => cc::Build::new()
+            .pic(true)
+            .opt_level(2)
+            .file("csrc/jpeg_turbo.c")
+            .try_compile("hint_jpeg_turbo")
+            .map(|()| library)
+            // One line: cargo reads a warning up to the line's end.
+            .map_err(|e| format!("csrc/jpeg_turbo.c did not compile: {e}").replace('\n', " ")),
+    };
+    match linked {
+        Ok(library) => {
             let dir = library.parent().expect("a library file has a directory");
             println!("cargo:rustc-link-search=native={}", dir.display());
             // After the shim's own archive, which uses it.
             println!("cargo:rustc-link-lib=static=jpeg");
             println!("cargo:rustc-cfg=hint_libjpeg_turbo");
         }
-        (compiled, _) => println!(
-            "cargo:warning=libjpeg-turbo not used ({}): JPEGs decode with zune-jpeg, slower \
+        Err(why) => println!(
+            "cargo:warning=libjpeg-turbo not used ({why}): JPEGs decode with zune-jpeg, slower \
              and not bit for bit PIL's; install libjpeg-turbo's headers and static library \
-             (Debian: apt-get install libjpeg62-turbo-dev)",
-            match compiled {
-                Err(e) => format!("csrc/jpeg_turbo.c did not compile: {e}"),
-                Ok(()) => "the C compiler finds no static libjpeg.a".to_string(),
-            }
+             (Debian: libjpeg62-turbo-dev; Ubuntu: libjpeg-turbo8-dev; Fedora: \
+             libjpeg-turbo-devel and libjpeg-turbo-static) where the C compiler finds them"
         ),
     }
 }

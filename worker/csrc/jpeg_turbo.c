@@ -15,8 +15,8 @@
 
 #include <jpeglib.h>
 
-#ifndef LIBJPEG_TURBO_VERSION
-#error "jpeglib.h is not libjpeg-turbo's (jpeg_crop_scanline and jpeg_skip_scanlines are needed)"
+#if !defined(LIBJPEG_TURBO_VERSION) || LIBJPEG_TURBO_VERSION_NUMBER < 1005000
+#error "jpeglib.h is not libjpeg-turbo's, 1.5 or later (jpeg_crop_scanline, jpeg_skip_scanlines)"
 #endif
 
 /* Columns decoded beyond the wanted ones on each side: a cropped decode's edge columns can

@@ -291,7 +291,7 @@ impl<'a> Source<'a> {
         (across, down)
     }
 
-    /// Row `y` of the image, from column `self.cols.start` on.
+    /// The part's pixels of the image's row `y` (its columns `cols`).
     fn row(&self, y: usize) -> &'a [u8] {
         let len = self.cols.len() * RGB;
         let at = (y - self.rows.start) * len;

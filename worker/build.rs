@@ -43,7 +43,8 @@ fn link_libtorch_runtime(lib: &std::path::Path) {
 /// The JPEG fast path (`images::turbo`): `csrc/jpeg_turbo.c` against the system's
 /// libjpeg-turbo (Debian: `libjpeg62-turbo-dev`, which `scripts/bootstrap.sh` installs),
 /// whose static `libjpeg.a` is linked in, so the binaries need no JPEG library where they
-/// run (a GPU node, the worker image). Without the headers or the static library — or with
+/// run (a GPU node, the worker image). `HINT_LIBJPEG_DIR` names another installation's
+/// prefix (`include/`, `lib/libjpeg.a`). Without the headers or the static library — or with
 /// `HINT_LIBJPEG=off` — the build goes on without it (cfg `hint_libjpeg_turbo` unset) and
 /// every JPEG goes through zune-jpeg and jpeg-decoder, slower and not PIL's pixels exactly;
 /// a warning says so.
@@ -55,12 +56,24 @@ fn libjpeg_turbo() {
         println!("cargo:warning=HINT_LIBJPEG=off: JPEGs decode with zune-jpeg, not libjpeg-turbo");
         return;
     }
-    let linked = match static_library("libjpeg.a") {
-        None => Err("the C compiler finds no static libjpeg.a".to_string()),
+    // An installation where the C compiler does not look (Homebrew's, one built by hand):
+    // its prefix, holding include/jpeglib.h and lib/libjpeg.a.
+    println!("cargo:rerun-if-env-changed=HINT_LIBJPEG_DIR");
+    let prefix = std::env::var_os("HINT_LIBJPEG_DIR").map(PathBuf::from);
+    let library = match &prefix {
+        Some(prefix) => Some(prefix.join("lib/libjpeg.a")).filter(|l| l.exists()),
+        None => static_library("libjpeg.a"),
+    };
+    let linked = match library {
+        None => Err(match &prefix {
+            Some(prefix) => format!("HINT_LIBJPEG_DIR={} has no lib/libjpeg.a", prefix.display()),
+            None => "the C compiler finds no static libjpeg.a".to_string(),
+        }),
         // Only with the library there: the shim's archive must not be linked without it.
         Some(library) => cc::Build::new()
             .pic(true)
             .opt_level(2)
+            .includes(prefix.iter().map(|p| p.join("include")))
             .file("csrc/jpeg_turbo.c")
             .try_compile("hint_jpeg_turbo")
             .map(|()| library)
@@ -79,7 +92,9 @@ fn libjpeg_turbo() {
             "cargo:warning=libjpeg-turbo not used ({why}): JPEGs decode with zune-jpeg, slower \
              and not bit for bit PIL's; install libjpeg-turbo's headers and static library \
              (Debian: libjpeg62-turbo-dev; Ubuntu: libjpeg-turbo8-dev; Fedora: \
-             libjpeg-turbo-devel and libjpeg-turbo-static) where the C compiler finds them"
+             libjpeg-turbo-devel and libjpeg-turbo-static) where the C compiler finds them, \
+             or set HINT_LIBJPEG_DIR to the prefix of an installation (macOS: \
+             HINT_LIBJPEG_DIR=$(brew --prefix jpeg-turbo))"
         ),
     }
 }

@@ -60,7 +60,9 @@ fn main() {
         })
         .collect();
     println!(
-        "{images} JPEGs of {width}x{height}, {threads} decoding threads, resize 256, crop 224"
+        "{images} JPEGs of {width}x{height}, {threads} decoding threads, resize 256, crop 224, \
+         decoded by {}",
+        hint_worker::images::turbo::decoder()
     );
     for &batch in &batches {
         let best = (0..runs)

@@ -88,8 +88,7 @@ int hint_jpeg_decode(const unsigned char *data, size_t len, unsigned denominator
     struct failure failure;
     memset(&cinfo, 0, sizeof cinfo);
     if (setjmp(failure.jump)) {
-        jpeg_destroy_decompress(&cinfo);
-        return 1;
+        goto refused;
     }
     start(&cinfo, &failure, data, len);
     cinfo.out_color_space = JCS_RGB;
@@ -110,14 +109,12 @@ int hint_jpeg_decode(const unsigned char *data, size_t len, unsigned denominator
     }
     JSAMPARRAY row = (*cinfo.mem->alloc_sarray)((j_common_ptr)&cinfo, JPOOL_IMAGE, w * 3, 1);
     if (row0 > 0 && jpeg_skip_scanlines(&cinfo, row0) != row0) {
-        jpeg_destroy_decompress(&cinfo);
-        return 1;
+        goto refused;
     }
     size_t stride = (size_t)(col1 - col0) * 3;
     for (unsigned y = row0; y < row1; y++) {
         if (jpeg_read_scanlines(&cinfo, row, 1) != 1) {
-            jpeg_destroy_decompress(&cinfo);
-            return 1;
+            goto refused;
         }
         memcpy(out + (size_t)(y - row0) * stride, row[0] + (size_t)(col0 - x) * 3, stride);
     }
@@ -125,14 +122,16 @@ int hint_jpeg_decode(const unsigned char *data, size_t len, unsigned denominator
      * moves the counter there), so a file cut short below the window would pass: skip all
      * but the last row, whose entropy data is then decoded, and read that one. */
     if (row1 + 1 < height && jpeg_skip_scanlines(&cinfo, height - row1 - 1) != height - row1 - 1) {
-        jpeg_destroy_decompress(&cinfo);
-        return 1;
+        goto refused;
     }
     if (cinfo.output_scanline < height && jpeg_read_scanlines(&cinfo, row, 1) != 1) {
-        jpeg_destroy_decompress(&cinfo);
-        return 1;
+        goto refused;
     }
     jpeg_finish_decompress(&cinfo);
     jpeg_destroy_decompress(&cinfo);
     return 0;
+
+refused: /* libjpeg's error or warning (by longjmp), or fewer lines than asked for */
+    jpeg_destroy_decompress(&cinfo);
+    return 1;
 }

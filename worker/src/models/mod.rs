@@ -747,11 +747,8 @@ mod tests {
     /// tolerance does not depend on what other test threads draw from libtorch's shared
     /// generator (`tch::manual_seed` before building did, and the test was flaky).
     fn seeded_input(shape: &[i64], seed: u64) -> Tensor {
-        use rand::Rng;
-        let mut rng = hint_common::seed::rng(seed, &[]);
-        let values: Vec<f32> = (0..shape.iter().product::<i64>())
-            .map(|_| ((rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0) * 3f32.sqrt())
-            .collect();
+        let len = shape.iter().product::<i64>() as usize;
+        let values = crate::train::uniform_values(seed, &[], len, 3f32.sqrt());
         Tensor::from_slice(&values).view(shape)
     }
 

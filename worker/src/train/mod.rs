@@ -153,16 +153,22 @@ pub fn initialise(model: &Backbone, seed: u64) -> Result<()> {
             }
             let fan_in: i64 = size.iter().skip(1).product::<i64>();
             let bound = (6.0 / fan_in as f64).sqrt() as f32;
-            let mut rng = hint_common::seed::rng(seed, &[TAG_INIT, position as u64]);
-            let values: Vec<f32> = (0..variable.numel())
-                // 24 random bits → [0, 1) exactly representable in f32, then [−b, b).
-                .map(|_| ((rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0) * bound)
-                .collect();
+            let parts = [TAG_INIT, position as u64];
+            let values = uniform_values(seed, &parts, variable.numel(), bound);
             let values = Tensor::f_from_slice(&values)?.f_view(size.as_slice())?;
             variable.f_copy_(&values)?;
         }
         Ok(())
     })
+}
+
+/// `len` values uniform in `[−bound, bound)` from the `(seed, parts)` stream: 24 random bits
+/// each → `[0, 1)` exactly representable in f32, then scaled.
+pub(crate) fn uniform_values(seed: u64, parts: &[u64], len: usize, bound: f32) -> Vec<f32> {
+    let mut rng = hint_common::seed::rng(seed, parts);
+    (0..len)
+        .map(|_| ((rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0) * bound)
+        .collect()
 }
 
 /// What [`train`] reports while it runs.
